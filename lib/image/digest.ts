@@ -1,0 +1,92 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { ImageError } from './errors.js';
+
+/** Digest algorithms accepted in descriptors (OCI image-spec "registered algorithms"). */
+export type DigestAlgorithm = 'sha256' | 'sha512';
+
+/** A parsed `ALGORITHM:HEX` content digest. */
+export interface ParsedDigest {
+  algorithm: DigestAlgorithm;
+  hex: string;
+}
+
+const HEX_LENGTH: Record<DigestAlgorithm, number> = { sha256: 64, sha512: 128 };
+
+/**
+ * Parse and validate a digest. The hex part is checked strictly (lowercase,
+ * exact length) because it becomes a file name in the cache and in layouts:
+ * a loose check here would be a path-traversal hole there.
+ */
+export function parseDigest(digest: string, what = 'digest'): ParsedDigest {
+  const m = /^([a-z0-9]+):([a-f0-9]+)$/.exec(digest);
+  if (!m) throw new ImageError('BAD_DIGEST', `${what} \`${digest}\` is not of the form ALGORITHM:HEX`, { digest });
+  const algorithm = m[1] as DigestAlgorithm;
+  const expected = HEX_LENGTH[algorithm];
+  if (expected === undefined) throw new ImageError('BAD_DIGEST', `${what} \`${digest}\`: unsupported algorithm ${m[1]} (sha256 and sha512 are)`, { digest });
+  if (m[2]!.length !== expected) throw new ImageError('BAD_DIGEST', `${what} \`${digest}\`: ${algorithm} needs ${expected} hex digits, got ${m[2]!.length}`, { digest });
+  return { algorithm, hex: m[2]! };
+}
+
+/** Digest of an in-memory blob (manifests, configs). */
+export function digestOf(data: Uint8Array | string, algorithm: DigestAlgorithm = 'sha256'): string {
+  return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
+}
+
+/** Check an in-memory blob against its descriptor digest (and size when known). */
+export function verifyBuffer(data: Uint8Array, digest: string, size: number | undefined, what: string): void {
+  const { algorithm } = parseDigest(digest, what);
+  if (size !== undefined && data.length !== size) {
+    throw new ImageError('SIZE_MISMATCH', `${what} ${digest}: expected ${size} bytes, got ${data.length}`, { digest });
+  }
+  const actual = digestOf(data, algorithm);
+  if (actual !== digest) throw new ImageError('DIGEST_MISMATCH', `${what} ${digest}: content hashes to ${actual}`, { digest });
+}
+
+/**
+ * Pass-through stream that hashes what flows through it and fails at the end
+ * if the digest (or the byte count) differs. Failing in flush() means the
+ * error reaches the pipeline before the consumer sees a clean end, so a
+ * corrupt blob can never be committed as complete.
+ */
+export class DigestVerifier extends Transform {
+  readonly expected: string;
+  private readonly hash: Hash;
+  private readonly algorithm: DigestAlgorithm;
+  private readonly size: number | undefined;
+  private readonly what: string;
+  /** Bytes seen so far (for progress reporting). */
+  bytes = 0;
+
+  constructor(expected: string, options: { size?: number; what?: string } = {}) {
+    super();
+    this.what = options.what ?? 'blob';
+    this.algorithm = parseDigest(expected, this.what).algorithm;
+    this.expected = expected;
+    this.size = options.size;
+    this.hash = createHash(this.algorithm);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.size !== undefined && this.bytes > this.size) {
+      cb(new ImageError('SIZE_MISMATCH', `${this.what} ${this.expected}: more than the ${this.size} bytes its descriptor declares`, { digest: this.expected }));
+      return;
+    }
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.size !== undefined && this.bytes !== this.size) {
+      cb(new ImageError('SIZE_MISMATCH', `${this.what} ${this.expected}: expected ${this.size} bytes, got ${this.bytes}`, { digest: this.expected }));
+      return;
+    }
+    const actual = `${this.algorithm}:${this.hash.digest('hex')}`;
+    if (actual !== this.expected) {
+      cb(new ImageError('DIGEST_MISMATCH', `${this.what} ${this.expected}: content hashes to ${actual}`, { digest: this.expected }));
+      return;
+    }
+    cb();
+  }
+}

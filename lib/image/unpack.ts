@@ -1,0 +1,524 @@
+// Apply OCI/Docker layer tarballs onto a rootfs directory.
+//
+// Safety model: the rootfs is a fresh directory that only this writer
+// modifies, so path checks cannot race with anyone but the layer itself.
+// Every entry path is rejected if it is absolute or has a `..` component,
+// and every parent directory is walked with lstat() and rejected if it is a
+// symlink: nothing is ever resolved through a link that the image planted.
+// Files are created with O_CREAT|O_EXCL|O_NOFOLLOW after removing whatever
+// was at the path, so an existing symlink is replaced, never written through.
+// Directory modes and mtimes are applied once, at the end of all layers,
+// and only to paths that lstat() still shows as directories.
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import * as tar from 'tar-stream';
+import { Decompress as ZstdDecompress } from 'fzstd';
+import { ImageError } from './errors.js';
+import { DigestVerifier } from './digest.js';
+import type { Compression } from './manifest.js';
+
+const execFileP = promisify(execFile);
+
+/** Counters for one unpack, summed over layers. */
+export interface UnpackStats {
+  entries: number;
+  files: number;
+  directories: number;
+  symlinks: number;
+  hardlinks: number;
+  whiteouts: number;
+  opaqueDirs: number;
+  /** Character/block devices not created because the caller is not root. */
+  devicesSkipped: number;
+  /** setuid/setgid bits removed because the caller is not root. */
+  setidDropped: number;
+  /** Bytes of file content written. */
+  bytes: number;
+  /** Compressed bytes read from layer blobs. */
+  compressedBytes: number;
+}
+
+/** One layer to apply, with what its descriptor and the image config say it must hash to. */
+export interface LayerInput {
+  /** Digest of the blob as stored (compressed), checked while streaming. */
+  digest: string;
+  /** Size from the descriptor, checked too when given. */
+  size?: number;
+  /** Digest of the uncompressed tar (config `rootfs.diff_ids`), checked when given. */
+  diffId?: string;
+  compression: Compression;
+  /** Opens the blob. Called once. */
+  open: () => Promise<Readable> | Readable;
+}
+
+export interface UnpackOptions {
+  /**
+   * Keep uid/gid from the layer and keep setuid/setgid bits and device nodes.
+   * Defaults to running as root; unprivileged callers get files owned by
+   * themselves, as they could not chown anyway.
+   */
+  preserveOwnership?: boolean;
+  /** Called as compressed bytes of layer `index` are read. */
+  onProgress?: (index: number, bytes: number) => void;
+}
+
+/** An entry as tar-stream yields it (its type is not exported by name). */
+type TarEntry = tar.Extract extends AsyncIterable<infer S> ? S : never;
+
+interface DirMeta { mode: number; mtime: Date | undefined; uid: number; gid: number }
+
+const O_CREATE_FILE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+// Writes are batched up to this size so that small files cost one write().
+const WRITE_BATCH = 1 << 20;
+
+/** Stream transform for zstd layers: Node 20's zlib has no zstd, fzstd does it in JS. */
+class ZstdStream extends Transform {
+  private readonly dec = new ZstdDecompress((data) => { this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength)); });
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    try { this.dec.push(chunk); cb(); } catch (err) { cb(err as Error); }
+  }
+  override _flush(cb: TransformCallback): void {
+    try { this.dec.push(new Uint8Array(0), true); cb(); } catch (err) { cb(err as Error); }
+  }
+}
+
+/** Counts bytes for progress without copying them. */
+class ProgressTap extends Transform {
+  constructor(private readonly report: (n: number) => void) { super(); }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void { this.report(chunk.length); cb(null, chunk); }
+}
+
+function errCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/**
+ * Writes layers onto one rootfs directory, in order. Create one writer per
+ * unpack: it remembers which directories it has verified and which directory
+ * metadata is still to be applied by {@link RootfsWriter.finish}.
+ */
+export class RootfsWriter {
+  readonly root: string;
+  readonly stats: UnpackStats = { entries: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, whiteouts: 0, opaqueDirs: 0, devicesSkipped: 0, setidDropped: 0, bytes: 0, compressedBytes: 0 };
+  private readonly preserve: boolean;
+  /** Relative paths known to be real directories (not links) in this rootfs. */
+  private readonly safeDirs = new Set<string>(['']);
+  /** Deferred directory metadata, applied deepest first by finish(). */
+  private readonly dirMeta = new Map<string, DirMeta>();
+  /** Paths written by the current layer, and all their ancestors. */
+  private written = new Set<string>();
+  private writtenAncestors = new Set<string>();
+  private layerDigest = '';
+  private readonly uid = process.getuid?.() ?? 0;
+  private readonly gid = process.getgid?.() ?? 0;
+
+  constructor(root: string, options: { preserveOwnership?: boolean } = {}) {
+    this.root = path.resolve(root);
+    this.preserve = options.preserveOwnership ?? this.uid === 0;
+  }
+
+  /** Stream one layer blob through digest checks and decompression into the rootfs. */
+  async applyLayer(layer: LayerInput, onBytes?: (n: number) => void): Promise<void> {
+    this.layerDigest = layer.digest;
+    this.written = new Set();
+    this.writtenAncestors = new Set();
+    const source = await layer.open();
+    const stages: NodeJS.ReadWriteStream[] = [];
+    stages.push(new ProgressTap((n) => { this.stats.compressedBytes += n; onBytes?.(n); }));
+    stages.push(new DigestVerifier(layer.digest, layer.size === undefined ? { what: 'layer' } : { size: layer.size, what: 'layer' }));
+    if (layer.compression === 'gzip') stages.push(createGunzip());
+    else if (layer.compression === 'zstd') stages.push(new ZstdStream());
+    if (layer.diffId && (layer.diffId !== layer.digest || layer.compression !== 'none')) {
+      stages.push(new DigestVerifier(layer.diffId, { what: `uncompressed content (diff_id) of layer ${layer.digest}:` }));
+    }
+    const extract = tar.extract();
+    const flowing = (pipeline as (streams: unknown[]) => Promise<void>)([source, ...stages, extract]);
+    let entryError: unknown;
+    try {
+      for await (const entry of extract) await this.applyEntry(entry);
+    } catch (err) {
+      entryError = err;
+      source.destroy();
+    }
+    try {
+      await flowing;
+    } catch (err) {
+      if (entryError === undefined) throw this.wrapStreamError(err);
+    }
+    if (entryError !== undefined) throw this.wrapStreamError(entryError);
+  }
+
+  private wrapStreamError(err: unknown): unknown {
+    if (err instanceof ImageError) return err;
+    const code = errCode(err);
+    if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || /tar|header|zstd|invalid/i.test((err as Error)?.message ?? '')) {
+      return new ImageError('BAD_LAYER', `layer ${this.layerDigest}: not a valid ${'tar stream'}: ${(err as Error).message}`, { digest: this.layerDigest, cause: err });
+    }
+    if (err instanceof Error) err.message = `layer ${this.layerDigest}: ${err.message}`;
+    return err;
+  }
+
+  private unsafe(entry: string, why: string): never {
+    throw new ImageError('UNSAFE_ENTRY', `layer ${this.layerDigest}: entry \`${entry}\` ${why}; refusing to unpack`, { digest: this.layerDigest, entry });
+  }
+
+  /** Normalise a tar path to a relative path inside the rootfs, or reject it. */
+  private clean(name: string, entry: string, what = 'path'): string {
+    if (name.startsWith('/')) this.unsafe(entry, `has an absolute ${what} \`${name}\``);
+    const parts: string[] = [];
+    for (const p of name.split('/')) {
+      if (p === '' || p === '.') continue;
+      if (p === '..') this.unsafe(entry, `has a \`..\` component in its ${what} \`${name}\``);
+      if (p.includes('\0')) this.unsafe(entry, `has a NUL byte in its ${what}`);
+      parts.push(p);
+    }
+    return parts.join('/');
+  }
+
+  private abs(rel: string): string {
+    return rel === '' ? this.root : this.root + '/' + rel;
+  }
+
+  /**
+   * Make sure every ancestor of `rel` is a real directory inside the rootfs,
+   * creating missing ones when `create` is set. A symlink anywhere on the way
+   * is an attack (or a layer we cannot apply safely): reject it.
+   * Returns false if an ancestor is missing and `create` is false.
+   */
+  private async ensureParents(rel: string, entry: string, create: boolean): Promise<boolean> {
+    const slash = rel.lastIndexOf('/');
+    const parent = slash < 0 ? '' : rel.slice(0, slash);
+    if (this.safeDirs.has(parent)) return true;
+    if (!(await this.ensureParents(parent, entry, create))) return false;
+    const p = this.abs(parent);
+    let st: fs.Stats | undefined;
+    try { st = await fsp.lstat(p); } catch (err) { if (errCode(err) !== 'ENOENT') throw err; }
+    if (st?.isSymbolicLink()) this.unsafe(entry, `goes through \`${parent}\`, which is a symlink (to \`${await fsp.readlink(p).catch(() => '?')}\`)`);
+    if (st && !st.isDirectory()) {
+      if (!create) return false;
+      await this.remove(parent);
+      st = undefined;
+    }
+    if (!st) {
+      if (!create) return false;
+      await fsp.mkdir(p, 0o755);
+    }
+    this.safeDirs.add(parent);
+    return true;
+  }
+
+  /** Remove whatever is at `rel` (never following a link) and forget what we knew under it. */
+  private async remove(rel: string): Promise<void> {
+    if (rel === '') return;
+    await fsp.rm(this.abs(rel), { recursive: true, force: true });
+    const prefix = rel + '/';
+    this.safeDirs.delete(rel);
+    for (const d of this.safeDirs) if (d.startsWith(prefix)) this.safeDirs.delete(d);
+    this.dirMeta.delete(rel);
+    for (const d of this.dirMeta.keys()) if (d.startsWith(prefix)) this.dirMeta.delete(d);
+  }
+
+  private markWritten(rel: string): void {
+    this.written.add(rel);
+    let p = rel;
+    for (;;) {
+      const slash = p.lastIndexOf('/');
+      p = slash < 0 ? '' : p.slice(0, slash);
+      if (this.writtenAncestors.has(p)) break;
+      this.writtenAncestors.add(p);
+      if (p === '') break;
+    }
+  }
+
+  /** Mode bits we will apply, with setuid/setgid dropped for unprivileged callers. */
+  private mode(h: tar.Header): number {
+    let mode = (h.mode ?? 0o644) & 0o7777;
+    if (!this.preserve && mode & 0o6000) {
+      mode &= ~0o6000;
+      this.stats.setidDropped++;
+    }
+    return mode;
+  }
+
+  private async drain(entry: TarEntry): Promise<void> {
+    entry.resume();
+    for await (const _ of entry) { /* skip content */ }
+  }
+
+  private async applyEntry(entry: TarEntry): Promise<void> {
+    const h = entry.header;
+    const name = h.name;
+    this.stats.entries++;
+    const rel = this.clean(name, name);
+    const base = rel.slice(rel.lastIndexOf('/') + 1);
+
+    if (base.startsWith('.wh.')) {
+      await this.drain(entry);
+      await this.whiteout(rel, base, name);
+      return;
+    }
+
+    switch (h.type) {
+      case 'directory':
+        await this.drain(entry);
+        await this.directory(rel, h, name);
+        break;
+      case 'file':
+      case 'contiguous-file':
+        await this.file(rel, h, entry, name);
+        break;
+      case 'symlink':
+        await this.drain(entry);
+        await this.symlink(rel, h, name);
+        break;
+      case 'link':
+        await this.drain(entry);
+        await this.hardlink(rel, h, name);
+        break;
+      case 'character-device':
+      case 'block-device':
+      case 'fifo':
+        await this.drain(entry);
+        await this.special(rel, h, name);
+        break;
+      default:
+        // pax/GNU long-name records are consumed by tar-stream; anything else has no rootfs meaning.
+        await this.drain(entry);
+        return;
+    }
+    this.markWritten(rel);
+  }
+
+  private async whiteout(rel: string, base: string, entry: string): Promise<void> {
+    const dirRel = rel.slice(0, Math.max(0, rel.length - base.length - 1));
+    if (base === '.wh..wh..opq') {
+      this.stats.opaqueDirs++;
+      if (!(await this.ensureParents(rel, entry, false))) return;
+      await this.clearOpaque(dirRel);
+      return;
+    }
+    // Other `.wh..wh.` names are AUFS bookkeeping (hardlink dirs), not deletions.
+    if (base.startsWith('.wh..wh.')) return;
+    const victim = base.slice(4);
+    if (victim === '' || victim === '.' || victim === '..') this.unsafe(entry, 'is a whiteout for an invalid name');
+    this.stats.whiteouts++;
+    const target = dirRel === '' ? victim : `${dirRel}/${victim}`;
+    // A whiteout hides lower layers only (image-spec): never what this layer wrote.
+    if (this.written.has(target) || this.writtenAncestors.has(target)) return;
+    if (!(await this.ensureParents(target, entry, false))) return;
+    await this.remove(target);
+  }
+
+  /** Remove everything under `dirRel` that came from lower layers. */
+  private async clearOpaque(dirRel: string): Promise<void> {
+    let names: string[];
+    try {
+      const st = await fsp.lstat(this.abs(dirRel));
+      if (!st.isDirectory()) return;
+      names = await fsp.readdir(this.abs(dirRel));
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') return;
+      throw err;
+    }
+    for (const n of names) {
+      const child = dirRel === '' ? n : `${dirRel}/${n}`;
+      if (this.writtenAncestors.has(child)) await this.clearOpaque(child);
+      else if (!this.written.has(child)) await this.remove(child);
+    }
+  }
+
+  private async directory(rel: string, h: tar.Header, entry: string): Promise<void> {
+    this.stats.directories++;
+    const meta: DirMeta = { mode: this.mode(h), mtime: h.mtime, uid: h.uid ?? 0, gid: h.gid ?? 0 };
+    if (rel === '') {
+      this.dirMeta.set('', meta);
+      return;
+    }
+    await this.ensureParents(rel, entry, true);
+    const p = this.abs(rel);
+    try {
+      // Owner-writable while unpacking, so later entries and layers can fill it.
+      await fsp.mkdir(p, 0o700);
+    } catch (err) {
+      if (errCode(err) !== 'EEXIST') throw err;
+      const st = await fsp.lstat(p);
+      if (!st.isDirectory()) {
+        await this.remove(rel);
+        await fsp.mkdir(p, 0o700);
+      }
+    }
+    this.safeDirs.add(rel);
+    this.dirMeta.set(rel, meta);
+  }
+
+  /** Open a new file at rel, replacing (never following) whatever is there. */
+  private async create(rel: string, entry: string): Promise<fsp.FileHandle> {
+    if (rel === '') this.unsafe(entry, 'names the rootfs itself as a non-directory');
+    await this.ensureParents(rel, entry, true);
+    const p = this.abs(rel);
+    try {
+      return await fsp.open(p, O_CREATE_FILE, 0o600);
+    } catch (err) {
+      if (errCode(err) !== 'EEXIST') throw err;
+    }
+    await this.remove(rel);
+    return await fsp.open(p, O_CREATE_FILE, 0o600);
+  }
+
+  private async file(rel: string, h: tar.Header, entry: TarEntry, name: string): Promise<void> {
+    this.stats.files++;
+    const fh = await this.create(rel, name);
+    try {
+      let batch: Buffer[] = [];
+      let batchBytes = 0;
+      let position = 0;
+      for await (const chunk of entry as AsyncIterable<Buffer>) {
+        batch.push(chunk);
+        batchBytes += chunk.length;
+        if (batchBytes >= WRITE_BATCH) {
+          await fh.writev(batch, position);
+          position += batchBytes;
+          batch = [];
+          batchBytes = 0;
+        }
+      }
+      if (batchBytes > 0) await fh.writev(batch, position);
+      position += batchBytes;
+      this.stats.bytes += position;
+      if (this.preserve) await fh.chown(h.uid ?? 0, h.gid ?? 0);
+      // chmod after chown: chown clears setuid/setgid.
+      await fh.chmod(this.mode(h));
+      if (h.mtime) await fh.utimes(h.mtime, h.mtime);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async symlink(rel: string, h: tar.Header, entry: string): Promise<void> {
+    this.stats.symlinks++;
+    if (rel === '') this.unsafe(entry, 'names the rootfs itself as a symlink');
+    const target = h.linkname ?? '';
+    if (!target) this.unsafe(entry, 'is a symlink with an empty target');
+    await this.ensureParents(rel, entry, true);
+    await this.remove(rel);
+    const p = this.abs(rel);
+    // The target is stored as-is: it is only ever resolved inside the container,
+    // and nothing here writes through it.
+    await fsp.symlink(target, p);
+    if (this.preserve) await fsp.lchown(p, h.uid ?? 0, h.gid ?? 0);
+    if (h.mtime) await fsp.lutimes(p, h.mtime, h.mtime);
+  }
+
+  private async hardlink(rel: string, h: tar.Header, entry: string): Promise<void> {
+    this.stats.hardlinks++;
+    if (rel === '') this.unsafe(entry, 'names the rootfs itself as a hard link');
+    const targetRel = this.clean(h.linkname ?? '', entry, 'hard link target');
+    if (targetRel === '') this.unsafe(entry, 'is a hard link to the rootfs itself');
+    if (targetRel === rel) return;
+    if (!(await this.ensureParents(targetRel, entry, false))) this.unsafe(entry, `is a hard link to \`${h.linkname}\`, which does not exist`);
+    let st: fs.Stats;
+    try {
+      st = await fsp.lstat(this.abs(targetRel));
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') this.unsafe(entry, `is a hard link to \`${h.linkname}\`, which does not exist`);
+      throw err;
+    }
+    if (st.isDirectory()) this.unsafe(entry, `is a hard link to the directory \`${h.linkname}\``);
+    await this.ensureParents(rel, entry, true);
+    await this.remove(rel);
+    // link(2) does not follow a symlink target on Linux, so linking to a link is safe.
+    await fsp.link(this.abs(targetRel), this.abs(rel));
+  }
+
+  private async special(rel: string, h: tar.Header, entry: string): Promise<void> {
+    if (rel === '') this.unsafe(entry, 'names the rootfs itself as a special file');
+    const isDevice = h.type !== 'fifo';
+    if (isDevice && !this.preserve) {
+      // mknod(2) of a device needs CAP_MKNOD in the initial user namespace.
+      this.stats.devicesSkipped++;
+      return;
+    }
+    await this.ensureParents(rel, entry, true);
+    await this.remove(rel);
+    const p = this.abs(rel);
+    const mode = this.mode(h);
+    // Node has no mknod/mkfifo binding; these entries are rare, so the coreutils tools do.
+    if (isDevice) {
+      await execFileP('mknod', ['-m', (mode & 0o777).toString(8), '--', p, h.type === 'block-device' ? 'b' : 'c', String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
+    } else {
+      await execFileP('mkfifo', ['-m', (mode & 0o777).toString(8), '--', p]);
+    }
+    if (this.preserve) await fsp.lchown(p, h.uid ?? 0, h.gid ?? 0);
+    await fsp.chmod(p, mode);
+    if (h.mtime) await fsp.lutimes(p, h.mtime, h.mtime);
+  }
+
+  /**
+   * Apply directory modes, owners and mtimes, deepest first so that setting a
+   * parent's mtime comes after its children stopped changing it, and so that
+   * a read-only parent does not block the fix-up of its children.
+   */
+  async finish(): Promise<void> {
+    const dirs = [...this.dirMeta.entries()].sort((a, b) => depth(b[0]) - depth(a[0]));
+    for (const [rel, meta] of dirs) {
+      const p = this.abs(rel);
+      let st: fs.Stats;
+      try { st = await fsp.lstat(p); } catch (err) { if (errCode(err) === 'ENOENT') continue; throw err; }
+      if (!st.isDirectory()) continue;
+      if (this.preserve) await fsp.lchown(p, meta.uid, meta.gid);
+      await fsp.chmod(p, meta.mode);
+      if (meta.mtime) await fsp.utimes(p, meta.mtime, meta.mtime);
+    }
+    this.dirMeta.clear();
+  }
+}
+
+function depth(rel: string): number {
+  if (rel === '') return 0;
+  let n = 1;
+  for (let i = 0; i < rel.length; i++) if (rel.charCodeAt(i) === 47) n++;
+  return n;
+}
+
+/**
+ * Unpack `layers` in order into `rootfs` (which should be a new, empty
+ * directory: on error its content is undefined and the caller removes it).
+ */
+export async function unpackLayers(rootfs: string, layers: LayerInput[], options: UnpackOptions = {}): Promise<UnpackStats> {
+  await fsp.mkdir(rootfs, { recursive: true });
+  const writer = new RootfsWriter(rootfs, options.preserveOwnership === undefined ? {} : { preserveOwnership: options.preserveOwnership });
+  for (let i = 0; i < layers.length; i++) {
+    await writer.applyLayer(layers[i]!, options.onProgress ? (n) => options.onProgress!(i, n) : undefined);
+  }
+  await writer.finish();
+  return writer.stats;
+}
+
+/**
+ * Remove an unpacked tree even when the image made directories read-only
+ * (an unprivileged caller cannot delete inside a 0555 directory it owns
+ * without first making it writable).
+ */
+export async function removeTree(dir: string): Promise<void> {
+  try {
+    await fsp.rm(dir, { recursive: true, force: true });
+    return;
+  } catch (err) {
+    if (errCode(err) !== 'EACCES' && errCode(err) !== 'EPERM') throw err;
+  }
+  const walk = async (p: string): Promise<void> => {
+    let st: fs.Stats;
+    try { st = await fsp.lstat(p); } catch { return; }
+    if (!st.isDirectory()) return;
+    if ((st.mode & 0o700) !== 0o700) await fsp.chmod(p, (st.mode & 0o7777) | 0o700).catch(() => undefined);
+    for (const n of await fsp.readdir(p).catch(() => [] as string[])) await walk(path.join(p, n));
+  };
+  await walk(dir);
+  await fsp.rm(dir, { recursive: true, force: true });
+}

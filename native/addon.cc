@@ -1,0 +1,288 @@
+// The addon surface: init(), spawn(), and the ContainerHandle returned by
+// spawn (kill, ref, unref). Argument unpacking and result objects only; the
+// work is in plan.cc, spawn.cc, child.cc and exit_watch.cc.
+
+#include <errno.h>
+#include <fcntl.h>
+#include <napi.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "exit_watch.h"
+#include "plan_js.h"
+#include "spawn.h"
+#include "syscalls.h"
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+
+namespace {
+
+// The init binary as a sealed memfd, made once per process: the child execs
+// it with execveat(AT_EMPTY_PATH), so no container ever sees (or could write
+// through /proc/1/exe to) a file of the host (runc's CVE-2019-5736 lesson).
+int g_init_fd = -1;
+
+int make_init_memfd(const char *path, std::string *why) {
+  int src = open(path, O_RDONLY | O_CLOEXEC);
+  if (src < 0) { *why = std::string("open ") + path; return -errno; }
+  struct stat st;
+  if (fstat(src, &st) < 0) { close(src); *why = "fstat"; return -errno; }
+  int fd = memfd_create("nodularity-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+  if (fd < 0 && errno == EINVAL) fd = memfd_create("nodularity-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) {
+    // No memfd: exec the file itself (still only through an fd).
+    return src;
+  }
+  off_t off = 0;
+  while (off < st.st_size) {
+    ssize_t n = sendfile(fd, src, &off, st.st_size - off);
+    if (n <= 0) { int e = n < 0 ? errno : EIO; close(fd); close(src); *why = "sendfile"; return -e; }
+  }
+  close(src);
+  fchmod(fd, 0555);
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+    int e = errno; close(fd); *why = "seal memfd"; return -e;
+  }
+  return fd;
+}
+
+Napi::Object rusage_to_js(Napi::Env env, const struct rusage &ru) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("userCPUTime", (double)ru.ru_utime.tv_sec * 1e6 + ru.ru_utime.tv_usec);     // µs, as process.resourceUsage()
+  o.Set("systemCPUTime", (double)ru.ru_stime.tv_sec * 1e6 + ru.ru_stime.tv_usec);
+  o.Set("maxRSS", (double)ru.ru_maxrss);                                            // KiB
+  o.Set("minorPageFault", (double)ru.ru_minflt);
+  o.Set("majorPageFault", (double)ru.ru_majflt);
+  o.Set("fsRead", (double)ru.ru_inblock);
+  o.Set("fsWrite", (double)ru.ru_oublock);
+  o.Set("voluntaryContextSwitches", (double)ru.ru_nvcsw);
+  o.Set("involuntaryContextSwitches", (double)ru.ru_nivcsw);
+  return o;
+}
+
+class ContainerHandle;
+
+class SpawnWorker : public Napi::AsyncWorker {
+ public:
+  SpawnWorker(Napi::Function cb, ContainerHandle *h, std::unique_ptr<spawn_job> job)
+      : Napi::AsyncWorker(cb, "nodularity:spawn"), handle_(h), job_(std::move(job)) {}
+  void Execute() override { spawn_run(job_.get()); }
+  void OnOK() override;
+
+ private:
+  ContainerHandle *handle_;
+  std::unique_ptr<spawn_job> job_;
+};
+
+class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ContainerHandle",
+                       {InstanceMethod("kill", &ContainerHandle::Kill), InstanceMethod("ref", &ContainerHandle::Ref_),
+                        InstanceMethod("unref", &ContainerHandle::Unref_)});
+  }
+  explicit ContainerHandle(const Napi::CallbackInfo &info) : Napi::ObjectWrap<ContainerHandle>(info) {}
+
+  void Started(Napi::Env env, spawn_job *job, Napi::Function on_exit) {
+    on_exit_ = Napi::Persistent(on_exit);
+    ctx_ = std::make_unique<Napi::AsyncContext>(env, "nodularity:exit");
+    watch_ = new exit_watch{};
+    watch_->pidfd = job->pidfd;
+    watch_->report_fd = job->report_rd;
+    watch_->on_exit = &ContainerHandle::OnExit;
+    watch_->data = this;
+    uv_loop_t *loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    int r = exit_watch_start(loop, watch_);
+    job->pidfd = -1;
+    job->report_rd = -1;
+    if (r < 0) {
+      // Cannot watch: kill and reap synchronously rather than leak a zombie.
+      sys_pidfd_send_signal(watch_->pidfd, SIGKILL);
+      siginfo_t si;
+      exit_info info{};
+      sys_waitid(P_PIDFD, watch_->pidfd, &si, WEXITED, &info.rusage);
+      close(watch_->pidfd);
+      if (watch_->report_fd >= 0) close(watch_->report_fd);
+      delete watch_;
+      watch_ = nullptr;
+      info.signal = SIGKILL;
+      info.exit_code = 128 + SIGKILL;
+      Finish(env, &info);
+      return;
+    }
+    if (!ref_) exit_watch_ref(watch_, false);
+  }
+
+ private:
+  static void OnExit(exit_watch *w, const exit_info *info) {
+    ContainerHandle *self = static_cast<ContainerHandle *>(w->data);
+    self->watch_ = nullptr;
+    self->Finish(self->Env(), info);
+  }
+
+  void Finish(Napi::Env env, const exit_info *info) {
+    Napi::HandleScope scope(env);
+    Napi::Value sig = info->signal ? Napi::Value(Napi::Number::New(env, info->signal)) : env.Null();
+    Napi::FunctionReference cb = std::move(on_exit_);
+    Unref();  // matches the Ref() taken at spawn
+    cb.MakeCallback(Value(), {Napi::Number::New(env, info->exit_code), sig, rusage_to_js(env, info->rusage)}, *ctx_);
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  Napi::Value Kill(const Napi::CallbackInfo &info) {
+    int sig = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : SIGTERM;
+    if (!watch_ || watch_->pidfd < 0) return Napi::Number::New(info.Env(), -ESRCH);
+    int r = sys_pidfd_send_signal(watch_->pidfd, sig);
+    return Napi::Number::New(info.Env(), r < 0 ? -errno : 0);
+  }
+  Napi::Value Ref_(const Napi::CallbackInfo &info) {
+    ref_ = true;
+    if (watch_) exit_watch_ref(watch_, true);
+    return info.Env().Undefined();
+  }
+  Napi::Value Unref_(const Napi::CallbackInfo &info) {
+    ref_ = false;
+    if (watch_) exit_watch_ref(watch_, false);
+    return info.Env().Undefined();
+  }
+
+  exit_watch *watch_ = nullptr;
+  bool ref_ = true;
+  Napi::FunctionReference on_exit_;
+  std::unique_ptr<Napi::AsyncContext> ctx_;
+
+ public:
+  Napi::FunctionReference pending_on_exit_;  // onExit, held until the spawn completes
+};
+
+void SpawnWorker::OnOK() {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  spawn_job *job = job_.get();
+  Napi::Function on_spawn = Callback().Value();
+  Napi::Function on_exit = handle_->pending_on_exit_.Value();
+  handle_->pending_on_exit_.Reset();
+  if (job->failed) {
+    spawn_close_all(job);
+    Napi::Object err = Napi::Object::New(env);
+    err.Set("step", job->error.step);
+    err.Set("errno", job->error.err);
+    err.Set("index", job->error.index);
+    err.Set("detail", job->error.detail);
+    if (!job->helper_output.empty()) err.Set("helperOutput", job->helper_output);
+    handle_->Unref();
+    on_spawn.Call({err});
+    return;
+  }
+  Napi::Object res = Napi::Object::New(env);
+  res.Set("pid", job->pid);
+  res.Set("cloneMicros", (double)job->clone_ns / 1000.0);
+  Napi::Array fds = Napi::Array::New(env, 3);
+  for (int i = 0; i < 3; i++) {
+    fds.Set(i, Napi::Number::New(env, job->parent_stdio[i]));
+    job->parent_stdio[i] = -1;  // JS owns them now
+  }
+  res.Set("stdio", fds);
+  handle_->Started(env, job, on_exit);
+  on_spawn.Call({env.Null(), res});
+}
+
+Napi::Value JsInit(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "init(initPath) needs the path of nodularity-init").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (g_init_fd >= 0) return env.Undefined();
+  std::string why;
+  int fd = make_init_memfd(info[0].As<Napi::String>().Utf8Value().c_str(), &why);
+  if (fd < 0) {
+    Napi::Error e = Napi::Error::New(env, "cannot load the init binary: " + why + ": " + strerror(-fd));
+    e.Set("errno", Napi::Number::New(env, -fd));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  g_init_fd = fd;
+  return env.Undefined();
+}
+
+// spawn(plan, stdio, onSpawn(err, {pid, stdio}), onExit(code, signal, rusage)) -> ContainerHandle
+Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsFunction() || !info[3].IsFunction()) {
+    Napi::TypeError::New(env, "Usage: spawn(plan: object, stdio: array, onSpawn: function, onExit: function)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto job = std::make_unique<spawn_job>();
+  job->plan = plan_from_js(env, info[0].As<Napi::Object>());
+  if (!job->plan) return env.Undefined();
+  if (job->plan->use_init && g_init_fd < 0) {
+    Napi::Error::New(env, "init() was not called: the init binary is not loaded").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  job->init_fd = g_init_fd;
+  Napi::Array stdio = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < 3 && i < stdio.Length(); i++) {
+    Napi::Value v = stdio.Get(i);
+    // 'pipe' | 'ignore' | 'inherit' | fd number
+    if (v.IsNumber()) {
+      job->stdio_kind[i] = STDIO_FD;
+      job->stdio_fd[i] = v.As<Napi::Number>().Int32Value();
+    } else if (v.IsString()) {
+      std::string s = v.As<Napi::String>().Utf8Value();
+      if (s == "pipe") job->stdio_kind[i] = STDIO_PIPE;
+      else if (s == "ignore") job->stdio_kind[i] = STDIO_IGNORE;
+      else if (s == "inherit") job->stdio_kind[i] = STDIO_INHERIT;
+      else {
+        Napi::TypeError::New(env, "stdio[" + std::to_string(i) + "] must be 'pipe', 'ignore', 'inherit' or an fd")
+            .ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+    }
+  }
+  const char *call = "";
+  int r = spawn_prepare(job.get(), &call);
+  if (r < 0) {
+    spawn_close_all(job.get());
+    Napi::Error e = Napi::Error::New(env, std::string(call) + ": " + strerror(-r));
+    e.Set("errno", Napi::Number::New(env, -r));
+    e.Set("syscall", Napi::String::New(env, call));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object obj = env.GetInstanceData<Napi::FunctionReference>()->New({});
+  ContainerHandle *h = ContainerHandle::Unwrap(obj);
+  h->Ref();  // alive until the exit (or the failed spawn) is reported
+  h->pending_on_exit_ = Napi::Persistent(info[3].As<Napi::Function>());
+  auto *w = new SpawnWorker(info[2].As<Napi::Function>(), h, std::move(job));
+  w->Queue();
+  return obj;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = ContainerHandle::Define(env);
+  auto *ctor_ref = new Napi::FunctionReference(Napi::Persistent(ctor));
+  env.SetInstanceData(ctor_ref);
+  exports.Set("init", Napi::Function::New(env, JsInit, "init"));
+  exports.Set("spawn", Napi::Function::New(env, JsSpawn, "spawn"));
+  exports.Set("ContainerHandle", ctor);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(nodularity, Init)

@@ -1,0 +1,353 @@
+// The child side of clone: a straight list of setup steps, then exec.
+//
+// This code runs in a copy of a multithreaded Node process, and in the
+// vfork-style path it even shares the parent's memory (CLONE_VM) while the
+// parent thread is suspended. So: async-signal-safe calls only, no malloc, no
+// C++ exceptions, no stdio, no N-API, no writes to any memory but our own
+// stack. glibc wrappers that act on "all threads" (setresuid, setgroups) are
+// replaced by raw syscalls: their setxid broadcast would signal the parent's
+// threads. Every step returns 0 or -errno; the first failure is reported to
+// the parent as a child_msg record and the child exits 127.
+
+#include "child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "protocol.h"
+#include "syscalls.h"
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+#ifndef ST_RELATIME
+#define ST_RELATIME 4096
+#endif
+
+// Report a failed step to the parent and die. Never returns.
+static void child_fail(const child_args *a, int step, int err, int index, int detail) {
+  struct child_msg m = {MSG_ERROR, step, err, index, detail};
+  ssize_t r;
+  do { r = write(a->report_fd, &m, sizeof m); } while (r < 0 && errno == EINTR);
+  _exit(127);
+}
+
+// Write a whole buffer to a file that must already exist (procfs files).
+static int write_file(const char *path, const char *data) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  size_t len = strlen(data);
+  ssize_t n = write(fd, data, len);
+  int err = n < 0 ? -errno : ((size_t)n != len ? -EIO : 0);
+  close(fd);
+  return err;
+}
+
+// Default dispositions everywhere: Node ignores SIGPIPE and handles others,
+// and SIG_IGN survives execve. The mask stays full until just before exec.
+static void step_reset_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    sigaction(sig, &sa, NULL);  // EINVAL for glibc-reserved RT signals is fine
+  }
+}
+
+// Place the requested fds on 0, 1, 2. Sources below 3 are first moved up so
+// that placing one cannot clobber another (e.g. stdout given as fd 0).
+static int step_stdio(const launch_plan *p) {
+  int src[3];
+  for (int i = 0; i < 3; i++) {
+    src[i] = p->stdio[i];
+    if (src[i] >= 0 && src[i] < 3 && src[i] != i) {
+      int moved = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
+      if (moved < 0) return -errno;
+      src[i] = moved;
+    }
+  }
+  for (int i = 0; i < 3; i++) {
+    if (src[i] < 0) continue;
+    if (src[i] == i) {
+      if (fcntl(i, F_SETFD, 0) < 0) return -errno;
+    } else if (dup2(src[i], i) < 0) {
+      return -errno;
+    }
+  }
+  return 0;
+}
+
+// Unprivileged single-ID map written by the child itself: it holds
+// CAP_SETUID in its new namespace and maps only its own euid, which the
+// kernel allows; gid_map needs setgroups "deny" first (CVE-2014-8989).
+static void step_self_maps(const child_args *a) {
+  const launch_plan *p = a->plan;
+  int r = write_file("/proc/self/setgroups", "deny");
+  if (r < 0 && r != -ENOENT) child_fail(a, STEP_SETGROUPS_DENY, -r, 0, 0);
+  if ((r = write_file("/proc/self/uid_map", p->uid_map)) < 0) child_fail(a, STEP_UID_MAP, -r, 0, 0);
+  if ((r = write_file("/proc/self/gid_map", p->gid_map)) < 0) child_fail(a, STEP_GID_MAP, -r, 0, 0);
+}
+
+// Block until the parent has written our maps; anything but the agreed
+// byte (including EOF when the parent gave up) aborts.
+static void step_wait_maps(const child_args *a) {
+  char b = 0;
+  ssize_t n;
+  do { n = read(a->sync_fd, &b, 1); } while (n < 0 && errno == EINTR);
+  if (n != 1 || b != SYNC_MAPS_WRITTEN) child_fail(a, STEP_WAIT_MAPS, n < 0 ? errno : ECANCELED, 0, 0);
+  close(a->sync_fd);
+}
+
+// Mount flags that statfs reports and that a bind remount must repeat:
+// leaving out a flag the kernel locked (nosuid, nodev, ro, atime) is EPERM.
+static unsigned long locked_flags(const char *path) {
+  struct statfs sf;
+  if (statfs(path, &sf) < 0) return 0;
+  unsigned long f = 0;
+  if (sf.f_flags & ST_RDONLY) f |= MS_RDONLY;
+  if (sf.f_flags & ST_NOSUID) f |= MS_NOSUID;
+  if (sf.f_flags & ST_NODEV) f |= MS_NODEV;
+  if (sf.f_flags & ST_NOEXEC) f |= MS_NOEXEC;
+  if (sf.f_flags & ST_NOATIME) f |= MS_NOATIME;
+  if (sf.f_flags & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (sf.f_flags & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+static unsigned long attr_to_ms(uint64_t attr) {
+  unsigned long f = 0;
+  if (attr & MOUNT_ATTR_RDONLY) f |= MS_RDONLY;
+  if (attr & MOUNT_ATTR_NOSUID) f |= MS_NOSUID;
+  if (attr & MOUNT_ATTR_NODEV) f |= MS_NODEV;
+  if (attr & MOUNT_ATTR_NOEXEC) f |= MS_NOEXEC;
+  return f;
+}
+
+// Apply attributes and propagation to a mount (and its submounts when
+// recursive) in one mount_setattr call; on kernels without it (< 5.12) fall
+// back to a remount of the top mount that keeps its locked flags.
+static int set_mount_attrs(const char *target, uint64_t set, uint64_t clr, uint64_t propagation, int recursive,
+                           int *call) {
+  if (!set && !clr && !propagation) return 0;
+  struct nod_mount_attr attr = {set, clr, propagation, 0};
+  *call = CALL_MOUNT_SETATTR;
+  if (sys_mount_setattr(AT_FDCWD, target, recursive ? AT_RECURSIVE : 0, &attr) == 0) return 0;
+  if (errno != ENOSYS) return -errno;
+  *call = CALL_REMOUNT;
+  if (propagation && mount(NULL, target, NULL, (recursive ? MS_REC : 0) | propagation, NULL) < 0) return -errno;
+  if (set || clr) {
+    unsigned long f = (locked_flags(target) | attr_to_ms(set)) & ~attr_to_ms(clr);
+    if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | f, NULL) < 0) return -errno;
+  }
+  return 0;
+}
+
+// A recursive bind of src onto target with the op's attributes.
+static int bind_with_attrs(const mount_op *op, const char *src, int *call) {
+  *call = CALL_MOUNT;
+  if (mount(src, op->target, NULL, MS_BIND | (op->recursive ? MS_REC : 0), NULL) < 0) return -errno;
+  return set_mount_attrs(op->target, op->attr_set, op->attr_clr, op->propagation, op->recursive, call);
+}
+
+// Interpret one mount op of the plan. *call says which syscall failed.
+static int run_op(const mount_op *op, int *call) {
+  struct stat st;
+  int fd;
+  switch (op->kind) {
+    case OP_MKDIR:
+      *call = CALL_MKDIR;
+      if (mkdir(op->target, op->mode) < 0 && errno != EEXIST) return -errno;
+      return 0;
+    case OP_MKFILE:
+      *call = CALL_MKFILE;
+      fd = open(op->target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, op->mode);
+      if (fd < 0) return errno == EEXIST || errno == EISDIR ? 0 : -errno;
+      close(fd);
+      return 0;
+    case OP_SYMLINK:
+      *call = CALL_SYMLINK;
+      if (symlink(op->source, op->target) < 0 && errno != EEXIST) return -errno;
+      return 0;
+    case OP_BIND:
+      return bind_with_attrs(op, op->source, call);
+    case OP_MOUNT:
+      *call = CALL_MOUNT;
+      if (mount(op->source, op->target, op->fstype, op->flags, op->data) < 0) {
+        // A fresh proc or sysfs is refused where the kernel sees them
+        // partly hidden (nested containers) or without a netns of our own:
+        // bind the host's instead, as bubblewrap and Apptainer do.
+        if (!op->fallback || (errno != EPERM && errno != EACCES && errno != EBUSY)) return -errno;
+        *call = CALL_FALLBACK_BIND;
+        return bind_with_attrs(op, op->fallback, call);
+      }
+      return set_mount_attrs(op->target, op->attr_set, op->attr_clr, op->propagation, op->recursive, call);
+    case OP_MASK:
+      *call = CALL_STAT;
+      if (stat(op->target, &st) < 0) return errno == ENOENT ? 0 : -errno;
+      *call = CALL_MOUNT;
+      if (S_ISDIR(st.st_mode)) {
+        if (mount("tmpfs", op->target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=000") < 0)
+          return -errno;
+        return 0;
+      }
+      if (mount(op->source, op->target, NULL, MS_BIND, NULL) < 0) return -errno;
+      return 0;
+    case OP_READONLY:
+      *call = CALL_STAT;
+      if (stat(op->target, &st) < 0) return errno == ENOENT ? 0 : -errno;
+      return bind_with_attrs(op, op->target, call);
+  }
+  return -EINVAL;
+}
+
+// Bring up lo in a new network namespace (it starts down); nothing else.
+static int step_loopback(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_name[0] = 'l';
+  ifr.ifr_name[1] = 'o';
+  int r = 0;
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) r = -errno;
+  if (r == 0) {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) r = -errno;
+  }
+  close(s);
+  return r;
+}
+
+// pivot_root(".", ".") stacks the old root on the new one; making it slave
+// before the detach keeps the unmount from propagating to the host (crun,
+// runc and LXC do the same).
+static int step_pivot_root(const char *rootfs) {
+  if (chdir(rootfs) < 0) return -errno;
+  if (sys_pivot_root(".", ".") < 0) return -errno;
+  if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) return -errno;
+  if (umount2(".", MNT_DETACH) < 0) return -errno;
+  if (chdir("/") < 0) return -errno;
+  return 0;
+}
+
+static int set_caps(const launch_plan *p) {
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  for (int i = 0; i < 2; i++) {
+    data[i].effective = (uint32_t)(p->cap_effective >> (32 * i));
+    data[i].permitted = (uint32_t)(p->cap_permitted >> (32 * i));
+    data[i].inheritable = (uint32_t)(p->cap_inheritable >> (32 * i));
+  }
+  return syscall(SYS_capset, &hdr, data) < 0 ? -errno : 0;
+}
+
+// Drop to the payload's credentials and capabilities. The bounding set goes
+// first (it needs CAP_SETPCAP, which the uid change would take away); keepcaps
+// lets the capabilities the spec keeps survive a change to a non-zero uid.
+static void step_credentials(const child_args *a) {
+  const launch_plan *p = a->plan;
+  for (int c = 0; c <= p->cap_last; c++) {
+    if (p->cap_bounding & (1ULL << c)) continue;
+    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) child_fail(a, STEP_CAP_BOUNDING, errno, c, 0);
+  }
+  if (p->set_ids) {
+    prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
+    if (p->set_groups && syscall(SYS_setgroups, p->n_groups, p->groups) < 0) child_fail(a, STEP_SETGROUPS, errno, 0, 0);
+    if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0) child_fail(a, STEP_SETGID, errno, 0, 0);
+    if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0) child_fail(a, STEP_SETUID, errno, 0, 0);
+  }
+  int r = set_caps(p);
+  if (r < 0) child_fail(a, STEP_CAPSET, -r, 0, 0);
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  for (int c = 0; c <= p->cap_last; c++) {
+    if (!(p->cap_ambient & (1ULL << c))) continue;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0) child_fail(a, STEP_CAP_AMBIENT, errno, c, 0);
+  }
+}
+
+int child_main(void *arg) {
+  const child_args *a = (const child_args *)arg;
+  const launch_plan *p = a->plan;
+  int r;
+
+  step_reset_signals();
+  if ((r = step_stdio(p)) < 0) child_fail(a, STEP_STDIO, -r, 0, 0);
+
+  if (p->id_mode == IDMAP_SELF) step_self_maps(a);
+  else if (p->id_mode == IDMAP_PARENT || p->id_mode == IDMAP_HELPER) step_wait_maps(a);
+
+  // From here on we hold every capability in our own user namespace.
+  if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) child_fail(a, STEP_HOSTNAME, errno, 0, 0);
+  if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0)
+    child_fail(a, STEP_DOMAINNAME, errno, 0, 0);
+
+  // Nothing we mount may propagate back to the host; slave (the default)
+  // still lets host mounts (autofs under /cvmfs) propagate in.
+  if (p->root_propagation && mount(NULL, "/", NULL, MS_REC | p->root_propagation, NULL) < 0)
+    child_fail(a, STEP_ROOT_PROPAGATION, errno, 0, 0);
+  // pivot_root needs the new root to be a mount point.
+  if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(a, STEP_BIND_ROOTFS, errno, 0, 0);
+
+  for (int i = 0; i < p->n_ops; i++) {
+    int call = CALL_MOUNT;
+    if ((r = run_op(&p->ops[i], &call)) < 0) child_fail(a, STEP_MOUNT, -r, i, call);
+  }
+  if (p->loopback && (r = step_loopback()) < 0) child_fail(a, STEP_LOOPBACK, -r, 0, 0);
+  if ((r = step_pivot_root(p->rootfs)) < 0) child_fail(a, STEP_PIVOT_ROOT, -r, 0, 0);
+  if (p->root_readonly) {
+    int call = CALL_MOUNT_SETATTR;
+    if ((r = set_mount_attrs("/", MOUNT_ATTR_RDONLY, 0, 0, 0, &call)) < 0) child_fail(a, STEP_ROOT_READONLY, -r, 0, call);
+  }
+  if (chdir(p->cwd) < 0) child_fail(a, STEP_CHDIR, errno, 0, 0);
+
+  for (int i = 0; i < p->n_rlimits; i++) {
+    struct rlimit rl = {(rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard};
+    if (setrlimit((__rlimit_resource_t)p->rlimits[i].resource, &rl) < 0) child_fail(a, STEP_RLIMIT, errno, i, 0);
+  }
+
+  step_credentials(a);
+  if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(a, STEP_NO_NEW_PRIVS, errno, 0, 0);
+  // After the uid change, which clears the parent-death signal.
+  if (p->pdeathsig && prctl(PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0) < 0) child_fail(a, STEP_PARENT_DEATH, errno, 0, 0);
+
+  // Every fd above stdio closes at exec: the Node process's sockets, files
+  // and pipes must not reach the payload. Marking (not closing) keeps the
+  // report pipe usable until exec succeeds.
+  if (sys_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    if (errno != ENOSYS && errno != EINVAL) child_fail(a, STEP_CLOSE_FDS, errno, 0, 0);
+    for (int fd = 3; fd < 65536; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+
+  if (p->use_init) {
+    // The init inherits the report fd (it sends EXEC_OK and the exit status)
+    // and keeps every signal blocked until it has its own handling in place:
+    // from the parent namespace a default-disposition signal would kill it.
+    if (fcntl(a->report_fd, F_SETFD, 0) < 0) child_fail(a, STEP_EXEC_INIT, errno, 0, 0);
+    syscall(SYS_execveat, a->init_fd, "", p->init_argv, p->envp, AT_EMPTY_PATH);
+    child_fail(a, STEP_EXEC_INIT, errno, 0, 0);
+  }
+
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  execve(p->exec_path, p->argv, p->envp);
+  child_fail(a, STEP_EXEC, errno, 0, 0);
+  return 127;
+}

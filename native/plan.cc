@@ -1,0 +1,195 @@
+// plan_from_js(): the JS LaunchPlan -> launch_plan, with every string copied
+// into storage the plan owns, so nothing the child touches can move or be
+// collected. Policy lives in lib/plan; here we only check types, naming the
+// field ("plan.ops[3].target must be a string"), as better-sqlite3 does.
+
+#include "plan_js.h"
+
+#include <cstring>
+
+namespace {
+
+struct reader {
+  Napi::Env env;
+  launch_plan *plan;
+  bool failed = false;
+
+  void fail(const std::string &field, const char *what) {
+    if (failed) return;
+    failed = true;
+    Napi::TypeError::New(env, "plan." + field + " must be " + what).ThrowAsJavaScriptException();
+  }
+
+  const char *keep(const std::string &s) {
+    std::unique_ptr<char[]> buf(new char[s.size() + 1]);
+    memcpy(buf.get(), s.c_str(), s.size() + 1);
+    const char *p = buf.get();
+    plan->strings.push_back(std::move(buf));
+    return p;
+  }
+
+  // A string (no NUL inside) or, when optional, undefined/null -> nullptr.
+  const char *str(Napi::Object o, const char *key, const std::string &field, bool optional = false) {
+    Napi::Value v = o.Get(key);
+    if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
+    if (!v.IsString()) { fail(field, "a string"); return nullptr; }
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s.find('\0') != std::string::npos) { fail(field, "a string without NUL bytes"); return nullptr; }
+    return keep(s);
+  }
+
+  double num(Napi::Object o, const char *key, const std::string &field, double dflt = 0, bool optional = true) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() && optional) return dflt;
+    if (!v.IsNumber()) { fail(field, "a number"); return dflt; }
+    return v.As<Napi::Number>().DoubleValue();
+  }
+
+  // 64-bit masks and limits arrive as decimal strings or BigInt-free numbers.
+  uint64_t u64(Napi::Object o, const char *key, const std::string &field) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return 0;
+    if (v.IsNumber()) return (uint64_t)v.As<Napi::Number>().Int64Value();
+    if (v.IsBigInt()) {
+      bool lossless;
+      return v.As<Napi::BigInt>().Uint64Value(&lossless);
+    }
+    fail(field, "a number or bigint");
+    return 0;
+  }
+
+  bool flag(Napi::Object o, const char *key) {
+    Napi::Value v = o.Get(key);
+    return v.IsBoolean() && v.As<Napi::Boolean>().Value();
+  }
+
+  Napi::Array arr(Napi::Object o, const char *key, const std::string &field) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return Napi::Array::New(env, 0);
+    if (!v.IsArray()) { fail(field, "an array"); return Napi::Array::New(env, 0); }
+    return v.As<Napi::Array>();
+  }
+
+  void strv(Napi::Object o, const char *key, const std::string &field, std::vector<char *> &out) {
+    Napi::Array a = arr(o, key, field);
+    for (uint32_t i = 0; i < a.Length() && !failed; i++) {
+      Napi::Value v = a.Get(i);
+      std::string f = field + "[" + std::to_string(i) + "]";
+      if (!v.IsString()) { fail(f, "a string"); return; }
+      std::string s = v.As<Napi::String>().Utf8Value();
+      if (s.find('\0') != std::string::npos) { fail(f, "a string without NUL bytes"); return; }
+      out.push_back(const_cast<char *>(keep(s)));
+    }
+    out.push_back(nullptr);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
+  auto plan = std::make_unique<launch_plan>();
+  reader r{env, plan.get()};
+  launch_plan &p = *plan;
+
+  p.clone_flags = (int)r.num(o, "cloneFlags", "cloneFlags", 0, false);
+  p.id_mode = (int)r.num(o, "idMode", "idMode", IDMAP_NONE);
+  p.uid_map = r.str(o, "uidMap", "uidMap", true);
+  p.gid_map = r.str(o, "gidMap", "gidMap", true);
+  p.setgroups_deny = r.flag(o, "setgroupsDeny");
+  for (auto *pair : {&p.uid_helper_args, &p.gid_helper_args}) {
+    const char *key = pair == &p.uid_helper_args ? "uidHelperArgs" : "gidHelperArgs";
+    Napi::Array a = r.arr(o, key, key);
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsString()) { r.fail(std::string(key) + "[" + std::to_string(i) + "]", "a string"); break; }
+      pair->push_back(v.As<Napi::String>().Utf8Value());
+    }
+  }
+  p.hostname = r.str(o, "hostname", "hostname", true);
+  p.domainname = r.str(o, "domainname", "domainname", true);
+  p.root_propagation = r.u64(o, "rootPropagation", "rootPropagation");
+  p.rootfs = r.str(o, "rootfs", "rootfs");
+  p.root_readonly = r.flag(o, "rootReadonly");
+  p.loopback = r.flag(o, "loopback");
+  p.cwd = r.str(o, "cwd", "cwd");
+
+  Napi::Array ops = r.arr(o, "ops", "ops");
+  for (uint32_t i = 0; i < ops.Length() && !r.failed; i++) {
+    std::string f = "ops[" + std::to_string(i) + "]";
+    Napi::Value v = ops.Get(i);
+    if (!v.IsObject()) { r.fail(f, "an object"); break; }
+    Napi::Object op = v.As<Napi::Object>();
+    mount_op m{};
+    m.kind = (int)r.num(op, "kind", f + ".kind", 0, false);
+    if (m.kind < OP_MOUNT || m.kind > OP_READONLY) { r.fail(f + ".kind", "a known op kind (0..6)"); break; }
+    m.source = r.str(op, "source", f + ".source", true);
+    m.target = r.str(op, "target", f + ".target");
+    m.fstype = r.str(op, "fstype", f + ".fstype", true);
+    m.data = r.str(op, "data", f + ".data", true);
+    m.flags = (unsigned long)r.num(op, "flags", f + ".flags");
+    m.attr_set = r.u64(op, "attrSet", f + ".attrSet");
+    m.attr_clr = r.u64(op, "attrClr", f + ".attrClr");
+    m.propagation = r.u64(op, "propagation", f + ".propagation");
+    m.recursive = r.flag(op, "recursive");
+    m.mode = (unsigned)r.num(op, "mode", f + ".mode", 0755);
+    m.fallback = r.str(op, "fallback", f + ".fallback", true);
+    if ((m.kind == OP_BIND || m.kind == OP_SYMLINK || m.kind == OP_MASK) && !m.source && !r.failed)
+      r.fail(f + ".source", "a string for this op kind");
+    p.ops_store.push_back(m);
+  }
+  p.ops = p.ops_store.data();
+  p.n_ops = (int)p.ops_store.size();
+
+  Napi::Array rl = r.arr(o, "rlimits", "rlimits");
+  for (uint32_t i = 0; i < rl.Length() && !r.failed; i++) {
+    std::string f = "rlimits[" + std::to_string(i) + "]";
+    Napi::Value v = rl.Get(i);
+    if (!v.IsObject()) { r.fail(f, "an object"); break; }
+    Napi::Object lo = v.As<Napi::Object>();
+    p.rlimits_store.push_back({(int)r.num(lo, "resource", f + ".resource", 0, false), r.u64(lo, "soft", f + ".soft"),
+                               r.u64(lo, "hard", f + ".hard")});
+  }
+  p.rlimits = p.rlimits_store.data();
+  p.n_rlimits = (int)p.rlimits_store.size();
+
+  p.set_ids = r.flag(o, "setIds");
+  p.uid = (uid_t)r.num(o, "uid", "uid");
+  p.gid = (gid_t)r.num(o, "gid", "gid");
+  Napi::Value groups = o.Get("groups");
+  if (groups.IsArray()) {
+    p.set_groups = 1;
+    Napi::Array ga = groups.As<Napi::Array>();
+    for (uint32_t i = 0; i < ga.Length(); i++) {
+      Napi::Value g = ga.Get(i);
+      if (!g.IsNumber()) { r.fail("groups[" + std::to_string(i) + "]", "a number"); break; }
+      p.groups_store.push_back((gid_t)g.As<Napi::Number>().Uint32Value());
+    }
+  }
+  p.groups = p.groups_store.data();
+  p.n_groups = (int)p.groups_store.size();
+  p.cap_last = (int)r.num(o, "capLast", "capLast", 40);
+  if (p.cap_last < 0 || p.cap_last > 63) r.fail("capLast", "between 0 and 63");
+  p.cap_bounding = r.u64(o, "capBounding", "capBounding");
+  p.cap_effective = r.u64(o, "capEffective", "capEffective");
+  p.cap_permitted = r.u64(o, "capPermitted", "capPermitted");
+  p.cap_inheritable = r.u64(o, "capInheritable", "capInheritable");
+  p.cap_ambient = r.u64(o, "capAmbient", "capAmbient");
+  p.no_new_privs = r.flag(o, "noNewPrivileges");
+  p.pdeathsig = (int)r.num(o, "pdeathsig", "pdeathsig");
+
+  p.exec_path = r.str(o, "execPath", "execPath");
+  r.strv(o, "args", "args", p.argv_store);
+  r.strv(o, "env", "env", p.envp_store);
+  if (!r.failed && p.argv_store.size() < 2) r.fail("args", "a non-empty array");
+  p.argv = p.argv_store.data();
+  p.envp = p.envp_store.data();
+  p.use_init = r.flag(o, "init");
+
+  if ((p.id_mode == IDMAP_SELF || p.id_mode == IDMAP_PARENT) && (!p.uid_map || !p.gid_map) && !r.failed)
+    r.fail("uidMap", "set (with gidMap) when idMode writes maps");
+  if (p.id_mode == IDMAP_HELPER && (p.uid_helper_args.empty() || p.gid_helper_args.empty()) && !r.failed)
+    r.fail("uidHelperArgs", "set (with gidHelperArgs) when idMode is the helper");
+
+  if (r.failed) return nullptr;
+  return plan;
+}

@@ -1,0 +1,97 @@
+// The launch plan as the child sees it: flat, immutable, every string
+// NUL-terminated and every array a pointer + count, built before clone by
+// plan_from_js(). The child only reads it; it never allocates.
+#ifndef NODULARITY_PLAN_H
+#define NODULARITY_PLAN_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <memory>
+#include <string>
+#include <vector>
+
+enum op_kind {
+  OP_MOUNT = 0,   // mount(source, target, fstype, flags, data), then setattr
+  OP_BIND = 1,    // bind (MS_REC if recursive), then mount_setattr
+  OP_MKDIR = 2,   // mkdir(target, mode); EEXIST is fine
+  OP_MKFILE = 3,  // create an empty file as a mount point; EEXIST is fine
+  OP_SYMLINK = 4, // symlink(source, target); EEXIST is fine
+  OP_MASK = 5,    // maskedPaths: /dev/null over files, empty ro tmpfs over dirs
+  OP_READONLY = 6,// readonlyPaths: bind onto itself, recursively read-only
+};
+
+enum id_mode {
+  IDMAP_NONE = 0,    // no user namespace
+  IDMAP_SELF = 1,    // the child writes its own single-ID maps (vfork-style clone)
+  IDMAP_PARENT = 2,  // the parent writes them (root with ranges) while the child waits
+  IDMAP_HELPER = 3,  // the parent runs newuidmap/newgidmap while the child waits
+};
+
+struct mount_op {
+  int kind;
+  const char *source;   // may be NULL
+  const char *target;   // absolute host path, resolved inside the rootfs by TS
+  const char *fstype;   // may be NULL
+  const char *data;     // may be NULL
+  unsigned long flags;  // MS_* for mount(2)
+  uint64_t attr_set;    // MOUNT_ATTR_* set after mounting
+  uint64_t attr_clr;
+  uint64_t propagation; // MS_SLAVE/MS_PRIVATE/MS_SHARED/MS_UNBINDABLE or 0
+  int recursive;
+  unsigned mode;        // for OP_MKDIR / OP_MKFILE
+  const char *fallback; // OP_MOUNT only: rbind this host path when mounting is refused (EPERM)
+};
+
+struct rlimit_op {
+  int resource;
+  uint64_t soft, hard;
+};
+
+struct launch_plan {
+  // Owned storage; the pointers below point into it.
+  std::vector<std::unique_ptr<char[]>> strings;
+  std::vector<mount_op> ops_store;
+  std::vector<rlimit_op> rlimits_store;
+  std::vector<char *> argv_store, envp_store, init_argv_store;
+  std::vector<gid_t> groups_store;
+  std::vector<std::string> uid_helper_args, gid_helper_args;
+
+  int clone_flags = 0;
+  int id_mode = IDMAP_NONE;
+  const char *uid_map = nullptr;   // text for /proc/.../uid_map
+  const char *gid_map = nullptr;
+  int setgroups_deny = 0;
+
+  const char *hostname = nullptr;
+  const char *domainname = nullptr;
+  uint64_t root_propagation = 0;   // applied to "/" first, recursively
+  const char *rootfs = nullptr;    // absolute host path
+  int root_readonly = 0;
+  const mount_op *ops = nullptr;
+  int n_ops = 0;
+  int loopback = 0;
+  const char *cwd = nullptr;       // container path
+  const rlimit_op *rlimits = nullptr;
+  int n_rlimits = 0;
+
+  int set_ids = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  int set_groups = 0;
+  const gid_t *groups = nullptr;
+  int n_groups = 0;
+  int cap_last = 40;
+  uint64_t cap_bounding = 0, cap_effective = 0, cap_permitted = 0, cap_inheritable = 0, cap_ambient = 0;
+  int no_new_privs = 1;
+  int pdeathsig = 0;
+
+  const char *exec_path = nullptr; // container path of the payload
+  char *const *argv = nullptr;
+  char *const *envp = nullptr;
+  int use_init = 0;
+  char *const *init_argv = nullptr; // argv for the init, fd numbers filled in by spawn
+
+  int stdio[3] = {-1, -1, -1};      // fds to place on 0, 1, 2 in the child (owned by spawn)
+};
+
+#endif

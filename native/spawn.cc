@@ -1,0 +1,300 @@
+// Parent side of a launch.
+//
+// Protocol (one report pipe, one optional sync pipe):
+//
+//   parent (libuv worker thread)            child (clone)                init / payload
+//   ----------------------------            -------------                --------------
+//   pipe2(report), [pipe2(sync)]
+//   clone(NEW*, CLONE_PIDFD) ------------>  reset signals, stdio
+//   [ids by parent: write /proc/PID/*_map   [read sync: SYNC_MAPS_WRITTEN]
+//    or run newuidmap/newgidmap;            or write own maps (single ID)
+//    write SYNC_MAPS_WRITTEN]               mounts, pivot_root, creds ...
+//   read(report) <------------------------  MSG_ERROR on failure, _exit(127)
+//                                           execve(init)  ---------->   fork + execve(payload)
+//   read(report) <----------------------------------------------------- MSG_EXEC_OK | MSG_ERROR
+//   ... later, on the loop (exit_watch.cc):
+//   pidfd readable, read(report) <------------------------------------- MSG_STATUS (wait status)
+//
+// Without init the payload is exec'd by the child directly and EOF on the
+// CLOEXEC report pipe means success.
+//
+// When the child writes its own single-ID maps, the clone is vfork-style
+// (CLONE_VM|CLONE_VFORK): no page tables are copied, so launch time does not
+// grow with the Node heap, and this worker thread sleeps until the exec. The
+// parent-writes-maps modes need the parent to run while the child waits, so
+// they clone without CLONE_VM (a plain fork copy).
+
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "syscalls.h"
+
+extern char **environ;
+
+namespace {
+
+constexpr size_t kStackSize = 256 * 1024;
+
+// One child stack per worker thread, reused: a vfork-style child is done with
+// it when clone returns, a fork-style child has its own copy.
+thread_local void *tls_stack = nullptr;
+
+void *child_stack() {
+  if (!tls_stack) {
+    void *s = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (s == MAP_FAILED) return nullptr;
+    tls_stack = s;
+  }
+  return (char *)tls_stack + kStackSize;  // stacks grow down; mmap is page aligned
+}
+
+void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+void set_error(spawn_job *job, int step, int err) {
+  job->failed = true;
+  job->error = child_msg{MSG_ERROR, step, err, 0, 0};
+}
+
+int write_proc(pid_t pid, const char *file, const char *data) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  size_t len = strlen(data);
+  ssize_t n = write(fd, data, len);
+  int err = n < 0 ? -errno : ((size_t)n != len ? -EIO : 0);
+  close(fd);
+  return err;
+}
+
+// Run newuidmap/newgidmap PID ARGS..., collecting its stderr for the error.
+int run_id_helper(spawn_job *job, const std::vector<std::string> &args) {
+  std::string pid = std::to_string(job->pid);
+  std::vector<char *> argv;
+  argv.push_back(const_cast<char *>(args[0].c_str()));
+  argv.push_back(const_cast<char *>(pid.c_str()));
+  for (size_t i = 1; i < args.size(); i++) argv.push_back(const_cast<char *>(args[i].c_str()));
+  argv.push_back(nullptr);
+  int errp[2];
+  if (pipe2(errp, O_CLOEXEC) < 0) return -errno;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+  pid_t hp;
+  int r = posix_spawn(&hp, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(errp[1]);
+  if (r != 0) {
+    close(errp[0]);
+    job->helper_output = args[0] + ": " + strerror(r);
+    return -r;
+  }
+  char buf[512];
+  ssize_t n;
+  std::string out;
+  while ((n = read(errp[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0) out.append(buf, n);
+  close(errp[0]);
+  int status;
+  while (waitpid(hp, &status, 0) < 0 && errno == EINTR) {}
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  job->helper_output = args[0] + " exited with status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                       (out.empty() ? "" : ": " + out);
+  return -EPERM;
+}
+
+// The parent-writes-maps half of the sync protocol. Returns 0 or -errno.
+int write_maps_for_child(spawn_job *job) {
+  const launch_plan *p = job->plan.get();
+  int r = 0;
+  if (p->id_mode == IDMAP_PARENT) {
+    if (p->setgroups_deny && (r = write_proc(job->pid, "setgroups", "deny")) < 0 && r != -ENOENT) {
+      job->error.step = STEP_SETGROUPS_DENY;
+      return r;
+    }
+    if ((r = write_proc(job->pid, "uid_map", p->uid_map)) < 0) { job->error.step = STEP_UID_MAP; return r; }
+    if ((r = write_proc(job->pid, "gid_map", p->gid_map)) < 0) { job->error.step = STEP_GID_MAP; return r; }
+  } else {
+    job->error.step = STEP_ID_HELPER;
+    if ((r = run_id_helper(job, p->uid_helper_args)) < 0) return r;
+    job->error.index = 1;
+    if ((r = run_id_helper(job, p->gid_helper_args)) < 0) return r;
+  }
+  return 0;
+}
+
+// Read one record; 0 at EOF, 1 for a record, -errno on error.
+int read_msg(int fd, child_msg *m) {
+  size_t got = 0;
+  while (got < sizeof *m) {
+    ssize_t n = read(fd, (char *)m + got, sizeof *m - got);
+    if (n == 0) return got == 0 ? 0 : -EPROTO;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    got += n;
+  }
+  return 1;
+}
+
+uint64_t now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+}  // namespace
+
+int spawn_prepare(spawn_job *job, const char **failed_call) {
+  launch_plan *p = job->plan.get();
+  for (int i = 0; i < 3; i++) {
+    switch (job->stdio_kind[i]) {
+      case STDIO_PIPE: {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) < 0) { *failed_call = "pipe2"; return -errno; }
+        // stdin: the child reads; stdout/stderr: the child writes.
+        job->child_stdio[i] = i == 0 ? fds[0] : fds[1];
+        job->parent_stdio[i] = i == 0 ? fds[1] : fds[0];
+        p->stdio[i] = job->child_stdio[i];
+        break;
+      }
+      case STDIO_IGNORE:
+        job->child_stdio[i] = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+        if (job->child_stdio[i] < 0) { *failed_call = "open /dev/null"; return -errno; }
+        p->stdio[i] = job->child_stdio[i];
+        break;
+      default:
+        p->stdio[i] = job->stdio_fd[i];
+    }
+  }
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) { *failed_call = "pipe2"; return -errno; }
+  job->report_rd = fds[0];
+  job->report_wr = fds[1];
+  if (p->id_mode == IDMAP_PARENT || p->id_mode == IDMAP_HELPER) {
+    if (pipe2(fds, O_CLOEXEC) < 0) { *failed_call = "pipe2"; return -errno; }
+    job->sync_rd = fds[0];
+    job->sync_wr = fds[1];
+  }
+  if (p->use_init) {
+    job->report_fd_arg = std::to_string(job->report_wr);
+    // argv: init REPORT_FD PATH ARGV...
+    p->init_argv_store.clear();
+    p->init_argv_store.push_back(const_cast<char *>("nodularity-init"));
+    p->init_argv_store.push_back(const_cast<char *>(job->report_fd_arg.c_str()));
+    p->init_argv_store.push_back(const_cast<char *>(p->exec_path));
+    for (char *const *a = p->argv; *a; a++) p->init_argv_store.push_back(*a);
+    p->init_argv_store.push_back(nullptr);
+    p->init_argv = p->init_argv_store.data();
+  }
+  return 0;
+}
+
+void spawn_run(spawn_job *job) {
+  const launch_plan *p = job->plan.get();
+  bool vfork_style = p->id_mode == IDMAP_SELF || p->id_mode == IDMAP_NONE;
+  child_args args{p, job->report_wr, job->sync_rd, job->init_fd};
+
+  void *stack = child_stack();
+  if (!stack) {
+    set_error(job, STEP_CLONE, ENOMEM);
+  } else {
+    // All signals blocked across clone: the child must not run a Node
+    // handler (it shares our memory) before it resets dispositions.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int flags = p->clone_flags | CLONE_PIDFD | SIGCHLD | (vfork_style ? CLONE_VM | CLONE_VFORK : 0);
+    int pidfd = -1;
+    uint64_t t0 = now_ns();
+    pid_t pid = clone(child_main, stack, flags, &args, &pidfd);
+    int clone_errno = errno;
+    job->clone_ns = now_ns() - t0;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0) {
+      set_error(job, STEP_CLONE, clone_errno);
+    } else {
+      job->pid = pid;
+      job->pidfd = pidfd;
+    }
+  }
+
+  // The child holds its own copies now; ours would keep pipes from reaching EOF.
+  close_fd(&job->report_wr);
+  close_fd(&job->sync_rd);
+  for (int i = 0; i < 3; i++) close_fd(&job->child_stdio[i]);
+  if (job->failed) {
+    close_fd(&job->sync_wr);
+    return;
+  }
+
+  if (job->sync_wr >= 0) {
+    int r = write_maps_for_child(job);
+    char b = r < 0 ? SYNC_ABORT : SYNC_MAPS_WRITTEN;
+    ssize_t n = write(job->sync_wr, &b, 1);
+    (void)n;
+    close_fd(&job->sync_wr);
+    if (r < 0) {
+      job->failed = true;
+      job->error.type = MSG_ERROR;
+      job->error.err = -r;
+    }
+  }
+
+  if (!job->failed) {
+    child_msg m;
+    int r = read_msg(job->report_rd, &m);
+    if (r < 0) {
+      set_error(job, STEP_EXEC, -r);
+    } else if (r == 0) {
+      // EOF: without init, the CLOEXEC pipe closed at a successful execve.
+      // With init, the init died before it could say anything.
+      if (p->use_init) set_error(job, STEP_EXEC_INIT, ECHILD);
+    } else if (m.type == MSG_ERROR) {
+      job->failed = true;
+      job->error = m;
+    } else if (m.type != MSG_EXEC_OK) {
+      set_error(job, STEP_EXEC, EPROTO);
+    }
+  }
+
+  if (job->failed) {
+    // Reap now, so a failed launch leaves no zombie. The child is exiting
+    // (127) or never heard SYNC_MAPS_WRITTEN; make sure.
+    sys_pidfd_send_signal(job->pidfd, SIGKILL);
+    siginfo_t si;
+    while (sys_waitid(P_PIDFD, job->pidfd, &si, WEXITED, nullptr) < 0 && errno == EINTR) {}
+    close_fd(&job->pidfd);
+    close_fd(&job->report_rd);
+    job->pid = -1;
+  } else if (!p->use_init) {
+    close_fd(&job->report_rd);  // nothing more will come
+  }
+}
+
+void spawn_close_all(spawn_job *job) {
+  for (int i = 0; i < 3; i++) {
+    close_fd(&job->parent_stdio[i]);
+    close_fd(&job->child_stdio[i]);
+  }
+  close_fd(&job->report_rd);
+  close_fd(&job->report_wr);
+  close_fd(&job->sync_rd);
+  close_fd(&job->sync_wr);
+  close_fd(&job->pidfd);
+}

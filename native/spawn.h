@@ -1,0 +1,45 @@
+// Parent side of a launch: pipes, the clone itself, id maps written from
+// outside when the child cannot write its own, and the wait for exec.
+#ifndef NODULARITY_SPAWN_H
+#define NODULARITY_SPAWN_H
+
+#include <memory>
+#include <string>
+#include "plan.h"
+#include "protocol.h"
+
+enum stdio_kind { STDIO_INHERIT = 0, STDIO_PIPE = 1, STDIO_IGNORE = 2, STDIO_FD = 3 };
+
+struct spawn_job {
+  std::unique_ptr<launch_plan> plan;
+  int stdio_kind[3] = {STDIO_INHERIT, STDIO_INHERIT, STDIO_INHERIT};
+  int stdio_fd[3] = {0, 1, 2};     // for STDIO_FD / STDIO_INHERIT
+  int parent_stdio[3] = {-1, -1, -1};  // our ends of pipes, handed to JS
+  int child_stdio[3] = {-1, -1, -1};   // fds we opened for the child, closed after clone
+  int report_rd = -1, report_wr = -1;
+  int sync_rd = -1, sync_wr = -1;
+  int init_fd = -1;                // borrowed, owned by the addon
+  std::string report_fd_arg;       // init argv[1]
+
+  // Results.
+  int pid = -1;
+  int pidfd = -1;
+  bool failed = false;
+  child_msg error{};               // when failed
+  std::string helper_output;       // stderr of newuidmap/newgidmap when they failed
+  uint64_t clone_ns = 0;           // time the clone call blocked this thread
+};
+
+// Main thread, before queueing: opens pipes and /dev/null, fills the plan's
+// stdio and init argv. Returns 0 or -errno (and the name of the call).
+int spawn_prepare(spawn_job *job, const char **failed_call);
+
+// Worker thread: clone, id maps, wait for the exec verdict. Never throws;
+// sets job->failed and job->error. On failure the child is already reaped.
+void spawn_run(spawn_job *job);
+
+// Close every fd the job still owns (after failure, or the parent's pipe
+// ends that JS never took).
+void spawn_close_all(spawn_job *job);
+
+#endif

@@ -1,0 +1,70 @@
+// Thin wrappers for syscalls that glibc 2.36 lacks or wraps with extra work.
+// Each returns the raw result (-1 with errno set), as libc wrappers do.
+#ifndef NODULARITY_SYSCALLS_H
+#define NODULARITY_SYSCALLS_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#define MOUNT_ATTR_NOSUID 0x00000002
+#define MOUNT_ATTR_NODEV 0x00000004
+#define MOUNT_ATTR_NOEXEC 0x00000008
+#endif
+
+struct nod_mount_attr {
+  uint64_t attr_set;
+  uint64_t attr_clr;
+  uint64_t propagation;
+  uint64_t userns_fd;
+};
+
+static inline int sys_pidfd_open(pid_t pid, unsigned flags) {
+  return (int)syscall(SYS_pidfd_open, pid, flags);
+}
+static inline int sys_pidfd_send_signal(int pidfd, int sig) {
+  return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+static inline int sys_close_range(unsigned first, unsigned last, unsigned flags) {
+  return (int)syscall(SYS_close_range, first, last, flags);
+}
+static inline int sys_mount_setattr(int dfd, const char *path, unsigned flags, struct nod_mount_attr *attr) {
+  return (int)syscall(SYS_mount_setattr, dfd, path, flags, attr, sizeof(*attr));
+}
+static inline int sys_pivot_root(const char *new_root, const char *put_old) {
+  return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+// waitid(2) with the rusage argument that the glibc wrapper hides.
+static inline int sys_waitid(int idtype, int id, siginfo_t *info, int options, struct rusage *ru) {
+  return (int)syscall(SYS_waitid, idtype, id, info, options, ru);
+}
+
+#endif

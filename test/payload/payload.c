@@ -1,0 +1,142 @@
+// Multi-call test payload, run inside containers by the integration tests
+// (in the spirit of crun's tests/init.c): each verb checks one thing from the
+// inside and prints a line the test parses. Statically linked so that it runs
+// in any rootfs.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+
+static const char *errname(int e) {
+  switch (e) {
+    case 0: return "OK";
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case EROFS: return "EROFS";
+    case ENOENT: return "ENOENT";
+    case EINVAL: return "EINVAL";
+    case EBUSY: return "EBUSY";
+    default: return strerror(e);
+  }
+}
+
+static void on_signal(int sig) {
+  char msg[32];
+  int n = snprintf(msg, sizeof msg, "caught %d\n", sig);
+  if (write(1, msg, n) < 0) _exit(1);
+  _exit(40 + sig);
+}
+
+static int write_str(const char *path, const char *s) {
+  int fd = open(path, O_WRONLY);
+  if (fd < 0) return errno;
+  int r = write(fd, s, strlen(s)) < 0 ? errno : 0;
+  close(fd);
+  return r;
+}
+
+int main(int argc, char **argv) {
+  const char *verb = argc > 1 ? argv[1] : "";
+  if (!strcmp(verb, "ids")) {
+    gid_t groups[64];
+    int n = getgroups(64, groups);
+    printf("uid=%d euid=%d gid=%d egid=%d ngroups=%d\n", getuid(), geteuid(), getgid(), getegid(), n);
+    return 0;
+  }
+  if (!strcmp(verb, "exit") && argc > 2) return atoi(argv[2]);
+  if (!strcmp(verb, "kill-self") && argc > 2) {
+    kill(getpid(), atoi(argv[2]));
+    pause();
+    return 99;
+  }
+  if (!strcmp(verb, "trap")) {
+    // Wait for a forwarded signal; "ready" tells the test we are listening.
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGHUP, on_signal);
+    signal(SIGUSR1, on_signal);
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) pause();
+  }
+  if (!strcmp(verb, "write") && argc > 2) {
+    int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = fd < 0 ? errno : 0;
+    if (fd >= 0) close(fd);
+    printf("write %s: %s\n", argv[2], errname(e));
+    return 0;
+  }
+  if (!strcmp(verb, "remount-rw") && argc > 2) {
+    // Directly, then from a nested user+mount namespace where we would hold
+    // CAP_SYS_ADMIN: the read-only flag must be locked either way.
+    int e1 = mount(NULL, argv[2], NULL, MS_REMOUNT | MS_BIND, NULL) < 0 ? errno : 0;
+    int e2;
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) {
+      e2 = errno;
+      printf("remount %s: direct=%s nested=unshare-%s\n", argv[2], errname(e1), errname(e2));
+      return 0;
+    }
+    char map[64];
+    snprintf(map, sizeof map, "0 %d 1", uid);
+    write_str("/proc/self/uid_map", map);
+    write_str("/proc/self/setgroups", "deny");
+    snprintf(map, sizeof map, "0 %d 1", gid);
+    write_str("/proc/self/gid_map", map);
+    e2 = mount(NULL, argv[2], NULL, MS_REMOUNT | MS_BIND, NULL) < 0 ? errno : 0;
+    printf("remount %s: direct=%s nested=%s\n", argv[2], errname(e1), errname(e2));
+    return 0;
+  }
+  if (!strcmp(verb, "fds")) {
+    // Open fds other than the directory stream itself.
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) { perror("opendir"); return 1; }
+    struct dirent *de;
+    printf("fds:");
+    while ((de = readdir(d))) {
+      if (de->d_name[0] == '.') continue;
+      if (atoi(de->d_name) == dirfd(d)) continue;
+      printf(" %s", de->d_name);
+    }
+    printf("\n");
+    closedir(d);
+    return 0;
+  }
+  if (!strcmp(verb, "bigout") && argc > 2) {
+    // N bytes of a known pattern on stdout, and a marker on stderr.
+    long n = atol(argv[2]);
+    char buf[65536];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = 'a' + i % 26;
+    while (n > 0) {
+      long k = n < (long)sizeof buf ? n : (long)sizeof buf;
+      ssize_t w = write(1, buf, k);
+      if (w < 0) return 1;
+      n -= w;
+    }
+    fprintf(stderr, "done\n");
+    return 0;
+  }
+  if (!strcmp(verb, "cat")) {
+    // Echo stdin to stdout and count the bytes.
+    char buf[65536];
+    ssize_t r;
+    long total = 0;
+    while ((r = read(0, buf, sizeof buf)) > 0) {
+      total += r;
+      if (write(1, buf, r) < 0) return 1;
+    }
+    fprintf(stderr, "read %ld\n", total);
+    return 0;
+  }
+  fprintf(stderr, "payload: unknown verb '%s'\n", verb);
+  return 2;
+}
