@@ -34,16 +34,23 @@ export function fmt(x, digits = 3) {
   return x.toFixed(digits);
 }
 
-/** Render rows (arrays of strings) as an aligned plain-text or Markdown table. */
-export function table(header, rows, { markdown = false } = {}) {
+/**
+ * Render rows (arrays of strings) as an aligned plain-text or Markdown table.
+ * `align` has one letter per column, l or r; by default the first column is
+ * left-aligned (names) and the rest right-aligned (numbers).
+ */
+export function table(header, rows, { markdown = false, align } = {}) {
   const all = [header, ...rows];
   const widths = header.map((_, c) => Math.max(...all.map((r) => String(r[c] ?? '').length)));
+  const left = (c) => (align ? align[c] === 'l' : c === 0);
   const line = (r) =>
-    r.map((cell, c) => (c === 0 ? String(cell ?? '').padEnd(widths[c]) : String(cell ?? '').padStart(widths[c])));
+    r.map((cell, c) => (left(c) ? String(cell ?? '').padEnd(widths[c]) : String(cell ?? '').padStart(widths[c])));
   if (markdown) {
-    const out = [`| ${line(header).join(' | ')} |`, `|${widths.map((w, c) => (c === 0 ? ':' : '') + '-'.repeat(w + 1) + (c === 0 ? '' : ':')).join('|')}|`];
+    const out = [`| ${line(header).join(' | ')} |`, `|${widths.map((w, c) => (left(c) ? ':' + '-'.repeat(w + 1) : '-'.repeat(w + 1) + ':')).join('|')}|`];
     for (const r of rows) out.push(`| ${line(r).join(' | ')} |`);
     return out.join('\n');
   }
-  return [line(header).join('  '), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map((r) => line(r).join('  '))].join('\n');
+  return [line(header).join('  '), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map((r) => line(r).join('  '))]
+    .map((l) => l.trimEnd())
+    .join('\n');
 }
