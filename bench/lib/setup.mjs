@@ -199,9 +199,10 @@ export async function prepare({ outDir: requestedOut, log = () => {} } = {}) {
     note: 'user+mount namespaces only (ch-run has no pid/ipc/uts option)',
   }]);
 
-  // crun and runc read a bundle. As root the bundle maps root to itself, as
-  // nodularity does for a root caller; unprivileged, the caller to itself.
-  const bundle = writeBundle(join(outDir, 'bundle'), benchSpec(rootfs));
+  // crun and runc read a bundle. It maps container root to the caller: runc
+  // insists on a mapping for uid 0 ("no user mapping found" otherwise), and
+  // one single-ID map costs the same whichever ID it names.
+  const bundle = writeBundle(join(outDir, 'bundle'), benchSpec(rootfs, { uid: 0, gid: 0 }));
   // Behind hide-cgroup2 an unprivileged crun already runs in a user
   // namespace made by the shim, so its bundle leaves that one out rather
   // than stacking a second.
