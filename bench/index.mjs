@@ -235,6 +235,7 @@ function buildReport(res) {
         rssMiB: runsOf.length ? Math.max(...runsOf.map((h) => h.rssMiB)) : NaN,
         nodularity: summarize(pick('nodularity', 'samples')),
         block: summarize(pick('nodularity', 'block')),
+        toSpawned: summarize(pick('nodularity', 'toSpawned')),
         child_process: summarize(pick('child_process', 'samples')),
         failed: [...new Set(failed)],
       };
@@ -251,6 +252,7 @@ function buildReport(res) {
       ['child_process.spawn', fmt(small.child_process.p50), fmt(big.child_process.p50), `${fmt(summary.heap.childProcessPct, 1)} %`, fmt(small.child_process.p99), fmt(big.child_process.p99)],
       ['nodularity spawn() call alone', fmt(small.block.p50), fmt(big.block.p50), `${fmt(pct(small.block.p50, big.block.p50), 1)} %`, fmt(small.block.p99), fmt(big.block.p99)],
     ];
+    if (small.toSpawned.n) hrows.push(['nodularity spawn() -> spawned', fmt(small.toSpawned.p50), fmt(big.toSpawned.p50), `${fmt(pct(small.toSpawned.p50, big.toSpawned.p50), 1)} %`, fmt(small.toSpawned.p99), fmt(big.toSpawned.p99)]);
     const title = `Heap independence: fresh processes with ~0 vs ${fmt(big.heapUsedMiB, 0)} MiB JS heap (rss ${fmt(small.rssMiB, 0)} vs ${fmt(big.rssMiB, 0)} MiB)`;
     const hh = ['ms', 'p50 small', 'p50 big', 'diff', 'p99 small', 'p99 big'];
     text.push(`\n${title}\n${table(hh, hrows)}`);

@@ -5,7 +5,8 @@
 // heap (same node flags otherwise) and compares them.
 //
 // It also times the synchronous part of nodularity's spawn(): from the call
-// to its return, i.e. how long the event loop is held per launch.
+// to its return, i.e. how long the event loop is held per launch, and when
+// `spawned` (payload exec'd) resolves, to split the launch into phases.
 import { hrtime } from 'node:process';
 import { spawn as cpSpawn } from 'node:child_process';
 import { loadNodularity, nodularityArgs } from '../lib/drivers.mjs';
@@ -47,7 +48,7 @@ await runTrial(async () => {
     heapMib,
     heapUsedMiB: mem.heapUsed / 2 ** 20,
     rssMiB: mem.rss / 2 ** 20,
-    nodularity: { status: nod.error ? 'missing' : 'ok', detail: nod.error ?? null, samples: [], block: [] },
+    nodularity: { status: nod.error ? 'missing' : 'ok', detail: nod.error ?? null, samples: [], block: [], toSpawned: [] },
     child_process: { status: 'ok', detail: null, samples: [] },
   };
 
@@ -55,12 +56,15 @@ await runTrial(async () => {
     const a = hrtime.bigint();
     const h = nod.mod.spawn(spec, options);
     const b = hrtime.bigint();
+    let spawnedAt = null;
+    h.spawned?.then?.(() => { spawnedAt = hrtime.bigint(); }, () => {});
     const res = await h.exited;
     const c = hrtime.bigint();
     if (res.exitCode !== 0) throw new Error(`/bin/true in the container: exit ${res.exitCode}${res.signal ? ' signal ' + res.signal : ''}`);
     if (record) {
       result.nodularity.block.push(Number(b - a));
       result.nodularity.samples.push(Number(c - a));
+      if (spawnedAt !== null) result.nodularity.toSpawned.push(Number(spawnedAt - a));
     }
   };
   const launchCp = async (record) => {
