@@ -10,6 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { prepare, machineInfo, BENCH_DIR } from './lib/setup.mjs';
 import { LABELS, DRIVER_IDS, loadNodularity, nodularityArgs } from './lib/drivers.mjs';
@@ -25,6 +26,7 @@ const USAGE = `usage: node bench/index.mjs [options]
   --heap-rounds N   small/big heap process pairs (default 2)
   --inflight N      launches in flight for the throughput trial (default 2)
   --out DIR         where to build the rootfs and write results (default bench/out/launch, else a temp dir)
+  --dist FILE       the library entry to measure (default dist/index.js; e.g. another checkout's build)
   --update-results  rewrite the launch section of bench/RESULTS.md from this run
   -h, --help`;
 
@@ -34,7 +36,7 @@ const { values: opt } = (() => {
       options: {
         runs: { type: 'string' }, quick: { type: 'boolean' }, only: { type: 'string' }, drivers: { type: 'string' },
         'heap-mib': { type: 'string' }, 'heap-rounds': { type: 'string' }, inflight: { type: 'string' },
-        out: { type: 'string' }, 'update-results': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        out: { type: 'string' }, dist: { type: 'string' }, 'update-results': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
       strict: true,
     });
@@ -82,7 +84,7 @@ const machine = machineInfo();
 say(`nodularity bench: ${machine.kernel}, ${machine.nproc} CPU (${machine.cpu ?? '?'}), Node ${machine.node}, uid ${machine.uid}`);
 let context, contextPath;
 try {
-  ({ context, contextPath } = await prepare({ outDir: opt.out, log: (m) => say(`setup: ${m}`) }));
+  ({ context, contextPath } = await prepare({ outDir: opt.out, dist: opt.dist, log: (m) => say(`setup: ${m}`) }));
 } catch (e) {
   console.error(`bench setup failed: ${e.message}`);
   process.exit(1);
@@ -151,6 +153,7 @@ if (only.has('floor')) {
   }
 }
 results.elapsedSeconds = (Date.now() - started) / 1000;
+results.loadavgAtEnd = loadavg();
 
 // ---- report --------------------------------------------------------------
 const report = buildReport(results);
@@ -306,7 +309,7 @@ function buildReport(res) {
   }
   const head = [
     `Machine: ${res.machine.nproc} CPU (${res.machine.cpu ?? 'unknown CPU'}), ${res.machine.kernel}, ${res.machine.os ?? ''}, Node ${res.machine.node}`,
-    `Date: ${res.machine.date}; run as uid ${res.uid}; took ${res.elapsedSeconds.toFixed(0)} s`,
+    `Date: ${res.machine.date}; run as uid ${res.uid}; took ${res.elapsedSeconds.toFixed(0)} s; load average ${res.machine.loadavg.map((x) => x.toFixed(2)).join(' ')} before, ${res.loadavgAtEnd.map((x) => x.toFixed(2)).join(' ')} after`,
     `Command: \`${res.command}\``,
   ];
   const versions = Object.values(res.context.runtimes).map((r) => `${r.name} ${r.status === 'ok' ? r.version : `(${r.status})`}`).join(', ');

@@ -3,8 +3,8 @@
 // written to JSON, so every trial process sees exactly the same setup.
 import { spawnSync, execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { loadavg, tmpdir, userInfo } from 'node:os';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeBusyboxRootfs } from '../../scripts/busybox-rootfs.mjs';
 
@@ -173,7 +173,7 @@ function probeExternal(name, bin, variants) {
  * itself cannot run (no rootfs, no compiler); a runtime that cannot run is
  * recorded, not fatal.
  */
-export async function prepare({ outDir: requestedOut, log = () => {} } = {}) {
+export async function prepare({ outDir: requestedOut, dist = DIST_INDEX, log = () => {} } = {}) {
   const outDir = chooseOutDir(requestedOut);
   const uid = process.getuid();
   const gid = process.getgid();
@@ -225,7 +225,7 @@ export async function prepare({ outDir: requestedOut, log = () => {} } = {}) {
     createdAt: new Date().toISOString(),
     uid, gid, user,
     outDir, rootfs, floor, hideCgroup2,
-    dist: DIST_INDEX,
+    dist: resolve(dist),
     runtimes,
   };
   const contextPath = join(outDir, 'context.json');
@@ -254,5 +254,7 @@ export function machineInfo() {
     node: process.version,
     uid: process.getuid(),
     os: sh('sh', ['-c', '. /etc/os-release && echo "$PRETTY_NAME"']),
+    // Other work on the machine colours every figure; say how busy it was.
+    loadavg: loadavg(),
   };
 }
