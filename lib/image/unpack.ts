@@ -24,6 +24,38 @@ import { DigestVerifier } from './digest.js';
 import type { Compression } from './manifest.js';
 
 const execFileP = promisify(execFile);
+const fdOpen = promisify(fs.open) as (p: string, flags: number, mode: number) => Promise<number>;
+const fdWritev = (fd: number, bufs: Buffer[], pos: number): Promise<number> =>
+  new Promise((resolve, reject) => fs.writev(fd, bufs, pos, (err, n) => (err ? reject(err) : resolve(n))));
+const fdChown = promisify(fs.fchown);
+const fdChmod = promisify(fs.fchmod);
+const fdUtimes = promisify(fs.futimes);
+const fdClose = promisify(fs.close);
+
+/** writev() until everything is written (it may write less, e.g. on a signal). */
+async function writeAll(fd: number, bufs: Buffer[], position: number): Promise<void> {
+  let total = 0;
+  for (const b of bufs) total += b.length;
+  let done = await fdWritev(fd, bufs, position);
+  while (done < total) {
+    const rest = Buffer.concat(bufs).subarray(done);
+    done += await fdWritev(fd, [rest], position + done);
+  }
+}
+
+/**
+ * The process umask, read without changing it (process.umask() with no
+ * argument is deprecated because it briefly sets the mask). Knowing it lets
+ * open() set the final mode in most cases and saves a chmod per file.
+ */
+function readUmask(): number {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) return parseInt(m[1]!, 8);
+  } catch { /* fall through */ }
+  return 0o777; // unknown: always chmod
+}
+const UMASK = readUmask();
 
 /** Counters for one unpack, summed over layers. */
 export interface UnpackStats {
@@ -76,6 +108,10 @@ interface DirMeta { mode: number; mtime: Date | undefined; uid: number; gid: num
 const O_CREATE_FILE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 // Writes are batched up to this size so that small files cost one write().
 const WRITE_BATCH = 1 << 20;
+// Files up to this size are read into memory and written concurrently.
+const SMALL_FILE = 4 << 20;
+const MAX_INFLIGHT_FILES = 64;
+const MAX_INFLIGHT_BYTES = 64 << 20;
 
 /** Stream transform for zstd layers: Node 20's zlib has no zstd, fzstd does it in JS. */
 class ZstdStream extends Transform {
@@ -117,6 +153,10 @@ export class RootfsWriter {
   private layerDigest = '';
   private readonly uid = process.getuid?.() ?? 0;
   private readonly gid = process.getgid?.() ?? 0;
+  /** In-flight small-file writes by path; later entries for that path wait for them. */
+  private readonly pending = new Map<string, Promise<void>>();
+  private pendingBytes = 0;
+  private jobError: unknown;
 
   constructor(root: string, options: { preserveOwnership?: boolean } = {}) {
     this.root = path.resolve(root);
@@ -132,7 +172,7 @@ export class RootfsWriter {
     const stages: NodeJS.ReadWriteStream[] = [];
     stages.push(new ProgressTap((n) => { this.stats.compressedBytes += n; onBytes?.(n); }));
     stages.push(new DigestVerifier(layer.digest, layer.size === undefined ? { what: 'layer' } : { size: layer.size, what: 'layer' }));
-    if (layer.compression === 'gzip') stages.push(createGunzip());
+    if (layer.compression === 'gzip') stages.push(createGunzip({ chunkSize: 256 << 10 }));
     else if (layer.compression === 'zstd') stages.push(new ZstdStream());
     if (layer.diffId && (layer.diffId !== layer.digest || layer.compression !== 'none')) {
       stages.push(new DigestVerifier(layer.diffId, { what: `uncompressed content (diff_id) of layer ${layer.digest}:` }));
@@ -142,9 +182,12 @@ export class RootfsWriter {
     let entryError: unknown;
     try {
       for await (const entry of extract) await this.applyEntry(entry);
+      await this.barrier();
     } catch (err) {
       entryError = err;
       source.destroy();
+      // Never return (and let the caller delete the rootfs) while writes are in flight.
+      await Promise.allSettled([...this.pending.values()]);
     }
     try {
       await flowing;
@@ -196,6 +239,7 @@ export class RootfsWriter {
     const parent = slash < 0 ? '' : rel.slice(0, slash);
     if (this.safeDirs.has(parent)) return true;
     if (!(await this.ensureParents(parent, entry, create))) return false;
+    await this.settle(parent);
     const p = this.abs(parent);
     let st: fs.Stats | undefined;
     try { st = await fsp.lstat(p); } catch (err) { if (errCode(err) !== 'ENOENT') throw err; }
@@ -216,6 +260,7 @@ export class RootfsWriter {
   /** Remove whatever is at `rel` (never following a link) and forget what we knew under it. */
   private async remove(rel: string): Promise<void> {
     if (rel === '') return;
+    await this.barrier();
     await fsp.rm(this.abs(rel), { recursive: true, force: true });
     const prefix = rel + '/';
     this.safeDirs.delete(rel);
@@ -296,6 +341,7 @@ export class RootfsWriter {
   }
 
   private async whiteout(rel: string, base: string, entry: string): Promise<void> {
+    await this.barrier();
     const dirRel = rel.slice(0, Math.max(0, rel.length - base.length - 1));
     if (base === '.wh..wh..opq') {
       this.stats.opaqueDirs++;
@@ -340,6 +386,7 @@ export class RootfsWriter {
       this.dirMeta.set('', meta);
       return;
     }
+    await this.settle(rel);
     await this.ensureParents(rel, entry, true);
     const p = this.abs(rel);
     try {
@@ -357,47 +404,116 @@ export class RootfsWriter {
     this.dirMeta.set(rel, meta);
   }
 
-  /** Open a new file at rel, replacing (never following) whatever is there. */
-  private async create(rel: string, entry: string): Promise<fsp.FileHandle> {
-    if (rel === '') this.unsafe(entry, 'names the rootfs itself as a non-directory');
-    await this.ensureParents(rel, entry, true);
+  /**
+   * Open a new file at rel. The caller has made sure no directory is there
+   * (every directory in this rootfs was made by this writer and is in
+   * safeDirs), so anything in the way is a single non-directory inode that
+   * unlink() removes without following it.
+   */
+  private async openNew(rel: string, entry: string, mode: number): Promise<number> {
     const p = this.abs(rel);
     try {
-      return await fsp.open(p, O_CREATE_FILE, 0o600);
+      return await fdOpen(p, O_CREATE_FILE, mode);
     } catch (err) {
       if (errCode(err) !== 'EEXIST') throw err;
     }
-    await this.remove(rel);
-    return await fsp.open(p, O_CREATE_FILE, 0o600);
+    if ((await fsp.lstat(p)).isDirectory()) this.unsafe(entry, 'replaces a directory this unpack did not create');
+    await fsp.unlink(p);
+    return await fdOpen(p, O_CREATE_FILE, mode);
+  }
+
+  /**
+   * Write a whole file: create it (never through a link), fill it, set owner,
+   * mode and mtime, close. Plain fds rather than FileHandle objects: with
+   * thousands of small files the handle bookkeeping showed up in profiles.
+   */
+  private async writeFile(rel: string, entry: string, h: tar.Header, fill: (fd: number) => Promise<void>): Promise<void> {
+    const mode = this.mode(h);
+    const uid = h.uid ?? 0;
+    const gid = h.gid ?? 0;
+    const needChown = this.preserve && (uid !== this.uid || gid !== this.gid);
+    // open() already applies the mode minus the umask; chmod only when that differs
+    // or when chown would clear setuid/setgid afterwards.
+    const needChmod = (mode & 0o7000) !== 0 || (mode & UMASK) !== 0;
+    const fd = await this.openNew(rel, entry, needChmod ? 0o600 : mode);
+    try {
+      await fill(fd);
+      if (needChown) await fdChown(fd, uid, gid);
+      if (needChmod) await fdChmod(fd, mode);
+      if (h.mtime) await fdUtimes(fd, h.mtime, h.mtime);
+    } finally {
+      await fdClose(fd);
+    }
+  }
+
+  /** Wait until every in-flight file write has finished; rethrow the first failure. */
+  private async barrier(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending.values()]);
+    if (this.jobError !== undefined) throw this.jobError;
+  }
+
+  /** Wait for an in-flight write to `rel`, if any. */
+  private async settle(rel: string): Promise<void> {
+    const job = this.pending.get(rel);
+    if (job) await job;
+    if (this.jobError !== undefined) throw this.jobError;
   }
 
   private async file(rel: string, h: tar.Header, entry: TarEntry, name: string): Promise<void> {
     this.stats.files++;
-    const fh = await this.create(rel, name);
-    try {
-      let batch: Buffer[] = [];
-      let batchBytes = 0;
-      let position = 0;
-      for await (const chunk of entry as AsyncIterable<Buffer>) {
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        if (batchBytes >= WRITE_BATCH) {
-          await fh.writev(batch, position);
-          position += batchBytes;
-          batch = [];
-          batchBytes = 0;
+    if (rel === '') this.unsafe(name, 'names the rootfs itself as a non-directory');
+    const size = h.size ?? 0;
+    if (size > SMALL_FILE) {
+      // Big files stream straight to disk, in order; small ones are queued below.
+      await this.settle(rel);
+      await this.ensureParents(rel, name, true);
+      if (this.safeDirs.has(rel)) await this.remove(rel);
+      await this.writeFile(rel, name, h, async (fd) => {
+        let position = 0;
+        let batch: Buffer[] = [];
+        let batchBytes = 0;
+        for await (const chunk of entry as AsyncIterable<Buffer>) {
+          batch.push(chunk);
+          batchBytes += chunk.length;
+          if (batchBytes >= WRITE_BATCH) {
+            await writeAll(fd, batch, position);
+            position += batchBytes;
+            batch = [];
+            batchBytes = 0;
+          }
         }
-      }
-      if (batchBytes > 0) await fh.writev(batch, position);
-      position += batchBytes;
-      this.stats.bytes += position;
-      if (this.preserve) await fh.chown(h.uid ?? 0, h.gid ?? 0);
-      // chmod after chown: chown clears setuid/setgid.
-      await fh.chmod(this.mode(h));
-      if (h.mtime) await fh.utimes(h.mtime, h.mtime);
-    } finally {
-      await fh.close();
+        if (batchBytes > 0) await writeAll(fd, batch, position);
+        this.stats.bytes += position + batchBytes;
+      });
+      return;
     }
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    for await (const chunk of entry as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      bytes += chunk.length;
+    }
+    await this.settle(rel);
+    await this.ensureParents(rel, name, true);
+    if (this.safeDirs.has(rel)) await this.remove(rel);
+    // Each file costs several thread-pool round trips (open, write, chmod,
+    // utimes, close); running many at once is what makes unpack keep pace
+    // with GNU tar. Memory stays bounded by the in-flight byte budget.
+    while (this.pending.size >= MAX_INFLIGHT_FILES || (this.pendingBytes + bytes > MAX_INFLIGHT_BYTES && this.pending.size > 0)) {
+      await Promise.race(this.pending.values());
+    }
+    if (this.jobError !== undefined) throw this.jobError;
+    this.stats.bytes += bytes;
+    this.pendingBytes += bytes;
+    const job: Promise<void> = this.writeFile(rel, name, h, async (fd) => {
+      if (bytes > 0) await writeAll(fd, chunks, 0);
+    }).catch((err: unknown) => {
+      this.jobError ??= err;
+    }).finally(() => {
+      this.pendingBytes -= bytes;
+      if (this.pending.get(rel) === job) this.pending.delete(rel);
+    });
+    this.pending.set(rel, job);
   }
 
   private async symlink(rel: string, h: tar.Header, entry: string): Promise<void> {
@@ -405,12 +521,18 @@ export class RootfsWriter {
     if (rel === '') this.unsafe(entry, 'names the rootfs itself as a symlink');
     const target = h.linkname ?? '';
     if (!target) this.unsafe(entry, 'is a symlink with an empty target');
+    await this.settle(rel);
     await this.ensureParents(rel, entry, true);
-    await this.remove(rel);
     const p = this.abs(rel);
     // The target is stored as-is: it is only ever resolved inside the container,
     // and nothing here writes through it.
-    await fsp.symlink(target, p);
+    try {
+      await fsp.symlink(target, p);
+    } catch (err) {
+      if (errCode(err) !== 'EEXIST') throw err;
+      await this.remove(rel);
+      await fsp.symlink(target, p);
+    }
     if (this.preserve) await fsp.lchown(p, h.uid ?? 0, h.gid ?? 0);
     if (h.mtime) await fsp.lutimes(p, h.mtime, h.mtime);
   }
@@ -421,6 +543,8 @@ export class RootfsWriter {
     const targetRel = this.clean(h.linkname ?? '', entry, 'hard link target');
     if (targetRel === '') this.unsafe(entry, 'is a hard link to the rootfs itself');
     if (targetRel === rel) return;
+    await this.settle(targetRel);
+    await this.settle(rel);
     if (!(await this.ensureParents(targetRel, entry, false))) this.unsafe(entry, `is a hard link to \`${h.linkname}\`, which does not exist`);
     let st: fs.Stats;
     try {
@@ -439,6 +563,7 @@ export class RootfsWriter {
   private async special(rel: string, h: tar.Header, entry: string): Promise<void> {
     if (rel === '') this.unsafe(entry, 'names the rootfs itself as a special file');
     const isDevice = h.type !== 'fifo';
+    await this.settle(rel);
     if (isDevice && !this.preserve) {
       // mknod(2) of a device needs CAP_MKNOD in the initial user namespace.
       this.stats.devicesSkipped++;
