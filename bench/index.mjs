@@ -202,7 +202,7 @@ function buildReport(res) {
   };
   for (const [id, s] of Object.entries(summary.latency)) {
     const rt = res.context.runtimes[id];
-    pushRow(LABELS[id] ?? id, s, rt?.note ? 'see note' : s.stride > 1 ? `every ${s.stride}th round` : '');
+    pushRow(LABELS[id] ?? id, s, rt?.note ? 'see note' : s.stride > 1 ? `1 in ${s.stride} rounds` : '');
     if (rt?.note && s.status === 'ok') notes.push(`${LABELS[id] ?? id}: ${rt.note}`);
   }
   for (const [mode, s] of Object.entries(summary.floor)) pushRow(`floor.c in-process (${mode})`, s, 'no Node');
