@@ -190,12 +190,6 @@ void SpawnWorker::OnOK() {
   Napi::Object res = Napi::Object::New(env);
   res.Set("pid", job->pid);
   res.Set("cloneMicros", (double)job->clone_ns / 1000.0);
-  Napi::Array fds = Napi::Array::New(env, 3);
-  for (int i = 0; i < 3; i++) {
-    fds.Set(i, Napi::Number::New(env, job->parent_stdio[i]));
-    job->parent_stdio[i] = -1;  // JS owns them now
-  }
-  res.Set("stdio", fds);
   handle_->Started(env, job, on_exit);
   on_spawn.Call({env.Null(), res});
 }
@@ -265,6 +259,14 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
     return env.Undefined();
   }
   Napi::Object obj = env.GetInstanceData<Napi::FunctionReference>()->New({});
+  // Our pipe ends go to JS now, so streams exist before the launch completes;
+  // JS closes them if the launch fails.
+  Napi::Array fds = Napi::Array::New(env, 3);
+  for (int i = 0; i < 3; i++) {
+    fds.Set(i, Napi::Number::New(env, job->parent_stdio[i]));
+    job->parent_stdio[i] = -1;
+  }
+  obj.Set("stdio", fds);
   ContainerHandle *h = ContainerHandle::Unwrap(obj);
   h->Ref();  // alive until the exit (or the failed spawn) is reported
   h->pending_on_exit_ = Napi::Persistent(info[3].As<Napi::Function>());

@@ -1,0 +1,127 @@
+// The error model. Three classes, each naming what is at fault:
+//  - SpecError: the spec or the options are wrong; caught before clone, with
+//    the JSON pointer of the field (`/mounts/2/source`).
+//  - ContainerError: a setup step after clone failed (or clone itself); it
+//    carries the step, errno name and text, syscall and the path(s), and a
+//    hint for the (step, errno) pairs people meet most.
+//  - ImageError lives with the image code.
+import { getSystemErrorMap } from 'node:util';
+
+/** Setup steps, in the order of `enum child_step` in native/protocol.h. */
+export const STEP_NAMES = [
+  'clone',
+  'reset-signals',
+  'stdio',
+  'setgroups-deny',
+  'uid-map',
+  'gid-map',
+  'wait-id-maps',
+  'sethostname',
+  'setdomainname',
+  'root-propagation',
+  'bind-rootfs',
+  'mount',
+  'loopback-up',
+  'pivot-root',
+  'root-readonly',
+  'chdir',
+  'rlimit',
+  'drop-bounding-caps',
+  'setgroups',
+  'setgid',
+  'setuid',
+  'capset',
+  'ambient-caps',
+  'no-new-privs',
+  'parent-death-signal',
+  'close-fds',
+  'exec-init',
+  'init-fork',
+  'exec',
+  'id-map-helper',
+] as const;
+export type StepName = (typeof STEP_NAMES)[number];
+
+/** Which call of a mount op failed, as `enum mount_call` in native/protocol.h. */
+export const MOUNT_CALLS = ['mount', 'mount_setattr', 'remount', 'mkdir', 'create', 'symlink', 'stat', 'bind (fallback)'] as const;
+
+const errnoMap = getSystemErrorMap();
+
+/** errno number -> [code, text], e.g. 2 -> ['ENOENT', 'no such file or directory']. */
+export function describeErrno(errno: number): [string, string] {
+  const e = errnoMap.get(-Math.abs(errno));
+  return e ? [e[0], e[1]] : [`E${errno}`, `errno ${errno}`];
+}
+
+export interface ContainerErrorFields {
+  step: StepName | string;
+  errno?: number;
+  syscall?: string;
+  path?: string;
+  target?: string;
+  flags?: string;
+  detail?: string;
+}
+
+export class ContainerError extends Error {
+  readonly step: string;
+  readonly errno?: number;
+  readonly code?: string;
+  readonly syscall?: string;
+  readonly path?: string;
+  readonly target?: string;
+  readonly flags?: string;
+  readonly hint?: string;
+
+  constructor(what: string, f: ContainerErrorFields) {
+    let code: string | undefined;
+    let text = '';
+    if (f.errno !== undefined) [code, text] = describeErrno(f.errno);
+    const hint = hintFor(f.step, code, f);
+    const where = f.syscall ? `${f.syscall}(2) ` : '';
+    let msg = `${what}: ${where}${code ?? ''}${text ? `: ${text}` : ''}`;
+    if (f.detail) msg += ` (${f.detail})`;
+    if (hint) msg += `\nhint: ${hint}`;
+    super(msg);
+    this.name = 'ContainerError';
+    this.step = f.step;
+    this.errno = f.errno;
+    this.code = code;
+    this.syscall = f.syscall;
+    this.path = f.path;
+    this.target = f.target;
+    this.flags = f.flags;
+    this.hint = hint;
+  }
+}
+
+export class SpecError extends Error {
+  /** JSON pointer of the field at fault, e.g. `/linux/uidMappings/1`. */
+  readonly pointer: string;
+  constructor(pointer: string, reason: string) {
+    super(`${pointer || '/'}: ${reason}`);
+    this.name = 'SpecError';
+    this.pointer = pointer;
+  }
+}
+
+/** Actionable advice for known (step, errno) pairs, in the manner of bubblewrap. */
+function hintFor(step: string, code: string | undefined, f: ContainerErrorFields): string | undefined {
+  if (step === 'clone' && (code === 'EPERM' || code === 'EACCES'))
+    return 'unprivileged user namespaces look disabled here (sysctl kernel.unprivileged_userns_clone, user.max_user_namespaces, or an LSM policy such as AppArmor\'s restrict_unprivileged_userns)';
+  if (step === 'clone' && code === 'ENOSPC')
+    return 'a namespace limit was reached (see /proc/sys/user/max_*_namespaces)';
+  if (step === 'clone' && code === 'EINVAL')
+    return 'the kernel refused this combination of namespaces; is it older than 5.2 (CLONE_PIDFD)?';
+  if (step === 'mount' && code === 'EPERM' && /remount|setattr/.test(f.syscall ?? ''))
+    return 'a locked mount flag (nosuid, nodev, noexec, ro, atime) of the source cannot be cleared inside a user namespace';
+  if (step === 'mount' && code === 'ENOENT' && f.path?.startsWith('/cvmfs/'))
+    return `the CernVM-FS repository is not mounted on the host: try \`ls ${f.path}\` there first (autofs mounts on access)`;
+  if (step === 'mount' && code === 'ENOENT') return 'the bind source or the mount point does not exist';
+  if (step === 'uid-map' || step === 'gid-map') return 'the id mapping was refused: an unprivileged caller may map only its own id unless newuidmap/newgidmap and /etc/subuid, /etc/subgid allow more';
+  if (step === 'id-map-helper') return 'newuidmap/newgidmap refused the ranges: check /etc/subuid and /etc/subgid for this user';
+  if (step === 'exec' && code === 'ENOENT') return 'the executable or its ELF interpreter (dynamic loader) is missing in the image';
+  if (step === 'exec' && code === 'EACCES') return 'the executable is not executable, or its file system is mounted noexec';
+  if (step === 'rlimit' && code === 'EPERM') return 'raising a hard rlimit above the current one needs CAP_SYS_RESOURCE in the initial user namespace';
+  return undefined;
+}

@@ -1,0 +1,87 @@
+// Loading the addon and the init binary that comes with it.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LaunchPlan } from './plan/plan.js';
+
+export type StdioSlot = 'pipe' | 'ignore' | 'inherit' | number;
+
+export interface SpawnFailure {
+  step: number;
+  errno: number;
+  index: number;
+  detail: number;
+  helperOutput?: string;
+}
+
+export interface SpawnSuccess {
+  pid: number;
+  /** How long the clone call blocked the worker thread, in µs (the vfork window). */
+  cloneMicros: number;
+}
+
+export interface NativeRusage {
+  userCPUTime: number;
+  systemCPUTime: number;
+  maxRSS: number;
+  minorPageFault: number;
+  majorPageFault: number;
+  fsRead: number;
+  fsWrite: number;
+  voluntaryContextSwitches: number;
+  involuntaryContextSwitches: number;
+}
+
+export interface ContainerHandle {
+  /** Our ends of the stdio pipes (-1 where not piped); JS owns and closes them. */
+  readonly stdio: [number, number, number];
+  /** 0, or -errno (e.g. -ESRCH once the container is gone). */
+  kill(signal: number): number;
+  ref(): void;
+  unref(): void;
+}
+
+/** The addon's shape (native/addon.cc). */
+export interface NativeBinding {
+  init(initPath: string): void;
+  spawn(
+    plan: LaunchPlan,
+    stdio: StdioSlot[],
+    onSpawn: (err: SpawnFailure | null, res?: SpawnSuccess) => void,
+    onExit: (exitCode: number, signal: number | null, rusage: NativeRusage) => void,
+  ): ContainerHandle;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+let binding: NativeBinding | undefined;
+
+/** Build directories searched for the addon, Release before Debug. */
+function candidates(): string[] {
+  return [join(root, 'build', 'Release'), join(root, 'build', 'Debug')];
+}
+
+/** The addon, loaded once, with its init binary registered. */
+export function loadBinding(): NativeBinding {
+  if (binding) return binding;
+  const tried: string[] = [];
+  for (const dir of candidates()) {
+    const addon = join(dir, 'nodularity.node');
+    const init = join(dir, 'nodularity-init');
+    tried.push(addon);
+    if (!existsSync(addon)) continue;
+    if (!existsSync(init)) throw new Error(`found ${addon} but not its init binary ${init}: rebuild with \`npx node-gyp rebuild\``);
+    const b = createRequire(import.meta.url)(addon) as NativeBinding;
+    b.init(init);
+    binding = b;
+    return b;
+  }
+  throw new Error(`the nodularity addon is not built (tried ${tried.join(', ')}): run \`npm install\` or \`npx node-gyp rebuild\``);
+}
+
+/** Directory holding the built native artefacts (addon, init, test payload). */
+export function buildDir(): string {
+  for (const dir of candidates()) if (existsSync(join(dir, 'nodularity.node'))) return dir;
+  return candidates()[0];
+}

@@ -1,0 +1,83 @@
+// OCI runtime-spec config.json types (runtime-spec v1.2), with the spec's own
+// field names so that a config.json parses straight into them. Only the parts
+// a Linux runtime acts on are typed; unknown fields are kept and ignored.
+
+export interface Spec {
+  ociVersion: string;
+  process?: Process;
+  root?: Root;
+  hostname?: string;
+  domainname?: string;
+  mounts?: Mount[];
+  linux?: Linux;
+  annotations?: Record<string, string>;
+}
+
+export interface Process {
+  terminal?: boolean;
+  user: User;
+  args: string[];
+  env?: string[];
+  cwd: string;
+  capabilities?: Capabilities;
+  rlimits?: Rlimit[];
+  noNewPrivileges?: boolean;
+}
+
+export interface User {
+  uid: number;
+  gid: number;
+  umask?: number;
+  additionalGids?: number[];
+}
+
+export interface Capabilities {
+  bounding?: string[];
+  effective?: string[];
+  inheritable?: string[];
+  permitted?: string[];
+  ambient?: string[];
+}
+
+export interface Rlimit {
+  type: string;
+  soft: number;
+  hard: number;
+}
+
+export interface Root {
+  path: string;
+  readonly?: boolean;
+}
+
+export interface Mount {
+  destination: string;
+  source?: string;
+  type?: string;
+  options?: string[];
+}
+
+export type NamespaceType = 'pid' | 'network' | 'mount' | 'ipc' | 'uts' | 'user' | 'cgroup' | 'time';
+
+export interface LinuxNamespace {
+  type: NamespaceType;
+  path?: string;
+}
+
+export interface LinuxIDMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+
+export interface Linux {
+  namespaces?: LinuxNamespace[];
+  uidMappings?: LinuxIDMapping[];
+  gidMappings?: LinuxIDMapping[];
+  maskedPaths?: string[];
+  readonlyPaths?: string[];
+  rootfsPropagation?: 'private' | 'rprivate' | 'slave' | 'rslave' | 'shared' | 'rshared' | 'unbindable' | 'runbindable';
+  sysctl?: Record<string, string>;
+  resources?: unknown;
+  cgroupsPath?: string;
+}
