@@ -239,6 +239,8 @@ function buildReport(res) {
         nodularity: summarize(pick('nodularity', 'samples')),
         block: summarize(pick('nodularity', 'block')),
         toSpawned: summarize(pick('nodularity', 'toSpawned')),
+        cloneWindow: summarize(pick('nodularity', 'cloneWindow')),
+        plan: summarize(pick('nodularity', 'plan')),
         child_process: summarize(pick('child_process', 'samples')),
         failed: [...new Set(failed)],
       };
@@ -255,6 +257,8 @@ function buildReport(res) {
       ['child_process.spawn', fmt(small.child_process.p50), fmt(big.child_process.p50), `${fmt(summary.heap.childProcessPct, 1)} %`, fmt(small.child_process.p99), fmt(big.child_process.p99)],
       ['nodularity spawn() call alone', fmt(small.block.p50), fmt(big.block.p50), `${fmt(pct(small.block.p50, big.block.p50), 1)} %`, fmt(small.block.p99), fmt(big.block.p99)],
     ];
+    if (small.plan.n) hrows.push(['  of which prepareLaunch() (TS)', fmt(small.plan.p50), fmt(big.plan.p50), `${fmt(pct(small.plan.p50, big.plan.p50), 1)} %`, fmt(small.plan.p99), fmt(big.plan.p99)]);
+    if (small.cloneWindow.n) hrows.push(['nodularity clone() vfork window', fmt(small.cloneWindow.p50), fmt(big.cloneWindow.p50), `${fmt(pct(small.cloneWindow.p50, big.cloneWindow.p50), 1)} %`, fmt(small.cloneWindow.p99), fmt(big.cloneWindow.p99)]);
     if (small.toSpawned.n) hrows.push(['nodularity spawn() -> spawned', fmt(small.toSpawned.p50), fmt(big.toSpawned.p50), `${fmt(pct(small.toSpawned.p50, big.toSpawned.p50), 1)} %`, fmt(small.toSpawned.p99), fmt(big.toSpawned.p99)]);
     const title = `Heap independence: fresh processes with ~0 vs ${fmt(big.heapUsedMiB, 0)} MiB JS heap (rss ${fmt(small.rssMiB, 0)} vs ${fmt(big.rssMiB, 0)} MiB)`;
     const hh = ['ms', 'p50 small', 'p50 big', 'diff', 'p99 small', 'p99 big'];
@@ -310,7 +314,7 @@ function buildReport(res) {
   const head = [
     `Machine: ${res.machine.nproc} CPU (${res.machine.cpu ?? 'unknown CPU'}), ${res.machine.kernel}, ${res.machine.os ?? ''}, Node ${res.machine.node}`,
     `Date: ${res.machine.date}; run as uid ${res.uid}; took ${res.elapsedSeconds.toFixed(0)} s; load average ${res.machine.loadavg.map((x) => x.toFixed(2)).join(' ')} before, ${res.loadavgAtEnd.map((x) => x.toFixed(2)).join(' ')} after`,
-    `Command: \`${res.command}\``,
+    `Command: \`${res.command}\`; tree: ${res.machine.git ?? 'unknown'}`,
   ];
   const versions = Object.values(res.context.runtimes).map((r) => `${r.name} ${r.status === 'ok' ? r.version : `(${r.status})`}`).join(', ');
   head.push(`Runtimes: ${versions}`);

@@ -256,5 +256,12 @@ export function machineInfo() {
     os: sh('sh', ['-c', '. /etc/os-release && echo "$PRETTY_NAME"']),
     // Other work on the machine colours every figure; say how busy it was.
     loadavg: loadavg(),
+    // The launcher changes under the bench; name the code that was measured.
+    git: (() => {
+      const head = sh('git', ['-C', REPO_DIR, 'rev-parse', '--short', 'HEAD']);
+      if (!head) return null;
+      const dirty = sh('git', ['-C', REPO_DIR, 'status', '--porcelain', '--untracked-files=no', '--', 'lib', 'native', 'binding.gyp']);
+      return dirty ? `${head} + uncommitted changes in lib/native` : head;
+    })(),
   };
 }

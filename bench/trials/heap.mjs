@@ -48,7 +48,7 @@ await runTrial(async () => {
     heapMib,
     heapUsedMiB: mem.heapUsed / 2 ** 20,
     rssMiB: mem.rss / 2 ** 20,
-    nodularity: { status: nod.error ? 'missing' : 'ok', detail: nod.error ?? null, samples: [], block: [], toSpawned: [] },
+    nodularity: { status: nod.error ? 'missing' : 'ok', detail: nod.error ?? null, samples: [], block: [], toSpawned: [], cloneWindow: [], plan: [] },
     child_process: { status: 'ok', detail: null, samples: [] },
   };
 
@@ -65,7 +65,17 @@ await runTrial(async () => {
       result.nodularity.block.push(Number(b - a));
       result.nodularity.samples.push(Number(c - a));
       if (spawnedAt !== null) result.nodularity.toSpawned.push(Number(spawnedAt - a));
+      // How long clone() kept the (worker) thread that called it suspended: the vfork window.
+      if (typeof h.cloneMicros === 'number') result.nodularity.cloneWindow.push(h.cloneMicros * 1000);
     }
+  };
+  // The TS half of spawn(): spec validation and plan building, timed on its
+  // own so a slow spawn() can be pinned on TS or on the native call.
+  const timePlan = (record) => {
+    if (typeof nod.mod?.prepareLaunch !== 'function') return;
+    const a = hrtime.bigint();
+    nod.mod.prepareLaunch(spec, options);
+    if (record) result.nodularity.plan.push(Number(hrtime.bigint() - a));
   };
   const launchCp = async (record) => {
     const a = hrtime.bigint();
@@ -81,6 +91,7 @@ await runTrial(async () => {
       const which = f === launchNod ? result.nodularity : result.child_process;
       if (which.status !== 'ok') continue;
       try {
+        if (f === launchNod) timePlan(record);
         await f(record);
       } catch (e) {
         which.status = 'failed';
