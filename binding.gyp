@@ -17,8 +17,10 @@
       "target_name": "nodularity-init",
       "type": "executable",
       "sources": ["native/init.c"],
-      "cflags": ["-Os", "-Wall", "-Wextra", "-fstack-protector-strong"],
-      "ldflags": ["-static", "-s"]
+      "cflags": ["-Os", "-Wall", "-Wextra", "-ffreestanding", "-fno-stack-protector", "-fno-builtin", "-fno-asynchronous-unwind-tables", "-fno-pie"],
+      "cflags!": ["-fPIC", "-pthread"],
+      "ldflags": ["-static", "-nostdlib", "-no-pie", "-s"],
+      "ldflags!": ["-pthread", "-rdynamic"]
     },
     {
       "target_name": "nodularity-test-payload",

@@ -6,98 +6,138 @@
 // orphan, and exits with the payload's status (128+N for signal N), sending
 // the raw wait status to the parent so the signal is reported too.
 //
+// Built -nostdlib -static (see rawsys.h for why): no libc, raw syscalls only.
+//
 // usage: nodularity-init REPORT_FD PATH ARGV0 [ARGS...]   (environment = payload's)
 
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <stdint.h>
 
 #include "protocol.h"
+#include "rawsys.h"
+
+enum {
+  SIGHUP_ = 1, SIGINT_ = 2, SIGQUIT_ = 3, SIGUSR1_ = 10, SIGUSR2_ = 12, SIGTERM_ = 15, SIGCHLD_ = 17,
+  SIGCONT_ = 18, SIGWINCH_ = 28,
+};
+#define SIG_BLOCK_ 0
+#define SIG_SETMASK_ 2
+#define WNOHANG_ 1
+#define F_SETFD_ 2
+#define FD_CLOEXEC_ 1
+#define O_CLOEXEC_ 02000000
+#define PR_SET_DUMPABLE_ 4
+
+// The compiler may emit calls to these for struct copies and zeroing.
+void *memset(void *s, int c, unsigned long n) {
+  unsigned char *p = (unsigned char *)s;
+  while (n--) *p++ = (unsigned char)c;
+  return s;
+}
+void *memcpy(void *d, const void *s, unsigned long n) {
+  unsigned char *dp = (unsigned char *)d;
+  const unsigned char *sp = (const unsigned char *)s;
+  while (n--) *dp++ = *sp++;
+  return d;
+}
 
 static int report_fd = -1;
 
 static void send_msg(int type, int step, int err) {
   struct child_msg m = {type, step, err, 0, 0};
-  ssize_t r;
-  do { r = write(report_fd, &m, sizeof m); } while (r < 0 && errno == EINTR);
+  long r;
+  do { r = SYS3(__NR_write, report_fd, &m, sizeof m); } while (r == -RAW_EINTR);
+}
+
+static __attribute__((noreturn)) void do_exit(int code) {
+  for (;;) SYS1(__NR_exit_group, code);
 }
 
 static int is_forwarded(int sig) {
   switch (sig) {
-    case SIGTERM: case SIGINT: case SIGHUP: case SIGQUIT:
-    case SIGUSR1: case SIGUSR2: case SIGWINCH: case SIGCONT:
+    case SIGTERM_: case SIGINT_: case SIGHUP_: case SIGQUIT_:
+    case SIGUSR1_: case SIGUSR2_: case SIGWINCH_: case SIGCONT_:
       return 1;
   }
   return 0;
 }
 
-int main(int argc, char **argv, char **envp) {
-  if (argc < 4) return 127;
-  report_fd = atoi(argv[1]);
+static int parse_int(const char *s) {
+  int v = 0;
+  while (*s >= '0' && *s <= '9') v = v * 10 + (*s++ - '0');
+  return v;
+}
+
+
+__attribute__((used)) void init_main(long *sp) {
+  int argc = (int)sp[0];
+  char **argv = (char **)(sp + 1);
+  char **envp = argv + argc + 1;
+  if (argc < 4) do_exit(127);
+  report_fd = parse_int(argv[1]);
   // The payload must not inherit the report pipe.
-  fcntl(report_fd, F_SETFD, FD_CLOEXEC);
+  SYS3(__NR_fcntl, report_fd, F_SETFD_, FD_CLOEXEC_);
   // Not dumpable: the payload (same uid) may not ptrace us or open
   // /proc/1/exe, /proc/1/mem of a process that came from outside.
-  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  SYS5(__NR_prctl, PR_SET_DUMPABLE_, 0, 0, 0, 0);
 
   // Every signal arrived blocked (see child.cc) and stays blocked here: we
-  // take them synchronously with sigwaitinfo.
-  sigset_t all;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, NULL);
+  // take them synchronously with rt_sigtimedwait.
+  uint64_t all = ~(uint64_t)0;
+  SYS4(__NR_rt_sigprocmask, SIG_BLOCK_, &all, 0, sizeof all);
 
   int exec_pipe[2];
-  if (pipe2(exec_pipe, O_CLOEXEC) < 0) {
-    send_msg(MSG_ERROR, STEP_INIT_FORK, errno);
-    return 127;
+  long r = SYS2(__NR_pipe2, exec_pipe, O_CLOEXEC_);
+  if (r < 0) {
+    send_msg(MSG_ERROR, STEP_INIT_FORK, (int)-r);
+    do_exit(127);
   }
-  pid_t child = fork();
+  long child = SYS5(__NR_clone, SIGCHLD_, 0, 0, 0, 0);
   if (child < 0) {
-    send_msg(MSG_ERROR, STEP_INIT_FORK, errno);
-    return 127;
+    send_msg(MSG_ERROR, STEP_INIT_FORK, (int)-child);
+    do_exit(127);
   }
   if (child == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(argv[2], argv + 3, envp);
-    int err = errno;
-    ssize_t r = write(exec_pipe[1], &err, sizeof err);
-    (void)r;
-    _exit(127);
+    uint64_t none = 0;
+    SYS4(__NR_rt_sigprocmask, SIG_SETMASK_, &none, 0, sizeof none);
+    int err = (int)-SYS3(__NR_execve, argv[2], argv + 3, envp);
+    SYS3(__NR_write, exec_pipe[1], &err, sizeof err);
+    do_exit(127);
   }
-  close(exec_pipe[1]);
+  SYS1(__NR_close, exec_pipe[1]);
   int err = 0;
-  ssize_t n;
-  do { n = read(exec_pipe[0], &err, sizeof err); } while (n < 0 && errno == EINTR);
-  close(exec_pipe[0]);
-  if (n == (ssize_t)sizeof err) {
+  do { r = SYS3(__NR_read, exec_pipe[0], &err, sizeof err); } while (r == -RAW_EINTR);
+  SYS1(__NR_close, exec_pipe[0]);
+  if (r == (long)sizeof err) {
     send_msg(MSG_ERROR, STEP_EXEC, err);
-    waitpid(child, NULL, 0);
-    return 127;
+    int st;
+    SYS4(__NR_wait4, child, &st, 0, 0);
+    do_exit(127);
   }
   send_msg(MSG_EXEC_OK, 0, 0);
 
   for (;;) {
-    siginfo_t si;
-    int sig = sigwaitinfo(&all, &si);
+    unsigned char info[128];  // siginfo_t; si_signo is the first int
+    long sig = SYS4(__NR_rt_sigtimedwait, &all, info, 0, sizeof all);
     if (sig < 0) continue;
-    if (sig == SIGCHLD) {
+    if (sig == SIGCHLD_) {
       int status;
-      pid_t pid;
-      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      long pid;
+      while ((pid = SYS4(__NR_wait4, -1, &status, WNOHANG_, 0)) > 0) {
         if (pid != child) continue;  // an orphan: reaping is all we owe it
         send_msg(MSG_STATUS, 0, status);
-        if (WIFEXITED(status)) return WEXITSTATUS(status);
-        return 128 + WTERMSIG(status);
+        if ((status & 0x7f) == 0) do_exit((status >> 8) & 0xff);
+        do_exit(128 + (status & 0x7f));
       }
-    } else if (is_forwarded(sig)) {
-      kill(child, sig);
+    } else if (is_forwarded((int)sig)) {
+      SYS2(__NR_kill, child, sig);
     }
   }
 }
+
+// Entry point: hand the initial stack (argc, argv..., envp...) to init_main
+// with the stack aligned as the ABI wants for a call.
+#if defined(__x86_64__)
+__asm__(".text\n.global _start\n_start:\n  xor %rbp, %rbp\n  mov %rsp, %rdi\n  and $-16, %rsp\n  call init_main\n  hlt\n");
+#elif defined(__aarch64__)
+__asm__(".text\n.global _start\n_start:\n  mov x0, sp\n  bl init_main\n  brk #0\n");
+#endif
