@@ -293,6 +293,13 @@ int child_main(void *arg) {
   if (p->id_mode == IDMAP_SELF) step_self_maps(a);
   else if (p->id_mode == IDMAP_PARENT || p->id_mode == IDMAP_HELPER) step_wait_maps(a);
 
+  // When the parent mapped ranges, our own host id may be unmapped (we would
+  // create files as the overflow id, EOVERFLOW): become the namespace's root.
+  if (p->setup_gid >= 0 && syscall(SYS_setresgid, p->setup_gid, p->setup_gid, p->setup_gid) < 0)
+    child_fail(a, STEP_SETGID, errno, 1, 0);
+  if (p->setup_uid >= 0 && syscall(SYS_setresuid, p->setup_uid, p->setup_uid, p->setup_uid) < 0)
+    child_fail(a, STEP_SETUID, errno, 1, 0);
+
   // From here on we hold every capability in our own user namespace.
   if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) child_fail(a, STEP_HOSTNAME, errno, 0, 0);
   if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0)

@@ -96,6 +96,8 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
   p.uid_map = r.str(o, "uidMap", "uidMap", true);
   p.gid_map = r.str(o, "gidMap", "gidMap", true);
   p.setgroups_deny = r.flag(o, "setgroupsDeny");
+  p.setup_uid = (int)r.num(o, "setupUid", "setupUid", -1);
+  p.setup_gid = (int)r.num(o, "setupGid", "setupGid", -1);
   for (auto *pair : {&p.uid_helper_args, &p.gid_helper_args}) {
     const char *key = pair == &p.uid_helper_args ? "uidHelperArgs" : "gidHelperArgs";
     Napi::Array a = r.arr(o, key, key);

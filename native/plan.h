@@ -61,6 +61,8 @@ struct launch_plan {
   const char *uid_map = nullptr;   // text for /proc/.../uid_map
   const char *gid_map = nullptr;
   int setgroups_deny = 0;
+  int setup_uid = -1;              // ids to take once the maps exist (root of the
+  int setup_gid = -1;              // namespace when mapped), or -1 to keep ours
 
   const char *hostname = nullptr;
   const char *domainname = nullptr;

@@ -25,6 +25,8 @@ export function makeBusyboxRootfs(dir, { busybox = findStaticBusybox() } = {}) {
   for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'root', 'home', 'var/tmp', 'run', 'mnt'])
     mkdirSync(join(dir, d), { recursive: true });
   chmodSync(join(dir, 'tmp'), 0o1777);
+  // mkdtemp makes 0700 dirs; every id inside must be able to reach /.
+  chmodSync(dir, 0o755);
   copyFileSync(busybox, join(dir, 'bin/busybox'));
   chmodSync(join(dir, 'bin/busybox'), 0o755);
   const applets = execFileSync(busybox, ['--list-full'], { encoding: 'utf8' }).split('\n').filter(Boolean);

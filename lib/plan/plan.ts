@@ -34,6 +34,8 @@ export interface LaunchPlan {
   uidMap?: string;
   gidMap?: string;
   setgroupsDeny?: boolean;
+  setupUid?: number;
+  setupGid?: number;
   uidHelperArgs?: string[];
   gidHelperArgs?: string[];
   hostname?: string;
@@ -502,6 +504,9 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     uidMap: plan.uidMap,
     gidMap: plan.gidMap,
     setgroupsDeny: plan.setgroupsDeny ?? false,
+    // Parent-written ranges: act as the namespace's root (when mapped) for the setup.
+    setupUid: idMode === IDMAP.PARENT || idMode === IDMAP.HELPER ? (isMapped(uidMaps, 0) ? 0 : -1) : -1,
+    setupGid: idMode === IDMAP.PARENT || idMode === IDMAP.HELPER ? (isMapped(gidMaps, 0) ? 0 : -1) : -1,
     uidHelperArgs: plan.uidHelperArgs,
     gidHelperArgs: plan.gidHelperArgs,
     hostname: spec.hostname,
