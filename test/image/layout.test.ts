@@ -35,7 +35,15 @@ function umociTree(tag: string): Map<string, TreeEntry> {
 function expectedFromUmoci(ref: Map<string, TreeEntry>): Map<string, TreeEntry> {
   if (isRoot) return ref;
   const out = new Map<string, TreeEntry>();
-  for (const [k, e] of ref) out.set(k, { ...e, mode: e.mode & ~0o6000 });
+  for (const [k, e] of ref) {
+    // umoci --rootless writes an empty regular file in place of a device
+    // node; nodularity creates nothing and counts it (stats.devicesSkipped).
+    if (k === 'dev/null2') {
+      if (e.type !== 'file' || e.size !== 0) throw new Error(`umoci --rootless made dev/null2 a ${e.type} of ${e.size} bytes; the test assumed an empty file`);
+      continue;
+    }
+    out.set(k, { ...e, mode: e.mode & ~0o6000 });
+  }
   return out;
 }
 

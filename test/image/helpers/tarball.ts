@@ -34,8 +34,7 @@ export async function makeTar(entries: TarEntrySpec[]): Promise<Buffer> {
       ...(e.devmajor !== undefined ? { devmajor: e.devmajor, devminor: e.devminor ?? 0 } : {}),
     };
     await new Promise<void>((resolve, reject) => {
-      if (type === 'file') pack.entry(header, e.content ?? '', (err) => (err ? reject(err) : resolve()));
-      else pack.entry(header, (err) => (err ? reject(err) : resolve())).end();
+      pack.entry(header, type === 'file' ? (e.content ?? '') : Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
     });
   }
   pack.finalize();
