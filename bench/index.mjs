@@ -18,7 +18,8 @@ import { runTrialProcess } from './lib/trial-io.mjs';
 import { summarize, fmt, table } from './lib/stats.mjs';
 
 const USAGE = `usage: node bench/index.mjs [options]
-  --runs N          latency rounds (each driver once per round); other trials scale with it (default 1000)
+  --runs N          latency launches per driver; other trials scale with it (default 1000)
+  --block N         latency launches of one driver in a row before the next driver's turn (default 5; 1 = strict alternation)
   --quick           --runs 150 and shorter trials, for a smoke run
   --only LIST       comma list of: latency,throughput,heap,floor (default all)
   --drivers LIST    latency drivers (default all: ${DRIVER_IDS.join(',')})
@@ -34,7 +35,7 @@ const { values: opt } = (() => {
   try {
     return parseArgs({
       options: {
-        runs: { type: 'string' }, quick: { type: 'boolean' }, only: { type: 'string' }, drivers: { type: 'string' },
+        runs: { type: 'string' }, block: { type: 'string' }, quick: { type: 'boolean' }, only: { type: 'string' }, drivers: { type: 'string' },
         'heap-mib': { type: 'string' }, 'heap-rounds': { type: 'string' }, inflight: { type: 'string' },
         out: { type: 'string' }, dist: { type: 'string' }, 'update-results': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
@@ -61,6 +62,7 @@ function intOpt(name, dflt, min = 1) {
 }
 
 const runs = intOpt('runs', opt.quick ? 150 : 1000);
+const block = intOpt('block', 5);
 const heapMib = intOpt('heap-mib', 1024);
 const heapRounds = intOpt('heap-rounds', opt.quick ? 1 : 2);
 const inflight = intOpt('inflight', 2);
@@ -112,8 +114,8 @@ for (const rt of Object.values(context.runtimes))
 const results = { machine, command, uid: context.uid, runs, context: { outDir: context.outDir, rootfs: context.rootfs, runtimes: context.runtimes }, nodularity };
 
 if (only.has('latency')) {
-  say(`\nlatency: ${runs} interleaved rounds of ${latencyDrivers.length} drivers (fresh node process)`);
-  results.latency = runTrialProcess('latency', contextPath, { runs, warmup: opt.quick ? 5 : 20, drivers: latencyDrivers.join(',') });
+  say(`\nlatency: ${runs} launches of each of ${latencyDrivers.length} drivers, interleaved in blocks of ${block} (fresh node process)`);
+  results.latency = runTrialProcess('latency', contextPath, { runs, block, warmup: opt.quick ? 5 : 20, drivers: latencyDrivers.join(',') });
 }
 if (only.has('throughput')) {
   const count = Math.max(300, Math.round(runs * 1.5));
@@ -202,13 +204,13 @@ function buildReport(res) {
   };
   for (const [id, s] of Object.entries(summary.latency)) {
     const rt = res.context.runtimes[id];
-    pushRow(LABELS[id] ?? id, s, rt?.note ? 'see note' : s.stride > 1 ? `1 in ${s.stride} rounds` : '');
+    pushRow(LABELS[id] ?? id, s, rt?.note ? 'see note' : s.stride > 1 ? `1 round in ${s.stride}` : '');
     if (rt?.note && s.status === 'ok') notes.push(`${LABELS[id] ?? id}: ${rt.note}`);
   }
   for (const [mode, s] of Object.entries(summary.floor)) pushRow(`floor.c in-process (${mode})`, s, 'no Node');
   const header = ['launcher (/bin/true)', 'n', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms', 'launch/s', 'x p50', 'x mean', 'note'];
   if (rows.length) {
-    const title = 'Spawn -> exit latency, sequential, interleaved rounds (x = time relative to nodularity run())';
+    const title = `Spawn -> exit latency, sequential, drivers interleaved in blocks of ${res.latency.block} (x = time relative to nodularity run())`;
     text.push(`\n${title}\n${table(header, rows, { align: 'lrrrrrrrrl' })}`);
     md.push(`### ${title}\n\n${table(header, rows, { markdown: true, align: 'lrrrrrrrrl' })}`);
   }
