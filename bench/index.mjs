@@ -12,7 +12,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { prepare, machineInfo, BENCH_DIR } from './lib/setup.mjs';
+import { prepare, machineInfo, buildStaleness, BENCH_DIR } from './lib/setup.mjs';
 import { LABELS, DRIVER_IDS, loadNodularity, nodularityArgs } from './lib/drivers.mjs';
 import { runTrialProcess } from './lib/trial-io.mjs';
 import { summarize, fmt, table } from './lib/stats.mjs';
@@ -107,6 +107,8 @@ const nodularity = await (async () => {
   }
 })();
 say(`setup: nodularity: ${nodularity.status}${nodularity.detail ? ' - ' + nodularity.detail : ''}`);
+nodularity.warnings = buildStaleness(context.dist);
+for (const w of nodularity.warnings) say(`setup: WARNING: ${w}`);
 for (const rt of Object.values(context.runtimes))
   say(`setup: ${rt.name}: ${rt.status}${rt.version ? ` (${rt.version})` : ''}${rt.detail ? ' - ' + rt.detail : ''}${rt.note ? ' - ' + rt.note : ''}`);
 
@@ -179,7 +181,7 @@ function buildReport(res) {
 
   // Latency table: every driver, plus the floor's in-process rows.
   const rows = [];
-  const notes = [];
+  const notes = (res.nodularity.warnings ?? []).map((w) => `WARNING: ${w}`);
   let base = null;
   if (ok(res.latency)) {
     for (const d of res.latency.drivers) {

@@ -2,7 +2,7 @@
 // out which runtimes can run here. The result is a plain "context" object
 // written to JSON, so every trial process sees exactly the same setup.
 import { spawnSync, execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir, userInfo } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -235,6 +235,38 @@ export async function prepare({ outDir: requestedOut, dist = DIST_INDEX, log = (
 
 export function readContext(path) {
   return JSON.parse(readFileSync(path, 'utf8'));
+}
+
+function newestMtime(dir, exts) {
+  let newest = 0;
+  let stack = [dir];
+  while (stack.length) {
+    const d = stack.pop();
+    let entries;
+    try { entries = readdirSync(d, { withFileTypes: true }); } catch { continue; }
+    for (const e of entries) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) stack.push(p);
+      else if (exts.some((x) => e.name.endsWith(x))) newest = Math.max(newest, statSync(p).mtimeMs);
+    }
+  }
+  return newest;
+}
+
+/**
+ * Warnings when the build being measured is older than its sources: figures
+ * from a stale dist/ or addon would be credited to code that is not in it.
+ */
+export function buildStaleness(dist) {
+  const warnings = [];
+  if (dist !== DIST_INDEX) return warnings; // another checkout: its owner knows
+  const lib = newestMtime(join(REPO_DIR, 'lib'), ['.ts']);
+  const built = newestMtime(join(REPO_DIR, 'dist'), ['.js']);
+  if (lib && built && lib > built) warnings.push('dist/ is older than lib/: run `npm run build:ts` to measure the current code');
+  const native = newestMtime(join(REPO_DIR, 'native'), ['.cc', '.c', '.h']);
+  const addon = newestMtime(join(REPO_DIR, 'build', 'Release'), ['.node']);
+  if (native && addon && native > addon) warnings.push('the addon in build/Release is older than native/: run `npx node-gyp rebuild` to measure the current code');
+  return warnings;
 }
 
 /** Facts about this machine for RESULTS.md and the JSON report. */
