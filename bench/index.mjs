@@ -28,7 +28,8 @@ const USAGE = `usage: node bench/index.mjs [options]
   --inflight N      launches in flight for the throughput trial (default 2)
   --out DIR         where to build the rootfs and write results (default bench/out/launch, else a temp dir)
   --dist FILE       the library entry to measure (default dist/index.js; e.g. another checkout's build)
-  --update-results  rewrite the launch section of bench/RESULTS.md from this run
+  --update-results  rewrite the launch section of bench/RESULTS.md (root or user, by who ran it) from this run
+  --render FILE     print the report of a saved results JSON instead of measuring (with --update-results: paste it)
   -h, --help`;
 
 const { values: opt } = (() => {
@@ -37,7 +38,7 @@ const { values: opt } = (() => {
       options: {
         runs: { type: 'string' }, block: { type: 'string' }, quick: { type: 'boolean' }, only: { type: 'string' }, drivers: { type: 'string' },
         'heap-mib': { type: 'string' }, 'heap-rounds': { type: 'string' }, inflight: { type: 'string' },
-        out: { type: 'string' }, dist: { type: 'string' }, 'update-results': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        out: { type: 'string' }, dist: { type: 'string' }, render: { type: 'string' }, 'update-results': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
       strict: true,
     });
@@ -81,94 +82,107 @@ const say = (...a) => console.error(...a);
 const command = `node bench/index.mjs${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}`;
 const started = Date.now();
 
-// ---- setup ---------------------------------------------------------------
-const machine = machineInfo();
-say(`nodularity bench: ${machine.kernel}, ${machine.nproc} CPU (${machine.cpu ?? '?'}), Node ${machine.node}, uid ${machine.uid}`);
-let context, contextPath;
-try {
-  ({ context, contextPath } = await prepare({ outDir: opt.out, dist: opt.dist, log: (m) => say(`setup: ${m}`) }));
-} catch (e) {
-  console.error(`bench setup failed: ${e.message}`);
-  process.exit(1);
-}
+// ---- setup and trials ----------------------------------------------------
 
-// One launch here first, so a broken build is reported once, clearly, rather
-// than as a missing row in every table.
-const nodularity = await (async () => {
-  const nod = await loadNodularity(context);
-  if (nod.error) return { status: 'missing', detail: nod.error };
+/** Prepare, probe and run the trials; returns the raw results. */
+async function measure() {
+  const machine = machineInfo();
+  say(`nodularity bench: ${machine.kernel}, ${machine.nproc} CPU (${machine.cpu ?? '?'}), Node ${machine.node}, uid ${machine.uid}`);
+  let context, contextPath;
   try {
-    const { spec, options } = nodularityArgs(context, 'nodularity');
-    const res = await nod.mod.run(spec, options);
-    if (res.exitCode !== 0) return { status: 'failed', detail: `/bin/true in the default container exited ${res.exitCode} (signal ${res.signal})` };
-    return { status: 'ok', detail: null };
+    ({ context, contextPath } = await prepare({ outDir: opt.out, dist: opt.dist, log: (m) => say(`setup: ${m}`) }));
   } catch (e) {
-    return { status: 'failed', detail: `run() threw: ${e?.message ?? e}` };
+    console.error(`bench setup failed: ${e.message}`);
+    process.exit(1);
   }
-})();
-say(`setup: nodularity: ${nodularity.status}${nodularity.detail ? ' - ' + nodularity.detail : ''}`);
-nodularity.warnings = buildStaleness(context.dist);
-for (const w of nodularity.warnings) say(`setup: WARNING: ${w}`);
-for (const rt of Object.values(context.runtimes))
-  say(`setup: ${rt.name}: ${rt.status}${rt.version ? ` (${rt.version})` : ''}${rt.detail ? ' - ' + rt.detail : ''}${rt.note ? ' - ' + rt.note : ''}`);
 
-// ---- trials --------------------------------------------------------------
-const results = { machine, command, uid: context.uid, runs, context: { outDir: context.outDir, rootfs: context.rootfs, runtimes: context.runtimes }, nodularity };
-
-if (only.has('latency')) {
-  say(`\nlatency: ${runs} launches of each of ${latencyDrivers.length} drivers, interleaved in blocks of ${block} (fresh node process)`);
-  results.latency = runTrialProcess('latency', contextPath, { runs, block, warmup: opt.quick ? 5 : 20, drivers: latencyDrivers.join(',') });
-}
-if (only.has('throughput')) {
-  const count = Math.max(300, Math.round(runs * 1.5));
-  say(`\nthroughput: ${count} launches per driver, ${inflight} in flight (fresh node process)`);
-  results.throughput = runTrialProcess('throughput', contextPath, { inflight, count, blocks: 3 });
-}
-if (only.has('heap')) {
-  // Same flags for both sizes, so the only difference is the retained heap;
-  // small and big alternate so drift hits both.
-  const flags = [`--max-old-space-size=${Math.max(2048, heapMib * 2)}`, '--expose-gc'];
-  const heapRuns = Math.max(100, Math.round(runs / 2));
-  results.heap = [];
-  for (let r = 0; r < heapRounds; r++) {
-    for (const mib of [0, heapMib]) {
-      say(`\nheap: round ${r + 1}/${heapRounds}, ${mib} MiB retained, ${heapRuns} launches each (fresh node process)`);
-      results.heap.push(runTrialProcess('heap', contextPath, { 'heap-mib': mib, runs: heapRuns }, flags));
+  // One launch here first, so a broken build is reported once, clearly, rather
+  // than as a missing row in every table.
+  const nodularity = await (async () => {
+    const nod = await loadNodularity(context);
+    if (nod.error) return { status: 'missing', detail: nod.error };
+    try {
+      const { spec, options } = nodularityArgs(context, 'nodularity');
+      const res = await nod.mod.run(spec, options);
+      if (res.exitCode !== 0) return { status: 'failed', detail: `/bin/true in the default container exited ${res.exitCode} (signal ${res.signal})` };
+      return { status: 'ok', detail: null };
+    } catch (e) {
+      return { status: 'failed', detail: `run() threw: ${e?.message ?? e}` };
     }
+  })();
+  say(`setup: nodularity: ${nodularity.status}${nodularity.detail ? ' - ' + nodularity.detail : ''}`);
+  nodularity.warnings = buildStaleness(context.dist);
+  for (const w of nodularity.warnings) say(`setup: WARNING: ${w}`);
+  for (const rt of Object.values(context.runtimes))
+    say(`setup: ${rt.name}: ${rt.status}${rt.version ? ` (${rt.version})` : ''}${rt.detail ? ' - ' + rt.detail : ''}${rt.note ? ' - ' + rt.note : ''}`);
+
+  // ---- trials --------------------------------------------------------------
+  const results = {
+    machine, command, uid: context.uid, options: { runs, block, heapMib, heapRounds, inflight },
+    context: { outDir: context.outDir, rootfs: context.rootfs, runtimes: context.runtimes }, nodularity,
+  };
+
+  if (only.has('latency')) {
+    say(`\nlatency: ${runs} launches of each of ${latencyDrivers.length} drivers, interleaved in blocks of ${block} (fresh node process)`);
+    results.latency = runTrialProcess('latency', contextPath, { runs, block, warmup: opt.quick ? 5 : 20, drivers: latencyDrivers.join(',') });
   }
-}
-if (only.has('floor')) {
-  // The floor loops in C, without Node: what the kernel work alone costs.
-  const loops = Math.max(200, Math.round(runs / 2));
-  const modes = [['vfork', []], ['fork', ['--fork']], ['vfork+netns', ['--net']]];
-  results.floor = Object.fromEntries(modes.map(([m]) => [m, { samples: [], error: null }]));
-  say(`\nfloor: ${loops} in-process launches per mode, in 2 alternating blocks`);
-  for (let block = 0; block < 2; block++) {
-    for (const [mode, args] of modes) {
-      const f = results.floor[mode];
-      if (f.error) continue;
-      try {
-        const out = execFileSync(context.floor, [...args, '--loop', String(Math.ceil(loops / 2)), context.rootfs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-        f.samples.push(...JSON.parse(out).ns);
-      } catch (e) {
-        f.error = `${context.floor} ${args.join(' ')}: ${(e.stderr || e.message || '').trim()}`;
+  if (only.has('throughput')) {
+    const count = Math.max(300, Math.round(runs * 1.5));
+    say(`\nthroughput: ${count} launches per driver, ${inflight} in flight (fresh node process)`);
+    results.throughput = runTrialProcess('throughput', contextPath, { inflight, count, blocks: 3 });
+  }
+  if (only.has('heap')) {
+    // Same flags for both sizes, so the only difference is the retained heap;
+    // small and big alternate so drift hits both.
+    const flags = [`--max-old-space-size=${Math.max(2048, heapMib * 2)}`, '--expose-gc'];
+    const heapRuns = Math.max(100, Math.round(runs / 2));
+    results.heap = [];
+    for (let r = 0; r < heapRounds; r++) {
+      for (const mib of [0, heapMib]) {
+        say(`\nheap: round ${r + 1}/${heapRounds}, ${mib} MiB retained, ${heapRuns} launches each (fresh node process)`);
+        results.heap.push(runTrialProcess('heap', contextPath, { 'heap-mib': mib, runs: heapRuns }, flags));
       }
     }
   }
+  if (only.has('floor')) {
+    // The floor loops in C, without Node: what the kernel work alone costs.
+    const loops = Math.max(200, Math.round(runs / 2));
+    const modes = [['vfork', []], ['fork', ['--fork']], ['vfork+netns', ['--net']]];
+    results.floor = Object.fromEntries(modes.map(([m]) => [m, { samples: [], error: null }]));
+    say(`\nfloor: ${loops} in-process launches per mode, in 2 alternating blocks`);
+    for (let block = 0; block < 2; block++) {
+      for (const [mode, args] of modes) {
+        const f = results.floor[mode];
+        if (f.error) continue;
+        try {
+          const out = execFileSync(context.floor, [...args, '--loop', String(Math.ceil(loops / 2)), context.rootfs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+          f.samples.push(...JSON.parse(out).ns);
+        } catch (e) {
+          f.error = `${context.floor} ${args.join(' ')}: ${(e.stderr || e.message || '').trim()}`;
+        }
+      }
+    }
+  }
+  results.elapsedSeconds = (Date.now() - started) / 1000;
+  results.loadavgAtEnd = loadavg();
+  return results;
 }
-results.elapsedSeconds = (Date.now() - started) / 1000;
-results.loadavgAtEnd = loadavg();
 
 // ---- report --------------------------------------------------------------
+// --render re-renders a saved results JSON (e.g. from an unprivileged run
+// that could not write bench/RESULTS.md) without measuring anything.
+const results = opt.render ? JSON.parse(readFileSync(opt.render, 'utf8')) : await measure();
 const report = buildReport(results);
 console.log(report.text);
-const stamp = machine.date.replace(/[:.]/g, '-');
-const jsonPath = join(context.outDir, `results-${stamp}.json`);
-writeFileSync(jsonPath, JSON.stringify({ ...results, summary: report.summary }, null, 1));
-writeFileSync(join(context.outDir, 'results-latest.json'), JSON.stringify({ ...results, summary: report.summary }, null, 1));
-writeFileSync(join(context.outDir, 'results-latest.md'), report.markdown);
-say(`\nraw samples and summary: ${jsonPath}\nmarkdown: ${join(context.outDir, 'results-latest.md')}\ntook ${results.elapsedSeconds.toFixed(0)} s`);
-if (opt['update-results']) updateResultsMd(report.markdown);
+if (!opt.render) {
+  const stamp = results.machine.date.replace(/[:.]/g, '-');
+  const jsonPath = join(results.context.outDir, `results-${stamp}.json`);
+  writeFileSync(jsonPath, JSON.stringify({ ...results, summary: report.summary }, null, 1));
+  writeFileSync(join(results.context.outDir, 'results-latest.json'), JSON.stringify({ ...results, summary: report.summary }, null, 1));
+  writeFileSync(join(results.context.outDir, 'results-latest.md'), report.markdown);
+  say(`\nraw samples and summary: ${jsonPath}\nmarkdown: ${join(results.context.outDir, 'results-latest.md')}\ntook ${results.elapsedSeconds.toFixed(0)} s`);
+}
+if (opt['update-results']) updateResultsMd(report.markdown, results.uid);
 
 // ---- helpers -------------------------------------------------------------
 
@@ -297,9 +311,9 @@ function buildReport(res) {
   }
   const tp = summary.throughput.nodularity;
   if (tp && tp.status === 'ok') target(`${res.throughput.inflight} in flight: >= 1500 containers/s (no netns)`, tp.perSec >= 1500, `${fmt(tp.perSec, 0)}/s`);
-  else target(`${inflight} in flight: >= 1500 containers/s (no netns)`, null, '-', why(tp, 'nodularity'));
+  else target(`${res.options.inflight} in flight: >= 1500 containers/s (no netns)`, null, '-', why(tp, 'nodularity'));
   if (summary.heap && summary.heap.small.nodularity.n && summary.heap.big.nodularity.n) {
-    target(`${heapMib} MiB heap adds < 10 % (p50)`, summary.heap.nodularityPct < 10, `${fmt(summary.heap.nodularityPct, 1)} %`);
+    target(`${res.options.heapMib} MiB heap adds < 10 % (p50)`, summary.heap.nodularityPct < 10, `${fmt(summary.heap.nodularityPct, 1)} %`);
   } else target('1 GiB heap adds < 10 %', null, '-', 'not measured');
   const blk = summary.block?.small;
   if (blk && blk.n) {
@@ -329,9 +343,9 @@ function buildReport(res) {
  * Replace the text between the launch markers in bench/RESULTS.md, leaving
  * every other section (the image-unpack one belongs to another bench) alone.
  */
-function updateResultsMd(markdown) {
+function updateResultsMd(markdown, uid) {
   const path = join(BENCH_DIR, 'RESULTS.md');
-  const begin = `<!-- launch-results:${results.uid === 0 ? 'root' : 'user'}:begin -->`;
+  const begin = `<!-- launch-results:${uid === 0 ? 'root' : 'user'}:begin -->`;
   const end = begin.replace(':begin', ':end');
   if (!existsSync(path)) return say(`--update-results: ${path} does not exist`);
   const doc = readFileSync(path, 'utf8');
