@@ -59,6 +59,20 @@ export function nodularityArgs(ctx, id) {
 
 class LaunchError extends Error {}
 
+/**
+ * A launch of /bin/true that takes this long is hung, not slow: the driver is
+ * failed with that reason instead of stalling the whole bench.
+ */
+export const LAUNCH_TIMEOUT_MS = 30_000;
+
+function withTimeout(promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new LaunchError(`${what}: no exit after ${LAUNCH_TIMEOUT_MS / 1000} s`)), LAUNCH_TIMEOUT_MS);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 function describeExit(res) {
   if (res.signal) return `killed by ${res.signal}`;
   return `exit code ${res.exitCode}`;
@@ -67,7 +81,7 @@ function describeExit(res) {
 function nodularityLauncher(mod, ctx, id) {
   const { spec, options } = nodularityArgs(ctx, id);
   return async () => {
-    const res = await mod.run(spec, options);
+    const res = await withTimeout(mod.run(spec, options), `nodularity ${id}`);
     if (res.exitCode !== 0) throw new LaunchError(`/bin/true in the container: ${describeExit(res)}`);
   };
 }
@@ -92,9 +106,12 @@ function execLauncher(cmd, argsTemplate, env) {
   return () => new Promise((resolve, reject) => {
     const args = argsFor();
     const child = spawn(cmd, args, opts);
+    const timer = setTimeout(() => child.kill('SIGKILL'), LAUNCH_TIMEOUT_MS);
     child.once('error', (e) => reject(new LaunchError(`${cmd}: ${e.message}`)));
     child.once('exit', (code, signal) => {
+      clearTimeout(timer);
       if (code === 0) return resolve();
+      if (signal === 'SIGKILL') return reject(new LaunchError(`${[cmd, ...args].join(' ')}: no exit after ${LAUNCH_TIMEOUT_MS / 1000} s, killed`));
       const again = spawnSync(cmd, argsFor(), { encoding: 'utf8', timeout: 30_000, ...(env ? { env } : {}) });
       const why = (again.stderr || '').trim().split('\n').slice(-3).join(' | ');
       reject(new LaunchError(`${[cmd, ...args].join(' ')}: ${signal ? 'killed by ' + signal : 'exit ' + code}${why ? ': ' + why : ''}`));

@@ -3,7 +3,7 @@
 // written to JSON, so every trial process sees exactly the same setup.
 import { spawnSync, execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir, userInfo } from 'node:os';
+import { availableParallelism, loadavg, machine as osMachine, release as osRelease, tmpdir, type as osType, userInfo } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeBusyboxRootfs } from '../../scripts/busybox-rootfs.mjs';
@@ -278,14 +278,19 @@ export function machineInfo() {
   try {
     cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? null;
   } catch {}
+  let osName = null;
+  try {
+    osName = readFileSync('/etc/os-release', 'utf8').match(/^PRETTY_NAME="?([^"\n]*)"?$/m)?.[1] ?? null;
+  } catch {}
   return {
     date: new Date().toISOString(),
-    nproc: Number(sh('nproc', [])),
+    // CPUs this process may run on (what nproc prints), not all installed.
+    nproc: availableParallelism(),
     cpu,
-    kernel: sh('uname', ['-srm']),
+    kernel: `${osType()} ${osRelease()} ${osMachine()}`,
     node: process.version,
     uid: process.getuid(),
-    os: sh('sh', ['-c', '. /etc/os-release && echo "$PRETTY_NAME"']),
+    os: osName,
     // Other work on the machine colours every figure; say how busy it was.
     loadavg: loadavg(),
     // The launcher changes under the bench; name the code that was measured.

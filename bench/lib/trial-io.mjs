@@ -28,12 +28,16 @@ export function emit(result) {
 
 /** Entry point wrapper: a trial that throws still emits JSON, with the error. */
 export async function runTrial(main) {
+  let code = 0;
   try {
     emit(await main());
   } catch (e) {
     emit({ error: e?.stack ?? String(e) });
-    process.exitCode = 1;
+    code = 1;
   }
+  // A hung container left behind by a failed driver must not keep the trial
+  // alive; stdout to a pipe is written synchronously, so exiting loses nothing.
+  process.exit(code);
 }
 
 export const log = (...a) => process.stderr.write(a.join(' ') + '\n');
