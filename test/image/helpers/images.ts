@@ -3,6 +3,7 @@
 //   v2: v1 + a tar-stream layer (whiteout, opaque directory, device, fifo),
 //       added with `umoci raw add-layer` (umoci never writes opaque entries)
 //   v3: v2 unpacked, changed and `umoci repack`ed (umoci's own whiteouts)
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeTar } from './tarball.js';
@@ -90,4 +91,55 @@ export async function buildFixtureImage(): Promise<FixtureImage> {
   fs.symlinkSync('../data/hello.txt', path.join(r3, 'replaced/link-in-3'));
   run('umoci', ['repack', '--image', `${layout}:v3`, b3]);
   return { layout, dir };
+}
+
+/**
+ * Tag `tag` in the layout as an OCI image index over existing tags, each
+ * with a platform, so that index resolution has something to choose from.
+ */
+export function addIndexTag(layout: string, tag: string, entries: { from: string; platform: { os: string; architecture: string; variant?: string } }[]): string {
+  const indexFile = path.join(layout, 'index.json');
+  const top = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { manifests: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[] };
+  const byTag = (t: string) => {
+    const d = top.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === t);
+    if (!d) throw new Error(`no tag ${t} in ${layout}`);
+    return d;
+  };
+  const index = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: entries.map((e) => {
+      const d = byTag(e.from);
+      return { mediaType: d.mediaType, digest: d.digest, size: d.size, platform: e.platform };
+    }),
+  };
+  const bytes = Buffer.from(JSON.stringify(index));
+  const hex = createHash('sha256').update(bytes).digest('hex');
+  fs.writeFileSync(path.join(layout, 'blobs/sha256', hex), bytes);
+  top.manifests.push({ mediaType: index.mediaType, digest: `sha256:${hex}`, size: bytes.length, annotations: { 'org.opencontainers.image.ref.name': tag } });
+  fs.writeFileSync(indexFile, JSON.stringify(top));
+  return `sha256:${hex}`;
+}
+
+/** The manifest digest a tag points to in a layout. */
+export function tagDigest(layout: string, tag: string): string {
+  const top = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  const d = top.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
+  if (!d) throw new Error(`no tag ${tag} in ${layout}`);
+  return d.digest;
+}
+
+/**
+ * A layer big enough that a pull can be killed in the middle of unpacking
+ * it: thousands of small files and some incompressible data.
+ */
+export async function addBigLayer(layout: string, from: string, tag: string, dir: string): Promise<void> {
+  const entries: Parameters<typeof makeTar>[0] = [{ name: 'big/', type: 'directory' }];
+  for (let i = 0; i < 40; i++) entries.push({ name: `big/d${i}/`, type: 'directory' });
+  for (let i = 0; i < 4000; i++) entries.push({ name: `big/d${i % 40}/f${i}`, content: `file ${i}\n`.repeat(1 + (i % 50)) });
+  for (let i = 0; i < 24; i++) entries.push({ name: `big/blob${i}`, content: randomBytes(1 << 20) });
+  const file = path.join(dir, `${tag}.tar`);
+  fs.writeFileSync(file, await makeTar(entries));
+  run('umoci', ['raw', 'add-layer', '--image', `${layout}:${from}`, '--tag', tag, file]);
+  fs.rmSync(file);
 }
