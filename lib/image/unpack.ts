@@ -175,10 +175,13 @@ export class RootfsWriter {
     if (layer.compression === 'gzip') stages.push(createGunzip({ chunkSize: 256 << 10 }));
     else if (layer.compression === 'zstd') stages.push(new ZstdStream());
     if (layer.diffId && (layer.diffId !== layer.digest || layer.compression !== 'none')) {
-      stages.push(new DigestVerifier(layer.diffId, { what: `uncompressed content (diff_id) of layer ${layer.digest}:` }));
+      stages.push(new DigestVerifier(layer.diffId, { what: 'diff_id' }));
     }
     const extract = tar.extract();
     const flowing = (pipeline as (streams: unknown[]) => Promise<void>)([source, ...stages, extract]);
+    // Awaited below; this keeps a failure that happens while entries are
+    // still being applied from counting as an unhandled rejection meanwhile.
+    flowing.catch(() => undefined);
     let entryError: unknown;
     try {
       for await (const entry of extract) await this.applyEntry(entry);
@@ -198,6 +201,10 @@ export class RootfsWriter {
   }
 
   private wrapStreamError(err: unknown): unknown {
+    if (err instanceof ImageError && err.code === 'DIGEST_MISMATCH' && err.digest !== this.layerDigest) {
+      // The diff_id check failed: report it against the layer, as the other checks are.
+      return new ImageError('DIGEST_MISMATCH', `layer ${this.layerDigest}: uncompressed content does not match its ${err.message}`, { digest: this.layerDigest, cause: err });
+    }
     if (err instanceof ImageError) return err;
     const code = errCode(err);
     if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || /tar|header|zstd|invalid/i.test((err as Error)?.message ?? '')) {
