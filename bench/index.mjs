@@ -24,7 +24,7 @@ const USAGE = `usage: node bench/index.mjs [options]
   --only LIST       comma list of: latency,throughput,heap,floor (default all)
   --drivers LIST    latency drivers (default all: ${DRIVER_IDS.join(',')})
   --heap-mib N      JS heap retained by the big-heap process (default 1024)
-  --heap-rounds N   small/big heap process pairs (default 2)
+  --heap-rounds N   small/big heap process pairs (default 3)
   --inflight N      launches in flight for the throughput trial (default 2)
   --out DIR         where to build the rootfs and write results (default bench/out/launch, else a temp dir)
   --dist FILE       the library entry to measure (default dist/index.js; e.g. another checkout's build)
@@ -65,7 +65,7 @@ function intOpt(name, dflt, min = 1) {
 const runs = intOpt('runs', opt.quick ? 150 : 1000);
 const block = intOpt('block', 5);
 const heapMib = intOpt('heap-mib', 1024);
-const heapRounds = intOpt('heap-rounds', opt.quick ? 1 : 2);
+const heapRounds = intOpt('heap-rounds', opt.quick ? 1 : 3);
 const inflight = intOpt('inflight', 2);
 const only = new Set((opt.only ?? 'latency,throughput,heap,floor').split(','));
 for (const t of only) if (!['latency', 'throughput', 'heap', 'floor'].includes(t)) {
@@ -267,7 +267,18 @@ function buildReport(res) {
     const small = pool((m) => m === 0);
     const big = pool((m) => m > 0);
     const pct = (a, b) => ((b - a) / a) * 100;
-    summary.heap = { small, big, nodularityPct: pct(small.nodularity.p50, big.nodularity.p50), childProcessPct: pct(small.child_process.p50, big.child_process.p50) };
+    // Per small/big pair as well: a burst of other load on the machine hits
+    // one pair, and the spread across pairs shows it.
+    const pairs = [];
+    for (let i = 0; i + 1 < res.heap.length; i += 2) {
+      const [a, b] = [res.heap[i], res.heap[i + 1]];
+      if (!ok(a) || !ok(b) || !a.nodularity.samples.length || !b.nodularity.samples.length) continue;
+      pairs.push({
+        nodularityPct: pct(summarize(a.nodularity.samples).p50, summarize(b.nodularity.samples).p50),
+        childProcessPct: pct(summarize(a.child_process.samples).p50, summarize(b.child_process.samples).p50),
+      });
+    }
+    summary.heap = { small, big, pairs, nodularityPct: pct(small.nodularity.p50, big.nodularity.p50), childProcessPct: pct(small.child_process.p50, big.child_process.p50) };
     summary.block = { small: small.block, big: big.block };
     for (const f of [...small.failed, ...big.failed]) notes.push(`heap trial ${f}`);
     const hrows = [
@@ -278,10 +289,13 @@ function buildReport(res) {
     if (small.plan.n) hrows.push(['  of which prepareLaunch() (TS)', fmt(small.plan.p50), fmt(big.plan.p50), `${fmt(pct(small.plan.p50, big.plan.p50), 1)} %`, fmt(small.plan.p99), fmt(big.plan.p99)]);
     if (small.cloneWindow.n) hrows.push(['nodularity clone() vfork window', fmt(small.cloneWindow.p50), fmt(big.cloneWindow.p50), `${fmt(pct(small.cloneWindow.p50, big.cloneWindow.p50), 1)} %`, fmt(small.cloneWindow.p99), fmt(big.cloneWindow.p99)]);
     if (small.toSpawned.n) hrows.push(['nodularity spawn() -> spawned', fmt(small.toSpawned.p50), fmt(big.toSpawned.p50), `${fmt(pct(small.toSpawned.p50, big.toSpawned.p50), 1)} %`, fmt(small.toSpawned.p99), fmt(big.toSpawned.p99)]);
-    const title = `Heap independence: fresh processes with ~0 vs ${fmt(big.heapUsedMiB, 0)} MiB JS heap (rss ${fmt(small.rssMiB, 0)} vs ${fmt(big.rssMiB, 0)} MiB)`;
+    const title = `Heap independence: fresh processes with ~0 vs ${fmt(big.heapUsedMiB, 0)} MiB JS heap (rss ${fmt(small.rssMiB, 0)} vs ${fmt(big.rssMiB, 0)} MiB), pooled over ${pairs.length} alternated pairs`;
     const hh = ['ms', 'p50 small', 'p50 big', 'diff', 'p99 small', 'p99 big'];
-    text.push(`\n${title}\n${table(hh, hrows)}`);
-    md.push(`### ${title}\n\n${table(hh, hrows, { markdown: true })}`);
+    const perPair = pairs.length
+      ? `p50 difference per pair: nodularity ${pairs.map((p) => `${fmt(p.nodularityPct, 1)} %`).join(', ')}; child_process ${pairs.map((p) => `${fmt(p.childProcessPct, 1)} %`).join(', ')}`
+      : '';
+    text.push(`\n${title}\n${table(hh, hrows)}\n${perPair}`);
+    md.push(`### ${title}\n\n${table(hh, hrows, { markdown: true })}\n\n${perPair}`);
   }
 
   // Targets.
@@ -311,9 +325,9 @@ function buildReport(res) {
   }
   const tp = summary.throughput.nodularity;
   if (tp && tp.status === 'ok') target(`${res.throughput.inflight} in flight: >= 1500 containers/s (no netns)`, tp.perSec >= 1500, `${fmt(tp.perSec, 0)}/s`);
-  else target(`${res.options.inflight} in flight: >= 1500 containers/s (no netns)`, null, '-', why(tp, 'nodularity'));
+  else target(`${res.options?.inflight ?? 2} in flight: >= 1500 containers/s (no netns)`, null, '-', why(tp, 'nodularity'));
   if (summary.heap && summary.heap.small.nodularity.n && summary.heap.big.nodularity.n) {
-    target(`${res.options.heapMib} MiB heap adds < 10 % (p50)`, summary.heap.nodularityPct < 10, `${fmt(summary.heap.nodularityPct, 1)} %`);
+    target(`${res.options?.heapMib ?? 1024} MiB heap adds < 10 % (p50)`, summary.heap.nodularityPct < 10, `${fmt(summary.heap.nodularityPct, 1)} %`);
   } else target('1 GiB heap adds < 10 %', null, '-', 'not measured');
   const blk = summary.block?.small;
   if (blk && blk.n) {
