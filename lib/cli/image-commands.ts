@@ -1,0 +1,178 @@
+// CLI verbs for images: pull, inspect, cache list|clean.
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { pullImage, inspectImage, ImageCache, defaultCacheDir, type PullOptions, type PullProgress } from '../image/index.js';
+
+interface CommonFlags {
+  insecure?: boolean;
+  username?: string;
+  passwordStdin?: boolean;
+  platform?: string;
+  cache?: string;
+}
+
+function human(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** Turn the shared flags into pull options (password only from stdin or env, never argv). */
+async function optionsFrom(flags: CommonFlags): Promise<PullOptions> {
+  const options: PullOptions = {};
+  if (flags.insecure) options.insecure = true;
+  if (flags.cache) options.cacheDir = flags.cache;
+  if (flags.username !== undefined) {
+    const password = flags.passwordStdin ? await readStdin() : process.env.NODULARITY_DOCKER_PASSWORD;
+    if (password === undefined) throw new Error('--username needs --password-stdin or NODULARITY_DOCKER_PASSWORD');
+    options.credentials = { username: flags.username, password };
+  }
+  if (flags.platform) {
+    const [os, architecture, variant] = flags.platform.split('/');
+    if (!os || !architecture) throw new Error(`--platform \`${flags.platform}\`: expected OS/ARCH[/VARIANT], e.g. linux/amd64`);
+    options.platform = variant ? { os, architecture, variant } : { os, architecture };
+  }
+  return options;
+}
+
+function addCommonFlags(cmd: Command): Command {
+  return cmd
+    .option('--insecure', 'talk plain http to the registry')
+    .option('--username <name>', 'registry user (password from --password-stdin or NODULARITY_DOCKER_PASSWORD)')
+    .option('--password-stdin', 'read the registry password from standard input')
+    .option('--platform <os/arch[/variant]>', 'platform to choose from a multi-platform image')
+    .option('--cache <dir>', `cache directory (default: ${defaultCacheDir()})`);
+}
+
+/**
+ * Progress display: one bar per layer (bytes, speed) on a TTY; on anything
+ * else one plain line per finished layer, so logs stay readable.
+ */
+function progressReporter(quiet: boolean): { onProgress: (e: PullProgress) => void; stop: () => void } {
+  if (quiet) return { onProgress: () => undefined, stop: () => undefined };
+  if (!process.stderr.isTTY) {
+    return {
+      onProgress: (e) => {
+        if (e.type === 'resolved') process.stderr.write(`manifest ${e.manifestDigest}: ${e.layers.length} layers, ${human(e.layers.reduce((a, l) => a + l.size, 0))}\n`);
+        else if (e.type === 'layer-done') process.stderr.write(`layer ${e.index + 1} ${e.digest} unpacked\n`);
+        else if (e.type === 'cached') process.stderr.write(`cached ${e.manifestDigest}\n`);
+      },
+      stop: () => undefined,
+    };
+  }
+  const multi = new cliProgress.MultiBar({
+    stream: process.stderr,
+    format: ' {phase} {digest} [{bar}] {percentage}% {done}/{size} {speed}',
+    hideCursor: true,
+    clearOnComplete: false,
+    autopadding: true,
+  }, cliProgress.Presets.shades_classic);
+  const bars = new Map<number, { bar: cliProgress.SingleBar; started: number }>();
+  const update = (index: number, digest: string, phase: string, bytes: number, total: number): void => {
+    let b = bars.get(index);
+    if (!b) {
+      b = { bar: multi.create(total, 0, { digest: digest.slice(7, 19), phase, done: human(0), size: human(total), speed: '' }), started: Date.now() };
+      bars.set(index, b);
+    }
+    const secs = Math.max(0.001, (Date.now() - b.started) / 1000);
+    b.bar.setTotal(Math.max(total, bytes));
+    b.bar.update(bytes, { phase, done: human(bytes), size: human(total), speed: `${human(bytes / secs)}/s` });
+  };
+  return {
+    onProgress: (e) => {
+      if (e.type === 'download') update(e.index, e.digest, 'fetch ', e.bytes, e.total);
+      else if (e.type === 'unpack') update(e.index, e.digest, 'unpack', e.bytes, e.total);
+      else if (e.type === 'layer-done') { const b = bars.get(e.index); if (b) b.bar.update(b.bar.getTotal(), { phase: 'done  ' }); }
+    },
+    stop: () => multi.stop(),
+  };
+}
+
+/** Add `pull`, `inspect` and `cache list|clean` to a commander program. */
+export function registerImageCommands(program: Command): void {
+  addCommonFlags(program.command('pull')
+    .description('fetch an image (oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO[:TAG|@DIGEST]) and unpack it into the cache, or into DEST/rootfs')
+    .argument('<source>', 'image source')
+    .argument('[dest]', 'unpack into DEST (DEST/rootfs + DEST/image.json) instead of the cache')
+    .option('-q, --quiet', 'no progress output'))
+    .action(async (source: string, dest: string | undefined, flags: CommonFlags & { quiet?: boolean }) => {
+      const options = await optionsFrom(flags);
+      if (dest) options.dest = dest;
+      const progress = progressReporter(Boolean(flags.quiet));
+      options.onProgress = progress.onProgress;
+      try {
+        const img = await pullImage(source, options);
+        progress.stop();
+        const s = img.stats;
+        if (!flags.quiet && !img.cached) {
+          process.stderr.write(`${s.files} files, ${s.directories} dirs, ${s.symlinks} symlinks, ${s.hardlinks} hard links, ${human(s.bytes)}` +
+            (s.devicesSkipped ? `; ${s.devicesSkipped} device nodes skipped (not root)` : '') +
+            (s.setidDropped ? `; setuid/setgid dropped on ${s.setidDropped} files (not root)` : '') + '\n');
+        }
+        process.stdout.write(img.rootfs + '\n');
+      } finally {
+        progress.stop();
+      }
+    });
+
+  addCommonFlags(program.command('inspect')
+    .description('show an image\'s manifest, config and layers without unpacking it')
+    .argument('<source>', 'image source')
+    .option('--json', 'print JSON'))
+    .action(async (source: string, flags: CommonFlags & { json?: boolean }) => {
+      const info = await inspectImage(source, await optionsFrom(flags));
+      if (flags.json) {
+        process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+        return;
+      }
+      const c = info.config;
+      const lines = [
+        `Source:       ${info.source}`,
+        `Manifest:     ${info.manifestDigest} (${info.mediaType})`,
+        ...(info.indexDigest ? [`Index:        ${info.indexDigest}`] : []),
+        `Platform:     ${c.os}/${c.architecture}${c.variant ? '/' + c.variant : ''}`,
+        ...(c.created ? [`Created:      ${c.created}`] : []),
+        `Entrypoint:   ${JSON.stringify(c.entrypoint)}`,
+        `Cmd:          ${JSON.stringify(c.cmd)}`,
+        `WorkingDir:   ${c.workingDir || '/'}`,
+        `User:         ${c.user || '(root)'}`,
+        'Env:',
+        ...c.env.map((e) => `  ${e}`),
+        ...(Object.keys(c.labels).length ? ['Labels:', ...Object.entries(c.labels).map(([k, v]) => `  ${k}=${v}`)] : []),
+        `Layers:       ${info.layers.length}, ${human(info.size)}`,
+        ...info.layers.map((l, i) => `  ${String(i + 1).padStart(2)}. ${l.digest}  ${human(l.size).padStart(10)}  ${l.mediaType}`),
+        ...(info.cachedRootfs ? [`Cached at:    ${info.cachedRootfs}`] : []),
+      ];
+      process.stdout.write(lines.join('\n') + '\n');
+    });
+
+  const cache = program.command('cache').description('list or clean the image cache');
+  cache.command('list')
+    .description('list unpacked images in the cache')
+    .option('--cache <dir>', `cache directory (default: ${defaultCacheDir()})`)
+    .option('--json', 'print JSON')
+    .action(async (flags: { cache?: string; json?: boolean }) => {
+      const entries = await new ImageCache(flags.cache).list();
+      if (flags.json) {
+        process.stdout.write(JSON.stringify(entries.map((e) => ({ manifestDigest: e.manifestDigest, rootfs: e.rootfs, source: e.meta.source, unpacked: e.meta.unpacked, bytes: e.meta.stats.bytes })), null, 2) + '\n');
+        return;
+      }
+      for (const e of entries) process.stdout.write(`${e.manifestDigest}  ${human(e.meta.stats.bytes).padStart(10)}  ${e.meta.unpacked}  ${e.meta.source}\n`);
+    });
+  cache.command('clean')
+    .description('remove cached images (all, or the given manifest digests), blobs and stale temp files')
+    .argument('[digests...]', 'manifest digests to remove (default: everything)')
+    .option('--cache <dir>', `cache directory (default: ${defaultCacheDir()})`)
+    .action(async (digests: string[], flags: { cache?: string }) => {
+      const r = await new ImageCache(flags.cache).clean(digests.length ? { digests } : {});
+      process.stdout.write(`removed ${r.removed.length} image(s), freed ${human(r.bytesFreed)}\n`);
+    });
+}
