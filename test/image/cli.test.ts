@@ -4,10 +4,10 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildFixtureImage, type FixtureImage } from './helpers/images.js';
-import { removeAll, scratch } from './helpers/tools.js';
+import { buildFixtureImage, type FixtureImage } from './fixtures/images.js';
+import { removeAll, scratch } from './fixtures/tools.js';
 
-const cli = fileURLToPath(new URL('./helpers/cli.ts', import.meta.url));
+const cli = fileURLToPath(new URL('./fixtures/cli.ts', import.meta.url));
 let fx: FixtureImage;
 t.before(async () => { fx = await buildFixtureImage(); });
 t.teardown(() => { if (fx) removeAll(fx.dir); });

@@ -8,11 +8,11 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { pullImage, ImageCache } from '../../lib/image/index.js';
-import { addBigLayer, buildFixtureImage, type FixtureImage } from './helpers/images.js';
-import { describeTree, diffTrees } from './helpers/tree.js';
-import { removeAll, scratch } from './helpers/tools.js';
+import { addBigLayer, buildFixtureImage, type FixtureImage } from './fixtures/images.js';
+import { describeTree, diffTrees } from './fixtures/tree.js';
+import { removeAll, scratch } from './fixtures/tools.js';
 
-const child = fileURLToPath(new URL('./helpers/pull-child.ts', import.meta.url));
+const child = fileURLToPath(new URL('./fixtures/pull-child.ts', import.meta.url));
 let fx: FixtureImage;
 
 t.before(async () => {

@@ -4,9 +4,9 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pullImage, inspectImage, ImageCache, imageProcessDefaults, ImageError } from '../../lib/image/index.js';
-import { buildFixtureImage, type FixtureImage } from './helpers/images.js';
-import { describeTree, diffTrees, type TreeEntry } from './helpers/tree.js';
-import { isRoot, removeAll, run, scratch, skopeoEnv } from './helpers/tools.js';
+import { buildFixtureImage, type FixtureImage } from './fixtures/images.js';
+import { describeTree, diffTrees, type TreeEntry } from './fixtures/tree.js';
+import { isRoot, removeAll, run, scratch, skopeoEnv } from './fixtures/tools.js';
 
 let fx: FixtureImage;
 const me = { uid: process.getuid!(), gid: process.getgid!() };

@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { unpackLayers, pullImage, ImageError, type LayerInput } from '../../lib/image/index.js';
-import { makeTar, type TarEntrySpec } from './helpers/tarball.js';
-import { removeAll, run, scratch } from './helpers/tools.js';
+import { makeTar, type TarEntrySpec } from './fixtures/tarball.js';
+import { removeAll, run, scratch } from './fixtures/tools.js';
 
 interface Arena { base: string; rootfs: string; outside: string; victim: string }
 

@@ -4,10 +4,10 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pullImage, inspectImage, ImageCache, hostPlatform } from '../../lib/image/index.js';
-import { addIndexTag, buildFixtureImage, tagDigest, type FixtureImage } from './helpers/images.js';
-import { startRegistry, type TestRegistry } from './helpers/registry.js';
-import { describeTree, diffTrees } from './helpers/tree.js';
-import { removeAll, run, scratch, skopeoEnv } from './helpers/tools.js';
+import { addIndexTag, buildFixtureImage, tagDigest, type FixtureImage } from './fixtures/images.js';
+import { startRegistry, type TestRegistry } from './fixtures/registry.js';
+import { describeTree, diffTrees } from './fixtures/tree.js';
+import { removeAll, run, scratch, skopeoEnv } from './fixtures/tools.js';
 
 let fx: FixtureImage;
 let open: TestRegistry;
