@@ -42,7 +42,7 @@ function runPass(label, prefix, env) {
   console.log(`\n# ===== ${label} =====`);
   const tapBin = join(root, 'node_modules', '.bin', 'tap');
   const r = spawnSync(prefix[0] ?? tapBin, [...prefix.slice(1), ...(prefix.length ? [tapBin] : []),
-    '--disable-coverage', '--reporter=tap', '--timeout=600', '--jobs=1', ...files], {
+    '--disable-coverage', '--reporter=tap', '--timeout=240', '--jobs=1', ...files], {
     cwd: root, env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024,
   });
   process.stdout.write(r.stdout ?? '');

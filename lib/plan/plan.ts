@@ -277,7 +277,8 @@ class PlanBuilder {
       const rest = under(path, this.layers[i].dest);
       if (rest === undefined) continue;
       const l = this.layers[i];
-      return l.hostDir === undefined ? null : posix.join(l.hostDir, rest);
+      if (l.hostDir === undefined) return null;
+      return rest === '/' ? l.hostDir : posix.join(l.hostDir, rest);
     }
     return posix.join(this.rootfs, path);
   }
@@ -315,7 +316,7 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
     if (opts.cleared & MS.NODEV) attrSet &= ~MOUNT_ATTR.NODEV;
     const op: MountOp = { kind: OP.BIND, source, target, attrSet, propagation: opts.propagation, recursive: opts.recursive };
     b.add(op, `bind-mount ${source} -> ${target}`, dest, source);
-    if (st.isDirectory()) b.pushLayer(dest, source);
+    b.pushLayer(dest, source);
     return;
   }
   const target = b.target(dest, 'dir', `${ptr}/destination`);
