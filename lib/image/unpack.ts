@@ -220,7 +220,8 @@ export class RootfsWriter {
 
   /** Normalise a tar path to a relative path inside the rootfs, or reject it. */
   private clean(name: string, entry: string, what = 'path'): string {
-    if (name.startsWith('/')) this.unsafe(entry, `has an absolute ${what} \`${name}\``);
+    // `umoci insert DIR /` writes the root itself as `/`: that names nothing outside.
+    if (name.startsWith('/') && name.split('/').some((p) => p !== '' && p !== '.')) this.unsafe(entry, `has an absolute ${what} \`${name}\``);
     const parts: string[] = [];
     for (const p of name.split('/')) {
       if (p === '' || p === '.') continue;

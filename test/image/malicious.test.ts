@@ -104,6 +104,13 @@ t.test('a symlink replaced by a directory is a directory, not a way out', async 
   t.equal(fs.readFileSync(path.join(a.rootfs, 'd/sentinel'), 'utf8'), 'inside\n');
 });
 
+t.test('the root written as `/` (umoci insert DIR /) is accepted; `/..` is not', async (t) => {
+  const a = arena(t);
+  await unpackLayers(a.rootfs, [layer(await makeTar([{ name: '/', type: 'directory', mode: 0o755 }, { name: 'f', content: 'ok\n' }]))]);
+  t.equal(fs.readFileSync(path.join(a.rootfs, 'f'), 'utf8'), 'ok\n');
+  await t.rejects(unpackLayers(path.join(a.base, 'r2'), [layer(await makeTar([{ name: '/..', type: 'directory' }]))]), { code: 'UNSAFE_ENTRY', message: /absolute path `\/\.\.`/ });
+});
+
 t.test('a whiteout only hides lower layers, never its own layer', async (t) => {
   const a = arena(t);
   await unpackLayers(a.rootfs, [
