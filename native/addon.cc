@@ -135,10 +135,17 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
     Napi::Value sig = info->signal ? Napi::Value(Napi::Number::New(env, info->signal)) : env.Null();
     Napi::FunctionReference cb = std::move(on_exit_);
     Unref();  // matches the Ref() taken at spawn
-    cb.MakeCallback(Value(), {Napi::Number::New(env, info->exit_code), sig, rusage_to_js(env, info->rusage)}, *ctx_);
-    if (env.IsExceptionPending()) {
-      Napi::Error e = env.GetAndClearPendingException();
-      napi_fatal_exception(env, e.Value());
+    napi_value argv[3] = {Napi::Number::New(env, info->exit_code), sig, rusage_to_js(env, info->rusage)};
+    napi_value result;
+    // Raw call: during environment teardown (Node exiting with a container
+    // still running) calling into JS fails, and that must not be fatal.
+    napi_status st = napi_make_callback(env, *ctx_, Value(), cb.Value(), 3, argv, &result);
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value e;
+      napi_get_and_clear_last_exception(env, &e);
+      if (st == napi_pending_exception) napi_fatal_exception(env, e);  // the callback threw: uncaughtException
     }
   }
 

@@ -1,0 +1,84 @@
+// Many launches: no fd, zombie or memory growth; concurrency; abort, timeout, parent death.
+import t from 'tap';
+import { spawn as spawnNode } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { run, spawn } from '../../lib/index.js';
+import { openFds, repoRoot, spec, testRootfs, zombieChildren } from '../helpers/env.js';
+
+t.test('1000 sequential launches leak no fd, zombie or memory', async (t) => {
+  const s = spec(['/bin/true']);
+  for (let i = 0; i < 50; i++) await run(s, { stdio: 'ignore' }); // warm up
+  global.gc?.();
+  const fds = openFds().length;
+  const rss = process.memoryUsage().rss;
+  let failures = 0;
+  for (let i = 0; i < 1000; i++) {
+    const r = await run(s, { stdio: ['ignore', 'pipe', 'pipe'] });
+    if (r.exitCode !== 0) failures++;
+  }
+  global.gc?.();
+  t.equal(failures, 0, 'every launch exited 0');
+  t.equal(openFds().length, fds, 'no fd leaked');
+  t.same(zombieChildren(), [], 'no zombie children');
+  const growth = (process.memoryUsage().rss - rss) / 1024 / 1024;
+  t.ok(growth < 40, `RSS grew ${growth.toFixed(1)} MiB over 1000 launches`);
+});
+
+t.test('50 concurrent launches', async (t) => {
+  const fds = openFds().length;
+  const results = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+    run(spec(['/bin/sh', '-c', `echo ${i}; exit $((${i} % 7))`]), { stdio: ['ignore', 'pipe', 'ignore'] })));
+  results.forEach((r, i) => {
+    t.equal(r.exitCode, i % 7);
+    t.equal(r.stdout!.toString(), `${i}\n`);
+  });
+  t.equal(new Set(results.map((r) => r.pid)).size, 50, '50 distinct containers');
+  t.equal(openFds().length, fds, 'no fd leaked');
+  t.same(zombieChildren(), []);
+});
+
+t.test('timeout kills the container', async (t) => {
+  const r = await run(spec(['/bin/sleep', '30']), { stdio: 'ignore', timeout: 300 });
+  t.equal(r.timedOut, true);
+  t.equal(r.signal, 'SIGTERM');
+});
+
+t.test('AbortSignal kills the container and rejects run()', async (t) => {
+  const ac = new AbortController();
+  const p = run(spec(['/bin/sleep', '30']), { stdio: 'ignore', signal: ac.signal });
+  setTimeout(() => ac.abort(), 200);
+  await t.rejects(p, { name: 'AbortError' });
+  t.same(zombieChildren(), []);
+});
+
+t.test('when the Node process dies, its containers die', async (t) => {
+  // A child Node process starts a long container and prints the container's pid; we SIGKILL the Node process.
+  const script = `
+    import { spawn, createSpec } from ${JSON.stringify(repoRoot + '/lib/index.ts')};
+    const c = spawn(createSpec({ rootfs: ${JSON.stringify(testRootfs())}, args: ['/bin/sleep', '60'] }), { stdio: 'ignore' });
+    await c.spawned;
+    console.log(c.pid);
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawnNode(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const pid = await new Promise<number>((res) => child.stdout!.once('data', (d) => res(Number(String(d).trim()))));
+  t.ok(existsSync(`/proc/${pid}`), 'container init is running');
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  let gone = false;
+  for (let i = 0; i < 50 && !gone; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    gone = !existsSync(`/proc/${pid}`);
+  }
+  t.ok(gone, 'the container went with it');
+});
+
+t.test('detached containers outlive the caller', async (t) => {
+  const c = spawn(spec(['/bin/sleep', '60']), { stdio: 'ignore', detached: true });
+  await c.spawned;
+  c.unref();
+  t.ok(existsSync(`/proc/${c.pid}`));
+  c.ref(); // keep the loop alive for the exit we wait for
+  c.kill('SIGKILL');
+  await c.exited;
+});
