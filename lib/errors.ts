@@ -5,6 +5,7 @@
 //    carries the step, errno name and text, syscall and the path(s), and a
 //    hint for the (step, errno) pairs people meet most.
 //  - ImageError lives with the image code.
+import { constants as osc } from 'node:os';
 import { getSystemErrorMap } from 'node:util';
 
 /** Setup steps, in the order of `enum child_step` in native/protocol.h. */
@@ -46,11 +47,18 @@ export type StepName = (typeof STEP_NAMES)[number];
 export const MOUNT_CALLS = ['mount', 'mount_setattr', 'remount', 'mkdir', 'create', 'symlink', 'stat', 'bind (fallback)'] as const;
 
 const errnoMap = getSystemErrorMap();
+const errnoNames = new Map<number, string>();
+for (const [name, num] of Object.entries(osc.errno)) if (!errnoNames.has(num)) errnoNames.set(num, name);
+// libuv's table lacks a few that setup steps do return.
+const EXTRA_TEXT: Record<string, string> = { ENOEXEC: 'exec format error', EOVERFLOW: 'value too large for defined data type', ECHILD: 'no child processes', EPROTO: 'protocol error' };
 
 /** errno number -> [code, text], e.g. 2 -> ['ENOENT', 'no such file or directory']. */
 export function describeErrno(errno: number): [string, string] {
-  const e = errnoMap.get(-Math.abs(errno));
-  return e ? [e[0], e[1]] : [`E${errno}`, `errno ${errno}`];
+  const n = Math.abs(errno);
+  const e = errnoMap.get(-n);
+  if (e) return [e[0], e[1]];
+  const name = errnoNames.get(n) ?? `E${n}`;
+  return [name, EXTRA_TEXT[name] ?? `errno ${n}`];
 }
 
 export interface ContainerErrorFields {

@@ -322,7 +322,6 @@ int child_main(void *arg) {
     int call = CALL_MOUNT_SETATTR;
     if ((r = set_mount_attrs("/", MOUNT_ATTR_RDONLY, 0, 0, 0, &call)) < 0) child_fail(a, STEP_ROOT_READONLY, -r, 0, call);
   }
-  if (chdir(p->cwd) < 0) child_fail(a, STEP_CHDIR, errno, 0, 0);
 
   for (int i = 0; i < p->n_rlimits; i++) {
     struct rlimit rl = {(rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard};
@@ -330,6 +329,8 @@ int child_main(void *arg) {
   }
 
   step_credentials(a);
+  // As the payload's user, without capabilities: a cwd it may not enter is an error, not a surprise.
+  if (chdir(p->cwd) < 0) child_fail(a, STEP_CHDIR, errno, 0, 0);
   if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(a, STEP_NO_NEW_PRIVS, errno, 0, 0);
   // After the uid change, which clears the parent-death signal.
   if (p->pdeathsig && prctl(PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0) < 0) child_fail(a, STEP_PARENT_DEATH, errno, 0, 0);

@@ -6,7 +6,8 @@
 
 #include <stdint.h>
 
-// Setup steps in the order the child runs them. lib/errors.ts keeps the same
+// Setup steps, roughly in the order the child runs them (chdir comes after
+// the credentials). lib/errors.ts keeps the same
 // names in the same order (STEP_NAMES); a test checks the two agree.
 enum child_step {
   STEP_CLONE = 0,
