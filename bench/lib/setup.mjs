@@ -260,9 +260,25 @@ function newestMtime(dir, exts) {
 export function buildStaleness(dist) {
   const warnings = [];
   if (dist !== DIST_INDEX) return warnings; // another checkout: its owner knows
-  const lib = newestMtime(join(REPO_DIR, 'lib'), ['.ts']);
-  const built = newestMtime(join(REPO_DIR, 'dist'), ['.js']);
-  if (lib && built && lib > built) warnings.push('dist/ is older than lib/: run `npm run build:ts` to measure the current code');
+  // Per file, so the warning names what is stale and one can judge whether
+  // it is on the launch path at all.
+  const stale = [];
+  const walk = (dir) => {
+    let entries;
+    try { entries = readdirSync(dir, { withFileTypes: true }); } catch { return; }
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) {
+        const out = join(REPO_DIR, 'dist', p.slice(join(REPO_DIR, 'lib').length + 1).replace(/\.ts$/, '.js'));
+        let outTime = 0;
+        try { outTime = statSync(out).mtimeMs; } catch {}
+        if (statSync(p).mtimeMs > outTime) stale.push(p.slice(REPO_DIR.length + 1));
+      }
+    }
+  };
+  walk(join(REPO_DIR, 'lib'));
+  if (stale.length) warnings.push(`dist/ is older than ${stale.join(', ')}: run \`npm run build:ts\` to measure the current code`);
   const native = newestMtime(join(REPO_DIR, 'native'), ['.cc', '.c', '.h']);
   const addon = newestMtime(join(REPO_DIR, 'build', 'Release'), ['.node']);
   if (native && addon && native > addon) warnings.push('the addon in build/Release is older than native/: run `npx node-gyp rebuild` to measure the current code');
