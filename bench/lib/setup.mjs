@@ -311,9 +311,12 @@ export function machineInfo() {
     loadavg: loadavg(),
     // The launcher changes under the bench; name the code that was measured.
     git: (() => {
-      const head = sh('git', ['-C', REPO_DIR, 'rev-parse', '--short', 'HEAD']);
+      // safe.directory: git refuses a checkout owned by another user, which is
+      // exactly the unprivileged run's situation.
+      const git = (...a) => sh('git', ['-c', `safe.directory=${REPO_DIR}`, '-C', REPO_DIR, ...a]);
+      const head = git('rev-parse', '--short', 'HEAD');
       if (!head) return null;
-      const dirty = sh('git', ['-C', REPO_DIR, 'status', '--porcelain', '--untracked-files=no', '--', 'lib', 'native', 'binding.gyp']);
+      const dirty = git('status', '--porcelain', '--untracked-files=no', '--', 'lib', 'native', 'binding.gyp');
       return dirty ? `${head} + uncommitted changes in lib/native` : head;
     })(),
   };
