@@ -48,17 +48,6 @@ static void child_fail(const child_args *a, int step, int err, int index, int de
   _exit(127);
 }
 
-// Write a whole buffer to a file that must already exist (procfs files).
-static int write_file(const char *path, const char *data) {
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  size_t len = strlen(data);
-  ssize_t n = write(fd, data, len);
-  int err = n < 0 ? -errno : ((size_t)n != len ? -EIO : 0);
-  close(fd);
-  return err;
-}
-
 // Default dispositions everywhere: Node ignores SIGPIPE and handles others,
 // and SIG_IGN survives execve. The mask stays full until just before exec.
 static void step_reset_signals(void) {
@@ -99,10 +88,10 @@ static int step_stdio(const launch_plan *p) {
 // kernel allows; gid_map needs setgroups "deny" first (CVE-2014-8989).
 static void step_self_maps(const child_args *a) {
   const launch_plan *p = a->plan;
-  int r = write_file("/proc/self/setgroups", "deny");
+  int r = write_whole_file("/proc/self/setgroups", "deny");
   if (r < 0 && r != -ENOENT) child_fail(a, STEP_SETGROUPS_DENY, -r, 0, 0);
-  if ((r = write_file("/proc/self/uid_map", p->uid_map)) < 0) child_fail(a, STEP_UID_MAP, -r, 0, 0);
-  if ((r = write_file("/proc/self/gid_map", p->gid_map)) < 0) child_fail(a, STEP_GID_MAP, -r, 0, 0);
+  if ((r = write_whole_file("/proc/self/uid_map", p->uid_map)) < 0) child_fail(a, STEP_UID_MAP, -r, 0, 0);
+  if ((r = write_whole_file("/proc/self/gid_map", p->gid_map)) < 0) child_fail(a, STEP_GID_MAP, -r, 0, 0);
 }
 
 // Block until the parent has written our maps; anything but the agreed

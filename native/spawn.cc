@@ -72,13 +72,7 @@ void set_error(spawn_job *job, int step, int err) {
 int write_proc(pid_t pid, const char *file, const char *data) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  size_t len = strlen(data);
-  ssize_t n = write(fd, data, len);
-  int err = n < 0 ? -errno : ((size_t)n != len ? -EIO : 0);
-  close(fd);
-  return err;
+  return write_whole_file(path, data);
 }
 
 // Run newuidmap/newgidmap PID ARGS..., collecting its stderr for the error.

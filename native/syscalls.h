@@ -3,7 +3,10 @@
 #ifndef NODULARITY_SYSCALLS_H
 #define NODULARITY_SYSCALLS_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <string.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -65,6 +68,18 @@ static inline int sys_pivot_root(const char *new_root, const char *put_old) {
 // waitid(2) with the rusage argument that the glibc wrapper hides.
 static inline int sys_waitid(int idtype, int id, siginfo_t *info, int options, struct rusage *ru) {
   return (int)syscall(SYS_waitid, idtype, id, info, options, ru);
+}
+
+// Write a whole string to an existing file (procfs: uid_map, setgroups).
+// Returns 0 or -errno; async-signal-safe, so the child uses it too.
+static inline int write_whole_file(const char *path, const char *data) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  size_t len = strlen(data);
+  ssize_t n = write(fd, data, len);
+  int err = n < 0 ? -errno : ((size_t)n != len ? -EIO : 0);
+  close(fd);
+  return err;
 }
 
 #endif
