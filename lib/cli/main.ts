@@ -6,12 +6,11 @@ import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createSpec, loadBundle, spawn, ContainerError, SpecError } from '../index.js';
+import { createSpec, spawn, ContainerError, SpecError } from '../index.js';
 import type { Mount } from '../oci/spec.js';
 import { registerImageCommands } from './image-commands.js';
-
-/** Exit status for failures of the runtime itself (not of the payload), as Apptainer uses 255. */
-export const RUNTIME_FAILURE = 255;
+import { registerBundleCommand } from './bundle-command.js';
+import { RUNTIME_FAILURE, runAndExit } from './payload-exit.js';
 
 const pkg = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'package.json'), 'utf8'));
 
@@ -22,12 +21,6 @@ function parseBind(spec: string): Mount[] {
     if (mode !== 'ro' && mode !== 'rw') throw new SpecError('--bind', `bind mode must be ro or rw: ${one}`);
     return { destination: dst, source: src, options: ['rbind', mode] };
   });
-}
-
-async function runAndExit(c: ReturnType<typeof spawn>): Promise<never> {
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => c.kill(sig));
-  const r = await c.exited;
-  process.exit(r.exitCode);
 }
 
 const program = new Command('nodularity')
@@ -58,15 +51,7 @@ program.command('exec')
     await runAndExit(spawn(spec, { stdio: 'inherit', init: o.init }));
   });
 
-program.command('run-bundle')
-  .description('run an OCI bundle (a directory with config.json), as `crun run` does')
-  .argument('<bundle>', 'bundle directory')
-  .option('--no-init', 'run the payload as PID 1, without the init')
-  .action(async (dir: string, o) => {
-    const b = await loadBundle(dir);
-    await runAndExit(spawn(b.spec, { bundleDir: b.dir, stdio: 'inherit', init: o.init }));
-  });
-
+registerBundleCommand(program);
 registerImageCommands(program);
 
 program.parseAsync().catch((e: unknown) => {
