@@ -40,11 +40,12 @@ export const STEP_NAMES = [
   'init-fork',
   'exec',
   'id-map-helper',
+  'overlay-root',
 ] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
 /** Which call of a mount op failed, as `enum mount_call` in native/protocol.h. */
-export const MOUNT_CALLS = ['mount', 'mount_setattr', 'remount', 'mkdir', 'create', 'symlink', 'stat', 'bind (fallback)'] as const;
+export const MOUNT_CALLS = ['mount', 'mount_setattr', 'remount', 'mkdir', 'create', 'symlink', 'stat', 'bind (fallback)', 'open_tree', 'move_mount'] as const;
 
 const errnoMap = getSystemErrorMap();
 const errnoNames = new Map<number, string>();

@@ -227,6 +227,32 @@ static int step_loopback(void) {
 // pivot_root(".", ".") stacks the old root on the new one; making it slave
 // before the detach keeps the unmount from propagating to the host (crun,
 // runc and LXC do the same).
+// The image as the lower layer of an overlay on a fresh tmpfs, mounted at the
+// rootfs path itself so every later op and pivot_root use the same paths:
+// clone the image's tree, cover the rootfs path with a tmpfs, attach the
+// clone inside it as "lower", then stack the overlay on top at the same path.
+static int step_overlay_root(const launch_plan *p, int *call) {
+  *call = CALL_OPEN_TREE;
+  int fd = sys_open_tree(p->rootfs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+  if (fd < 0) return -errno;
+  int err = 0;
+  *call = CALL_MOUNT;
+  if (mount("tmpfs", p->rootfs, "tmpfs", MS_NOSUID | MS_NODEV, p->overlay_tmpfs_data) < 0) err = errno;
+  for (int i = 0; i < 3 && !err; i++) {
+    *call = CALL_MKDIR;
+    if (mkdir(p->overlay_dirs[i], 0755) < 0) err = errno;
+  }
+  if (!err) {
+    *call = CALL_MOVE_MOUNT;
+    if (sys_move_mount_fd(fd, p->overlay_dirs[0]) < 0) err = errno;
+  }
+  close(fd);
+  if (err) return -err;
+  *call = CALL_MOUNT;
+  if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) < 0) return -errno;
+  return 0;
+}
+
 static int step_pivot_root(const char *rootfs) {
   if (chdir(rootfs) < 0) return -errno;
   if (sys_pivot_root(".", ".") < 0) return -errno;
@@ -299,7 +325,12 @@ int child_main(void *arg) {
   if (p->root_propagation && mount(NULL, "/", NULL, MS_REC | p->root_propagation, NULL) < 0)
     child_fail(a, STEP_ROOT_PROPAGATION, errno, 0, 0);
   // pivot_root needs the new root to be a mount point.
-  if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(a, STEP_BIND_ROOTFS, errno, 0, 0);
+  if (p->overlay_data) {
+    int call = CALL_MOUNT;
+    if ((r = step_overlay_root(p, &call)) < 0) child_fail(a, STEP_OVERLAY_ROOT, -r, 0, call);
+  } else if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
+    child_fail(a, STEP_BIND_ROOTFS, errno, 0, 0);
+  }
 
   for (int i = 0; i < p->n_ops; i++) {
     int call = CALL_MOUNT;

@@ -112,6 +112,13 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
   p.root_propagation = r.u64(o, "rootPropagation", "rootPropagation");
   p.rootfs = r.str(o, "rootfs", "rootfs");
   p.root_readonly = r.flag(o, "rootReadonly");
+  p.overlay_data = r.str(o, "overlayData", "overlayData", true);
+  if (p.overlay_data) {
+    p.overlay_tmpfs_data = r.str(o, "overlayTmpfsData", "overlayTmpfsData");
+    p.overlay_dirs[0] = r.str(o, "overlayLower", "overlayLower");
+    p.overlay_dirs[1] = r.str(o, "overlayUpper", "overlayUpper");
+    p.overlay_dirs[2] = r.str(o, "overlayWork", "overlayWork");
+  }
   p.loopback = r.flag(o, "loopback");
   p.cwd = r.str(o, "cwd", "cwd");
 

@@ -69,6 +69,13 @@ struct launch_plan {
   uint64_t root_propagation = 0;   // applied to "/" first, recursively
   const char *rootfs = nullptr;    // absolute host path
   int root_readonly = 0;
+  // Overlay root: the image becomes the read-only lower layer of an overlay
+  // whose upper layer lives in a tmpfs mounted over the rootfs path, so that
+  // mount points missing in a read-only image can be created (or the whole
+  // root made writable, --writable-tmpfs). All null when not used.
+  const char *overlay_tmpfs_data = nullptr; // tmpfs options
+  const char *overlay_dirs[3] = {nullptr, nullptr, nullptr}; // lower, upper, work (host paths)
+  const char *overlay_data = nullptr;       // overlay mount options
   const mount_op *ops = nullptr;
   int n_ops = 0;
   int loopback = 0;

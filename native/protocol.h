@@ -40,6 +40,7 @@ enum child_step {
   STEP_INIT_FORK,
   STEP_EXEC,
   STEP_ID_HELPER,
+  STEP_OVERLAY_ROOT,
   STEP_COUNT
 };
 
@@ -53,6 +54,8 @@ enum mount_call {
   CALL_SYMLINK,
   CALL_STAT,
   CALL_FALLBACK_BIND,
+  CALL_OPEN_TREE,
+  CALL_MOVE_MOUNT,
 };
 
 // Parent -> child over the sync pipe, one byte, only when the parent writes

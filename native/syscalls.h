@@ -21,6 +21,21 @@
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442
 #endif
@@ -49,6 +64,15 @@ struct nod_mount_attr {
   uint64_t propagation;
   uint64_t userns_fd;
 };
+
+// A detached copy of the mount tree at path (open_tree(2), Linux 5.2).
+static inline int sys_open_tree(const char *path, unsigned flags) {
+  return (int)syscall(SYS_open_tree, AT_FDCWD, path, flags);
+}
+// Attach a detached tree (from open_tree) at path (move_mount(2), Linux 5.2).
+static inline int sys_move_mount_fd(int fd, const char *to) {
+  return (int)syscall(SYS_move_mount, fd, "", AT_FDCWD, to, MOVE_MOUNT_F_EMPTY_PATH);
+}
 
 static inline int sys_pidfd_open(pid_t pid, unsigned flags) {
   return (int)syscall(SYS_pidfd_open, pid, flags);

@@ -43,6 +43,12 @@ export interface LaunchPlan {
   rootPropagation: number;
   rootfs: string;
   rootReadonly: boolean;
+  /** Overlay root (see native/plan.h): set together, or all undefined. */
+  overlayData?: string;
+  overlayTmpfsData?: string;
+  overlayLower?: string;
+  overlayUpper?: string;
+  overlayWork?: string;
   ops: MountOp[];
   loopback: boolean;
   cwd: string;
@@ -72,6 +78,17 @@ export interface PlanOptions {
   init?: boolean;
   /** Do not kill the container when the Node process dies. */
   detached?: boolean;
+  /**
+   * Run the image as the read-only lower layer of an overlay whose upper
+   * layer is a tmpfs, so nothing is ever written into the image:
+   * 'never' (default, as runc/crun: missing mount points are created in the
+   * rootfs), 'auto' (only when a mount point or the working directory is
+   * missing in the image, as Apptainer's underlay/overlay for read-only
+   * images), 'always' (also for a writable root, --writable-tmpfs).
+   */
+  rootOverlay?: 'never' | 'auto' | 'always';
+  /** Size of that tmpfs (tmpfs `size=`), default 64m as Apptainer's sessiondir max size. */
+  overlaySize?: string;
 }
 
 /** A plan plus what is needed to explain a failure in the plan's own words. */
@@ -208,6 +225,8 @@ class PlanBuilder {
   readonly what: string[] = [];   // per op, for error messages
   readonly sources: (string | undefined)[] = [];
   readonly dests: string[] = [];
+  /** Ops that would create something in the image itself (a missing mount point). */
+  writesImage = 0;
   private layers: Layer[] = [];
 
   constructor(readonly rootfs: string) {}
@@ -259,6 +278,7 @@ class PlanBuilder {
       throw new SpecError(ptr, (e as Error).message);
     }
     for (const [k, m] of r.missing.entries()) this.mkop(posix.join(this.rootfs, m), k === r.missing.length - 1 ? last : 'dir', m);
+    this.writesImage += r.missing.length;
     return r.hostPath;
   }
 
@@ -496,6 +516,17 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
   if ((capAmbient & ~(capPermitted & capInheritable)) !== 0n)
     throw new SpecError('/process/capabilities/ambient', 'must be a subset of both permitted and inheritable');
 
+  // Overlay root: same paths as without it (it is mounted at the rootfs path).
+  const overlayMode = options.rootOverlay ?? 'never';
+  if (!['never', 'auto', 'always'].includes(overlayMode))
+    throw new SpecError('rootOverlay', `must be never, auto or always, not ${JSON.stringify(overlayMode)}`);
+  const overlay = overlayMode === 'always' || (overlayMode === 'auto' && b.writesImage > 0);
+  if (overlay && options.overlaySize !== undefined && !/^\d+[kmgKMG%]?$/.test(options.overlaySize))
+    throw new SpecError('overlaySize', `must be a tmpfs size such as 64m, not ${JSON.stringify(options.overlaySize)}`);
+  // overlayfs splits its options on ',' and lowerdir on ':'; a backslash escapes both.
+  const esc = (p: string) => p.replace(/[\\,:]/g, (c) => `\\${c}`);
+  const ovl = overlay ? { lower: `${rootfs}/lower`, upper: `${rootfs}/upper`, work: `${rootfs}/work` } : undefined;
+
   const prop = linux.rootfsPropagation ?? 'rslave';
   const init = options.init ?? nsTypes.has('pid');
 
@@ -515,6 +546,11 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     rootPropagation: PROPAGATION[prop][0],
     rootfs,
     rootReadonly: spec.root!.readonly === true,
+    overlayData: ovl && `lowerdir=${esc(ovl.lower)},upperdir=${esc(ovl.upper)},workdir=${esc(ovl.work)}`,
+    overlayTmpfsData: ovl && `mode=0755,size=${options.overlaySize ?? '64m'}`,
+    overlayLower: ovl?.lower,
+    overlayUpper: ovl?.upper,
+    overlayWork: ovl?.work,
     ops: b.ops,
     loopback: nsTypes.has('network'),
     cwd,
@@ -545,6 +581,10 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
           step, errno: rec.errno, syscall: call, path: b.sources[rec.index], target: b.dests[rec.index], flags,
         });
       }
+      case 'overlay-root':
+        return new ContainerError(`overlay on ${rootfs} (lower: the image, upper: a tmpfs)`, {
+          step, errno: rec.errno, syscall: MOUNT_CALLS[rec.detail] ?? 'mount', path: rootfs,
+        });
       case 'bind-rootfs':
       case 'pivot-root':
         return new ContainerError(`${step} ${rootfs}`, { step, errno: rec.errno, path: rootfs });
