@@ -10,6 +10,7 @@ import { createSpec, spawn, ContainerError, SpecError } from '../index.js';
 import type { Mount } from '../oci/spec.js';
 import { registerImageCommands } from './image-commands.js';
 import { registerBundleCommand } from './bundle-command.js';
+import { registerBenchCommand } from './bench-command.js';
 import { RUNTIME_FAILURE, runAndExit } from './payload-exit.js';
 
 const pkg = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'package.json'), 'utf8'));
@@ -52,6 +53,7 @@ program.command('exec')
   });
 
 registerBundleCommand(program);
+registerBenchCommand(program);
 registerImageCommands(program);
 
 program.parseAsync().catch((e: unknown) => {
