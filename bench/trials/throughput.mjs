@@ -31,7 +31,7 @@ function pump(launch, total, inflight) {
 
 await runTrial(async () => {
   const { ctx, inflight = 2, count = 1500, blocks = 3, drivers: list } = trialArgs(['inflight', 'count', 'blocks', 'drivers']);
-  const ids = list ? String(list).split(',') : ['nodularity', 'nodularity-netns', 'child_process'];
+  const ids = list ? String(list).split(',') : ['nodularity', 'nodularity-netns', 'host'];
   const drivers = await makeDrivers(ctx, ids);
   const perBlock = Math.max(1, Math.ceil(count / blocks));
 
