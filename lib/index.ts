@@ -10,3 +10,5 @@ export { prepareLaunch } from './plan/plan.js';
 export type { LaunchPlan, PlanOptions } from './plan/plan.js';
 export { ContainerError, SpecError } from './errors.js';
 export type * from './oci/spec.js';
+export { exec, runImage, shell, testImage, compileLaunch, parseBindList, parseMountSpec } from './singularity/index.js';
+export type { ExecOptions, ImageContainer, BindSpec, ResolvedRunImage } from './singularity/index.js';

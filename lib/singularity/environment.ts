@@ -1,0 +1,118 @@
+// The payload's environment, built as Apptainer builds it. Lowest to highest:
+//   1. the host environment (unless cleanenv), never PATH or LD_LIBRARY_PATH;
+//   2. the container's defaults (PATH, HOME, APPTAINER_CONTAINER, ...);
+//   3. an OCI image's config Env;
+//   4. the image's /.singularity.d/env/*.sh, evaluated in the container
+//      (environment-scripts.ts) with 1-3 as their input;
+//   5. SINGULARITYENV_X, then APPTAINERENV_X from the host environment
+//      (and their PREPEND_PATH / APPEND_PATH / PATH forms);
+//   6. --env-file, then --env.
+import { readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
+import { SpecError } from '../errors.js';
+
+export type EnvMap = Map<string, string>;
+
+export const CONTAINER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Passed from the host even with cleanenv (Apptainer's list). */
+const ALWAYS_PASSED = ['TERM', 'http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY',
+  'all_proxy', 'ALL_PROXY', 'ftp_proxy', 'FTP_PROXY'];
+
+/** Never taken from the host: the container has its own. */
+const NEVER_PASSED = new Set(['PATH', 'LD_LIBRARY_PATH', 'PS1', 'HOME', 'PWD', 'OLDPWD', 'SHLVL', '_']);
+const PREFIXES = ['SINGULARITYENV_', 'APPTAINERENV_'] as const;
+
+export function envFromList(list: string[]): EnvMap {
+  const m: EnvMap = new Map();
+  for (const kv of list) {
+    const eq = kv.indexOf('=');
+    if (eq > 0) m.set(kv.slice(0, eq), kv.slice(eq + 1));
+  }
+  return m;
+}
+
+export function envToList(m: EnvMap): string[] {
+  return [...m].map(([k, v]) => `${k}=${v}`);
+}
+
+/** Layer 1: what the host passes. */
+export function hostLayer(host: NodeJS.ProcessEnv, cleanenv: boolean): EnvMap {
+  const m: EnvMap = new Map();
+  for (const [k, v] of Object.entries(host)) {
+    if (v === undefined || NEVER_PASSED.has(k) || PREFIXES.some((p) => k.startsWith(p))) continue;
+    if (cleanenv && !ALWAYS_PASSED.includes(k)) continue;
+    m.set(k, v);
+  }
+  return m;
+}
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Layer 5: SINGULARITYENV_X / APPTAINERENV_X, the latter winning. */
+export function prefixedLayer(host: NodeJS.ProcessEnv): { vars: EnvMap; prependPath?: string; appendPath?: string } {
+  const vars: EnvMap = new Map();
+  let prependPath: string | undefined, appendPath: string | undefined;
+  for (const prefix of PREFIXES) {
+    for (const [k, v] of Object.entries(host)) {
+      if (v === undefined || !k.startsWith(prefix)) continue;
+      const name = k.slice(prefix.length);
+      if (!NAME.test(name)) continue;
+      if (name === 'PREPEND_PATH') prependPath = v;
+      else if (name === 'APPEND_PATH') appendPath = v;
+      else vars.set(name, v);
+    }
+  }
+  return { vars, prependPath, appendPath };
+}
+
+/** Layer 6a: an --env-file (KEY=VALUE lines, `export` and quotes allowed, # comments). */
+export function readEnvFile(path: string, option = '--env-file'): EnvMap {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new SpecError(option, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  // parseEnv (dotenv syntax) does not know the shell's `export ` prefix.
+  const parsed = parseEnv(text.replace(/^[ \t]*export[ \t]+/gm, '')) as Record<string, string>;
+  const m: EnvMap = new Map();
+  for (const [k, v] of Object.entries(parsed)) {
+    if (!NAME.test(k)) throw new SpecError(option, `${path}: ${JSON.stringify(k)} is not a variable name`);
+    m.set(k, v);
+  }
+  return m;
+}
+
+/** Layer 6b: --env values, `KEY=VALUE` strings (comma lists as Apptainer) or an object. */
+export function envOption(env: Record<string, string> | string[] | undefined, option = '--env'): EnvMap {
+  const m: EnvMap = new Map();
+  if (env === undefined) return m;
+  if (Array.isArray(env)) {
+    for (const item of env) {
+      const eq = item.indexOf('=');
+      const k = eq < 0 ? item : item.slice(0, eq);
+      if (eq < 0 || !NAME.test(k)) throw new SpecError(option, `${JSON.stringify(item)}: expected NAME=VALUE`);
+      m.set(k, item.slice(eq + 1));
+    }
+  } else {
+    for (const [k, v] of Object.entries(env)) {
+      if (!NAME.test(k)) throw new SpecError(option, `${JSON.stringify(k)} is not a variable name`);
+      m.set(k, String(v));
+    }
+  }
+  return m;
+}
+
+/** Apply user layers 5 and 6 on top of the image's environment. */
+export function applyUserLayers(base: EnvMap, host: NodeJS.ProcessEnv, envFile: EnvMap, env: EnvMap): EnvMap {
+  const out = new Map(base);
+  const pre = prefixedLayer(host);
+  for (const [k, v] of pre.vars) out.set(k, v);
+  for (const [k, v] of envFile) out.set(k, v);
+  for (const [k, v] of env) out.set(k, v);
+  const path = out.get('PATH') ?? CONTAINER_PATH;
+  if (pre.prependPath || pre.appendPath)
+    out.set('PATH', [pre.prependPath, path, pre.appendPath].filter(Boolean).join(':'));
+  return out;
+}

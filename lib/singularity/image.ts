@@ -1,0 +1,49 @@
+// The IMAGE argument: a directory (plain rootfs or Singularity sandbox), or
+// an image reference (oci:, docker-archive:, docker://) that goes through the
+// image cache and comes back as an unpacked rootfs with its config.
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { SpecError } from '../errors.js';
+import { pullImage, type ImageConfig, type PullOptions } from '../image/index.js';
+
+export interface ResolvedRunImage {
+  /** What the caller gave. */
+  ref: string;
+  /** Absolute host path of the root file system. */
+  rootfs: string;
+  /** Has /.singularity.d (a Singularity sandbox). */
+  sandbox: boolean;
+  /** OCI image config when the image came through the cache. */
+  config?: ImageConfig;
+  /** Manifest digest when the image came through the cache. */
+  digest?: string;
+}
+
+const REFERENCE = /^(oci|docker-archive|oci-archive|docker):/;
+
+function isDir(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export async function resolveRunImage(image: string, pull: PullOptions = {}, option = 'image'): Promise<ResolvedRunImage> {
+  if (typeof image !== 'string' || image === '') throw new SpecError(option, 'an image is required (a directory, oci:DIR, docker-archive:FILE or docker://REF)');
+  if (REFERENCE.test(image)) {
+    const p = await pullImage(image, pull);
+    return { ref: image, rootfs: p.rootfs, sandbox: isDir(resolve(p.rootfs, '.singularity.d')), config: p.config, digest: p.manifestDigest };
+  }
+  const path = resolve(image);
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw new SpecError(option, `image ${image} does not exist (${(e as NodeJS.ErrnoException).code})`);
+  }
+  if (!st.isDirectory()) {
+    throw new SpecError(option, `image ${image} is a file: SIF and other image files are not supported; give an unpacked directory (\`apptainer build --sandbox\`), oci:DIR, docker-archive:FILE or docker://REF`);
+  }
+  return { ref: image, rootfs: path, sandbox: isDir(resolve(path, '.singularity.d')) };
+}
