@@ -150,6 +150,8 @@ async function unpackInto(image: ResolvedImage, config: ImageConfig, dir: string
     // Downloads still running would keep writing after the caller cleaned up.
     await Promise.allSettled(fetches);
     throw err;
+  } finally {
+    await writer.close();
   }
   const meta: CachedImageMeta = {
     manifestDigest: image.manifestDigest,
