@@ -21,6 +21,7 @@ import * as tar from 'tar-stream';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import { ImageError } from './errors.js';
 import { DigestVerifier } from './digest.js';
+import { FileWriterPool, type FileJob } from './file-writers.js';
 import type { Compression } from './manifest.js';
 
 const execFileP = promisify(execFile);
@@ -157,6 +158,8 @@ export class RootfsWriter {
   private readonly pending = new Map<string, Promise<void>>();
   private pendingBytes = 0;
   private jobError: unknown;
+  /** Threads that write small files; started by the first one, stopped by close(). */
+  private writers: FileWriterPool | undefined;
 
   constructor(root: string, options: { preserveOwnership?: boolean } = {}) {
     this.root = path.resolve(root);
@@ -495,26 +498,44 @@ export class RootfsWriter {
       });
       return;
     }
-    const chunks: Buffer[] = [];
+    // One exact-size buffer per file: it is transferred to a writer thread
+    // without a copy (a view into tar-stream's larger chunks would make the
+    // structured clone copy the whole chunk).
+    const data = new Uint8Array(new ArrayBuffer(size));
     let bytes = 0;
     for await (const chunk of entry as AsyncIterable<Buffer>) {
-      chunks.push(chunk);
+      if (bytes + chunk.length > size) throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${name}\` has more content than its header's ${size} bytes`, { digest: this.layerDigest, entry: name });
+      data.set(chunk, bytes);
       bytes += chunk.length;
     }
+    if (bytes !== size) throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${name}\` ends after ${bytes} of its ${size} bytes`, { digest: this.layerDigest, entry: name });
     await this.settle(rel);
     await this.ensureParents(rel, name, true);
     if (this.safeDirs.has(rel)) await this.remove(rel);
-    // Each file costs several thread-pool round trips (open, write, chmod,
-    // utimes, close); running many at once is what makes unpack keep pace
-    // with GNU tar. Memory stays bounded by the in-flight byte budget.
+    // Many files in flight at once, written by the writer threads
+    // (file-writers.ts): memory stays bounded by the in-flight byte budget.
     while (this.pending.size >= MAX_INFLIGHT_FILES || (this.pendingBytes + bytes > MAX_INFLIGHT_BYTES && this.pending.size > 0)) {
       await Promise.race(this.pending.values());
     }
     if (this.jobError !== undefined) throw this.jobError;
     this.stats.bytes += bytes;
     this.pendingBytes += bytes;
-    const job: Promise<void> = this.writeFile(rel, name, h, async (fd) => {
-      if (bytes > 0) await writeAll(fd, chunks, 0);
+    const mode = this.mode(h);
+    const uid = h.uid ?? 0;
+    const gid = h.gid ?? 0;
+    // open() already applies the mode minus the umask; chmod only when that differs
+    // or when chown would clear setuid/setgid afterwards.
+    const needChmod = (mode & 0o7000) !== 0 || (mode & UMASK) !== 0;
+    const fileJob: FileJob = { path: this.abs(rel), openMode: needChmod ? 0o600 : mode, data };
+    if (this.preserve && (uid !== this.uid || gid !== this.gid)) fileJob.owner = { uid, gid };
+    if (needChmod) fileJob.chmod = mode;
+    if (h.mtime) fileJob.mtime = h.mtime.getTime() / 1000;
+    this.writers ??= new FileWriterPool();
+    const job: Promise<void> = this.writers.write(fileJob).then((failure) => {
+      if (!failure) return;
+      if (failure.kind === 'directory') this.unsafe(name, 'replaces a directory this unpack did not create');
+      const err = Object.assign(new Error(`${failure.message} (entry \`${name}\`)`), { code: failure.code, errno: failure.errno, syscall: failure.syscall, path: fileJob.path });
+      throw err;
     }).catch((err: unknown) => {
       this.jobError ??= err;
     }).finally(() => {
@@ -610,6 +631,16 @@ export class RootfsWriter {
     }
     this.dirMeta.clear();
   }
+
+  /**
+   * Stop the writer threads. Call it after finish(), and after a failed
+   * applyLayer() too (which has already waited for its writes).
+   */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.pending.values()]);
+    await this.writers?.close();
+    this.writers = undefined;
+  }
 }
 
 function depth(rel: string): number {
@@ -626,10 +657,14 @@ function depth(rel: string): number {
 export async function unpackLayers(rootfs: string, layers: LayerInput[], options: UnpackOptions = {}): Promise<UnpackStats> {
   await fsp.mkdir(rootfs, { recursive: true });
   const writer = new RootfsWriter(rootfs, options.preserveOwnership === undefined ? {} : { preserveOwnership: options.preserveOwnership });
-  for (let i = 0; i < layers.length; i++) {
-    await writer.applyLayer(layers[i]!, options.onProgress ? (n) => options.onProgress!(i, n) : undefined);
+  try {
+    for (let i = 0; i < layers.length; i++) {
+      await writer.applyLayer(layers[i]!, options.onProgress ? (n) => options.onProgress!(i, n) : undefined);
+    }
+    await writer.finish();
+  } finally {
+    await writer.close();
   }
-  await writer.finish();
   return writer.stats;
 }
 
