@@ -114,15 +114,24 @@ const SMALL_FILE = 4 << 20;
 const MAX_INFLIGHT_FILES = 64;
 const MAX_INFLIGHT_BYTES = 64 << 20;
 
-/** Stream transform for zstd layers: Node 20's zlib has no zstd, fzstd does it in JS. */
+/**
+ * Stream transform for zstd layers: Node 20's zlib has no zstd, fzstd does it
+ * in JS. fzstd does not check the frame's content checksum; the layer's
+ * diff_id (checked after this stage) covers the decompressed bytes instead.
+ */
 class ZstdStream extends Transform {
   private readonly dec = new ZstdDecompress((data) => { this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength)); });
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    try { this.dec.push(chunk); cb(); } catch (err) { cb(err as Error); }
+    try { this.dec.push(chunk); cb(); } catch (err) { cb(zstdError(err)); }
   }
   override _flush(cb: TransformCallback): void {
-    try { this.dec.push(new Uint8Array(0), true); cb(); } catch (err) { cb(err as Error); }
+    try { this.dec.push(new Uint8Array(0), true); cb(); } catch (err) { cb(zstdError(err)); }
   }
+}
+
+/** fzstd throws plain Errors ("unexpected EOF"); mark them so they are reported as a bad layer. */
+function zstdError(err: unknown): Error {
+  return Object.assign(new Error(`zstd: ${(err as Error)?.message ?? String(err)}`, { cause: err }), { code: 'ZSTD_DATA_ERROR' });
 }
 
 /** Counts bytes for progress without copying them. */
@@ -210,8 +219,11 @@ export class RootfsWriter {
     }
     if (err instanceof ImageError) return err;
     const code = errCode(err);
-    if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || /tar|header|zstd|invalid/i.test((err as Error)?.message ?? '')) {
-      return new ImageError('BAD_LAYER', `layer ${this.layerDigest}: not a valid ${'tar stream'}: ${(err as Error).message}`, { digest: this.layerDigest, cause: err });
+    const what = code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' ? 'gzip stream'
+      : code === 'ZSTD_DATA_ERROR' ? 'zstd stream'
+        : /tar|header|invalid|unexpected end/i.test((err as Error)?.message ?? '') ? 'tar stream' : undefined;
+    if (what) {
+      return new ImageError('BAD_LAYER', `layer ${this.layerDigest}: not a valid ${what}: ${(err as Error).message}`, { digest: this.layerDigest, cause: err });
     }
     if (err instanceof Error) err.message = `layer ${this.layerDigest}: ${err.message}`;
     return err;
