@@ -248,6 +248,18 @@ static int step_overlay_root(const launch_plan *p, int *call) {
   }
   close(fd);
   if (err) return -err;
+  for (char *const *q = p->overlay_prep; *q; q++) {
+    size_t n = strlen(*q);
+    if ((*q)[n - 1] == '/') {
+      *call = CALL_MKDIR;
+      if (mkdir(*q, 0755) < 0 && errno != EEXIST) return -errno;
+    } else {
+      *call = CALL_MKFILE;
+      int f = open(*q, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (f < 0 && errno != EEXIST) return -errno;
+      if (f >= 0) close(f);
+    }
+  }
   *call = CALL_MOUNT;
   if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) < 0) return -errno;
   return 0;

@@ -118,6 +118,8 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
     p.overlay_dirs[0] = r.str(o, "overlayLower", "overlayLower");
     p.overlay_dirs[1] = r.str(o, "overlayUpper", "overlayUpper");
     p.overlay_dirs[2] = r.str(o, "overlayWork", "overlayWork");
+    r.strv(o, "overlayPrep", "overlayPrep", p.overlay_prep_store);
+    p.overlay_prep = p.overlay_prep_store.data();
   }
   p.loopback = r.flag(o, "loopback");
   p.cwd = r.str(o, "cwd", "cwd");

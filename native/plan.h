@@ -52,7 +52,7 @@ struct launch_plan {
   std::vector<std::unique_ptr<char[]>> strings;
   std::vector<mount_op> ops_store;
   std::vector<rlimit_op> rlimits_store;
-  std::vector<char *> argv_store, envp_store, init_argv_store;
+  std::vector<char *> argv_store, envp_store, init_argv_store, overlay_prep_store;
   std::vector<gid_t> groups_store;
   std::vector<std::string> uid_helper_args, gid_helper_args;
 
@@ -76,6 +76,11 @@ struct launch_plan {
   const char *overlay_tmpfs_data = nullptr; // tmpfs options
   const char *overlay_dirs[3] = {nullptr, nullptr, nullptr}; // lower, upper, work (host paths)
   const char *overlay_data = nullptr;       // overlay mount options
+  // Mount points to make in the upper layer before the overlay is mounted
+  // (NULL-terminated; a trailing '/' means a directory, else an empty file):
+  // made there, they belong to us, so an image owned by ids we cannot map
+  // still takes them.
+  char *const *overlay_prep = nullptr;
   const mount_op *ops = nullptr;
   int n_ops = 0;
   int loopback = 0;

@@ -49,6 +49,7 @@ export interface LaunchPlan {
   overlayLower?: string;
   overlayUpper?: string;
   overlayWork?: string;
+  overlayPrep?: string[];
   ops: MountOp[];
   loopback: boolean;
   cwd: string;
@@ -225,8 +226,8 @@ class PlanBuilder {
   readonly what: string[] = [];   // per op, for error messages
   readonly sources: (string | undefined)[] = [];
   readonly dests: string[] = [];
-  /** Ops that would create something in the image itself (a missing mount point). */
-  writesImage = 0;
+  /** What would be created in the image itself (missing mount points), rootfs-relative, parents first; '/' ends a dir. */
+  readonly imageCreates: string[] = [];
   private layers: Layer[] = [];
 
   constructor(readonly rootfs: string) {}
@@ -278,7 +279,13 @@ class PlanBuilder {
       throw new SpecError(ptr, (e as Error).message);
     }
     for (const [k, m] of r.missing.entries()) this.mkop(posix.join(this.rootfs, m), k === r.missing.length - 1 ? last : 'dir', m);
-    this.writesImage += r.missing.length;
+    if (r.missing.length) {
+      // For an overlay root, every existing parent is recreated in the upper
+      // layer too, so the new entry's directory there is ours.
+      const parents = posix.dirname(r.missing[0]).split('/').filter(Boolean);
+      parents.forEach((_, k) => this.imageCreates.push('/' + parents.slice(0, k + 1).join('/') + '/'));
+      r.missing.forEach((m, k) => this.imageCreates.push(k === r.missing.length - 1 && last === 'file' ? m : m + '/'));
+    }
     return r.hostPath;
   }
 
@@ -520,7 +527,7 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
   const overlayMode = options.rootOverlay ?? 'never';
   if (!['never', 'auto', 'always'].includes(overlayMode))
     throw new SpecError('rootOverlay', `must be never, auto or always, not ${JSON.stringify(overlayMode)}`);
-  const overlay = overlayMode === 'always' || (overlayMode === 'auto' && b.writesImage > 0);
+  const overlay = overlayMode === 'always' || (overlayMode === 'auto' && b.imageCreates.length > 0);
   if (overlay && options.overlaySize !== undefined && !/^\d+[kmgKMG%]?$/.test(options.overlaySize))
     throw new SpecError('overlaySize', `must be a tmpfs size such as 64m, not ${JSON.stringify(options.overlaySize)}`);
   // overlayfs splits its options on ',' and lowerdir on ':'; a backslash escapes both.
@@ -551,6 +558,7 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     overlayLower: ovl?.lower,
     overlayUpper: ovl?.upper,
     overlayWork: ovl?.work,
+    overlayPrep: ovl && [...new Set(b.imageCreates)].map((p) => ovl.upper + p),
     ops: b.ops,
     loopback: nsTypes.has('network'),
     cwd,
