@@ -174,7 +174,9 @@ export class RegistryClient {
     if (!res) throw new ImageError('AUTH', `${what} on ${this.where}: token server ${tokenUrl.origin} unreachable (${(lastErr as Error)?.message})`, { cause: lastErr });
     if (!res.ok) {
       const detail = await errorDetail(res);
-      throw new ImageError('AUTH', `${what} on ${this.where}: token server ${tokenUrl.origin} refused (HTTP ${res.status}${detail})${basic ? '' : '; credentials may be needed'}`);
+      const refused = res.status === 401 || res.status === 403;
+      const who = refused && this.credentials ? `credentials for user \`${this.credentials.username}\` refused by ` : '';
+      throw new ImageError('AUTH', `${what} on ${this.where}: ${who}token server ${tokenUrl.origin}${who ? '' : ' refused'} (HTTP ${res.status}${detail})${basic ? '' : '; set NODULARITY_DOCKER_USERNAME/PASSWORD or pass credentials'}`);
     }
     const body = (await res.json()) as { token?: string; access_token?: string };
     const token = body.token ?? body.access_token;
