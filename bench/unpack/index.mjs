@@ -1,8 +1,10 @@
 // Unpack throughput of a Debian minbase layer: nodularity vs GNU tar vs umoci,
 // same layer blob, same disk, same run, each trial a fresh process.
 //
-//   node bench/unpack/index.mjs [--trials N] [--dist DIR]
+//   node bench/unpack/index.mjs [--trials N] [--dist DIR] [--scratch DIR]
 //
+// --scratch puts the unpacked trees elsewhere than bench/out (e.g. /dev/shm,
+// to take the destination file system's own costs out of the comparison).
 // The rootfs is built once with debootstrap (needs root and the Debian
 // mirror) and kept in bench/out/, which is not committed.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -108,12 +110,12 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
  * Run the benchmark; returns {rows, meta}. Rows: tool, median and best ms,
  * MB/s (uncompressed) and files/s at the median.
  */
-export async function main({ trials = 3, dist: distArg, quiet = false } = {}) {
+export async function main({ trials = 3, dist: distArg, scratch: scratchArg, quiet = false } = {}) {
   const rootfs = ensureRootfs();
   const { layer, layout } = ensureLayout(rootfs);
   const dist = ensureDist(distArg);
   const rootless = process.getuid() === 0 ? [] : ['--rootless'];
-  const scratch = fs.mkdtempSync(path.join(out, 'unpack-scratch-'));
+  const scratch = fs.mkdtempSync(path.join(scratchArg ? path.resolve(scratchArg) : out, 'unpack-scratch-'));
   let stats;
   const tools = {
     nodularity: (dest) => {
@@ -124,6 +126,7 @@ export async function main({ trials = 3, dist: distArg, quiet = false } = {}) {
     'umoci unpack': (dest) => { sh('umoci', ['unpack', ...rootless, '--image', `${layout}:bench`, dest]); },
   };
   const times = Object.fromEntries(Object.keys(tools).map((k) => [k, []]));
+  const loadStart = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   try {
     for (let i = 0; i < trials; i++) {
       // Interleaved, so that load from other work on the machine hits all alike.
@@ -151,17 +154,18 @@ export async function main({ trials = 3, dist: distArg, quiet = false } = {}) {
     cpu: os.cpus()[0]?.model ?? '?',
     cpus: os.cpus().length,
     kernel: os.release(),
-    load: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    load: `${loadStart} at the start, ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} at the end`,
     uid: process.getuid(),
     layerBytes: fs.statSync(layer).size,
     uncompressedBytes: bytes,
     entries: files,
     trials,
-    fs: sh('stat', ['-f', '-c', '%T', out]).trim(),
+    fs: sh('stat', ['-f', '-c', '%T', scratchArg ?? out]).trim(),
+    scratch: scratchArg ?? out,
   };
   if (!quiet) {
     console.log(`unpack: Debian bookworm minbase, ${(meta.layerBytes / 1e6).toFixed(1)} MB gzip layer -> ${(bytes / 1e6).toFixed(1)} MB, ${files} entries; ${trials} trials, fresh process each, wall time incl. process start`);
-    console.log(`${meta.cpus} x ${meta.cpu}, Linux ${meta.kernel}, node ${meta.node}, uid ${meta.uid}, ${meta.fs}, load ${meta.load}`);
+    console.log(`${meta.cpus} x ${meta.cpu}, Linux ${meta.kernel}, node ${meta.node}, uid ${meta.uid}, destination ${meta.scratch} (${meta.fs}), load ${meta.load}`);
     console.log('| tool | median ms | best ms | MB/s | entries/s |');
     console.log('|---|---:|---:|---:|---:|');
     for (const r of rows) console.log(`| ${r.tool} | ${r.medianMs.toFixed(0)} | ${r.bestMs.toFixed(0)} | ${r.mbPerS.toFixed(0)} | ${r.entriesPerS.toFixed(0)} |`);
@@ -172,5 +176,5 @@ export async function main({ trials = 3, dist: distArg, quiet = false } = {}) {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
   const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
-  await main({ trials: Number(opt('--trials') ?? 5), dist: opt('--dist') });
+  await main({ trials: Number(opt('--trials') ?? 5), dist: opt('--dist'), scratch: opt('--scratch') });
 }
