@@ -184,22 +184,22 @@ async function runStep(job: Job, step: StepName, argv: string[], scratch: string
     pid: null, exitCode: null, signal: null, durationMs: null, rusage: null,
   };
   let logFd: number | undefined;
-  if (opt.logs) {
-    rec.log = join(resolve(opt.logs), job.id, `${step}.log`);
-    mkdirSync(dirname(rec.log), { recursive: true });
-    logFd = openSync(rec.log, 'w');
-  }
-  const options: ExecOptions = {
-    binds: [`${scratch}:${JOB_DIR}`, ...binds],
-    containall: true, // fresh /tmp and home, no host environment
-    pwd: JOB_DIR,
-    env: { ...job.env, PILOT_JOB_ID: job.id },
-    stdio: ['ignore', logFd ?? 'pipe', logFd ?? 'pipe'],
-    timeout: job.timeoutMs,
-    pull: opt.cache ? { cacheDir: opt.cache } : undefined,
-  };
   const t0 = performance.now();
   try {
+    if (opt.logs) {
+      rec.log = join(resolve(opt.logs), job.id, `${step}.log`);
+      mkdirSync(dirname(rec.log), { recursive: true });
+      logFd = openSync(rec.log, 'w');
+    }
+    const options: ExecOptions = {
+      binds: [`${scratch}:${JOB_DIR}`, ...binds],
+      containall: true, // fresh /tmp and home, no host environment
+      pwd: JOB_DIR,
+      env: { ...job.env, PILOT_JOB_ID: job.id },
+      stdio: ['ignore', logFd ?? 'pipe', logFd ?? 'pipe'],
+      timeout: job.timeoutMs,
+      pull: opt.cache ? { cacheDir: opt.cache } : undefined,
+    };
     const c = await exec(job.image, argv, options);
     rec.digest = c.image.digest ?? 'directory';
     running.add(c);
@@ -211,6 +211,8 @@ async function runStep(job: Job, step: StepName, argv: string[], scratch: string
       rec.pid = r.pid;
       rec.exitCode = r.exitCode;
       rec.signal = r.signal;
+      // The init's rusage, which includes the payload's. maxRSS is at least
+      // the pilot's own RSS for now: see "Pilot example" in README.md.
       rec.rusage = { userMs: r.rusage.userCPUTime / 1000, sysMs: r.rusage.systemCPUTime / 1000, maxRssKiB: r.rusage.maxRSS };
       rec.status = r.exitCode === 0 ? 'ok' : 'failed';
       if (r.timedOut) rec.error = `killed after the job's timeout of ${job.timeoutMs} ms`;
