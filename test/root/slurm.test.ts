@@ -159,51 +159,46 @@ if (ok && process.geteuid!() === 0 && testUid > 0) {
     writeFileSync(join(sleeper, 'config.json'), JSON.stringify(createSpec({ rootfs: join(bundle, 'rootfs'), args: ['/bin/sh', '-c', 'exec sleep 120'] })));
     const nod = (...a: string[]) => runCmd([cli, 'oci', `--root=${root}`, ...a]);
     const run = nod('run', '--bundle', sleeper, 'c1');
-    let state: { status?: string; pid?: number; bundle?: string } = {};
-    for (let i = 0; i < 100 && state.status !== 'running'; i++) {
-      const s = await nod('state', 'c1');
-      if (s.code === 0) state = JSON.parse(s.out);
-      else await new Promise((r) => setTimeout(r, 200));
-    }
+    // Wait for the record to name the init (each CLI call costs a second or two of TypeScript loading).
+    const recorded = () => { try { return JSON.parse(readFileSync(join(root, 'c1.json'), 'utf8')).pid > 0; } catch { return false; } };
+    for (let i = 0; i < 300 && !recorded(); i++) await new Promise((r) => setTimeout(r, 100));
+    const s1 = await nod('state', 'c1');
+    t.equal(s1.code, 0, s1.err);
+    const state = JSON.parse(s1.out || '{}') as { status?: string; pid?: number; bundle?: string };
     t.equal(state.status, 'running', 'state says running');
     t.equal(state.bundle, sleeper);
     t.match(readFileSync(`/proc/${state.pid}/cmdline`, 'latin1'), /nodularity-init|sleep/, 'its pid is the container\'s init');
 
-    const del = await nod('delete', 'c1');
-    t.equal(del.code, 255);
-    t.match(del.err, /container `c1` is running; stop it first or pass --force/);
-
     // A job user's file naming a root process: root (as Slurm runs RunTimeKill) must not signal it.
     const victim = spawn('sleep', ['120'], { stdio: 'ignore' });
     t.teardown(() => { victim.kill('SIGKILL'); });
-    const victimStart = readFileSync(`/proc/${victim.pid}/stat`, 'utf8').split(') ')[1].split(' ')[19];
+    const victimStat = () => readFileSync(`/proc/${victim.pid}/stat`, 'utf8').split(') ')[1].split(' ');
     const forged = join(root, 'c2.json');
-    writeFileSync(forged, JSON.stringify({ ociVersion: '1.0.0', id: 'c2', bundle: sleeper, created: '', pid: victim.pid, pidStart: victimStart, runtimePid: 0, runtimeStart: '' }));
+    writeFileSync(forged, JSON.stringify({ ociVersion: '1.0.0', id: 'c2', bundle: sleeper, created: '', pid: victim.pid, pidStart: victimStat()[19], runtimePid: 0, runtimeStart: '' }));
     chownSync(forged, testUid, testGid);
-    const k2 = await nod('kill', 'c2', 'KILL');
-    t.equal(k2.code, 255);
-    t.match(k2.err, new RegExp(`pid ${victim.pid} does not belong to uid ${testUid}`));
-    t.equal(victim.exitCode, null, 'the root process was not signalled');
-    t.equal(victim.signalCode, null);
-    rmSync(forged);
-
     const link = join(root, 'c3.json');
     execFileSync('ln', ['-s', '/etc/shadow', link]);
-    const s3 = await nod('state', 'c3');
+    // Independent calls, at once: each costs a second or more of TypeScript loading.
+    const [del, k2, s3] = await Promise.all([nod('delete', 'c1'), nod('kill', 'c2', 'KILL'), nod('state', 'c3')]);
+    t.equal(del.code, 255);
+    t.match(del.err, /container `c1` is running; stop it first or pass --force/);
+    t.equal(k2.code, 255);
+    t.match(k2.err, new RegExp(`pid ${victim.pid} does not belong to uid ${testUid}`));
+    t.equal(victimStat()[0], 'S', 'the root process was not signalled (still sleeping, not a zombie)');
     t.equal(s3.code, 255);
     t.match(s3.err, /state file .*c3\.json is a symbolic link/);
     t.notMatch(s3.out + s3.err, /root:/, 'nothing of the target is echoed');
+    rmSync(forged);
     rmSync(link);
 
     const k1 = await nod('kill', 'c1', 'USR1');
     t.equal(k1.code, 0, k1.err);
     const r = await run;
     t.equal(r.code, 128 + 10, 'the payload died of SIGUSR1, and oci run says so');
-    const gone = await nod('state', 'c1');
+    t.notOk(existsSync(join(root, 'c1.json')), 'oci run removed its state file');
+    const [gone, forced] = await Promise.all([nod('state', 'c1'), nod('delete', '--force', 'c1')]);
     t.equal(gone.code, 255);
     t.match(gone.err, /container `c1` does not exist/);
-    t.notOk(existsSync(join(root, 'c1.json')), 'oci run removed its state file');
-    const forced = await nod('delete', '--force', 'c1');
     t.equal(forced.code, 0, 'delete --force of a container that is gone succeeds');
   });
 
