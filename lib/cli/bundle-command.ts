@@ -38,7 +38,7 @@ async function bundleSpec(dir: string, o: BundleRunOptions): Promise<{ spec: Spe
   try {
     b = await loadBundle(dir);
   } catch (e) {
-    if (e instanceof SpecError && e.pointer) throw new SpecError(e.pointer, `${join(resolve(dir), 'config.json')}: ${e.message.slice(e.pointer.length + 2)}`);
+    if (e instanceof SpecError && e.pointer) throw new SpecError(e.pointer, `${e.message.slice(e.pointer.length + 2)} (in ${join(resolve(dir), 'config.json')})`);
     throw e;
   }
   const spec = b.spec;
@@ -302,12 +302,24 @@ export function registerBundleCommand(program: Command): void {
         pid: 0, pidStart: '', runtimePid: process.pid, runtimeStart: self[1],
       };
       const file = writeState(root, rec, true);
-      // Every way out (payload exit, runtime failure, signal forwarded then exit) drops the record.
-      process.on('exit', () => removeState(file));
+      // Every way out through process.exit (payload status, runtime failure) drops the record.
+      process.on('exit', () => {
+        try {
+          removeState(file);
+        } catch { /* exiting: `delete` removes a record left behind */ }
+      });
       const c = spawn(b.spec, { bundleDir: b.dir, stdio: 'inherit', init: o.init });
-      await c.spawned;
-      const st = procStat(c.pid!);
-      if (st) writeState(root, { ...rec, pid: c.pid!, pidStart: st[1] }, false);
+      // runAndExit forwards signals from now on, also while the record is rewritten.
+      c.spawned.then(() => {
+        try {
+          const st = procStat(c.pid!);
+          if (st) writeState(root, { ...rec, pid: c.pid!, pidStart: st[1] }, false);
+        } catch (e) {
+          // Nobody could find or stop a container without its record: do not let it run.
+          process.stderr.write(`nodularity: cannot record container \`${id}\` in ${file}: ${(e as Error).message}\n`);
+          process.exit(RUNTIME_FAILURE);
+        }
+      }, () => { /* the failure comes out of runAndExit */ });
       await runAndExit(c);
     }));
 
