@@ -17,9 +17,9 @@ void on_closed(uv_handle_t *h) {
   delete reinterpret_cast<exit_watch *>(h->data);
 }
 
-// The init's last words: the payload's raw wait status. Absent when the
-// init itself was killed (SIGKILL from kill() or the timeout).
-bool read_status(int fd, int *status) {
+// The init's last words: the payload's raw wait status and peak RSS (KiB).
+// Absent when the init itself was killed (SIGKILL from kill() or the timeout).
+bool read_status(int fd, int *status, long *maxrss) {
   child_msg m;
   bool found = false;
   for (;;) {
@@ -28,6 +28,7 @@ bool read_status(int fd, int *status) {
     if (n != (ssize_t)sizeof m) break;
     if (m.type == MSG_STATUS) {
       *status = m.err;
+      *maxrss = m.index;
       found = true;
     }
   }
@@ -54,7 +55,9 @@ void on_readable(uv_poll_t *poll, int status, int events) {
     info.exit_code = 128 + si.si_status;
   }
   int ws;
-  if (w->report_fd >= 0 && read_status(w->report_fd, &ws)) {
+  long maxrss = 0;
+  if (w->report_fd >= 0 && read_status(w->report_fd, &ws, &maxrss)) {
+    info.rusage.ru_maxrss = maxrss;
     if (WIFEXITED(ws)) {
       info.exit_code = WEXITSTATUS(ws);
       info.signal = 0;

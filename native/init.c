@@ -42,11 +42,13 @@ void *memcpy(void *d, const void *s, unsigned long n) {
 
 static int report_fd = -1;
 
-static void send_msg(int type, int step, int err) {
-  struct child_msg m = {type, step, err, 0, 0};
+static void send_msg3(int type, int step, int err, int index) {
+  struct child_msg m = {type, step, err, index, 0};
   long r;
   do { r = SYS3(__NR_write, report_fd, &m, sizeof m); } while (r == -RAW_EINTR);
 }
+
+static void send_msg(int type, int step, int err) { send_msg3(type, step, err, 0); }
 
 static __attribute__((noreturn)) void do_exit(int code) {
   for (;;) SYS1(__NR_exit_group, code);
@@ -122,9 +124,13 @@ __attribute__((used)) void init_main(long *sp) {
     if (sig == SIGCHLD_) {
       int status;
       long pid;
-      while ((pid = SYS4(__NR_wait4, -1, &status, WNOHANG_, 0)) > 0) {
+      // struct rusage: two timevals, then ru_maxrss (KiB) as the 5th long.
+      long ru[18];
+      while ((pid = SYS4(__NR_wait4, -1, &status, WNOHANG_, ru)) > 0) {
         if (pid != child) continue;  // an orphan: reaping is all we owe it
-        send_msg(MSG_STATUS, 0, status);
+        // The payload's own peak RSS: ours (and so what the parent's waitid
+        // reports) is Node's, inherited through the vfork-style clone.
+        send_msg3(MSG_STATUS, 0, status, ru[4] > 0x7fffffff ? 0x7fffffff : (int)ru[4]);
         if ((status & 0x7f) == 0) do_exit((status >> 8) & 0xff);
         do_exit(128 + (status & 0x7f));
       }

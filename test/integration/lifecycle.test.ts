@@ -82,3 +82,13 @@ t.test('detached containers outlive the caller', async (t) => {
   c.kill('SIGKILL');
   await c.exited;
 });
+
+t.test('rusage.maxRSS is the payload\'s peak, not the Node process\'s', async (t) => {
+  const ballast = Buffer.alloc(256 * 1024 * 1024, 1); // Node's RSS well above any payload's
+  const small = await run(spec(['/bin/true']), { stdio: 'ignore' });
+  const big = await run(spec(['/bin/sh', '-c', 'x=$(head -c 40000000 /dev/zero | tr "\\0" a); echo ${#x}']), { stdio: 'ignore' });
+  const nodeKiB = process.memoryUsage().rss / 1024;
+  t.ok(small.rusage.maxRSS > 0 && small.rusage.maxRSS < 32 * 1024, `/bin/true: ${small.rusage.maxRSS} KiB`);
+  t.ok(big.rusage.maxRSS > 40000 && big.rusage.maxRSS < nodeKiB, `a 40 MB shell string: ${big.rusage.maxRSS} KiB (Node: ${Math.round(nodeKiB)} KiB)`);
+  t.equal(ballast[0], 1);
+});
