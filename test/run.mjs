@@ -62,10 +62,13 @@ function runPass(label, prefix, env, files) {
   process.stderr.write(r.stderr ?? '');
   let file = '';
   let fileHadFailure = false;
+  const failedBefore = counts.failed;
+  const reported = new Set();
   for (const line of (r.stdout ?? '').split('\n')) {
     const sub = /^    (not )?ok \d+ - (.*?)(?: # (SKIP|TODO)\b.*| # time=.*)?$/.exec(line);
     const top = /^(not )?ok \d+ - (\S+)/.exec(line);
     if (/^# Subtest: /.test(line)) { file = line.slice(11); fileHadFailure = false; }
+    if (top) reported.add(top[2]);
     if (sub) {
       if (sub[3]) counts.skipped++;
       else if (sub[1]) { counts.failed++; fileHadFailure = true; failures.push(`${label}: ${file} > ${sub[2]}`); }
@@ -75,6 +78,15 @@ function runPass(label, prefix, env, files) {
       counts.failed++;
       failures.push(`${label}: ${top[2]} (file failed)`);
     }
+  }
+  // A file with no result line never ran (tap itself crashed): a failure,
+  // as is tap failing while no test said why.
+  for (const f of files) {
+    if (!reported.has(f)) { counts.failed++; failures.push(`${label}: ${f} (no result: tap did not run it)`); }
+  }
+  if (r.status === 1 && counts.failed === failedBefore) {
+    counts.failed++;
+    failures.push(`${label}: tap exited with 1 but no test failed`);
   }
   if (r.status !== 0 && r.status !== 1) {
     counts.failed++;
