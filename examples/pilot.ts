@@ -211,8 +211,8 @@ async function runStep(job: Job, step: StepName, argv: string[], scratch: string
       rec.pid = r.pid;
       rec.exitCode = r.exitCode;
       rec.signal = r.signal;
-      // The init's rusage, which includes the payload's. maxRSS is at least
-      // the pilot's own RSS for now: see "Pilot example" in README.md.
+      // CPU times are the init's, which include the payload's; maxRSS is the
+      // payload's own peak, as the init saw it.
       rec.rusage = { userMs: r.rusage.userCPUTime / 1000, sysMs: r.rusage.systemCPUTime / 1000, maxRssKiB: r.rusage.maxRSS };
       rec.status = r.exitCode === 0 ? 'ok' : 'failed';
       if (r.timedOut) rec.error = `killed after the job's timeout of ${job.timeoutMs} ms`;
