@@ -56,7 +56,7 @@ interface Job {
   timeoutMs?: number;
 }
 
-interface StepRecord {
+export interface StepRecord {
   job: string;
   step: StepName;
   /** ok: exit 0; failed: non-zero exit or killed; error: not launched; skipped: an earlier step did not succeed. */

@@ -33,13 +33,8 @@ export interface LatencyOptions {
   log?: (msg: string) => void;
 }
 
-export interface DriverResult {
-  id: string;
-  label: string;
-  status: 'ok' | 'missing' | 'failed';
-  detail: string | null;
-  version?: string | null;
-  note?: string | null;
+/** A driver's outcome: what it is (the Driver, without its launcher) and what it measured. */
+export interface DriverResult extends Omit<Driver, 'launch'> {
   /** Spawn->exit of each recorded launch, ns, in the order taken. */
   samples: number[];
   /** Wall time of the driver's turns, ns: launches / this is its rate (with K in flight too). */

@@ -9,24 +9,10 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { haveCommand, hostMounts, isRoot, repoRoot, testRootfs } from '../helpers/env.js';
+import type { StepRecord } from '../../examples/pilot.js';
 
 const pilot = join(repoRoot, 'examples', 'pilot.ts');
 
-interface StepRecord {
-  job: string;
-  step: 'stage-in' | 'payload' | 'stage-out';
-  status: 'ok' | 'failed' | 'error' | 'skipped';
-  image: string;
-  digest: string | null;
-  argv: string[];
-  pid: number | null;
-  exitCode: number | null;
-  signal: string | null;
-  durationMs: number | null;
-  rusage: { userMs: number; sysMs: number; maxRssKiB: number } | null;
-  error?: string;
-  log?: string;
-}
 
 interface PilotRun {
   code: number | null;
