@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSpec } from '../../lib/index.js';
 import { haveCommand, repoRoot, testRootfs } from '../helpers/env.js';
+import { writeCliWrapper } from '../helpers/cli.js';
 import { clusterLogs, SLURM_BINARIES, startCluster, type Cluster } from './slurm-cluster.js';
 
 const TEST_USER = process.env.NODULARITY_TEST_USER || 'nodularity-test';
@@ -31,22 +32,6 @@ function runCmd(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; t
     p.on('error', reject);
     p.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, out, err }); });
   });
-}
-
-/**
- * A script for the CLI that slurmd can run as any job user: node with the
- * TypeScript loader tap uses, on lib/cli/main.ts of this checkout (so no
- * stale dist/), transpile-only as tap runs tests.
- */
-function writeCliWrapper(path: string): void {
-  const loader = process.execArgv.find((a) => a.includes('@tapjs/typescript'));
-  if (!loader) throw new Error(`no @tapjs/typescript loader in process.execArgv (${JSON.stringify(process.execArgv)}): run this file through tap`);
-  writeFileSync(path, [
-    '#!/bin/sh',
-    'unset NODE_OPTIONS',
-    `TS_NODE_TRANSPILE_ONLY=1 exec ${process.execPath} '${loader}' '${join(repoRoot, 'lib', 'cli', 'main.ts')}' "$@"`,
-    '',
-  ].join('\n'), { mode: 0o755 });
 }
 
 /** A bundle: the busybox test rootfs plus /bundle-marker holding TOKEN, config.json as given. */

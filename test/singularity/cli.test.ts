@@ -5,11 +5,10 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { writeCliWrapper } from '../helpers/cli.js';
 import { scratch } from '../helpers/env.js';
 import { makeSandbox } from './fixtures.js';
 
-const main = fileURLToPath(new URL('../../lib/cli/main.ts', import.meta.url));
 let image: string;
 let cli: string;
 t.before(() => {
@@ -20,9 +19,7 @@ t.before(() => {
   });
   // What HTCondor's SINGULARITY knob would point at: an executable.
   cli = join(scratch(t), 'nodularity');
-  // tap's process-info hook (NODE_OPTIONS) is for test files, not for this program.
-  writeFileSync(cli, `#!/bin/sh\nunset NODE_OPTIONS\nexec ${[process.execPath, ...process.execArgv.filter((a) => !a.includes('processinfo') && !a.includes('@tapjs/mock')), main].map((a) => `'${a}'`).join(' ')} "$@"\n`);
-  chmodSync(cli, 0o755);
+  writeCliWrapper(cli);
 });
 
 function nodularity(args: string[], env: NodeJS.ProcessEnv = {}, cwd = '/') {
