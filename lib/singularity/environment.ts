@@ -19,8 +19,11 @@ export const CONTAINER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 const ALWAYS_PASSED = ['TERM', 'http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY',
   'all_proxy', 'ALL_PROXY', 'ftp_proxy', 'FTP_PROXY'];
 
+/** Variables a shell keeps for itself. */
+export const SHELL_VARIABLES = ['PWD', 'OLDPWD', 'SHLVL', '_'];
+
 /** Never taken from the host: the container has its own. */
-const NEVER_PASSED = new Set(['PATH', 'LD_LIBRARY_PATH', 'PS1', 'HOME', 'PWD', 'OLDPWD', 'SHLVL', '_']);
+const NEVER_PASSED = new Set(['PATH', 'LD_LIBRARY_PATH', 'PS1', 'HOME', ...SHELL_VARIABLES]);
 const PREFIXES = ['SINGULARITYENV_', 'APPTAINERENV_'] as const;
 
 export function envFromList(list: string[]): EnvMap {

@@ -4,7 +4,7 @@
 import { run, spawn, type Container } from '../container.js';
 import { SpecError } from '../errors.js';
 import { compileLaunch, type ActionMode, type CompiledLaunch, type ExecOptions } from './compile.js';
-import { applyUserLayers, envFromList, envToList, type EnvMap } from './environment.js';
+import { applyUserLayers, envFromList, envToList, SHELL_VARIABLES, type EnvMap } from './environment.js';
 import type { ResolvedRunImage } from './image.js';
 
 export type { ExecOptions, ActionMode, CompiledLaunch } from './compile.js';
@@ -20,9 +20,6 @@ export interface ImageContainer extends Container {
   argv: string[];
   env: string[];
 }
-
-// Shell variables that belong to the evaluating shell, not to the payload.
-const SHELL_OWN = new Set(['PWD', 'OLDPWD', 'SHLVL', '_']);
 
 /**
  * Run /.singularity.d/env/*.sh in the container with the image's own shell,
@@ -45,7 +42,8 @@ async function evaluateEnvScripts(c: CompiledLaunch, input: EnvMap): Promise<Env
     throw new SpecError(where, `the environment scripts failed with status ${r.exitCode}${err ? `:\n${err}` : ''}`);
   }
   const out = envFromList(String(r.stdout ?? '').split('\0').filter(Boolean));
-  for (const k of SHELL_OWN) if (!input.has(k)) out.delete(k);
+  // The evaluating shell's own variables are not the payload's.
+  for (const k of SHELL_VARIABLES) if (!input.has(k)) out.delete(k);
   return out;
 }
 

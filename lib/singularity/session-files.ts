@@ -17,8 +17,20 @@ export interface SessionUser {
   gecos: string;
 }
 
-/** The calling user as the host's passwd/group know it (or a made-up name when they do not). */
+const hostUsers = new Map<string, Omit<SessionUser, 'home'>>();
+
+/**
+ * The calling user as the host's passwd/group know it (or a made-up name when
+ * they do not). Looked up once per uid:gid: a pilot launches many containers.
+ */
 export function hostUser(uid: number, gid: number, home: string): SessionUser {
+  const key = `${uid}:${gid}`;
+  let u = hostUsers.get(key);
+  if (!u) hostUsers.set(key, (u = lookUpHostUser(uid, gid)));
+  return { ...u, home };
+}
+
+function lookUpHostUser(uid: number, gid: number): Omit<SessionUser, 'home'> {
   let name = uid === 0 ? 'root' : `user${uid}`;
   let shell = '/bin/sh';
   let gecos = '';
@@ -38,7 +50,7 @@ export function hostUser(uid: number, gid: number, home: string): SessionUser {
     const g = readFileSync('/etc/group', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f.length >= 3 && Number(f[2]) === gid);
     if (g) groupName = g[0];
   } catch { /* none */ }
-  return { name, uid, gid, groupName, home, shell, gecos };
+  return { name, uid, gid, groupName, shell, gecos };
 }
 
 async function imageTable(rootfs: string, file: string): Promise<string[]> {
