@@ -8,20 +8,27 @@
 // Files are created with O_CREAT|O_EXCL|O_NOFOLLOW after removing whatever
 // was at the path, so an existing symlink is replaced, never written through.
 // Directory modes and mtimes are applied once, at the end of all layers,
-// and only to paths that lstat() still shows as directories.
+// and only to paths that are still directories (opened O_NOFOLLOW|O_DIRECTORY).
+//
+// Threads: the blob is hashed and decompressed on the decode thread
+// (layer-decoder.ts); this thread parses the tar, checks each entry against
+// its model of the rootfs (`safeDirs`: the directories this writer made or
+// verified) and submits the creation of files, directories and links to the
+// write thread (write-thread.ts), which runs them in order with synchronous
+// calls and stops at the first failure. Anything that must look at the
+// filesystem itself (a parent not in the model, whiteouts, large files,
+// device nodes) first waits until the write thread has caught up.
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { Decompress as ZstdDecompress } from 'fzstd';
 import { ImageError } from './errors.js';
-import { DigestVerifier } from './digest.js';
-import { FileWriterPool, type FileJob } from './file-writers.js';
+import { WriteThread, type FileJob, type WriteFailure, type WriteJob } from './write-thread.js';
+import { LayerDecoder } from './layer-decoder.js';
 import type { Compression } from './manifest.js';
 
 const execFileP = promisify(execFile);
@@ -111,34 +118,12 @@ const O_CREATE_FILE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constant
 const WRITE_BATCH = 1 << 20;
 // Files up to this size are read into memory and written concurrently.
 const SMALL_FILE = 4 << 20;
-const MAX_INFLIGHT_FILES = 64;
+// Bounds on what the write thread holds: jobs, and bytes of file content.
+const MAX_INFLIGHT_JOBS = 256;
 const MAX_INFLIGHT_BYTES = 64 << 20;
 
-/**
- * Stream transform for zstd layers: Node 20's zlib has no zstd, fzstd does it
- * in JS. fzstd does not check the frame's content checksum; the layer's
- * diff_id (checked after this stage) covers the decompressed bytes instead.
- */
-class ZstdStream extends Transform {
-  private readonly dec = new ZstdDecompress((data) => { this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength)); });
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    try { this.dec.push(chunk); cb(); } catch (err) { cb(zstdError(err)); }
-  }
-  override _flush(cb: TransformCallback): void {
-    try { this.dec.push(new Uint8Array(0), true); cb(); } catch (err) { cb(zstdError(err)); }
-  }
-}
-
-/** fzstd throws plain Errors ("unexpected EOF"); mark them so they are reported as a bad layer. */
-function zstdError(err: unknown): Error {
-  return Object.assign(new Error(`zstd: ${(err as Error)?.message ?? String(err)}`, { cause: err }), { code: 'ZSTD_DATA_ERROR' });
-}
-
-/** Counts bytes for progress without copying them. */
-class ProgressTap extends Transform {
-  constructor(private readonly report: (n: number) => void) { super(); }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void { this.report(chunk.length); cb(null, chunk); }
-}
+/** The tar entry a write job came from, to name it in an error. */
+interface JobTag { entry: string; linkname?: string }
 
 function errCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
@@ -163,12 +148,12 @@ export class RootfsWriter {
   private layerDigest = '';
   private readonly uid = process.getuid?.() ?? 0;
   private readonly gid = process.getgid?.() ?? 0;
-  /** In-flight small-file writes by path; later entries for that path wait for them. */
-  private readonly pending = new Map<string, Promise<void>>();
-  private pendingBytes = 0;
+  /** The first write-thread failure, as the error to throw. */
   private jobError: unknown;
-  /** Threads that write small files; started by the first one, stopped by close(). */
-  private writers: FileWriterPool | undefined;
+  /** Thread that makes files, directories and links (write-thread.ts); started on first use, stopped by close(). */
+  private writes: WriteThread<JobTag> | undefined;
+  /** Thread that checks digests and decompresses; started by the first layer, stopped by close(). */
+  private decoder: LayerDecoder | undefined;
 
   constructor(root: string, options: { preserveOwnership?: boolean } = {}) {
     this.root = path.resolve(root);
@@ -181,16 +166,16 @@ export class RootfsWriter {
     this.written = new Set();
     this.writtenAncestors = new Set();
     const source = await layer.open();
-    const stages: NodeJS.ReadWriteStream[] = [];
-    stages.push(new ProgressTap((n) => { this.stats.compressedBytes += n; onBytes?.(n); }));
-    stages.push(new DigestVerifier(layer.digest, layer.size === undefined ? { what: 'layer' } : { size: layer.size, what: 'layer' }));
-    if (layer.compression === 'gzip') stages.push(createGunzip({ chunkSize: 256 << 10 }));
-    else if (layer.compression === 'zstd') stages.push(new ZstdStream());
-    if (layer.diffId && (layer.diffId !== layer.digest || layer.compression !== 'none')) {
-      stages.push(new DigestVerifier(layer.diffId, { what: 'diff_id' }));
-    }
+    // Digests, size and decompression run on the decode thread (layer-decoder.ts);
+    // this thread parses the tar and checks every entry.
+    this.decoder ??= new LayerDecoder();
+    const tarStream = this.decoder.decode(source, {
+      compression: layer.compression, digest: layer.digest,
+      ...(layer.size === undefined ? {} : { size: layer.size }),
+      ...(layer.diffId && (layer.diffId !== layer.digest || layer.compression !== 'none') ? { diffId: layer.diffId } : {}),
+    }, (n) => { this.stats.compressedBytes += n; onBytes?.(n); });
     const extract = tar.extract();
-    const flowing = (pipeline as (streams: unknown[]) => Promise<void>)([source, ...stages, extract]);
+    const flowing = pipeline(tarStream, extract);
     // Awaited below; this keeps a failure that happens while entries are
     // still being applied from counting as an unhandled rejection meanwhile.
     flowing.catch(() => undefined);
@@ -200,9 +185,9 @@ export class RootfsWriter {
       await this.barrier();
     } catch (err) {
       entryError = err;
-      source.destroy();
+      tarStream.destroy();
       // Never return (and let the caller delete the rootfs) while writes are in flight.
-      await Promise.allSettled([...this.pending.values()]);
+      await this.writes?.idle();
     }
     try {
       await flowing;
@@ -230,7 +215,11 @@ export class RootfsWriter {
   }
 
   private unsafe(entry: string, why: string): never {
-    throw new ImageError('UNSAFE_ENTRY', `layer ${this.layerDigest}: entry \`${entry}\` ${why}; refusing to unpack`, { digest: this.layerDigest, entry });
+    throw this.unsafeError(entry, why);
+  }
+
+  private unsafeError(entry: string, why: string): ImageError {
+    return new ImageError('UNSAFE_ENTRY', `layer ${this.layerDigest}: entry \`${entry}\` ${why}; refusing to unpack`, { digest: this.layerDigest, entry });
   }
 
   /** Normalise a tar path to a relative path inside the rootfs, or reject it. */
@@ -262,7 +251,8 @@ export class RootfsWriter {
     const parent = slash < 0 ? '' : rel.slice(0, slash);
     if (this.safeDirs.has(parent)) return true;
     if (!(await this.ensureParents(parent, entry, create))) return false;
-    await this.settle(parent);
+    // Not in the model: look at the filesystem, once the write thread has caught up.
+    await this.barrier();
     const p = this.abs(parent);
     let st: fs.Stats | undefined;
     try { st = await fsp.lstat(p); } catch (err) { if (errCode(err) !== 'ENOENT') throw err; }
@@ -314,12 +304,13 @@ export class RootfsWriter {
     return mode;
   }
 
-  private async drain(entry: TarEntry): Promise<void> {
+  /** Discard an entry's content (tar-stream reads on once it is consumed). */
+  private drain(entry: TarEntry): void {
     entry.resume();
-    for await (const _ of entry) { /* skip content */ }
   }
 
   private async applyEntry(entry: TarEntry): Promise<void> {
+    if (this.jobError !== undefined) throw this.jobError;
     const h = entry.header;
     const name = h.name;
     this.stats.entries++;
@@ -327,14 +318,14 @@ export class RootfsWriter {
     const base = rel.slice(rel.lastIndexOf('/') + 1);
 
     if (base.startsWith('.wh.')) {
-      await this.drain(entry);
+      this.drain(entry);
       await this.whiteout(rel, base, name);
       return;
     }
 
     switch (h.type) {
       case 'directory':
-        await this.drain(entry);
+        this.drain(entry);
         await this.directory(rel, h, name);
         break;
       case 'file':
@@ -342,22 +333,22 @@ export class RootfsWriter {
         await this.file(rel, h, entry, name);
         break;
       case 'symlink':
-        await this.drain(entry);
+        this.drain(entry);
         await this.symlink(rel, h, name);
         break;
       case 'link':
-        await this.drain(entry);
+        this.drain(entry);
         await this.hardlink(rel, h, name);
         break;
       case 'character-device':
       case 'block-device':
       case 'fifo':
-        await this.drain(entry);
+        this.drain(entry);
         await this.special(rel, h, name);
         break;
       default:
         // pax/GNU long-name records are consumed by tar-stream; anything else has no rootfs meaning.
-        await this.drain(entry);
+        this.drain(entry);
         return;
     }
     this.markWritten(rel);
@@ -409,22 +400,33 @@ export class RootfsWriter {
       this.dirMeta.set('', meta);
       return;
     }
-    await this.settle(rel);
     await this.ensureParents(rel, entry, true);
-    const p = this.abs(rel);
-    try {
-      // Owner-writable while unpacking, so later entries and layers can fill it.
-      await fsp.mkdir(p, 0o700);
-    } catch (err) {
-      if (errCode(err) !== 'EEXIST') throw err;
-      const st = await fsp.lstat(p);
-      if (!st.isDirectory()) {
-        await this.remove(rel);
-        await fsp.mkdir(p, 0o700);
-      }
+    if (!this.safeDirs.has(rel)) {
+      // In the model at once: the thread runs jobs in order and stops at the
+      // first failure, so nothing that relies on this mkdir runs without it.
+      this.submit({ t: 'mkdir', path: this.abs(rel) }, { entry });
+      this.safeDirs.add(rel);
     }
-    this.safeDirs.add(rel);
     this.dirMeta.set(rel, meta);
+  }
+
+  private newWriteThread(): WriteThread<JobTag> {
+    return new WriteThread<JobTag>((failure, t) => { this.jobError ??= this.jobFailure(failure, t); });
+  }
+
+  private submit(job: WriteJob, tag: JobTag, bytes = 0): void {
+    this.writes ??= this.newWriteThread();
+    this.writes.submit(job, tag, bytes);
+  }
+
+  /** The error for a failed write job, naming its entry. */
+  private jobFailure(failure: WriteFailure, tag: JobTag): Error {
+    switch (failure.kind) {
+      case 'directory': return this.unsafeError(tag.entry, 'replaces a directory this unpack did not create');
+      case 'missing': return this.unsafeError(tag.entry, `is a hard link to \`${tag.linkname}\`, which does not exist`);
+      case 'target-directory': return this.unsafeError(tag.entry, `is a hard link to the directory \`${tag.linkname}\``);
+      default: return Object.assign(new Error(`${failure.message} (entry \`${tag.entry}\`)`), { code: failure.code, errno: failure.errno, syscall: failure.syscall, path: failure.path });
+    }
   }
 
   /**
@@ -469,16 +471,9 @@ export class RootfsWriter {
     }
   }
 
-  /** Wait until every in-flight file write has finished; rethrow the first failure. */
+  /** Wait until the write thread has run every job; rethrow the first failure. */
   private async barrier(): Promise<void> {
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending.values()]);
-    if (this.jobError !== undefined) throw this.jobError;
-  }
-
-  /** Wait for an in-flight write to `rel`, if any. */
-  private async settle(rel: string): Promise<void> {
-    const job = this.pending.get(rel);
-    if (job) await job;
+    await this.writes?.idle();
     if (this.jobError !== undefined) throw this.jobError;
   }
 
@@ -487,9 +482,9 @@ export class RootfsWriter {
     if (rel === '') this.unsafe(name, 'names the rootfs itself as a non-directory');
     const size = h.size ?? 0;
     if (size > SMALL_FILE) {
-      // Big files stream straight to disk, in order; small ones are queued below.
-      await this.settle(rel);
+      // Big files stream straight to disk from this thread, in order.
       await this.ensureParents(rel, name, true);
+      await this.barrier();
       if (this.safeDirs.has(rel)) await this.remove(rel);
       await this.writeFile(rel, name, h, async (fd) => {
         let position = 0;
@@ -510,51 +505,32 @@ export class RootfsWriter {
       });
       return;
     }
-    // One exact-size buffer per file: it is transferred to a writer thread
-    // without a copy (a view into tar-stream's larger chunks would make the
-    // structured clone copy the whole chunk).
-    const data = new Uint8Array(new ArrayBuffer(size));
+    const chunks = size === 0 ? (this.drain(entry), []) : await collect(entry);
     let bytes = 0;
-    for await (const chunk of entry as AsyncIterable<Buffer>) {
-      if (bytes + chunk.length > size) throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${name}\` has more content than its header's ${size} bytes`, { digest: this.layerDigest, entry: name });
-      data.set(chunk, bytes);
-      bytes += chunk.length;
-    }
-    if (bytes !== size) throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${name}\` ends after ${bytes} of its ${size} bytes`, { digest: this.layerDigest, entry: name });
-    await this.settle(rel);
+    for (const c of chunks) bytes += c.length;
+    if (bytes !== size) throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${name}\` has ${bytes} bytes of content, its header says ${size}`, { digest: this.layerDigest, entry: name });
     await this.ensureParents(rel, name, true);
     if (this.safeDirs.has(rel)) await this.remove(rel);
-    // Many files in flight at once, written by the writer threads
-    // (file-writers.ts): memory stays bounded by the in-flight byte budget.
-    while (this.pending.size >= MAX_INFLIGHT_FILES || (this.pendingBytes + bytes > MAX_INFLIGHT_BYTES && this.pending.size > 0)) {
-      await Promise.race(this.pending.values());
-    }
+    // Memory stays bounded by the in-flight budget.
+    await this.writes?.below(MAX_INFLIGHT_JOBS - 1, MAX_INFLIGHT_BYTES - bytes);
     if (this.jobError !== undefined) throw this.jobError;
     this.stats.bytes += bytes;
-    this.pendingBytes += bytes;
+    // From here to submit() nothing awaits: the buffer goes out with this batch.
+    this.writes ??= this.newWriteThread();
+    const data = this.writes.alloc(size);
+    let off = 0;
+    for (const c of chunks) { data.set(c, off); off += c.length; }
     const mode = this.mode(h);
     const uid = h.uid ?? 0;
     const gid = h.gid ?? 0;
     // open() already applies the mode minus the umask; chmod only when that differs
     // or when chown would clear setuid/setgid afterwards.
     const needChmod = (mode & 0o7000) !== 0 || (mode & UMASK) !== 0;
-    const fileJob: FileJob = { path: this.abs(rel), openMode: needChmod ? 0o600 : mode, data };
-    if (this.preserve && (uid !== this.uid || gid !== this.gid)) fileJob.owner = { uid, gid };
-    if (needChmod) fileJob.chmod = mode;
-    if (h.mtime) fileJob.mtime = h.mtime.getTime() / 1000;
-    this.writers ??= new FileWriterPool();
-    const job: Promise<void> = this.writers.write(fileJob).then((failure) => {
-      if (!failure) return;
-      if (failure.kind === 'directory') this.unsafe(name, 'replaces a directory this unpack did not create');
-      const err = Object.assign(new Error(`${failure.message} (entry \`${name}\`)`), { code: failure.code, errno: failure.errno, syscall: failure.syscall, path: fileJob.path });
-      throw err;
-    }).catch((err: unknown) => {
-      this.jobError ??= err;
-    }).finally(() => {
-      this.pendingBytes -= bytes;
-      if (this.pending.get(rel) === job) this.pending.delete(rel);
-    });
-    this.pending.set(rel, job);
+    const job: FileJob = { t: 'file', path: this.abs(rel), openMode: needChmod ? 0o600 : mode, data };
+    if (this.preserve && (uid !== this.uid || gid !== this.gid)) job.owner = { uid, gid };
+    if (needChmod) job.chmod = mode;
+    if (h.mtime) job.mtime = h.mtime.getTime() / 1000;
+    this.submit(job, { entry: name }, bytes);
   }
 
   private async symlink(rel: string, h: tar.Header, entry: string): Promise<void> {
@@ -562,20 +538,15 @@ export class RootfsWriter {
     if (rel === '') this.unsafe(entry, 'names the rootfs itself as a symlink');
     const target = h.linkname ?? '';
     if (!target) this.unsafe(entry, 'is a symlink with an empty target');
-    await this.settle(rel);
     await this.ensureParents(rel, entry, true);
-    const p = this.abs(rel);
+    if (this.safeDirs.has(rel)) await this.remove(rel);
     // The target is stored as-is: it is only ever resolved inside the container,
     // and nothing here writes through it.
-    try {
-      await fsp.symlink(target, p);
-    } catch (err) {
-      if (errCode(err) !== 'EEXIST') throw err;
-      await this.remove(rel);
-      await fsp.symlink(target, p);
-    }
-    if (this.preserve) await fsp.lchown(p, h.uid ?? 0, h.gid ?? 0);
-    if (h.mtime) await fsp.lutimes(p, h.mtime, h.mtime);
+    this.submit({
+      t: 'symlink', path: this.abs(rel), target,
+      ...(this.preserve ? { owner: { uid: h.uid ?? 0, gid: h.gid ?? 0 } } : {}),
+      ...(h.mtime ? { mtime: h.mtime.getTime() / 1000 } : {}),
+    }, { entry });
   }
 
   private async hardlink(rel: string, h: tar.Header, entry: string): Promise<void> {
@@ -584,33 +555,25 @@ export class RootfsWriter {
     const targetRel = this.clean(h.linkname ?? '', entry, 'hard link target');
     if (targetRel === '') this.unsafe(entry, 'is a hard link to the rootfs itself');
     if (targetRel === rel) return;
-    await this.settle(targetRel);
-    await this.settle(rel);
+    // The target's parents must be real directories too: link(2) resolves them.
     if (!(await this.ensureParents(targetRel, entry, false))) this.unsafe(entry, `is a hard link to \`${h.linkname}\`, which does not exist`);
-    let st: fs.Stats;
-    try {
-      st = await fsp.lstat(this.abs(targetRel));
-    } catch (err) {
-      if (errCode(err) === 'ENOENT') this.unsafe(entry, `is a hard link to \`${h.linkname}\`, which does not exist`);
-      throw err;
-    }
-    if (st.isDirectory()) this.unsafe(entry, `is a hard link to the directory \`${h.linkname}\``);
+    if (this.safeDirs.has(targetRel)) this.unsafe(entry, `is a hard link to the directory \`${h.linkname}\``);
     await this.ensureParents(rel, entry, true);
-    await this.remove(rel);
-    // link(2) does not follow a symlink target on Linux, so linking to a link is safe.
-    await fsp.link(this.abs(targetRel), this.abs(rel));
+    if (this.safeDirs.has(rel)) await this.remove(rel);
+    // The thread checks that the target exists and is not a directory.
+    this.submit({ t: 'link', path: this.abs(rel), target: this.abs(targetRel) }, { entry, linkname: h.linkname ?? '' });
   }
 
   private async special(rel: string, h: tar.Header, entry: string): Promise<void> {
     if (rel === '') this.unsafe(entry, 'names the rootfs itself as a special file');
     const isDevice = h.type !== 'fifo';
-    await this.settle(rel);
     if (isDevice && !this.preserve) {
       // mknod(2) of a device needs CAP_MKNOD in the initial user namespace.
       this.stats.devicesSkipped++;
       return;
     }
     await this.ensureParents(rel, entry, true);
+    await this.barrier();
     await this.remove(rel);
     const p = this.abs(rel);
     const mode = this.mode(h);
@@ -632,27 +595,47 @@ export class RootfsWriter {
    */
   async finish(): Promise<void> {
     const dirs = [...this.dirMeta.entries()].sort((a, b) => depth(b[0]) - depth(a[0]));
-    for (const [rel, meta] of dirs) {
-      const p = this.abs(rel);
-      let st: fs.Stats;
-      try { st = await fsp.lstat(p); } catch (err) { if (errCode(err) === 'ENOENT') continue; throw err; }
-      if (!st.isDirectory()) continue;
-      if (this.preserve) await fsp.lchown(p, meta.uid, meta.gid);
-      await fsp.chmod(p, meta.mode);
-      if (meta.mtime) await fsp.utimes(p, meta.mtime, meta.mtime);
-    }
     this.dirMeta.clear();
+    if (dirs.length === 0) return;
+    // One job for all of them: the thread opens each with O_NOFOLLOW|O_DIRECTORY
+    // and skips what a later layer turned into something else.
+    this.submit({
+      t: 'dirmeta',
+      dirs: dirs.map(([rel, meta]) => ({
+        path: this.abs(rel), mode: meta.mode,
+        ...(this.preserve ? { owner: { uid: meta.uid, gid: meta.gid } } : {}),
+        ...(meta.mtime ? { mtime: meta.mtime.getTime() / 1000 } : {}),
+      })),
+    }, { entry: '(directory metadata)' });
+    await this.barrier();
   }
 
   /**
-   * Stop the writer threads. Call it after finish(), and after a failed
+   * Stop the write and decode threads. Call it after finish(), and after a failed
    * applyLayer() too (which has already waited for its writes).
    */
   async close(): Promise<void> {
-    await Promise.allSettled([...this.pending.values()]);
-    await this.writers?.close();
-    this.writers = undefined;
+    await this.writes?.idle();
+    await Promise.all([this.writes?.close(), this.decoder?.close()]);
+    this.writes = undefined;
+    this.decoder = undefined;
   }
+}
+
+/**
+ * An entry's content as tar-stream's chunks (views into the decoded stream,
+ * not copies). Events rather than async iteration: thousands of small files
+ * made the iterator's promises a visible cost.
+ */
+function collect(entry: TarEntry): Promise<Buffer[]> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let ended = false;
+    entry.on('data', (c) => chunks.push(c as Buffer));
+    entry.on('end', () => { ended = true; resolve(chunks); });
+    entry.on('error', reject);
+    entry.on('close', () => { if (!ended) reject(Object.assign(new Error('tar entry ended early (truncated tar stream)'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })); });
+  });
 }
 
 function depth(rel: string): number {

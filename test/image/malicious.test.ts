@@ -59,6 +59,8 @@ const attacks: { name: string; layers: (a: Arena) => TarEntrySpec[][]; entry: st
   { name: 'hard link to ../', layers: () => [[{ name: 'hl', type: 'link', linkname: '../victim' }]], entry: 'hl', why: /`\.\.` component in its hard link target/ },
   { name: 'hard link to an absolute path', layers: (a) => [[{ name: 'hl', type: 'link', linkname: a.victim }]], entry: 'hl', why: /absolute hard link target/ },
   { name: 'hard link through a symlinked parent', layers: (a) => [[{ name: 'link', type: 'symlink', linkname: a.base }, { name: 'hl', type: 'link', linkname: 'link/victim' }]], entry: 'hl', why: /symlink/ },
+  { name: 'hard link to a file that does not exist', layers: () => [[{ name: 'd/', type: 'directory' }, { name: 'hl', type: 'link', linkname: 'd/nothere' }]], entry: 'hl', why: /hard link to `d\/nothere`, which does not exist/ },
+  { name: 'hard link to a directory', layers: () => [[{ name: 'd/', type: 'directory' }, { name: 'hl', type: 'link', linkname: 'd' }]], entry: 'hl', why: /hard link to the directory `d`/ },
   { name: 'whiteout of ..', layers: () => [[{ name: 'd/', type: 'directory' }, { name: 'd/.wh...' }]], entry: 'd/.wh...', why: /whiteout for an invalid name/ },
 ];
 
@@ -79,6 +81,14 @@ for (const attack of attacks) {
     t.equal(outsideState(a), before, 'nothing outside the rootfs changed');
   });
 }
+
+t.test('a write that fails stops the layer there: later entries are not written', async (t) => {
+  const a = arena(t);
+  const entries: TarEntrySpec[] = [{ name: 'd/', type: 'directory' }, { name: 'd/first', content: 'first\n' }, { name: 'hl', type: 'link', linkname: 'd/nothere' }];
+  for (let i = 0; i < 200; i++) entries.push({ name: `d/later${i}`, content: `${i}\n` });
+  await t.rejects(unpackLayers(a.rootfs, [layer(await makeTar(entries))]), { code: 'UNSAFE_ENTRY', entry: 'hl' });
+  t.same(fs.readdirSync(path.join(a.rootfs, 'd')), ['first'], 'only what came before the failed entry');
+});
 
 t.test('a symlink pointing out is replaced, never written through', async (t) => {
   const a = arena(t);
