@@ -44,12 +44,12 @@ export function verifyBuffer(data: Uint8Array, digest: string, size: number | un
 }
 
 /**
- * Pass-through stream that hashes what flows through it and fails at the end
- * if the digest (or the byte count) differs. Failing in flush() means the
- * error reaches the pipeline before the consumer sees a clean end, so a
- * corrupt blob can never be committed as complete.
+ * Hashes a blob as it streams and says what is wrong with it: more bytes
+ * than the descriptor's size (as soon as that happens), or at the end a
+ * different size or digest. Returns the error rather than throwing it, so a
+ * stream can fail with it.
  */
-export class DigestVerifier extends Transform {
+export class DigestCheck {
   readonly expected: string;
   private readonly hash: Hash;
   private readonly algorithm: DigestAlgorithm;
@@ -59,7 +59,6 @@ export class DigestVerifier extends Transform {
   bytes = 0;
 
   constructor(expected: string, options: { size?: number; what?: string } = {}) {
-    super();
     this.what = options.what ?? 'blob';
     this.algorithm = parseDigest(expected, this.what).algorithm;
     this.expected = expected;
@@ -67,26 +66,55 @@ export class DigestVerifier extends Transform {
     this.hash = createHash(this.algorithm);
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  update(chunk: Uint8Array): ImageError | undefined {
     this.bytes += chunk.length;
     if (this.size !== undefined && this.bytes > this.size) {
-      cb(new ImageError('SIZE_MISMATCH', `${this.what} ${this.expected}: more than the ${this.size} bytes its descriptor declares`, { digest: this.expected }));
-      return;
+      return new ImageError('SIZE_MISMATCH', `${this.what} ${this.expected}: more than the ${this.size} bytes its descriptor declares`, { digest: this.expected });
     }
     this.hash.update(chunk);
-    cb(null, chunk);
+    return undefined;
+  }
+
+  end(): ImageError | undefined {
+    if (this.size !== undefined && this.bytes !== this.size) {
+      return new ImageError('SIZE_MISMATCH', `${this.what} ${this.expected}: expected ${this.size} bytes, got ${this.bytes}`, { digest: this.expected });
+    }
+    const actual = `${this.algorithm}:${this.hash.digest('hex')}`;
+    if (actual !== this.expected) return new ImageError('DIGEST_MISMATCH', `${this.what} ${this.expected}: content hashes to ${actual}`, { digest: this.expected });
+    return undefined;
+  }
+}
+
+/**
+ * Pass-through stream that hashes what flows through it and fails at the end
+ * if the digest (or the byte count) differs. Failing in flush() means the
+ * error reaches the pipeline before the consumer sees a clean end, so a
+ * corrupt blob can never be committed as complete.
+ */
+export class DigestVerifier extends Transform {
+  private readonly check: DigestCheck;
+
+  constructor(expected: string, options: { size?: number; what?: string } = {}) {
+    super();
+    this.check = new DigestCheck(expected, options);
+  }
+
+  get expected(): string {
+    return this.check.expected;
+  }
+
+  /** Bytes seen so far (for progress reporting). */
+  get bytes(): number {
+    return this.check.bytes;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const err = this.check.update(chunk);
+    if (err) cb(err);
+    else cb(null, chunk);
   }
 
   override _flush(cb: TransformCallback): void {
-    if (this.size !== undefined && this.bytes !== this.size) {
-      cb(new ImageError('SIZE_MISMATCH', `${this.what} ${this.expected}: expected ${this.size} bytes, got ${this.bytes}`, { digest: this.expected }));
-      return;
-    }
-    const actual = `${this.algorithm}:${this.hash.digest('hex')}`;
-    if (actual !== this.expected) {
-      cb(new ImageError('DIGEST_MISMATCH', `${this.what} ${this.expected}: content hashes to ${actual}`, { digest: this.expected }));
-      return;
-    }
-    cb();
+    cb(this.check.end());
   }
 }

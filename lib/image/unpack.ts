@@ -10,13 +10,13 @@
 // Directory modes and mtimes are applied once, at the end of all layers,
 // and only to paths that are still directories (opened O_NOFOLLOW|O_DIRECTORY).
 //
-// Threads: the blob is hashed and decompressed on the decode thread
-// (layer-decoder.ts); this thread parses the tar, checks each entry against
+// Threads: the blob is decompressed and its tar parsed on the decode thread
+// (layer-decoder.ts); this thread checks each entry record against
 // its model of the rootfs (`safeDirs`: the directories this writer made or
 // verified) and submits the creation of files, directories and links to the
 // write thread (write-thread.ts), which runs them in order with synchronous
 // calls and stops at the first failure. Anything that must look at the
-// filesystem itself (a parent not in the model, whiteouts, large files,
+// filesystem itself (a parent not in the model, whiteouts, opaque dirs,
 // device nodes) first waits until the write thread has caught up.
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -24,33 +24,12 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar-stream';
 import { ImageError } from './errors.js';
-import { WriteThread, type FileJob, type WriteFailure, type WriteJob } from './write-thread.js';
-import { LayerDecoder } from './layer-decoder.js';
+import { WriteThread, type CloseJob, type FileJob, type WriteFailure, type WriteJob } from './write-thread.js';
+import { LayerDecoder, type EntryRecord, type TarRecord } from './layer-decoder.js';
 import type { Compression } from './manifest.js';
 
 const execFileP = promisify(execFile);
-const fdOpen = promisify(fs.open) as (p: string, flags: number, mode: number) => Promise<number>;
-const fdWritev = (fd: number, bufs: Buffer[], pos: number): Promise<number> =>
-  new Promise((resolve, reject) => fs.writev(fd, bufs, pos, (err, n) => (err ? reject(err) : resolve(n))));
-const fdChown = promisify(fs.fchown);
-const fdChmod = promisify(fs.fchmod);
-const fdUtimes = promisify(fs.futimes);
-const fdClose = promisify(fs.close);
-
-/** writev() until everything is written (it may write less, e.g. on a signal). */
-async function writeAll(fd: number, bufs: Buffer[], position: number): Promise<void> {
-  let total = 0;
-  for (const b of bufs) total += b.length;
-  let done = await fdWritev(fd, bufs, position);
-  while (done < total) {
-    const rest = Buffer.concat(bufs).subarray(done);
-    done += await fdWritev(fd, [rest], position + done);
-  }
-}
-
 /**
  * The process umask, read without changing it (process.umask() with no
  * argument is deprecated because it briefly sets the mask). Knowing it lets
@@ -108,22 +87,20 @@ export interface UnpackOptions {
   onProgress?: (index: number, bytes: number) => void;
 }
 
-/** An entry as tar-stream yields it (its type is not exported by name). */
-type TarEntry = tar.Extract extends AsyncIterable<infer S> ? S : never;
 
-interface DirMeta { mode: number; mtime: Date | undefined; uid: number; gid: number }
+interface DirMeta { mode: number; mtime: number | undefined; uid: number; gid: number }
 
-const O_CREATE_FILE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
-// Writes are batched up to this size so that small files cost one write().
-const WRITE_BATCH = 1 << 20;
-// Files up to this size are read into memory and written concurrently.
-const SMALL_FILE = 4 << 20;
 // Bounds on what the write thread holds: jobs, and bytes of file content.
 const MAX_INFLIGHT_JOBS = 256;
 const MAX_INFLIGHT_BYTES = 64 << 20;
 
 /** The tar entry a write job came from, to name it in an error. */
-interface JobTag { entry: string; linkname?: string }
+interface JobTag {
+  entry: string;
+  linkname?: string;
+  /** The decode thread's newest content arena when the job was submitted. */
+  arena?: number;
+}
 
 function errCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
@@ -152,7 +129,12 @@ export class RootfsWriter {
   private jobError: unknown;
   /** Thread that makes files, directories and links (write-thread.ts); started on first use, stopped by close(). */
   private writes: WriteThread<JobTag> | undefined;
-  /** Thread that checks digests and decompresses; started by the first layer, stopped by close(). */
+  /** Arena bookkeeping for the decode thread (see LayerDecoder.release). */
+  private newestArena = 0;
+  private releasedArena = 0;
+  /** The large file whose pieces are arriving, with the job that will close it. */
+  private bigFile: { entry: string; size: number; bytes: number; close: CloseJob } | undefined;
+  /** Thread that checks digests, decompresses and parses the tar; started by the first layer, stopped by close(). */
   private decoder: LayerDecoder | undefined;
 
   constructor(root: string, options: { preserveOwnership?: boolean } = {}) {
@@ -166,35 +148,25 @@ export class RootfsWriter {
     this.written = new Set();
     this.writtenAncestors = new Set();
     const source = await layer.open();
-    // Digests, size and decompression run on the decode thread (layer-decoder.ts);
-    // this thread parses the tar and checks every entry.
+    // Digests, size, decompression and tar parsing run on the decode thread
+    // (layer-decoder.ts); this thread checks every entry and plans the writes.
     this.decoder ??= new LayerDecoder();
-    const tarStream = this.decoder.decode(source, {
+    const spec = {
       compression: layer.compression, digest: layer.digest,
       ...(layer.size === undefined ? {} : { size: layer.size }),
       ...(layer.diffId && (layer.diffId !== layer.digest || layer.compression !== 'none') ? { diffId: layer.diffId } : {}),
-    }, (n) => { this.stats.compressedBytes += n; onBytes?.(n); });
-    const extract = tar.extract();
-    const flowing = pipeline(tarStream, extract);
-    // Awaited below; this keeps a failure that happens while entries are
-    // still being applied from counting as an unhandled rejection meanwhile.
-    flowing.catch(() => undefined);
-    let entryError: unknown;
+    };
+    this.bigFile = undefined;
     try {
-      for await (const entry of extract) await this.applyEntry(entry);
+      for await (const records of this.decoder.decode(source, spec, (n) => { this.stats.compressedBytes += n; onBytes?.(n); })) {
+        for (const r of records) await this.applyRecord(r);
+      }
       await this.barrier();
     } catch (err) {
-      entryError = err;
-      tarStream.destroy();
       // Never return (and let the caller delete the rootfs) while writes are in flight.
       await this.writes?.idle();
+      throw this.wrapStreamError(err);
     }
-    try {
-      await flowing;
-    } catch (err) {
-      if (entryError === undefined) throw this.wrapStreamError(err);
-    }
-    if (entryError !== undefined) throw this.wrapStreamError(entryError);
   }
 
   private wrapStreamError(err: unknown): unknown {
@@ -295,7 +267,7 @@ export class RootfsWriter {
   }
 
   /** Mode bits we will apply, with setuid/setgid dropped for unprivileged callers. */
-  private mode(h: tar.Header): number {
+  private mode(h: EntryRecord): number {
     let mode = (h.mode ?? 0o644) & 0o7777;
     if (!this.preserve && mode & 0o6000) {
       mode &= ~0o6000;
@@ -304,51 +276,58 @@ export class RootfsWriter {
     return mode;
   }
 
-  /** Discard an entry's content (tar-stream reads on once it is consumed). */
-  private drain(entry: TarEntry): void {
-    entry.resume();
-  }
-
-  private async applyEntry(entry: TarEntry): Promise<void> {
+  private async applyRecord(r: TarRecord): Promise<void> {
     if (this.jobError !== undefined) throw this.jobError;
-    const h = entry.header;
+    if (r.kind !== 'end' && r.arena) this.newestArena = r.arena;
+    if (r.kind !== 'entry') {
+      // Content of the large file being written, if it is being written at all.
+      const big = this.bigFile;
+      if (!big) return;
+      if (r.kind === 'piece') {
+        big.bytes += r.data.length;
+        await this.writes?.below(MAX_INFLIGHT_JOBS - 1, MAX_INFLIGHT_BYTES - r.data.length);
+        this.submit({ t: 'append', data: r.data }, { entry: big.entry }, r.data.length);
+      } else {
+        this.bigFile = undefined;
+        if (big.bytes !== big.size) this.badSize(big.entry, big.bytes, big.size);
+        this.stats.bytes += big.bytes;
+        this.submit(big.close, { entry: big.entry });
+      }
+      return;
+    }
+    this.bigFile = undefined;
+    const h = r;
     const name = h.name;
     this.stats.entries++;
     const rel = this.clean(name, name);
     const base = rel.slice(rel.lastIndexOf('/') + 1);
 
     if (base.startsWith('.wh.')) {
-      this.drain(entry);
       await this.whiteout(rel, base, name);
       return;
     }
 
     switch (h.type) {
       case 'directory':
-        this.drain(entry);
         await this.directory(rel, h, name);
         break;
       case 'file':
       case 'contiguous-file':
-        await this.file(rel, h, entry, name);
+        await this.file(rel, h, name);
         break;
       case 'symlink':
-        this.drain(entry);
         await this.symlink(rel, h, name);
         break;
       case 'link':
-        this.drain(entry);
         await this.hardlink(rel, h, name);
         break;
       case 'character-device':
       case 'block-device':
       case 'fifo':
-        this.drain(entry);
         await this.special(rel, h, name);
         break;
       default:
         // pax/GNU long-name records are consumed by tar-stream; anything else has no rootfs meaning.
-        this.drain(entry);
         return;
     }
     this.markWritten(rel);
@@ -393,7 +372,7 @@ export class RootfsWriter {
     }
   }
 
-  private async directory(rel: string, h: tar.Header, entry: string): Promise<void> {
+  private async directory(rel: string, h: EntryRecord, entry: string): Promise<void> {
     this.stats.directories++;
     const meta: DirMeta = { mode: this.mode(h), mtime: h.mtime, uid: h.uid ?? 0, gid: h.gid ?? 0 };
     if (rel === '') {
@@ -411,11 +390,22 @@ export class RootfsWriter {
   }
 
   private newWriteThread(): WriteThread<JobTag> {
-    return new WriteThread<JobTag>((failure, t) => { this.jobError ??= this.jobFailure(failure, t); });
+    return new WriteThread<JobTag>(
+      (failure, t) => { this.jobError ??= this.jobFailure(failure, t); },
+      (t) => {
+        // Every job before this one is done: the arenas older than the newest
+        // one it could see are no longer read by anyone.
+        if (t.arena !== undefined && t.arena > this.releasedArena) {
+          this.releasedArena = t.arena;
+          this.decoder?.release(t.arena);
+        }
+      },
+    );
   }
 
   private submit(job: WriteJob, tag: JobTag, bytes = 0): void {
     this.writes ??= this.newWriteThread();
+    tag.arena = this.newestArena;
     this.writes.submit(job, tag, bytes);
   }
 
@@ -429,111 +419,51 @@ export class RootfsWriter {
     }
   }
 
-  /**
-   * Open a new file at rel. The caller has made sure no directory is there
-   * (every directory in this rootfs was made by this writer and is in
-   * safeDirs), so anything in the way is a single non-directory inode that
-   * unlink() removes without following it.
-   */
-  private async openNew(rel: string, entry: string, mode: number): Promise<number> {
-    const p = this.abs(rel);
-    try {
-      return await fdOpen(p, O_CREATE_FILE, mode);
-    } catch (err) {
-      if (errCode(err) !== 'EEXIST') throw err;
-    }
-    if ((await fsp.lstat(p)).isDirectory()) this.unsafe(entry, 'replaces a directory this unpack did not create');
-    await fsp.unlink(p);
-    return await fdOpen(p, O_CREATE_FILE, mode);
-  }
-
-  /**
-   * Write a whole file: create it (never through a link), fill it, set owner,
-   * mode and mtime, close. Plain fds rather than FileHandle objects: with
-   * thousands of small files the handle bookkeeping showed up in profiles.
-   */
-  private async writeFile(rel: string, entry: string, h: tar.Header, fill: (fd: number) => Promise<void>): Promise<void> {
-    const mode = this.mode(h);
-    const uid = h.uid ?? 0;
-    const gid = h.gid ?? 0;
-    const needChown = this.preserve && (uid !== this.uid || gid !== this.gid);
-    // open() already applies the mode minus the umask; chmod only when that differs
-    // or when chown would clear setuid/setgid afterwards.
-    const needChmod = (mode & 0o7000) !== 0 || (mode & UMASK) !== 0;
-    const fd = await this.openNew(rel, entry, needChmod ? 0o600 : mode);
-    try {
-      await fill(fd);
-      if (needChown) await fdChown(fd, uid, gid);
-      if (needChmod) await fdChmod(fd, mode);
-      if (h.mtime) await fdUtimes(fd, h.mtime, h.mtime);
-    } finally {
-      await fdClose(fd);
-    }
-  }
-
   /** Wait until the write thread has run every job; rethrow the first failure. */
   private async barrier(): Promise<void> {
     await this.writes?.idle();
     if (this.jobError !== undefined) throw this.jobError;
   }
 
-  private async file(rel: string, h: tar.Header, entry: TarEntry, name: string): Promise<void> {
+  private badSize(entry: string, bytes: number, size: number): never {
+    throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${entry}\` has ${bytes} bytes of content, its header says ${size}`, { digest: this.layerDigest, entry });
+  }
+
+  private async file(rel: string, h: EntryRecord, name: string): Promise<void> {
     this.stats.files++;
     if (rel === '') this.unsafe(name, 'names the rootfs itself as a non-directory');
     const size = h.size ?? 0;
-    if (size > SMALL_FILE) {
-      // Big files stream straight to disk from this thread, in order.
-      await this.ensureParents(rel, name, true);
-      await this.barrier();
-      if (this.safeDirs.has(rel)) await this.remove(rel);
-      await this.writeFile(rel, name, h, async (fd) => {
-        let position = 0;
-        let batch: Buffer[] = [];
-        let batchBytes = 0;
-        for await (const chunk of entry as AsyncIterable<Buffer>) {
-          batch.push(chunk);
-          batchBytes += chunk.length;
-          if (batchBytes >= WRITE_BATCH) {
-            await writeAll(fd, batch, position);
-            position += batchBytes;
-            batch = [];
-            batchBytes = 0;
-          }
-        }
-        if (batchBytes > 0) await writeAll(fd, batch, position);
-        this.stats.bytes += position + batchBytes;
-      });
-      return;
-    }
-    const chunks = size === 0 ? (this.drain(entry), []) : await collect(entry);
-    let bytes = 0;
-    for (const c of chunks) bytes += c.length;
-    if (bytes !== size) throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${name}\` has ${bytes} bytes of content, its header says ${size}`, { digest: this.layerDigest, entry: name });
+    const data = h.data ?? new Uint8Array(0);
+    if (!h.large && data.length !== size) this.badSize(name, data.length, size);
     await this.ensureParents(rel, name, true);
     if (this.safeDirs.has(rel)) await this.remove(rel);
     // Memory stays bounded by the in-flight budget.
-    await this.writes?.below(MAX_INFLIGHT_JOBS - 1, MAX_INFLIGHT_BYTES - bytes);
+    await this.writes?.below(MAX_INFLIGHT_JOBS - 1, MAX_INFLIGHT_BYTES - data.length);
     if (this.jobError !== undefined) throw this.jobError;
-    this.stats.bytes += bytes;
-    // From here to submit() nothing awaits: the buffer goes out with this batch.
-    this.writes ??= this.newWriteThread();
-    const data = this.writes.alloc(size);
-    let off = 0;
-    for (const c of chunks) { data.set(c, off); off += c.length; }
     const mode = this.mode(h);
     const uid = h.uid ?? 0;
     const gid = h.gid ?? 0;
     // open() already applies the mode minus the umask; chmod only when that differs
     // or when chown would clear setuid/setgid afterwards.
     const needChmod = (mode & 0o7000) !== 0 || (mode & UMASK) !== 0;
-    const job: FileJob = { t: 'file', path: this.abs(rel), openMode: needChmod ? 0o600 : mode, data };
-    if (this.preserve && (uid !== this.uid || gid !== this.gid)) job.owner = { uid, gid };
-    if (needChmod) job.chmod = mode;
-    if (h.mtime) job.mtime = h.mtime.getTime() / 1000;
-    this.submit(job, { entry: name }, bytes);
+    const finish: { owner?: { uid: number; gid: number }; chmod?: number; mtime?: number } = {};
+    if (this.preserve && (uid !== this.uid || gid !== this.gid)) finish.owner = { uid, gid };
+    if (needChmod) finish.chmod = mode;
+    if (h.mtime !== undefined) finish.mtime = h.mtime;
+    const path = this.abs(rel);
+    const openMode = needChmod ? 0o600 : mode;
+    if (h.large) {
+      // The content follows as pieces (applyRecord); the thread keeps the file open meanwhile.
+      this.submit({ t: 'file', path, openMode, data, keepOpen: true }, { entry: name });
+      this.bigFile = { entry: name, size, bytes: 0, close: { t: 'close', ...finish } };
+      return;
+    }
+    this.stats.bytes += data.length;
+    const job: FileJob = { t: 'file', path, openMode, data, ...finish };
+    this.submit(job, { entry: name }, data.length);
   }
 
-  private async symlink(rel: string, h: tar.Header, entry: string): Promise<void> {
+  private async symlink(rel: string, h: EntryRecord, entry: string): Promise<void> {
     this.stats.symlinks++;
     if (rel === '') this.unsafe(entry, 'names the rootfs itself as a symlink');
     const target = h.linkname ?? '';
@@ -545,11 +475,11 @@ export class RootfsWriter {
     this.submit({
       t: 'symlink', path: this.abs(rel), target,
       ...(this.preserve ? { owner: { uid: h.uid ?? 0, gid: h.gid ?? 0 } } : {}),
-      ...(h.mtime ? { mtime: h.mtime.getTime() / 1000 } : {}),
+      ...(h.mtime !== undefined ? { mtime: h.mtime } : {}),
     }, { entry });
   }
 
-  private async hardlink(rel: string, h: tar.Header, entry: string): Promise<void> {
+  private async hardlink(rel: string, h: EntryRecord, entry: string): Promise<void> {
     this.stats.hardlinks++;
     if (rel === '') this.unsafe(entry, 'names the rootfs itself as a hard link');
     const targetRel = this.clean(h.linkname ?? '', entry, 'hard link target');
@@ -564,7 +494,7 @@ export class RootfsWriter {
     this.submit({ t: 'link', path: this.abs(rel), target: this.abs(targetRel) }, { entry, linkname: h.linkname ?? '' });
   }
 
-  private async special(rel: string, h: tar.Header, entry: string): Promise<void> {
+  private async special(rel: string, h: EntryRecord, entry: string): Promise<void> {
     if (rel === '') this.unsafe(entry, 'names the rootfs itself as a special file');
     const isDevice = h.type !== 'fifo';
     if (isDevice && !this.preserve) {
@@ -585,7 +515,7 @@ export class RootfsWriter {
     }
     if (this.preserve) await fsp.lchown(p, h.uid ?? 0, h.gid ?? 0);
     await fsp.chmod(p, mode);
-    if (h.mtime) await fsp.lutimes(p, h.mtime, h.mtime);
+    if (h.mtime !== undefined) await fsp.lutimes(p, h.mtime, h.mtime);
   }
 
   /**
@@ -604,7 +534,7 @@ export class RootfsWriter {
       dirs: dirs.map(([rel, meta]) => ({
         path: this.abs(rel), mode: meta.mode,
         ...(this.preserve ? { owner: { uid: meta.uid, gid: meta.gid } } : {}),
-        ...(meta.mtime ? { mtime: meta.mtime.getTime() / 1000 } : {}),
+        ...(meta.mtime !== undefined ? { mtime: meta.mtime } : {}),
       })),
     }, { entry: '(directory metadata)' });
     await this.barrier();
@@ -620,22 +550,6 @@ export class RootfsWriter {
     this.writes = undefined;
     this.decoder = undefined;
   }
-}
-
-/**
- * An entry's content as tar-stream's chunks (views into the decoded stream,
- * not copies). Events rather than async iteration: thousands of small files
- * made the iterator's promises a visible cost.
- */
-function collect(entry: TarEntry): Promise<Buffer[]> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let ended = false;
-    entry.on('data', (c) => chunks.push(c as Buffer));
-    entry.on('end', () => { ended = true; resolve(chunks); });
-    entry.on('error', reject);
-    entry.on('close', () => { if (!ended) reject(Object.assign(new Error('tar entry ended early (truncated tar stream)'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })); });
-  });
 }
 
 function depth(rel: string): number {

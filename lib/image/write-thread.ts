@@ -18,7 +18,7 @@
 // which follows a link there. Jobs run strictly in order, and the thread
 // stops at the first job that fails: every later job is skipped, so a job
 // whose premise (an earlier mkdir) did not hold never runs. Whenever the
-// caller touches the filesystem itself (whiteouts, large files, devices, a
+// caller touches the filesystem itself (whiteouts, device nodes, a
 // parent it has not verified) it first waits until no job is in flight.
 import { Worker } from 'node:worker_threads';
 
@@ -30,14 +30,22 @@ export interface FileJob {
   path: string;
   /** Mode passed to open(2) (before the umask). */
   openMode: number;
-  /** The whole content: from {@link WriteThread.alloc}, filled before submit(). */
+  /** The content (in shared memory: it is not copied on the way). */
   data: Uint8Array;
+  /** More content follows in `append` jobs, then a `close` job applies owner, mode and mtime. */
+  keepOpen?: boolean;
   owner?: Owner;
   /** fchmod to this when set (after chown, which may clear setuid bits). */
   chmod?: number;
   /** mtime in seconds since the epoch. */
   mtime?: number;
 }
+
+/** More content for the file a `keepOpen` file job left open. */
+export interface AppendJob { t: 'append'; data: Uint8Array }
+
+/** Finish the file a `keepOpen` file job left open. */
+export interface CloseJob { t: 'close'; owner?: Owner; chmod?: number; mtime?: number }
 
 /** Make a directory 0700 (owner-writable while unpacking), replacing a non-directory in the way. */
 export interface MkdirJob { t: 'mkdir'; path: string }
@@ -51,7 +59,7 @@ export interface LinkJob { t: 'link'; path: string; target: string }
 /** Final directory metadata, applied in the given order (deepest first). */
 export interface DirMetaJob { t: 'dirmeta'; dirs: { path: string; mode: number; owner?: Owner; mtime?: number }[] }
 
-export type WriteJob = FileJob | MkdirJob | SymlinkJob | LinkJob | DirMetaJob;
+export type WriteJob = FileJob | AppendJob | CloseJob | MkdirJob | SymlinkJob | LinkJob | DirMetaJob;
 
 /** Why a job failed. */
 export type WriteFailure =
@@ -87,17 +95,39 @@ function retryOnExist(p, make) {
   return make();
 }
 
+function writeAll(fd, data, pos) {
+  let off = 0;
+  while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off, pos + off);
+  return pos + off;
+}
+function finishFile(fd, j) {
+  if (j.owner) fs.fchownSync(fd, j.owner.uid, j.owner.gid);
+  if (j.chmod !== undefined) fs.fchmodSync(fd, j.chmod);
+  if (j.mtime !== undefined) fs.futimesSync(fd, j.mtime, j.mtime);
+}
+// The large file being written piece by piece, if any.
+let open = null;
 function file(j) {
   const fd = retryOnExist(j.path, () => fs.openSync(j.path, CREATE, j.openMode));
+  if (j.keepOpen) {
+    open = { fd, pos: 0 };
+    open.pos = writeAll(fd, j.data, 0);
+    return;
+  }
   try {
-    let off = 0;
-    while (off < j.data.length) off += fs.writeSync(fd, j.data, off, j.data.length - off, off);
-    if (j.owner) fs.fchownSync(fd, j.owner.uid, j.owner.gid);
-    if (j.chmod !== undefined) fs.fchmodSync(fd, j.chmod);
-    if (j.mtime !== undefined) fs.futimesSync(fd, j.mtime, j.mtime);
+    writeAll(fd, j.data, 0);
+    finishFile(fd, j);
   } finally {
     fs.closeSync(fd);
   }
+}
+function append(j) {
+  open.pos = writeAll(open.fd, j.data, open.pos);
+}
+function close(j) {
+  const { fd } = open;
+  open = null;
+  try { finishFile(fd, j); } finally { fs.closeSync(fd); }
 }
 function mkdir(j) {
   try { fs.mkdirSync(j.path, 0o700); return; } catch (err) { if (err.code !== 'EEXIST') throw err; }
@@ -131,7 +161,7 @@ function dirmeta(j) {
     }
   }
 }
-const RUN = { file, mkdir, symlink, link, dirmeta };
+const RUN = { file, append, close, mkdir, symlink, link, dirmeta };
 
 let stopped = false;
 parentPort.on('message', (jobs) => {
@@ -144,6 +174,7 @@ parentPort.on('message', (jobs) => {
     } catch (err) {
       stopped = true;
       failedId = j.id;
+      if (open) { try { fs.closeSync(open.fd); } catch {} open = null; }
       failure = err instanceof Stop ? err.failure
         : { kind: 'errno', code: String(err.code), errno: err.errno | 0, syscall: String(err.syscall || ''), path: String(err.path || j.path || ''), message: err.message };
     }
@@ -159,10 +190,6 @@ parentPort.on('message', (jobs) => {
 // answers one.
 const BATCH = 256;
 const QUEUED = 2;
-// Small files' contents share one arena buffer per batch, transferred with it:
-// one transfer per batch instead of one allocation and one transfer per file.
-const ARENA = 2 << 20;
-const OWN_BUFFER = 512 << 10;
 
 interface InFlight<T> { id: number; bytes: number; tag: T }
 
@@ -175,9 +202,6 @@ export class WriteThread<T> {
   private worker: Worker | undefined;
   private nextId = 1;
   private batch: (WriteJob & { id: number })[] = [];
-  private transfer: ArrayBuffer[] = [];
-  private arena: Buffer | undefined;
-  private arenaUsed = 0;
   private flushScheduled = false;
   /** Batches sent and not answered. */
   private sent = 0;
@@ -189,7 +213,11 @@ export class WriteThread<T> {
   private failed = false;
   private closed = false;
 
-  constructor(private readonly onFailure: (failure: WriteFailure, tag: T) => void) {}
+  /**
+   * `onFailure` hears of the first failure; `onDone`, once per answer from
+   * the thread, of the last job it finished.
+   */
+  constructor(private readonly onFailure: (failure: WriteFailure, tag: T) => void, private readonly onDone?: (tag: T) => void) {}
 
   /** Jobs submitted and not yet done. */
   get pending(): number {
@@ -199,25 +227,6 @@ export class WriteThread<T> {
   /** Bytes of file content submitted and not yet written. */
   get pendingBytes(): number {
     return this.bytes;
-  }
-
-  /**
-   * A buffer for a file job's content. Fill it and submit the job before
-   * anything else can run (no await in between): it goes out with the
-   * current batch.
-   */
-  alloc(size: number): Uint8Array {
-    if (size > OWN_BUFFER) {
-      // Not pooled, not zero-filled, and the only user of its ArrayBuffer: transferable.
-      const own = Buffer.allocUnsafeSlow(size);
-      this.transfer.push(own.buffer as ArrayBuffer);
-      return own;
-    }
-    if (this.arena && this.arenaUsed + size > this.arena.length) this.flush();
-    this.arena ??= Buffer.allocUnsafeSlow(ARENA);
-    const view = this.arena.subarray(this.arenaUsed, this.arenaUsed + size);
-    this.arenaUsed += size;
-    return view;
   }
 
   /** Queue a job. `bytes` counts against the in-flight memory budget. */
@@ -242,9 +251,6 @@ export class WriteThread<T> {
       if (this.closed) return;
       this.sent = 0;
       this.batch = [];
-      this.transfer = [];
-      this.arena = undefined;
-      this.arenaUsed = 0;
       const failedId = this.inFlight[this.head]?.id;
       this.answered({
         upTo: this.nextId - 1,
@@ -264,27 +270,25 @@ export class WriteThread<T> {
     const worker = (this.worker ??= this.start());
     // Referenced while it owes an answer: the caller may be awaiting nothing else.
     worker.ref();
-    // The views into the arena (and the files' own buffers) arrive as views into the transferred buffers.
-    if (this.arena) this.transfer.push(this.arena.buffer as ArrayBuffer);
-    worker.postMessage(this.batch, this.transfer);
+    worker.postMessage(this.batch);
     this.sent++;
     this.batch = [];
-    this.transfer = [];
-    this.arena = undefined;
-    this.arenaUsed = 0;
   }
 
   private answered(r: { upTo: number; failedId?: number; failure?: WriteFailure }): void {
     this.sent = Math.max(0, this.sent - 1);
     if (this.batch.length > 0 && this.sent < QUEUED) this.flush();
+    let last: InFlight<T> | undefined;
     while (this.head < this.inFlight.length && this.inFlight[this.head]!.id <= r.upTo) {
       const job = this.inFlight[this.head++]!;
+      last = job;
       this.bytes -= job.bytes;
       if (r.failure && job.id === r.failedId && !this.failed) {
         this.failed = true;
         this.onFailure(r.failure, job.tag);
       }
     }
+    if (last) this.onDone?.(last.tag);
     if (r.failure && !this.failed) {
       // A crash with nothing in flight.
       this.failed = true;
