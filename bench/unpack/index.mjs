@@ -117,10 +117,14 @@ export async function main({ trials = 3, dist: distArg, scratch: scratchArg, qui
   const rootless = process.getuid() === 0 ? [] : ['--rootless'];
   const scratch = fs.mkdtempSync(path.join(scratchArg ? path.resolve(scratchArg) : out, 'unpack-scratch-'));
   let stats;
+  // pullImage's own time in the trial process: what a caller that already
+  // runs Node (a pilot) waits for, without node's start and module loading.
+  const inProcess = [];
   const tools = {
     nodularity: (dest) => {
       const r = JSON.parse(sh(process.execPath, [path.join(here, 'trial.mjs'), dist, layout, dest]));
       stats = r.stats;
+      inProcess.push(r.ms);
     },
     'GNU tar -xzf': (dest) => { fs.mkdirSync(dest); sh('tar', ['-xzf', layer, '-C', dest]); },
     'umoci unpack': (dest) => { sh('umoci', ['unpack', ...rootless, '--image', `${layout}:bench`, dest]); },
@@ -141,6 +145,7 @@ export async function main({ trials = 3, dist: distArg, scratch: scratchArg, qui
   }
   const bytes = stats.bytes;
   const files = stats.entries;
+  times['nodularity, pullImage in-process'] = inProcess;
   const rows = Object.entries(times).map(([tool, ts]) => ({
     tool,
     medianMs: median(ts),

@@ -153,6 +153,9 @@ function onEntry(rec, h, stream, next) {
     mtime: h.mtime ? h.mtime.getTime() / 1000 : undefined, linkname: h.linkname || undefined,
     devmajor: h.devmajor, devminor: h.devminor };
   const size = h.size || 0;
+  // The parser reports a broken entry itself (extract 'error'); the entry's own
+  // error event must not become an uncaught exception that kills this thread.
+  stream.on('error', () => {});
   if ((h.type !== 'file' && h.type !== 'contiguous-file') || size === 0) {
     rec.add(r, 0);
     stream.on('end', () => next());
