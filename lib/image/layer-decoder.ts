@@ -63,21 +63,16 @@ const tar = require(workerData.tarStream);
 const { OUT_WINDOW, SMALL_FILE, ARENA, SPARE_ARENAS, POST_RECORDS, POST_BYTES } = workerData.limits;
 const CHUNK = 256 << 10;
 
-// Hashes what it is given and throws at the end if the digest or the byte
-// count differs (before the consumer is told the stream ended cleanly).
-function checker(expected, algorithm, size, what) {
+// Hashes the uncompressed stream and throws at the end if it is not the
+// diff_id (before the consumer is told the stream ended cleanly). The blob's
+// own digest and size are checked on the loop thread (DigestCheck).
+function diffIdChecker(expected, algorithm) {
   const hash = createHash(algorithm);
-  let bytes = 0;
   return {
-    update(chunk) {
-      bytes += chunk.length;
-      if (size !== undefined && bytes > size) throw { image: 'SIZE_MISMATCH', digest: expected, message: what + ' ' + expected + ': more than the ' + size + ' bytes its descriptor declares' };
-      hash.update(chunk);
-    },
+    update(chunk) { hash.update(chunk); },
     end() {
-      if (size !== undefined && bytes !== size) throw { image: 'SIZE_MISMATCH', digest: expected, message: what + ' ' + expected + ': expected ' + size + ' bytes, got ' + bytes };
       const actual = algorithm + ':' + hash.digest('hex');
-      if (actual !== expected) throw { image: 'DIGEST_MISMATCH', digest: expected, message: what + ' ' + expected + ': content hashes to ' + actual };
+      if (actual !== expected) throw { image: 'DIGEST_MISMATCH', digest: expected, message: 'diff_id ' + expected + ': content hashes to ' + actual };
     },
   };
 }
@@ -184,7 +179,7 @@ function onEntry(rec, h, stream, next) {
 function start(m) {
   const self = { id: m.id, codec: undefined, credits: OUT_WINDOW, wake: undefined, aborted: false };
   job = self;
-  const diff = m.diffId ? checker(m.diffId, m.diffIdAlgorithm, undefined, 'diff_id') : undefined;
+  const diff = m.diffId ? diffIdChecker(m.diffId, m.diffIdAlgorithm) : undefined;
   const hwm = { readableHighWaterMark: 4 * CHUNK };
   const codec = m.compression === 'gzip' ? zlib.createGunzip({ chunkSize: CHUNK, ...hwm })
     : m.compression === 'zstd' ? zstdStream()

@@ -87,7 +87,6 @@ export interface UnpackOptions {
   onProgress?: (index: number, bytes: number) => void;
 }
 
-
 interface DirMeta { mode: number; mtime: number | undefined; uid: number; gid: number }
 
 // Bounds on what the write thread holds: jobs, and bytes of file content.
@@ -446,7 +445,7 @@ export class RootfsWriter {
     // open() already applies the mode minus the umask; chmod only when that differs
     // or when chown would clear setuid/setgid afterwards.
     const needChmod = (mode & 0o7000) !== 0 || (mode & UMASK) !== 0;
-    const finish: { owner?: { uid: number; gid: number }; chmod?: number; mtime?: number } = {};
+    const finish: Omit<CloseJob, 't'> = {};
     if (this.preserve && (uid !== this.uid || gid !== this.gid)) finish.owner = { uid, gid };
     if (needChmod) finish.chmod = mode;
     if (h.mtime !== undefined) finish.mtime = h.mtime;
@@ -503,7 +502,7 @@ export class RootfsWriter {
       return;
     }
     await this.ensureParents(rel, entry, true);
-    await this.barrier();
+    // remove() first waits for the write thread: mknod and the rest below run after it.
     await this.remove(rel);
     const p = this.abs(rel);
     const mode = this.mode(h);

@@ -224,11 +224,6 @@ export class WriteThread<T> {
     return this.inFlight.length - this.head;
   }
 
-  /** Bytes of file content submitted and not yet written. */
-  get pendingBytes(): number {
-    return this.bytes;
-  }
-
   /** Queue a job. `bytes` counts against the in-flight memory budget. */
   submit(job: WriteJob, tag: T, bytes = 0): void {
     if (this.closed) throw new Error('WriteThread used after close()');
