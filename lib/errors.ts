@@ -41,11 +41,13 @@ export const STEP_NAMES = [
   'exec',
   'id-map-helper',
   'overlay-root',
+  'session-keyring',
+  'root-fd',
 ] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
 /** Which call of a mount op failed, as `enum mount_call` in native/protocol.h. */
-export const MOUNT_CALLS = ['mount', 'mount_setattr', 'remount', 'mkdir', 'create', 'symlink', 'stat', 'bind (fallback)', 'open_tree', 'move_mount'] as const;
+export const MOUNT_CALLS = ['mount', 'mount_setattr', 'remount', 'mkdir', 'create', 'symlink', 'stat', 'bind (fallback)', 'open_tree', 'move_mount', 'openat2', 'exists'] as const;
 
 const errnoMap = getSystemErrorMap();
 const errnoNames = new Map<number, string>();

@@ -45,6 +45,8 @@ export interface ContainerHandle {
 /** The addon's shape (native/addon.cc). */
 export interface NativeBinding {
   init(initPath: string): void;
+  /** openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS) of path under root, O_RDONLY|O_NONBLOCK|O_NOCTTY. */
+  openInRoot(root: string, path: string): number;
   spawn(
     plan: LaunchPlan,
     stdio: StdioSlot[],

@@ -30,6 +30,9 @@ namespace {
 // it with execveat(AT_EMPTY_PATH), so no container ever sees (or could write
 // through /proc/1/exe to) a file of the host (runc's CVE-2019-5736 lesson).
 int g_init_fd = -1;
+// pidfd of this process: the clone child polls it to notice a launcher that
+// died before the parent-death signal was armed.
+int g_self_pidfd = -1;
 
 int make_init_memfd(const char *path, std::string *why) {
   int src = open(path, O_RDONLY | O_CLOEXEC);
@@ -208,6 +211,18 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
     return env.Undefined();
   }
   if (g_init_fd >= 0) return env.Undefined();
+  // Every mount target is resolved with openat2 inside the new root; without
+  // it (Linux < 5.6) there is no safe way to do that, so say so now.
+  int probe = sys_openat2(AT_FDCWD, "/", O_PATH | O_CLOEXEC, RESOLVE_NO_MAGICLINKS);
+  if (probe < 0 && errno == ENOSYS) {
+    Napi::Error e = Napi::Error::New(env, "this kernel lacks openat2(2) (Linux 5.6 or later is required): container paths cannot be resolved safely");
+    e.Set("errno", Napi::Number::New(env, ENOSYS));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (probe >= 0) close(probe);
+  if (g_self_pidfd < 0) g_self_pidfd = sys_pidfd_open(getpid(), 0);
+  if (g_self_pidfd >= 0) fcntl(g_self_pidfd, F_SETFD, FD_CLOEXEC);
   std::string why;
   int fd = make_init_memfd(info[0].As<Napi::String>().Utf8Value().c_str(), &why);
   if (fd < 0) {
@@ -236,6 +251,7 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
     return env.Undefined();
   }
   job->init_fd = g_init_fd;
+  job->parent_pidfd = g_self_pidfd;
   Napi::Array stdio = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < 3 && i < stdio.Length(); i++) {
     Napi::Value v = stdio.Get(i);
@@ -282,12 +298,46 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   return obj;
 }
 
+// openInRoot(root, path) -> fd: open a file of an image for reading the way
+// the child resolves mount targets: openat2(RESOLVE_IN_ROOT |
+// RESOLVE_NO_MAGICLINKS) from an fd of the root, so neither a symlink nor ".."
+// in the image can reach a host file. O_NONBLOCK (a FIFO must not hang the
+// caller; the caller checks the type with fstat) and O_NOCTTY.
+Napi::Value JsOpenInRoot(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    Napi::TypeError::New(env, "Usage: openInRoot(root: string, path: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string root = info[0].As<Napi::String>().Utf8Value();
+  std::string path = info[1].As<Napi::String>().Utf8Value();
+  int err = 0;
+  int fd = -1;
+  int rfd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rfd < 0) err = errno;
+  else {
+    do { fd = sys_openat2(rfd, path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS); } while (fd < 0 && errno == EAGAIN);
+    if (fd < 0) err = errno;
+    close(rfd);
+  }
+  if (fd < 0) {
+    Napi::Error e = Napi::Error::New(env, std::string(strerror(err)) + ": " + path + " in " + root);
+    e.Set("errno", Napi::Number::New(env, -err));
+    e.Set("code", Napi::String::New(env, err == ENOENT ? "ENOENT" : err == ELOOP ? "ELOOP" : err == ENOTDIR ? "ENOTDIR" : err == EACCES ? "EACCES" : err == EXDEV ? "EXDEV" : "EIO"));
+    e.Set("path", Napi::String::New(env, path));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ContainerHandle::Define(env);
   auto *ctor_ref = new Napi::FunctionReference(Napi::Persistent(ctor));
   env.SetInstanceData(ctor_ref);
   exports.Set("init", Napi::Function::New(env, JsInit, "init"));
   exports.Set("spawn", Napi::Function::New(env, JsSpawn, "spawn"));
+  exports.Set("openInRoot", Napi::Function::New(env, JsOpenInRoot, "openInRoot"));
   exports.Set("ContainerHandle", ctor);
   return exports;
 }

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -80,7 +81,29 @@ static int step_stdio(const launch_plan *p) {
       return -errno;
     }
   }
+  // Node (libuv) sets O_NONBLOCK on the pipes and terminals it uses for its
+  // own stdio, and the flag lives in the open file description we share: a
+  // payload reading or writing a non-blocking stdin/stdout gets EAGAIN and
+  // loses data. Clear it, as libuv does for child_process.
+  for (int i = 0; i < 3; i++) {
+    int fl = fcntl(i, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK) && fcntl(i, F_SETFL, fl & ~O_NONBLOCK) < 0) return -errno;
+  }
   return 0;
+}
+
+// The parent-death signal, and a check that the launching process did not
+// die before it was set (the signal would then never come). getppid() cannot
+// tell inside a new PID namespace (it is 0 there), so ask the launcher's
+// pidfd, which becomes readable once that process is gone.
+static void step_parent_death(const child_args *a, int index) {
+  const launch_plan *p = a->plan;
+  if (!p->pdeathsig) return;
+  if (prctl(PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0) < 0) child_fail(a, STEP_PARENT_DEATH, errno, index, 0);
+  if (a->parent_pidfd >= 0) {
+    struct pollfd pfd = {a->parent_pidfd, POLLIN, 0};
+    if (poll(&pfd, 1, 0) > 0) _exit(127);  // nobody is left to report to
+  }
 }
 
 // Unprivileged single-ID map written by the child itself: it holds
@@ -104,11 +127,35 @@ static void step_wait_maps(const child_args *a) {
   close(a->sync_fd);
 }
 
+// "/proc/self/fd/N" for a syscall that takes only a path (mount(2)): the
+// kernel follows the magic link to exactly what the fd refers to. No snprintf
+// (not async-signal-safe).
+static void fd_path(char buf[32], int fd) {
+  static const char prefix[] = "/proc/self/fd/";
+  char digits[12];
+  int n = 0;
+  unsigned v = (unsigned)fd;
+  do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v && n < 11);
+  memcpy(buf, prefix, sizeof prefix - 1);
+  int k = sizeof prefix - 1;
+  while (n) buf[k++] = digits[--n];
+  buf[k] = '\0';
+}
+
+// Resolve a container path from the root fd; see enum resolve_mode.
+// Returns an O_PATH fd or -errno.
+static int resolve_in_root(int rootfd, const char *path, int mode) {
+  uint64_t resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (mode == RES_EXACT ? RESOLVE_NO_SYMLINKS : 0);
+  int fd;
+  do { fd = sys_openat2(rootfd, path, O_PATH | O_CLOEXEC, resolve); } while (fd < 0 && (errno == EAGAIN || errno == EINTR));
+  return fd < 0 ? -errno : fd;
+}
+
 // Mount flags that statfs reports and that a bind remount must repeat:
 // leaving out a flag the kernel locked (nosuid, nodev, ro, atime) is EPERM.
-static unsigned long locked_flags(const char *path) {
+static unsigned long locked_flags(int fd) {
   struct statfs sf;
-  if (statfs(path, &sf) < 0) return 0;
+  if (fstatfs(fd, &sf) < 0) return 0;
   unsigned long f = 0;
   if (sf.f_flags & ST_RDONLY) f |= MS_RDONLY;
   if (sf.f_flags & ST_NOSUID) f |= MS_NOSUID;
@@ -126,84 +173,168 @@ static unsigned long attr_to_ms(uint64_t attr) {
   if (attr & MOUNT_ATTR_NOSUID) f |= MS_NOSUID;
   if (attr & MOUNT_ATTR_NODEV) f |= MS_NODEV;
   if (attr & MOUNT_ATTR_NOEXEC) f |= MS_NOEXEC;
+  if (attr & MOUNT_ATTR_NOATIME) f |= MS_NOATIME;
+  if (attr & MOUNT_ATTR_NODIRATIME) f |= MS_NODIRATIME;
   return f;
 }
 
-// Apply attributes and propagation to a mount (and its submounts when
-// recursive) in one mount_setattr call; on kernels without it (< 5.12) fall
-// back to a remount of the top mount that keeps its locked flags.
-static int set_mount_attrs(const char *target, uint64_t set, uint64_t clr, uint64_t propagation, int recursive,
-                           int *call) {
+// Attributes and propagation for the mount fd refers to (and its submounts
+// when recursive), one mount_setattr call each; on kernels without it (< 5.12)
+// a remount through the fd's magic link that keeps the locked flags (top
+// mount only).
+static int setattr_fd(int fd, uint64_t set, uint64_t clr, uint64_t propagation, int recursive, int *call) {
   if (!set && !clr && !propagation) return 0;
   struct nod_mount_attr attr = {set, clr, propagation, 0};
   *call = CALL_MOUNT_SETATTR;
-  if (sys_mount_setattr(AT_FDCWD, target, recursive ? AT_RECURSIVE : 0, &attr) == 0) return 0;
+  if (sys_mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr) == 0) return 0;
   if (errno != ENOSYS) return -errno;
   *call = CALL_REMOUNT;
-  if (propagation && mount(NULL, target, NULL, (recursive ? MS_REC : 0) | propagation, NULL) < 0) return -errno;
+  char path[32];
+  fd_path(path, fd);
+  if (propagation && mount(NULL, path, NULL, (recursive ? MS_REC : 0) | propagation, NULL) < 0) return -errno;
   if (set || clr) {
-    unsigned long f = (locked_flags(target) | attr_to_ms(set)) & ~attr_to_ms(clr);
-    if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | f, NULL) < 0) return -errno;
+    unsigned long f = (locked_flags(fd) | attr_to_ms(set)) & ~attr_to_ms(clr);
+    if (mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | f, NULL) < 0) return -errno;
   }
   return 0;
 }
 
-// A recursive bind of src onto target with the op's attributes.
-static int bind_with_attrs(const mount_op *op, const char *src, int *call) {
-  *call = CALL_MOUNT;
-  if (mount(src, op->target, NULL, MS_BIND | (op->recursive ? MS_REC : 0), NULL) < 0) return -errno;
-  return set_mount_attrs(op->target, op->attr_set, op->attr_clr, op->propagation, op->recursive, call);
+// The op's attributes on the mount at fd: the plain options (recursively for
+// rbind), then the recursive ones (rro, rnosuid, ...).
+static int op_attrs(const mount_op *op, int fd, int *call) {
+  int r = setattr_fd(fd, op->attr_set, op->attr_clr, op->propagation, op->recursive, call);
+  if (r == 0) r = setattr_fd(fd, op->rattr_set, op->rattr_clr, 0, 1, call);
+  return r;
 }
 
-// Interpret one mount op of the plan. *call says which syscall failed.
-static int run_op(const mount_op *op, int *call) {
-  struct stat st;
-  int fd;
+// Attach a copy of the tree at src (a host path, or tree_of when >= 0) onto
+// the target fd, then apply the op's attributes to the attached copy.
+static int bind_onto(const mount_op *op, const char *src, int tree_of, int tfd, int recursive, int *call) {
+  *call = CALL_OPEN_TREE;
+  unsigned fl = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
+  int tree = tree_of >= 0 ? sys_open_tree_fd(tree_of, fl) : sys_open_tree(src, fl);
+  if (tree < 0) return -errno;
+  *call = CALL_MOVE_MOUNT;
+  int r = sys_move_mount_fd_fd(tree, tfd) < 0 ? -errno : 0;
+  if (r == 0 && op) r = op_attrs(op, tree, call);
+  close(tree);
+  return r;
+}
+
+// Split a container path into its parent (copied into buf) and last name.
+static int split_parent(const char *path, char buf[4096], const char **name) {
+  size_t n = strlen(path);
+  while (n > 1 && path[n - 1] == '/') n--;
+  size_t slash = n;
+  while (slash > 0 && path[slash - 1] != '/') slash--;
+  if (slash == 0 || slash == n || n >= 4096) return -EINVAL;  // not absolute, or the root itself
+  memcpy(buf, path, slash);
+  buf[slash] = '\0';
+  *name = path + slash;
+  return 0;
+}
+
+// Create a missing mount point (dir, empty file or symlink) whose parent the
+// planner expects at exactly this canonical path. The entry itself is made
+// with O_EXCL/O_NOFOLLOW semantics: an existing symlink is an error (ELOOP),
+// an existing entry of another kind is left to the mount to judge.
+static int create_entry(int rootfd, const mount_op *op, int *call) {
+  char parent[4096];
+  const char *name;
+  int r = split_parent(op->target, parent, &name);
+  if (r < 0) return r;
+  *call = CALL_RESOLVE;
+  int dfd;
+  do { dfd = sys_openat2(rootfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS); } while (dfd < 0 && (errno == EAGAIN || errno == EINTR));
+  if (dfd < 0) return -errno;
+  int err = 0;
   switch (op->kind) {
     case OP_MKDIR:
       *call = CALL_MKDIR;
-      if (mkdir(op->target, op->mode) < 0 && errno != EEXIST) return -errno;
-      return 0;
-    case OP_MKFILE:
+      if (mkdirat(dfd, name, op->mode) < 0) err = errno;
+      break;
+    case OP_MKFILE: {
       *call = CALL_MKFILE;
-      fd = open(op->target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, op->mode);
-      if (fd < 0) return errno == EEXIST || errno == EISDIR ? 0 : -errno;
-      close(fd);
-      return 0;
+      int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, op->mode);
+      if (fd < 0) err = errno;
+      else close(fd);
+      break;
+    }
     case OP_SYMLINK:
       *call = CALL_SYMLINK;
-      if (symlink(op->source, op->target) < 0 && errno != EEXIST) return -errno;
-      return 0;
+      if (symlinkat(op->source, dfd, name) < 0) err = errno;
+      break;
+  }
+  if (err == EEXIST && op->kind != OP_SYMLINK) {
+    // Already there: fine, unless it is a symlink (which the planner would
+    // have followed): the tree changed under us.
+    struct stat st;
+    *call = CALL_EXISTS;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) err = errno;
+    else if (S_ISLNK(st.st_mode)) err = ELOOP;
+    else if (op->kind == OP_MKDIR && !S_ISDIR(st.st_mode)) err = ENOTDIR;
+    else err = 0;
+  } else if (err == EEXIST) {
+    err = 0;
+  }
+  close(dfd);
+  return -err;
+}
+
+// Interpret one mount op of the plan against the new root. *call says which
+// syscall failed. Every target is found from rootfd (openat2), so no image
+// symlink and no earlier mount can send an op to a host path.
+static int run_op(int rootfd, const mount_op *op, int *call) {
+  if (op->kind == OP_MKDIR || op->kind == OP_MKFILE || op->kind == OP_SYMLINK) return create_entry(rootfd, op, call);
+  *call = CALL_RESOLVE;
+  int tfd = resolve_in_root(rootfd, op->target, op->resolve);
+  if (tfd < 0) return op->resolve == RES_FOLLOW && tfd == -ENOENT ? 0 : tfd;
+  char path[32];
+  fd_path(path, tfd);
+  int r = 0;
+  struct stat st;
+  switch (op->kind) {
     case OP_BIND:
-      return bind_with_attrs(op, op->source, call);
+      r = bind_onto(op, op->source, -1, tfd, op->recursive, call);
+      break;
     case OP_MOUNT:
       *call = CALL_MOUNT;
-      if (mount(op->source, op->target, op->fstype, op->flags, op->data) < 0) {
-        // A fresh proc or sysfs is refused where the kernel sees them
-        // partly hidden (nested containers) or without a netns of our own:
-        // bind the host's instead, as bubblewrap and Apptainer do.
-        if (!op->fallback || (errno != EPERM && errno != EACCES && errno != EBUSY)) return -errno;
-        *call = CALL_FALLBACK_BIND;
-        return bind_with_attrs(op, op->fallback, call);
+      if (mount(op->source, path, op->fstype, op->flags, op->data) < 0) {
+        // Only where the caller opted in (allowHostProc) or the planner chose
+        // a read-only host tree: bind the host's instead.
+        if (!op->fallback || (errno != EPERM && errno != EACCES && errno != EBUSY)) { r = -errno; break; }
+        r = bind_onto(op, op->fallback, -1, tfd, 1, call);
+        if (r < 0 && *call == CALL_OPEN_TREE) *call = CALL_FALLBACK_BIND;
+        break;
       }
-      return set_mount_attrs(op->target, op->attr_set, op->attr_clr, op->propagation, op->recursive, call);
+      if (op->propagation || op->rattr_set || op->rattr_clr) {
+        // The fd still names the covered mount point: reopen to reach the new mount.
+        *call = CALL_RESOLVE;
+        int mfd = resolve_in_root(rootfd, op->target, RES_EXACT);
+        if (mfd < 0) { r = mfd; break; }
+        r = setattr_fd(mfd, 0, 0, op->propagation, 0, call);
+        if (r == 0) r = setattr_fd(mfd, op->rattr_set, op->rattr_clr, 0, 1, call);
+        close(mfd);
+      }
+      break;
     case OP_MASK:
       *call = CALL_STAT;
-      if (stat(op->target, &st) < 0) return errno == ENOENT ? 0 : -errno;
+      if (fstat(tfd, &st) < 0) { r = -errno; break; }
       *call = CALL_MOUNT;
       if (S_ISDIR(st.st_mode)) {
-        if (mount("tmpfs", op->target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=000") < 0)
-          return -errno;
-        return 0;
+        if (mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=000") < 0) r = -errno;
+      } else {
+        r = bind_onto(nullptr, op->source, -1, tfd, 0, call);
       }
-      if (mount(op->source, op->target, NULL, MS_BIND, NULL) < 0) return -errno;
-      return 0;
+      break;
     case OP_READONLY:
-      *call = CALL_STAT;
-      if (stat(op->target, &st) < 0) return errno == ENOENT ? 0 : -errno;
-      return bind_with_attrs(op, op->target, call);
+      r = bind_onto(op, nullptr, tfd, tfd, 1, call);
+      break;
+    default:
+      r = -EINVAL;
   }
-  return -EINVAL;
+  close(tfd);
+  return r;
 }
 
 // Bring up lo in a new network namespace (it starts down); nothing else.
@@ -265,8 +396,8 @@ static int step_overlay_root(const launch_plan *p, int *call) {
   return 0;
 }
 
-static int step_pivot_root(const char *rootfs) {
-  if (chdir(rootfs) < 0) return -errno;
+static int step_pivot_root(int rootfd) {
+  if (fchdir(rootfd) < 0) return -errno;
   if (sys_pivot_root(".", ".") < 0) return -errno;
   if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) return -errno;
   if (umount2(".", MNT_DETACH) < 0) return -errno;
@@ -315,6 +446,9 @@ int child_main(void *arg) {
   int r;
 
   step_reset_signals();
+  // First, before anything that takes time: a launcher killed from here on
+  // takes this child with it.
+  step_parent_death(a, 0);
   if ((r = step_stdio(p)) < 0) child_fail(a, STEP_STDIO, -r, 0, 0);
 
   if (p->id_mode == IDMAP_SELF) step_self_maps(a);
@@ -326,6 +460,12 @@ int child_main(void *arg) {
     child_fail(a, STEP_SETGID, errno, 1, 0);
   if (p->setup_uid >= 0 && syscall(SYS_setresuid, p->setup_uid, p->setup_uid, p->setup_uid) < 0)
     child_fail(a, STEP_SETUID, errno, 1, 0);
+
+  // A session keyring of our own: the launcher's (Kerberos and AFS tokens
+  // live there) must not be readable by the payload. Kernels without keys
+  // have nothing to hide.
+  if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS)
+    child_fail(a, STEP_KEYRING, errno, 0, 0);
 
   // From here on we hold every capability in our own user namespace.
   if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) child_fail(a, STEP_HOSTNAME, errno, 0, 0);
@@ -343,16 +483,30 @@ int child_main(void *arg) {
   } else if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
     child_fail(a, STEP_BIND_ROOTFS, errno, 0, 0);
   }
+  // Every later path is resolved from this fd, inside the new root.
+  int rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) child_fail(a, STEP_ROOT_FD, errno, 0, 0);
+  // Device nodes that came with the image are inert: the root and every
+  // mount under it are nodev. Only the /dev the runtime makes (binds of the
+  // host's null, zero, ...; mounted later) has devices.
+  if (p->root_nodev) {
+    int call = CALL_MOUNT_SETATTR;
+    if ((r = setattr_fd(rootfd, MOUNT_ATTR_NODEV, 0, 0, 1, &call)) < 0) child_fail(a, STEP_ROOT_FD, -r, 1, call);
+  }
 
   for (int i = 0; i < p->n_ops; i++) {
     int call = CALL_MOUNT;
-    if ((r = run_op(&p->ops[i], &call)) < 0) child_fail(a, STEP_MOUNT, -r, i, call);
+    if ((r = run_op(rootfd, &p->ops[i], &call)) < 0) child_fail(a, STEP_MOUNT, -r, i, call);
   }
   if (p->loopback && (r = step_loopback()) < 0) child_fail(a, STEP_LOOPBACK, -r, 0, 0);
-  if ((r = step_pivot_root(p->rootfs)) < 0) child_fail(a, STEP_PIVOT_ROOT, -r, 0, 0);
+  if ((r = step_pivot_root(rootfd)) < 0) child_fail(a, STEP_PIVOT_ROOT, -r, 0, 0);
+  close(rootfd);
   if (p->root_readonly) {
     int call = CALL_MOUNT_SETATTR;
-    if ((r = set_mount_attrs("/", MOUNT_ATTR_RDONLY, 0, 0, 0, &call)) < 0) child_fail(a, STEP_ROOT_READONLY, -r, 0, call);
+    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) child_fail(a, STEP_ROOT_READONLY, errno, 0, CALL_RESOLVE);
+    if ((r = setattr_fd(fd, MOUNT_ATTR_RDONLY, 0, 0, 0, &call)) < 0) child_fail(a, STEP_ROOT_READONLY, -r, 0, call);
+    close(fd);
   }
 
   for (int i = 0; i < p->n_rlimits; i++) {
@@ -364,8 +518,8 @@ int child_main(void *arg) {
   // As the payload's user, without capabilities: a cwd it may not enter is an error, not a surprise.
   if (chdir(p->cwd) < 0) child_fail(a, STEP_CHDIR, errno, 0, 0);
   if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(a, STEP_NO_NEW_PRIVS, errno, 0, 0);
-  // After the uid change, which clears the parent-death signal.
-  if (p->pdeathsig && prctl(PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0) < 0) child_fail(a, STEP_PARENT_DEATH, errno, 0, 0);
+  // Again after the uid change, which clears the parent-death signal.
+  step_parent_death(a, 1);
 
   // Every fd above stdio closes at exec: the Node process's sockets, files
   // and pipes must not reach the payload. Marking (not closing) keeps the

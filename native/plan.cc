@@ -144,6 +144,13 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
     m.recursive = r.flag(op, "recursive");
     m.mode = (unsigned)r.num(op, "mode", f + ".mode", 0755);
     m.fallback = r.str(op, "fallback", f + ".fallback", true);
+    m.rattr_set = r.u64(op, "rattrSet", f + ".rattrSet");
+    m.rattr_clr = r.u64(op, "rattrClr", f + ".rattrClr");
+    m.resolve = (int)r.num(op, "resolve", f + ".resolve", RES_EXACT);
+    if (m.resolve != RES_EXACT && m.resolve != RES_FOLLOW) { r.fail(f + ".resolve", "0 (exact) or 1 (follow)"); break; }
+    // Targets are container paths: absolute, and short enough for the child's
+    // stack buffer (it splits parent and name without allocating).
+    if (m.target && (m.target[0] != '/' || strlen(m.target) >= 4096)) { r.fail(f + ".target", "an absolute container path shorter than 4096 bytes"); break; }
     if ((m.kind == OP_BIND || m.kind == OP_SYMLINK || m.kind == OP_MASK) && !m.source && !r.failed)
       r.fail(f + ".source", "a string for this op kind");
     p.ops_store.push_back(m);
@@ -187,6 +194,8 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
   p.cap_ambient = r.u64(o, "capAmbient", "capAmbient");
   p.no_new_privs = r.flag(o, "noNewPrivileges");
   p.pdeathsig = (int)r.num(o, "pdeathsig", "pdeathsig");
+  Napi::Value nodev = o.Get("rootNodev");
+  p.root_nodev = nodev.IsUndefined() ? 1 : r.flag(o, "rootNodev");
 
   p.exec_path = r.str(o, "execPath", "execPath");
   r.strv(o, "args", "args", p.argv_store);

@@ -20,6 +20,19 @@ enum op_kind {
   OP_READONLY = 6,// readonlyPaths: bind onto itself, recursively read-only
 };
 
+// How the child finds an op's target inside the new root (openat2 from an fd
+// of it; never a host path string).
+enum resolve_mode {
+  // The plan's canonical container path, RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS:
+  // the planner already followed the image's symlinks, so meeting one now
+  // means the tree changed under us (ELOOP), and nothing is followed on the host.
+  RES_EXACT = 0,
+  // A path the spec names as such (maskedPaths, readonlyPaths):
+  // RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS, symlinks followed inside the root;
+  // a missing path is skipped.
+  RES_FOLLOW = 1,
+};
+
 enum id_mode {
   IDMAP_NONE = 0,    // no user namespace
   IDMAP_SELF = 1,    // the child writes its own single-ID maps (vfork-style clone)
@@ -30,16 +43,20 @@ enum id_mode {
 struct mount_op {
   int kind;
   const char *source;   // may be NULL
-  const char *target;   // absolute host path, resolved inside the rootfs by TS
+  const char *target;   // container path, resolved by the child from the root fd (resolve_mode)
   const char *fstype;   // may be NULL
   const char *data;     // may be NULL
   unsigned long flags;  // MS_* for mount(2)
-  uint64_t attr_set;    // MOUNT_ATTR_* set after mounting
+  uint64_t attr_set;    // MOUNT_ATTR_* set after mounting (recursively when `recursive`)
   uint64_t attr_clr;
+  uint64_t rattr_set;   // MOUNT_ATTR_* from the recursive options (rro, rnosuid, ...): always AT_RECURSIVE
+  uint64_t rattr_clr;
+  int resolve;          // resolve_mode
   uint64_t propagation; // MS_SLAVE/MS_PRIVATE/MS_SHARED/MS_UNBINDABLE or 0
   int recursive;
   unsigned mode;        // for OP_MKDIR / OP_MKFILE
-  const char *fallback; // OP_MOUNT only: rbind this host path when mounting is refused (EPERM)
+  const char *fallback; // OP_MOUNT only: rbind this host path when mounting is refused (EPERM);
+                        // set by the planner only where the caller allowed it
 };
 
 struct rlimit_op {
@@ -98,6 +115,7 @@ struct launch_plan {
   uint64_t cap_bounding = 0, cap_effective = 0, cap_permitted = 0, cap_inheritable = 0, cap_ambient = 0;
   int no_new_privs = 1;
   int pdeathsig = 0;
+  int root_nodev = 1;              // the root and its submounts nodev, recursively
 
   const char *exec_path = nullptr; // container path of the payload
   char *const *argv = nullptr;

@@ -41,6 +41,8 @@ enum child_step {
   STEP_EXEC,
   STEP_ID_HELPER,
   STEP_OVERLAY_ROOT,
+  STEP_KEYRING,
+  STEP_ROOT_FD,
   STEP_COUNT
 };
 
@@ -56,6 +58,8 @@ enum mount_call {
   CALL_FALLBACK_BIND,
   CALL_OPEN_TREE,
   CALL_MOVE_MOUNT,
+  CALL_RESOLVE,      // openat2(RESOLVE_IN_ROOT ...) of the target (or its parent)
+  CALL_EXISTS,       // the entry to create exists as something else (a symlink)
 };
 
 // Parent -> child over the sync pipe, one byte, only when the parent writes

@@ -202,7 +202,7 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
 void spawn_run(spawn_job *job) {
   const launch_plan *p = job->plan.get();
   bool vfork_style = p->id_mode == IDMAP_SELF || p->id_mode == IDMAP_NONE;
-  child_args args{p, job->report_wr, job->sync_rd, job->init_fd};
+  child_args args{p, job->report_wr, job->sync_rd, job->init_fd, job->parent_pidfd};
 
   void *stack = child_stack();
   if (!stack) {

@@ -19,6 +19,7 @@ struct spawn_job {
   int report_rd = -1, report_wr = -1;
   int sync_rd = -1, sync_wr = -1;
   int init_fd = -1;                // borrowed, owned by the addon
+  int parent_pidfd = -1;           // borrowed: pidfd of this process, owned by the addon
   std::string report_fd_arg;       // init argv[1]
 
   // Results.

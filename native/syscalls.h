@@ -57,6 +57,28 @@
 #define MOUNT_ATTR_NODEV 0x00000004
 #define MOUNT_ATTR_NOEXEC 0x00000008
 #endif
+#ifndef MOUNT_ATTR__ATIME
+#define MOUNT_ATTR__ATIME 0x00000070
+#define MOUNT_ATTR_NOATIME 0x00000010
+#define MOUNT_ATTR_STRICTATIME 0x00000020
+#define MOUNT_ATTR_NODIRATIME 0x00000080
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef RESOLVE_NO_XDEV
+#define RESOLVE_NO_XDEV 0x01
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_NO_SYMLINKS 0x04
+#define RESOLVE_BENEATH 0x08
+#define RESOLVE_IN_ROOT 0x10
+#endif
+#ifndef KEYCTL_JOIN_SESSION_KEYRING
+#define KEYCTL_JOIN_SESSION_KEYRING 1
+#endif
 
 struct nod_mount_attr {
   uint64_t attr_set;
@@ -65,9 +87,29 @@ struct nod_mount_attr {
   uint64_t userns_fd;
 };
 
+struct nod_open_how {
+  uint64_t flags;
+  uint64_t mode;
+  uint64_t resolve;
+};
+
+// openat2(2), Linux 5.6: path resolution with RESOLVE_* scoping.
+static inline int sys_openat2(int dfd, const char *path, uint64_t flags, uint64_t resolve) {
+  struct nod_open_how how = {flags, 0, resolve};
+  return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+}
+
 // A detached copy of the mount tree at path (open_tree(2), Linux 5.2).
 static inline int sys_open_tree(const char *path, unsigned flags) {
   return (int)syscall(SYS_open_tree, AT_FDCWD, path, flags);
+}
+// The same, of what an fd refers to (AT_EMPTY_PATH).
+static inline int sys_open_tree_fd(int fd, unsigned flags) {
+  return (int)syscall(SYS_open_tree, fd, "", flags | AT_EMPTY_PATH);
+}
+// Attach a detached tree onto what the fd `to` refers to: no path is resolved.
+static inline int sys_move_mount_fd_fd(int fd, int to) {
+  return (int)syscall(SYS_move_mount, fd, "", to, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
 }
 // Attach a detached tree (from open_tree) at path (move_mount(2), Linux 5.2).
 static inline int sys_move_mount_fd(int fd, const char *to) {

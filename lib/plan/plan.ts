@@ -7,10 +7,12 @@ import { ContainerError, MOUNT_CALLS, SpecError, STEP_NAMES } from '../errors.js
 import { validateSpec } from '../oci/validate.js';
 import type { LinuxIDMapping, Mount, Spec } from '../oci/spec.js';
 import { CAPS, CLONE, MOUNT_ATTR, MS, RLIMITS, attrNames, msFlagNames } from './flags.js';
-import { resolveInRoot } from './resolve.js';
+import { resolveLayered, type LayerHit, type LayeredResolved } from './resolve.js';
 
 export const OP = { MOUNT: 0, BIND: 1, MKDIR: 2, MKFILE: 3, SYMLINK: 4, MASK: 5, READONLY: 6 } as const;
 export const IDMAP = { NONE: 0, SELF: 1, PARENT: 2, HELPER: 3 } as const;
+/** How the child finds a target (native/plan.h enum resolve_mode). */
+export const RESOLVE = { EXACT: 0, FOLLOW: 1 } as const;
 
 export interface MountOp {
   kind: number;
@@ -25,6 +27,10 @@ export interface MountOp {
   recursive?: boolean;
   mode?: number;
   fallback?: string;
+  rattrSet?: number;
+  rattrClr?: number;
+  /** RESOLVE.EXACT (default: the canonical path, no symlinks) or RESOLVE.FOLLOW (masks, read-only paths). */
+  resolve?: number;
 }
 
 /** What the addon receives: plain data only (see native/plan.cc). */
@@ -66,6 +72,7 @@ export interface LaunchPlan {
   capAmbient: bigint;
   noNewPrivileges: boolean;
   pdeathsig: number;
+  rootNodev: boolean;
   execPath: string;
   args: string[];
   env: string[];
@@ -90,6 +97,15 @@ export interface PlanOptions {
   rootOverlay?: 'never' | 'auto' | 'always';
   /** Size of that tmpfs (tmpfs `size=`), default 64m as Apptainer's sessiondir max size. */
   overlaySize?: string;
+  /**
+   * Where a fresh proc cannot be mounted (nested under a container runtime
+   * that overmounts parts of /proc), bind the host's /proc instead. Off by
+   * default, as bubblewrap: the host's /proc shows every host process and its
+   * command line, whatever the PID namespace.
+   */
+  allowHostProc?: boolean;
+  /** Keep the image's device nodes usable (default: the root is mounted nodev, recursively). */
+  allowImageDevices?: boolean;
 }
 
 /** A plan plus what is needed to explain a failure in the plan's own words. */
@@ -138,54 +154,88 @@ const PROPAGATION: Record<string, [number, boolean]> = {
   unbindable: [MS.UNBINDABLE, false], runbindable: [MS.UNBINDABLE, true],
 };
 
-// Mount options that are flags; anything else is passed as fs data.
-const FLAG_OPTIONS: Record<string, [set: number, clear: number]> = {
-  ro: [MS.RDONLY, 0], rw: [0, MS.RDONLY],
-  nosuid: [MS.NOSUID, 0], suid: [0, MS.NOSUID],
-  nodev: [MS.NODEV, 0], dev: [0, MS.NODEV],
-  noexec: [MS.NOEXEC, 0], exec: [0, MS.NOEXEC],
-  noatime: [MS.NOATIME, 0], atime: [0, MS.NOATIME],
-  nodiratime: [MS.NODIRATIME, 0], diratime: [0, MS.NODIRATIME],
-  relatime: [MS.RELATIME, 0], norelatime: [0, MS.RELATIME],
-  strictatime: [MS.STRICTATIME, 0], sync: [MS.SYNCHRONOUS, 0], async: [0, MS.SYNCHRONOUS],
-  dirsync: [MS.DIRSYNC, 0], mand: [MS.MANDLOCK, 0], nomand: [0, MS.MANDLOCK],
-  nosymfollow: [MS.NOSYMFOLLOW, 0], lazytime: [MS.LAZYTIME, 0], nolazytime: [0, MS.LAZYTIME],
-};
-
-function msToAttr(flags: number): number {
-  let a = 0;
-  if (flags & MS.RDONLY) a |= MOUNT_ATTR.RDONLY;
-  if (flags & MS.NOSUID) a |= MOUNT_ATTR.NOSUID;
-  if (flags & MS.NODEV) a |= MOUNT_ATTR.NODEV;
-  if (flags & MS.NOEXEC) a |= MOUNT_ATTR.NOEXEC;
-  if (flags & MS.NOATIME) a |= MOUNT_ATTR.NOATIME;
-  if (flags & MS.NODIRATIME) a |= MOUNT_ATTR.NODIRATIME;
-  return a;
+// The mount options of runtime-spec 1.1 (and mount(8)). For a fresh file
+// system the plain ones are MS_* flags and anything else is fs data; for a
+// bind they are MOUNT_ATTR_* set with mount_setattr(2), and an option a bind
+// cannot honour is a SpecError rather than silently dropped.
+interface OptionEffect {
+  ms?: [set: number, clear: number];
+  /** mount_setattr: attributes set and cleared (atime modes clear MOUNT_ATTR__ATIME). */
+  attr?: [set: number, clear: number];
 }
+const ATIME_MASK = 0x70; // MOUNT_ATTR__ATIME
+const OPTION_TABLE: Record<string, OptionEffect> = {
+  ro: { ms: [MS.RDONLY, 0], attr: [MOUNT_ATTR.RDONLY, 0] },
+  rw: { ms: [0, MS.RDONLY], attr: [0, MOUNT_ATTR.RDONLY] },
+  nosuid: { ms: [MS.NOSUID, 0], attr: [MOUNT_ATTR.NOSUID, 0] },
+  suid: { ms: [0, MS.NOSUID], attr: [0, MOUNT_ATTR.NOSUID] },
+  nodev: { ms: [MS.NODEV, 0], attr: [MOUNT_ATTR.NODEV, 0] },
+  dev: { ms: [0, MS.NODEV], attr: [0, MOUNT_ATTR.NODEV] },
+  noexec: { ms: [MS.NOEXEC, 0], attr: [MOUNT_ATTR.NOEXEC, 0] },
+  exec: { ms: [0, MS.NOEXEC], attr: [0, MOUNT_ATTR.NOEXEC] },
+  noatime: { ms: [MS.NOATIME, MS.RELATIME | MS.STRICTATIME], attr: [MOUNT_ATTR.NOATIME, ATIME_MASK] },
+  // "atime": the kernel's default (relatime), i.e. not noatime.
+  atime: { ms: [0, MS.NOATIME], attr: [MOUNT_ATTR.RELATIME, ATIME_MASK] },
+  relatime: { ms: [MS.RELATIME, MS.NOATIME | MS.STRICTATIME], attr: [MOUNT_ATTR.RELATIME, ATIME_MASK] },
+  norelatime: { ms: [MS.STRICTATIME, MS.RELATIME], attr: [MOUNT_ATTR.STRICTATIME, ATIME_MASK] },
+  strictatime: { ms: [MS.STRICTATIME, MS.NOATIME | MS.RELATIME], attr: [MOUNT_ATTR.STRICTATIME, ATIME_MASK] },
+  nostrictatime: { ms: [0, MS.STRICTATIME], attr: [MOUNT_ATTR.RELATIME, ATIME_MASK] },
+  nodiratime: { ms: [MS.NODIRATIME, 0], attr: [MOUNT_ATTR.NODIRATIME, 0] },
+  diratime: { ms: [0, MS.NODIRATIME], attr: [0, MOUNT_ATTR.NODIRATIME] },
+  nosymfollow: { ms: [MS.NOSYMFOLLOW, 0], attr: [MOUNT_ATTR.NOSYMFOLLOW, 0] },
+  symfollow: { ms: [0, MS.NOSYMFOLLOW], attr: [0, MOUNT_ATTR.NOSYMFOLLOW] },
+  // Superblock options: a fresh mount takes them; a bind shares the
+  // superblock and cannot change them.
+  sync: { ms: [MS.SYNCHRONOUS, 0] }, async: { ms: [0, MS.SYNCHRONOUS] },
+  dirsync: { ms: [MS.DIRSYNC, 0] },
+  mand: { ms: [MS.MANDLOCK, 0] }, nomand: { ms: [0, MS.MANDLOCK] },
+  lazytime: { ms: [MS.LAZYTIME, 0] }, nolazytime: { ms: [0, MS.LAZYTIME] },
+  silent: { ms: [MS.SILENT, 0] }, loud: { ms: [0, MS.SILENT] },
+};
 
 interface ParsedOptions {
   flags: number;
   cleared: number;
+  /** For binds: mount_setattr of the plain options (recursively for rbind). */
+  attrSet: number;
+  attrClr: number;
+  /** The r* options (rro, rnosuid, ...): always recursive. */
+  rattrSet: number;
+  rattrClr: number;
   bind: boolean;
   recursive: boolean;
   propagation: number;
   data: string[];
+  /** Pointer of the first option a bind cannot apply. */
+  notForBind?: [ptr: string, option: string];
 }
 
 function parseOptions(options: string[] | undefined, ptr: string): ParsedOptions {
-  const r: ParsedOptions = { flags: 0, cleared: 0, bind: false, recursive: false, propagation: 0, data: [] };
+  const r: ParsedOptions = { flags: 0, cleared: 0, attrSet: 0, attrClr: 0, rattrSet: 0, rattrClr: 0, bind: false, recursive: false, propagation: 0, data: [] };
+  // The last option wins. An atime mode replaces the one before it: its bits
+  // are set while the whole MOUNT_ATTR__ATIME field is cleared (mount_setattr(2)).
+  const apply = (set: number, clear: number, [s, c]: [number, number]): [number, number] =>
+    clear & ATIME_MASK ? [(s & ~ATIME_MASK) | set, c | clear] : [(s | set) & ~clear, (c | clear) & ~set];
   (options ?? []).forEach((o, i) => {
+    if (typeof o !== 'string') throw new SpecError(`${ptr}/${i}`, 'must be a string');
     if (o === 'bind') r.bind = true;
     else if (o === 'rbind') { r.bind = true; r.recursive = true; }
     else if (o in PROPAGATION) r.propagation = PROPAGATION[o][0];
-    else if (o in FLAG_OPTIONS) {
-      const [set, clear] = FLAG_OPTIONS[o];
-      r.flags = (r.flags | set) & ~clear;
-      r.cleared = (r.cleared | clear) & ~set;
-    } else if (o === 'defaults') { /* nothing */ }
+    else if (o in OPTION_TABLE) {
+      const e = OPTION_TABLE[o];
+      if (e.ms) [r.flags, r.cleared] = apply(e.ms[0], e.ms[1], [r.flags, r.cleared]);
+      if (e.attr) [r.attrSet, r.attrClr] = apply(e.attr[0], e.attr[1], [r.attrSet, r.attrClr]);
+      else r.notForBind ??= [`${ptr}/${i}`, o];
+    } else if (o.length > 1 && o[0] === 'r' && OPTION_TABLE[o.slice(1)]?.attr) {
+      const [set, clear] = OPTION_TABLE[o.slice(1)].attr!;
+      [r.rattrSet, r.rattrClr] = apply(set, clear, [r.rattrSet, r.rattrClr]);
+    } else if (o === 'defaults' || o.startsWith('x-')) { /* nothing for the kernel (mount(8): x-* is for userspace) */ }
     else if (o.startsWith('tmpcopyup') || o.startsWith('idmap') || o.startsWith('ridmap') || o === 'copy-symlink')
       throw new SpecError(`${ptr}/${i}`, `mount option ${o} is not supported`);
-    else r.data.push(o);
+    else {
+      r.data.push(o);
+      r.notForBind ??= [`${ptr}/${i}`, o];
+    }
   });
   return r;
 }
@@ -211,7 +261,9 @@ function capMask(names: string[] | undefined, ptr: string, last: number): bigint
 /** Where container paths under a mount come from on the host, for later resolution. */
 interface Layer {
   dest: string;           // container path
-  hostDir?: string;       // bind source; undefined for a fresh (empty) file system
+  hostDir?: string;       // bind source (or the image); undefined for a fresh (empty) file system
+  kind: 'image' | 'bind' | 'fresh' | 'kernel';  // kernel: proc/sysfs, modelled by the host's
+  what: string;           // for messages: "the image", "the bind of /home/u", "the tmpfs on /dev"
 }
 
 function under(path: string, dir: string): string | undefined {
@@ -221,6 +273,9 @@ function under(path: string, dir: string): string | undefined {
   return undefined;
 }
 
+/** Mount points whose symlink in the image runc refuses: following it would mount the kernel's trees elsewhere. */
+const NO_SYMLINK_DESTS = ['/proc', '/sys', '/dev'];
+
 class PlanBuilder {
   readonly ops: MountOp[] = [];
   readonly what: string[] = [];   // per op, for error messages
@@ -228,9 +283,11 @@ class PlanBuilder {
   readonly dests: string[] = [];
   /** What would be created in the image itself (missing mount points), rootfs-relative, parents first; '/' ends a dir. */
   readonly imageCreates: string[] = [];
-  private layers: Layer[] = [];
+  private layers: Layer[];
 
-  constructor(readonly rootfs: string) {}
+  constructor(readonly rootfs: string) {
+    this.layers = [{ dest: '/', hostDir: rootfs, kind: 'image', what: 'the image' }];
+  }
 
   add(op: MountOp, what: string, dest: string, source?: string): void {
     this.ops.push(op);
@@ -239,75 +296,68 @@ class PlanBuilder {
     this.sources.push(source);
   }
 
-  /**
-   * Host path for a container path at this point of the mount sequence, and
-   * the ops that create what is missing (dirs, and the last one as `last`).
-   */
-  target(dest: string, last: 'dir' | 'file', ptr: string): string {
-    // The innermost earlier mount covering dest decides what is there.
+  /** The innermost layer covering a container path, and its host path there. */
+  private hit = (path: string): LayerHit => {
     for (let i = this.layers.length - 1; i >= 0; i--) {
-      const rest = under(dest, this.layers[i].dest);
+      const l = this.layers[i];
+      const rest = under(path, l.dest);
       if (rest === undefined) continue;
-      const layer = this.layers[i];
-      const base = layer.dest === '/' ? this.rootfs : posix.join(this.rootfs, layer.dest);
-      if (layer.hostDir === undefined) {
-        // A file system we mount ourselves (tmpfs): empty, so create every component.
-        const parts = rest.split('/').filter(Boolean);
-        let cur = layer.dest;
-        parts.forEach((p, k) => {
-          cur = posix.join(cur, p);
-          const kind = k === parts.length - 1 ? last : 'dir';
-          this.mkop(posix.join(this.rootfs, cur), kind, cur);
-        });
-        return posix.join(this.rootfs, dest);
-      }
-      // Under a bind: look at the bind's source on the host.
-      let r;
-      try {
-        r = resolveInRoot(layer.hostDir, rest);
-      } catch (e) {
-        throw new SpecError(ptr, (e as Error).message);
-      }
-      for (const [k, m] of r.missing.entries())
-        this.mkop(posix.join(base, m), k === r.missing.length - 1 ? last : 'dir', posix.join(layer.dest, m));
-      return posix.join(base, r.containerPath);
+      return { layer: i, host: l.hostDir === undefined ? undefined : rest === '/' ? l.hostDir : posix.join(l.hostDir, rest), isMountRoot: i > 0 && rest === '/' };
     }
-    let r;
+    throw new Error('unreachable: the image layer covers /');
+  };
+
+  /** Resolve a container path through the layers (SpecError on a loop). */
+  resolve(dest: string, ptr: string): LayeredResolved {
     try {
-      r = resolveInRoot(this.rootfs, dest);
+      return resolveLayered(dest, this.hit);
     } catch (e) {
-      throw new SpecError(ptr, (e as Error).message);
+      throw new SpecError(ptr, `${dest}: ${(e as Error).message}`);
     }
-    for (const [k, m] of r.missing.entries()) this.mkop(posix.join(this.rootfs, m), k === r.missing.length - 1 ? last : 'dir', m);
-    if (r.missing.length) {
+  }
+
+  /**
+   * Canonical container path of a mount target at this point of the mount
+   * sequence, with the ops that create what is missing (dirs, and the last
+   * one as `last`). The child opens exactly this path from the root fd
+   * without following symlinks.
+   */
+  target(dest: string, last: 'dir' | 'file', ptr: string, opts: { noSymlink?: boolean } = {}): string {
+    const r = this.resolve(dest, ptr);
+    if (r.links.length && (opts.noSymlink || NO_SYMLINK_DESTS.includes(dest)))
+      throw new SpecError(ptr, `${dest} is a symlink in the image (${r.links[0]}): refused (ELOOP), a kernel file system is never mounted through a symlink`);
+    if (!r.missing.length) return r.containerPath;
+    const layer = this.layers[r.layer];
+    // A missing mount point is created where the plan says: in the image (or
+    // its overlay), in a file system we mount, or in a bind's host directory
+    // when the spec's own path leads there. An image symlink that redirects the
+    // creation into a host directory would write on the host: refuse it.
+    if (layer.kind === 'bind' && r.links.length)
+      throw new SpecError(ptr, `${dest} resolves through a symlink of the image (${r.links.join(', ')}) to ${r.missing[0]}, inside ${layer.what}: refusing to create it on the host (EXDEV)`);
+    for (const [k, m] of r.missing.entries()) this.mkop(k === r.missing.length - 1 ? last : 'dir', m);
+    if (layer.kind === 'image') {
       // For an overlay root, every existing parent is recreated in the upper
       // layer too, so the new entry's directory there is ours.
       const parents = posix.dirname(r.missing[0]).split('/').filter(Boolean);
       parents.forEach((_, k) => this.imageCreates.push('/' + parents.slice(0, k + 1).join('/') + '/'));
       r.missing.forEach((m, k) => this.imageCreates.push(k === r.missing.length - 1 && last === 'file' ? m : m + '/'));
     }
-    return r.hostPath;
+    return r.containerPath;
   }
 
-  private mkop(hostPath: string, kind: 'dir' | 'file', dest: string): void {
-    if (kind === 'dir') this.add({ kind: OP.MKDIR, target: hostPath, mode: 0o755 }, `mkdir ${dest}`, dest);
-    else this.add({ kind: OP.MKFILE, target: hostPath, mode: 0o644 }, `create mount point ${dest}`, dest);
+  mkop(kind: 'dir' | 'file', dest: string, mode?: number): void {
+    if (kind === 'dir') this.add({ kind: OP.MKDIR, target: dest, mode: mode ?? 0o755 }, `mkdir ${dest}`, dest);
+    else this.add({ kind: OP.MKFILE, target: dest, mode: mode ?? 0o644 }, `create mount point ${dest}`, dest);
   }
 
-  pushLayer(dest: string, hostDir?: string): void {
-    this.layers.push({ dest, hostDir });
+  pushLayer(dest: string, kind: Layer['kind'], hostDir: string | undefined, what: string): void {
+    this.layers.push({ dest, hostDir, kind, what });
   }
 
-  /** Host path of a container path, looking through binds, or undefined when we cannot know (tmpfs). */
+  /** Host path of a container path, looking through binds, or null when we cannot know (tmpfs). */
   lookup(path: string): string | null {
-    for (let i = this.layers.length - 1; i >= 0; i--) {
-      const rest = under(path, this.layers[i].dest);
-      if (rest === undefined) continue;
-      const l = this.layers[i];
-      if (l.hostDir === undefined) return null;
-      return rest === '/' ? l.hostDir : posix.join(l.hostDir, rest);
-    }
-    return posix.join(this.rootfs, path);
+    const h = this.hit(path);
+    return h.host ?? null;
   }
 }
 
@@ -321,13 +371,17 @@ const DEV_LINKS: [string, string][] = [
   ['pts/ptmx', 'ptmx'],
 ];
 
-function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean; bundleDir: string }): void {
+function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean; bundleDir: string; allowHostProc: boolean }): void {
   const ptr = `/mounts/${i}`;
   const dest = posix.normalize(m.destination);
   const opts = parseOptions(m.options, `${ptr}/options`);
   const type = m.type ?? (opts.bind ? 'bind' : undefined);
   if (type === 'bind' || opts.bind) {
     if (!m.source) throw new SpecError(`${ptr}/source`, 'a bind mount needs a source');
+    if (opts.notForBind) {
+      const [p, o] = opts.notForBind;
+      throw new SpecError(p, `mount option ${JSON.stringify(o)} cannot be applied to a bind mount (known: ${Object.keys(OPTION_TABLE).filter((k) => OPTION_TABLE[k].attr).join(', ')}, their r-prefixed recursive forms, propagation, bind, rbind)`);
+    }
     const source = resolvePath(ctx.bundleDir, m.source);
     let st;
     try {
@@ -337,16 +391,22 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
     }
     const target = b.target(dest, st.isDirectory() ? 'dir' : 'file', `${ptr}/destination`);
     // Binds get nosuid,nodev unless asked otherwise: a setuid binary or a
-    // device node from the host must not grant anything inside.
-    let attrSet = msToAttr(opts.flags) | MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV;
-    if (opts.cleared & MS.NOSUID) attrSet &= ~MOUNT_ATTR.NOSUID;
-    if (opts.cleared & MS.NODEV) attrSet &= ~MOUNT_ATTR.NODEV;
-    const op: MountOp = { kind: OP.BIND, source, target, attrSet, propagation: opts.propagation, recursive: opts.recursive };
-    b.add(op, `bind-mount ${source} -> ${target}`, dest, source);
-    b.pushLayer(dest, source);
+    // device node from the host must not grant anything inside. A negative
+    // plain option (rw, suid, dev, exec) only leaves out what we would add:
+    // clearing a flag the host locked is EPERM, as in runc.
+    let attrSet = opts.attrSet | MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV;
+    attrSet &= ~(opts.attrClr & (MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV));
+    const attrClr = opts.attrClr & (ATIME_MASK | MOUNT_ATTR.NODIRATIME | MOUNT_ATTR.NOSYMFOLLOW);
+    const op: MountOp = {
+      kind: OP.BIND, source, target, attrSet, attrClr, rattrSet: opts.rattrSet, rattrClr: opts.rattrClr,
+      propagation: opts.propagation, recursive: opts.recursive,
+    };
+    b.add(op, `bind-mount ${source} -> ${target}`, target, source);
+    b.pushLayer(target, 'bind', source, `the bind of ${source}`);
     return;
   }
-  const target = b.target(dest, 'dir', `${ptr}/destination`);
+  const kernelFs = type === 'proc' || type === 'sysfs';
+  const target = b.target(dest, 'dir', `${ptr}/destination`, { noSymlink: kernelFs });
   let flags = opts.flags;
   let data = opts.data;
   let fallback: string | undefined;
@@ -354,14 +414,19 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
   switch (type) {
     case 'proc':
       flags |= MS.NOSUID | MS.NODEV | MS.NOEXEC;
-      fallback = '/proc';
-      fallbackAttrs = MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV | MOUNT_ATTR.NOEXEC;
+      // The host's /proc in a new PID namespace shows every host process:
+      // only when the caller asked for it (nested under a locked /proc).
+      if (ctx.allowHostProc) {
+        fallback = '/proc';
+        fallbackAttrs = MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV | MOUNT_ATTR.NOEXEC;
+      }
       break;
     case 'sysfs':
       flags |= MS.NOSUID | MS.NODEV | MS.NOEXEC;
-      // Without a network namespace of our own the kernel refuses a fresh sysfs.
+      // Without a network namespace of our own the kernel refuses a fresh
+      // sysfs; the host's, read-only, is what Apptainer and bubblewrap give.
       fallback = '/sys';
-      fallbackAttrs = msToAttr(flags) | MOUNT_ATTR.RDONLY;
+      fallbackAttrs = MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV | MOUNT_ATTR.NOEXEC | MOUNT_ATTR.RDONLY;
       break;
     case 'devpts':
       // gid=N only works when N is mapped; with a single-ID map it is not.
@@ -370,8 +435,9 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
       break;
     case 'cgroup':
     case 'cgroup2':
+      // The host's hierarchy, never writable from inside.
       fallback = '/sys/fs/cgroup';
-      fallbackAttrs = msToAttr(flags) | MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV | MOUNT_ATTR.NOEXEC;
+      fallbackAttrs = MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV | MOUNT_ATTR.NOEXEC | MOUNT_ATTR.RDONLY;
       break;
     case undefined:
       throw new SpecError(`${ptr}/type`, 'is required unless options contain bind or rbind');
@@ -379,20 +445,21 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
   const op: MountOp = {
     kind: OP.MOUNT, source: m.source ?? type, target, fstype: type, flags, data: data.join(',') || undefined,
     propagation: opts.propagation, fallback, attrSet: fallback ? fallbackAttrs : 0, recursive: !!fallback,
+    rattrSet: opts.rattrSet, rattrClr: opts.rattrClr,
   };
   // attrSet only matters for the fallback bind (fresh mounts take flags).
-  b.add(op, `mount ${type} on ${target}${op.data ? ` (${op.data})` : ''}`, dest, m.source);
-  b.pushLayer(dest, type === 'proc' || type === 'sysfs' ? '/' + type.replace('fs', '') : undefined);
-  if (dest === '/dev' && type === 'tmpfs') {
+  b.add(op, `mount ${type} on ${target}${op.data ? ` (${op.data})` : ''}`, target, m.source);
+  if (kernelFs) b.pushLayer(target, 'kernel', '/' + type!.replace('fs', ''), `the ${type} on ${target}`);
+  else b.pushLayer(target, 'fresh', undefined, `the ${type} on ${target}`);
+  if (target === '/dev' && type === 'tmpfs') {
     for (const n of DEV_NODES) {
-      const t = posix.join(target, n);
-      b.add({ kind: OP.MKFILE, target: t, mode: 0o666 }, `create /dev/${n}`, `/dev/${n}`);
+      const t = `/dev/${n}`;
+      b.mkop('file', t, 0o666);
       // Device binds keep dev (that is their point) but not suid or exec.
-      b.add({ kind: OP.BIND, source: `/dev/${n}`, target: t, attrSet: MOUNT_ATTR.NOSUID | MOUNT_ATTR.NOEXEC },
-        `bind-mount /dev/${n} -> ${t}`, `/dev/${n}`, `/dev/${n}`);
+      b.add({ kind: OP.BIND, source: t, target: t, attrSet: MOUNT_ATTR.NOSUID | MOUNT_ATTR.NOEXEC }, `bind-mount ${t} -> ${t}`, t, t);
     }
     for (const [to, name] of DEV_LINKS)
-      b.add({ kind: OP.SYMLINK, source: to, target: posix.join(target, name) }, `symlink /dev/${name} -> ${to}`, `/dev/${name}`);
+      b.add({ kind: OP.SYMLINK, source: to, target: `/dev/${name}` }, `symlink /dev/${name} -> ${to}`, `/dev/${name}`);
   }
 }
 
@@ -404,12 +471,13 @@ function findExecutable(b: PlanBuilder, arg0: string, env: string[], cwd: string
     for (const dir of pathVar.split(':')) if (dir.startsWith('/')) candidates.push(posix.join(dir, arg0));
   }
   for (const c of candidates) {
-    const host = b.lookup(c);
-    if (host === null) return c; // inside a tmpfs we create: cannot check, exec will tell
     try {
-      const base = host === posix.join(b.rootfs, c) ? b.rootfs : undefined;
-      const r = base ? resolveInRoot(base, c) : { stat: statSync(host), missing: [] as string[] };
-      if (r.missing.length === 0 && r.stat?.isFile() && (r.stat.mode & 0o111) !== 0) return c;
+      const r = b.resolve(c, '/process/args/0');
+      if (r.missing.length) continue;
+      const h = b.lookup(r.containerPath);
+      if (h === null) return c; // inside a tmpfs we create: cannot check, exec will tell
+      const st = r.stat ?? statSync(h); // a mount root (a bound file) has no lstat of its own
+      if (st.isFile() && (st.mode & 0o111) !== 0) return c;
     } catch { /* not this one */ }
   }
   const where = arg0.includes('/') ? `` : ` (searched PATH=${env.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH})`;
@@ -490,19 +558,24 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
 
   // Mounts, in spec order, then masked and read-only paths.
   const b = new PlanBuilder(rootfs);
-  const ctx = { mapsGid5: idMode === IDMAP.NONE || isMapped(gidMaps, 5), bundleDir };
+  const ctx = { mapsGid5: idMode === IDMAP.NONE || isMapped(gidMaps, 5), bundleDir, allowHostProc: options.allowHostProc === true };
   (spec.mounts ?? []).forEach((m, i) => addMount(b, m, i, ctx));
   // Working directory: created like any other mount point when missing.
   const cwd = posix.normalize(proc.cwd);
   if (cwd !== '/') b.target(cwd, 'dir', '/process/cwd');
-  for (const p of linux.maskedPaths ?? []) {
-    const target = posix.join(rootfs, posix.normalize(p));
-    b.add({ kind: OP.MASK, source: '/dev/null', target }, `mask ${p}`, p);
-  }
-  for (const p of linux.readonlyPaths ?? []) {
-    const target = posix.join(rootfs, posix.normalize(p));
-    b.add({ kind: OP.READONLY, target, attrSet: MOUNT_ATTR.RDONLY, recursive: true }, `make ${p} read-only`, p);
-  }
+  // Masked and read-only paths name container paths as such: the child
+  // resolves them inside the root (symlinks followed there, never on the
+  // host) after every mount above, and skips the missing ones.
+  (linux.maskedPaths ?? []).forEach((p, i) => {
+    if (typeof p !== 'string' || !p.startsWith('/')) throw new SpecError(`/linux/maskedPaths/${i}`, 'must be an absolute path');
+    const target = posix.normalize(p);
+    b.add({ kind: OP.MASK, source: '/dev/null', target, resolve: RESOLVE.FOLLOW }, `mask ${p}`, target);
+  });
+  (linux.readonlyPaths ?? []).forEach((p, i) => {
+    if (typeof p !== 'string' || !p.startsWith('/')) throw new SpecError(`/linux/readonlyPaths/${i}`, 'must be an absolute path');
+    const target = posix.normalize(p);
+    b.add({ kind: OP.READONLY, target, attrSet: MOUNT_ATTR.RDONLY, recursive: true, resolve: RESOLVE.FOLLOW }, `make ${p} read-only`, target);
+  });
 
   // Process.
   const env = proc.env ?? [`PATH=${DEFAULT_PATH}`];
@@ -572,6 +645,7 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     capBounding, capEffective, capPermitted, capInheritable, capAmbient,
     noNewPrivileges: proc.noNewPrivileges !== false,
     pdeathsig: options.detached ? 0 : SIGKILL,
+    rootNodev: options.allowImageDevices !== true,
     execPath,
     args: proc.args,
     env,

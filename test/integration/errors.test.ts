@@ -41,7 +41,7 @@ t.test('rejected before clone, naming the JSON path', async (t) => {
 t.test('a failing step after clone names the step, errno and paths', async (t) => {
   await t.test('mount of an unknown file system type', async (t) => {
     await expectNothingLeft(t, () => run(spec(['/bin/true'], { mounts: [{ destination: '/x', type: 'nosuchfs', source: 'none' }] }), { stdio: 'ignore' }),
-      { name: 'ContainerError', step: 'mount', code: 'ENODEV', message: /^mount nosuchfs on \/.*\/x: mount\(2\) ENODEV: no such device/ });
+      { name: 'ContainerError', step: 'mount', code: 'ENODEV', message: /^mount nosuchfs on \/x: mount\(2\) ENODEV: no such device/ });
   });
   await t.test('exec of a file the kernel cannot run', async (t) => {
     const d = scratch(t);

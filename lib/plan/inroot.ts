@@ -1,0 +1,42 @@
+// Reading a file of an image from the host side (its /etc/passwd, /etc/group)
+// the way the child resolves mount targets: openat2(RESOLVE_IN_ROOT) from the
+// image root, so a symlink or `..` in the image never reaches a host file;
+// O_NONBLOCK so a FIFO cannot hang the launcher; only regular files, and
+// never more than a cap, so /dev/zero or a huge file cannot exhaust memory.
+import { closeSync, fstatSync, readSync } from 'node:fs';
+import { loadBinding } from '../native.js';
+
+export class InRootReadError extends Error {
+  constructor(readonly path: string, readonly code: string, message: string) {
+    super(message);
+    this.name = 'InRootReadError';
+  }
+}
+
+/** The contents of `path` inside `root`, or throws InRootReadError (code ENOENT when absent). */
+export function readFileInRoot(root: string, path: string, maxBytes = 16 << 20): Buffer {
+  let fd: number;
+  try {
+    fd = loadBinding().openInRoot(root, path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new InRootReadError(path, code, `${path} in the image ${root}: cannot open (${code})`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new InRootReadError(path, 'EINVAL', `${path} in the image ${root} is not a regular file`);
+    if (st.size > maxBytes) throw new InRootReadError(path, 'EFBIG', `${path} in the image ${root} is larger than ${maxBytes} bytes`);
+    const buf = Buffer.alloc(Math.min(st.size + 1, maxBytes + 1));
+    let got = 0;
+    for (;;) {
+      if (got === buf.length) throw new InRootReadError(path, 'EFBIG', `${path} in the image ${root} grew past ${maxBytes} bytes while read`);
+      const n = readSync(fd, buf, got, buf.length - got, null);
+      if (n === 0) break;
+      got += n;
+      if (got > maxBytes) throw new InRootReadError(path, 'EFBIG', `${path} in the image ${root} is larger than ${maxBytes} bytes`);
+    }
+    return buf.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
+}
