@@ -23,6 +23,9 @@ function checkAbsolute(v: unknown, ptr: string): void {
   if (typeof v !== 'string' || !v.startsWith('/')) throw new SpecError(ptr, `must be an absolute path, got ${JSON.stringify(v)}`);
 }
 
+/** The largest valid uid/gid: (uid_t)-1 means "unchanged" to the kernel. */
+export const MAX_ID = 0xfffffffe;
+
 function checkUint(v: unknown, ptr: string, max = 0xffffffff): void {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
     throw new SpecError(ptr, `must be an integer between 0 and ${max}, got ${JSON.stringify(v)}`);
@@ -37,6 +40,9 @@ export function checkIdMappings(maps: unknown, ptr: string): LinuxIDMapping[] {
     checkUint(m.hostID, `${ptr}/${i}/hostID`);
     checkUint(m.size, `${ptr}/${i}/size`);
     if ((m.size as number) === 0) throw new SpecError(`${ptr}/${i}/size`, 'must be at least 1');
+    for (const side of ['containerID', 'hostID'] as const)
+      if ((m[side] as number) + (m.size as number) - 1 > MAX_ID)
+        throw new SpecError(`${ptr}/${i}/size`, `${side} range ends past ${MAX_ID}, the largest valid id`);
   });
   const ms = maps as LinuxIDMapping[];
   for (let i = 0; i < ms.length; i++)
@@ -66,11 +72,13 @@ export function validateSpec(spec: unknown): asserts spec is Spec {
   }
   checkAbsolute(proc.cwd, '/process/cwd');
   if (!isObj(proc.user)) throw new SpecError('/process/user', 'is required ({uid, gid})');
-  checkUint(proc.user.uid, '/process/user/uid');
-  checkUint(proc.user.gid, '/process/user/gid');
+  // 4294967295 is (uid_t)-1, "leave unchanged" to setresuid: as root
+  // without a user namespace the payload would stay root.
+  checkUint(proc.user.uid, '/process/user/uid', MAX_ID);
+  checkUint(proc.user.gid, '/process/user/gid', MAX_ID);
   if (proc.user.additionalGids !== undefined) {
     if (!Array.isArray(proc.user.additionalGids)) throw new SpecError('/process/user/additionalGids', 'must be an array');
-    proc.user.additionalGids.forEach((g, i) => checkUint(g, `/process/user/additionalGids/${i}`));
+    proc.user.additionalGids.forEach((g, i) => checkUint(g, `/process/user/additionalGids/${i}`, MAX_ID));
   }
   if (proc.rlimits !== undefined) {
     if (!Array.isArray(proc.rlimits)) throw new SpecError('/process/rlimits', 'must be an array');

@@ -5,7 +5,8 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { readFileInRoot } from '../image/index.js';
+import { SpecError } from '../errors.js';
+import { InRootReadError, readFileInRoot } from '../plan/inroot.js';
 
 export interface SessionUser {
   name: string;
@@ -53,11 +54,17 @@ function lookUpHostUser(uid: number, gid: number): Omit<SessionUser, 'home'> {
   return { name, uid, gid, groupName, shell, gecos };
 }
 
+/**
+ * The lines of the image's /etc/passwd or /etc/group. Absent is fine (the
+ * user's entry alone); anything else odd about it (a FIFO, a device, a huge
+ * file, a symlink loop) is an error naming the file, not a hang.
+ */
 async function imageTable(rootfs: string, file: string): Promise<string[]> {
   try {
-    return (await readFileInRoot(rootfs, file)).toString('utf8').split('\n').filter((l) => l.trim() !== '');
-  } catch {
-    return [];
+    return readFileInRoot(rootfs, file, 4 << 20).toString('utf8').split('\n').filter((l) => l.trim() !== '');
+  } catch (e) {
+    if ((e as InRootReadError).code === 'ENOENT' || (e as InRootReadError).code === 'ENOTDIR') return [];
+    throw new SpecError('image', (e as Error).message);
   }
 }
 
