@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <sys/syscall.h>
 
 static const char *errname(int e) {
   switch (e) {
@@ -24,6 +25,9 @@ static const char *errname(int e) {
     case ENOENT: return "ENOENT";
     case EINVAL: return "EINVAL";
     case EBUSY: return "EBUSY";
+    case ENXIO: return "ENXIO";
+    case ELOOP: return "ELOOP";
+    case ENOKEY: return "ENOKEY";
     default: return strerror(e);
   }
 }
@@ -135,6 +139,35 @@ int main(int argc, char **argv) {
       if (write(1, buf, r) < 0) return 1;
     }
     fprintf(stderr, "read %ld\n", total);
+    return 0;
+  }
+  if (!strcmp(verb, "addkey") && argc > 3) {
+    // Host side: put a "user" key DESC into our session keyring (made for
+    // us first), then exec the rest of the command line with it.
+    long ks = syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL);
+    if (ks < 0) { perror("keyctl join"); return 3; }
+    long k = syscall(SYS_add_key, "user", argv[2], "secret-token", 12, -3 /* KEY_SPEC_SESSION_KEYRING */);
+    if (k < 0) { perror("add_key"); return 3; }
+    execvp(argv[3], argv + 3);
+    perror("execvp");
+    return 3;
+  }
+  if (!strcmp(verb, "findkey") && argc > 2) {
+    // Is there a "user" key DESC reachable from our session keyring?
+    long k = syscall(SYS_keyctl, 10 /* KEYCTL_SEARCH */, -3 /* KEY_SPEC_SESSION_KEYRING */, "user", argv[2], 0);
+    printf("findkey %s\n", k >= 0 ? "FOUND" : errno == ENOKEY ? "ENOKEY" : errname(errno));
+    return 0;
+  }
+  if (!strcmp(verb, "rw") && argc > 2) {
+    // Open a file (or device) for reading and writing; write back the first
+    // 16 bytes it holds (the same bytes: nothing changes if it succeeds).
+    int fd = open(argv[2], O_RDWR);
+    if (fd < 0) { printf("open %s\n", errname(errno)); return 0; }
+    char buf[16];
+    ssize_t n = pread(fd, buf, sizeof buf, 0);
+    if (n < 0) { printf("read %s\n", errname(errno)); return 0; }
+    ssize_t w = pwrite(fd, buf, n, 0);
+    printf("rw %s %.*s\n", w < 0 ? errname(errno) : "OK", (int)n, buf);
     return 0;
   }
   fprintf(stderr, "payload: unknown verb '%s'\n", verb);
