@@ -23,7 +23,7 @@ function actionOptions(cmd: Command): Command {
     .option('--pwd <dir>', 'working directory inside')
     .option('-W, --workdir <dir>', 'host directory for /tmp, /var/tmp, home (with --contain) and scratch')
     .option('-S, --scratch <dir>', 'container directory to get a fresh scratch dir (repeatable, comma-separated)', list, [])
-    .option('-n, --net', 'a new network namespace (with --network none: only lo)')
+    .option('-n, --net', 'a new network namespace (with --network none: only lo); without it the payload shares the host network, abstract unix sockets included')
     .addOption(new Option('--network <type>', 'network type with --net').choices(['none', 'host']))
     .option('-p, --pid', 'a new PID namespace (always)')
     .option('-i, --ipc', 'a new IPC namespace (always)')

@@ -302,3 +302,17 @@ t.test('killing the launcher mid-launch leaves no container behind (item 14)', a
   }
   t.same(left, [], 'no init or payload survived its launcher');
 });
+
+t.test('a FIFO or a huge file as the image\'s /etc/group is an error, not a hang or a memory blow-up (item 6)', async (t) => {
+  for (const kind of ['fifo', 'huge'] as const) {
+    const image = hostileRootfs(t);
+    rmSync(join(image, 'etc/group'));
+    if (kind === 'fifo') execFileSync('mkfifo', [join(image, 'etc/group')]);
+    else execFileSync('truncate', ['-s', '8G', join(image, 'etc/group')]);
+    const rss = process.memoryUsage().rss;
+    const err = await exec(image, ['/bin/true'], { stdio: 'ignore', hostEnv: { HOME: scratch(t) }, hostCwd: '/' }).then(() => null, (e) => e);
+    t.type(err, SpecError, kind);
+    t.match(err?.message, kind === 'fifo' ? /^image: \/etc\/group in the image .* is not a regular file$/ : /^image: \/etc\/group in the image .* is larger than 4194304 bytes$/);
+    t.ok(process.memoryUsage().rss - rss < 64 << 20, 'memory stayed bounded');
+  }
+});
