@@ -2,6 +2,7 @@
 // awaits one. One path from spec to addon: prepareLaunch -> binding.spawn.
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
+import { ReadStream } from 'node:tty';
 import { constants as osc } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { ContainerError } from './errors.js';
@@ -78,6 +79,13 @@ export class Container extends EventEmitter {
   readonly exited: Promise<ExitResult>;
   /** µs that clone() blocked the worker thread (the vfork window). */
   cloneMicros: number | undefined;
+  /**
+   * With `process.terminal`: the container's terminal (the pty master), set at
+   * 'spawn'. Write keystrokes to it, read what the payload shows; stdin,
+   * stdout and stderr are null then.
+   */
+  terminal: Socket | null = null;
+  private terminalFd: number | undefined;
 
   private handle: ContainerHandle;
   private pendingSignals: number[] = [];
@@ -104,13 +112,14 @@ export class Container extends EventEmitter {
     this.exited.catch(() => {});
 
     const binding = loadBinding();
-    const slots: StdioSlot[] = stdio.map((s, i) => (s === 'inherit' ? i : s));
+    // With a terminal the child puts the pty on 0, 1, 2 itself.
+    const slots: StdioSlot[] = prepared.plan.terminal ? ['ignore', 'ignore', 'ignore'] : stdio.map((s, i) => (s === 'inherit' ? i : s));
     let streamsOpen = 0;
     let exitInfo: [number, NodeJS.Signals | null] | undefined;
     const maybeClose = () => {
       if (exitInfo && streamsOpen === 0) this.emit('close', ...exitInfo);
     };
-    const onSpawn = (err: Parameters<Parameters<typeof binding.spawn>[2]>[0], res?: { pid: number; cloneMicros: number }) => {
+    const onSpawn = (err: Parameters<Parameters<typeof binding.spawn>[2]>[0], res?: { pid: number; cloneMicros: number; terminalFd?: number }) => {
       if (err) {
         this.state = 'failed';
         this.clearKillers();
@@ -124,6 +133,16 @@ export class Container extends EventEmitter {
       this.state = 'running';
       this.pid = res!.pid;
       this.cloneMicros = res!.cloneMicros;
+      if (res!.terminalFd !== undefined) {
+        // A pty master is a TTY to libuv: net.Socket refuses the fd, tty.ReadStream (a duplex) takes it.
+        const term = new ReadStream(res!.terminalFd);
+        // Reading a pty master whose last slave closed fails with EIO: that is its end.
+        term.on('error', (e: NodeJS.ErrnoException) => { if (e.code !== 'EIO') this.emit('terminalError', e); term.destroy(); });
+        streamsOpen++;
+        term.once('close', () => { streamsOpen--; maybeClose(); });
+        this.terminal = term;
+        this.terminalFd = res!.terminalFd;
+      }
       resolveSpawned();
       this.emit('spawn');
       for (const sig of this.pendingSignals.splice(0)) this.handle.kill(sig);
@@ -166,6 +185,14 @@ export class Container extends EventEmitter {
       sigObj.addEventListener('abort', onAbort, { once: true });
       this.abortCleanup = () => sigObj.removeEventListener('abort', onAbort);
     }
+  }
+
+  /** Set the terminal's size (process.terminal only); the payload gets SIGWINCH. */
+  resize(columns: number, rows: number): void {
+    if (!this.terminal) throw new Error('resize() needs a container started with process.terminal');
+    if (this.terminal.destroyed || this.terminalFd === undefined) return;
+    const r = loadBinding().setWindowSize(this.terminalFd, rows, columns);
+    if (r < 0) throw Object.assign(new Error(`TIOCSWINSZ failed (errno ${-r})`), { errno: -r });
   }
 
   private clearKillers(): void {

@@ -43,6 +43,8 @@ export const STEP_NAMES = [
   'overlay-root',
   'session-keyring',
   'root-fd',
+  'setsid',
+  'terminal',
 ] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 

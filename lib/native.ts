@@ -19,6 +19,8 @@ export interface SpawnSuccess {
   pid: number;
   /** How long the clone call blocked the worker thread, in µs (the vfork window). */
   cloneMicros: number;
+  /** process.terminal: the pty master (ours to close). */
+  terminalFd?: number;
 }
 
 export interface NativeRusage {
@@ -47,6 +49,11 @@ export interface NativeBinding {
   init(initPath: string): void;
   /** openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS) of path under root, O_RDONLY|O_NONBLOCK|O_NOCTTY. */
   openInRoot(root: string, path: string): number;
+  /** TIOCSWINSZ on a pty master: 0 or -errno. */
+  setWindowSize(fd: number, rows: number, cols: number): number;
+  /** cfmakeraw on a terminal; the previous termios, or -errno. */
+  makeRaw(fd: number): Buffer | number;
+  restoreTerminal(fd: number, saved: Buffer): number;
   spawn(
     plan: LaunchPlan,
     stdio: StdioSlot[],

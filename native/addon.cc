@@ -9,6 +9,8 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -200,6 +202,10 @@ void SpawnWorker::OnOK() {
   Napi::Object res = Napi::Object::New(env);
   res.Set("pid", job->pid);
   res.Set("cloneMicros", (double)job->clone_ns / 1000.0);
+  if (job->terminal_fd >= 0) {
+    res.Set("terminalFd", job->terminal_fd);  // JS owns it now
+    job->terminal_fd = -1;
+  }
   handle_->Started(env, job, on_exit);
   on_spawn.Call({env.Null(), res});
 }
@@ -331,6 +337,50 @@ Napi::Value JsOpenInRoot(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, fd);
 }
 
+// setWindowSize(fd, rows, cols): TIOCSWINSZ on a pty master (a container's
+// terminal); the kernel sends SIGWINCH to its foreground process group.
+Napi::Value JsSetWindowSize(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, "Usage: setWindowSize(fd: number, rows: number, cols: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  struct winsize ws = {(unsigned short)info[1].As<Napi::Number>().Uint32Value(), (unsigned short)info[2].As<Napi::Number>().Uint32Value(), 0, 0};
+  if (ioctl(info[0].As<Napi::Number>().Int32Value(), TIOCSWINSZ, &ws) < 0) return Napi::Number::New(env, -errno);
+  return Napi::Number::New(env, 0);
+}
+
+// makeRaw(fd) -> Buffer (the previous termios): cfmakeraw, as ssh and
+// `docker run -it` put the local terminal while relaying a remote one.
+// Node's setRawMode keeps ONLCR, which would turn the container's \r\n into
+// \r\r\n. restoreTerminal(fd, saved) puts it back.
+Napi::Value JsMakeRaw(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "Usage: makeRaw(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct termios old, raw;
+  if (tcgetattr(fd, &old) < 0) return Napi::Number::New(env, -errno);
+  raw = old;
+  cfmakeraw(&raw);
+  if (tcsetattr(fd, TCSANOW, &raw) < 0) return Napi::Number::New(env, -errno);
+  return Napi::Buffer<char>::Copy(env, (const char *)&old, sizeof old);
+}
+
+Napi::Value JsRestoreTerminal(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBuffer() || info[1].As<Napi::Buffer<char>>().Length() != sizeof(struct termios)) {
+    Napi::TypeError::New(env, "Usage: restoreTerminal(fd: number, saved: Buffer from makeRaw)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  struct termios t;
+  memcpy(&t, info[1].As<Napi::Buffer<char>>().Data(), sizeof t);
+  if (tcsetattr(info[0].As<Napi::Number>().Int32Value(), TCSADRAIN, &t) < 0) return Napi::Number::New(env, -errno);
+  return Napi::Number::New(env, 0);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ContainerHandle::Define(env);
   auto *ctor_ref = new Napi::FunctionReference(Napi::Persistent(ctor));
@@ -338,6 +388,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, JsInit, "init"));
   exports.Set("spawn", Napi::Function::New(env, JsSpawn, "spawn"));
   exports.Set("openInRoot", Napi::Function::New(env, JsOpenInRoot, "openInRoot"));
+  exports.Set("setWindowSize", Napi::Function::New(env, JsSetWindowSize, "setWindowSize"));
+  exports.Set("makeRaw", Napi::Function::New(env, JsMakeRaw, "makeRaw"));
+  exports.Set("restoreTerminal", Napi::Function::New(env, JsRestoreTerminal, "restoreTerminal"));
   exports.Set("ContainerHandle", ctor);
   return exports;
 }

@@ -24,6 +24,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <termios.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -405,6 +407,54 @@ static int step_pivot_root(int rootfd) {
   return 0;
 }
 
+// process.terminal, as runc and crun do it: a pty from the container's own
+// devpts (after pivot_root, so /dev/pts is the new instance), its master sent
+// to the parent over the console socket, its slave our controlling terminal
+// and stdio. The slave belongs to the payload's user.
+static int step_terminal(const child_args *a) {
+  const launch_plan *p = a->plan;
+  int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW);
+  if (master < 0) return -errno;
+  int err = 0, slave = -1, unlock = 0;
+  struct stat st;
+  if (fstat(master, &st) < 0) err = errno;
+  else if (!S_ISCHR(st.st_mode)) err = ENOTTY;   // not our devpts: refuse
+  if (!err && ioctl(master, TIOCSPTLCK, &unlock) < 0) err = errno;
+  if (!err && (slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) err = errno;
+  if (!err && p->console_rows && p->console_cols) {
+    struct winsize ws = {p->console_rows, p->console_cols, 0, 0};
+    if (ioctl(slave, TIOCSWINSZ, &ws) < 0) err = errno;
+  }
+  if (!err && p->set_ids && fchown(slave, p->uid, (gid_t)-1) < 0) err = errno;
+  if (!err) {
+    char byte = 'T';
+    struct iovec iov = {&byte, 1};
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &master, sizeof master);
+    ssize_t n;
+    do { n = sendmsg(a->console_fd, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    if (n != 1) err = n < 0 ? errno : EIO;
+  }
+  close(master);
+  close(a->console_fd);
+  if (!err && ioctl(slave, TIOCSCTTY, 0) < 0) err = errno;
+  for (int i = 0; i < 3 && !err; i++)
+    if (dup2(slave, i) < 0) err = errno;
+  if (slave > 2) close(slave);
+  return -err;
+}
+
 static int set_caps(const launch_plan *p) {
   struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2];
@@ -450,6 +500,11 @@ int child_main(void *arg) {
   // takes this child with it.
   step_parent_death(a, 0);
   if ((r = step_stdio(p)) < 0) child_fail(a, STEP_STDIO, -r, 0, 0);
+  // A session of our own: a terminal's Ctrl-C (sent to its foreground process
+  // group) and a batch system's signal to the launcher's process group reach
+  // the launcher only, which forwards them once; the container never joins
+  // the launcher's terminal job control.
+  if (setsid() < 0) child_fail(a, STEP_SETSID, errno, 0, 0);
 
   if (p->id_mode == IDMAP_SELF) step_self_maps(a);
   else if (p->id_mode == IDMAP_PARENT || p->id_mode == IDMAP_HELPER) step_wait_maps(a);
@@ -508,6 +563,8 @@ int child_main(void *arg) {
     if ((r = setattr_fd(fd, MOUNT_ATTR_RDONLY, 0, 0, 0, &call)) < 0) child_fail(a, STEP_ROOT_READONLY, -r, 0, call);
     close(fd);
   }
+
+  if (p->terminal && (r = step_terminal(a)) < 0) child_fail(a, STEP_TERMINAL, -r, 0, 0);
 
   for (int i = 0; i < p->n_rlimits; i++) {
     struct rlimit rl = {(rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard};

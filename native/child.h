@@ -11,6 +11,7 @@ struct child_args {
   int sync_fd;    // read end of the sync pipe, or -1 when the child maps itself
   int init_fd;    // sealed memfd (or file) of the init binary, or -1
   int parent_pidfd; // pidfd of the launching process (readable once it is gone), or -1
+  int console_fd;   // our end of the console socketpair (terminal only), or -1
 };
 
 int child_main(void *arg);

@@ -26,6 +26,7 @@ enum {
 #define FD_CLOEXEC_ 1
 #define O_CLOEXEC_ 02000000
 #define PR_SET_DUMPABLE_ 4
+#define TIOCSPGRP_ 0x5410
 
 // The compiler may emit calls to these for struct copies and zeroing.
 void *memset(void *s, int c, unsigned long n) {
@@ -99,6 +100,14 @@ __attribute__((used)) void init_main(long *sp) {
     do_exit(127);
   }
   if (child == 0) {
+    // The payload leads a process group of its own and, when our stdin is the
+    // container's terminal, that group is the terminal's foreground: Ctrl-C
+    // typed there reaches the payload once, from the kernel, and not us (we
+    // would forward it a second time). Signals are still blocked, so
+    // tcsetpgrp from what is now a background group raises no SIGTTOU.
+    SYS2(__NR_setpgid, 0, 0);
+    int me = (int)SYS0(__NR_getpid);
+    SYS3(__NR_ioctl, 0, TIOCSPGRP_, &me);  // ENOTTY without a terminal: fine
     uint64_t none = 0;
     SYS4(__NR_rt_sigprocmask, SIG_SETMASK_, &none, 0, sizeof none);
     int err = (int)-SYS3(__NR_execve, argv[2], argv + 3, envp);

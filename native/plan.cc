@@ -204,6 +204,9 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
   p.argv = p.argv_store.data();
   p.envp = p.envp_store.data();
   p.use_init = r.flag(o, "init");
+  p.terminal = r.flag(o, "terminal");
+  p.console_rows = (unsigned short)r.num(o, "consoleRows", "consoleRows", 0);
+  p.console_cols = (unsigned short)r.num(o, "consoleCols", "consoleCols", 0);
 
   if ((p.id_mode == IDMAP_SELF || p.id_mode == IDMAP_PARENT) && (!p.uid_map || !p.gid_map) && !r.failed)
     r.fail("uidMap", "set (with gidMap) when idMode writes maps");

@@ -116,6 +116,10 @@ struct launch_plan {
   int no_new_privs = 1;
   int pdeathsig = 0;
   int root_nodev = 1;              // the root and its submounts nodev, recursively
+  // process.terminal: a pty made in the container's devpts; the slave is the
+  // payload's stdio and controlling terminal, the master goes to the parent.
+  int terminal = 0;
+  unsigned short console_rows = 0, console_cols = 0;
 
   const char *exec_path = nullptr; // container path of the payload
   char *const *argv = nullptr;

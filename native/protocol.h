@@ -43,6 +43,8 @@ enum child_step {
   STEP_OVERLAY_ROOT,
   STEP_KEYRING,
   STEP_ROOT_FD,
+  STEP_SETSID,
+  STEP_TERMINAL,
   STEP_COUNT
 };
 

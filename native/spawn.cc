@@ -33,6 +33,7 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -146,6 +147,26 @@ int read_msg(int fd, child_msg *m) {
   return 1;
 }
 
+// One fd passed with SCM_RIGHTS, without blocking: 0..N or -errno.
+int recv_fd(int sock) {
+  char byte;
+  struct iovec iov = {&byte, 1};
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  ssize_t n;
+  do { n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (n != 1 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) return -EPROTO;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
 uint64_t now_ns() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -185,6 +206,11 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
     job->sync_rd = fds[0];
     job->sync_wr = fds[1];
   }
+  if (p->terminal) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) { *failed_call = "socketpair"; return -errno; }
+    job->console_parent = fds[0];
+    job->console_child = fds[1];
+  }
   if (p->use_init) {
     job->report_fd_arg = std::to_string(job->report_wr);
     // argv: init REPORT_FD PATH ARGV...
@@ -202,7 +228,7 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
 void spawn_run(spawn_job *job) {
   const launch_plan *p = job->plan.get();
   bool vfork_style = p->id_mode == IDMAP_SELF || p->id_mode == IDMAP_NONE;
-  child_args args{p, job->report_wr, job->sync_rd, job->init_fd, job->parent_pidfd};
+  child_args args{p, job->report_wr, job->sync_rd, job->init_fd, job->parent_pidfd, job->console_child};
 
   void *stack = child_stack();
   if (!stack) {
@@ -231,6 +257,7 @@ void spawn_run(spawn_job *job) {
   // The child holds its own copies now; ours would keep pipes from reaching EOF.
   close_fd(&job->report_wr);
   close_fd(&job->sync_rd);
+  close_fd(&job->console_child);
   for (int i = 0; i < 3; i++) close_fd(&job->child_stdio[i]);
   if (job->failed) {
     close_fd(&job->sync_wr);
@@ -267,6 +294,14 @@ void spawn_run(spawn_job *job) {
     }
   }
 
+  if (!job->failed && p->terminal) {
+    // The child sent the pty master before it exec'd; it is queued already.
+    int r = recv_fd(job->console_parent);
+    if (r < 0) set_error(job, STEP_TERMINAL, -r);
+    else job->terminal_fd = r;
+  }
+  close_fd(&job->console_parent);
+
   if (job->failed) {
     // Reap now, so a failed launch leaves no zombie. The child is exiting
     // (127) or never heard SYNC_MAPS_WRITTEN; make sure.
@@ -290,5 +325,8 @@ void spawn_close_all(spawn_job *job) {
   close_fd(&job->report_wr);
   close_fd(&job->sync_rd);
   close_fd(&job->sync_wr);
+  close_fd(&job->console_parent);
+  close_fd(&job->console_child);
+  close_fd(&job->terminal_fd);
   close_fd(&job->pidfd);
 }

@@ -18,6 +18,7 @@ struct spawn_job {
   int child_stdio[3] = {-1, -1, -1};   // fds we opened for the child, closed after clone
   int report_rd = -1, report_wr = -1;
   int sync_rd = -1, sync_wr = -1;
+  int console_parent = -1, console_child = -1;  // socketpair for the pty master (terminal only)
   int init_fd = -1;                // borrowed, owned by the addon
   int parent_pidfd = -1;           // borrowed: pidfd of this process, owned by the addon
   std::string report_fd_arg;       // init argv[1]
@@ -29,6 +30,7 @@ struct spawn_job {
   child_msg error{};               // when failed
   std::string helper_output;       // stderr of newuidmap/newgidmap when they failed
   uint64_t clone_ns = 0;           // time the clone call blocked this thread
+  int terminal_fd = -1;            // the pty master received from the child, handed to JS
 };
 
 // Main thread, before queueing: opens pipes and /dev/null, fills the plan's

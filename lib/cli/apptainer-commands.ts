@@ -3,7 +3,7 @@
 // SINGULARITY knob, a pilot) can call nodularity in Apptainer's place.
 import { Command, Option } from 'commander';
 import { exec, runImage, shell, testImage, type ExecOptions, type ImageContainer } from '../singularity/index.js';
-import { runAndExit } from './payload-exit.js';
+import { interactiveTerminal, runAndExit } from './payload-exit.js';
 
 const list = (v: string, acc: string[]) => acc.concat(v.split(',').filter(Boolean));
 const repeat = (v: string, acc: string[]) => acc.concat(v);
@@ -51,6 +51,7 @@ function toOptions(f: ActionFlags): ExecOptions {
     network: f.net || f.network ? (f.network ?? 'none') : 'host',
     pid: f.pid, ipc: f.ipc, hostname: f.hostname, userns: f.userns, fakeroot: f.fakeroot,
     writableTmpfs: f.writableTmpfs, init: f.init, stdio: 'inherit',
+    terminal: interactiveTerminal(),
   };
 }
 

@@ -15,6 +15,7 @@ export interface Spec {
 
 export interface Process {
   terminal?: boolean;
+  consoleSize?: { height: number; width: number };
   user: User;
   args: string[];
   env?: string[];

@@ -71,6 +71,12 @@ export function validateSpec(spec: unknown): asserts spec is Spec {
     });
   }
   checkAbsolute(proc.cwd, '/process/cwd');
+  if (proc.terminal !== undefined && typeof proc.terminal !== 'boolean') throw new SpecError('/process/terminal', 'must be a boolean');
+  if (proc.consoleSize !== undefined) {
+    if (!isObj(proc.consoleSize)) throw new SpecError('/process/consoleSize', 'must be {height, width}');
+    checkUint(proc.consoleSize.height, '/process/consoleSize/height', 0xffff);
+    checkUint(proc.consoleSize.width, '/process/consoleSize/width', 0xffff);
+  }
   if (!isObj(proc.user)) throw new SpecError('/process/user', 'is required ({uid, gid})');
   // 4294967295 is (uid_t)-1, "leave unchanged" to setresuid: as root
   // without a user namespace the payload would stay root.

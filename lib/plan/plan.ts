@@ -73,6 +73,10 @@ export interface LaunchPlan {
   noNewPrivileges: boolean;
   pdeathsig: number;
   rootNodev: boolean;
+  /** process.terminal: a pty in the container's devpts; its master comes back as terminalFd. */
+  terminal: boolean;
+  consoleRows?: number;
+  consoleCols?: number;
   execPath: string;
   args: string[];
   env: string[];
@@ -646,6 +650,9 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     noNewPrivileges: proc.noNewPrivileges !== false,
     pdeathsig: options.detached ? 0 : SIGKILL,
     rootNodev: options.allowImageDevices !== true,
+    terminal: proc.terminal === true,
+    consoleRows: proc.consoleSize?.height,
+    consoleCols: proc.consoleSize?.width,
     execPath,
     args: proc.args,
     env,
@@ -670,6 +677,10 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
       case 'bind-rootfs':
       case 'pivot-root':
         return new ContainerError(`${step} ${rootfs}`, { step, errno: rec.errno, path: rootfs });
+      case 'terminal':
+        return new ContainerError('open a pty in /dev/pts for process.terminal (a devpts mount at /dev/pts is needed)', { step, errno: rec.errno, path: '/dev/pts/ptmx' });
+      case 'session-keyring':
+        return new ContainerError('join a new session keyring', { step, errno: rec.errno, syscall: 'keyctl' });
       case 'chdir':
         return new ContainerError(`chdir ${cwd} (process.cwd)`, { step, errno: rec.errno, syscall: 'chdir', path: cwd });
       case 'exec':

@@ -61,6 +61,12 @@ export interface ExecOptions extends Omit<SpawnOptions, 'rootOverlay' | 'bundleD
   envScriptTimeout?: number;
   /** How docker://, oci: and docker-archive: images are fetched. */
   pull?: PullOptions;
+  /**
+   * Give the payload a terminal of its own (a pty in the container, as
+   * `process.terminal`): the Container's `terminal` stream, sized rows x
+   * columns. The CLI does this when its stdin and stdout are terminals.
+   */
+  terminal?: boolean | { rows: number; columns: number };
 }
 
 export type ActionMode = 'exec' | 'run' | 'shell' | 'test';
@@ -271,6 +277,10 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     mounts: [...etcBinds, ...mounts],
   });
   if (o.hostname === undefined) delete spec.hostname;
+  if (o.terminal) {
+    spec.process!.terminal = true;
+    if (typeof o.terminal === 'object') spec.process!.consoleSize = { height: o.terminal.rows, width: o.terminal.columns };
+  }
 
   // Session files last among the mounts (nothing may cover them); bind
   // sources held open until the child has bound them, so that an automount
@@ -298,6 +308,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   const spawnOptions: SpawnOptions = {
     stdio: o.stdio, signal: o.signal, timeout: o.timeout, killSignal: o.killSignal, detached: o.detached,
     rootOverlay: o.writableTmpfs ? 'always' : 'auto', init: o.init ?? true,
+    allowHostProc: o.allowHostProc, allowImageDevices: o.allowImageDevices,
   };
   return {
     image, spec, spawnOptions, baseEnv, envScripts, envFile, envOption: envOpt, hostEnv,
