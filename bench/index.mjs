@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { prepare, machineInfo, buildStaleness, BENCH_DIR } from './lib/setup.mjs';
-import { LABELS, DRIVER_IDS, loadNodularity, nodularityArgs } from './lib/drivers.mjs';
+import { LABELS, DRIVER_IDS, BASELINE_ID, loadNodularity, nodularityArgs } from './lib/drivers.mjs';
 import { runTrialProcess } from './lib/trial-io.mjs';
 import { summarize, fmt, table } from './lib/stats.mjs';
 
@@ -28,6 +28,8 @@ const USAGE = `usage: node bench/index.mjs [options]
   --inflight N      launches in flight for the throughput trial (default 2)
   --out DIR         where to build the rootfs and write results (default bench/out/launch, else a temp dir)
   --dist FILE       the library entry to measure (default dist/index.js; e.g. another checkout's build)
+  --baseline FILE   also measure this build's default container (driver nodularity-baseline) in the same
+                    interleaved latency run, e.g. main's dist/index.js before a change
   --update-results  rewrite the launch section of bench/RESULTS.md (root or user, by who ran it) from this run
   --render FILE     print the report of a saved results JSON instead of measuring (with --update-results: paste it)
   -h, --help`;
@@ -38,7 +40,7 @@ const { values: opt } = (() => {
       options: {
         runs: { type: 'string' }, block: { type: 'string' }, quick: { type: 'boolean' }, only: { type: 'string' }, drivers: { type: 'string' },
         'heap-mib': { type: 'string' }, 'heap-rounds': { type: 'string' }, inflight: { type: 'string' },
-        out: { type: 'string' }, dist: { type: 'string' }, render: { type: 'string' }, 'update-results': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        out: { type: 'string' }, dist: { type: 'string' }, baseline: { type: 'string' }, render: { type: 'string' }, 'update-results': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
       strict: true,
     });
@@ -72,8 +74,9 @@ for (const t of only) if (!['latency', 'throughput', 'heap', 'floor'].includes(t
   console.error(`--only: unknown trial ${t}\n${USAGE}`);
   process.exit(2);
 }
-const latencyDrivers = opt.drivers ? opt.drivers.split(',') : DRIVER_IDS;
-for (const d of latencyDrivers) if (!DRIVER_IDS.includes(d)) {
+const knownDrivers = opt.baseline ? [BASELINE_ID, ...DRIVER_IDS] : DRIVER_IDS;
+const latencyDrivers = opt.drivers ? opt.drivers.split(',') : knownDrivers;
+for (const d of latencyDrivers) if (!knownDrivers.includes(d)) {
   console.error(`--drivers: unknown driver ${d} (known: ${DRIVER_IDS.join(', ')})`);
   process.exit(2);
 }
@@ -90,7 +93,7 @@ async function measure() {
   say(`nodularity bench: ${machine.kernel}, ${machine.nproc} CPU (${machine.cpu ?? '?'}), Node ${machine.node}, uid ${machine.uid}`);
   let context, contextPath;
   try {
-    ({ context, contextPath } = await prepare({ outDir: opt.out, dist: opt.dist, log: (m) => say(`setup: ${m}`) }));
+    ({ context, contextPath } = await prepare({ outDir: opt.out, dist: opt.dist, baseline: opt.baseline, log: (m) => say(`setup: ${m}`) }));
   } catch (e) {
     console.error(`bench setup failed: ${e.message}`);
     process.exit(1);

@@ -11,7 +11,10 @@ export const DRIVER_IDS = [
   'host', 'floor', 'bwrap', 'ch-run', 'crun', 'runc',
 ];
 
-export const LABELS = { ...LIB_LABELS, nodularity: 'nodularity run()', 'nodularity-netns': 'nodularity run() +netns', 'nodularity-noinit': 'nodularity run() init off', 'nodularity-parentmaps': 'nodularity run() parent writes maps', host: 'child_process.spawn (host)' };
+/** With --baseline DIST: the default container from another build, in the same interleaved run. */
+export const BASELINE_ID = 'nodularity-baseline';
+
+export const LABELS = { ...LIB_LABELS, [BASELINE_ID]: 'nodularity run() baseline build', nodularity: 'nodularity run()', 'nodularity-netns': 'nodularity run() +netns', 'nodularity-noinit': 'nodularity run() init off', 'nodularity-parentmaps': 'nodularity run() parent writes maps', host: 'child_process.spawn (host)' };
 
 /** Import the nodularity build under test; {mod} or {error} saying what to do. */
 export async function loadNodularity(ctx) {
@@ -33,6 +36,14 @@ export function nodularityArgs(ctx, id) {
 
 /** Build the drivers asked for, with the nodularity build of the context. */
 export async function makeDrivers(ctx, ids = DRIVER_IDS) {
-  const nod = ids.some((id) => id.startsWith('nodularity')) ? await loadNodularity(ctx) : { error: 'not loaded' };
-  return libMakeDrivers(ctx, ids, nod.error ? { error: nod.error } : nod.mod).map((d) => ({ ...d, label: LABELS[d.id] ?? d.label }));
+  const own = ids.filter((id) => id !== BASELINE_ID);
+  const nod = own.some((id) => id.startsWith('nodularity')) ? await loadNodularity(ctx) : { error: 'not loaded' };
+  const drivers = libMakeDrivers(ctx, own, nod.error ? { error: nod.error } : nod.mod);
+  if (ids.includes(BASELINE_ID)) {
+    // The same 'nodularity' driver, fed the other build's module.
+    const base = ctx.baselineDist ? await loadNodularity({ ...ctx, dist: ctx.baselineDist }) : { error: 'no --baseline given' };
+    const [d] = libMakeDrivers(ctx, ['nodularity'], base.error ? { error: base.error } : base.mod);
+    drivers.splice(ids.indexOf(BASELINE_ID), 0, { ...d, id: BASELINE_ID });
+  }
+  return drivers.map((d) => ({ ...d, label: LABELS[d.id] ?? d.label }));
 }

@@ -34,7 +34,7 @@ export function chooseOutDir(requested) {
  * cannot run (no rootfs, no compiler); a runtime that cannot run is
  * recorded, not fatal.
  */
-export async function prepare({ outDir: requestedOut, dist = DIST_INDEX, log = () => {} } = {}) {
+export async function prepare({ outDir: requestedOut, dist = DIST_INDEX, baseline, log = () => {} } = {}) {
   const outDir = chooseOutDir(requestedOut);
   log(`out dir ${outDir}`);
   const rootfs = await ensureDefaultRootfs(outDir);
@@ -46,6 +46,7 @@ export async function prepare({ outDir: requestedOut, dist = DIST_INDEX, log = (
     uid: process.getuid(), gid: process.getgid(),
     outDir, rootfs, floor, args, network: 'host',
     dist: resolve(dist),
+    baselineDist: baseline ? resolve(baseline) : undefined,
     runtimes,
   };
   const contextPath = join(outDir, 'context.json');
