@@ -11,6 +11,7 @@ import type { SpawnOptions } from '../container.js';
 import { SpecError } from '../errors.js';
 import type { PullOptions } from '../image/index.js';
 import { createSpec } from '../oci/defaults.js';
+import { resolveInRoot } from '../plan/resolve.js';
 import type { Mount, Spec } from '../oci/spec.js';
 import { normalizeBinds, parseMountSpec, type BindSpec } from './binds.js';
 import { CONTAINER_PATH, envOption, hostLayer, readEnvFile, type EnvMap } from './environment.js';
@@ -119,12 +120,22 @@ function existingDir(option: string, p: string): string {
 }
 
 /** A file of the image, looked at on the host (only for "is it there"). */
+/**
+ * Whether the image has `p` as a file or directory, resolved inside the image
+ * (its symlinks restart at the image root, never at the host's).
+ */
 function imageHas(rootfs: string, p: string, kind: 'file' | 'dir'): boolean {
+  return imagePath(rootfs, p, kind) !== undefined;
+}
+
+/** Host path of `p` resolved inside the image, when it is a `kind`. */
+function imagePath(rootfs: string, p: string, kind: 'file' | 'dir'): string | undefined {
   try {
-    const st = statSync(join(rootfs, p));
-    return kind === 'file' ? st.isFile() : st.isDirectory();
+    const r = resolveInRoot(rootfs, p);
+    if (r.missing.length || !r.stat) return undefined;
+    return (kind === 'file' ? r.stat.isFile() : r.stat.isDirectory()) ? r.hostPath : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -242,8 +253,9 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   }
   if (mode === 'shell') baseEnv.set('PS1', 'Apptainer> ');
   let envScripts: string[] = [];
-  if (image.sandbox && imageHas(rootfs, '/.singularity.d/env', 'dir')) {
-    envScripts = readdirSync(join(rootfs, '.singularity.d', 'env')).filter((f) => f.endsWith('.sh')).sort()
+  const envDir = image.sandbox ? imagePath(rootfs, '/.singularity.d/env', 'dir') : undefined;
+  if (envDir) {
+    envScripts = readdirSync(envDir).filter((f) => f.endsWith('.sh')).sort()
       .map((f) => `/.singularity.d/env/${f}`).filter((f) => imageHas(rootfs, f, 'file'));
   }
 
