@@ -59,6 +59,7 @@ export interface GlobalFlags { silent?: boolean; quiet?: boolean; debug?: boolea
 
 function report(program: Command, c: ImageContainer): ImageContainer {
   const g = program.opts<GlobalFlags>();
+  if (!g.quiet && !g.silent) for (const w of c.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
   if (g.debug || g.verbose) {
     process.stderr.write(`nodularity: image ${c.image.ref} (rootfs ${c.image.rootfs}${c.image.digest ? `, ${c.image.digest}` : ''})\n`);
     process.stderr.write(`nodularity: argv ${JSON.stringify(c.argv)}\n`);

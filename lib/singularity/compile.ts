@@ -87,6 +87,8 @@ export interface CompiledLaunch {
   envScriptTimeout: number;
   /** Null for `test` on an image without a test script. */
   runnable: boolean;
+  /** Things not as asked that did not stop the launch. */
+  warnings: string[];
   /** Release the session files and held bind sources. */
   dispose(): void;
 }
@@ -137,6 +139,24 @@ function imagePath(rootfs: string, p: string, kind: 'file' | 'dir'): string | un
   } catch {
     return undefined;
   }
+}
+
+/** Whether a container path is a directory once the mounts are in place (the innermost mount covering it decides). */
+function dirInContainer(rootfs: string, mounts: Mount[], p: string): boolean {
+  for (let i = mounts.length - 1; i >= 0; i--) {
+    const m = mounts[i];
+    const d = posix.normalize(m.destination);
+    const rest = p === d ? '' : p.startsWith(d === '/' ? '/' : d + '/') ? p.slice(d.length) : undefined;
+    if (rest === undefined) continue;
+    if (m.type !== 'bind' && !m.options?.includes('bind') && !m.options?.includes('rbind')) return rest === '';
+    try {
+      const r = resolveInRoot(m.source!, rest || '/');
+      return r.missing.length === 0 && !!r.stat?.isDirectory();
+    } catch {
+      return false;
+    }
+  }
+  return imageHas(rootfs, p, 'dir');
 }
 
 /** Compile options for one action into a spec; nothing is launched yet. */
@@ -224,8 +244,17 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   // Working directory.
   const hostCwd = o.hostCwd ?? process.cwd();
   let cwd: string;
-  if (o.pwd !== undefined) cwd = o.pwd;
-  else if (contain) cwd = homeDst;
+  const warnings: string[] = [];
+  if (o.pwd !== undefined) {
+    // As Apptainer: a --pwd that is not a directory in the container is a
+    // warning, and the payload starts in the home directory instead; it is
+    // never created (in the image, an overlay, or a host directory).
+    if (dirInContainer(rootfs, mounts, o.pwd)) cwd = o.pwd;
+    else {
+      cwd = o.noHome ? '/' : homeDst;
+      warnings.push(`--pwd ${o.pwd} is not a directory in the container: starting in ${cwd}`);
+    }
+  } else if (contain) cwd = homeDst;
   else if ([...covered].some((c) => hostCwd === c || hostCwd.startsWith(c + '/'))) cwd = hostCwd;
   else if (isSystemDir(hostCwd)) cwd = imageHas(rootfs, hostCwd, 'dir') ? hostCwd : '/';
   else { mounts.push(bind(hostCwd, hostCwd)); cwd = hostCwd; }
@@ -323,7 +352,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     allowHostProc: o.allowHostProc, allowImageDevices: o.allowImageDevices,
   };
   return {
-    image, spec, spawnOptions, baseEnv, envScripts, envFile, envOption: envOpt, hostEnv,
+    image, spec, spawnOptions, baseEnv, envScripts, envFile, envOption: envOpt, hostEnv, warnings,
     envScriptTimeout: o.envScriptTimeout ?? 10_000, runnable, dispose,
   };
 }

@@ -19,6 +19,8 @@ export interface ImageContainer extends Container {
   /** The payload's argv and environment, as launched. */
   argv: string[];
   env: string[];
+  /** What was not as asked but did not stop the launch (e.g. a missing --pwd), for the CLI to show. */
+  warnings: string[];
 }
 
 /**
@@ -59,7 +61,7 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
     c.spec.process!.env = env;
     const container = spawn(c.spec, c.spawnOptions);
     container.spawned.then(c.dispose, c.dispose);
-    return Object.assign(container, { image: c.image, argv: c.spec.process!.args, env });
+    return Object.assign(container, { image: c.image, argv: c.spec.process!.args, env, warnings: c.warnings });
   } catch (e) {
     c.dispose();
     throw e;
