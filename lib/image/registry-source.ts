@@ -13,6 +13,15 @@ import type { ResolvedImage } from './source.js';
 export async function openRegistryImage(src: RegistrySource, cache: ImageCache, options: RegistryOptions = {}, platform: Platform = hostPlatform()): Promise<ResolvedImage> {
   const name = formatSource(src);
   const client = new RegistryClient(src.registry, src.repository, options);
+  try {
+    return await resolveWith(client, src, name, cache, options, platform);
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+}
+
+async function resolveWith(client: RegistryClient, src: RegistrySource, name: string, cache: ImageCache, options: RegistryOptions, platform: Platform): Promise<ResolvedImage> {
   let fetched = await client.getManifest(src.digest ?? src.tag ?? 'latest');
   let parsed = parseManifest(fetched.bytes, fetched.mediaType, `${name} manifest ${fetched.digest}`);
   let indexDigest: string | undefined;
@@ -39,16 +48,20 @@ export async function openRegistryImage(src: RegistrySource, cache: ImageCache, 
     },
     async fetchLayer(layer, onBytes) {
       if (!(await cache.hasBlob(layer.digest))) {
-        // The body can fail after the headers came back; start the blob over
-        // (a digest mismatch is not transient and ends it at once).
+        // The body can fail after the headers came back (cut short, stalled
+        // past the timeout); start the blob over. A digest or size mismatch
+        // is not transient and ends it at once.
         for (let attempt = 1; ; attempt++) {
           try {
-            const body = await client.openBlob(layer.digest, 'layer');
+            const body = await client.openBlob(layer.digest, 'layer', layer.size);
             if (onBytes) body.on('data', (c: Buffer) => onBytes(c.length));
             await cache.ingestBlob(layer.digest, layer.size, body, 'layer');
             break;
           } catch (err) {
-            if (err instanceof ImageError || attempt >= attempts) throw err;
+            if (err instanceof ImageError) throw err;
+            if (attempt >= attempts) {
+              throw new ImageError('REGISTRY', `layer ${layer.digest} on ${src.registry}/${src.repository}: ${(err as Error).message}; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'}`, { digest: layer.digest, cause: err });
+            }
           }
         }
       } else {
@@ -57,7 +70,7 @@ export async function openRegistryImage(src: RegistrySource, cache: ImageCache, 
       const file = cache.blobPath(layer.digest);
       return () => fs.createReadStream(file, { highWaterMark: 1 << 20 });
     },
-    async close() { /* blobs stay in the cache */ },
+    async close() { client.close(); /* blobs stay in the cache */ },
   };
   if (indexDigest) image.indexDigest = indexDigest;
   return image;
