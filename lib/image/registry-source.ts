@@ -53,8 +53,9 @@ async function resolveWith(client: RegistryClient, src: RegistrySource, name: st
         // is not transient and ends it at once.
         for (let attempt = 1; ; attempt++) {
           try {
-            const body = await client.openBlob(layer.digest, 'layer', layer.size);
-            if (onBytes) body.on('data', (c: Buffer) => onBytes(c.length));
+            // Progress is counted inside the stream: a 'data' listener here
+            // would start it flowing before ingestBlob pipes it, losing bytes.
+            const body = await client.openBlob(layer.digest, 'layer', layer.size, onBytes);
             await cache.ingestBlob(layer.digest, layer.size, body, 'layer');
             break;
           } catch (err) {

@@ -135,20 +135,33 @@ interface Exchange {
  * Pass-through between a response and its reader that fails the body when it
  * goes past `cap` bytes, or when no byte arrives for `idleMs` while the
  * reader is waiting for one (time the reader holds the stream paused by back
- * pressure does not count). Destroying either end destroys the response,
- * which closes its socket.
+ * pressure does not count). Nothing flows before the first read, so bytes
+ * are neither lost nor counted against the server before a reader is there;
+ * an error before then is kept for that reader (see `finished`). Destroying
+ * either end destroys the response, which closes its socket.
  */
 class BodyMeter extends Transform {
   bytes = 0;
   private timer: NodeJS.Timeout | undefined;
+  private started = false;
 
-  constructor(private readonly res: http.IncomingMessage, private readonly cap: number, private readonly overCap: () => Error, private readonly idleMs: number, private readonly idle: () => Error) {
+  constructor(private readonly res: http.IncomingMessage, private readonly cap: number, private readonly overCap: () => Error, private readonly idleMs: number, private readonly idle: () => Error, private readonly onBytes?: (n: number) => void) {
     super({ highWaterMark: 1 << 20 });
     res.on('error', (err) => this.destroy(err));
     res.on('aborted', () => this.destroy(new TransientError('connection closed before the end of the body')));
     this.on('close', () => { clearTimeout(this.timer); res.destroy(); });
-    this.arm();
-    res.pipe(this);
+    // A reader attached later (pipeline, for await) still gets the error from
+    // the stream's state; this only keeps it from being an uncaught 'error'.
+    this.on('error', () => undefined);
+  }
+
+  override _read(size: number): void {
+    if (!this.started) {
+      this.started = true;
+      this.arm();
+      this.res.pipe(this);
+    }
+    super._read(size);
   }
 
   private arm(): void {
@@ -156,7 +169,7 @@ class BodyMeter extends Transform {
     this.timer = setTimeout(() => {
       if (this.destroyed) return;
       // Paused by our reader (pipe back pressure): not the server's fault.
-      if (this.res.isPaused() || this.writableNeedDrain) this.arm();
+      if (this.res.isPaused() || this.writableNeedDrain || this.readableLength >= this.readableHighWaterMark) this.arm();
       else this.destroy(this.idle());
     }, this.idleMs);
   }
@@ -165,6 +178,7 @@ class BodyMeter extends Transform {
     this.bytes += chunk.length;
     if (this.bytes > this.cap) { cb(this.overCap()); return; }
     this.arm();
+    this.onBytes?.(chunk.length);
     cb(null, chunk);
   }
 
@@ -283,9 +297,9 @@ export class RegistryClient {
   }
 
   /** A metered body: fails past `cap` bytes (with `overCap`) or when it stalls. */
-  private meter(ex: Exchange, cap: number, overCap: () => Error): BodyMeter {
+  private meter(ex: Exchange, cap: number, overCap: () => Error, onBytes?: (n: number) => void): BodyMeter {
     return new BodyMeter(ex.body, cap, overCap, this.timeoutMs,
-      () => new TransientError(`${shown(ex.url)} sent nothing for ${seconds(this.timeoutMs)} in the middle of the body`));
+      () => new TransientError(`${shown(ex.url)} sent nothing for ${seconds(this.timeoutMs)} in the middle of the body`), onBytes);
   }
 
   /** Read a whole (small) body, at most `cap` bytes; `limit` names the cap in the error. */
@@ -463,8 +477,9 @@ export class RegistryClient {
    * reads; with `size`, the stream fails with SIZE_MISMATCH as soon as the
    * body goes past it (and at once when Content-Length says it will).
    * Errors of the body other than ImageError are transient (worth a retry).
+   * `onBytes` sees each chunk as it is read (for progress).
    */
-  async openBlob(digest: string, what = 'blob', size?: number): Promise<Readable> {
+  async openBlob(digest: string, what = 'blob', size?: number, onBytes?: (n: number) => void): Promise<Readable> {
     parseDigest(digest, what);
     const w = `${what} ${digest}`;
     return await this.request(`${this.base}/blobs/${digest}`, {}, w, async (ex) => {
@@ -474,7 +489,7 @@ export class RegistryClient {
         ex.body.destroy();
         throw new ImageError('SIZE_MISMATCH', `${w} on ${this.where}: ${shown(ex.url)} announces ${announced} bytes, the descriptor declares ${size}`, { digest });
       }
-      return this.meter(ex, size ?? Number.MAX_SAFE_INTEGER, overCap);
+      return this.meter(ex, size ?? Number.MAX_SAFE_INTEGER, overCap, onBytes);
     });
   }
 
