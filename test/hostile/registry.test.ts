@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { pullImage, ImageCache, ImageError } from '../../lib/image/index.js';
+import { credentialsFor } from '../../lib/image/registry-auth.js';
 import { startRegistry, type TestRegistry } from '../image/fixtures/registry.js';
 import { removeAll, repoRoot, requireTool, scratch, skopeoEnv } from '../image/fixtures/tools.js';
 import { serveImage, startServer, streamForever, tinyImage, writeLayout, type HostileServer, type TinyImage } from './fixtures/registry-server.js';
@@ -161,6 +162,7 @@ t.test('the Authorization header never follows a redirect to another origin', as
   t.ok(registry.seen.some((r) => r.authorization === basicPilot), 'the registry itself got the credentials it asked for');
   t.ok(storage.seen.length >= 1, 'the blob came from the storage origin');
   t.same(storage.seen.map((r) => r.authorization), storage.seen.map(() => undefined), 'the storage origin got no Authorization header');
+  t.ok(await registry.allClosed(2000) && await storage.allClosed(2000), 'a successful pull leaves no connection open either');
 
   // Storage that asks for a login is not answered with the registry's credentials.
   storageAnswer = 'login';
@@ -209,6 +211,34 @@ t.test('a real registry with htpasswd: credentials by host from an auth file, op
   // Env credentials mean the registry pulled from.
   withEnv(t, { NODULARITY_DOCKER_USERNAME: creds.username, NODULARITY_DOCKER_PASSWORD: creds.password });
   t.equal((await pullImage(src, { insecure: true, cacheDir: cacheDir(t) })).cached, false, 'NODULARITY_DOCKER_USERNAME/PASSWORD');
+});
+
+t.test('auth files: looked up by host (Docker Hub by any of its names), most specific key first; a broken one only fails pulls that need it', async (t) => {
+  const dir = scratch('registry-authfiles');
+  t.teardown(() => removeAll(dir));
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  const file = path.join(dir, 'config.json');
+  fs.writeFileSync(file, JSON.stringify({ auths: {
+    'https://index.docker.io/v1/': { auth: b64('hub:hubpass') },
+    'quay.io/team': { auth: b64('team:teampass') },
+    'quay.io': { auth: b64('quay:quaypass') },
+    'registry.example.org': { identitytoken: 'only a token' },
+  } }));
+  t.match(credentialsFor('registry-1.docker.io', 'library/busybox', { authFile: file }), { username: 'hub', password: 'hubpass' }, 'Docker Hub through its legacy v1 URL key');
+  t.match(credentialsFor('quay.io', 'team/app', { authFile: file }), { username: 'team', password: 'teampass' }, 'namespace key beats host key');
+  t.match(credentialsFor('quay.io', 'other/app', { authFile: file }), { username: 'quay', password: 'quaypass' });
+  t.equal(credentialsFor('quay.io.evil.example', 'team/app', { authFile: file }), undefined, 'no prefix matching on host names');
+  t.equal(credentialsFor('registry.example.org', 'x', { authFile: file }), undefined, 'an entry without a password is not used');
+  t.equal(credentialsFor('evil.example', 'x', { authFile: file, credentials: { ...pilot, registry: 'quay.io' } })?.username, undefined, 'option credentials named for another host are not used');
+  t.equal(credentialsFor('quay.io', 'x', { authFile: file, credentials: { ...pilot, registry: 'quay.io' } })?.username, 'pilot', 'and are for theirs');
+
+  // A broken auth file: an error naming it, but only when a registry asks for a login.
+  const broken = path.join(dir, 'broken.json');
+  fs.writeFileSync(broken, '{ not json');
+  t.throws(() => credentialsFor('quay.io', 'x', { authFile: broken }), { code: 'AUTH', message: new RegExp(`^auth file ${broken.replace(/[.]/g, '\\.')}: invalid JSON`) });
+  const open = await server(t, (req, res) => { if (!serveImage(img, req, res)) { res.writeHead(404); res.end(); } });
+  const pulled = await within(pullImage(`docker://${open.host}/test/img:v1`, { insecure: true, cacheDir: cacheDir(t), authFile: broken }), 30_000, 'pull');
+  t.equal(pulled.cached, false, 'an anonymous pull never reads the auth file');
 });
 
 // ---------------------------------------------------------------- item 9
