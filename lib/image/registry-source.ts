@@ -2,6 +2,7 @@
 // distribution API, layer blobs downloaded into the blob cache (verified on
 // the way in) and unpacked from there.
 import * as fs from 'node:fs';
+import type { Readable } from 'node:stream';
 import { ImageError } from './errors.js';
 import type { ImageCache } from './cache.js';
 import { hostPlatform, layerCompression, parseManifest, selectPlatform, type Platform } from './manifest.js';
@@ -52,13 +53,15 @@ async function resolveWith(client: RegistryClient, src: RegistrySource, name: st
         // past the timeout); start the blob over. A digest or size mismatch
         // is not transient and ends it at once.
         for (let attempt = 1; ; attempt++) {
+          let body: Readable | undefined;
           try {
             // Progress is counted inside the stream: a 'data' listener here
             // would start it flowing before ingestBlob pipes it, losing bytes.
-            const body = await client.openBlob(layer.digest, 'layer', layer.size, onBytes);
+            body = await client.openBlob(layer.digest, 'layer', layer.size, onBytes);
             await cache.ingestBlob(layer.digest, layer.size, body, 'layer');
             break;
           } catch (err) {
+            body?.destroy(); // closes the socket if ingestBlob failed before reading it
             if (err instanceof ImageError) throw err;
             if (attempt >= attempts) {
               throw new ImageError('REGISTRY', `layer ${layer.digest} on ${src.registry}/${src.repository}: ${(err as Error).message}; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'}`, { digest: layer.digest, cause: err });
