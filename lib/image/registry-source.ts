@@ -2,6 +2,7 @@
 // distribution API, layer blobs downloaded into the blob cache (verified on
 // the way in) and unpacked from there.
 import * as fs from 'node:fs';
+import type { Readable } from 'node:stream';
 import { ImageError } from './errors.js';
 import type { ImageCache } from './cache.js';
 import { hostPlatform, layerCompression, parseManifest, selectPlatform, type Platform } from './manifest.js';
@@ -13,6 +14,15 @@ import type { ResolvedImage } from './source.js';
 export async function openRegistryImage(src: RegistrySource, cache: ImageCache, options: RegistryOptions = {}, platform: Platform = hostPlatform()): Promise<ResolvedImage> {
   const name = formatSource(src);
   const client = new RegistryClient(src.registry, src.repository, options);
+  try {
+    return await resolveWith(client, src, name, cache, options, platform);
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+}
+
+async function resolveWith(client: RegistryClient, src: RegistrySource, name: string, cache: ImageCache, options: RegistryOptions, platform: Platform): Promise<ResolvedImage> {
   let fetched = await client.getManifest(src.digest ?? src.tag ?? 'latest');
   let parsed = parseManifest(fetched.bytes, fetched.mediaType, `${name} manifest ${fetched.digest}`);
   let indexDigest: string | undefined;
@@ -39,16 +49,23 @@ export async function openRegistryImage(src: RegistrySource, cache: ImageCache, 
     },
     async fetchLayer(layer, onBytes) {
       if (!(await cache.hasBlob(layer.digest))) {
-        // The body can fail after the headers came back; start the blob over
-        // (a digest mismatch is not transient and ends it at once).
+        // The body can fail after the headers came back (cut short, stalled
+        // past the timeout); start the blob over. A digest or size mismatch
+        // is not transient and ends it at once.
         for (let attempt = 1; ; attempt++) {
+          let body: Readable | undefined;
           try {
-            const body = await client.openBlob(layer.digest, 'layer');
-            if (onBytes) body.on('data', (c: Buffer) => onBytes(c.length));
+            // Progress is counted inside the stream: a 'data' listener here
+            // would start it flowing before ingestBlob pipes it, losing bytes.
+            body = await client.openBlob(layer.digest, 'layer', layer.size, onBytes);
             await cache.ingestBlob(layer.digest, layer.size, body, 'layer');
             break;
           } catch (err) {
-            if (err instanceof ImageError || attempt >= attempts) throw err;
+            body?.destroy(); // closes the socket if ingestBlob failed before reading it
+            if (err instanceof ImageError) throw err;
+            if (attempt >= attempts) {
+              throw new ImageError('REGISTRY', `layer ${layer.digest} on ${src.registry}/${src.repository}: ${(err as Error).message}; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'}`, { digest: layer.digest, cause: err });
+            }
           }
         }
       } else {
@@ -57,7 +74,7 @@ export async function openRegistryImage(src: RegistrySource, cache: ImageCache, 
       const file = cache.blobPath(layer.digest);
       return () => fs.createReadStream(file, { highWaterMark: 1 << 20 });
     },
-    async close() { /* blobs stay in the cache */ },
+    async close() { client.close(); /* blobs stay in the cache */ },
   };
   if (indexDigest) image.indexDigest = indexDigest;
   return image;

@@ -59,7 +59,7 @@ t.test('right credentials: token fetched with them, pull succeeds, same tree as 
   const cacheDir = scratch('cache');
   t.teardown(() => removeAll(cacheDir));
   const before = tokens.requests.length;
-  const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot });
+  const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot, tlsCa: tokens.ca });
   const asked = tokens.requests.slice(before);
   t.ok(asked.length >= 1, `${asked.length} token request(s)`);
   t.same(asked[0], { user: 'pilot', service: tokens.service, scopes: ['repository:private/img:pull'] }, 'basic credentials, service and pull scope from the challenge');
@@ -71,7 +71,7 @@ t.test('right credentials: token fetched with them, pull succeeds, same tree as 
 t.test('wrong password: AUTH error naming the repository, the token server and the user; nothing cached', async (t) => {
   const cacheDir = scratch('cache');
   t.teardown(() => removeAll(cacheDir));
-  const err = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: { username: 'pilot', password: 'wrong' } })
+  const err = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: { username: 'pilot', password: 'wrong' }, tlsCa: tokens.ca })
     .then(() => undefined, (e: unknown) => e as Error & { code?: string });
   t.equal(err?.code, 'AUTH');
   t.match(err?.message, new RegExp(`on ${registry.host.replace(/\./g, '\\.')}/private/img: credentials for user \`pilot\` refused by token server ${new URL(tokens.realm).origin.replace(/[./]/g, '\\$&')} \\(HTTP 401: UNAUTHORIZED: invalid username or password\\)`));
@@ -89,7 +89,7 @@ t.test('no credentials: the anonymous token grants nothing and the registry refu
     if (saved.p !== undefined) process.env.NODULARITY_DOCKER_PASSWORD = saved.p;
   });
   const before = tokens.requests.length;
-  await t.rejects(pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir }),
+  await t.rejects(pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, tlsCa: tokens.ca }),
     { code: 'AUTH', message: /private\/img: credentials refused \(401\); set NODULARITY_DOCKER_USERNAME\/PASSWORD/ });
   t.equal(tokens.requests[before]?.user, '', 'asked for a token anonymously');
 });
@@ -97,9 +97,9 @@ t.test('no credentials: the anonymous token grants nothing and the registry refu
 t.test('the scope is enforced: a user granted one repository cannot pull another', async (t) => {
   const cacheDir = scratch('cache');
   t.teardown(() => removeAll(cacheDir));
-  const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: reader });
+  const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: reader, tlsCa: tokens.ca });
   t.ok(fs.existsSync(path.join(img.rootfs, 'bin/busybox')));
-  await t.rejects(pullImage(`docker://${registry.host}/private/other:v1`, { insecure: true, cacheDir, credentials: reader }),
+  await t.rejects(pullImage(`docker://${registry.host}/private/other:v1`, { insecure: true, cacheDir, credentials: reader, tlsCa: tokens.ca }),
     { code: 'AUTH', message: /private\/other: credentials refused \(401\) for user `reader`/ });
 });
 
@@ -107,9 +107,9 @@ t.test('a token the registry cannot verify is refused (the signature is really c
   const cacheDir = scratch('cache');
   t.teardown(() => { tokens.forgeSignatures = false; removeAll(cacheDir); });
   tokens.forgeSignatures = true;
-  await t.rejects(pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot }),
+  await t.rejects(pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot, tlsCa: tokens.ca }),
     { code: 'AUTH', message: /private\/img: credentials refused \(401\) for user `pilot`/ });
   tokens.forgeSignatures = false;
-  const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot });
+  const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot, tlsCa: tokens.ca });
   t.equal(img.cached, false, 'and the same pull works once tokens are signed by the trusted key');
 });
