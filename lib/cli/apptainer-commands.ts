@@ -31,14 +31,22 @@ function actionOptions(cmd: Command): Command {
     .option('-u, --userns', 'run in a user namespace (always)')
     .option('-f, --fakeroot', 'be root inside (mapped to you outside)')
     .option('--writable-tmpfs', 'a writable root: the image under an overlay on a tmpfs')
-    .option('--no-init', 'run the payload as PID 1, without the init');
+    .option('--no-init', 'run the payload as PID 1, without the init')
+    .option('--no-https', 'talk plain http to a docker:// registry (also APPTAINER_NOHTTPS=1)')
+    .addOption(new Option('--nohttps', 'the same as --no-https (Apptainer\'s older spelling)').hideHelp())
+    .option('--insecure', 'the same as --no-https (as for pull)');
+}
+
+/** Apptainer's boolean environment values. */
+function envTrue(v: string | undefined): boolean {
+  return v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
 }
 
 interface ActionFlags {
   bind: string[]; mount: string[]; contain?: boolean; containall?: boolean; cleanenv?: boolean; env: string[];
   envFile?: string; home: string | boolean; pwd?: string; workdir?: string; scratch: string[]; net?: boolean;
   network?: 'none' | 'host'; pid?: boolean; ipc?: boolean; hostname?: string; userns?: boolean; fakeroot?: boolean;
-  writableTmpfs?: boolean; init: boolean;
+  writableTmpfs?: boolean; init: boolean; https: boolean; nohttps?: boolean; insecure?: boolean;
 }
 
 function toOptions(f: ActionFlags): ExecOptions {
@@ -52,6 +60,8 @@ function toOptions(f: ActionFlags): ExecOptions {
     pid: f.pid, ipc: f.ipc, hostname: f.hostname, userns: f.userns, fakeroot: f.fakeroot,
     writableTmpfs: f.writableTmpfs, init: f.init, stdio: 'inherit',
     terminal: interactiveTerminal(),
+    pull: f.https === false || f.nohttps || f.insecure || envTrue(process.env.APPTAINER_NOHTTPS) || envTrue(process.env.SINGULARITY_NOHTTPS)
+      ? { insecure: true } : undefined,
   };
 }
 
