@@ -280,9 +280,22 @@ t.test('killing the launcher mid-launch leaves no container behind (item 14)', a
   const script = join(scratch(t), 'launcher.mjs');
   writeFileSync(script, `
     import { spawn, createSpec } from ${JSON.stringify(join(repoRoot, 'dist/index.js'))};
-    const s = createSpec({ rootfs: ${JSON.stringify(testRootfs())}, args: ['/bin/sleep', '1000', ${JSON.stringify(tag)}] });
-    for (let i = 0; i < 4; i++) spawn(s, { stdio: 'ignore' });
-    setInterval(() => spawn(s, { stdio: 'ignore' }), 1);
+    // 150 tmpfs mounts make the setup (clone to exec) last milliseconds, so
+    // a kill lands in it: the window where the parent-death signal matters.
+    const mounts = Array.from({ length: 150 }, (_, i) => ({ destination: '/tmp/m' + i, type: 'tmpfs', source: 'tmpfs' }));
+    const s = createSpec({ rootfs: ${JSON.stringify(testRootfs())}, args: ['/bin/sleep', '1000', ${JSON.stringify(tag)}], mounts });
+    // Both clone modes (vfork-style, and fork-style while the parent writes
+    // id ranges, as root), with and without the init.
+    const ranged = structuredClone(s);
+    ranged.linux.uidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+    ranged.linux.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+    let n = 0;
+    const launch = () => {
+      n++;
+      const spec = ${isRoot} && n % 3 === 0 ? ranged : s;
+      spawn(spec, { stdio: 'ignore', init: n % 2 === 0 }).spawned.then(launch, launch);
+    };
+    for (let i = 0; i < 4; i++) launch();
   `);
   const tagged = () => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
     try { return readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(tag); } catch { return false; }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 static const char *errname(int e) {
   switch (e) {
@@ -38,6 +39,9 @@ static void on_signal(int sig) {
   if (write(1, msg, n) < 0) _exit(1);
   _exit(40 + sig);
 }
+
+static volatile sig_atomic_t counted;
+static void count_signal(int sig) { (void)sig; counted++; }
 
 static int write_str(const char *path, const char *s) {
   int fd = open(path, O_WRONLY);
@@ -139,6 +143,22 @@ int main(int argc, char **argv) {
       if (write(1, buf, r) < 0) return 1;
     }
     fprintf(stderr, "read %ld\n", total);
+    return 0;
+  }
+  if (!strcmp(verb, "countsig") && argc > 3) {
+    // Count deliveries of signal N for S seconds: each delivery runs the
+    // handler at once, so two sent milliseconds apart count as two (a
+    // shell's trap would fold them into one).
+    int sig = atoi(argv[2]);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = count_signal;
+    sigaction(sig, &sa, NULL);
+    printf("ready\n");
+    fflush(stdout);
+    struct timespec left = {atoi(argv[3]), 0};
+    while (nanosleep(&left, &left) < 0 && errno == EINTR) {}
+    printf("%s=%d\n", argv[2], (int)counted);
     return 0;
   }
   if (!strcmp(verb, "addkey") && argc > 3) {
