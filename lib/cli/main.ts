@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ContainerError, SpecError } from '../index.js';
+import { abortPendingLaunches } from '../singularity/index.js';
 import { registerApptainerCommands } from './apptainer-commands.js';
 import { registerImageCommands } from './image-commands.js';
 import { registerBundleCommand } from './bundle-command.js';
@@ -59,6 +60,28 @@ const pkg = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url))
 // HTCondor reads `--version` to choose the APPTAINERENV_ prefix: it must say apptainer.
 const versionLine = `nodularity version ${pkg.version} (apptainer-compatible)`;
 
+// A signal before the payload runs (an image pull, the image's environment
+// scripts): remove what the launch made on the host (session files in
+// $TMPDIR) and the evaluation container, then die of the same signal, as
+// with no handler at all. Once runAndExit forwards signals to the payload
+// (a listener that was not there at start), this one steps aside. The
+// listeners there at start are signal-exit's (proper-lockfile releases its
+// locks through it): it re-raises the signal once it is the only listener
+// left, so ours is removed before re-raising, and nothing else (the failed
+// launch's error) may end the process meanwhile: see `dying`.
+let dying: NodeJS.Signals | undefined;
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  const atStart = process.listeners(sig);
+  const onSignal = (): void => {
+    if (process.listeners(sig).some((l) => l !== onSignal && !atStart.includes(l))) return;
+    dying = sig;
+    abortPendingLaunches();
+    process.removeListener(sig, onSignal);
+    process.kill(process.pid, sig);
+  };
+  process.on(sig, onSignal);
+}
+
 const program = new Command('nodularity')
   .description('Run containers in Linux namespaces, unprivileged, from Node.js; Apptainer-compatible verbs')
   .version(versionLine, '--version')
@@ -74,6 +97,8 @@ registerBenchCommand(program);
 program.commands.forEach(configure);
 
 program.parseAsync().catch((e: unknown) => {
+  // Dying of a signal: the launch it cut short fails, and that is not news.
+  if (dying) return;
   if (e instanceof CommanderError) {
     // --help and --version end here too, with status 0.
     process.exit(e.exitCode === 0 ? 0 : RUNTIME_FAILURE);
