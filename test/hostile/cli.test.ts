@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { repoRoot, scratch } from '../helpers/env.js';
 import { makeSandbox } from '../singularity/fixtures.js';
+import { binPath, makeLayout } from './fixtures.js';
 
 const mainJs = join(repoRoot, 'dist', 'cli', 'main.js');
 let image: string;
@@ -25,8 +26,7 @@ t.before(() => {
   mkdirSync(join(prefix, 'lib', 'node_modules'), { recursive: true });
   mkdirSync(join(prefix, 'bin'));
   symlinkSync(repoRoot, join(prefix, 'lib', 'node_modules', 'nodularity'));
-  const pkg = JSON.parse(String(spawnSync('cat', [join(repoRoot, 'package.json')]).stdout)) as { bin: Record<string, string> };
-  symlinkSync(join('..', 'lib', 'node_modules', 'nodularity', pkg.bin.nodularity!), join(prefix, 'bin', 'nodularity'));
+  symlinkSync(join('..', 'lib', 'node_modules', 'nodularity', binPath.slice(repoRoot.length + 1)), join(prefix, 'bin', 'nodularity'));
   bin = join(prefix, 'bin', 'nodularity');
 });
 
@@ -90,4 +90,36 @@ t.test('started as `node dist/cli/main.js` (Node already read the job\'s file): 
   t.match(r.err, /`--env-file .*benign\.env` was read by Node\.js itself.*bin\/nodularity/);
   t.equal(r.err.split('\n').length, 2, 'one line');
   t.notOk(existsSync(marker), 'the payload did not run');
+});
+
+t.test('inspect: terminal escapes in labels, env and entrypoint are printed escaped; --json stays the same JSON', async (t) => {
+  const d = scratch(t);
+  const labels = {
+    title: '\x1b]0;pwned\x07',
+    clear: 'before\x1b[2Jafter',
+    '\x1b[31mred-key': 'line\nCached at:    /forged',
+    c1: 'csi\u009b31m and rtl \u202e',
+  };
+  const config = { Labels: labels, Env: ['PATH=/bin', 'BELL=\x07\x07'], Entrypoint: ['/bin/sh', '\u009b2J'], WorkingDir: '/w\x1b[8m' };
+  const { layout } = await makeLayout(d, config);
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  const text = spawnSync(bin, ['inspect', `oci:${layout}:latest`], { encoding: 'utf8', env });
+  t.equal(text.status, 0, text.stderr);
+  const controls = text.stdout.replace(/\n/g, '').match(/[\x00-\x1f\x7f-\x9f\u202e]/g);
+  t.same(controls, null, 'no control character reaches the terminal');
+  t.match(text.stdout, '  title=\\x1b]0;pwned\\x07\n');
+  t.match(text.stdout, '  clear=before\\x1b[2Jafter\n');
+  t.match(text.stdout, '  \\x1b[31mred-key=line\\nCached at:    /forged\n', 'no forged line');
+  t.notMatch(text.stdout, /^Cached at:/m);
+  t.match(text.stdout, 'csi\\x9b31m and rtl \\u202e');
+  t.match(text.stdout, '  BELL=\\x07\\x07\n');
+  t.match(text.stdout, 'WorkingDir:   /w\\x1b[8m\n');
+
+  const json = spawnSync(bin, ['inspect', '--json', `oci:${layout}:latest`], { encoding: 'utf8', env });
+  t.equal(json.status, 0, json.stderr);
+  t.same(json.stdout.match(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/g), null, 'the JSON text is terminal-safe too');
+  const parsed = JSON.parse(json.stdout) as { rawConfig: { config: { Labels: Record<string, string> } }; config: { env: string[] } };
+  t.same(parsed.rawConfig.config.Labels, labels, 'and parses to the image\'s exact labels');
+  t.ok(parsed.config.env.includes('BELL=\x07\x07'));
 });

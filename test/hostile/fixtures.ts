@@ -3,12 +3,14 @@
 // and a minimal OCI layout built by hand.
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/env.js';
 import { makeTar } from '../image/fixtures/tarball.js';
 
-export const binPath = join(repoRoot, 'bin', 'nodularity');
+/** package.json's bin, made executable as npm install/link makes it. */
+export const binPath = join(repoRoot, (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.nodularity!);
+if (existsSync(binPath) && !(statSync(binPath).mode & 0o100)) chmodSync(binPath, statSync(binPath).mode | 0o111);
 export const mainJs = join(repoRoot, 'dist', 'cli', 'main.js');
 
 /** Throw unless dist/ was built from this checkout's sources (no stale CLI under test). */
