@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { repoRoot, scratch } from '../helpers/env.js';
 import { makeSandbox } from '../singularity/fixtures.js';
-import { binPath, makeLayout } from './fixtures.js';
+import { bare, binPath, makeLayout } from './fixtures.js';
 
 const mainJs = join(repoRoot, 'dist', 'cli', 'main.js');
 let image: string;
@@ -33,7 +33,7 @@ t.before(() => {
 function runCli(argv: string[], env: NodeJS.ProcessEnv = {}) {
   const clean = { ...process.env, ...env };
   delete clean.NODE_OPTIONS; // tap's loader hooks are not the CLI's
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: clean, timeout: 60_000 });
+  const r = spawnSync(...bare(argv), { encoding: 'utf8', env: clean, timeout: 60_000 });
   return { code: r.status, signal: r.signal, out: r.stdout, err: r.stderr };
 }
 
@@ -104,7 +104,7 @@ t.test('inspect: terminal escapes in labels, env and entrypoint are printed esca
   const { layout } = await makeLayout(d, config);
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const text = spawnSync(bin, ['inspect', `oci:${layout}:latest`], { encoding: 'utf8', env });
+  const text = spawnSync(...bare([bin, 'inspect', `oci:${layout}:latest`]), { encoding: 'utf8', env });
   t.equal(text.status, 0, text.stderr);
   const controls = text.stdout.replace(/\n/g, '').match(/[\x00-\x1f\x7f-\x9f\u202e]/g);
   t.same(controls, null, 'no control character reaches the terminal');
@@ -116,7 +116,7 @@ t.test('inspect: terminal escapes in labels, env and entrypoint are printed esca
   t.match(text.stdout, '  BELL=\\x07\\x07\n');
   t.match(text.stdout, 'WorkingDir:   /w\\x1b[8m\n');
 
-  const json = spawnSync(bin, ['inspect', '--json', `oci:${layout}:latest`], { encoding: 'utf8', env });
+  const json = spawnSync(...bare([bin, 'inspect', '--json', `oci:${layout}:latest`]), { encoding: 'utf8', env });
   t.equal(json.status, 0, json.stderr);
   t.same(json.stdout.match(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/g), null, 'the JSON text is terminal-safe too');
   const parsed = JSON.parse(json.stdout) as { rawConfig: { config: { Labels: Record<string, string> } }; config: { env: string[] } };

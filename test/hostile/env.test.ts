@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { exec } from '../../lib/index.js';
 import { scratch } from '../helpers/env.js';
 import { makeSandbox } from '../singularity/fixtures.js';
-import { binPath, cli, requireBuiltCli } from './fixtures.js';
+import { bare, binPath, cli, requireBuiltCli } from './fixtures.js';
 
 t.before(() => requireBuiltCli(['lib/cli/main.ts', 'lib/singularity/index.ts']));
 
@@ -50,7 +50,7 @@ t.test('an env script printing without end: an error naming the image\'s env dir
     clearInterval(sampler);
   }
   peak = Math.max(peak, process.memoryUsage().rss);
-  t.ok(peak - rssBefore < 128 << 20, `the runtime grew by ${((peak - rssBefore) >> 20)} MiB (bound: 128 MiB)`);
+  t.ok(peak - rssBefore < 128 << 20, `the runtime grew by ${Math.round((peak - rssBefore) / 2 ** 20)} MiB (bound: 128 MiB)`);
   t.same(await gone(id), [], 'the evaluation container was killed, no process left');
 
   // The same through the CLI: one line, status 255.
@@ -67,7 +67,7 @@ for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     const tmp = scratch(t, 'nodularity-tmpdir-');
     const env = { ...process.env, TMPDIR: tmp };
     delete env.NODE_OPTIONS;
-    const child = spawnChild(binPath, ['exec', image, '/bin/true'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawnChild(...bare([binPath, 'exec', image, '/bin/true']), { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr!.on('data', (d) => (err += d));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
@@ -92,7 +92,7 @@ t.test('a signal after the payload started is still forwarded to it (unchanged)'
   const out = join(scratch(t), 'trap');
   const env = { ...process.env, TMPDIR: tmp };
   delete env.NODE_OPTIONS;
-  const child = spawnChild(binPath, ['exec', '-B', join(out, '..'), image, '/bin/sh', '-c', `trap 'echo got-term > ${out}; exit 7' TERM; echo ready > ${out}.ready; while :; do sleep 0.1; done`], { env, stdio: 'ignore' });
+  const child = spawnChild(...bare([binPath, 'exec', '-B', join(out, '..'), image, '/bin/sh', '-c', `trap 'echo got-term > ${out}; exit 7' TERM; echo ready > ${out}.ready; while :; do sleep 0.1; done`]), { env, stdio: 'ignore' });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
   t.teardown(() => { child.kill('SIGKILL'); });
   const until = Date.now() + 30_000;

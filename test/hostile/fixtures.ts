@@ -25,11 +25,21 @@ export function requireBuiltCli(sources: string[]): void {
 
 export interface CliResult { code: number | null; signal: NodeJS.Signals | null; out: string; err: string }
 
-/** Run the installed-style CLI; tap's NODE_OPTIONS (loader hooks) are not passed on. */
+/**
+ * argv that runs `argv` without NODE_OPTIONS in its environment. Deleting it
+ * from spawn's env is not enough under tap: @tapjs/processinfo wraps
+ * child_process and puts its own NODE_OPTIONS back, and a NODE_OPTIONS in
+ * the real environment is what Node prefers over one in an --env-file, so
+ * the attack would not even be tried. env(1) execs, so the pid is the CLI's.
+ */
+export function bare(argv: string[]): [string, string[]] {
+  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', ...argv]];
+}
+
+/** Run the installed-style CLI, with no NODE_OPTIONS (see bare). */
 export function cli(args: string[], env: NodeJS.ProcessEnv = {}, timeout = 120_000): CliResult {
   const e = { ...process.env, ...env };
-  delete e.NODE_OPTIONS;
-  const r = spawnSync(binPath, args, { encoding: 'utf8', env: e, timeout });
+  const r = spawnSync(...bare([binPath, ...args]), { encoding: 'utf8', env: e, timeout });
   return { code: r.status, signal: r.signal, out: r.stdout, err: r.stderr };
 }
 
