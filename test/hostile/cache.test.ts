@@ -7,6 +7,7 @@
 import t from 'tap';
 import { chmodSync, chownSync, cpSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { isRoot, scratch, testRootfs } from '../helpers/env.js';
 import { cli, makeLayout, requireBuiltCli, testUser } from './fixtures.js';
 
@@ -154,4 +155,45 @@ t.test('a cache owned by someone else (root pass), or that the group can write (
   t.equal(r.code, 255, r.err);
   t.match(r.err, at);
   t.ok(existsSync(join(cache, 'tmp', 'stale-1-x', 'file')), 'nothing removed');
+});
+
+/**
+ * Make `p` (a tree) belong to another user for the length of `fn`: the test
+ * user as root; as that user, a uid of its own subordinate range (unshare
+ * --map-auto, /etc/subuid), which it can give back afterwards.
+ */
+async function ownedByOther(p: string, fn: (uid: number) => Promise<void>): Promise<void> {
+  if (isRoot) {
+    const u = testUser();
+    chownTree(p, u.uid, u.gid);
+    try { await fn(u.uid); } finally { chownTree(p, 0, 0); }
+    return;
+  }
+  const inNs = (cmd: string) => execFileSync('unshare', ['--map-auto', '--map-root-user', 'sh', '-c', cmd], { encoding: 'utf8' });
+  inNs(`chown -R 5:5 '${p}'`);
+  try {
+    const uid = Number(execFileSync('stat', ['-c', '%u', p], { encoding: 'utf8' }).trim());
+    await fn(uid);
+  } finally {
+    inNs(`chown -R 0:0 '${p}'`);
+  }
+}
+
+t.test('a cache owned by another user is neither run from nor cleaned', async (t) => {
+  const d = scratch(t);
+  const { layout, manifestDigest } = await makeLayout(d);
+  const cache = join(d, 'others-cache');
+  plantEntry(cache, manifestDigest);
+  mkdirSync(join(cache, 'tmp', 'stale-1-x'), { recursive: true });
+  writeFileSync(join(cache, 'tmp', 'stale-1-x', 'file'), 'theirs\n');
+  chmodSync(d, 0o755);
+  await ownedByOther(cache, async (uid) => {
+    t.not(uid, process.geteuid!(), `the cache belongs to uid ${uid}`);
+    assertRefused(t, cache, layout, new RegExp(`cache ${cache}: is owned by uid ${uid}, not by you \\(uid ${process.geteuid!()}\\) or root`));
+    const r = cli(['cache', 'clean', '--cache', cache]);
+    t.equal(r.code, 255, r.err);
+    t.match(r.err, new RegExp(`cache ${cache}: is owned by uid ${uid}.*runuser -u USER -- nodularity cache clean`));
+    t.ok(existsSync(join(cache, 'tmp', 'stale-1-x', 'file')), 'nothing removed');
+    t.ok(existsSync(join(cache, 'roots', 'sha256', manifestDigest.slice(7), 'rootfs', 'PLANTED')), 'nothing removed');
+  });
 });
