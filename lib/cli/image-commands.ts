@@ -19,6 +19,31 @@ function human(bytes: number): string {
   return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
+/**
+ * A string from an image made safe to print on a terminal: C0 controls
+ * (newline and tab included: one field, one line), DEL, C1 controls (0x9b is
+ * CSI to some terminals) and the invisible or direction-changing format
+ * characters are written as escapes. An image label is not a terminal
+ * command (`\x1b]0;title\x07`, `\x1b[2J`), nor a way to forge lines.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g, (c) => {
+    const named: Record<string, string> = { '\n': '\\n', '\t': '\\t', '\r': '\\r' };
+    const code = c.charCodeAt(0);
+    return named[c] ?? (code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`);
+  });
+}
+
+/**
+ * JSON.stringify output made terminal-safe the same way: it escapes C0 but
+ * leaves DEL, C1 and the format characters raw; as \uXXXX escapes (they only
+ * occur inside strings) the JSON still parses to the same value.
+ */
+export function jsonPrintable(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(/[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
@@ -130,7 +155,7 @@ export function registerImageCommands(program: Command): void {
     .action(async (source: string, flags: CommonFlags & { json?: boolean }) => {
       const info = await inspectImage(source, await optionsFrom(flags));
       if (flags.json) {
-        process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+        process.stdout.write(jsonPrintable(info) + '\n');
         return;
       }
       const c = info.config;
@@ -151,7 +176,8 @@ export function registerImageCommands(program: Command): void {
         ...info.layers.map((l, i) => `  ${String(i + 1).padStart(2)}. ${l.digest}  ${human(l.size).padStart(10)}  ${l.mediaType}`),
         ...(info.cachedRootfs ? [`Cached at:    ${info.cachedRootfs}`] : []),
       ];
-      process.stdout.write(lines.join('\n') + '\n');
+      // Everything above may come from the image (labels, env, entrypoint, ...).
+      process.stdout.write(lines.map(printable).join('\n') + '\n');
     });
 
   const cache = program.command('cache').description('list or clean the image cache');
@@ -162,10 +188,10 @@ export function registerImageCommands(program: Command): void {
     .action(async (flags: { cache?: string; json?: boolean }) => {
       const entries = await new ImageCache(flags.cache).list();
       if (flags.json) {
-        process.stdout.write(JSON.stringify(entries.map((e) => ({ manifestDigest: e.manifestDigest, rootfs: e.rootfs, source: e.meta.source, unpacked: e.meta.unpacked, bytes: e.meta.stats.bytes })), null, 2) + '\n');
+        process.stdout.write(jsonPrintable(entries.map((e) => ({ manifestDigest: e.manifestDigest, rootfs: e.rootfs, source: e.meta.source, unpacked: e.meta.unpacked, bytes: e.meta.stats.bytes }))) + '\n');
         return;
       }
-      for (const e of entries) process.stdout.write(`${e.manifestDigest}  ${human(e.meta.stats.bytes).padStart(10)}  ${e.meta.unpacked}  ${e.meta.source}\n`);
+      for (const e of entries) process.stdout.write(printable(`${e.manifestDigest}  ${human(e.meta.stats.bytes).padStart(10)}  ${e.meta.unpacked}  ${e.meta.source}`) + '\n');
     });
   cache.command('clean')
     .description('remove cached images (all, or the given manifest digests), blobs and stale temp files')

@@ -1,7 +1,8 @@
 // The Apptainer-compatible API: exec, runImage, shell, testImage. Each
 // compiles its options into an OCI spec (compile.ts), evaluates the image's
 // environment scripts, and launches through the same spawn() as everything.
-import { run, spawn, type Container } from '../container.js';
+import type { Readable } from 'node:stream';
+import { spawn, type Container } from '../container.js';
 import { SpecError } from '../errors.js';
 import { compileLaunch, type ActionMode, type CompiledLaunch, type ExecOptions } from './compile.js';
 import { applyUserLayers, envFromList, envToList, SHELL_VARIABLES, type EnvMap } from './environment.js';
@@ -24,45 +25,117 @@ export interface ImageContainer extends Container {
 }
 
 /**
+ * What is kept of the environment scripts' output, per stream: the `env -0`
+ * dump on stdout and their own output on stderr. An image's script printing
+ * without end (`yes`) once grew the runtime to 8 GB within the time bound;
+ * past the cap the evaluation is killed at once. A real environment is far
+ * smaller: execve takes at most 128 KiB per variable.
+ */
+export const ENV_SCRIPT_OUTPUT_CAP = 1 << 20;
+
+/**
+ * Launches between compile (session files made in $TMPDIR) and the payload's
+ * start, with what undoes them. A CLI that is sent a signal in that window
+ * calls {@link abortPendingLaunches} before it dies.
+ */
+interface PendingLaunch { dispose(): void; kill?: () => void }
+const pending = new Set<PendingLaunch>();
+
+/**
+ * Synchronously kill any environment-script evaluation in progress and
+ * remove the session files of launches not started yet: for a signal handler
+ * that is about to end the process.
+ */
+export function abortPendingLaunches(): void {
+  for (const p of pending) {
+    p.kill?.();
+    p.dispose();
+  }
+  pending.clear();
+}
+
+/**
  * Run /.singularity.d/env/*.sh in the container with the image's own shell,
  * in lexical order, globbing off (`set -f`, cwd /), output to stderr, bounded
- * in time; return the environment they leave (`env -0`).
+ * in time and in output ({@link ENV_SCRIPT_OUTPUT_CAP}); return the
+ * environment they leave (`env -0`).
  */
-async function evaluateEnvScripts(c: CompiledLaunch, input: EnvMap): Promise<EnvMap> {
+async function evaluateEnvScripts(c: CompiledLaunch, input: EnvMap, self: PendingLaunch): Promise<EnvMap> {
   if (c.envScripts.length === 0) return input;
   const spec = structuredClone(c.spec);
   spec.process!.args = ['/bin/sh', '-c', 'set -f; for f do . "$f"; done >&2; exec env -0', 'nodularity-env', ...c.envScripts];
   spec.process!.env = envToList(input);
   spec.process!.cwd = '/';
-  const r = await run(spec, {
+  const where = `${c.image.ref}:/.singularity.d/env`;
+  const outer = c.spawnOptions.signal;
+  outer?.throwIfAborted();
+  const container = spawn(spec, {
     ...c.spawnOptions, stdio: ['ignore', 'pipe', 'pipe'], timeout: c.envScriptTimeout, killSignal: 'SIGKILL', signal: undefined,
   });
-  const where = `${c.image.ref}:/.singularity.d/env`;
-  if (r.timedOut) throw new SpecError(where, `the environment scripts did not finish within ${c.envScriptTimeout / 1000} s (${c.envScripts.join(' ')})`);
-  if (r.exitCode !== 0) {
-    const err = String(r.stderr ?? '').trim().split('\n').slice(-5).join('\n');
-    throw new SpecError(where, `the environment scripts failed with status ${r.exitCode}${err ? `:\n${err}` : ''}`);
+  const kill = () => { container.kill('SIGKILL'); };
+  self.kill = kill;
+  outer?.addEventListener('abort', kill, { once: true });
+  let overflow: string | undefined;
+  const keep = (s: Readable | null, name: string): Promise<Buffer> => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    return new Promise((resolve) => {
+      if (!s) return resolve(Buffer.alloc(0));
+      s.on('data', (d: Buffer) => {
+        if (overflow) return;
+        bytes += d.length;
+        if (bytes > ENV_SCRIPT_OUTPUT_CAP) {
+          overflow = name;
+          chunks.length = 0;
+          kill();
+          s.destroy();
+          return;
+        }
+        chunks.push(d);
+      });
+      s.once('close', () => resolve(Buffer.concat(chunks)));
+    });
+  };
+  const [stdout, stderr] = [keep(container.stdout, 'environment (env -0)'), keep(container.stderr, 'output (stderr)')];
+  try {
+    const r = await container.exited;
+    const [out, errOut] = await Promise.all([stdout, stderr]);
+    outer?.throwIfAborted();
+    if (overflow) throw new SpecError(where, `the environment scripts' ${overflow} exceeded ${ENV_SCRIPT_OUTPUT_CAP / (1 << 20)} MiB, the cap on what is kept of it; stopped them (${c.envScripts.join(' ')})`);
+    if (r.timedOut) throw new SpecError(where, `the environment scripts did not finish within ${c.envScriptTimeout / 1000} s (${c.envScripts.join(' ')})`);
+    if (r.exitCode !== 0) {
+      const err = errOut.toString().trim().split('\n').slice(-5).join('\n');
+      throw new SpecError(where, `the environment scripts failed with status ${r.exitCode}${err ? `:\n${err}` : ''}`);
+    }
+    const env = envFromList(out.toString().split('\0').filter(Boolean));
+    // The evaluating shell's own variables are not the payload's.
+    for (const k of SHELL_VARIABLES) if (!input.has(k)) env.delete(k);
+    return env;
+  } finally {
+    self.kill = undefined;
+    outer?.removeEventListener('abort', kill);
   }
-  const out = envFromList(String(r.stdout ?? '').split('\0').filter(Boolean));
-  // The evaluating shell's own variables are not the payload's.
-  for (const k of SHELL_VARIABLES) if (!input.has(k)) out.delete(k);
-  return out;
 }
 
 async function start(image: string, argv: string[], options: ExecOptions, mode: ActionMode): Promise<ImageContainer | null> {
   const c = await compileLaunch(image, argv, options, mode);
+  const self: PendingLaunch = { dispose: c.dispose };
+  pending.add(self);
   try {
     if (!c.runnable) {
+      pending.delete(self);
       c.dispose();
       return null;
     }
-    const imageEnv = await evaluateEnvScripts(c, c.baseEnv);
+    const imageEnv = await evaluateEnvScripts(c, c.baseEnv, self);
     const env = envToList(applyUserLayers(imageEnv, c.hostEnv, c.envFile, c.envOption));
     c.spec.process!.env = env;
     const container = spawn(c.spec, c.spawnOptions);
-    container.spawned.then(c.dispose, c.dispose);
+    const done = () => { pending.delete(self); c.dispose(); };
+    container.spawned.then(done, done);
     return Object.assign(container, { image: c.image, argv: c.spec.process!.args, env, warnings: c.warnings });
   } catch (e) {
+    pending.delete(self);
     c.dispose();
     throw e;
   }
