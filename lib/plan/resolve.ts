@@ -24,56 +24,10 @@ export interface Resolved {
  * Throws with `.code === 'ELOOP'` after 40 links.
  */
 export function resolveInRoot(root: string, containerPath: string): Resolved {
-  const pending = containerPath.split('/').filter(Boolean);
-  const done: string[] = [];
-  let links = 0;
-  let stat: Stats | undefined;
-  while (pending.length) {
-    const part = pending.shift()!;
-    if (part === '.') continue;
-    if (part === '..') {
-      done.pop();
-      continue;
-    }
-    const host = posix.join(root, ...done, part);
-    let st: Stats | undefined;
-    try {
-      st = lstatSync(host);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'ENOTDIR') throw e;
-    }
-    if (!st) {
-      // Everything from here on is missing; no more links to follow.
-      const missing: string[] = [];
-      done.push(part);
-      missing.push('/' + done.join('/'));
-      for (const rest of pending) {
-        if (rest === '.' || rest === '..' || rest === '') continue;
-        done.push(rest);
-        missing.push('/' + done.join('/'));
-      }
-      return { hostPath: posix.join(root, ...done), containerPath: '/' + done.join('/'), missing };
-    }
-    if (st.isSymbolicLink()) {
-      if (++links > MAX_LINKS) {
-        const err = new Error(`too many levels of symbolic links resolving ${containerPath}`) as NodeJS.ErrnoException;
-        err.code = 'ELOOP';
-        throw err;
-      }
-      const target = readlinkSync(host);
-      if (target.startsWith('/')) done.length = 0;
-      pending.unshift(...target.split('/').filter(Boolean));
-      continue;
-    }
-    done.push(part);
-    stat = st;
-  }
-  return {
-    hostPath: done.length ? posix.join(root, ...done) : root,
-    containerPath: '/' + done.join('/'),
-    stat: done.length ? stat : lstatSync(root),
-    missing: [],
-  };
+  // One layer: the whole path lives in root.
+  const r = resolveLayered(containerPath, (p) => ({ layer: 0, host: posix.join(root, p), isMountRoot: false }));
+  const hostPath = r.containerPath === '/' ? root : posix.join(root, r.containerPath);
+  return { hostPath, containerPath: r.containerPath, stat: r.missing.length ? undefined : r.stat ?? lstatSync(root), missing: r.missing };
 }
 
 /** Where a container path lives at one point of the mount sequence. */
