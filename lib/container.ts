@@ -15,25 +15,57 @@ export type StdioOption = 'pipe' | 'inherit' | 'ignore' | number;
 export interface SpawnOptions extends PlanOptions {
   /** One value for all three, or one per stream (as child_process). Default 'pipe'. */
   stdio?: StdioOption | [StdioOption, StdioOption, StdioOption];
-  /** Kill the container (killSignal) when aborted. */
+  /** Stop the container (killSignal, then SIGKILL after forceKillAfterDelay) when aborted. */
   signal?: AbortSignal;
-  /** Kill the container (killSignal) after this many ms. */
+  /** Stop the container (killSignal, then SIGKILL after forceKillAfterDelay) after this many ms. */
   timeout?: number;
   /** Signal for abort and timeout; default SIGTERM, forwarded by the init to the payload. */
   killSignal?: NodeJS.Signals | number;
+  /**
+   * ms between killSignal (sent for `timeout` or `signal`) and SIGKILL to the
+   * container, when it is still running; default 10 000 (Docker's and
+   * Apptainer's stop timeout; execa's option of the same name). `false`: never
+   * escalate. An explicit kill() sends only what it is asked to.
+   */
+  forceKillAfterDelay?: number | false;
 }
 
-export type Rusage = NativeRusage;
+/** Default of SpawnOptions.forceKillAfterDelay, in ms. */
+export const DEFAULT_FORCE_KILL_AFTER_DELAY = 10_000;
+
+/**
+ * As process.resourceUsage(), of the container: CPU times, faults, I/O and
+ * context switches are the whole container's (the init's, children included).
+ * maxRSS (KiB) is the payload's own peak as the init saw it, or null when
+ * unknown: without an init (`init: false`), or when the init died before it
+ * could report (see ExitResult.initDied). The kernel's figure for the process
+ * we clone would include the Node process's memory, so none is given rather
+ * than a wrong one.
+ */
+export type Rusage = Omit<NativeRusage, 'maxRSS'> & { maxRSS: number | null };
 
 export interface ExitResult {
   pid: number;
   /** Exit code, or 128+N when the payload died of signal N (shell convention). */
   exitCode: number;
-  /** Name of the signal that ended the payload, or null. */
+  /** Name of the signal that ended the container, or null. */
   signal: NodeJS.Signals | null;
   rusage: Rusage;
-  /** True when the timeout option fired. */
+  /**
+   * True when the timeout fired while the container was running, so its
+   * killSignal was sent (and SIGKILL after forceKillAfterDelay if it was still
+   * running; `signal` says which ended it). False when it ended first, of
+   * whatever cause.
+   */
   timedOut: boolean;
+  /**
+   * True when the container's init ended without reporting the payload's
+   * status: it was SIGKILLed (by the timeout's or abort's escalation, by
+   * kill('SIGKILL'), or by another process) or crashed. The pid namespace,
+   * payload included, ended with it. exitCode and signal are then the init's,
+   * rusage.maxRSS is null. Always false with `init: false`.
+   */
+  initDied: boolean;
 }
 
 function signalNumber(sig: NodeJS.Signals | number): number {
@@ -88,19 +120,28 @@ export class Container extends EventEmitter {
   private terminalFd: number | undefined;
 
   private handle: ContainerHandle;
-  private pendingSignals: number[] = [];
+  /** Signals asked for before the launch completed, sent in order at 'spawn'. */
+  private pendingSignals: Array<{ signal: number; stop: boolean; timeout: boolean }> = [];
   private state: 'starting' | 'running' | 'exited' | 'failed' = 'starting';
   private timedOut = false;
   private timer: NodeJS.Timeout | undefined;
+  private forceKillTimer: NodeJS.Timeout | undefined;
   private abortCleanup: (() => void) | undefined;
+  private readonly killSignalNumber: number;
+  private readonly forceKillAfterDelay: number | false;
 
   /** @internal use spawn() */
   constructor(prepared: PreparedLaunch, options: SpawnOptions) {
     super();
     const stdio = normalizeStdio(options.stdio);
     const killSignal = signalNumber(options.killSignal ?? 'SIGTERM');
+    this.killSignalNumber = killSignal;
     if (options.timeout !== undefined && !(Number.isFinite(options.timeout) && options.timeout > 0))
       throw new TypeError(`options.timeout must be a positive number of ms, got ${options.timeout}`);
+    const fk = options.forceKillAfterDelay ?? DEFAULT_FORCE_KILL_AFTER_DELAY;
+    if (fk !== false && !(Number.isFinite(fk) && fk >= 0))
+      throw new TypeError(`options.forceKillAfterDelay must be a number of ms (0 or more) or false, got ${JSON.stringify(fk)}`);
+    this.forceKillAfterDelay = fk;
     if (options.signal?.aborted) throw options.signal.reason ?? new DOMException('aborted', 'AbortError');
 
     let resolveSpawned!: () => void, rejectSpawned!: (e: Error) => void;
@@ -145,15 +186,25 @@ export class Container extends EventEmitter {
       }
       resolveSpawned();
       this.emit('spawn');
-      for (const sig of this.pendingSignals.splice(0)) this.handle.kill(sig);
+      // Asked for before the pid existed: delivered now that the payload runs
+      // (the launch is not cancelled: a half-made container is torn down by
+      // the same kill). A 'spawn' listener may have stopped it already.
+      for (const p of this.pendingSignals.splice(0)) {
+        if (this.state !== 'running') break;
+        this.deliver(p.signal, p.stop, p.timeout);
+      }
     };
-    const onExit = (code: number, sig: number | null, rusage: NativeRusage) => {
+    const useInit = prepared.plan.init;
+    const onExit = (code: number, sig: number | null, native: NativeRusage) => {
       this.state = 'exited';
       this.clearKillers();
       this.exitCode = code;
       this.signalCode = sig ? signalName(sig) : null;
       exitInfo = [code, this.signalCode];
-      resolveExited({ pid: this.pid!, exitCode: code, signal: this.signalCode, rusage, timedOut: this.timedOut });
+      // exit_watch.cc: maxRSS -1 = no status record from the init.
+      const known = native.maxRSS >= 0;
+      const rusage: Rusage = { ...native, maxRSS: known ? native.maxRSS : null };
+      resolveExited({ pid: this.pid!, exitCode: code, signal: this.signalCode, rusage, timedOut: this.timedOut, initDied: useInit && !known });
       this.emit('exit', code, this.signalCode);
       maybeClose();
     };
@@ -176,12 +227,12 @@ export class Container extends EventEmitter {
     this.stderr = wrap(fds[2], true);
 
     if (options.timeout !== undefined) {
-      this.timer = setTimeout(() => { this.timedOut = true; this.kill(killSignal); }, options.timeout);
+      this.timer = setTimeout(() => { this.timer = undefined; this.stop(true); }, options.timeout);
       this.timer.unref?.();
     }
     if (options.signal) {
       const sigObj = options.signal;
-      const onAbort = () => this.kill(killSignal);
+      const onAbort = () => this.stop(false);
       sigObj.addEventListener('abort', onAbort, { once: true });
       this.abortCleanup = () => sigObj.removeEventListener('abort', onAbort);
     }
@@ -197,18 +248,58 @@ export class Container extends EventEmitter {
 
   private clearKillers(): void {
     if (this.timer) clearTimeout(this.timer);
+    if (this.forceKillTimer) clearTimeout(this.forceKillTimer);
+    this.timer = this.forceKillTimer = undefined;
     this.abortCleanup?.();
   }
 
-  /** Send a signal (default SIGTERM) through the pidfd; the init forwards it. False once exited. */
+  /** The timeout or the AbortSignal: killSignal now (or at 'spawn'), SIGKILL after the grace period. */
+  private stop(timeout: boolean): void {
+    if (this.state === 'starting') this.pendingSignals.push({ signal: this.killSignalNumber, stop: true, timeout });
+    else if (this.state === 'running') this.deliver(this.killSignalNumber, true, timeout);
+  }
+
+  /**
+   * Send through the pidfd. A stop (timeout, abort) arms the escalation: a
+   * payload may ignore killSignal, and without an init it is PID 1 of its
+   * namespace, which the kernel shields from every signal it has no handler
+   * for (kernel/signal.c: sig_task_ignored() drops a SIG_DFL signal to a
+   * SIGNAL_UNKILLABLE task unless it is SIGKILL or SIGSTOP sent from an
+   * ancestor pid namespace; get_signal() drops the rest), so a plain
+   * `sleep` as PID 1 never sees our SIGTERM. SIGKILL from here, an ancestor
+   * namespace, always ends it; sent to the init, it ends the whole namespace.
+   */
+  private deliver(signal: number, stop: boolean, timeout: boolean): boolean {
+    const ok = this.handle.kill(signal) === 0;
+    if (!ok || !stop) return ok;
+    // Only a kill that reached a running container makes the result "timed out".
+    if (timeout) this.timedOut = true;
+    if (signal !== osc.signals.SIGKILL && this.forceKillAfterDelay !== false && !this.forceKillTimer) {
+      this.forceKillTimer = setTimeout(() => {
+        this.forceKillTimer = undefined;
+        if (this.state === 'running') this.handle.kill(osc.signals.SIGKILL);
+      }, this.forceKillAfterDelay);
+      // As the timeout's: the exit watch is what keeps the loop alive (unless unref()).
+      this.forceKillTimer.unref();
+    }
+    return ok;
+  }
+
+  /**
+   * Send a signal (default SIGTERM) through the pidfd; the init forwards it to
+   * the payload. Before the launch completes the signal is queued and sent once
+   * the payload runs ('spawn'). No escalation: kill() sends what is asked.
+   * Without an init a signal the payload has no handler for is dropped by the
+   * kernel (PID 1, see deliver()), SIGKILL excepted. False once exited.
+   */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
     const n = signalNumber(signal);
     if (this.state === 'starting') {
-      this.pendingSignals.push(n);
+      this.pendingSignals.push({ signal: n, stop: false, timeout: false });
       return true;
     }
     if (this.state !== 'running') return false;
-    return this.handle.kill(n) === 0;
+    return this.deliver(n, false, false);
   }
 
   /** Let the Node process exit while the container runs (as ChildProcess.unref). */

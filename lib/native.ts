@@ -26,6 +26,7 @@ export interface SpawnSuccess {
 export interface NativeRusage {
   userCPUTime: number;
   systemCPUTime: number;
+  /** KiB: the payload's peak from the init's status record, or -1 when there is none (exit_watch.h). */
   maxRSS: number;
   minorPageFault: number;
   majorPageFault: number;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <napi.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
@@ -122,6 +123,7 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
       watch_ = nullptr;
       info.signal = SIGKILL;
       info.exit_code = 128 + SIGKILL;
+      info.rusage.ru_maxrss = -1;  // the payload's is unknown (exit_watch.h)
       Finish(env, &info);
       return;
     }
@@ -157,6 +159,12 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
   Napi::Value Kill(const Napi::CallbackInfo &info) {
     int sig = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : SIGTERM;
     if (!watch_ || watch_->pidfd < 0) return Napi::Number::New(info.Env(), -ESRCH);
+    // Already dead but not yet reaped (the exit callback is queued behind
+    // this call, e.g. a timer due in the same loop turn): a signal to a
+    // zombie "succeeds", which would make a timeout claim a kill it did not
+    // do. A pidfd polls readable once its process has exited.
+    struct pollfd pfd = {watch_->pidfd, POLLIN, 0};
+    if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN)) return Napi::Number::New(info.Env(), -ESRCH);
     int r = sys_pidfd_send_signal(watch_->pidfd, sig);
     return Napi::Number::New(info.Env(), r < 0 ? -errno : 0);
   }

@@ -18,7 +18,8 @@ void on_closed(uv_handle_t *h) {
 }
 
 // The init's last words: the payload's raw wait status and peak RSS (KiB).
-// Absent when the init itself was killed (SIGKILL from kill() or the timeout).
+// Absent when the init itself was killed (SIGKILL from kill(), the timeout's
+// escalation, or another process) or crashed: then the status is the init's.
 bool read_status(int fd, int *status, long *maxrss) {
   child_msg m;
   bool found = false;
@@ -56,6 +57,7 @@ void on_readable(uv_poll_t *poll, int status, int events) {
   }
   int ws;
   long maxrss = 0;
+  info.rusage.ru_maxrss = -1;  // unknown unless the init reports it
   if (w->report_fd >= 0 && read_status(w->report_fd, &ws, &maxrss)) {
     info.rusage.ru_maxrss = maxrss;
     if (WIFEXITED(ws)) {

@@ -10,6 +10,11 @@
 struct exit_info {
   int exit_code;   // payload's exit code, or 128+N when killed by signal N
   int signal;      // N, or 0
+  // The init's, from waitid, except ru_maxrss: the payload's peak (KiB) from
+  // the init's MSG_STATUS, or -1 when there is none (no init, or the init
+  // died before it could report). What waitid gives would be wrong: the
+  // process we clone execs from Node's memory (vfork-style, or a fork copy),
+  // and exec folds the old mm's high-water mark into ru_maxrss.
   struct rusage rusage;
 };
 

@@ -121,6 +121,7 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
   const c = await compileLaunch(image, argv, options, mode);
   const self: PendingLaunch = { dispose: c.dispose };
   pending.add(self);
+  let started: ImageContainer;
   try {
     if (!c.runnable) {
       pending.delete(self);
@@ -130,15 +131,18 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
     const imageEnv = await evaluateEnvScripts(c, c.baseEnv, self);
     const env = envToList(applyUserLayers(imageEnv, c.hostEnv, c.envFile, c.envOption));
     c.spec.process!.env = env;
-    const container = spawn(c.spec, c.spawnOptions);
+    const container = spawn(c.spec, { ...c.spawnOptions, forceKillAfterDelay: options.forceKillAfterDelay });
     const done = () => { pending.delete(self); c.dispose(); };
     container.spawned.then(done, done);
-    return Object.assign(container, { image: c.image, argv: c.spec.process!.args, env, warnings: c.warnings });
+    started = Object.assign(container, { image: c.image, argv: c.spec.process!.args, env, warnings: c.warnings });
   } catch (e) {
     pending.delete(self);
     c.dispose();
     throw e;
   }
+  // Resolve once the payload runs, so c.pid is set (a failed launch rejects here).
+  await started.spawned;
+  return started;
 }
 
 /** Run `argv` in the image (`apptainer exec IMAGE CMD...`). */

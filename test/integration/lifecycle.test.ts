@@ -2,8 +2,9 @@
 import t from 'tap';
 import { spawn as spawnNode } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { run, spawn } from '../../lib/index.js';
-import { openFds, repoRoot, spec, testRootfs, zombieChildren } from '../helpers/env.js';
+import { exec, run, spawn } from '../../lib/index.js';
+import { openFds, repoRoot, scratch, spec, testRootfs, zombieChildren } from '../helpers/env.js';
+import { makeSandbox } from '../singularity/fixtures.js';
 
 t.test('1000 sequential launches leak no fd, zombie or memory', async (t) => {
   const s = spec(['/bin/true']);
@@ -39,6 +40,8 @@ t.test('50 concurrent launches', async (t) => {
 
 t.test('timeout kills the container', async (t) => {
   const r = await run(spec(['/bin/sleep', '30']), { stdio: 'ignore', timeout: 300 });
+  // initDied: another process SIGKILLed the init first (kill.test.ts covers that case).
+  t.equal(r.initDied, false, 'the init reported the payload\'s status');
   t.equal(r.timedOut, true);
   t.equal(r.signal, 'SIGTERM');
 });
@@ -88,7 +91,30 @@ t.test('rusage.maxRSS is the payload\'s peak, not the Node process\'s', async (t
   const small = await run(spec(['/bin/true']), { stdio: 'ignore' });
   const big = await run(spec(['/bin/sh', '-c', 'x=$(head -c 40000000 /dev/zero | tr "\\0" a); echo ${#x}']), { stdio: 'ignore' });
   const nodeKiB = process.memoryUsage().rss / 1024;
-  t.ok(small.rusage.maxRSS > 0 && small.rusage.maxRSS < 32 * 1024, `/bin/true: ${small.rusage.maxRSS} KiB`);
-  t.ok(big.rusage.maxRSS > 40000 && big.rusage.maxRSS < nodeKiB, `a 40 MB shell string: ${big.rusage.maxRSS} KiB (Node: ${Math.round(nodeKiB)} KiB)`);
+  t.same([small.initDied, big.initDied], [false, false], 'both inits reported (else maxRSS is null)');
+  t.ok(small.rusage.maxRSS! > 0 && small.rusage.maxRSS! < 32 * 1024, `/bin/true: ${small.rusage.maxRSS} KiB`);
+  t.ok(big.rusage.maxRSS! > 40000 && big.rusage.maxRSS! < nodeKiB, `a 40 MB shell string: ${big.rusage.maxRSS} KiB (Node: ${Math.round(nodeKiB)} KiB)`);
+  // Without an init nothing measures the payload alone: the kernel's figure
+  // for the process we clone includes Node's memory. Unknown, not wrong.
+  const bare = await run(spec(['/bin/true']), { stdio: 'ignore', init: false });
+  t.equal(bare.exitCode, 0);
+  t.equal(bare.rusage.maxRSS, null, 'init: false: maxRSS unknown');
+  t.equal(bare.initDied, false);
   t.equal(ballast[0], 1);
+});
+
+t.test('exec() resolves once the payload runs: c.pid is set', async (t) => {
+  const hostEnv = { HOME: scratch(t), PATH: '/host/bin' };
+  const c = await exec(testRootfs(), ['/bin/sleep', '300'], { stdio: 'ignore', hostEnv, hostCwd: '/' });
+  t.type(c.pid, 'number', 'pid set when exec() resolves');
+  t.ok(existsSync(`/proc/${c.pid}`), 'and it is the running container\'s init');
+  t.equal(c.exitCode, null);
+  t.ok(c.kill('SIGKILL'));
+  const r = await c.exited;
+  t.equal(r.pid, c.pid);
+  t.equal(r.signal, 'SIGKILL');
+  // A launch that fails rejects exec() itself (here: the payload's execve,
+  // ENOEXEC for an executable file that is no program and has no #!).
+  const image = makeSandbox(t, { files: { 'not-a-program': 'plain text\n' } });
+  await t.rejects(exec(image, ['/not-a-program'], { stdio: 'ignore', hostEnv, hostCwd: '/' }), { code: 'ENOEXEC' });
 });
