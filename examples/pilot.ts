@@ -70,7 +70,7 @@ export interface StepRecord {
   exitCode: number | null;
   signal: string | null;
   durationMs: number | null;
-  rusage: { userMs: number; sysMs: number; maxRssKiB: number } | null;
+  rusage: { userMs: number; sysMs: number; maxRssKiB: number | null } | null;
   error?: string;
   log?: string;
 }
@@ -212,7 +212,7 @@ async function runStep(job: Job, step: StepName, argv: string[], scratch: string
       rec.exitCode = r.exitCode;
       rec.signal = r.signal;
       // CPU times are the init's, which include the payload's; maxRSS is the
-      // payload's own peak, as the init saw it.
+      // payload's own peak, as the init saw it (null: unknown, the init died).
       rec.rusage = { userMs: r.rusage.userCPUTime / 1000, sysMs: r.rusage.systemCPUTime / 1000, maxRssKiB: r.rusage.maxRSS };
       rec.status = r.exitCode === 0 ? 'ok' : 'failed';
       if (r.timedOut) rec.error = `killed after the job's timeout of ${job.timeoutMs} ms`;
@@ -260,7 +260,7 @@ function table(records: StepRecord[]): string {
   const rows = records.map((r) => [
     r.job, r.step, r.status, r.signal ?? (r.exitCode ?? '-').toString(),
     r.durationMs?.toFixed(1) ?? '-', r.rusage?.userMs.toFixed(1) ?? '-', r.rusage?.sysMs.toFixed(1) ?? '-',
-    r.rusage?.maxRssKiB.toString() ?? '-',
+    r.rusage?.maxRssKiB?.toString() ?? '-',
     r.digest && r.digest !== 'directory' ? `${r.image} @${r.digest.slice(0, 19)}` : r.image,
   ]);
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));

@@ -1,5 +1,5 @@
 // nodularity: run OCI root file systems in Linux namespaces from Node.js.
-export { spawn, run, Container } from './container.js';
+export { spawn, run, Container, DEFAULT_FORCE_KILL_AFTER_DELAY } from './container.js';
 export type { SpawnOptions, ExitResult, RunResult, Rusage, StdioOption } from './container.js';
 export { createSpec, defaultMounts, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './oci/defaults.js';
 export type { SpecOptions } from './oci/defaults.js';
@@ -12,3 +12,8 @@ export { ContainerError, SpecError } from './errors.js';
 export type * from './oci/spec.js';
 export { exec, runImage, shell, testImage, compileLaunch, parseBindList, parseMountSpec } from './singularity/index.js';
 export type { ExecOptions, ImageContainer, BindSpec, ResolvedRunImage } from './singularity/index.js';
+export { pullImage, inspectImage, ImageCache, defaultCacheDir, parseSource, formatSource, hostPlatform, ImageError } from './image/index.js';
+export type {
+  PullOptions, PulledImage, ImageInspection, PullProgress, ImageConfig, CachedImage, ImageSource, ImageErrorCode,
+  Platform, RegistryOptions, RegistryCredentials,
+} from './image/index.js';

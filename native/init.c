@@ -84,7 +84,15 @@ __attribute__((used)) void init_main(long *sp) {
   SYS5(__NR_prctl, PR_SET_DUMPABLE_, 0, 0, 0, 0);
 
   // Every signal arrived blocked (see child.cc) and stays blocked here: we
-  // take them synchronously with rt_sigtimedwait.
+  // take them synchronously with rt_sigtimedwait. That is also why they reach
+  // us at all: as PID 1 of the namespace (SIGNAL_UNKILLABLE) the kernel drops
+  // a signal whose disposition is SIG_DFL (sig_task_ignored(): unless it is
+  // SIGKILL or SIGSTOP from an ancestor pid namespace; get_signal(): unless
+  // SIGKILL/SIGSTOP), but a blocked signal is never dropped when sent
+  // (sig_ignored()) and rt_sigtimedwait dequeues it without get_signal's
+  // filter. A payload run without us has no such shield and, as PID 1,
+  // ignores SIGTERM it has no handler for: container.ts escalates to SIGKILL.
+  // SIGKILL from the launcher's namespace ends us, and the namespace with us.
   uint64_t all = ~(uint64_t)0;
   SYS4(__NR_rt_sigprocmask, SIG_BLOCK_, &all, 0, sizeof all);
 
