@@ -9,10 +9,11 @@ import { spec, zombieChildren } from '../helpers/env.js';
 
 // Payloads far longer than any bound below: ending early proves the kill.
 const SLEEP = ['/bin/sleep', '300'];
-// SIGTERM ignored (SIG_IGN survives the exec into sleep).
-const DEAF = ['/bin/sh', '-c', "trap '' TERM; exec /bin/sleep 300"];
-// Ends with status 3 when it gets SIGTERM.
-const POLITE = ['/bin/sh', '-c', "trap 'exit 3' TERM; /bin/sleep 300 & wait"];
+// SIGTERM ignored (SIG_IGN survives the exec into sleep), and "ready" once it
+// is: a SIGTERM that came earlier (the shell starting) would still kill it.
+const DEAF = ['/bin/sh', '-c', "trap '' TERM; echo ready; exec /bin/sleep 300"];
+// Ends with status 3 when it gets SIGTERM (once "ready").
+const POLITE = ['/bin/sh', '-c', "trap 'exit 3' TERM; echo ready; /bin/sleep 300 & wait"];
 // Upper bound on any wait for a container to end; a failure, never a pass.
 const BOUND = 60_000;
 
@@ -32,6 +33,35 @@ async function exitWithin(t: { fail(msg: string): void }, c: Container, ms = BOU
 
 function start(args: string[], o: SpawnOptions = {}): Container {
   return spawn(spec(args), { stdio: 'ignore', ...o });
+}
+
+/** Start a DEAF/POLITE payload (stdout piped); `ready` resolves at its "ready" line. */
+function startReady(args: string[], o: SpawnOptions = {}): { c: Container; ready: Promise<boolean>; isReady: () => boolean } {
+  const c = spawn(spec(args), { stdio: ['ignore', 'pipe', 'ignore'], ...o });
+  let out = '';
+  const ready = new Promise<boolean>((res) => {
+    c.stdout!.on('data', (d) => { out += d; if (out.includes('ready\n')) res(true); });
+    c.stdout!.once('close', () => res(out.includes('ready\n')));
+  });
+  return { c, ready, isReady: () => out.includes('ready\n') };
+}
+
+/**
+ * A timeout on a DEAF payload. The timeout may fire before the shell has set
+ * its trap (a slow machine): the payload then dies of that SIGTERM without
+ * saying "ready", and the run is repeated with a longer timeout. A payload
+ * that said "ready" had ignored SIGTERM when the timeout's signal came.
+ */
+async function deafTimeout(t: { fail(msg: string): void; comment(msg: string): void }, o: SpawnOptions): Promise<ExitResult | null> {
+  for (let timeout = o.timeout!; timeout <= 16 * o.timeout!; timeout *= 2) {
+    const { c, ready } = startReady(DEAF, { ...o, timeout });
+    const r = await exitWithin(t, c);
+    if (!r) return null;
+    if (await ready) return r;
+    t.comment(`not ready within a ${timeout} ms timeout (${r.signal}): again, longer`);
+  }
+  t.fail('the payload never got ready before its timeout');
+  return null;
 }
 
 /** State letter of /proc/PID/stat ('Z' zombie), or null when gone. */
@@ -61,11 +91,9 @@ t.test('timeout ends a PID 1 payload (init: false) that never sees SIGTERM: SIGK
 });
 
 t.test('timeout with init: a payload ignoring SIGTERM gets SIGKILL after the grace period', async (t) => {
-  const c = start(DEAF, { timeout: 300, forceKillAfterDelay: 1000 });
-  await c.spawned;
-  const pid = c.pid!;
-  const r = await exitWithin(t, c);
+  const r = await deafTimeout(t, { timeout: 500, forceKillAfterDelay: 1000 });
   if (!r) return;
+  const pid = r.pid;
   t.equal(r.signal, 'SIGKILL');
   t.equal(r.exitCode, 137);
   t.equal(r.timedOut, true);
@@ -76,37 +104,45 @@ t.test('timeout with init: a payload ignoring SIGTERM gets SIGKILL after the gra
 
 t.test('the default grace period ends a payload ignoring SIGTERM too', async (t) => {
   // Default 10 s: bounded by BOUND, not timed.
-  const r = await exitWithin(t, start(DEAF, { timeout: 200 }));
+  const r = await deafTimeout(t, { timeout: 500 });
   if (!r) return;
   t.equal(r.signal, 'SIGKILL');
   t.equal(r.timedOut, true);
 });
 
 t.test('a payload that ends on SIGTERM within the grace period is not escalated', async (t) => {
-  const polite = await exitWithin(t, start(POLITE, { timeout: 300, forceKillAfterDelay: 60_000 }));
-  if (polite) t.match(polite, { exitCode: 3, signal: null, timedOut: true, initDied: false });
+  // The timeout's signal must come after the trap: wait for "ready", then abort
+  // (the same stop as the timeout's), with a timeout far off for timedOut.
+  const ac = new AbortController();
+  const { c, ready } = startReady(POLITE, { signal: ac.signal, forceKillAfterDelay: 60_000 });
+  t.equal(await ready, true, 'trap set');
+  ac.abort();
+  const polite = await exitWithin(t, c);
+  if (polite) t.match(polite, { exitCode: 3, signal: null, timedOut: false, initDied: false });
   t.ok(polite && polite.rusage.maxRSS! > 0, 'the init reported the payload\'s peak RSS');
   const plain = await exitWithin(t, start(SLEEP, { timeout: 300, forceKillAfterDelay: 60_000 }));
   if (plain) t.match(plain, { exitCode: 143, signal: 'SIGTERM', timedOut: true, initDied: false });
 });
 
 t.test('forceKillAfterDelay: false never escalates; bad values are refused', async (t) => {
-  const c = start(DEAF, { timeout: 200, forceKillAfterDelay: false });
-  await c.spawned;
-  // Bounded wait past the timeout: still running (the SIGTERM was ignored).
+  const ac = new AbortController();
+  const { c, ready } = startReady(DEAF, { signal: ac.signal, timeout: 60_000, forceKillAfterDelay: false });
+  t.equal(await ready, true, 'trap set');
+  ac.abort();
+  // Bounded wait past the abort: still running (the SIGTERM was ignored).
   await new Promise((r) => setTimeout(r, 1500));
   t.equal(c.exitCode, null, 'still running');
   t.ok(c.kill('SIGKILL'));
   const r = await exitWithin(t, c);
-  if (r) t.match(r, { signal: 'SIGKILL', timedOut: true });
+  if (r) t.match(r, { signal: 'SIGKILL', timedOut: false });
   for (const bad of [-1, NaN, Infinity, '10' as unknown as number, true as unknown as number])
     t.throws(() => start(SLEEP, { forceKillAfterDelay: bad }), /options\.forceKillAfterDelay must be a number of ms \(0 or more\) or false/);
 });
 
 t.test('AbortSignal escalates as the timeout does, and rejects run()', async (t) => {
   const ac = new AbortController();
-  const c = start(DEAF, { signal: ac.signal, forceKillAfterDelay: 1000 });
-  await c.spawned;
+  const { c, ready } = startReady(DEAF, { signal: ac.signal, forceKillAfterDelay: 1000 });
+  t.equal(await ready, true, 'trap set');
   ac.abort();
   const r = await exitWithin(t, c);
   if (r) t.match(r, { signal: 'SIGKILL', timedOut: false, initDied: true });
@@ -118,8 +154,8 @@ t.test('AbortSignal escalates as the timeout does, and rejects run()', async (t)
 });
 
 t.test('kill() sends only what it asks: no escalation', async (t) => {
-  const c = start(DEAF, { forceKillAfterDelay: 200 });
-  await c.spawned;
+  const { c, ready } = startReady(DEAF, { forceKillAfterDelay: 200 });
+  t.equal(await ready, true, 'trap set');
   t.ok(c.kill('SIGTERM'));
   await new Promise((r) => setTimeout(r, 1500));
   t.equal(c.exitCode, null, 'SIGTERM ignored, and no SIGKILL followed');
@@ -139,15 +175,9 @@ t.test('a kill asked for before the launch completes is delivered once the paylo
   const r = await exitWithin(t, c);
   if (r) t.match(r, { signal: 'SIGTERM', exitCode: 143, timedOut: false, initDied: false });
 
-  // An abort before 'spawn' (synchronously after spawn()) is the same, escalation included.
-  const ac = new AbortController();
-  const d = start(DEAF, { signal: ac.signal, forceKillAfterDelay: 500 });
-  ac.abort();
-  await d.spawned;
-  const rd = await exitWithin(t, d);
-  if (rd) t.match(rd, { signal: 'SIGKILL', timedOut: false });
-
-  // Without init the queued SIGTERM is dropped by the kernel (PID 1), the escalation is not.
+  // An abort before 'spawn' (synchronously after spawn()) is the same. Without
+  // init the queued SIGTERM is dropped by the kernel (PID 1), and the
+  // escalation, armed once the SIGTERM went out, ends it.
   const ac3 = new AbortController();
   const e = start(SLEEP, { init: false, signal: ac3.signal, forceKillAfterDelay: 500 });
   ac3.abort();
