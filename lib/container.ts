@@ -186,9 +186,10 @@ export class Container extends EventEmitter {
       }
       resolveSpawned();
       this.emit('spawn');
-      // Asked for before the pid existed: delivered now that the payload runs
-      // (the launch is not cancelled: a half-made container is torn down by
-      // the same kill). A 'spawn' listener may have stopped it already.
+      // Asked for before the pid existed (kill(), the timeout, an abort):
+      // delivered now that the payload runs, and a stop's grace period starts
+      // here. The launch itself is not cancelled: it runs on a worker thread
+      // with no cancellation point. A 'spawn' listener may have ended it already.
       for (const p of this.pendingSignals.splice(0)) {
         if (this.state !== 'running') break;
         this.deliver(p.signal, p.stop, p.timeout);
