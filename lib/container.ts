@@ -264,11 +264,13 @@ export class Container extends EventEmitter {
    * Send through the pidfd. A stop (timeout, abort) arms the escalation: a
    * payload may ignore killSignal, and without an init it is PID 1 of its
    * namespace, which the kernel shields from every signal it has no handler
-   * for (kernel/signal.c: sig_task_ignored() drops a SIG_DFL signal to a
-   * SIGNAL_UNKILLABLE task unless it is SIGKILL or SIGSTOP sent from an
-   * ancestor pid namespace; get_signal() drops the rest), so a plain
-   * `sleep` as PID 1 never sees our SIGTERM. SIGKILL from here, an ancestor
-   * namespace, always ends it; sent to the init, it ends the whole namespace.
+   * for (kernel/signal.c: sig_task_ignored() drops, when sent, a SIG_DFL
+   * signal to a SIGNAL_UNKILLABLE task unless it is SIGKILL or SIGSTOP from
+   * an ancestor pid namespace; get_signal() drops, when delivered, any
+   * default-action signal but SIGKILL/SIGSTOP; SIG_IGN is ignored as
+   * anywhere), so a plain `sleep` as PID 1 never sees our SIGTERM. SIGKILL
+   * from here, an ancestor namespace, always ends it; sent to the init, it
+   * ends the whole namespace.
    */
   private deliver(signal: number, stop: boolean, timeout: boolean): boolean {
     const ok = this.handle.kill(signal) === 0;
