@@ -6,7 +6,7 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { repoRoot, scratch } from '../helpers/env.js';
 
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
@@ -43,7 +43,7 @@ function node(dir: string, file: string, source: string) {
 }
 
 t.test('the build is there (npm run build)', async (t) => {
-  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/image/index.js', 'dist/image/index.d.ts', pkg.bin.nodularity])
+  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/image/index.js', 'dist/image/index.d.ts', 'dist/cli/main.js', pkg.bin.nodularity])
     t.ok(existsSync(join(repoRoot, f)), f);
 });
 
@@ -96,8 +96,13 @@ t.test('only the public entry points are exported; the bin still runs', async (t
   t.match(deep.stderr, /ERR_PACKAGE_PATH_NOT_EXPORTED/, 'internals are not importable by name');
   const meta = node(dir, 'meta.mjs', `import { createRequire } from 'node:module'; console.log(createRequire(import.meta.url)('nodularity/package.json').version);`);
   t.equal(meta.stdout.trim(), pkg.version, 'package.json is');
-  // The bin is a path, not an export: npm links node_modules/.bin to it.
-  const bin = spawnSync(process.execPath, [join(dir, 'node_modules', 'nodularity', pkg.bin.nodularity), 'version'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
-  t.equal(bin.status, 0, bin.stderr);
+  // The bin is a path, not an export: npm links node_modules/.bin/NAME to it.
+  mkdirSync(join(dir, 'node_modules', '.bin'));
+  const link = join(dir, 'node_modules', '.bin', 'nodularity');
+  symlinkSync(join('..', 'nodularity', pkg.bin.nodularity), link);
+  const env = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+  delete env.NODE_OPTIONS;
+  const bin = spawnSync(link, ['version'], { encoding: 'utf8', env });
+  t.equal(bin.status, 0, `${link} version: ${bin.stderr ?? bin.error}`);
   t.match(bin.stdout, /^nodularity version \S+/);
 });
