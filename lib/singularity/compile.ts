@@ -350,6 +350,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     stdio: o.stdio, signal: o.signal, timeout: o.timeout, killSignal: o.killSignal, detached: o.detached,
     rootOverlay: o.writableTmpfs ? 'always' : 'auto', init: o.init ?? true,
     allowHostProc: o.allowHostProc, allowImageDevices: o.allowImageDevices,
+    forceKillAfterDelay: o.forceKillAfterDelay,
   };
   return {
     image, spec, spawnOptions, baseEnv, envScripts, envFile, envOption: envOpt, hostEnv, warnings,

@@ -131,7 +131,7 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
     const imageEnv = await evaluateEnvScripts(c, c.baseEnv, self);
     const env = envToList(applyUserLayers(imageEnv, c.hostEnv, c.envFile, c.envOption));
     c.spec.process!.env = env;
-    const container = spawn(c.spec, { ...c.spawnOptions, forceKillAfterDelay: options.forceKillAfterDelay });
+    const container = spawn(c.spec, c.spawnOptions);
     const done = () => { pending.delete(self); c.dispose(); };
     container.spawned.then(done, done);
     started = Object.assign(container, { image: c.image, argv: c.spec.process!.args, env, warnings: c.warnings });
