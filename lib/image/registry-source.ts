@@ -44,7 +44,11 @@ export async function openRegistryImage(src: RegistrySource, cache: ImageCache, 
         for (let attempt = 1; ; attempt++) {
           try {
             const body = await client.openBlob(layer.digest, 'layer');
-            if (onBytes) body.on('data', (c: Buffer) => onBytes(c.length));
+            // A 'data' listener starts the flow at once, and ingestBlob awaits
+            // (mkdir) before it pipes: what flowed meanwhile was lost and the
+            // blob came out short ("expected N bytes, got 0"). Paused, the
+            // body waits for the pipe; the listener still sees every chunk.
+            if (onBytes) { body.on('data', (c: Buffer) => onBytes(c.length)); body.pause(); }
             await cache.ingestBlob(layer.digest, layer.size, body, 'layer');
             break;
           } catch (err) {
