@@ -168,7 +168,7 @@ async function unpackInto(image: ResolvedImage, config: ImageConfig, dir: string
   const compressions = layers.map((l) => image.compression(l));
   const report = options.onProgress;
   const ahead = Math.max(1, options.parallelDownloads ?? 3);
-  const fetches: (Promise<() => import("node:stream").Readable> | undefined)[] = [];
+  const fetches: (ReturnType<ResolvedImage['fetchLayer']> | undefined)[] = [];
   const startFetch = (i: number): void => {
     if (i >= layers.length || fetches[i]) return;
     const l = layers[i]!;

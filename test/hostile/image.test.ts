@@ -11,10 +11,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pullImage, type PulledImage } from '../../lib/image/index.js';
 import { makeTar, type TarEntrySpec } from '../image/fixtures/tarball.js';
-import { isRoot, removeAll, run, scratch } from '../image/fixtures/tools.js';
+import { isRoot, removeAll, run, scratch, skopeoEnv } from '../image/fixtures/tools.js';
 import { requireFreshBuild, runBuiltCli } from '../image/fixtures/built-cli.js';
 
 type T = { teardown: (fn: () => void | Promise<void>) => void };
+type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
 
 function tmpdir(t: T, prefix: string): string {
   const d = scratch(prefix);
@@ -164,4 +165,152 @@ t.test('item 2: pull SRC DEST through the built CLI drops setuid/setgid and devi
   t.same(kept.setid.sort(), ['srv', 'usr/bin/su', 'usr/bin/wall'], '--keep-setid keeps the bits');
   t.same(kept.devices.sort(), isRoot ? ['opt/disk', 'opt/mem'] : [], isRoot ? '--keep-devices makes the nodes as root' : 'no devices unprivileged');
   if (isRoot) t.equal(fs.statSync(path.join(dest2, 'rootfs/usr/bin/su')).uid, 0, 'su is root-owned (the dangerous case the default avoids)');
+});
+
+/** Peak RSS (kB) of a process, sampled until it exits; SIGKILL above `limitKb`. */
+function rssWatch(limitKb: number): { onSpawn: (pid: number) => void; peak: () => number } {
+  let peak = 0;
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    onSpawn: (pid) => {
+      timer = setInterval(() => {
+        let status: string;
+        try { status = fs.readFileSync(`/proc/${pid}/status`, 'utf8'); } catch { clearInterval(timer); return; }
+        const kb = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+        peak = Math.max(peak, kb);
+        if (kb > limitKb) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      }, 5);
+    },
+    peak: () => { clearInterval(timer); return peak; },
+  };
+}
+
+/** A library call that must settle within `ms`; a hang fails the test instead of the run. */
+async function within<T>(ms: number, p: Promise<T>): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p, new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), ms); })]);
+  clearTimeout(timer);
+  return r;
+}
+
+/** Release anything blocked opening this FIFO for reading (on a broken build): open it for writing, close. */
+function unblockFifo(fifo: string): void {
+  try { fs.closeSync(fs.openSync(fs.existsSync(fifo) ? fifo : '/dev/null', fs.constants.O_WRONLY | fs.constants.O_NONBLOCK)); } catch { /* no reader: nothing blocked */ }
+}
+
+/** The one-line error contract of the CLI: exit 255, one line on stderr naming `what`, no stack. */
+function oneLineError(t: Tap, r: { code: number | null; signal: NodeJS.Signals | null; err: string }, what: RegExp, label: string): void {
+  t.equal(r.signal, null, `${label}: not killed (no hang, no runaway memory)`);
+  t.equal(r.code, 255, `${label}: exit 255`);
+  const lines = r.err.trim().split('\n');
+  t.equal(lines.length, 1, `${label}: one line (${JSON.stringify(r.err)})`);
+  t.match(lines[0], what, `${label}: names the file and what is wrong`);
+  t.notMatch(r.err, /^\s+at /m, `${label}: no stack trace`);
+}
+
+const SMALL_LAYER: TarEntrySpec[] = [{ name: 'etc/', type: 'directory' }, { name: 'etc/hello', content: 'hello\n' }];
+
+/** Blob files of a layout tag: manifest, config and layers, by role. */
+function blobsOf(layout: string, tag: string): { manifest: string; config: string; layers: string[]; configSize: number } {
+  const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  const d = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag)!.digest;
+  const file = (digest: string) => path.join(layout, 'blobs', ...digest.split(':'));
+  const m = JSON.parse(fs.readFileSync(file(d), 'utf8')) as { config: { digest: string; size: number }; layers: { digest: string }[] };
+  return { manifest: file(d), config: file(m.config.digest), configSize: m.config.size, layers: m.layers.map((l) => file(l.digest)) };
+}
+
+t.test('item 6: a FIFO as index.json, oci-layout or a blob is refused at once, naming it (library and built CLI)', async (t) => {
+  requireFreshBuild();
+  const dir = tmpdir(t, 'hostile-fifo');
+  const cases: [string, (layout: string) => string][] = [
+    ['index.json', (l) => path.join(l, 'index.json')],
+    ['oci-layout', (l) => path.join(l, 'oci-layout')],
+    ['manifest blob', (l) => blobsOf(l, 'v1').manifest],
+    ['layer blob', (l) => blobsOf(l, 'v1').layers[0]!],
+  ];
+  for (const [label, pick] of cases) {
+    const sub = path.join(dir, label.replace(/\W/g, '-'));
+    fs.mkdirSync(sub);
+    const layout = await layoutWith(sub, SMALL_LAYER);
+    const victim = pick(layout);
+    fs.rmSync(victim);
+    run('mkfifo', [victim]);
+    t.teardown(() => unblockFifo(victim));
+    const cacheDir = path.join(dir, `cache-${label.replace(/\W/g, '-')}`);
+    const started = Date.now();
+    const r = await within(10_000, pullImage(`oci:${layout}:v1`, { cacheDir }).then((): unknown => 'pulled', (e: unknown) => e));
+    if (r === 'timeout') unblockFifo(victim);
+    t.not(r, 'timeout', `${label}: the library call returns (no hang on the FIFO)`);
+    t.ok(Date.now() - started < 5000, `${label}: quickly (${Date.now() - started} ms)`);
+    t.match(r, { name: 'ImageError', message: new RegExp(`${path.basename(victim)}.* is a FIFO, not a regular file`) }, `${label}: an ImageError naming the file`);
+    const cli = await runBuiltCli(['pull', '-q', '--cache', cacheDir, `oci:${layout}:v1`], { timeoutMs: 15_000 });
+    unblockFifo(victim);
+    oneLineError(t, cli, new RegExp(`${path.basename(victim)} is a FIFO, not a regular file`), `${label} (CLI)`);
+    const tmp = path.join(cacheDir, 'tmp');
+    t.same(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], [], `${label}: nothing left in the cache`);
+  }
+});
+
+t.test('item 6: a blob that is a symlink to /dev/zero or to a huge sparse file is refused without reading it', async (t) => {
+  requireFreshBuild();
+  const dir = tmpdir(t, 'hostile-zero');
+  const sparse = path.join(dir, 'sparse');
+  // 1.5 GiB of nothing: main read it whole into memory.
+  fs.closeSync(fs.openSync(sparse, 'w'));
+  fs.truncateSync(sparse, 3 << 29);
+  const cases: [string, (b: ReturnType<typeof blobsOf>) => string, string, RegExp][] = [
+    ['config -> /dev/zero', (b) => b.config, '/dev/zero', /is a symlink; image files must be regular files/],
+    ['manifest -> /dev/zero', (b) => b.manifest, '/dev/zero', /is a symlink; image files must be regular files/],
+    ['layer -> /dev/zero', (b) => b.layers[0]!, '/dev/zero', /is a symlink; image files must be regular files/],
+    ['config -> sparse file', (b) => b.config, sparse, /is a symlink; image files must be regular files/],
+    ['config is a sparse file', (b) => b.config, '', /has 1610612736 bytes, its descriptor declares \d+/],
+    ['layer is a sparse file', (b) => b.layers[0]!, '', /has 1610612736 bytes, its descriptor declares \d+/],
+  ];
+  for (const [label, pick, target, why] of cases) {
+    const sub = path.join(dir, label.replace(/\W+/g, '-'));
+    fs.mkdirSync(sub);
+    const layout = await layoutWith(sub, SMALL_LAYER);
+    const victim = pick(blobsOf(layout, 'v1'));
+    fs.rmSync(victim);
+    if (target) fs.symlinkSync(target, victim);
+    else { fs.closeSync(fs.openSync(victim, 'w')); fs.truncateSync(victim, 3 << 29); }
+    const cacheDir = path.join(sub, 'cache');
+    const before = process.memoryUsage().rss;
+    const r = await within(20_000, pullImage(`oci:${layout}:v1`, { cacheDir }).then((): unknown => 'pulled', (e: unknown) => e));
+    t.match(r, { name: 'ImageError', message: why }, `${label}: refused (library)`);
+    t.ok(process.memoryUsage().rss - before < 64 << 20, `${label}: the test process grew by less than 64 MiB`);
+    const rss = rssWatch(1 << 20);
+    const cli = await runBuiltCli(['pull', '-q', '--cache', cacheDir, `oci:${layout}:v1`], { timeoutMs: 20_000, onSpawn: rss.onSpawn });
+    const peak = rss.peak();
+    oneLineError(t, cli, why, `${label} (CLI)`);
+    t.ok(peak < 200 << 10, `${label}: the CLI's RSS stayed under 200 MiB (peak ${peak} kB)`);
+  }
+  t.equal(fs.statSync(sparse).blocks, 0, 'the sparse file was never written to');
+});
+
+t.test('item 6: docker-archive: /dev/zero as the archive is refused; a pipe works (docker save | pull)', async (t) => {
+  requireFreshBuild();
+  const dir = tmpdir(t, 'hostile-archive');
+  const layout = await layoutWith(dir, SMALL_LAYER);
+  const archive = path.join(dir, 'img.tar');
+  run('skopeo', ['copy', '--quiet', `oci:${layout}:v1`, `docker-archive:${archive}:test/img:v1`], { env: skopeoEnv(path.join(dir, 'home')) });
+  const cacheDir = path.join(dir, 'cache');
+  const rss = rssWatch(1 << 20);
+  const zero = await runBuiltCli(['pull', '--cache', cacheDir, 'docker-archive:/dev/zero'], { timeoutMs: 20_000, onSpawn: rss.onSpawn });
+  oneLineError(t, zero, /\/dev\/zero is a character device; a docker-archive is a regular file or a pipe/, '/dev/zero');
+  t.ok(rss.peak() < 200 << 10, 'bounded memory');
+  await t.rejects(pullImage('docker-archive:/dev/zero', { cacheDir }), { code: 'BAD_SOURCE', message: /character device/ });
+  // A pipe, as from `docker save IMG | nodularity pull docker-archive:/dev/stdin`.
+  const fifo = path.join(dir, 'pipe');
+  run('mkfifo', [fifo]);
+  t.teardown(() => unblockFifo(fifo));
+  const writer = import('node:child_process').then(({ spawn }) => new Promise<number | null>((resolve) => {
+    spawn('sh', ['-c', 'cat "$1" > "$2"', 'sh', archive, fifo], { stdio: 'ignore' }).on('close', resolve);
+  }));
+  const viaPipe = await runBuiltCli(['pull', '--cache', cacheDir, `docker-archive:${fifo}`], { timeoutMs: 30_000 });
+  t.equal(await writer, 0, 'the writer finished');
+  t.equal(viaPipe.code, 0, viaPipe.err);
+  t.equal(fs.readFileSync(path.join(viaPipe.out.trim(), 'etc/hello'), 'utf8'), 'hello\n', 'the image came through the pipe');
+  const tmp = path.join(cacheDir, 'tmp');
+  t.same(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], [], 'staging removed');
 });
