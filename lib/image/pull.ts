@@ -15,6 +15,7 @@ import { formatSource, parseSource, type ImageSource } from './reference.js';
 import { openRegistryImage } from './registry-source.js';
 import type { RegistryOptions } from './registry.js';
 import type { ResolvedImage } from './source.js';
+import { sweepDeadTemps } from './tmp-sweep.js';
 import { removeTree, RootfsWriter, UMASK, type KeepOptions, type UnpackStats } from './unpack.js';
 
 /** Progress of a pull, one event per step or chunk. */
@@ -243,6 +244,8 @@ export async function pullImage(source: string, options: PullOptions = {}): Prom
   }
   const dest = options.dest ? path.resolve(options.dest) : undefined;
   if (dest) await checkDest(dest);
+  // What killed pulls left in tmp/ (a staged docker-archive is hundreds of MB).
+  await sweepDeadTemps(cache.dir);
   const image = await resolve(src, cache, options);
   try {
     const config = parseImageConfig(image.configBytes);

@@ -314,3 +314,78 @@ t.test('item 6: docker-archive: /dev/zero as the archive is refused; a pipe work
   const tmp = path.join(cacheDir, 'tmp');
   t.same(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], [], 'staging removed');
 });
+
+t.test('item 18: a killed docker-archive pull\'s staging is swept by the next pull; live, fresh, foreign and linked entries stay', async (t) => {
+  requireFreshBuild();
+  const { spawn } = await import('node:child_process');
+  const dir = tmpdir(t, 'hostile-sweep');
+  const bulk: TarEntrySpec[] = [{ name: 'bulk/', type: 'directory' }];
+  for (let i = 0; i < 60; i++) bulk.push({ name: `bulk/f${i}`, content: randomBytes(1 << 20) });
+  const layout = await layoutWith(dir, bulk);
+  const archive = path.join(dir, 'img.tar');
+  run('skopeo', ['copy', '--quiet', `oci:${layout}:v1`, `docker-archive:${archive}:test/img:v1`], { env: skopeoEnv(path.join(dir, 'home')) });
+  const cache = path.join(dir, 'cache');
+  const tmp = path.join(cache, 'tmp');
+
+  // A real kill: SIGKILL the built CLI once its staging dir has content.
+  let killed = '';
+  const r = await runBuiltCli(['pull', '-q', '--cache', cache, `docker-archive:${archive}`], {
+    timeoutMs: 60_000,
+    onSpawn: (pid) => {
+      const poll = setInterval(() => {
+        const names = fs.existsSync(tmp) ? fs.readdirSync(tmp).filter((n) => n.startsWith(`archive-${pid}-`)) : [];
+        if (names.length && fs.readdirSync(path.join(tmp, names[0]!)).length >= 2) {
+          clearInterval(poll);
+          killed = names[0]!;
+          process.kill(pid, 'SIGKILL');
+        }
+      }, 2);
+      setTimeout(() => clearInterval(poll), 60_000).unref();
+    },
+  });
+  t.equal(r.signal, 'SIGKILL', 'the pull was killed while staging');
+  t.ok(killed && fs.existsSync(path.join(tmp, killed)), `it left ${killed}`);
+
+  // Planted entries around it.
+  const dead = await new Promise<number>((resolve) => { const c = spawn('true'); c.on('close', () => resolve(c.pid!)); });
+  const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.teardown(() => { sleeper.kill('SIGKILL'); });
+  const old = new Date(Date.now() - 10 * 60_000);
+  const plant = (name: string, age: Date | undefined): string => {
+    const p = path.join(tmp, name);
+    fs.mkdirSync(p);
+    fs.writeFileSync(path.join(p, '0'), randomBytes(1 << 16));
+    if (age) { fs.utimesSync(path.join(p, '0'), age, age); fs.utimesSync(p, age, age); }
+    return p;
+  };
+  const stale = plant(`archive-${dead}-stale1`, old);
+  const live = plant(`archive-${sleeper.pid}-live1`, old);
+  const fresh = plant(`archive-${dead}-fresh1`, undefined);
+  const outside = path.join(dir, 'outside');
+  fs.mkdirSync(outside);
+  fs.writeFileSync(path.join(outside, 'canary'), 'keep\n');
+  const link = path.join(tmp, `archive-${dead}-link1`);
+  fs.symlinkSync(outside, link);
+  fs.lutimesSync(link, old, old);
+  let foreign: string | undefined;
+  if (isRoot) {
+    foreign = plant(`archive-${dead}-foreign1`, old);
+    const testUid = Number(run('id', ['-u', 'nodularity-test']).trim());
+    fs.chownSync(foreign, testUid, testUid);
+    fs.utimesSync(foreign, old, old);
+  }
+  // The killed pull's dir, aged past the grace period (its pid is dead now).
+  for (const n of fs.readdirSync(path.join(tmp, killed))) fs.utimesSync(path.join(tmp, killed, n), old, old);
+  fs.utimesSync(path.join(tmp, killed), old, old);
+
+  const again = await runBuiltCli(['pull', '-q', '--cache', cache, `docker-archive:${archive}`], { timeoutMs: 60_000 });
+  t.equal(again.code, 0, again.err);
+  t.notOk(fs.existsSync(path.join(tmp, killed)), 'the killed pull\'s staging is gone');
+  t.notOk(fs.existsSync(stale), 'a stale entry of a dead pid is gone');
+  t.ok(fs.existsSync(live), 'an entry of a live pid stays');
+  t.ok(fs.existsSync(fresh), 'an entry changed within the grace period stays (its pid may live in another pid namespace)');
+  t.ok(fs.lstatSync(link).isSymbolicLink(), 'a symlink is left alone');
+  t.equal(fs.readFileSync(path.join(outside, 'canary'), 'utf8'), 'keep\n', 'and what it points to is untouched');
+  if (foreign) t.ok(fs.existsSync(path.join(foreign, '0')), 'an entry owned by another user stays');
+  t.same(fs.readdirSync(tmp).sort(), [path.basename(live), path.basename(fresh), path.basename(link), ...(foreign ? [path.basename(foreign)] : [])].sort(), 'nothing else is left in tmp/');
+});
