@@ -324,6 +324,13 @@ export class RootfsWriter {
     this.stats.entries++;
     const rel = this.clean(name, name);
     const base = rel.slice(rel.lastIndexOf('/') + 1);
+    // Sparse files are refused, never unpacked as something else: tar-stream
+    // does not expand them, and what it gives is the stored form (for PAX,
+    // a map and data segments under \`GNUSparseFile.N/NAME\`; for GNU 'S',
+    // an entry of no known type). moby refuses unknown types likewise.
+    if (h.sparse !== undefined) {
+      this.badLayer(this.clean(h.sparse, name), `is a GNU sparse file (PAX format ${h.name.includes('GNUSparseFile.') ? '1.0' : '0.x'}, stored as \`${name}\`); sparse tar entries are not supported: repack the layer without --sparse`);
+    }
 
     if (base.startsWith('.wh.')) {
       await this.whiteout(rel, base, name);
@@ -350,8 +357,12 @@ export class RootfsWriter {
         await this.special(rel, h, name);
         break;
       default:
-        // pax/GNU long-name records are consumed by tar-stream; anything else has no rootfs meaning.
-        return;
+        // pax and GNU long-name records are consumed by tar-stream; what is
+        // left has a type flag we do not know: dropping it would unpack a
+        // different tree than the image's.
+        this.badLayer(rel, h.type === null || h.type === undefined
+          ? 'has a tar type flag that is not supported (a GNU sparse file, type \'S\', or another GNU extension); sparse tar entries are not supported: repack the layer without --sparse'
+          : `has the unsupported tar entry type \`${h.type}\``);
     }
     this.markWritten(rel);
   }
@@ -446,6 +457,10 @@ export class RootfsWriter {
   private async barrier(): Promise<void> {
     await this.writes?.idle();
     if (this.jobError !== undefined) throw this.jobError;
+  }
+
+  private badLayer(entry: string, why: string): never {
+    throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${entry}\` ${why}; refusing the layer`, { digest: this.layerDigest, entry });
   }
 
   private badSize(entry: string, bytes: number, size: number): never {

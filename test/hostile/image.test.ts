@@ -389,3 +389,55 @@ t.test('item 18: a killed docker-archive pull\'s staging is swept by the next pu
   if (foreign) t.ok(fs.existsSync(path.join(foreign, '0')), 'an entry owned by another user stays');
   t.same(fs.readdirSync(tmp).sort(), [path.basename(live), path.basename(fresh), path.basename(link), ...(foreign ? [path.basename(foreign)] : [])].sort(), 'nothing else is left in tmp/');
 });
+
+t.test('item 18: GNU and PAX sparse files are refused naming the entry, never unpacked as another tree; the same file without --sparse equals tar -xf', async (t) => {
+  requireFreshBuild();
+  const dir = tmpdir(t, 'hostile-sparse');
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(path.join(src, 'data'), { recursive: true });
+  // 10 MiB with data in 12 places: more than the 4 map entries a GNU header
+  // holds, so GNU format needs extension blocks too.
+  const file = path.join(src, 'data/holes.img');
+  const fd = fs.openSync(file, 'w');
+  fs.ftruncateSync(fd, 10 << 20);
+  for (let i = 0; i < 12; i++) fs.writeSync(fd, Buffer.from(`segment ${i}\n`), 0, undefined, i * 850_000 + 4096);
+  fs.closeSync(fd);
+  fs.writeFileSync(path.join(src, 'data/plain.txt'), 'not sparse\n');
+  const cases: [string, string[], RegExp][] = [
+    ['gnu', ['--sparse', '--format=gnu'], /entry `data\/holes\.img` has a tar type flag that is not supported \(a GNU sparse file, type 'S'/],
+    ['pax', ['--sparse', '--format=pax'], /entry `data\/holes\.img` is a GNU sparse file \(PAX format 1\.0, stored as `\.\/data\/GNUSparseFile\.\d+\/holes\.img`\)/],
+  ];
+  for (const [label, flags, why] of cases) {
+    const sub = path.join(dir, label);
+    fs.mkdirSync(sub);
+    const layout = path.join(sub, 'layout');
+    run('umoci', ['init', '--layout', layout]);
+    run('umoci', ['new', '--image', `${layout}:base`]);
+    const tarFile = path.join(sub, 'layer.tar');
+    run('tar', [...flags, '-cf', tarFile, '-C', src, './data']);
+    run('umoci', ['raw', 'add-layer', '--image', `${layout}:base`, '--tag', 'v1', tarFile]);
+    const cacheDir = path.join(sub, 'cache');
+    await t.rejects(pullImage(`oci:${layout}:v1`, { cacheDir }), { name: 'ImageError', code: 'BAD_LAYER', entry: 'data/holes.img', message: why }, `${label}: the library refuses the layer naming the entry`);
+    const cli = await runBuiltCli(['pull', '-q', '--cache', cacheDir, `oci:${layout}:v1`, path.join(sub, 'dest')]);
+    oneLineError(t, cli, why, `${label} (CLI)`);
+    t.notOk(fs.existsSync(path.join(sub, 'dest')), `${label}: no DEST`);
+    t.same(fs.readdirSync(sub).filter((n) => n.startsWith('dest')), [], `${label}: nothing next to DEST`);
+    t.same(fs.existsSync(path.join(cacheDir, 'roots')) ? fs.readdirSync(path.join(cacheDir, 'roots'), { recursive: true }) : [], [], `${label}: no cache entry`);
+  }
+  // Control: the same file in a PAX layer without --sparse (holes stored as zeros) unpacks as tar -xf unpacks it.
+  const layout = path.join(dir, 'plain', 'layout');
+  fs.mkdirSync(path.dirname(layout));
+  run('umoci', ['init', '--layout', layout]);
+  run('umoci', ['new', '--image', `${layout}:base`]);
+  const tarFile = path.join(dir, 'plain', 'layer.tar');
+  run('tar', ['--format=pax', '-cf', tarFile, '-C', src, './data']);
+  run('umoci', ['raw', 'add-layer', '--image', `${layout}:base`, '--tag', 'v1', tarFile]);
+  const byTar = path.join(dir, 'plain', 'tar-x');
+  fs.mkdirSync(byTar);
+  run('tar', ['-xf', tarFile, '-C', byTar]);
+  const img: PulledImage = await pullImage(`oci:${layout}:v1`, { cacheDir: path.join(dir, 'plain', 'cache') });
+  for (const n of ['data/holes.img', 'data/plain.txt']) {
+    t.ok(fs.readFileSync(path.join(img.rootfs, n)).equals(fs.readFileSync(path.join(byTar, n))), `${n}: same content as tar -xf`);
+  }
+  t.equal(fs.statSync(path.join(img.rootfs, 'data/holes.img')).size, 10 << 20);
+});
