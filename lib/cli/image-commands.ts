@@ -127,20 +127,25 @@ export function registerImageCommands(program: Command): void {
     .description('fetch an image (oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO[:TAG|@DIGEST]) and unpack it into the cache, or into DEST/rootfs')
     .argument('<source>', 'image source')
     .argument('[dest]', 'unpack into DEST (DEST/rootfs + DEST/image.json) instead of the cache')
-    .option('-q, --quiet', 'no progress output'))
-    .action(async (source: string, dest: string | undefined, flags: CommonFlags & { quiet?: boolean }) => {
+    .option('-q, --quiet', 'no progress output')
+    .option('--keep-devices', 'create the image\'s device nodes (root; trusted images only: they are the host\'s devices)')
+    .option('--keep-setid', 'keep setuid/setgid bits in DEST (root; any user who can reach DEST can run them)'))
+    .action(async (source: string, dest: string | undefined, flags: CommonFlags & { quiet?: boolean; keepDevices?: boolean; keepSetid?: boolean }) => {
       const options = await optionsFrom(flags);
       if (dest) options.dest = dest;
+      if (flags.keepDevices) options.keepDevices = true;
+      if (flags.keepSetid) options.keepSetid = true;
       const progress = progressReporter(Boolean(flags.quiet));
       options.onProgress = progress.onProgress;
       try {
         const img = await pullImage(source, options);
         progress.stop();
         const s = img.stats;
+        const root = process.getuid?.() === 0;
         if (!flags.quiet && !img.cached) {
           process.stderr.write(`${s.files} files, ${s.directories} dirs, ${s.symlinks} symlinks, ${s.hardlinks} hard links, ${human(s.bytes)}` +
-            (s.devicesSkipped ? `; ${s.devicesSkipped} device nodes skipped (not root)` : '') +
-            (s.setidDropped ? `; setuid/setgid dropped on ${s.setidDropped} files (not root)` : '') + '\n');
+            (s.devicesSkipped ? `; ${s.devicesSkipped} device nodes skipped (${root ? 'see --keep-devices' : 'not root'})` : '') +
+            (s.setidDropped ? `; setuid/setgid dropped on ${s.setidDropped} files (${root ? 'see --keep-setid' : 'not root'})` : '') + '\n');
         }
         process.stdout.write(img.rootfs + '\n');
       } finally {

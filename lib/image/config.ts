@@ -2,6 +2,7 @@
 // of a named User through the image's own /etc/passwd and /etc/group.
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { MAX_JSON, readImageFile } from './image-file.js';
 import { ImageError } from './errors.js';
 
 /** What a run takes from an image config. Field names follow the image spec, camelCased. */
@@ -88,7 +89,8 @@ export async function readFileInRoot(rootfs: string, file: string): Promise<Buff
     }
     done.push(p);
   }
-  return await fsp.readFile(path.join(root, ...done));
+  // Regular files only, bounded: a FIFO as /etc/passwd would hang, /dev/zero never end.
+  return await readImageFile(path.join(root, ...done), { what: `${file} in the image`, code: 'BAD_MANIFEST', max: MAX_JSON });
 }
 
 /** A resolved process user, in OCI runtime-spec field names. */

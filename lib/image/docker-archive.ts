@@ -7,7 +7,10 @@
 // config's rootfs.diff_ids when they are uncompressed).
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import * as net from 'node:net';
 import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { ImageError } from './errors.js';
@@ -17,6 +20,7 @@ import { MediaType, type Compression, type Descriptor, type ImageManifest } from
 import { formatSource, type DockerArchiveSource } from './reference.js';
 import type { ResolvedImage } from './source.js';
 import { removeTree } from './unpack.js';
+import { fileKind, MAX_JSON, readImageFile } from './image-file.js';
 
 interface ArchiveManifestEntry {
   Config: string;
@@ -53,21 +57,57 @@ async function sniff(file: string): Promise<Compression> {
   }
 }
 
+/**
+ * Open the archive itself: a regular file, or a FIFO (\`docker save IMG |
+ * nodularity pull docker-archive:/dev/stdin\` is a fair use: the archive is
+ * read once, in order, so a pipe works). The path is the user's own, so a
+ * symlink to it is followed (/dev/stdin is one). Anything else (a device
+ * such as /dev/zero, a directory, a socket) is refused before reading.
+ * Opening a FIFO waits for its writer, as \`tar -xf FIFO\` does: asked for.
+ */
+async function openArchive(file: string, name: string): Promise<Readable> {
+  let fd: number;
+  try {
+    // O_NONBLOCK: opening a FIFO must not wait before we know it is one.
+    fd = await promisify(fs.open)(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (err) {
+    throw new ImageError('BAD_SOURCE', `${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { source: name, cause: err });
+  }
+  let st: fs.Stats;
+  try {
+    st = await promisify(fs.fstat)(fd);
+  } catch (err) {
+    fs.close(fd, () => undefined);
+    throw err;
+  }
+  // O_NONBLOCK does nothing to reads of a regular file.
+  if (st.isFile()) return fs.createReadStream('', { fd, highWaterMark: 1 << 20, autoClose: true });
+  // A FIFO is read as Node reads a piped stdin, through a libuv pipe handle
+  // that waits for readability: no blocking read, no thread held, and no
+  // early EOF before the writer comes (Linux reports no hangup on a FIFO
+  // until a writer has been and gone).
+  if (st.isFIFO()) return new net.Socket({ fd, readable: true, writable: false });
+  fs.close(fd, () => undefined);
+  throw new ImageError('BAD_SOURCE', `${name}: ${file} is ${fileKind(st)}; a docker-archive is a regular file or a pipe`, { source: name });
+}
+
 /** Open a docker-archive, staging its members under the cache's tmp/. */
 export async function openDockerArchive(src: DockerArchiveSource, cache: ImageCache): Promise<ResolvedImage> {
   const name = formatSource(src);
+  const archive = await openArchive(src.file, name);
+  let staging: string;
   try {
-    await fsp.access(src.file, fs.constants.R_OK);
+    staging = await cache.makeTemp('archive');
   } catch (err) {
-    throw new ImageError('BAD_SOURCE', `${name}: cannot read ${src.file} (${(err as NodeJS.ErrnoException).code})`, { source: name, cause: err });
+    archive.destroy();
+    throw err;
   }
-  const staging = await cache.makeTemp('archive');
   try {
     const members = new Map<string, Member>();
     const links = new Map<string, string>();
     let count = 0;
     const extract = tar.extract();
-    const flowing = pipeline(fs.createReadStream(src.file, { highWaterMark: 1 << 20 }), extract);
+    const flowing = pipeline(archive, extract);
     for await (const entry of extract) {
       const h = entry.header;
       const n = memberName(h.name);
@@ -98,9 +138,10 @@ export async function openDockerArchive(src: DockerArchiveSource, cache: ImageCa
     if (!manifestMember) throw new ImageError('BAD_SOURCE', `${name}: no manifest.json; is this a docker-archive (docker save) file?`, { source: name });
     let entries: ArchiveManifestEntry[];
     try {
-      entries = JSON.parse(await fsp.readFile(manifestMember.file, 'utf8')) as ArchiveManifestEntry[];
+      entries = JSON.parse((await readImageFile(manifestMember.file, { what: `${name}: manifest.json`, code: 'BAD_MANIFEST', max: MAX_JSON })).toString('utf8')) as ArchiveManifestEntry[];
       if (!Array.isArray(entries)) throw new Error('not an array');
     } catch (err) {
+      if (err instanceof ImageError) throw err;
       throw new ImageError('BAD_MANIFEST', `${name}: manifest.json is invalid (${(err as Error).message})`, { source: name, cause: err });
     }
     let chosen: ArchiveManifestEntry | undefined;
@@ -117,7 +158,7 @@ export async function openDockerArchive(src: DockerArchiveSource, cache: ImageCa
       throw new ImageError('BAD_MANIFEST', `${name}: manifest.json entry lacks Config or Layers`, { source: name });
     }
     const configMember = lookup(chosen.Config, 'config');
-    const configBytes = await fsp.readFile(configMember.file);
+    const configBytes = await readImageFile(configMember.file, { what: `${name}: image config ${chosen.Config}`, code: 'BAD_MANIFEST', max: MAX_JSON });
     let diffIds: string[] = [];
     try {
       diffIds = ((JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } }).rootfs?.diff_ids) ?? [];

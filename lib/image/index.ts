@@ -3,7 +3,7 @@ export { pullImage, inspectImage, type PullOptions, type PulledImage, type Image
 export { parseImageConfig, resolveImageUser, imageProcessDefaults, readFileInRoot, type ImageConfig, type ResolvedUser, type ImageProcessDefaults } from './config.js';
 export { ImageCache, defaultCacheDir, type CachedImage, type CachedImageMeta } from './cache.js';
 export { parseSource, formatSource, type ImageSource, type OciLayoutSource, type DockerArchiveSource, type RegistrySource } from './reference.js';
-export { unpackLayers, removeTree, RootfsWriter, type LayerInput, type UnpackOptions, type UnpackStats } from './unpack.js';
+export { unpackLayers, removeTree, RootfsWriter, type LayerInput, type KeepOptions, type UnpackOptions, type UnpackStats } from './unpack.js';
 export { ImageError, type ImageErrorCode } from './errors.js';
 export { hostPlatform, type Platform, type Descriptor, type ImageManifest } from './manifest.js';
 export { type RegistryOptions, type RegistryCredentials } from './registry.js';

@@ -147,11 +147,16 @@ function onEntry(rec, h, stream, next) {
   const r = { kind: 'entry', name: h.name, type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, size: h.size,
     mtime: h.mtime ? h.mtime.getTime() / 1000 : undefined, linkname: h.linkname || undefined,
     devmajor: h.devmajor, devminor: h.devminor };
+  // A PAX sparse file (GNU.sparse.* records): tar-stream hands over its raw
+  // stored form (a map and the data segments, under GNUSparseFile.N/NAME).
+  // Flag it, with its real name, so that the layer is refused, not unpacked
+  // as a different file. (A GNU 'S' sparse entry comes with type null.)
+  if (h.pax) for (const k of Object.keys(h.pax)) if (k.startsWith('GNU.sparse.')) { r.sparse = h.pax['GNU.sparse.name'] || h.name; break; }
   const size = h.size || 0;
   // The parser reports a broken entry itself (extract 'error'); the entry's own
   // error event must not become an uncaught exception that kills this thread.
   stream.on('error', () => {});
-  if ((h.type !== 'file' && h.type !== 'contiguous-file') || size === 0) {
+  if ((h.type !== 'file' && h.type !== 'contiguous-file') || size === 0 || r.sparse) {
     rec.add(r, 0);
     stream.on('end', () => next());
     stream.resume();
@@ -277,6 +282,8 @@ export interface EntryRecord {
   arena?: number;
   /** A larger file: its content follows as `piece` records, then an `end` record. */
   large?: boolean;
+  /** A PAX-format GNU sparse file: its real name (GNU.sparse.name). Its content is not sent. */
+  sparse?: string;
 }
 
 export type TarRecord = EntryRecord | { kind: 'piece'; data: Uint8Array; arena: number } | { kind: 'end' };
@@ -378,15 +385,14 @@ export class LayerDecoder {
       onBytes?.(chunk.length);
       const bad = blob.update(chunk);
       if (bad) return fail(bad);
-      // Transferred, not copied: a chunk that is all of its buffer (what a
-      // file stream reads) moves as it is; a view into a larger, pooled
-      // buffer would make the structured clone copy all of that, so it is
-      // copied to its own first.
-      let data: Uint8Array = chunk;
-      if (chunk.byteOffset !== 0 || chunk.byteLength !== chunk.buffer.byteLength || !(chunk.buffer instanceof ArrayBuffer)) {
-        data = new Uint8Array(new ArrayBuffer(chunk.length));
-        data.set(chunk);
-      }
+      // Copied, then the copy is transferred. The chunk is the source's,
+      // not ours: another 'data' listener (a progress tap, a tee) may run
+      // after this one, and a transferred buffer reads as empty there: a
+      // layer "expected N bytes, got 0". Everything above reads the chunk
+      // before this point; nothing may read `data` after postMessage. The
+      // copy costs about 0.1 ms per MiB, next to gunzip's 5 to 10.
+      const data = new Uint8Array(new ArrayBuffer(chunk.length));
+      data.set(chunk);
       worker.postMessage({ type: 'data', id, data }, [data.buffer as ArrayBuffer]);
       if (++inFlight >= IN_WINDOW) source.pause();
     });

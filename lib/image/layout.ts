@@ -1,9 +1,8 @@
 // OCI image layout directories (image-spec "image-layout.md"): oci-layout,
 // index.json, blobs/ALG/HEX. Blobs are read in place, never copied.
-import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ImageError } from './errors.js';
+import { MAX_JSON, openImageFile, openImageStream, readImageFile } from './image-file.js';
 import { parseDigest, verifyBuffer } from './digest.js';
 import { hostPlatform, layerCompression, parseManifest, selectPlatform, type Descriptor, type ImageIndex, type Platform } from './manifest.js';
 import type { OciLayoutSource } from './reference.js';
@@ -11,8 +10,6 @@ import { formatSource } from './reference.js';
 import type { ResolvedImage } from './source.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
-// Manifests and configs are small; a bigger one is a broken or hostile layout.
-const MAX_JSON = 16 << 20;
 
 /** Path of a blob inside a layout; the digest is validated first so it cannot escape. */
 export function blobPath(dir: string, digest: string): string {
@@ -24,7 +21,8 @@ async function readBlob(dir: string, d: Descriptor, what: string): Promise<Buffe
   if (d.size > MAX_JSON) throw new ImageError('BAD_MANIFEST', `${what} ${d.digest}: ${d.size} bytes is too large for JSON`, { digest: d.digest });
   let data: Buffer;
   try {
-    data = await fsp.readFile(blobPath(dir, d.digest));
+    // A regular file of the declared size (not a FIFO, not a link to /dev/zero), read no further.
+    data = await readImageFile(blobPath(dir, d.digest), { what: `${what} ${d.digest}`, code: 'BAD_MANIFEST', digest: d.digest, size: d.size, max: MAX_JSON });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ImageError('NOT_FOUND', `${what} ${d.digest}: blob missing from layout ${dir}`, { digest: d.digest });
     throw err;
@@ -53,8 +51,9 @@ export async function openOciLayout(src: OciLayoutSource, platform: Platform = h
   const name = formatSource(src);
   let layoutFile: string;
   try {
-    layoutFile = await fsp.readFile(path.join(src.dir, 'oci-layout'), 'utf8');
+    layoutFile = (await readImageFile(path.join(src.dir, 'oci-layout'), { what: name, max: MAX_JSON })).toString('utf8');
   } catch (err) {
+    if (err instanceof ImageError) throw err;
     throw new ImageError('BAD_SOURCE', `${name}: ${src.dir} is not an OCI image layout (no oci-layout file: ${(err as NodeJS.ErrnoException).code})`, { source: name, cause: err });
   }
   try {
@@ -63,7 +62,13 @@ export async function openOciLayout(src: OciLayoutSource, platform: Platform = h
   } catch (err) {
     throw new ImageError('BAD_SOURCE', `${name}: unsupported oci-layout file (${(err as Error).message})`, { source: name });
   }
-  const indexBytes = await fsp.readFile(path.join(src.dir, 'index.json'));
+  let indexBytes: Buffer;
+  try {
+    indexBytes = await readImageFile(path.join(src.dir, 'index.json'), { what: name, max: MAX_JSON });
+  } catch (err) {
+    if (err instanceof ImageError) throw err;
+    throw new ImageError('BAD_SOURCE', `${name}: cannot read ${path.join(src.dir, 'index.json')} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { source: name, cause: err });
+  }
   const top = parseManifest(indexBytes, undefined, `${src.dir}/index.json`);
   if (!('index' in top)) throw new ImageError('BAD_MANIFEST', `${src.dir}/index.json is not an image index`);
   let desc = pickTagged(top.index, src);
@@ -93,12 +98,18 @@ export async function openOciLayout(src: OciLayoutSource, platform: Platform = h
       },
       async fetchLayer(layer) {
         const p = blobPath(src.dir, layer.digest);
+        const o = { what: `layer ${layer.digest}`, code: 'BAD_LAYER' as const, digest: layer.digest, size: layer.size };
+        // Checked now (present, regular, not larger than declared), and again when opened to be read.
         try {
-          await fsp.access(p, fs.constants.R_OK);
+          const { fh, size } = await openImageFile(p, o);
+          await fh.close();
+          if (size > layer.size) throw new ImageError('SIZE_MISMATCH', `layer ${layer.digest}: ${p} has ${size} bytes, its descriptor declares ${layer.size}`, { digest: layer.digest });
         } catch (err) {
-          throw new ImageError('NOT_FOUND', `layer ${layer.digest}: blob missing from layout ${src.dir}`, { digest: layer.digest, cause: err });
+          if (err instanceof ImageError) throw err;
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ImageError('NOT_FOUND', `layer ${layer.digest}: blob missing from layout ${src.dir}`, { digest: layer.digest, cause: err });
+          throw err;
         }
-        return () => fs.createReadStream(p, { highWaterMark: 1 << 20 });
+        return () => openImageStream(p, o);
       },
       async close() { /* nothing held open */ },
     };

@@ -23,7 +23,7 @@ export interface ResolvedImage {
    * Make a layer blob available and return a function that opens it. Registry
    * sources download here (into the blob cache); local sources return at once.
    */
-  fetchLayer(layer: Descriptor, onBytes?: (n: number) => void): Promise<() => Readable>;
+  fetchLayer(layer: Descriptor, onBytes?: (n: number) => void): Promise<() => Readable | Promise<Readable>>;
   /** Release resources (temp files of a docker-archive import). */
   close(): Promise<void>;
 }

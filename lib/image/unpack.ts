@@ -42,7 +42,7 @@ function readUmask(): number {
   } catch { /* fall through */ }
   return 0o777; // unknown: always chmod
 }
-const UMASK = readUmask();
+export const UMASK = readUmask();
 
 /** Counters for one unpack, summed over layers. */
 export interface UnpackStats {
@@ -53,9 +53,12 @@ export interface UnpackStats {
   hardlinks: number;
   whiteouts: number;
   opaqueDirs: number;
-  /** Character/block devices not created because the caller is not root. */
+  /**
+   * Character/block devices not created: not asked for (`keepDevices`), or
+   * the caller cannot mknod (not root).
+   */
   devicesSkipped: number;
-  /** setuid/setgid bits removed because the caller is not root. */
+  /** Files and directories whose setuid/setgid bits were removed (`keepSetid` not set). */
   setidDropped: number;
   /** Bytes of file content written. */
   bytes: number;
@@ -76,13 +79,29 @@ export interface LayerInput {
   open: () => Promise<Readable> | Readable;
 }
 
-export interface UnpackOptions {
+/** What to keep of an image's privileged content; see {@link UnpackOptions}. */
+export interface KeepOptions {
   /**
-   * Keep uid/gid from the layer and keep setuid/setgid bits and device nodes.
-   * Defaults to running as root; unprivileged callers get files owned by
-   * themselves, as they could not chown anyway.
+   * Keep uid/gid from the layer. Defaults to running as root; unprivileged
+   * callers get files owned by themselves, as they could not chown anyway.
    */
   preserveOwnership?: boolean;
+  /**
+   * Create the image's character and block devices (root only). Default
+   * false: they are skipped and counted, as for unprivileged callers. An
+   * image's `/opt/disk` made as block device 7:0 is the host's loop device;
+   * keep devices only for trusted images in a directory others cannot reach.
+   */
+  keepDevices?: boolean;
+  /**
+   * Keep setuid/setgid bits. Default false: a root-owned setuid binary in a
+   * tree other users can reach is theirs to run as root. pullImage() keeps
+   * them (as root) inside its private cache, where no one else can reach them.
+   */
+  keepSetid?: boolean;
+}
+
+export interface UnpackOptions extends KeepOptions {
   /** Called as compressed bytes of layer `index` are read. */
   onProgress?: (index: number, bytes: number) => void;
 }
@@ -114,6 +133,8 @@ export class RootfsWriter {
   readonly root: string;
   readonly stats: UnpackStats = { entries: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, whiteouts: 0, opaqueDirs: 0, devicesSkipped: 0, setidDropped: 0, bytes: 0, compressedBytes: 0 };
   private readonly preserve: boolean;
+  private readonly keepDevices: boolean;
+  private readonly keepSetid: boolean;
   /** Relative paths known to be real directories (not links) in this rootfs. */
   private readonly safeDirs = new Set<string>(['']);
   /** Deferred directory metadata, applied deepest first by finish(). */
@@ -136,9 +157,12 @@ export class RootfsWriter {
   /** Thread that checks digests, decompresses and parses the tar; started by the first layer, stopped by close(). */
   private decoder: LayerDecoder | undefined;
 
-  constructor(root: string, options: { preserveOwnership?: boolean } = {}) {
+  constructor(root: string, options: KeepOptions = {}) {
     this.root = path.resolve(root);
     this.preserve = options.preserveOwnership ?? this.uid === 0;
+    // mknod(2) of a device needs CAP_MKNOD in the initial user namespace.
+    this.keepDevices = (options.keepDevices ?? false) && this.uid === 0;
+    this.keepSetid = options.keepSetid ?? false;
   }
 
   /** Stream one layer blob through digest checks and decompression into the rootfs. */
@@ -265,10 +289,10 @@ export class RootfsWriter {
     }
   }
 
-  /** Mode bits we will apply, with setuid/setgid dropped for unprivileged callers. */
+  /** Mode bits we will apply, with setuid/setgid dropped unless asked to keep them. */
   private mode(h: EntryRecord): number {
     let mode = (h.mode ?? 0o644) & 0o7777;
-    if (!this.preserve && mode & 0o6000) {
+    if (!this.keepSetid && mode & 0o6000) {
       mode &= ~0o6000;
       this.stats.setidDropped++;
     }
@@ -300,6 +324,13 @@ export class RootfsWriter {
     this.stats.entries++;
     const rel = this.clean(name, name);
     const base = rel.slice(rel.lastIndexOf('/') + 1);
+    // Sparse files are refused, never unpacked as something else: tar-stream
+    // does not expand them, and what it gives is the stored form (for PAX,
+    // a map and data segments under \`GNUSparseFile.N/NAME\`; for GNU 'S',
+    // an entry of no known type). moby refuses unknown types likewise.
+    if (h.sparse !== undefined) {
+      this.badLayer(this.clean(h.sparse, name), `is a GNU sparse file (PAX format ${h.name.includes('GNUSparseFile.') ? '1.0' : '0.x'}, stored as \`${name}\`); sparse tar entries are not supported: repack the layer without --sparse`);
+    }
 
     if (base.startsWith('.wh.')) {
       await this.whiteout(rel, base, name);
@@ -326,8 +357,12 @@ export class RootfsWriter {
         await this.special(rel, h, name);
         break;
       default:
-        // pax/GNU long-name records are consumed by tar-stream; anything else has no rootfs meaning.
-        return;
+        // pax and GNU long-name records are consumed by tar-stream; what is
+        // left has a type flag we do not know: dropping it would unpack a
+        // different tree than the image's.
+        this.badLayer(rel, h.type === null || h.type === undefined
+          ? 'has a tar type flag that is not supported (a GNU sparse file, type \'S\', or another GNU extension); sparse tar entries are not supported: repack the layer without --sparse'
+          : `has the unsupported tar entry type \`${h.type}\``);
     }
     this.markWritten(rel);
   }
@@ -424,6 +459,10 @@ export class RootfsWriter {
     if (this.jobError !== undefined) throw this.jobError;
   }
 
+  private badLayer(entry: string, why: string): never {
+    throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${entry}\` ${why}; refusing the layer`, { digest: this.layerDigest, entry });
+  }
+
   private badSize(entry: string, bytes: number, size: number): never {
     throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${entry}\` has ${bytes} bytes of content, its header says ${size}`, { digest: this.layerDigest, entry });
   }
@@ -496,8 +535,7 @@ export class RootfsWriter {
   private async special(rel: string, h: EntryRecord, entry: string): Promise<void> {
     if (rel === '') this.unsafe(entry, 'names the rootfs itself as a special file');
     const isDevice = h.type !== 'fifo';
-    if (isDevice && !this.preserve) {
-      // mknod(2) of a device needs CAP_MKNOD in the initial user namespace.
+    if (isDevice && !this.keepDevices) {
       this.stats.devicesSkipped++;
       return;
     }
@@ -564,7 +602,8 @@ function depth(rel: string): number {
  */
 export async function unpackLayers(rootfs: string, layers: LayerInput[], options: UnpackOptions = {}): Promise<UnpackStats> {
   await fsp.mkdir(rootfs, { recursive: true });
-  const writer = new RootfsWriter(rootfs, options.preserveOwnership === undefined ? {} : { preserveOwnership: options.preserveOwnership });
+  const { onProgress: _, ...keep } = options;
+  const writer = new RootfsWriter(rootfs, keep);
   try {
     for (let i = 0; i < layers.length; i++) {
       await writer.applyLayer(layers[i]!, options.onProgress ? (n) => options.onProgress!(i, n) : undefined);

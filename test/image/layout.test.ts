@@ -29,20 +29,22 @@ function umociTree(tag: string): Map<string, TreeEntry> {
 
 /**
  * What nodularity must produce, given umoci's tree. As root both keep
- * everything. Unprivileged, umoci --rootless keeps setuid/setgid bits on the
- * caller's files, where nodularity drops them by design; both skip devices.
+ * setuid/setgid bits in the cache, and device nodes only with keepDevices
+ * (umoci always makes them). Unprivileged, umoci --rootless keeps
+ * setuid/setgid bits on the caller's files, where nodularity drops them by
+ * design; both skip devices.
  */
-function expectedFromUmoci(ref: Map<string, TreeEntry>): Map<string, TreeEntry> {
-  if (isRoot) return ref;
+function expectedFromUmoci(ref: Map<string, TreeEntry>, options: { keepDevices?: boolean } = {}): Map<string, TreeEntry> {
+  if (isRoot && options.keepDevices) return ref;
   const out = new Map<string, TreeEntry>();
   for (const [k, e] of ref) {
     // umoci --rootless writes an empty regular file in place of a device
     // node; nodularity creates nothing and counts it (stats.devicesSkipped).
     if (k === 'dev/null2') {
-      if (e.type !== 'file' || e.size !== 0) throw new Error(`umoci --rootless made dev/null2 a ${e.type} of ${e.size} bytes; the test assumed an empty file`);
+      if (isRoot ? e.type !== 'char' : e.type !== 'file' || e.size !== 0) throw new Error(`umoci made dev/null2 a ${e.type} of ${e.size} bytes; the test assumed ${isRoot ? 'a char device' : 'an empty file'}`);
       continue;
     }
-    out.set(k, { ...e, mode: e.mode & ~0o6000 });
+    out.set(k, isRoot ? e : { ...e, mode: e.mode & ~0o6000 });
   }
   return out;
 }
@@ -79,10 +81,17 @@ t.test('oci layout: v3 unpacks exactly as umoci unpacks it', async (t) => {
   if (isRoot) {
     t.equal(ours.get('data/setuid-bin')?.mode, 0o4755, 'root keeps setuid');
     t.equal(ours.get('data/setgid-bin')?.mode, 0o2750, 'root keeps setgid');
-    t.equal(ours.get('dev/null2')?.type, 'char', 'root creates device nodes');
-    t.equal(ours.get('dev/null2')?.rdev, fs.statSync('/dev/null').rdev);
-    t.equal(img.stats.devicesSkipped, 0);
-    t.equal(img.stats.setidDropped, 0);
+    t.notOk(ours.has('dev/null2'), 'root creates no device node by default');
+    t.equal(img.stats.devicesSkipped, 1, 'device node counted as skipped');
+    t.equal(img.stats.setidDropped, 0, 'setuid/setgid kept in the (private) cache');
+    // Asked for, devices are made, in a cache entry of their own, and the tree is umoci's exactly.
+    const kept = await pullImage(`oci:${fx.layout}:v3`, { cacheDir, keepDevices: true });
+    t.not(kept.rootfs, img.rootfs, 'keepDevices: another cache entry');
+    const withDevices = describeTree(kept.rootfs);
+    t.same(diffTrees(withDevices, expectedFromUmoci(ref, { keepDevices: true }), { fields: ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'target', 'hardlinkGroup', 'rdev', 'mtime'] }), [], 'keepDevices: no differences from umoci');
+    t.equal(withDevices.get('dev/null2')?.type, 'char', 'root creates device nodes when asked');
+    t.equal(withDevices.get('dev/null2')?.rdev, fs.statSync('/dev/null').rdev);
+    t.equal(kept.stats.devicesSkipped, 0);
   } else {
     t.equal(ours.get('data/setuid-bin')?.mode, 0o755, 'setuid dropped');
     t.equal(ours.get('data/setgid-bin')?.mode, 0o750, 'setgid dropped');
