@@ -1,8 +1,8 @@
 // The image config (image-spec config.md) as a run needs it, and the lookup
 // of a named User through the image's own /etc/passwd and /etc/group.
-import * as fsp from 'node:fs/promises';
+import { readFileInRoot as readInRoot, type InRootReadError } from '../plan/inroot.js';
 import * as path from 'node:path';
-import { MAX_JSON, readImageFile } from './image-file.js';
+import { MAX_JSON } from './image-file.js';
 import { ImageError } from './errors.js';
 
 /** What a run takes from an image config. Field names follow the image spec, camelCased. */
@@ -67,30 +67,19 @@ export function parseImageConfig(bytes: Uint8Array): ImageConfig {
 }
 
 /**
- * Read a file of the image as the container would see it: symlinks are
- * followed but resolved inside `rootfs` (an absolute link target means the
- * rootfs root), so an image cannot make us read a host file.
+ * Read a file of the image as the container would see it: openat2 with
+ * RESOLVE_IN_ROOT from the rootfs (lib/plan/inroot.ts), so an image cannot
+ * make us read a host file; regular files only, at most 16 MiB (a FIFO as
+ * /etc/passwd would hang, /dev/zero never end). ENOENT stays ENOENT.
  */
 export async function readFileInRoot(rootfs: string, file: string): Promise<Buffer> {
-  const root = path.resolve(rootfs);
-  let parts = file.split('/').filter((p) => p && p !== '.');
-  const done: string[] = [];
-  for (let hops = 0; parts.length > 0;) {
-    const p = parts.shift()!;
-    if (p === '..') { done.pop(); continue; }
-    const here = path.join(root, ...done, p);
-    const st = await fsp.lstat(here);
-    if (st.isSymbolicLink()) {
-      if (++hops > 40) throw new ImageError('BAD_MANIFEST', `${file} in the image: too many levels of symlinks`);
-      const target = await fsp.readlink(here);
-      if (target.startsWith('/')) done.length = 0;
-      parts = [...target.split('/').filter((x) => x && x !== '.'), ...parts];
-      continue;
-    }
-    done.push(p);
+  try {
+    return readInRoot(path.resolve(rootfs), file, MAX_JSON);
+  } catch (e) {
+    const code = (e as InRootReadError).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw Object.assign(new Error(`${file} in the image: not found`), { code });
+    throw new ImageError('BAD_MANIFEST', (e as Error).message);
   }
-  // Regular files only, bounded: a FIFO as /etc/passwd would hang, /dev/zero never end.
-  return await readImageFile(path.join(root, ...done), { what: `${file} in the image`, code: 'BAD_MANIFEST', max: MAX_JSON });
 }
 
 /** A resolved process user, in OCI runtime-spec field names. */
@@ -106,7 +95,8 @@ async function readTable(rootfs: string, file: string): Promise<string[][]> {
   try {
     return (await readFileInRoot(rootfs, file)).toString('utf8').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(':'));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
     throw err;
   }
 }
