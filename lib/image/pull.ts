@@ -1,5 +1,6 @@
 // pullImage / inspectImage: source -> resolved manifest -> (cache hit | unpack
 // under the lock into a temp dir -> rename) -> rootfs + image config.
+import { writeSandboxFiles } from './sandbox.js';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
@@ -264,6 +265,8 @@ export async function pullImage(source: string, options: PullOptions = {}): Prom
       }
       try {
         const meta = await unpackInto(image, config, tmp, options, 'dest');
+        // DEST/rootfs is a Singularity sandbox (env script, runscript), as apptainer build --sandbox makes.
+        writeSandboxFiles(path.join(tmp, 'rootfs'), config);
         await checkDest(dest);
         await fsp.rm(dest, { recursive: true, force: true }); // empty or absent, checked above
         // Renamed while still 0700, then opened up through an fd taken

@@ -1,10 +1,11 @@
 // The IMAGE argument: a directory (plain rootfs or Singularity sandbox), or
 // an image reference (oci:, docker-archive:, docker://) that goes through the
 // image cache and comes back as an unpacked rootfs with its config.
-import { statSync } from 'node:fs';
+import { lstatSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SpecError } from '../errors.js';
-import { pullImage, type ImageConfig, type PullOptions } from '../image/index.js';
+import { parseImageConfig, pullImage, type ImageConfig, type PullOptions } from '../image/index.js';
+import { MAX_JSON, readImageFile } from '../image/image-file.js';
 
 export interface ResolvedRunImage {
   /** What the caller gave. */
@@ -45,5 +46,28 @@ export async function resolveRunImage(image: string, pull: PullOptions = {}, opt
   if (!st.isDirectory()) {
     throw new SpecError(option, `image ${image} is a file: SIF and other image files are not supported; give an unpacked directory (\`apptainer build --sandbox\`), oci:DIR, docker-archive:FILE or docker://REF`);
   }
+  // What `pull SRC DEST` wrote: DEST/rootfs with the image config in
+  // DEST/image.json, so `exec DEST` runs with the config as a cached image does.
+  const pulledConfig = resolve(path, 'image.json');
+  if (isDir(resolve(path, 'rootfs')) && isFile(pulledConfig)) {
+    let config: ImageConfig, digest: string;
+    try {
+      const meta = JSON.parse((await readImageFile(pulledConfig, { what: pulledConfig, code: 'BAD_MANIFEST', max: MAX_JSON })).toString('utf8')) as { manifestDigest: string; config: unknown };
+      config = parseImageConfig(Buffer.from(JSON.stringify(meta.config)));
+      digest = meta.manifestDigest;
+    } catch (e) {
+      throw new SpecError(option, `image ${image}: ${pulledConfig} is not the image.json of a pull (${(e as Error).message})`);
+    }
+    const rootfs = resolve(path, 'rootfs');
+    return { ref: image, rootfs, sandbox: isDir(resolve(rootfs, '.singularity.d')), config, digest };
+  }
   return { ref: image, rootfs: path, sandbox: isDir(resolve(path, '.singularity.d')) };
+}
+
+function isFile(p: string): boolean {
+  try {
+    return lstatSync(p).isFile();
+  } catch {
+    return false;
+  }
 }
