@@ -1,7 +1,8 @@
 // CLI verbs for images: pull, inspect, cache list|clean.
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { pullImage, inspectImage, ImageCache, defaultCacheDir, type PullOptions, type PullProgress } from '../image/index.js';
+import { existsSync } from 'node:fs';
+import { pullImage, inspectImage, ImageCache, ImageError, defaultCacheDir, CACHE_CONTENT_TYPES, type CacheContentType, type PullOptions, type PullProgress } from '../image/index.js';
 
 interface CommonFlags {
   insecure?: boolean;
@@ -185,25 +186,63 @@ export function registerImageCommands(program: Command): void {
       process.stdout.write(lines.map(printable).join('\n') + '\n');
     });
 
-  const cache = program.command('cache').description('list or clean the image cache');
+  const cache = program.command('cache').description('list or clean the image cache (blobs: layers as fetched; roots: unpacked images)');
   cache.command('list')
-    .description('list unpacked images in the cache')
+    .description('list unpacked roots and layer blobs in the cache')
     .option('--cache <dir>', `cache directory (default: ${defaultCacheDir()})`)
+    .option('-T, --type <types>', `what to list: ${CACHE_CONTENT_TYPES.join(', ')} or all, comma-separated`, 'all')
     .option('--json', 'print JSON')
-    .action(async (flags: { cache?: string; json?: boolean }) => {
-      const entries = await new ImageCache(flags.cache).list();
+    .action(async (flags: { cache?: string; type: string; json?: boolean }) => {
+      const c = openCache(flags.cache);
+      const types = cacheTypes(flags.type);
+      const roots = types.has('root') ? await c.list() : [];
+      const blobs = types.has('blob') ? await c.listBlobs() : [];
       if (flags.json) {
-        process.stdout.write(jsonPrintable(entries.map((e) => ({ manifestDigest: e.manifestDigest, rootfs: e.rootfs, source: e.meta.source, unpacked: e.meta.unpacked, bytes: e.meta.stats.bytes }))) + '\n');
+        process.stdout.write(jsonPrintable([
+          ...roots.map((e) => ({ type: 'root', manifestDigest: e.manifestDigest, rootfs: e.rootfs, source: e.meta.source, unpacked: e.meta.unpacked, bytes: e.meta.stats.bytes })),
+          ...blobs.map((b) => ({ type: 'blob', digest: b.digest, path: c.blobPath(b.digest), stored: b.stored, bytes: b.size })),
+        ]) + '\n');
         return;
       }
-      for (const e of entries) process.stdout.write(printable(`${e.manifestDigest}  ${human(e.meta.stats.bytes).padStart(10)}  ${e.meta.unpacked}  ${e.meta.source}`) + '\n');
+      for (const e of roots) process.stdout.write(printable(`${e.manifestDigest}  ${human(e.meta.stats.bytes).padStart(10)}  ${e.meta.unpacked}  ${e.meta.source}`) + '\n');
+      for (const b of blobs) process.stdout.write(`${b.digest}  ${human(b.size).padStart(10)}  ${b.stored}  (blob)\n`);
     });
   cache.command('clean')
-    .description('remove cached images (all, or the given manifest digests), blobs and stale temp files')
-    .argument('[digests...]', 'manifest digests to remove (default: everything)')
+    .description('remove cached roots (all, or the given manifest digests), layer blobs and stale temp files; roots that running containers use are skipped unless --force')
+    .argument('[digests...]', 'manifest digests of roots to remove (default: everything of --type)')
     .option('--cache <dir>', `cache directory (default: ${defaultCacheDir()})`)
-    .action(async (digests: string[], flags: { cache?: string }) => {
-      const r = await new ImageCache(flags.cache).clean(digests.length ? { digests } : {});
-      process.stdout.write(`removed ${r.removed.length} image(s), freed ${human(r.bytesFreed)}\n`);
+    .option('-T, --type <types>', `what to remove: ${CACHE_CONTENT_TYPES.join(', ')} or all, comma-separated (as Apptainer's --type)`, 'all')
+    .option('-f, --force', 'also take away roots in use: they leave the cache now (the running containers keep working) and are deleted once those containers exit')
+    .action(async (digests: string[], flags: { cache?: string; type: string; force?: boolean }) => {
+      const types = cacheTypes(flags.type);
+      if (digests.length && !types.has('root')) throw new ImageError('CACHE', `cache clean: digests name unpacked roots; --type ${flags.type} leaves roots out`);
+      const r = await openCache(flags.cache).clean({ types: [...types], force: Boolean(flags.force), ...(digests.length ? { digests } : {}) });
+      for (const s of r.skipped) process.stderr.write(`skipped ${s.manifestDigest}: in use by ${plural(s.holders.length, 'running container')} (pid ${s.holders.join(', ')}); --force takes it away anyway\n`);
+      for (const s of r.parked) process.stderr.write(`took away ${s.manifestDigest}: in use by ${plural(s.holders.length, 'running container')} (pid ${s.holders.join(', ')}); deleted once they exit\n`);
+      process.stdout.write(`removed ${r.removed.length} image(s)${types.has('blob') && !digests.length ? ` and ${r.blobs} blob(s)` : ''}, freed ${human(r.bytesFreed)}` +
+        (r.skipped.length ? `; skipped ${r.skipped.length} in use` : '') + (r.parked.length ? `; ${r.parked.length} in use taken away, deleted when released` : '') + '\n');
     });
+}
+
+function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
+/** `--type` of cache list/clean: Apptainer's comma-separated list; `all` for everything. */
+function cacheTypes(value: string): Set<CacheContentType> {
+  const out = new Set<CacheContentType>();
+  for (const raw of value.split(',')) {
+    const v = raw.trim();
+    if (v === 'all') CACHE_CONTENT_TYPES.forEach((t) => out.add(t));
+    else if ((CACHE_CONTENT_TYPES as readonly string[]).includes(v)) out.add(v as CacheContentType);
+    else throw new ImageError('CACHE', `--type \`${printable(v)}\`: not a cache type (expected ${CACHE_CONTENT_TYPES.join(', ')} or all, comma-separated)`);
+  }
+  return out;
+}
+
+/** The cache of --cache or $NODULARITY_CACHE, which the user named and so must exist; the default one may not yet. */
+function openCache(flag: string | undefined): ImageCache {
+  const named = flag ?? process.env.NODULARITY_CACHE;
+  if (named && !existsSync(named)) throw new ImageError('CACHE', `cache ${named}${flag ? ' (--cache)' : ' ($NODULARITY_CACHE)'} does not exist; check the path`);
+  return new ImageCache(flag);
 }

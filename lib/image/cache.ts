@@ -7,7 +7,9 @@
 //       image.json                manifest digest, source, manifest, config, stats
 //     aliases/ALG/HEX@OS-ARCH     index digest -> platform manifest digest
 //     locks/ALG-HEX               lock files (proper-lockfile makes NAME.lock dirs)
+//     holds/ALG-HEX/PID-RAND      one file per running container using roots/ALG/HEX
 //     tmp/                        work in progress; same filesystem, so rename() is atomic
+//       parked-ALG-HEX-RAND/      an entry `cache clean --force` took away while in use
 //
 // A root only ever appears by rename() of a complete temp directory, so a
 // killed puller leaves at worst a tmp/ entry, never a half root that a later
@@ -31,6 +33,21 @@
 // ancestors are not checked: they are the caller's choice, as for ssh keys.
 // Apptainer and podman keep a cache per user; root cleaning a user's cache
 // is refused too (do it as that user), rather than trusting the user's tree.
+//
+// Holds. A container runs its root straight from roots/ALG/HEX, so deleting
+// an entry under a running job breaks it (`/bin/ls: not found`). A launch
+// takes a hold (hold()) and keeps it until the container exits: a file
+// holds/ALG-HEX/PID-RAND naming the holding process by pid, start time
+// (/proc/PID/stat field 22), boot id and pid namespace. It is made under the
+// entry's lock, after checking that the entry exists; clean() looks at the
+// holds under the same lock, so a hold is either seen by clean or made after
+// the entry is gone (and the launch pulls again). A record whose process is
+// gone (killed with SIGKILL, or its pid reused by another process: the start
+// time differs) is stale and removed; one from another pid namespace cannot
+// be checked and counts as live. clean() skips held entries; with `force`
+// it renames them to tmp/parked-ALG-HEX-RAND (the running job keeps its
+// mounts, a new pull unpacks afresh), removed by the last holder's release
+// or by a later clean once no live hold is left.
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
@@ -118,6 +135,103 @@ function distrust(st: fs.Stats, kind: 'dir' | 'file', euid: number): string | un
   return undefined;
 }
 
+/** Kinds of content `cache clean --type` removes (Apptainer's names where they exist). */
+export type CacheContentType = 'blob' | 'root';
+export const CACHE_CONTENT_TYPES: readonly CacheContentType[] = ['blob', 'root'];
+
+/** What clean() may do. */
+export interface CleanOptions {
+  /** Only these roots (manifest digests); default: everything of `types`. */
+  digests?: string[];
+  /** Default: both. */
+  types?: CacheContentType[];
+  /**
+   * Also take away roots in use: they are renamed out of the cache (the
+   * running containers keep working from their mounts) and removed when the
+   * last holder releases them, or by a later clean.
+   */
+  force?: boolean;
+}
+
+/** An entry clean() left in place (or, with `force`, parked) because containers use it. */
+export interface HeldEntry {
+  manifestDigest: string;
+  /** pids of the live holders (in this pid namespace, or as recorded in another one). */
+  holders: number[];
+}
+
+export interface CleanResult {
+  /** Roots removed. */
+  removed: string[];
+  /** Roots in use, left in place. */
+  skipped: HeldEntry[];
+  /** Roots in use taken out of the cache by `force`, removed once released. */
+  parked: HeldEntry[];
+  /** Number of blobs removed. */
+  blobs: number;
+  bytesFreed: number;
+}
+
+/** A cached blob. */
+export interface CachedBlob {
+  digest: string;
+  size: number;
+  /** ISO time it was stored. */
+  stored: string;
+}
+
+/**
+ * A running container's claim on its cache entry (see "Holds" above). The
+ * entry stays until release(); release when the container has exited.
+ */
+export interface CacheHold {
+  readonly manifestDigest: string;
+  /** The hold record. */
+  readonly file: string;
+  /** Drop the hold; idempotent. Removes the entry if `clean --force` parked it and no one else holds it. */
+  release(): Promise<void>;
+}
+
+/** Enough to tell later, from another process, whether the holder still runs. */
+interface HoldRecord { pid: number; start: string; boot: string; pidns: string }
+
+/** Field 22 (starttime, clock ticks after boot) of /proc/PID/stat; 'gone' for no such process. */
+function procStart(pid: number): string | 'gone' | undefined {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch (err) {
+    return errCode(err) === 'ENOENT' || errCode(err) === 'ESRCH' ? 'gone' : undefined;
+  }
+  // comm (field 2) may hold spaces and parentheses: count from the last ')'.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+}
+
+let selfRecord: HoldRecord | undefined;
+function ownRecord(): HoldRecord {
+  if (!selfRecord) {
+    const read = (f: () => string): string => { try { return f().trim(); } catch { return 'unknown'; } };
+    selfRecord = {
+      pid: process.pid,
+      start: procStart(process.pid) ?? 'unknown',
+      boot: read(() => fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8')),
+      pidns: read(() => fs.readlinkSync('/proc/self/ns/pid')),
+    };
+  }
+  return selfRecord;
+}
+
+/** Whether the process a hold record names still runs; 'unknown' (from another pid namespace, or unreadable) counts as live. */
+function holderState(r: HoldRecord): 'live' | 'dead' | 'unknown' {
+  const me = ownRecord();
+  if (r.boot !== me.boot) return 'dead';
+  if (r.pidns !== me.pidns) return 'unknown';
+  const start = procStart(r.pid);
+  if (start === 'gone') return 'dead';
+  if (start === undefined) return 'unknown';
+  return start === r.start ? 'live' : 'dead'; // a different start time: the pid was reused
+}
+
 /** Handle on one cache directory. Cheap to create; creates directories lazily. */
 export class ImageCache {
   readonly dir: string;
@@ -184,6 +298,38 @@ export class ImageCache {
     return await this.trust(['blobs', algorithm, hex], 'file');
   }
 
+  /**
+   * Open a trusted cached blob for reading, or undefined when there is none.
+   * An open blob stays readable when a concurrent `cache clean` unlinks it.
+   */
+  async openBlob(digest: string): Promise<fsp.FileHandle | undefined> {
+    const { algorithm, hex } = parseDigest(digest);
+    if (!(await this.trust(['blobs', algorithm, hex], 'file'))) return undefined;
+    try {
+      return await fsp.open(this.blobPath(digest), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') return undefined;
+      throw new ImageError('CACHE', `cache blob ${this.blobPath(digest)}: ${(err as Error).message}`, { digest, cause: err });
+    }
+  }
+
+  /** All cached blobs. @throws UntrustedCacheError as lookup() */
+  async listBlobs(hint = ''): Promise<CachedBlob[]> {
+    const out: CachedBlob[] = [];
+    if (!(await this.trust(['blobs'], 'dir', hint))) return out;
+    for (const alg of (await fsp.readdir(this.sub('blobs'))).sort()) {
+      if (!(await this.trust(['blobs', alg], 'dir', hint))) continue;
+      for (const hex of (await fsp.readdir(this.sub('blobs', alg))).sort()) {
+        let digest: string;
+        try { digest = parseDigest(`${alg}:${hex}`).algorithm + ':' + hex; } catch { continue; /* not a blob name */ }
+        if (!(await this.trust(['blobs', alg, hex], 'file', hint))) continue;
+        const st = await fsp.lstat(this.sub('blobs', alg, hex)).catch(() => undefined);
+        if (st) out.push({ digest, size: st.size, stored: st.mtime.toISOString() });
+      }
+    }
+    return out;
+  }
+
   /** Drop a blob found to be corrupt, so the next pull fetches it again. */
   async dropBlob(digest: string): Promise<void> {
     const { algorithm } = parseDigest(digest);
@@ -209,7 +355,14 @@ export class ImageCache {
     const tmp = this.sub('tmp', `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
       await pipeline(source, new DigestVerifier(digest, size === undefined ? { what } : { size, what }), fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
-      await fsp.rename(tmp, final);
+      try {
+        await fsp.rename(tmp, final);
+      } catch (err) {
+        // A concurrent `cache clean` may have removed blobs/ALG meanwhile.
+        if (errCode(err) !== 'ENOENT') throw err;
+        await this.ensureDir('blobs', parseDigest(digest).algorithm);
+        await fsp.rename(tmp, final);
+      }
     } catch (err) {
       await fsp.rm(tmp, { force: true });
       throw err;
@@ -359,11 +512,11 @@ export class ImageCache {
    */
   private async trustAll(hint: string): Promise<void> {
     if (!(await this.trust([], 'dir', hint))) return;
-    for (const top of ['roots', 'blobs', 'aliases', 'tmp', 'locks']) {
+    for (const top of ['roots', 'blobs', 'aliases', 'tmp', 'locks', 'holds']) {
       if (!(await this.trust([top], 'dir', hint))) continue;
       if (top === 'tmp' || top === 'locks') continue; // their entries are the caller's own temp dirs, removed without following
       for (const alg of await fsp.readdir(this.sub(top))) {
-        await this.trust([top, alg], 'dir', hint);
+        await this.trust([top, alg], 'dir', hint); // holds/ALG-HEX too: its records are read and unlinked
         if (top !== 'roots') continue;
         for (const hex of await fsp.readdir(this.sub(top, alg))) await this.trust([top, alg, hex], 'dir', hint);
       }
@@ -371,46 +524,169 @@ export class ImageCache {
   }
 
   /**
-   * Remove cached images (all, or those given), their aliases, all blobs and
-   * temp leftovers of dead processes. Entries are removed under their lock, so
-   * a concurrent pull of the same image either finishes first or starts after.
+   * Take a hold on the entry for `manifestDigest` (see "Holds" above), or
+   * return undefined when there is no such entry (any more): pull it again,
+   * then hold. Keep the hold until the container using the entry exits.
    */
-  async clean(options: { digests?: string[] } = {}): Promise<{ removed: string[]; bytesFreed: number }> {
-    const removed: string[] = [];
-    let bytesFreed = 0;
+  async hold(manifestDigest: string): Promise<CacheHold | undefined> {
+    const { algorithm, hex } = parseDigest(manifestDigest, 'manifest digest');
+    return await this.withLock(manifestDigest, async () => {
+      if (!(await this.lookup(manifestDigest))) return undefined;
+      const dir = await this.ensureDir('holds', `${algorithm}-${hex}`);
+      const name = `${process.pid}-${randomBytes(6).toString('hex')}`;
+      // Written aside and renamed: a reader without the lock never sees half a record.
+      const tmp = path.join(dir, `.${name}`);
+      const file = path.join(dir, name);
+      await fsp.writeFile(tmp, JSON.stringify(ownRecord()) + '\n', { flag: 'wx', mode: 0o600 });
+      await fsp.rename(tmp, file);
+      let released = false;
+      return {
+        manifestDigest,
+        file,
+        release: async () => {
+          if (released) return;
+          released = true;
+          await fsp.rm(file, { force: true }).catch(() => undefined);
+          await this.sweepParked(`${algorithm}-${hex}`).catch(() => undefined);
+        },
+      };
+    });
+  }
+
+  /**
+   * pids of the live holders of roots/ALG/HEX (`key` = ALG-HEX); stale
+   * records (holder gone, pid reused, an earlier boot) are removed on the way.
+   */
+  private async liveHolders(key: string, hint = ''): Promise<number[]> {
+    if (!(await this.trust(['holds', key], 'dir', hint))) return [];
+    const live: number[] = [];
+    for (const name of await fsp.readdir(this.sub('holds', key)).catch(() => [] as string[])) {
+      if (name.startsWith('.')) {
+        // A record being written (it is renamed at once), or left by a holder killed in between.
+        const pid = Number(name.slice(1).split('-')[0]);
+        if (!(pid && pidAlive(pid))) await fsp.rm(this.sub('holds', key, name), { force: true });
+        continue;
+      }
+      if (!(await this.trust(['holds', key, name], 'file', hint))) continue;
+      let record: HoldRecord | undefined;
+      try {
+        record = JSON.parse(await fsp.readFile(this.sub('holds', key, name), 'utf8')) as HoldRecord;
+      } catch (err) {
+        if (errCode(err) === 'ENOENT') continue; // released meanwhile
+      }
+      const state = record && typeof record.pid === 'number' ? holderState(record) : 'dead';
+      if (state === 'dead') await fsp.rm(this.sub('holds', key, name), { force: true });
+      else live.push(record!.pid);
+    }
+    return live;
+  }
+
+  /**
+   * Remove the tmp/parked-KEY-* trees no one holds any more. The parked
+   * names are read before the holds: an entry parked after that read is not
+   * touched, and one parked before it had its holds made before it was parked.
+   */
+  private async sweepParked(key?: string, hint = ''): Promise<number> {
+    if (!(await this.trust(['tmp'], 'dir', hint))) return 0;
+    const parked = (await fsp.readdir(this.sub('tmp')).catch(() => [] as string[]))
+      .filter((n) => n.startsWith(`parked-${key ?? ''}`));
+    let freed = 0;
+    const live = new Map<string, boolean>();
+    for (const n of parked) {
+      const k = /^parked-([a-z0-9]+-[0-9a-f]+)-[0-9a-f]+$/.exec(n)?.[1];
+      if (!k) continue;
+      if (!live.has(k)) live.set(k, (await this.liveHolders(k, hint)).length > 0);
+      if (live.get(k)) continue;
+      freed += await duBytes(this.sub('tmp', n));
+      await removeTree(this.sub('tmp', n));
+    }
+    return freed;
+  }
+
+  /**
+   * Remove cached roots (all, or the manifest digests given) and their
+   * aliases, blobs, and temp leftovers of dead processes; `types` picks
+   * blobs or roots. A root that a running container holds is skipped (and
+   * reported), or with `force` parked out of the cache until released.
+   * Roots are removed under their lock, so a concurrent pull of the same
+   * image either finishes first or starts after. Blobs a pull has open stay
+   * readable; a pull that looks for one after it is gone fetches it again.
+   */
+  async clean(options: CleanOptions = {}): Promise<CleanResult> {
+    const result: CleanResult = { removed: [], skipped: [], parked: [], blobs: 0, bytesFreed: 0 };
+    const types = new Set(options.types ?? CACHE_CONTENT_TYPES);
+    for (const t of types) if (!CACHE_CONTENT_TYPES.includes(t)) throw new ImageError('CACHE', `cache clean: unknown type \`${String(t)}\` (expected ${CACHE_CONTENT_TYPES.join(', ')} or all)`);
+    if (options.digests && !types.has('root')) throw new ImageError('CACHE', 'cache clean: digests name unpacked roots; they do not go with a type that leaves roots out');
     const hint = `; clean a cache as its owner, e.g. \`runuser -u USER -- nodularity cache clean --cache ${this.dir}\``;
     await this.trustAll(hint);
-    const targets = options.digests ?? (await this.list(hint)).map((e) => e.manifestDigest);
-    for (const digest of targets) {
-      await this.withLock(digest, async () => {
-        const dir = this.entryDir(digest);
-        bytesFreed += await duBytes(dir);
+    if (types.has('root')) {
+      const targets = options.digests ?? (await this.list(hint)).map((e) => e.manifestDigest);
+      for (const digest of targets) {
         const { algorithm, hex } = parseDigest(digest, 'manifest digest');
-        if (!(await this.trust(['roots', algorithm, hex], 'dir', hint))) return;
-        await this.ensureDir('tmp');
-        const parked = this.sub('tmp', `clean-${process.pid}-${randomBytes(4).toString('hex')}`);
-        // Rename first so that the entry disappears atomically, then delete at leisure.
-        try { await fsp.rename(dir, parked); } catch (err) { if (errCode(err) === 'ENOENT') return; throw err; }
-        await removeTree(parked);
-        removed.push(digest);
-      });
-    }
-    if (!options.digests) {
-      // Checked again just before deleting: only the caller and root could have changed them since.
-      await this.trustAll(hint);
-      bytesFreed += await duBytes(this.sub('blobs'));
-      await fsp.rm(this.sub('blobs'), { recursive: true, force: true });
-      await fsp.rm(this.sub('aliases'), { recursive: true, force: true });
-      let names: string[] = [];
-      try { names = await fsp.readdir(this.sub('tmp')); } catch { /* none */ }
-      for (const n of names) {
-        const pid = Number(/^[a-z]+(?:-[0-9a-f]+)?-(\d+)-/.exec(n)?.[1]);
-        if (pid && pidAlive(pid)) continue;
-        bytesFreed += await duBytes(this.sub('tmp', n));
-        await removeTree(this.sub('tmp', n));
+        await this.withLock(digest, async () => {
+          const dir = this.entryDir(digest);
+          if (!(await this.trust(['roots', algorithm, hex], 'dir', hint))) return;
+          const holders = await this.liveHolders(`${algorithm}-${hex}`, hint);
+          if (holders.length && !options.force) {
+            result.skipped.push({ manifestDigest: digest, holders });
+            return;
+          }
+          const bytes = await duBytes(dir);
+          await this.ensureDir('tmp');
+          const rand = randomBytes(4).toString('hex');
+          const parked = this.sub('tmp', holders.length ? `parked-${algorithm}-${hex}-${rand}` : `clean-${process.pid}-${rand}`);
+          // Rename first so that the entry disappears atomically, then delete at leisure.
+          try { await fsp.rename(dir, parked); } catch (err) { if (errCode(err) === 'ENOENT') return; throw err; }
+          if (holders.length) {
+            result.parked.push({ manifestDigest: digest, holders });
+            return;
+          }
+          await removeTree(parked);
+          result.bytesFreed += bytes;
+          result.removed.push(digest);
+        });
       }
     }
-    return { removed, bytesFreed };
+    if (options.digests) return result;
+    // Checked again just before deleting: only the caller and root could have changed them since.
+    await this.trustAll(hint);
+    if (types.has('root')) await fsp.rm(this.sub('aliases'), { recursive: true, force: true });
+    if (types.has('blob')) {
+      // File by file: a pull storing a blob meanwhile still finds blobs/ALG.
+      for (const b of await this.listBlobs(hint)) {
+        const p = this.blobPath(b.digest);
+        const st = await fsp.lstat(p).catch(() => undefined);
+        if (!st) continue;
+        await fsp.rm(p, { force: true });
+        result.bytesFreed += st.blocks * 512;
+        result.blobs++;
+      }
+    }
+    result.bytesFreed += await this.sweepParked(undefined, hint);
+    let names: string[] = [];
+    try { names = await fsp.readdir(this.sub('tmp')); } catch { /* none */ }
+    for (const n of names) {
+      if (n.startsWith('parked-')) continue;
+      const pid = Number(/^[a-z]+(?:-[0-9a-f]+)?-(\d+)-/.exec(n)?.[1]);
+      if (pid && pidAlive(pid)) continue;
+      result.bytesFreed += await duBytes(this.sub('tmp', n));
+      await removeTree(this.sub('tmp', n));
+    }
+    // Stale hold records, and hold dirs left empty.
+    if (await this.trust(['holds'], 'dir', hint)) {
+      for (const key of await fsp.readdir(this.sub('holds'))) {
+        const m = /^([a-z0-9]+)-([0-9a-f]+)$/.exec(key);
+        if (!m) continue;
+        // Under the entry's lock: hold() makes the dir and its record under it.
+        let digest: string;
+        try { digest = `${m[1]}:${m[2]}`; parseDigest(digest); } catch { continue; }
+        await this.withLock(digest, async () => {
+          if ((await this.liveHolders(key, hint)).length) return;
+          await fsp.rmdir(this.sub('holds', key)).catch(() => undefined);
+        });
+      }
+    }
+    return result;
   }
 }
 

@@ -1,7 +1,6 @@
 // A docker:// image as a ResolvedImage: manifests and config over the
 // distribution API, layer blobs downloaded into the blob cache (verified on
 // the way in) and unpacked from there.
-import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ImageError } from './errors.js';
 import type { ImageCache } from './cache.js';
@@ -36,6 +35,8 @@ async function resolveWith(client: RegistryClient, src: RegistrySource, name: st
   const manifest = parsed.manifest;
   const configBytes = await client.getBlob(manifest.config.digest, manifest.config.size, 'image config');
   const attempts = Math.max(1, options.attempts ?? 4);
+  /** Blobs opened by fetchLayer that no one streamed (a failed pull): closed by close(). */
+  const unread = new Set<import('node:fs/promises').FileHandle>();
   const image: ResolvedImage = {
     source: name,
     manifestDigest: fetched.digest,
@@ -48,7 +49,11 @@ async function resolveWith(client: RegistryClient, src: RegistrySource, name: st
       return c;
     },
     async fetchLayer(layer, onBytes) {
-      if (!(await cache.hasBlob(layer.digest))) {
+      // Opened at once and read from the fd: a `cache clean` meanwhile
+      // unlinks the name, not the content this pull is about to unpack.
+      let fh = await cache.openBlob(layer.digest);
+      if (fh) onBytes?.(layer.size);
+      for (let again = 0; !fh; again++) {
         // The body can fail after the headers came back (cut short, stalled
         // past the timeout); start the blob over. A digest or size mismatch
         // is not transient and ends it at once.
@@ -68,13 +73,21 @@ async function resolveWith(client: RegistryClient, src: RegistrySource, name: st
             }
           }
         }
-      } else {
-        onBytes?.(layer.size);
+        fh = await cache.openBlob(layer.digest);
+        if (!fh && again >= attempts) throw new ImageError('CACHE', `layer ${layer.digest}: removed from the cache (${cache.dir}) right after each download; is a \`cache clean\` running in a loop?`, { digest: layer.digest });
       }
-      const file = cache.blobPath(layer.digest);
-      return () => fs.createReadStream(file, { highWaterMark: 1 << 20 });
+      const handle = fh;
+      unread.add(handle);
+      return () => {
+        unread.delete(handle);
+        return handle.createReadStream({ highWaterMark: 1 << 20 }); // closes the fd at its end
+      };
     },
-    async close() { client.close(); /* blobs stay in the cache */ },
+    async close() {
+      client.close(); /* blobs stay in the cache */
+      for (const fh of unread) await fh.close().catch(() => undefined);
+      unread.clear();
+    },
   };
   if (indexDigest) image.indexDigest = indexDigest;
   return image;

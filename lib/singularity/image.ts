@@ -1,10 +1,11 @@
 // The IMAGE argument: a directory (plain rootfs or Singularity sandbox), or
 // an image reference (oci:, docker-archive:, docker://) that goes through the
 // image cache and comes back as an unpacked rootfs with its config.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { lstatSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SpecError } from '../errors.js';
-import { parseImageConfig, pullImage, type ImageConfig, type PullOptions } from '../image/index.js';
+import { parseImageConfig, pullImage, ImageCache, ImageError, type CacheHold, type ImageConfig, type PullOptions } from '../image/index.js';
 import { MAX_JSON, readImageFile } from '../image/image-file.js';
 
 export interface ResolvedRunImage {
@@ -18,7 +19,21 @@ export interface ResolvedRunImage {
   config?: ImageConfig;
   /** Manifest digest when the image came through the cache. */
   digest?: string;
+  /**
+   * The hold on the cache entry (image through the cache): `cache clean`
+   * leaves the entry alone until it is released. exec()/runImage()/...
+   * release it when the container exits; a caller of compileLaunch() or
+   * resolveRunImage() who spawns by itself releases it then too.
+   */
+  hold?: CacheHold;
 }
+
+/**
+ * Holds taken by resolveRunImage() within one launch, so that the launch can
+ * release them when it fails after the image was resolved (compileLaunch
+ * throwing on a later option) and the caller never sees the image.
+ */
+export const launchHolds = new AsyncLocalStorage<CacheHold[]>();
 
 const REFERENCE = /^(oci|docker-archive|oci-archive|docker):/;
 
@@ -33,8 +48,19 @@ function isDir(p: string): boolean {
 export async function resolveRunImage(image: string, pull: PullOptions = {}, option = 'image'): Promise<ResolvedRunImage> {
   if (typeof image !== 'string' || image === '') throw new SpecError(option, 'an image is required (a directory, oci:DIR, docker-archive:FILE or docker://REF)');
   if (REFERENCE.test(image)) {
-    const p = await pullImage(image, pull);
-    return { ref: image, rootfs: p.rootfs, sandbox: isDir(resolve(p.rootfs, '.singularity.d')), config: p.config, digest: p.manifestDigest };
+    // The entry is held from here until the container exits. A clean
+    // between the pull and the hold removed it: pull again (rarely more than once).
+    const cache = new ImageCache(pull.cacheDir);
+    for (let attempt = 1; ; attempt++) {
+      const p = await pullImage(image, pull);
+      const hold = p.dir === cache.entryDir(p.manifestDigest) ? await cache.hold(p.manifestDigest) : undefined;
+      if (hold) launchHolds.getStore()?.push(hold);
+      else if (!pull.dest) {
+        if (attempt < 3) continue;
+        throw new ImageError('CACHE', `${image}: the cache entry ${p.manifestDigest} was removed each time right after it was pulled (a \`cache clean\` running in a loop?)`);
+      }
+      return { ref: image, rootfs: p.rootfs, sandbox: isDir(resolve(p.rootfs, '.singularity.d')), config: p.config, digest: p.manifestDigest, ...(hold ? { hold } : {}) };
+    }
   }
   const path = resolve(image);
   let st;

@@ -6,7 +6,7 @@ import { spawn, type Container } from '../container.js';
 import { SpecError } from '../errors.js';
 import { compileLaunch, type ActionMode, type CompiledLaunch, type ExecOptions } from './compile.js';
 import { applyUserLayers, envFromList, envToList, SHELL_VARIABLES, type EnvMap } from './environment.js';
-import type { ResolvedRunImage } from './image.js';
+import { launchHolds, type ResolvedRunImage } from './image.js';
 
 export type { ExecOptions, ActionMode, CompiledLaunch } from './compile.js';
 export type { BindSpec } from './binds.js';
@@ -118,7 +118,17 @@ async function evaluateEnvScripts(c: CompiledLaunch, input: EnvMap, self: Pendin
 }
 
 async function start(image: string, argv: string[], options: ExecOptions, mode: ActionMode): Promise<ImageContainer | null> {
-  const c = await compileLaunch(image, argv, options, mode);
+  // The image's cache entry is held from its resolution until the container
+  // exits; every way out before the container exists releases it.
+  const holds: NonNullable<ResolvedRunImage['hold']>[] = [];
+  const release = () => { for (const h of holds.splice(0)) void h.release(); };
+  let c: CompiledLaunch;
+  try {
+    c = await launchHolds.run(holds, () => compileLaunch(image, argv, options, mode));
+  } catch (e) {
+    release();
+    throw e;
+  }
   const self: PendingLaunch = { dispose: c.dispose };
   pending.add(self);
   let started: ImageContainer;
@@ -126,6 +136,7 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
     if (!c.runnable) {
       pending.delete(self);
       c.dispose();
+      release();
       return null;
     }
     const imageEnv = await evaluateEnvScripts(c, c.baseEnv, self);
@@ -134,10 +145,12 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
     const container = spawn(c.spec, c.spawnOptions);
     const done = () => { pending.delete(self); c.dispose(); };
     container.spawned.then(done, done);
+    container.exited.then(release, release);
     started = Object.assign(container, { image: c.image, argv: c.spec.process!.args, env, warnings: c.warnings });
   } catch (e) {
     pending.delete(self);
     c.dispose();
+    release();
     throw e;
   }
   // Resolve once the payload runs, so c.pid is set (a failed launch rejects here).
