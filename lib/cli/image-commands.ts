@@ -219,7 +219,7 @@ export function registerImageCommands(program: Command): void {
       const r = await openCache(flags.cache).clean({ types: [...types], force: Boolean(flags.force), ...(digests.length ? { digests } : {}) });
       for (const s of r.skipped) process.stderr.write(`skipped ${s.manifestDigest}: in use by ${plural(s.holders.length, 'running container')} (pid ${s.holders.join(', ')}); --force takes it away anyway\n`);
       for (const s of r.parked) process.stderr.write(`took away ${s.manifestDigest}: in use by ${plural(s.holders.length, 'running container')} (pid ${s.holders.join(', ')}); deleted once they exit\n`);
-      process.stdout.write(`removed ${r.removed.length} image(s)${types.has('blob') && !digests.length ? ` and ${r.blobs} blob(s)` : ''}, freed ${human(r.bytesFreed)}` +
+      process.stdout.write(`removed ${r.removed.length} image(s), freed ${human(r.bytesFreed)}${types.has('blob') && !digests.length ? `, including ${r.blobs} blob(s)` : ''}` +
         (r.skipped.length ? `; skipped ${r.skipped.length} in use` : '') + (r.parked.length ? `; ${r.parked.length} in use taken away, deleted when released` : '') + '\n');
     });
 }
