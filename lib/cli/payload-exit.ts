@@ -34,6 +34,9 @@ export async function runAndExit(c: Container): Promise<never> {
   const r = await c.exited;
   await closed.catch(() => {});
   restore();
+  // The image's cache hold (exec of a cached image) is released on exit;
+  // let that finish, or a --force-parked root waits for the next clean.
+  await (c as { image?: { hold?: { release(): Promise<void> | void } } }).image?.hold?.release();
   process.exit(r.exitCode);
 }
 
