@@ -4,7 +4,8 @@
 import { Command, Option } from 'commander';
 import { exec, runImage, shell, testImage, type ExecOptions, type ImageContainer } from '../singularity/index.js';
 import type { PullOptions } from '../image/index.js';
-import { interactiveTerminal, runAndExit } from './payload-exit.js';
+import { interactiveTerminal } from './payload-exit.js';
+import { forwardAndExit as runAndExit } from './forwarding.js';
 import { progressReporter } from './progress.js';
 
 const list = (v: string, acc: string[]) => acc.concat(v.split(',').filter(Boolean));

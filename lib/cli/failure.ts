@@ -5,6 +5,7 @@
 // (SpecError, ContainerError, ImageError) or plain Node errors from the file
 // system (ENOENT from mkdir, EACCES, ENOSPC); this is the one place that turns
 // them into a line a user can act on. A stack trace only with -d (main.ts).
+import { dirname } from 'node:path';
 import { RUNTIME_FAILURE } from './payload-exit.js';
 
 /** Apptainer's status for a command found but not executable. */
@@ -39,10 +40,11 @@ function isInside(path: string, dir: string): boolean {
  * advice (where it comes from and how to move it); any other path the generic
  * one for the code.
  */
-async function errnoLine(e: Errno, args: string[]): Promise<string> {
+async function errnoLine(e: Errno, args: string[]): Promise<{ line: string; inCache: boolean }> {
   const code = String(e.code);
   const syscall = typeof e.syscall === 'string' ? e.syscall : undefined;
-  const path = typeof e.path === 'string' ? e.path : undefined;
+  // A destination's temporary sibling (DEST.nodularity-PID-HEX) is DEST to the user.
+  const path = typeof e.path === 'string' ? e.path.replace(/\.nodularity-\d+-[0-9a-f]+$/, '') : undefined;
   const what = path ? `${path}` : syscall ?? 'a file';
   const how = `${code}${syscall ? `, ${syscall}` : ''}`;
   // The cache: --cache, else $NODULARITY_CACHE, else the XDG/HOME default.
@@ -60,6 +62,11 @@ async function errnoLine(e: Errno, args: string[]): Promise<string> {
   const inCache = path !== undefined && (isInside(path, cache) || isInside(cache, path));
   const moveCache = cacheFrom === '--cache' ? 'pass another --cache' : cacheFrom === 'NODULARITY_CACHE' ? 'set NODULARITY_CACHE to another directory'
     : 'set NODULARITY_CACHE (or pass --cache) to a directory you can write';
+  return { line: adviceFor(code, syscall, path, what, how, inCache, cache, cacheFrom, moveCache, e.message), inCache };
+}
+
+function adviceFor(code: string, syscall: string | undefined, path: string | undefined, what: string, how: string, inCache: boolean,
+  cache: string, cacheFrom: string, moveCache: string, message: string): string {
   switch (code) {
     case 'ENOSPC':
     case 'EDQUOT':
@@ -75,10 +82,11 @@ async function errnoLine(e: Errno, args: string[]): Promise<string> {
       return `${what}: permission denied (${how}): make it readable (writable, for a destination) by uid ${process.geteuid!()}, or run as its owner`;
     case 'ENOENT':
       if (inCache) return `${cacheFrom === 'the default cache directory' ? `the default cache directory ${cache}` : `cache directory ${cache}`} cannot be created: ${what} does not exist (${how}): ${moveCache}`;
-      if (syscall === 'mkdir') return `cannot create ${what}: its parent directory does not exist (${how}); create the parent first`;
+      if (syscall === 'mkdir' && path) return `cannot create ${path}: the directory ${dirname(path)} does not exist (${how}); create it first`;
       return `${what} does not exist (${how})`;
     case 'ENOTDIR':
-      return `${what}: a component of the path is not a directory (${how})` + (inCache ? `: ${moveCache}` : '');
+      if (inCache) return `${cacheFrom === 'the default cache directory' ? `the default cache directory ${cache}` : `cache directory ${cache}`} cannot be created: a component of ${what} is not a directory (${how}): ${moveCache}`;
+      return `${what}: a component of the path is not a directory (${how})`;
     case 'EEXIST':
       return `${what} already exists (${how})`;
     case 'ELOOP':
@@ -89,7 +97,7 @@ async function errnoLine(e: Errno, args: string[]): Promise<string> {
     case 'ENOMEM':
       return `out of memory (${how})`;
     default:
-      return `${what}: ${oneLine(e.message)}`;
+      return `${what}: ${oneLine(message)}`;
   }
 }
 
@@ -110,11 +118,15 @@ export async function describeFailure(e: unknown, args: string[]): Promise<Failu
   if (x.name === 'ImageError') {
     // An image error carrying a file system error from below: say what to do about that.
     const c = x.cause as Errno | undefined;
-    if (c && typeof c === 'object' && typeof c.code === 'string' && typeof c.syscall === 'string' && ADVISED.has(c.code))
-      return { message: `${oneLine(x.message)}: ${await errnoLine(c, args)}`, status: RUNTIME_FAILURE };
+    if (c && typeof c === 'object' && typeof c.code === 'string' && typeof c.syscall === 'string') {
+      const a = await errnoLine(c, args);
+      // The cache's own trouble: the errno line names it and says where to move it.
+      if (a.inCache) return { message: a.line, status: RUNTIME_FAILURE };
+      if (ADVISED.has(c.code)) return { message: `${oneLine(x.message)}: ${a.line}`, status: RUNTIME_FAILURE };
+    }
     return { message: oneLine(x.message), status: RUNTIME_FAILURE };
   }
   // A raw Node error from the file system (mkdir, open, write ...).
-  if (typeof x.code === 'string' && typeof x.syscall === 'string') return { message: await errnoLine(x, args), status: RUNTIME_FAILURE };
+  if (typeof x.code === 'string' && typeof x.syscall === 'string') return { message: (await errnoLine(x, args)).line, status: RUNTIME_FAILURE };
   return { message: oneLine(x.message), status: RUNTIME_FAILURE };
 }

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RUNTIME_FAILURE } from './payload-exit.js';
 import { describeFailure } from './failure.js';
+import { payloadForwarding } from './forwarding.js';
 
 /**
  * The `--env-file` argument Node itself read from our arguments, if any.
@@ -59,18 +60,22 @@ const versionLine = `nodularity version ${pkg.version} (apptainer-compatible)`;
 // scripts): remove what the launch made on the host (session files in
 // $TMPDIR) and the evaluation container, then die of the same signal, as
 // with no handler at all. Once runAndExit forwards signals to the payload
-// (a listener that was not there at start), this one steps aside. The
-// listeners there at start are signal-exit's (proper-lockfile releases its
-// locks through it): it re-raises the signal once it is the only listener
-// left, so ours is removed before re-raising, and nothing else (the failed
-// launch's error) may end the process meanwhile: see `dying`. Launches only
-// exist once the image verbs' module is loaded: it sets abortLaunches.
+// (forwarding.ts), this one steps aside. signal-exit (proper-lockfile
+// releases its locks through it) re-raises the signal once it is the only
+// listener left, so ours is removed before re-raising, and nothing else (the
+// failed launch's error) may end the process meanwhile: see `dying`.
+// Launches only exist once the image verbs' module is loaded: it sets
+// abortLaunches.
 let dying: NodeJS.Signals | undefined;
+// Node ignores SIGXFSZ so that a write past `ulimit -f` fails with EFBIG;
+// signal-exit listens to it and re-raises it when alone, which killed the
+// CLI mid-unpack with no message. With a listener of ours the write fails,
+// and the failure is reported as one line.
+process.on('SIGXFSZ', () => undefined);
 let abortLaunches: () => void = () => undefined;
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  const atStart = process.listeners(sig);
   const onSignal = (): void => {
-    if (process.listeners(sig).some((l) => l !== onSignal && !atStart.includes(l))) return;
+    if (payloadForwarding()) return;
     dying = sig;
     abortLaunches();
     process.removeListener(sig, onSignal);
