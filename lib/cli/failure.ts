@@ -44,8 +44,11 @@ async function errnoLine(e: Errno, args: string[]): Promise<{ line: string; inCa
   const code = String(e.code);
   const syscall = typeof e.syscall === 'string' ? e.syscall : undefined;
   // A destination's temporary sibling (DEST.nodularity-PID-HEX) is DEST to the user.
-  const path = typeof e.path === 'string' ? e.path.replace(/\.nodularity-\d+-[0-9a-f]+$/, '') : undefined;
-  const what = path ? `${path}` : syscall ?? 'a file';
+  const path = typeof e.path === 'string' && e.path ? e.path.replace(/\.nodularity-\d+-[0-9a-f]+$/, '') : undefined;
+  // A write(2) on an open file has no path: for the image verbs, that file is in the cache (or pull's DEST).
+  const verb = args.find((a) => !a.startsWith('-'));
+  const imageVerb = verb !== undefined && ['exec', 'run', 'shell', 'test', 'pull'].includes(verb);
+  const what = path ?? (imageVerb ? `a file of the image cache${verb === 'pull' ? ' (or DEST)' : ''}` : 'a file');
   const how = `${code}${syscall ? `, ${syscall}` : ''}`;
   // The cache: --cache, else $NODULARITY_CACHE, else the XDG/HOME default.
   let cache: string | undefined;
@@ -59,7 +62,7 @@ async function errnoLine(e: Errno, args: string[]): Promise<{ line: string; inCa
     cache = defaultCacheDir();
     cacheFrom = process.env.NODULARITY_CACHE ? 'NODULARITY_CACHE' : 'the default cache directory';
   }
-  const inCache = path !== undefined && (isInside(path, cache) || isInside(cache, path));
+  const inCache = path !== undefined ? isInside(path, cache) || isInside(cache, path) : imageVerb;
   const moveCache = cacheFrom === '--cache' ? 'pass another --cache' : cacheFrom === 'NODULARITY_CACHE' ? 'set NODULARITY_CACHE to another directory'
     : 'set NODULARITY_CACHE (or pass --cache) to a directory you can write';
   return { line: adviceFor(code, syscall, path, what, how, inCache, cache, cacheFrom, moveCache, e.message), inCache };
