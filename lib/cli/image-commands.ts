@@ -83,14 +83,17 @@ export function registerImageCommands(program: Command): void {
       if (dest) options.dest = dest;
       if (flags.keepDevices) options.keepDevices = true;
       if (flags.keepSetid) options.keepSetid = true;
-      const progress = progressReporter(Boolean(flags.quiet));
+      // pull's own -q, or the global -q/-s (`nodularity -q pull ...`).
+      const g = program.opts<{ quiet?: boolean; silent?: boolean }>();
+      const quiet = Boolean(flags.quiet || g.quiet || g.silent);
+      const progress = progressReporter(quiet);
       options.onProgress = progress.onProgress;
       try {
         const img = await pullImage(source, options);
         progress.stop();
         const s = img.stats;
         const root = process.getuid?.() === 0;
-        if (!flags.quiet && !img.cached) {
+        if (!quiet && !img.cached) {
           process.stderr.write(`${s.files} files, ${s.directories} dirs, ${s.symlinks} symlinks, ${s.hardlinks} hard links, ${human(s.bytes)}` +
             (s.devicesSkipped ? `; ${s.devicesSkipped} device nodes skipped (${root ? 'see --keep-devices' : 'not root'})` : '') +
             (s.setidDropped ? `; setuid/setgid dropped on ${s.setidDropped} files (${root ? 'see --keep-setid' : 'not root'})` : '') + '\n');
