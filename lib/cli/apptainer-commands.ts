@@ -3,7 +3,10 @@
 // SINGULARITY knob, a pilot) can call nodularity in Apptainer's place.
 import { Command, Option } from 'commander';
 import { exec, runImage, shell, testImage, type ExecOptions, type ImageContainer } from '../singularity/index.js';
-import { interactiveTerminal, runAndExit } from './payload-exit.js';
+import type { PullOptions } from '../image/index.js';
+import { interactiveTerminal } from './payload-exit.js';
+import { forwardAndExit as runAndExit } from './forwarding.js';
+import { progressReporter } from './progress.js';
 
 const list = (v: string, acc: string[]) => acc.concat(v.split(',').filter(Boolean));
 const repeat = (v: string, acc: string[]) => acc.concat(v);
@@ -49,7 +52,7 @@ interface ActionFlags {
   writableTmpfs?: boolean; init: boolean; https: boolean; nohttps?: boolean; insecure?: boolean;
 }
 
-function toOptions(f: ActionFlags): ExecOptions {
+function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): ExecOptions {
   return {
     binds: f.bind, mounts: f.mount, contain: f.contain, containall: f.containall, cleanenv: f.cleanenv,
     env: f.env, envFile: f.envFile,
@@ -60,8 +63,11 @@ function toOptions(f: ActionFlags): ExecOptions {
     pid: f.pid, ipc: f.ipc, hostname: f.hostname, userns: f.userns, fakeroot: f.fakeroot,
     writableTmpfs: f.writableTmpfs, init: f.init, stdio: 'inherit',
     terminal: interactiveTerminal(),
-    pull: f.https === false || f.nohttps || f.insecure || envTrue(process.env.APPTAINER_NOHTTPS) || envTrue(process.env.SINGULARITY_NOHTTPS)
-      ? { insecure: true } : undefined,
+    pull: {
+      ...(f.https === false || f.nohttps || f.insecure || envTrue(process.env.APPTAINER_NOHTTPS) || envTrue(process.env.SINGULARITY_NOHTTPS)
+        ? { insecure: true } : {}),
+      ...(onProgress ? { onProgress } : {}),
+    },
   };
 }
 
@@ -78,21 +84,30 @@ function report(program: Command, c: ImageContainer): ImageContainer {
   return c;
 }
 
-export function registerApptainerCommands(program: Command, versionLine: string): void {
-  program
-    .enablePositionalOptions()
-    .option('-s, --silent', 'only the payload\'s output')
-    .option('-q, --quiet', 'no warnings')
-    .option('-d, --debug', 'print what is launched, environment included')
-    .option('-v, --verbose', 'print what is launched');
+/**
+ * Resolve the image (pulling it on first use, with progress bars when stderr
+ * is a terminal and neither -s nor -q is given; nothing otherwise, as stderr
+ * is then the payload's) and launch it.
+ */
+async function launch<T>(program: Command, f: ActionFlags, start: (o: ExecOptions) => Promise<T>): Promise<T> {
+  const g = program.opts<GlobalFlags>();
+  const progress = progressReporter(Boolean(g.quiet || g.silent), false);
+  try {
+    return await start(toOptions(f, progress.onProgress));
+  } finally {
+    progress.stop();
+  }
+}
 
+export function registerApptainerCommands(program: Command, versionLine: string): void {
+  // The global options (-s, -q, -d, -v) are main.ts's.
   actionOptions(program.command('exec'))
     .description('run a command in an image')
     .argument('<image>', 'directory (rootfs or Singularity sandbox), oci:DIR[:TAG], docker-archive:FILE or docker://REF')
     .argument('<command...>', 'command and its arguments')
     .passThroughOptions()
     .action(async (image: string, command: string[], f: ActionFlags) => {
-      await runAndExit(report(program, await exec(image, command, toOptions(f))));
+      await runAndExit(report(program, await launch(program, f, (o) => exec(image, command, o))));
     });
 
   actionOptions(program.command('run'))
@@ -101,7 +116,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
     .argument('[args...]', 'arguments for the runscript')
     .passThroughOptions()
     .action(async (image: string, args: string[], f: ActionFlags) => {
-      await runAndExit(report(program, await runImage(image, args, toOptions(f))));
+      await runAndExit(report(program, await launch(program, f, (o) => runImage(image, args, o))));
     });
 
   actionOptions(program.command('shell'))
@@ -109,14 +124,14 @@ export function registerApptainerCommands(program: Command, versionLine: string)
     .argument('<image>', 'directory, oci:, docker-archive: or docker:// image')
     .option('--shell <path>', 'shell to run inside', '/bin/sh')
     .action(async (image: string, f: ActionFlags & { shell: string }) => {
-      await runAndExit(report(program, await shell(image, { ...toOptions(f), shell: f.shell })));
+      await runAndExit(report(program, await launch(program, f, (o) => shell(image, { ...o, shell: f.shell }))));
     });
 
   actionOptions(program.command('test'))
     .description('run the image\'s test script (/.singularity.d/test)')
     .argument('<image>', 'directory, oci:, docker-archive: or docker:// image')
     .action(async (image: string, f: ActionFlags) => {
-      const c = await testImage(image, toOptions(f));
+      const c = await launch(program, f, (o) => testImage(image, o));
       if (!c) {
         if (!program.opts<GlobalFlags>().silent) process.stderr.write('No test script found in container, exiting\n');
         process.exit(0);

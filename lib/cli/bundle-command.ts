@@ -17,7 +17,8 @@ import { constants as osc, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadBundle, spawn, SpecError } from '../index.js';
 import type { Spec } from '../oci/spec.js';
-import { RUNTIME_FAILURE, runAndExit } from './payload-exit.js';
+import { RUNTIME_FAILURE } from './payload-exit.js';
+import { forwardAndExit as runAndExit } from './forwarding.js';
 
 /** A failure of the state verbs (unknown id, wrong status); printed as one line, exit RUNTIME_FAILURE. */
 class OciStateError extends Error {

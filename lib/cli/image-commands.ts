@@ -1,8 +1,8 @@
 // CLI verbs for images: pull, inspect, cache list|clean.
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { existsSync } from 'node:fs';
-import { pullImage, inspectImage, ImageCache, ImageError, defaultCacheDir, CACHE_CONTENT_TYPES, type CacheContentType, type PullOptions, type PullProgress } from '../image/index.js';
+import { pullImage, inspectImage, ImageCache, ImageError, defaultCacheDir, CACHE_CONTENT_TYPES, type CacheContentType, type PullOptions } from '../image/index.js';
+import { human, progressReporter } from './progress.js';
 
 interface CommonFlags {
   insecure?: boolean;
@@ -10,14 +10,6 @@ interface CommonFlags {
   passwordStdin?: boolean;
   platform?: string;
   cache?: string;
-}
-
-function human(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
 /**
@@ -78,50 +70,6 @@ function addCommonFlags(cmd: Command): Command {
     .option('--cache <dir>', `cache directory (default: ${defaultCacheDir()})`);
 }
 
-/**
- * Progress display: one bar per layer (bytes, speed) on a TTY; on anything
- * else one plain line per finished layer, so logs stay readable.
- */
-function progressReporter(quiet: boolean): { onProgress: (e: PullProgress) => void; stop: () => void } {
-  if (quiet) return { onProgress: () => undefined, stop: () => undefined };
-  if (!process.stderr.isTTY) {
-    return {
-      onProgress: (e) => {
-        if (e.type === 'resolved') process.stderr.write(`manifest ${e.manifestDigest}: ${e.layers.length} layers, ${human(e.layers.reduce((a, l) => a + l.size, 0))}\n`);
-        else if (e.type === 'layer-done') process.stderr.write(`layer ${e.index + 1} ${e.digest} unpacked\n`);
-        else if (e.type === 'cached') process.stderr.write(`cached ${e.manifestDigest}\n`);
-      },
-      stop: () => undefined,
-    };
-  }
-  const multi = new cliProgress.MultiBar({
-    stream: process.stderr,
-    format: ' {phase} {digest} [{bar}] {percentage}% {done}/{size} {speed}',
-    hideCursor: true,
-    clearOnComplete: false,
-    autopadding: true,
-  }, cliProgress.Presets.shades_classic);
-  const bars = new Map<number, { bar: cliProgress.SingleBar; started: number }>();
-  const update = (index: number, digest: string, phase: string, bytes: number, total: number): void => {
-    let b = bars.get(index);
-    if (!b) {
-      b = { bar: multi.create(total, 0, { digest: digest.slice(7, 19), phase, done: human(0), size: human(total), speed: '' }), started: Date.now() };
-      bars.set(index, b);
-    }
-    const secs = Math.max(0.001, (Date.now() - b.started) / 1000);
-    b.bar.setTotal(Math.max(total, bytes));
-    b.bar.update(bytes, { phase, done: human(bytes), size: human(total), speed: `${human(bytes / secs)}/s` });
-  };
-  return {
-    onProgress: (e) => {
-      if (e.type === 'download') update(e.index, e.digest, 'fetch ', e.bytes, e.total);
-      else if (e.type === 'unpack') update(e.index, e.digest, 'unpack', e.bytes, e.total);
-      else if (e.type === 'layer-done') { const b = bars.get(e.index); if (b) b.bar.update(b.bar.getTotal(), { phase: 'done  ' }); }
-    },
-    stop: () => multi.stop(),
-  };
-}
-
 /** Add `pull`, `inspect` and `cache list|clean` to a commander program. */
 export function registerImageCommands(program: Command): void {
   addCommonFlags(program.command('pull')
@@ -136,14 +84,17 @@ export function registerImageCommands(program: Command): void {
       if (dest) options.dest = dest;
       if (flags.keepDevices) options.keepDevices = true;
       if (flags.keepSetid) options.keepSetid = true;
-      const progress = progressReporter(Boolean(flags.quiet));
+      // pull's own -q, or the global -q/-s (`nodularity -q pull ...`).
+      const g = program.opts<{ quiet?: boolean; silent?: boolean }>();
+      const quiet = Boolean(flags.quiet || g.quiet || g.silent);
+      const progress = progressReporter(quiet);
       options.onProgress = progress.onProgress;
       try {
         const img = await pullImage(source, options);
         progress.stop();
         const s = img.stats;
         const root = process.getuid?.() === 0;
-        if (!flags.quiet && !img.cached) {
+        if (!quiet && !img.cached) {
           process.stderr.write(`${s.files} files, ${s.directories} dirs, ${s.symlinks} symlinks, ${s.hardlinks} hard links, ${human(s.bytes)}` +
             (s.devicesSkipped ? `; ${s.devicesSkipped} device nodes skipped (${root ? 'see --keep-devices' : 'not root'})` : '') +
             (s.setidDropped ? `; setuid/setgid dropped on ${s.setidDropped} files (${root ? 'see --keep-setid' : 'not root'})` : '') + '\n');

@@ -12,13 +12,9 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ContainerError, SpecError } from '../index.js';
-import { abortPendingLaunches } from '../singularity/index.js';
-import { registerApptainerCommands } from './apptainer-commands.js';
-import { registerImageCommands } from './image-commands.js';
-import { registerBundleCommand } from './bundle-command.js';
-import { registerBenchCommand } from './bench-command.js';
 import { RUNTIME_FAILURE } from './payload-exit.js';
+import { describeFailure } from './failure.js';
+import { payloadForwarding } from './forwarding.js';
 
 /**
  * The `--env-file` argument Node itself read from our arguments, if any.
@@ -64,49 +60,92 @@ const versionLine = `nodularity version ${pkg.version} (apptainer-compatible)`;
 // scripts): remove what the launch made on the host (session files in
 // $TMPDIR) and the evaluation container, then die of the same signal, as
 // with no handler at all. Once runAndExit forwards signals to the payload
-// (a listener that was not there at start), this one steps aside. The
-// listeners there at start are signal-exit's (proper-lockfile releases its
-// locks through it): it re-raises the signal once it is the only listener
-// left, so ours is removed before re-raising, and nothing else (the failed
-// launch's error) may end the process meanwhile: see `dying`.
+// (forwarding.ts), this one steps aside. signal-exit (proper-lockfile
+// releases its locks through it) re-raises the signal once it is the only
+// listener left, so ours is removed before re-raising, and nothing else (the
+// failed launch's error) may end the process meanwhile: see `dying`.
+// Launches only exist once the image verbs' module is loaded: it sets
+// abortLaunches.
 let dying: NodeJS.Signals | undefined;
+// Node ignores SIGXFSZ so that a write past `ulimit -f` fails with EFBIG;
+// signal-exit listens to it and re-raises it when alone, which killed the
+// CLI mid-unpack with no message. With a listener of ours the write fails,
+// and the failure is reported as one line.
+process.on('SIGXFSZ', () => undefined);
+let abortLaunches: () => void = () => undefined;
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  const atStart = process.listeners(sig);
   const onSignal = (): void => {
-    if (process.listeners(sig).some((l) => l !== onSignal && !atStart.includes(l))) return;
+    if (payloadForwarding()) return;
     dying = sig;
-    abortPendingLaunches();
+    abortLaunches();
     process.removeListener(sig, onSignal);
     process.kill(process.pid, sig);
   };
   process.on(sig, onSignal);
 }
 
+// Each verb's module is loaded only when that verb runs: `exec` must not
+// load lib/bench (whose `import { hrtime } from 'node:process'` creates
+// process.stdin/stdout, and with them O_NONBLOCK on descriptions the payload
+// shares), nor pay for the image or bundle code it does not use. --help, a
+// bare `nodularity` and an unknown verb load them all, so the command list
+// and commander's suggestions stay complete.
+type Registrar = (program: Command, versionLine: string) => void;
+const MODULES: Record<string, () => Promise<Registrar>> = {
+  apptainer: async () => (await import('./apptainer-commands.js')).registerApptainerCommands,
+  image: async () => (await import('./image-commands.js')).registerImageCommands,
+  bundle: async () => (await import('./bundle-command.js')).registerBundleCommand,
+  bench: async () => (await import('./bench-command.js')).registerBenchCommand,
+};
+const VERBS: Record<string, string> = {
+  exec: 'apptainer', run: 'apptainer', shell: 'apptainer', test: 'apptainer', version: 'apptainer',
+  pull: 'image', inspect: 'image', cache: 'image', 'run-bundle': 'bundle', oci: 'bundle', bench: 'bench',
+};
+
+/** The modules to load for these arguments (the global options take no values). */
+function modulesFor(args: string[]): string[] {
+  const i = args.findIndex((a) => !a.startsWith('-') || a === '--');
+  const verb = i < 0 || args[i] === '--' ? undefined : args[i]!;
+  if (verb !== undefined && Object.hasOwn(VERBS, verb)) return [VERBS[verb]!];
+  const before = i < 0 ? args : args.slice(0, i);
+  if (verb === undefined && before.includes('--version') && !before.some((a) => a === '-h' || a === '--help')) return [];
+  return Object.keys(MODULES);
+}
+
 const program = new Command('nodularity')
   .description('Run containers in Linux namespaces, unprivileged, from Node.js; Apptainer-compatible verbs')
   .version(versionLine, '--version')
+  .enablePositionalOptions()
+  .option('-s, --silent', 'only the payload\'s output')
+  .option('-q, --quiet', 'no warnings, no progress')
+  .option('-d, --debug', 'print what is launched, environment included, and a stack trace on failure')
+  .option('-v, --verbose', 'print what is launched')
   .showHelpAfterError()
   .exitOverride();
 // Every subcommand reports a wrong command line through the same path.
 const configure = (c: Command) => { c.exitOverride(); c.showHelpAfterError(); };
 
-registerApptainerCommands(program, versionLine);
-registerImageCommands(program);
-registerBundleCommand(program);
-registerBenchCommand(program);
-program.commands.forEach(configure);
+async function main(): Promise<void> {
+  const wanted = modulesFor(process.argv.slice(2));
+  for (const m of wanted) (await MODULES[m]!())(program, versionLine);
+  if (wanted.includes('apptainer')) abortLaunches = (await import('../singularity/index.js')).abortPendingLaunches;
+  program.commands.forEach(configure);
+  await program.parseAsync();
+}
 
-program.parseAsync().catch((e: unknown) => {
+main().catch(async (e: unknown) => {
   // Dying of a signal: the launch it cut short fails, and that is not news.
   if (dying) return;
   if (e instanceof CommanderError) {
     // --help and --version end here too, with status 0.
     process.exit(e.exitCode === 0 ? 0 : RUNTIME_FAILURE);
   }
-  if (e instanceof ContainerError || e instanceof SpecError || (e instanceof Error && e.name === 'ImageError')) {
-    process.stderr.write(`nodularity: ${e.message}\n`);
-  } else {
-    process.stderr.write(`nodularity: ${e instanceof Error ? e.stack : String(e)}\n`);
-  }
-  process.exit(RUNTIME_FAILURE);
+  // -d/--debug before the verb, even when the command line did not parse.
+  const args = process.argv.slice(2);
+  const verbAt = args.findIndex((a) => !a.startsWith('-'));
+  const debug = program.opts<{ debug?: boolean }>().debug || (verbAt < 0 ? args : args.slice(0, verbAt)).some((a) => a === '--debug' || /^-[a-z]*d[a-z]*$/.test(a));
+  const f = await describeFailure(e, process.argv.slice(2));
+  process.stderr.write(`nodularity: ${f.message}\n`);
+  if (debug && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+  process.exit(f.status);
 });

@@ -64,7 +64,12 @@ export function parseSource(source: string, cwd = process.cwd()): ImageSource {
     return ref ? { kind: 'docker-archive', file: path.resolve(cwd, file), ref } : { kind: 'docker-archive', file: path.resolve(cwd, file) };
   }
   if (source.startsWith('docker://')) return parseRegistryReference(source.slice('docker://'.length), source);
-  throw new ImageError('BAD_SOURCE', `\`${source}\`: unknown image source; use oci:DIR[:TAG], docker-archive:FILE or docker://HOST/REPO[:TAG|@DIGEST]`, { source });
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(source);
+  // A Docker name without a scheme (`ubuntu:22.04`, `quay.io/x/y`): say how to write it.
+  const bare = !scheme && /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/.test(source);
+  const what = scheme ? `the \`${scheme[1]}://\` scheme is not supported` : 'unknown image source';
+  throw new ImageError('BAD_SOURCE', `\`${source}\`: ${what}; use oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG] or docker://HOST/REPO[:TAG|@DIGEST]` +
+    (bare ? ` (for a registry image: docker://${source})` : ''), { source });
 }
 
 /** Parse the part after `docker://`, normalising Docker Hub short names as docker does. */

@@ -469,6 +469,7 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
 
 function findExecutable(b: PlanBuilder, arg0: string, env: string[], cwd: string): string {
   const candidates: string[] = [];
+  let notExecutable: string | undefined;
   if (arg0.includes('/')) candidates.push(posix.resolve(cwd, arg0));
   else {
     const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH;
@@ -482,10 +483,14 @@ function findExecutable(b: PlanBuilder, arg0: string, env: string[], cwd: string
       if (h === null) return c; // inside a tmpfs we create: cannot check, exec will tell
       const st = r.stat ?? statSync(h); // a mount root (a bound file) has no lstat of its own
       if (st.isFile() && (st.mode & 0o111) !== 0) return c;
+      notExecutable ??= c;
     } catch { /* not this one */ }
   }
   const where = arg0.includes('/') ? `` : ` (searched PATH=${env.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH})`;
-  throw new SpecError('/process/args/0', `executable ${JSON.stringify(arg0)} not found in the image ${b.rootfs}${where}`);
+  // `code` lets the CLI exit as Apptainer does: 126 for EACCES, 127 for ENOENT.
+  if (notExecutable !== undefined)
+    throw Object.assign(new SpecError('/process/args/0', `${notExecutable} in the image ${b.rootfs} is not an executable file (permission denied)`), { code: 'EACCES' });
+  throw Object.assign(new SpecError('/process/args/0', `executable ${JSON.stringify(arg0)} not found in the image ${b.rootfs}${where}`), { code: 'ENOENT' });
 }
 
 /** Check a spec and compile it into a launch plan. Throws SpecError naming the field. */

@@ -45,6 +45,23 @@ function isDir(p: string): boolean {
   }
 }
 
+const SUPPORTED = 'a directory, oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG] or docker://HOST/REPO[:TAG|@DIGEST]';
+// What a Docker reference without a scheme looks like: [HOST/]NAME[/NAME...][:TAG][@DIGEST].
+const BARE_REFERENCE = /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/;
+
+/**
+ * For an IMAGE that is no existing path: the line saying which references
+ * are supported, when it looks like a reference (a scheme such as library://
+ * or shub://, or a bare Docker name with a tag), else undefined.
+ */
+export function unsupportedScheme(image: string): string | undefined {
+  const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(image);
+  const bare = BARE_REFERENCE.test(image) && (image.includes(':') || image.includes('@'));
+  if (!m && !bare) return undefined;
+  const scheme = m && !bare ? `the \`${m[1]}:\` scheme is not supported` : 'no such directory, and a reference needs a scheme';
+  return `image \`${image}\`: ${scheme}; give ${SUPPORTED}` + (bare ? ` (for a registry image: docker://${image})` : '');
+}
+
 export async function resolveRunImage(image: string, pull: PullOptions = {}, option = 'image'): Promise<ResolvedRunImage> {
   if (typeof image !== 'string' || image === '') throw new SpecError(option, 'an image is required (a directory, oci:DIR, docker-archive:FILE or docker://REF)');
   if (REFERENCE.test(image)) {
@@ -67,7 +84,12 @@ export async function resolveRunImage(image: string, pull: PullOptions = {}, opt
   try {
     st = statSync(path);
   } catch (e) {
-    throw new SpecError(option, `image ${image} does not exist (${(e as NodeJS.ErrnoException).code})`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      const scheme = unsupportedScheme(image);
+      if (scheme) throw new SpecError(option, scheme);
+    }
+    throw new SpecError(option, `image ${image} does not exist (${code})`);
   }
   if (!st.isDirectory()) {
     throw new SpecError(option, `image ${image} is a file: SIF and other image files are not supported; give an unpacked directory (\`apptainer build --sandbox\`), oci:DIR, docker-archive:FILE or docker://REF`);
