@@ -1,4 +1,4 @@
-// `nodularity bench` end to end through the real CLI entry (lib/cli/main.ts):
+// `nodularity bench` end to end through the installed command (bin/nodularity):
 // the default image, nodularity and at least one other runtime, consistent
 // figures, a chart naming every runtime, and errors naming the option.
 import t from 'tap';
@@ -10,11 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { haveCommand } from '../helpers/env.js';
 import type { BenchResult } from '../../lib/bench/run.js';
 
-const cli = fileURLToPath(new URL('../../lib/cli/main.ts', import.meta.url));
+const cli = fileURLToPath(new URL('../../bin/nodularity', import.meta.url));
 const CI = process.env.CI === 'true' || process.env.CI === '1';
 
 function nodularity(args: string[]) {
-  const r = spawnSync(process.execPath, [...process.execArgv, cli, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.NODE_OPTIONS; // tap's loader hooks are not the CLI's
+  const r = spawnSync(cli, args, { encoding: 'utf8', timeout: 120_000, env });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

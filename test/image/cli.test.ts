@@ -7,13 +7,16 @@ import { fileURLToPath } from 'node:url';
 import { buildFixtureImage, type FixtureImage } from './fixtures/images.js';
 import { removeAll, scratch } from './fixtures/tools.js';
 
-const cli = fileURLToPath(new URL('./fixtures/cli.ts', import.meta.url));
+// The installed command, as users run it (bin/nodularity: node -- dist/cli/main.js).
+const cli = fileURLToPath(new URL('../../bin/nodularity', import.meta.url));
 let fx: FixtureImage;
 t.before(async () => { fx = await buildFixtureImage(); });
 t.teardown(() => { if (fx) removeAll(fx.dir); });
 
 function nodularity(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const r = spawnSync(process.execPath, [...process.execArgv, cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const e: NodeJS.ProcessEnv = { ...process.env, ...env };
+  delete e.NODE_OPTIONS; // tap's loader hooks are not the CLI's
+  const r = spawnSync(cli, args, { encoding: 'utf8', env: e });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -59,11 +62,11 @@ t.test('inspect as text and --json', async (t) => {
   t.equal(info.config.workingDir, '/data');
 });
 
-t.test('errors go to stderr with the source named, exit 1', async (t) => {
+t.test('errors go to stderr with the source named, one line, exit 255', async (t) => {
   const r = nodularity(['pull', `oci:${fx.layout}:missing`], { NODULARITY_CACHE: scratch('cache') });
-  t.equal(r.code, 1);
-  t.match(r.stderr, /nodularity: oci:.*:missing: no image tagged `missing`/);
+  t.equal(r.code, 255);
+  t.match(r.stderr, /^nodularity: oci:.*:missing: no image tagged `missing`[^\n]*\n$/);
   const p = nodularity(['pull', '--platform', 'linux', `oci:${fx.layout}:v1`]);
-  t.equal(p.code, 1);
+  t.equal(p.code, 255);
   t.match(p.stderr, /--platform `linux`: expected OS\/ARCH/);
 });
