@@ -377,7 +377,8 @@ const DEV_LINKS: [string, string][] = [
 
 function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean; bundleDir: string; allowHostProc: boolean }): void {
   const ptr = `/mounts/${i}`;
-  const dest = posix.normalize(m.destination);
+  // normalize keeps a trailing slash ('/proc/'), which would slip past the /proc, /sys, /dev checks.
+  const dest = posix.normalize(m.destination).replace(/(.)\/+$/, '$1');
   const opts = parseOptions(m.options, `${ptr}/options`);
   const type = m.type ?? (opts.bind ? 'bind' : undefined);
   if (type === 'bind' || opts.bind) {

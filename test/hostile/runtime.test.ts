@@ -91,6 +91,10 @@ t.test('/proc, /sys or /dev as symlinks in the image are refused, and nothing is
     t.notOk(existsSync(hostProbe) && !hostYBefore, 'no pts/ on the host');
     noNewHostMounts(t, mounts, '/');
     t.same(readdirSync(join(rootfs, to.replace(/^\//, ''))), [], `nothing made in the link's target either`);
+    // A trailing slash in the destination changes nothing.
+    const slashed = createSpec({ rootfs, args: ['/bin/true'] });
+    for (const m of slashed.mounts!) if (m.destination === `/${dir}`) m.destination = `/${dir}/`;
+    t.throws(() => prepareLaunch(slashed), { name: 'SpecError', message: /is a symlink in the image .* refused \(ELOOP\)/ }, `/${dir}/ with a trailing slash`);
   }
 });
 
