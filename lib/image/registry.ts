@@ -368,7 +368,7 @@ export class RegistryClient {
         // A plain-http registry answering our TLS hello: not worth retrying,
         // and the user needs to hear how to allow it.
         if (this.origin.startsWith('https:') && /^(EPROTO|ERR_SSL_|ERR_TLS_)/.test(e.code ?? '') && /ssl|tls|wrong version/i.test(e.message))
-          throw new ImageError('REGISTRY', `${what} on ${this.where}: TLS handshake failed (${e.code}); if this registry speaks plain http, allow it with --no-https (or APPTAINER_NOHTTPS=1; insecure: true in the API)`, { cause: err });
+          throw new ImageError('REGISTRY', `${what} on ${this.where}: TLS handshake failed (${e.code}); if this registry speaks plain http, allow it with --no-https (or APPTAINER_NOHTTPS=1; insecure: true in the API)`);
         lastError = err instanceof TransientError && err.message.startsWith(what)
           ? err
           : new TransientError(`${what} on ${this.where}: ${e.message}${e.code && !e.message.includes(e.code) ? ` (${e.code})` : ''}`, err instanceof TransientError ? err.retryAfterMs : undefined);
