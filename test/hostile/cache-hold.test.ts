@@ -7,47 +7,24 @@
 // unprivileged test user), each with a cache of its own.
 import t from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { exec } from '../../lib/index.js';
 import { ImageCache } from '../../lib/image/index.js';
 import { scratch, testRootfs } from '../helpers/env.js';
-import { bare, binPath, cli, requireBuiltCli } from './fixtures.js';
+import { bare, binPath, cli, makeLayout, requireBuiltCli } from './fixtures.js';
 
 t.before(() => requireBuiltCli(['lib/cli/main.ts', 'lib/cli/image-commands.ts', 'lib/image/cache.ts', 'lib/singularity/image.ts', 'lib/singularity/index.ts']));
 
-function blob(layout: string, data: Buffer): { digest: string; size: number } {
-  const hex = createHash('sha256').update(data).digest('hex');
-  mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true });
-  writeFileSync(join(layout, 'blobs', 'sha256', hex), data);
-  return { digest: `sha256:${hex}`, size: data.length };
-}
-
 /** An OCI layout (tag `latest`) whose one layer is the busybox test rootfs: a job can run `ls /bin`. */
-function busyboxLayout(dir: string): { layout: string; digest: string; source: string } {
-  const layout = join(dir, 'layout');
-  mkdirSync(layout, { recursive: true });
-  writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+async function busyboxLayout(dir: string): Promise<{ layout: string; digest: string; source: string }> {
+  mkdirSync(dir, { recursive: true });
   const tarFile = join(dir, 'layer.tar');
   const tar = spawnSync('tar', ['--numeric-owner', '-C', testRootfs(), '-cf', tarFile, '.'], { encoding: 'utf8' });
   if (tar.status !== 0) throw new Error(`tar: ${tar.stderr}`);
-  const layer = blob(layout, readFileSync(tarFile));
-  const cfg = blob(layout, Buffer.from(JSON.stringify({
-    architecture: process.arch === 'x64' ? 'amd64' : process.arch, os: 'linux',
-    config: { Env: ['PATH=/bin:/usr/bin'] }, rootfs: { type: 'layers', diff_ids: [layer.digest] },
-  })));
-  const manifest = blob(layout, Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
-  })));
-  writeFileSync(join(layout, 'index.json'), JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
-  }));
-  return { layout, digest: manifest.digest, source: `oci:${layout}:latest` };
+  const { layout, manifestDigest } = await makeLayout(dir, { Env: ['PATH=/bin:/usr/bin'] }, readFileSync(tarFile));
+  return { layout, digest: manifestDigest, source: `oci:${layout}:latest` };
 }
 
 interface Job { child: ChildProcess; out: () => string; err: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }
@@ -91,7 +68,7 @@ function startJob(cache: string, source: string, sync: string): Job {
 t.test('cache clean skips the root of a running job, which still runs `ls /bin`; once the job ended, clean removes it', async (t) => {
   const d = scratch(t);
   const cache = join(d, 'cache');
-  const img = busyboxLayout(d);
+  const img = await busyboxLayout(d);
   const pulled = cli(['pull', '-q', img.source], { NODULARITY_CACHE: cache });
   t.equal(pulled.code, 0, pulled.err);
   const sync = join(d, 'sync');
@@ -124,7 +101,7 @@ t.test('cache clean skips the root of a running job, which still runs `ls /bin`;
 t.test('a holder killed with SIGKILL does not block clean', async (t) => {
   const d = scratch(t);
   const cache = join(d, 'cache');
-  const img = busyboxLayout(d);
+  const img = await busyboxLayout(d);
   const job = startCli(['exec', img.source, '/bin/sh', '-c', 'echo started; exec sleep 60'], { NODULARITY_CACHE: cache });
   await until(t, 'the job to start', () => job.out().includes('started'));
   t.equal(holdRecords(cache, img.digest).length, 1, 'held while it runs');
@@ -143,7 +120,7 @@ t.test('a holder killed with SIGKILL does not block clean', async (t) => {
 t.test('--force takes a held root out of the cache; the job keeps working; the root is deleted after', async (t) => {
   const d = scratch(t);
   const cache = join(d, 'cache');
-  const img = busyboxLayout(d);
+  const img = await busyboxLayout(d);
   const sync = join(d, 'sync');
   mkdirSync(sync);
   const job = startJob(cache, img.source, sync);
@@ -169,7 +146,7 @@ t.test('--force takes a held root out of the cache; the job keeps working; the r
 t.test('library exec() of an oci: image holds the entry until the container exits; a failed launch releases it', async (t) => {
   const d = scratch(t);
   const cacheDir = join(d, 'cache');
-  const img = busyboxLayout(d);
+  const img = await busyboxLayout(d);
   const cache = new ImageCache(cacheDir);
   const c = await exec(img.source, ['/bin/sh', '-c', 'read x; ls /bin'], { pull: { cacheDir }, stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
@@ -195,7 +172,7 @@ t.test('library exec() of an oci: image holds the entry until the container exit
 t.test('bad input to cache list/clean: one line, exit 255, nothing touched', async (t) => {
   const d = scratch(t);
   const cache = join(d, 'cache');
-  const img = busyboxLayout(d);
+  const img = await busyboxLayout(d);
   t.equal(cli(['pull', '-q', img.source], { NODULARITY_CACHE: cache }).code, 0);
   const cases: [string[], RegExp][] = [
     [['cache', 'clean', '--type', 'bogus', '--cache', cache], /^nodularity: --type `bogus`: not a cache type \(expected blob, root or all, comma-separated\)\n$/],

@@ -60,14 +60,15 @@ function blob(layout: string, data: Buffer): { digest: string; size: number } {
 }
 
 /**
- * An OCI layout (tag `latest`) with one small layer and the given config
- * fields; returns the layout dir and its manifest digest (the cache key).
+ * An OCI layout (tag `latest`) with one layer (a small file, or the tar
+ * given) and the given config fields; returns the layout dir and its
+ * manifest digest (the cache key).
  */
-export async function makeLayout(dir: string, config: Record<string, unknown> = {}): Promise<{ layout: string; manifestDigest: string }> {
+export async function makeLayout(dir: string, config: Record<string, unknown> = {}, layerTar?: Buffer): Promise<{ layout: string; manifestDigest: string }> {
   const layout = join(dir, 'layout');
   mkdirSync(layout, { recursive: true });
   writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  const tarBuf = await makeTar([{ name: 'hello.txt', content: 'from the real image\n' }]);
+  const tarBuf = layerTar ?? await makeTar([{ name: 'hello.txt', content: 'from the real image\n' }]);
   const layer = blob(layout, tarBuf);
   const cfg = blob(layout, Buffer.from(JSON.stringify({
     architecture: process.arch === 'x64' ? 'amd64' : process.arch, os: 'linux',
