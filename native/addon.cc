@@ -327,17 +327,36 @@ Napi::Value JsOpenInRoot(const Napi::CallbackInfo &info) {
   std::string path = info[1].As<Napi::String>().Utf8Value();
   int err = 0;
   int fd = -1;
+  // Resolve with O_PATH first: an O_RDONLY open runs the file's open
+  // handler, so a device node in the image (/etc/passwd as c 1 3, or ptmx)
+  // would be opened on the host before fstat could refuse it. O_PATH opens
+  // nothing; only a regular file is then reopened for reading, through its
+  // /proc/self/fd link (the inode already found, no new path walk).
   int rfd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rfd < 0) err = errno;
   else {
-    do { fd = sys_openat2(rfd, path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS); } while (fd < 0 && errno == EAGAIN);
-    if (fd < 0) err = errno;
+    int pfd;
+    do { pfd = sys_openat2(rfd, path.c_str(), O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS); } while (pfd < 0 && errno == EAGAIN);
+    if (pfd < 0) err = errno;
+    else {
+      struct stat st;
+      if (fstat(pfd, &st) < 0) err = errno;
+      else if (!S_ISREG(st.st_mode)) err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+      else {
+        char link[64];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", pfd);
+        fd = open(link, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0) err = errno;
+      }
+      close(pfd);
+    }
     close(rfd);
   }
   if (fd < 0) {
-    Napi::Error e = Napi::Error::New(env, std::string(strerror(err)) + ": " + path + " in " + root);
+    const char *what = err == EINVAL ? "not a regular file" : strerror(err);
+    Napi::Error e = Napi::Error::New(env, std::string(what) + ": " + path + " in " + root);
     e.Set("errno", Napi::Number::New(env, -err));
-    e.Set("code", Napi::String::New(env, err == ENOENT ? "ENOENT" : err == ELOOP ? "ELOOP" : err == ENOTDIR ? "ENOTDIR" : err == EACCES ? "EACCES" : err == EXDEV ? "EXDEV" : "EIO"));
+    e.Set("code", Napi::String::New(env, err == ENOENT ? "ENOENT" : err == ELOOP ? "ELOOP" : err == ENOTDIR ? "ENOTDIR" : err == EACCES ? "EACCES" : err == EXDEV ? "EXDEV" : err == EISDIR ? "EISDIR" : err == EINVAL ? "ENOTREG" : "EIO"));
     e.Set("path", Napi::String::New(env, path));
     e.ThrowAsJavaScriptException();
     return env.Undefined();

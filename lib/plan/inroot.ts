@@ -1,7 +1,8 @@
 // Reading a file of an image from the host side (its /etc/passwd, /etc/group)
 // the way the child resolves mount targets: openat2(RESOLVE_IN_ROOT) from the
 // image root, so a symlink or `..` in the image never reaches a host file;
-// O_NONBLOCK so a FIFO cannot hang the launcher; only regular files, and
+// resolved O_PATH and checked before it is opened for reading, so a device
+// node or FIFO in the image is never opened on the host; only regular files, and
 // never more than a cap, so /dev/zero or a huge file cannot exhaust memory.
 import { closeSync, fstatSync, readSync } from 'node:fs';
 import { loadBinding } from '../native.js';
@@ -20,6 +21,9 @@ export function readFileInRoot(root: string, path: string, maxBytes = 16 << 20):
     fd = loadBinding().openInRoot(root, path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    // The addon refuses anything but a regular file before opening it for
+    // reading (a device node would otherwise be opened on the host).
+    if (code === 'ENOTREG' || code === 'EISDIR') throw new InRootReadError(path, 'EINVAL', `${path} in the image ${root} is not a regular file`);
     throw new InRootReadError(path, code, `${path} in the image ${root}: cannot open (${code})`);
   }
   try {

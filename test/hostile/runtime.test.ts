@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, sym
 import { join } from 'node:path';
 import { createSpec, exec, prepareLaunch, run, SpecError, ContainerError, type Spec } from '../../lib/index.js';
 import { loadBinding } from '../../lib/native.js';
-import { hostMounts, isRoot, payloadBinary, repoRoot, scratch, testRootfs } from '../helpers/env.js';
+import { haveCommand, hostMounts, isRoot, payloadBinary, repoRoot, scratch, testRootfs } from '../helpers/env.js';
 import { capture } from '../helpers/run.js';
 
 type T = Parameters<typeof scratch>[0];
@@ -155,6 +155,40 @@ t.test('a symlinked /etc/passwd or /etc/group never creates a host file (item 4)
   const err = await exec(image, ['/bin/true'], { stdio: 'ignore', hostEnv: { HOME: home }, hostCwd: '/' }).then(() => null, (e) => e);
   t.match(err?.message, /EXDEV/);
   t.same(readdirSync(home), [], 'nothing created in the home directory');
+});
+
+t.test('a device node or FIFO as the image\'s /etc/passwd is refused before it is opened on the host', async (t) => {
+  // The launcher reads the image's /etc/passwd on the host side. Opening a
+  // device node for reading runs its driver's open on the host (a tape
+  // rewinds, a serial line hangs up, a disk's open count moves), so the
+  // file must be resolved O_PATH and checked before any read-open.
+  const nodes: [string, string[]][] = [['fifo', ['mkfifo', '-m', '0644']]];
+  if (isRoot) nodes.push(['ptmx (c 5 2)', ['mknod', '-m', '0666', '%', 'c', '5', '2']], ['null (c 1 3)', ['mknod', '-m', '0666', '%', 'c', '1', '3']]);
+  for (const [what, cmd] of nodes) {
+    const image = hostileRootfs(t);
+    const passwd = join(image, 'etc/passwd');
+    rmSync(passwd);
+    const argv = cmd.includes('%') ? cmd.map((a) => (a === '%' ? passwd : a)) : [...cmd, passwd];
+    execFileSync(argv[0], argv.slice(1));
+    const err = await exec(image, ['/bin/true'], { stdio: 'ignore', hostEnv: { HOME: scratch(t) }, hostCwd: '/' }).then(() => null, (e) => e);
+    // ptmx once came back ENOENT from its open and was taken for "no passwd": the launch ran.
+    t.type(err, SpecError, `${what}: the launch is refused`);
+    t.match(err?.message, /\/etc\/passwd in the image .* is not a regular file/, `${what}: ${err?.message}`);
+  }
+  // The mechanism, seen from outside: strace the read of a FIFO passwd; the
+  // only opens of it are O_PATH (a read-open of a FIFO would succeed under
+  // O_NONBLOCK and be caught only by fstat, after the open).
+  t.ok(haveCommand('strace'), 'strace is installed');
+  const image = hostileRootfs(t);
+  rmSync(join(image, 'etc/passwd'));
+  execFileSync('mkfifo', [join(image, 'etc/passwd')]);
+  const log = join(scratch(t), 'strace.log');
+  const code = `import(${JSON.stringify(join(repoRoot, 'dist/plan/inroot.js'))}).then((m) => { try { m.readFileInRoot(${JSON.stringify(image)}, '/etc/passwd'); } catch (e) { console.log(e.code); } })`;
+  const out = execFileSync('strace', ['-f', '-qq', '-e', 'trace=openat,openat2,open', '-o', log, process.execPath, '-e', code], { encoding: 'utf8' });
+  t.equal(out.trim(), 'EINVAL', 'refused as not a regular file');
+  const opens = readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('"/etc/passwd"') || l.includes(`"${image}/etc/passwd"`));
+  t.ok(opens.length > 0, 'strace saw the resolution');
+  for (const l of opens) t.match(l, /O_PATH/, `only O_PATH opens of the FIFO: ${l}`);
 });
 
 t.test('a symlink that stays inside the image still works (Debian\'s /etc/localtime)', async (t) => {
