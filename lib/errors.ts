@@ -45,11 +45,14 @@ export const STEP_NAMES = [
   'root-fd',
   'setsid',
   'terminal',
+  'setup-ids',
+  'root-nodev',
+  'protocol',
 ] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
 /** Which call of a mount op failed, as `enum mount_call` in native/protocol.h. */
-export const MOUNT_CALLS = ['mount', 'mount_setattr', 'remount', 'mkdir', 'create', 'symlink', 'stat', 'bind (fallback)', 'open_tree', 'move_mount', 'openat2', 'exists'] as const;
+export const MOUNT_CALLS = ['mount', 'mount_setattr', 'remount', 'mkdir', 'create', 'symlink', 'stat', 'bind (fallback)', 'open_tree', 'move_mount', 'openat2', 'exists', 'split-path', 'fchmodat', 'fstat'] as const;
 
 const errnoMap = getSystemErrorMap();
 const errnoNames = new Map<number, string>();

@@ -260,7 +260,7 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   auto job = std::make_unique<spawn_job>();
   job->plan = plan_from_js(env, info[0].As<Napi::Object>());
   if (!job->plan) return env.Undefined();
-  if (job->plan->use_init && g_init_fd < 0) {
+  if (job->view()->use_init && g_init_fd < 0) {
     Napi::Error::New(env, "init() was not called: the init binary is not loaded").ThrowAsJavaScriptException();
     return env.Undefined();
   }

@@ -1,13 +1,20 @@
-// The child side of clone: a straight list of setup steps, then exec.
+// The child side of clone: a flat, ordered table of setup steps, then exec.
 //
 // This code runs in a copy of a multithreaded Node process, and in the
 // vfork-style path it even shares the parent's memory (CLONE_VM) while the
 // parent thread is suspended. So: async-signal-safe calls only, no malloc, no
 // C++ exceptions, no stdio, no N-API, no writes to any memory but our own
-// stack. glibc wrappers that act on "all threads" (setresuid, setgroups) are
-// replaced by raw syscalls: their setxid broadcast would signal the parent's
-// threads. Every step returns 0 or -errno; the first failure is reported to
-// the parent as a child_msg record and the child exits 127.
+// stack. Every syscall goes through childsys.h (raw, returns -errno): errno is
+// the parent thread's thread-local variable here, so nothing may rely on it,
+// and glibc's setxid wrappers would signal the parent's threads.
+//
+// Every step is `static int step_x(const child_args *, child_fail *)`: it
+// returns 0 (done, or nothing to do for this plan) or -errno, having put its
+// index/detail in the child_fail (protocol.h says what they mean per step).
+// No step reports or exits by itself: child_main reports the first failure as
+// one child_msg record and exits 127. Adding a step = a new value at the end
+// of enum child_step (protocol.h), its name in lib/errors.ts STEP_NAMES, its
+// row in lib/plan/describe.ts, a row in STEPS below, and docs/architecture.md.
 
 #include "child.h"
 
@@ -22,17 +29,16 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-#include <termios.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include "childsys.h"
 #include "protocol.h"
-#include "syscalls.h"
 
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
@@ -42,92 +48,23 @@
 #ifndef ST_RELATIME
 #define ST_RELATIME 4096
 #endif
+#ifndef OVERLAYFS_SUPER_MAGIC
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#endif
 
-// Report a failed step to the parent and die. Never returns.
-static void child_fail(const child_args *a, int step, int err, int index, int detail) {
-  struct child_msg m = {MSG_ERROR, step, err, index, detail};
-  ssize_t r;
-  do { r = write(a->report_fd, &m, sizeof m); } while (r < 0 && errno == EINTR);
-  _exit(127);
-}
+// State that steps hand on to later steps; it lives on the child's stack.
+struct child_state {
+  int rootfd;  // O_PATH fd of the new root's mount (bind or overlay), from the root steps to pivot_root
+};
 
-// Default dispositions everywhere: Node ignores SIGPIPE and handles others,
-// and SIG_IGN survives execve. The mask stays full until just before exec.
-static void step_reset_signals(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; sig++) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    sigaction(sig, &sa, NULL);  // EINVAL for glibc-reserved RT signals is fine
-  }
-}
+// child_args as the steps see it: the parent's args plus our own state.
+struct child_ctx {
+  child_args a;
+  child_state st;
+};
+#define STATE(a) (&((child_ctx *)(a))->st)
 
-// Place the requested fds on 0, 1, 2. Sources below 3 are first moved up so
-// that placing one cannot clobber another (e.g. stdout given as fd 0).
-static int step_stdio(const launch_plan *p) {
-  int src[3];
-  for (int i = 0; i < 3; i++) {
-    src[i] = p->stdio[i];
-    if (src[i] >= 0 && src[i] < 3 && src[i] != i) {
-      int moved = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
-      if (moved < 0) return -errno;
-      src[i] = moved;
-    }
-  }
-  for (int i = 0; i < 3; i++) {
-    if (src[i] < 0) continue;
-    if (src[i] == i) {
-      if (fcntl(i, F_SETFD, 0) < 0) return -errno;
-    } else if (dup2(src[i], i) < 0) {
-      return -errno;
-    }
-  }
-  // Node (libuv) sets O_NONBLOCK on the pipes and terminals it uses for its
-  // own stdio, and the flag lives in the open file description we share: a
-  // payload reading or writing a non-blocking stdin/stdout gets EAGAIN and
-  // loses data. Clear it, as libuv does for child_process.
-  for (int i = 0; i < 3; i++) {
-    int fl = fcntl(i, F_GETFL);
-    if (fl >= 0 && (fl & O_NONBLOCK) && fcntl(i, F_SETFL, fl & ~O_NONBLOCK) < 0) return -errno;
-  }
-  return 0;
-}
-
-// The parent-death signal, and a check that the launching process did not
-// die before it was set (the signal would then never come). getppid() cannot
-// tell inside a new PID namespace (it is 0 there), so ask the launcher's
-// pidfd, which becomes readable once that process is gone.
-static void step_parent_death(const child_args *a, int index) {
-  const launch_plan *p = a->plan;
-  if (!p->pdeathsig) return;
-  if (prctl(PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0) < 0) child_fail(a, STEP_PARENT_DEATH, errno, index, 0);
-  if (a->parent_pidfd >= 0) {
-    struct pollfd pfd = {a->parent_pidfd, POLLIN, 0};
-    if (poll(&pfd, 1, 0) > 0) _exit(127);  // nobody is left to report to
-  }
-}
-
-// Unprivileged single-ID map written by the child itself: it holds
-// CAP_SETUID in its new namespace and maps only its own euid, which the
-// kernel allows; gid_map needs setgroups "deny" first (CVE-2014-8989).
-static void step_self_maps(const child_args *a) {
-  const launch_plan *p = a->plan;
-  int r = write_whole_file("/proc/self/setgroups", "deny");
-  if (r < 0 && r != -ENOENT) child_fail(a, STEP_SETGROUPS_DENY, -r, 0, 0);
-  if ((r = write_whole_file("/proc/self/uid_map", p->uid_map)) < 0) child_fail(a, STEP_UID_MAP, -r, 0, 0);
-  if ((r = write_whole_file("/proc/self/gid_map", p->gid_map)) < 0) child_fail(a, STEP_GID_MAP, -r, 0, 0);
-}
-
-// Block until the parent has written our maps; anything but the agreed
-// byte (including EOF when the parent gave up) aborts.
-static void step_wait_maps(const child_args *a) {
-  char b = 0;
-  ssize_t n;
-  do { n = read(a->sync_fd, &b, 1); } while (n < 0 && errno == EINTR);
-  if (n != 1 || b != SYNC_MAPS_WRITTEN) child_fail(a, STEP_WAIT_MAPS, n < 0 ? errno : ECANCELED, 0, 0);
-  close(a->sync_fd);
-}
+// ---------------------------------------------------------------- helpers
 
 // "/proc/self/fd/N" for a syscall that takes only a path (mount(2)): the
 // kernel follows the magic link to exactly what the fd refers to. No snprintf
@@ -144,20 +81,28 @@ static void fd_path(char buf[32], int fd) {
   buf[k] = '\0';
 }
 
+// Write a whole string to an existing file (procfs: uid_map, setgroups).
+static int write_file(const char *path, const char *data) {
+  int fd = (int)cx_openat(AT_FDCWD, path, O_WRONLY | O_CLOEXEC, 0);
+  if (fd < 0) return fd;
+  size_t len = strlen(data);
+  long n = cx_write(fd, data, len);
+  cx_close(fd);
+  return n < 0 ? (int)n : ((size_t)n != len ? -EIO : 0);
+}
+
 // Resolve a container path from the root fd; see enum resolve_mode.
 // Returns an O_PATH fd or -errno.
 static int resolve_in_root(int rootfd, const char *path, int mode) {
   uint64_t resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (mode == RES_EXACT ? RESOLVE_NO_SYMLINKS : 0);
-  int fd;
-  do { fd = sys_openat2(rootfd, path, O_PATH | O_CLOEXEC, resolve); } while (fd < 0 && (errno == EAGAIN || errno == EINTR));
-  return fd < 0 ? -errno : fd;
+  return (int)cx_openat2(rootfd, path, O_PATH | O_CLOEXEC, resolve);
 }
 
 // Mount flags that statfs reports and that a bind remount must repeat:
 // leaving out a flag the kernel locked (nosuid, nodev, ro, atime) is EPERM.
 static unsigned long locked_flags(int fd) {
   struct statfs sf;
-  if (fstatfs(fd, &sf) < 0) return 0;
+  if (cx_fstatfs(fd, &sf) < 0) return 0;
   unsigned long f = 0;
   if (sf.f_flags & ST_RDONLY) f |= MS_RDONLY;
   if (sf.f_flags & ST_NOSUID) f |= MS_NOSUID;
@@ -188,15 +133,15 @@ static int setattr_fd(int fd, uint64_t set, uint64_t clr, uint64_t propagation, 
   if (!set && !clr && !propagation) return 0;
   struct nod_mount_attr attr = {set, clr, propagation, 0};
   *call = CALL_MOUNT_SETATTR;
-  if (sys_mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr) == 0) return 0;
-  if (errno != ENOSYS) return -errno;
+  long r = cx_mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr);
+  if (r != -ENOSYS) return (int)r;
   *call = CALL_REMOUNT;
   char path[32];
   fd_path(path, fd);
-  if (propagation && mount(NULL, path, NULL, (recursive ? MS_REC : 0) | propagation, NULL) < 0) return -errno;
+  if (propagation && (r = cx_mount(NULL, path, NULL, (recursive ? MS_REC : 0) | propagation, NULL)) < 0) return (int)r;
   if (set || clr) {
     unsigned long f = (locked_flags(fd) | attr_to_ms(set)) & ~attr_to_ms(clr);
-    if (mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | f, NULL) < 0) return -errno;
+    if ((r = cx_mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | f, NULL)) < 0) return (int)r;
   }
   return 0;
 }
@@ -214,12 +159,12 @@ static int op_attrs(const mount_op *op, int fd, int *call) {
 static int bind_onto(const mount_op *op, const char *src, int tree_of, int tfd, int recursive, int *call) {
   *call = CALL_OPEN_TREE;
   unsigned fl = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
-  int tree = tree_of >= 0 ? sys_open_tree_fd(tree_of, fl) : sys_open_tree(src, fl);
-  if (tree < 0) return -errno;
+  int tree = (int)(tree_of >= 0 ? cx_open_tree(tree_of, "", fl | AT_EMPTY_PATH) : cx_open_tree(AT_FDCWD, src, fl));
+  if (tree < 0) return tree;
   *call = CALL_MOVE_MOUNT;
-  int r = sys_move_mount_fd_fd(tree, tfd) < 0 ? -errno : 0;
+  int r = (int)cx_move_mount_fd_fd(tree, tfd);
   if (r == 0 && op) r = op_attrs(op, tree, call);
-  close(tree);
+  cx_close(tree);
   return r;
 }
 
@@ -243,44 +188,46 @@ static int split_parent(const char *path, char buf[4096], const char **name) {
 static int create_entry(int rootfd, const mount_op *op, int *call) {
   char parent[4096];
   const char *name;
+  *call = CALL_SPLIT_PATH;
   int r = split_parent(op->target, parent, &name);
   if (r < 0) return r;
   *call = CALL_RESOLVE;
-  int dfd;
-  do { dfd = sys_openat2(rootfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS); } while (dfd < 0 && (errno == EAGAIN || errno == EINTR));
-  if (dfd < 0) return -errno;
-  int err = 0;
+  int dfd = (int)cx_openat2(rootfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  if (dfd < 0) return dfd;
   switch (op->kind) {
     case OP_MKDIR:
       *call = CALL_MKDIR;
-      if (mkdirat(dfd, name, op->mode) < 0) err = errno;
+      r = (int)cx_mkdirat(dfd, name, op->mode);
       break;
     case OP_MKFILE: {
       *call = CALL_MKFILE;
-      int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, op->mode);
-      if (fd < 0) err = errno;
-      else close(fd);
+      int fd = (int)cx_openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, op->mode);
+      r = fd < 0 ? fd : (int)cx_close(fd);
       break;
     }
     case OP_SYMLINK:
       *call = CALL_SYMLINK;
-      if (symlinkat(op->source, dfd, name) < 0) err = errno;
+      r = (int)cx_symlinkat(op->source, dfd, name);
       break;
   }
-  if (err == EEXIST && op->kind != OP_SYMLINK) {
+  if (r == -EEXIST && op->kind != OP_SYMLINK) {
     // Already there: fine, unless it is a symlink (which the planner would
     // have followed): the tree changed under us.
     struct stat st;
     *call = CALL_EXISTS;
-    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) err = errno;
-    else if (S_ISLNK(st.st_mode)) err = ELOOP;
-    else if (op->kind == OP_MKDIR && !S_ISDIR(st.st_mode)) err = ENOTDIR;
-    else err = 0;
-  } else if (err == EEXIST) {
-    err = 0;
+    r = (int)cx_fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW);
+    if (r == 0 && S_ISLNK(st.st_mode)) r = -ELOOP;
+    else if (r == 0 && op->kind == OP_MKDIR && !S_ISDIR(st.st_mode)) r = -ENOTDIR;
+  } else if (r == -EEXIST) {
+    r = 0;
   }
-  close(dfd);
-  return -err;
+  cx_close(dfd);
+  return r;
+}
+
+// Whether the op's plan says this errno falls back to binding op->fallback.
+static bool falls_back(const mount_op *op, int r) {
+  return op->fallback && r < 0 && -r < 64 && (op->fallback_errnos & (1ULL << -r));
 }
 
 // Interpret one mount op of the plan against the new root. *call says which
@@ -290,7 +237,7 @@ static int run_op(int rootfd, const mount_op *op, int *call) {
   if (op->kind == OP_MKDIR || op->kind == OP_MKFILE || op->kind == OP_SYMLINK) return create_entry(rootfd, op, call);
   *call = CALL_RESOLVE;
   int tfd = resolve_in_root(rootfd, op->target, op->resolve);
-  if (tfd < 0) return op->resolve == RES_FOLLOW && tfd == -ENOENT ? 0 : tfd;
+  if (tfd < 0) return op->skip_missing && tfd == -ENOENT ? 0 : tfd;
   char path[32];
   fd_path(path, tfd);
   int r = 0;
@@ -301,33 +248,32 @@ static int run_op(int rootfd, const mount_op *op, int *call) {
       break;
     case OP_MOUNT:
       *call = CALL_MOUNT;
-      if (mount(op->source, path, op->fstype, op->flags, op->data) < 0) {
-        // Only where the caller opted in (allowHostProc) or the planner chose
-        // a read-only host tree: bind the host's instead.
-        if (!op->fallback || (errno != EPERM && errno != EACCES && errno != EBUSY)) { r = -errno; break; }
+      r = (int)cx_mount(op->source, path, op->fstype, op->flags, op->data);
+      if (falls_back(op, r)) {
+        // Only where the planner chose it: the caller opted in
+        // (allowHostProc), or a read-only host tree stands in (sysfs, cgroup).
         r = bind_onto(op, op->fallback, -1, tfd, 1, call);
         if (r < 0 && *call == CALL_OPEN_TREE) *call = CALL_FALLBACK_BIND;
         break;
       }
-      if (op->propagation || op->rattr_set || op->rattr_clr) {
+      if (r == 0 && (op->propagation || op->rattr_set || op->rattr_clr)) {
         // The fd still names the covered mount point: reopen to reach the new mount.
         *call = CALL_RESOLVE;
         int mfd = resolve_in_root(rootfd, op->target, RES_EXACT);
         if (mfd < 0) { r = mfd; break; }
         r = setattr_fd(mfd, 0, 0, op->propagation, 0, call);
         if (r == 0) r = setattr_fd(mfd, op->rattr_set, op->rattr_clr, 0, 1, call);
-        close(mfd);
+        cx_close(mfd);
       }
       break;
     case OP_MASK:
       *call = CALL_STAT;
-      if (fstat(tfd, &st) < 0) { r = -errno; break; }
+      if ((r = (int)cx_fstat(tfd, &st)) < 0) break;
       *call = CALL_MOUNT;
-      if (S_ISDIR(st.st_mode)) {
-        if (mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=000") < 0) r = -errno;
-      } else {
+      if (S_ISDIR(st.st_mode))
+        r = (int)cx_mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=000");
+      else
         r = bind_onto(nullptr, op->source, -1, tfd, 0, call);
-      }
       break;
     case OP_READONLY:
       r = bind_onto(op, nullptr, tfd, tfd, 1, call);
@@ -335,98 +281,362 @@ static int run_op(int rootfd, const mount_op *op, int *call) {
     default:
       r = -EINVAL;
   }
-  close(tfd);
+  cx_close(tfd);
   return r;
 }
 
+// The rootfs directory as this mount namespace sees it, checked to be the
+// one the launcher opened before clone (rootfs_fd): the path is walked once,
+// without following any symlink, and a directory swapped in since is
+// refused (ESTALE) instead of becoming the container's root.
+static int open_rootfs_checked(const child_args *a, int *call) {
+  *call = CALL_RESOLVE;
+  int fd = (int)cx_openat2(AT_FDCWD, a->plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  if (fd < 0) return fd;
+  struct stat mine, launcher;
+  *call = CALL_IDENTITY;
+  int r = (int)cx_fstat(fd, &mine);
+  if (r == 0) r = (int)cx_fstat(a->rootfs_fd, &launcher);
+  if (r == 0 && (mine.st_dev != launcher.st_dev || mine.st_ino != launcher.st_ino)) r = -ESTALE;
+  if (r < 0) { cx_close(fd); return r; }
+  return fd;
+}
+
+// Copy the lower layer's mode (and owner, where our namespace maps it) onto a
+// directory made in the overlay's upper layer: the upper directory's
+// attributes are what the merged tree shows, so a 0755 upper /root would
+// replace the image's 0700 one, and /tmp would lose its 1777.
+static int copy_lower_attrs(const launch_plan *p, const char *upper_path, int *call) {
+  size_t nu = strlen(p->overlay_dirs[1]), nl = strlen(p->overlay_dirs[0]);
+  const char *rel = upper_path + nu;
+  size_t nr = strlen(rel);
+  char lower[4096];
+  if (strncmp(upper_path, p->overlay_dirs[1], nu) != 0 || nl + nr >= sizeof lower) return 0;
+  memcpy(lower, p->overlay_dirs[0], nl);
+  memcpy(lower + nl, rel, nr + 1);
+  struct stat st;
+  if (cx_fstatat(AT_FDCWD, lower, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) return 0;  // new in upper: ours
+  *call = CALL_CHMOD;
+  int r = (int)cx_fchmodat(AT_FDCWD, upper_path, st.st_mode & 07777);
+  if (r < 0) return r;
+  // An owner our namespace does not map (the overflow id) cannot be given:
+  // the directory stays ours, with the image's mode.
+  cx_fchownat(AT_FDCWD, upper_path, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
+  return 0;
+}
+
+// The image as the lower layer of an overlay on a fresh tmpfs, mounted at the
+// rootfs path itself so every later op and pivot_root use the same paths:
+// clone the image's tree, cover the rootfs path with a tmpfs, attach the
+// clone inside it as "lower", then stack the overlay on top at the same path.
+static int overlay_root(const child_args *a, int rfd, int *call) {
+  const launch_plan *p = a->plan;
+  char rpath[32];
+  fd_path(rpath, rfd);
+  *call = CALL_OPEN_TREE;
+  int tree = (int)cx_open_tree(rfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+  if (tree < 0) return tree;
+  *call = CALL_MOUNT;
+  int r = (int)cx_mount("tmpfs", rpath, "tmpfs", MS_NOSUID | MS_NODEV, p->overlay_tmpfs_data);
+  for (int i = 0; i < 3 && r == 0; i++) {
+    *call = CALL_MKDIR;
+    r = (int)cx_mkdirat(AT_FDCWD, p->overlay_dirs[i], 0755);
+  }
+  if (r == 0) {
+    *call = CALL_MOVE_MOUNT;
+    r = (int)cx_move_mount_fd(tree, p->overlay_dirs[0]);
+  }
+  cx_close(tree);
+  if (r < 0) return r;
+  for (const prep_op *q = p->overlay_prep; q < p->overlay_prep + p->n_overlay_prep; q++) {
+    if (q->dir) {
+      *call = CALL_MKDIR;
+      r = (int)cx_mkdirat(AT_FDCWD, q->path, 0755);
+      if (r < 0 && r != -EEXIST) return r;
+      if (r == 0 && (r = copy_lower_attrs(p, q->path, call)) < 0) return r;
+    } else {
+      *call = CALL_MKFILE;
+      int f = (int)cx_openat(AT_FDCWD, q->path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (f < 0 && f != -EEXIST) return f;
+      if (f >= 0) cx_close(f);
+    }
+  }
+  *call = CALL_MOUNT;
+  return (int)cx_mount("overlay", p->rootfs, "overlay", 0, p->overlay_data);
+}
+
+static int set_caps(const launch_plan *p) {
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  for (int i = 0; i < 2; i++) {
+    data[i].effective = (uint32_t)(p->cap_effective >> (32 * i));
+    data[i].permitted = (uint32_t)(p->cap_permitted >> (32 * i));
+    data[i].inheritable = (uint32_t)(p->cap_inheritable >> (32 * i));
+  }
+  return (int)cx_capset(&hdr, data);
+}
+
+// ------------------------------------------------------------------ steps
+
+// Default dispositions everywhere: Node ignores SIGPIPE and handles others,
+// and SIG_IGN survives execve. The mask stays full until just before exec.
+static int step_reset_signals(const child_args *, child_fail *) {
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    cx_sigaction_dfl(sig);  // nothing to do about a failure: the exec resets handlers anyway
+  }
+  return 0;
+}
+
+// The parent-death signal, and a check that the launching process did not
+// die before it was set (the signal would then never come). getppid() cannot
+// tell inside a new PID namespace (it is 0 there), so ask the launcher's
+// pidfd, which becomes readable once that process is gone. Armed twice:
+// first thing (index 0), and after the uid change that clears it (index 1).
+static int parent_death(const child_args *a, child_fail *f, int index) {
+  f->index = index;
+  if (!a->plan->pdeathsig) return 0;
+  long r = cx_prctl(PR_SET_PDEATHSIG, a->plan->pdeathsig, 0);
+  if (r < 0) return (int)r;
+  // Gone already: nobody will read our report; ESRCH ends the child the same way.
+  if (a->parent_pidfd >= 0 && cx_poll_now(a->parent_pidfd, POLLIN) > 0) return -ESRCH;
+  return 0;
+}
+static int step_parent_death_early(const child_args *a, child_fail *f) { return parent_death(a, f, 0); }
+static int step_parent_death(const child_args *a, child_fail *f) { return parent_death(a, f, 1); }
+
+// Place the requested fds on 0, 1, 2. Sources below 3 are first moved up so
+// that placing one cannot clobber another (e.g. stdout given as fd 0).
+static int step_stdio(const child_args *a, child_fail *) {
+  int src[3];
+  long r;
+  for (int i = 0; i < 3; i++) {
+    src[i] = a->stdio[i];
+    if (src[i] >= 0 && src[i] < 3 && src[i] != i) {
+      if ((r = cx_fcntl(src[i], F_DUPFD_CLOEXEC, 3)) < 0) return (int)r;
+      src[i] = (int)r;
+    }
+  }
+  for (int i = 0; i < 3; i++) {
+    if (src[i] < 0) continue;
+    r = src[i] == i ? cx_fcntl(i, F_SETFD, 0) : cx_dup3(src[i], i);
+    if (r < 0) return (int)r;
+  }
+  // Node (libuv) sets O_NONBLOCK on the pipes and terminals it uses for its
+  // own stdio, and the flag lives in the open file description we share: a
+  // payload reading or writing a non-blocking stdin/stdout gets EAGAIN and
+  // loses data. Clear it, as libuv does for child_process.
+  for (int i = 0; i < 3; i++) {
+    long fl = cx_fcntl(i, F_GETFL, 0);
+    if (fl >= 0 && (fl & O_NONBLOCK) && (r = cx_fcntl(i, F_SETFL, fl & ~O_NONBLOCK)) < 0) return (int)r;
+  }
+  return 0;
+}
+
+// A session of our own: a terminal's Ctrl-C (sent to its foreground process
+// group) and a batch system's signal to the launcher's process group reach
+// the launcher only, which forwards them once; the container never joins
+// the launcher's terminal job control.
+static int step_setsid(const child_args *, child_fail *) {
+  long r = cx_setsid();
+  return r < 0 ? (int)r : 0;
+}
+
+// Unprivileged single-ID map written by the child itself: it holds
+// CAP_SETUID in its new namespace and maps only its own euid, which the
+// kernel allows; gid_map needs setgroups "deny" first (CVE-2014-8989).
+static int step_setgroups_deny(const child_args *a, child_fail *) {
+  if (a->plan->id_mode != IDMAP_SELF) return 0;
+  int r = write_file("/proc/self/setgroups", "deny");
+  return r == -ENOENT ? 0 : r;  // kernels before 3.19 have no such file
+}
+static int step_uid_map(const child_args *a, child_fail *) {
+  return a->plan->id_mode == IDMAP_SELF ? write_file("/proc/self/uid_map", a->plan->uid_map) : 0;
+}
+static int step_gid_map(const child_args *a, child_fail *) {
+  return a->plan->id_mode == IDMAP_SELF ? write_file("/proc/self/gid_map", a->plan->gid_map) : 0;
+}
+
+// Block until the parent has written our maps; anything but the agreed
+// byte (including EOF when the parent gave up) aborts.
+static int step_wait_maps(const child_args *a, child_fail *) {
+  if (a->plan->id_mode != IDMAP_PARENT && a->plan->id_mode != IDMAP_HELPER) return 0;
+  char b = 0;
+  long n;
+  do { n = cx_read(a->sync_fd, &b, 1); } while (n == -EINTR);
+  cx_close(a->sync_fd);
+  if (n < 0) return (int)n;
+  return n == 1 && b == SYNC_MAPS_WRITTEN ? 0 : -ECANCELED;
+}
+
+// When the parent mapped ranges, our own host id may be unmapped (we would
+// create files as the overflow id, EOVERFLOW): become the namespace's root.
+static int step_setup_ids(const child_args *a, child_fail *f) {
+  const launch_plan *p = a->plan;
+  long r;
+  f->index = 0;
+  if (p->setup_gid >= 0 && (r = cx_setresgid(p->setup_gid)) < 0) return (int)r;
+  f->index = 1;
+  if (p->setup_uid >= 0 && (r = cx_setresuid(p->setup_uid)) < 0) return (int)r;
+  return 0;
+}
+
+// A session keyring of our own: the launcher's (Kerberos and AFS tokens
+// live there) must not be readable by the payload. Kernels without keys
+// have nothing to hide.
+static int step_keyring(const child_args *, child_fail *) {
+  long r = cx_keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0);
+  return r < 0 && r != -ENOSYS ? (int)r : 0;
+}
+
+// From here on we hold every capability in our own user namespace.
+static int step_hostname(const child_args *a, child_fail *) {
+  const char *h = a->plan->hostname;
+  return h ? (int)cx_sethostname(h, strlen(h)) : 0;
+}
+static int step_domainname(const child_args *a, child_fail *) {
+  const char *d = a->plan->domainname;
+  return d ? (int)cx_setdomainname(d, strlen(d)) : 0;
+}
+
+// Nothing we mount may propagate back to the host; slave (the default)
+// still lets host mounts (autofs under /cvmfs) propagate in.
+static int step_root_propagation(const child_args *a, child_fail *) {
+  uint64_t prop = a->plan->root_propagation;
+  return prop ? (int)cx_mount(NULL, "/", NULL, MS_REC | prop, NULL) : 0;
+}
+
+// The rootfs bound onto itself (pivot_root needs the new root to be a mount
+// point): a recursive clone of the checked directory attached onto it, whose
+// fd is the root fd every later path is resolved from.
+static int step_bind_rootfs(const child_args *a, child_fail *f) {
+  if (a->plan->overlay_data) return 0;
+  int rfd = open_rootfs_checked(a, &f->detail);
+  if (rfd < 0) return rfd;
+  f->detail = CALL_OPEN_TREE;
+  int tree = (int)cx_open_tree(rfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+  int r = tree;
+  if (tree >= 0) {
+    f->detail = CALL_MOVE_MOUNT;
+    r = (int)cx_move_mount_fd_fd(tree, rfd);
+  }
+  cx_close(rfd);
+  if (r < 0) {
+    if (tree >= 0) cx_close(tree);
+    return r;
+  }
+  STATE(a)->rootfd = tree;  // attached now: the fd names the new root mount
+  return 0;
+}
+
+// The overlay root (see overlay_root), then its fd, checked to be the
+// overlay we just stacked (not whatever the path reaches now).
+static int step_overlay_root(const child_args *a, child_fail *f) {
+  const launch_plan *p = a->plan;
+  if (!p->overlay_data) return 0;
+  int rfd = open_rootfs_checked(a, &f->detail);
+  if (rfd < 0) return rfd;
+  int r = overlay_root(a, rfd, &f->detail);
+  cx_close(rfd);
+  if (r < 0) return r;
+  f->detail = CALL_RESOLVE;
+  int fd = (int)cx_openat2(AT_FDCWD, p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  if (fd < 0) return fd;
+  struct statfs sf;
+  f->detail = CALL_IDENTITY;
+  if ((r = (int)cx_fstatfs(fd, &sf)) == 0 && (unsigned long)sf.f_type != OVERLAYFS_SUPER_MAGIC) r = -ESTALE;
+  if (r < 0) { cx_close(fd); return r; }
+  STATE(a)->rootfd = fd;
+  return 0;
+}
+
+// Device nodes that came with the image are inert: the root and every
+// mount under it are nodev. Only the /dev the runtime makes (binds of the
+// host's null, zero, ...; mounted later) has devices.
+static int step_root_nodev(const child_args *a, child_fail *f) {
+  if (!a->plan->root_nodev) return 0;
+  return setattr_fd(STATE(a)->rootfd, MOUNT_ATTR_NODEV, 0, 0, 1, &f->detail);
+}
+
+// The plan's mount ops, in order.
+static int step_mounts(const child_args *a, child_fail *f) {
+  const launch_plan *p = a->plan;
+  for (int i = 0; i < p->n_ops; i++) {
+    f->index = i;
+    int r = run_op(STATE(a)->rootfd, &p->ops[i], &f->detail);
+    if (r < 0) return r;
+  }
+  return 0;
+}
+
 // Bring up lo in a new network namespace (it starts down); nothing else.
-static int step_loopback(void) {
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return -errno;
+static int step_loopback(const child_args *a, child_fail *) {
+  if (!a->plan->loopback) return 0;
+  int s = (int)cx_socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return s;
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   ifr.ifr_name[0] = 'l';
   ifr.ifr_name[1] = 'o';
-  int r = 0;
-  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) r = -errno;
+  int r = (int)cx_ioctl(s, SIOCGIFFLAGS, (long)&ifr);
   if (r == 0) {
     ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) r = -errno;
+    r = (int)cx_ioctl(s, SIOCSIFFLAGS, (long)&ifr);
   }
-  close(s);
+  cx_close(s);
   return r;
 }
 
 // pivot_root(".", ".") stacks the old root on the new one; making it slave
 // before the detach keeps the unmount from propagating to the host (crun,
 // runc and LXC do the same).
-// The image as the lower layer of an overlay on a fresh tmpfs, mounted at the
-// rootfs path itself so every later op and pivot_root use the same paths:
-// clone the image's tree, cover the rootfs path with a tmpfs, attach the
-// clone inside it as "lower", then stack the overlay on top at the same path.
-static int step_overlay_root(const launch_plan *p, int *call) {
-  *call = CALL_OPEN_TREE;
-  int fd = sys_open_tree(p->rootfs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-  if (fd < 0) return -errno;
-  int err = 0;
-  *call = CALL_MOUNT;
-  if (mount("tmpfs", p->rootfs, "tmpfs", MS_NOSUID | MS_NODEV, p->overlay_tmpfs_data) < 0) err = errno;
-  for (int i = 0; i < 3 && !err; i++) {
-    *call = CALL_MKDIR;
-    if (mkdir(p->overlay_dirs[i], 0755) < 0) err = errno;
-  }
-  if (!err) {
-    *call = CALL_MOVE_MOUNT;
-    if (sys_move_mount_fd(fd, p->overlay_dirs[0]) < 0) err = errno;
-  }
-  close(fd);
-  if (err) return -err;
-  for (char *const *q = p->overlay_prep; *q; q++) {
-    size_t n = strlen(*q);
-    if ((*q)[n - 1] == '/') {
-      *call = CALL_MKDIR;
-      if (mkdir(*q, 0755) < 0 && errno != EEXIST) return -errno;
-    } else {
-      *call = CALL_MKFILE;
-      int f = open(*q, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-      if (f < 0 && errno != EEXIST) return -errno;
-      if (f >= 0) close(f);
-    }
-  }
-  *call = CALL_MOUNT;
-  if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) < 0) return -errno;
+static int step_pivot_root(const child_args *a, child_fail *) {
+  int rootfd = STATE(a)->rootfd;
+  long r;
+  if ((r = cx_fchdir(rootfd)) < 0) return (int)r;
+  if ((r = cx_pivot_root(".", ".")) < 0) return (int)r;
+  if ((r = cx_mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL)) < 0) return (int)r;
+  if ((r = cx_umount2(".", MNT_DETACH)) < 0) return (int)r;
+  if ((r = cx_chdir("/")) < 0) return (int)r;
+  cx_close(rootfd);
+  STATE(a)->rootfd = -1;
   return 0;
 }
 
-static int step_pivot_root(int rootfd) {
-  if (fchdir(rootfd) < 0) return -errno;
-  if (sys_pivot_root(".", ".") < 0) return -errno;
-  if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) return -errno;
-  if (umount2(".", MNT_DETACH) < 0) return -errno;
-  if (chdir("/") < 0) return -errno;
-  return 0;
+static int step_root_readonly(const child_args *a, child_fail *f) {
+  if (!a->plan->root_readonly) return 0;
+  f->detail = CALL_RESOLVE;
+  int fd = (int)cx_openat(AT_FDCWD, "/", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+  if (fd < 0) return fd;
+  int r = setattr_fd(fd, MOUNT_ATTR_RDONLY, 0, 0, 0, &f->detail);
+  cx_close(fd);
+  return r;
 }
 
 // process.terminal, as runc and crun do it: a pty from the container's own
 // devpts (after pivot_root, so /dev/pts is the new instance), its master sent
 // to the parent over the console socket, its slave our controlling terminal
 // and stdio. The slave belongs to the payload's user.
-static int step_terminal(const child_args *a) {
+static int step_terminal(const child_args *a, child_fail *) {
   const launch_plan *p = a->plan;
-  int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW);
-  if (master < 0) return -errno;
-  int err = 0, slave = -1, unlock = 0;
+  if (!p->terminal) return 0;
+  int master = (int)cx_openat(AT_FDCWD, "/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW, 0);
+  if (master < 0) return master;
+  int r = 0, slave = -1, unlock = 0;
   struct stat st;
-  if (fstat(master, &st) < 0) err = errno;
-  else if (!S_ISCHR(st.st_mode)) err = ENOTTY;   // not our devpts: refuse
-  if (!err && ioctl(master, TIOCSPTLCK, &unlock) < 0) err = errno;
-  if (!err && (slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) err = errno;
-  if (!err && p->console_rows && p->console_cols) {
-    struct winsize ws = {p->console_rows, p->console_cols, 0, 0};
-    if (ioctl(slave, TIOCSWINSZ, &ws) < 0) err = errno;
+  if ((r = (int)cx_fstat(master, &st)) == 0 && !S_ISCHR(st.st_mode)) r = -ENOTTY;  // not our devpts: refuse
+  if (r == 0) r = (int)cx_ioctl(master, TIOCSPTLCK, (long)&unlock);
+  if (r == 0) {
+    long s = cx_ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) r = (int)s;
+    else slave = (int)s;
   }
-  if (!err && p->set_ids && fchown(slave, p->uid, (gid_t)-1) < 0) err = errno;
-  if (!err) {
+  if (r == 0 && p->console_rows && p->console_cols) {
+    struct winsize ws = {p->console_rows, p->console_cols, 0, 0};
+    r = (int)cx_ioctl(slave, TIOCSWINSZ, (long)&ws);
+  }
+  if (r == 0 && p->set_ids) r = (int)cx_fchown(slave, p->uid, -1);
+  if (r == 0) {
     char byte = 'T';
     struct iovec iov = {&byte, 1};
     union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
@@ -442,163 +652,162 @@ static int step_terminal(const child_args *a) {
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &master, sizeof master);
-    ssize_t n;
-    do { n = sendmsg(a->console_fd, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
-    if (n != 1) err = n < 0 ? errno : EIO;
+    long n;
+    do { n = cx_sendmsg(a->console_fd, &msg, MSG_NOSIGNAL); } while (n == -EINTR);
+    r = n == 1 ? 0 : n < 0 ? (int)n : -EIO;
   }
-  close(master);
-  close(a->console_fd);
-  if (!err && ioctl(slave, TIOCSCTTY, 0) < 0) err = errno;
-  for (int i = 0; i < 3 && !err; i++)
-    if (dup2(slave, i) < 0) err = errno;
-  if (slave > 2) close(slave);
-  return -err;
+  cx_close(master);
+  cx_close(a->console_fd);
+  if (r == 0) r = (int)cx_ioctl(slave, TIOCSCTTY, 0);
+  for (int i = 0; i < 3 && r == 0; i++)
+    if (slave != i) r = (int)cx_dup3(slave, i);
+  if (slave > 2) cx_close(slave);
+  return r < 0 ? r : 0;
 }
 
-static int set_caps(const launch_plan *p) {
-  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-  struct __user_cap_data_struct data[2];
-  for (int i = 0; i < 2; i++) {
-    data[i].effective = (uint32_t)(p->cap_effective >> (32 * i));
-    data[i].permitted = (uint32_t)(p->cap_permitted >> (32 * i));
-    data[i].inheritable = (uint32_t)(p->cap_inheritable >> (32 * i));
+static int step_rlimits(const child_args *a, child_fail *f) {
+  const launch_plan *p = a->plan;
+  for (int i = 0; i < p->n_rlimits; i++) {
+    f->index = i;
+    long r = cx_prlimit(p->rlimits[i].resource, p->rlimits[i].soft, p->rlimits[i].hard);
+    if (r < 0) return (int)r;
   }
-  return syscall(SYS_capset, &hdr, data) < 0 ? -errno : 0;
+  return 0;
 }
 
 // Drop to the payload's credentials and capabilities. The bounding set goes
 // first (it needs CAP_SETPCAP, which the uid change would take away); keepcaps
 // lets the capabilities the spec keeps survive a change to a non-zero uid.
-static void step_credentials(const child_args *a) {
+static int step_cap_bounding(const child_args *a, child_fail *f) {
   const launch_plan *p = a->plan;
   for (int c = 0; c <= p->cap_last; c++) {
     if (p->cap_bounding & (1ULL << c)) continue;
-    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) child_fail(a, STEP_CAP_BOUNDING, errno, c, 0);
+    f->index = c;
+    long r = cx_prctl(PR_CAPBSET_DROP, c, 0);
+    if (r < 0 && r != -EINVAL) return (int)r;  // EINVAL: a capability this kernel lacks
   }
-  if (p->set_ids) {
-    prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
-    if (p->set_groups && syscall(SYS_setgroups, p->n_groups, p->groups) < 0) child_fail(a, STEP_SETGROUPS, errno, 0, 0);
-    if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0) child_fail(a, STEP_SETGID, errno, 0, 0);
-    if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0) child_fail(a, STEP_SETUID, errno, 0, 0);
-  }
-  int r = set_caps(p);
-  if (r < 0) child_fail(a, STEP_CAPSET, -r, 0, 0);
-  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  if (p->set_ids) cx_prctl(PR_SET_KEEPCAPS, 1, 0);
+  return 0;
+}
+static int step_setgroups(const child_args *a, child_fail *) {
+  const launch_plan *p = a->plan;
+  return p->set_ids && p->set_groups ? (int)cx_setgroups(p->n_groups, p->groups) : 0;
+}
+static int step_setgid(const child_args *a, child_fail *) {
+  return a->plan->set_ids ? (int)cx_setresgid(a->plan->gid) : 0;
+}
+static int step_setuid(const child_args *a, child_fail *) {
+  return a->plan->set_ids ? (int)cx_setresuid(a->plan->uid) : 0;
+}
+static int step_capset(const child_args *a, child_fail *) { return set_caps(a->plan); }
+static int step_cap_ambient(const child_args *a, child_fail *f) {
+  const launch_plan *p = a->plan;
+  cx_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0);  // nothing raised yet on kernels without ambient
   for (int c = 0; c <= p->cap_last; c++) {
     if (!(p->cap_ambient & (1ULL << c))) continue;
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0) child_fail(a, STEP_CAP_AMBIENT, errno, c, 0);
+    f->index = c;
+    long r = cx_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c);
+    if (r < 0) return (int)r;
   }
+  return 0;
 }
 
+// As the payload's user, without capabilities: a cwd it may not enter is an error, not a surprise.
+static int step_chdir(const child_args *a, child_fail *) { return (int)cx_chdir(a->plan->cwd); }
+
+static int step_no_new_privs(const child_args *a, child_fail *) {
+  return a->plan->no_new_privs ? (int)cx_prctl(PR_SET_NO_NEW_PRIVS, 1, 0) : 0;
+}
+
+// Every fd above stdio closes at exec: the Node process's sockets, files
+// and pipes must not reach the payload. Marking (not closing) keeps the
+// report pipe usable until exec succeeds.
+static int step_close_fds(const child_args *, child_fail *) {
+  long r = cx_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (r == 0) return 0;
+  if (r != -ENOSYS && r != -EINVAL) return (int)r;
+  for (int fd = 3; fd < 65536; fd++) cx_fcntl(fd, F_SETFD, FD_CLOEXEC);  // kernels before 5.11
+  return 0;
+}
+
+// The init inherits the report fd (it sends EXEC_OK and the exit status)
+// and keeps every signal blocked until it has its own handling in place:
+// from the parent namespace a default-disposition signal would kill it.
+static int step_exec_init(const child_args *a, child_fail *) {
+  if (!a->plan->use_init) return 0;
+  long r = cx_fcntl(a->report_fd, F_SETFD, 0);
+  if (r < 0) return (int)r;
+  return (int)cx_execveat(a->init_fd, "", a->init_argv, a->plan->envp, AT_EMPTY_PATH);
+}
+
+// Without an init: the payload gets an empty signal mask, then is exec'd.
+static int step_exec(const child_args *a, child_fail *) {
+  cx_sigmask_set(0);
+  return (int)cx_execve(a->plan->exec_path, a->plan->argv, a->plan->envp);
+}
+
+// The steps in the order they run. Why this order: the parent-death signal
+// first (a launcher killed from here on takes the child with it); the id maps
+// before anything that needs capabilities in the new namespace; every mount
+// before pivot_root; the terminal after it (the container's devpts); the
+// bounding set before the uid change (it needs CAP_SETPCAP); chdir as the
+// payload's user; the parent-death signal again after the uid change, which
+// clears it; exec last.
+struct step_row {
+  int step;
+  int (*run)(const child_args *, child_fail *);
+};
+static const step_row STEPS[] = {
+    {STEP_SIGNALS, step_reset_signals},
+    {STEP_PARENT_DEATH, step_parent_death_early},
+    {STEP_STDIO, step_stdio},
+    {STEP_SETSID, step_setsid},
+    {STEP_SETGROUPS_DENY, step_setgroups_deny},
+    {STEP_UID_MAP, step_uid_map},
+    {STEP_GID_MAP, step_gid_map},
+    {STEP_WAIT_MAPS, step_wait_maps},
+    {STEP_SETUP_IDS, step_setup_ids},
+    {STEP_KEYRING, step_keyring},
+    {STEP_HOSTNAME, step_hostname},
+    {STEP_DOMAINNAME, step_domainname},
+    {STEP_ROOT_PROPAGATION, step_root_propagation},
+    {STEP_BIND_ROOTFS, step_bind_rootfs},
+    {STEP_OVERLAY_ROOT, step_overlay_root},
+    {STEP_ROOT_NODEV, step_root_nodev},
+    {STEP_MOUNT, step_mounts},
+    {STEP_LOOPBACK, step_loopback},
+    {STEP_PIVOT_ROOT, step_pivot_root},
+    {STEP_ROOT_READONLY, step_root_readonly},
+    {STEP_TERMINAL, step_terminal},
+    {STEP_RLIMIT, step_rlimits},
+    {STEP_CAP_BOUNDING, step_cap_bounding},
+    {STEP_SETGROUPS, step_setgroups},
+    {STEP_SETGID, step_setgid},
+    {STEP_SETUID, step_setuid},
+    {STEP_CAPSET, step_capset},
+    {STEP_CAP_AMBIENT, step_cap_ambient},
+    {STEP_CHDIR, step_chdir},
+    {STEP_NO_NEW_PRIVS, step_no_new_privs},
+    {STEP_PARENT_DEATH, step_parent_death},
+    {STEP_CLOSE_FDS, step_close_fds},
+    {STEP_EXEC_INIT, step_exec_init},
+    {STEP_EXEC, step_exec},
+};
+
 int child_main(void *arg) {
-  const child_args *a = (const child_args *)arg;
-  const launch_plan *p = a->plan;
-  int r;
-
-  step_reset_signals();
-  // First, before anything that takes time: a launcher killed from here on
-  // takes this child with it.
-  step_parent_death(a, 0);
-  if ((r = step_stdio(p)) < 0) child_fail(a, STEP_STDIO, -r, 0, 0);
-  // A session of our own: a terminal's Ctrl-C (sent to its foreground process
-  // group) and a batch system's signal to the launcher's process group reach
-  // the launcher only, which forwards them once; the container never joins
-  // the launcher's terminal job control.
-  if (setsid() < 0) child_fail(a, STEP_SETSID, errno, 0, 0);
-
-  if (p->id_mode == IDMAP_SELF) step_self_maps(a);
-  else if (p->id_mode == IDMAP_PARENT || p->id_mode == IDMAP_HELPER) step_wait_maps(a);
-
-  // When the parent mapped ranges, our own host id may be unmapped (we would
-  // create files as the overflow id, EOVERFLOW): become the namespace's root.
-  if (p->setup_gid >= 0 && syscall(SYS_setresgid, p->setup_gid, p->setup_gid, p->setup_gid) < 0)
-    child_fail(a, STEP_SETGID, errno, 1, 0);
-  if (p->setup_uid >= 0 && syscall(SYS_setresuid, p->setup_uid, p->setup_uid, p->setup_uid) < 0)
-    child_fail(a, STEP_SETUID, errno, 1, 0);
-
-  // A session keyring of our own: the launcher's (Kerberos and AFS tokens
-  // live there) must not be readable by the payload. Kernels without keys
-  // have nothing to hide.
-  if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS)
-    child_fail(a, STEP_KEYRING, errno, 0, 0);
-
-  // From here on we hold every capability in our own user namespace.
-  if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) child_fail(a, STEP_HOSTNAME, errno, 0, 0);
-  if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0)
-    child_fail(a, STEP_DOMAINNAME, errno, 0, 0);
-
-  // Nothing we mount may propagate back to the host; slave (the default)
-  // still lets host mounts (autofs under /cvmfs) propagate in.
-  if (p->root_propagation && mount(NULL, "/", NULL, MS_REC | p->root_propagation, NULL) < 0)
-    child_fail(a, STEP_ROOT_PROPAGATION, errno, 0, 0);
-  // pivot_root needs the new root to be a mount point.
-  if (p->overlay_data) {
-    int call = CALL_MOUNT;
-    if ((r = step_overlay_root(p, &call)) < 0) child_fail(a, STEP_OVERLAY_ROOT, -r, 0, call);
-  } else if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
-    child_fail(a, STEP_BIND_ROOTFS, errno, 0, 0);
+  child_ctx ctx;
+  ctx.a = *(const child_args *)arg;  // our own copy, beside our own state
+  ctx.st.rootfd = -1;
+  const child_args *a = &ctx.a;
+  int r = -EINVAL;
+  child_fail f = {STEP_EXEC, 0, 0};
+  for (const step_row &s : STEPS) {
+    f = child_fail{s.step, 0, 0};
+    if ((r = s.run(a, &f)) < 0) break;
   }
-  // Every later path is resolved from this fd, inside the new root.
-  int rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (rootfd < 0) child_fail(a, STEP_ROOT_FD, errno, 0, 0);
-  // Device nodes that came with the image are inert: the root and every
-  // mount under it are nodev. Only the /dev the runtime makes (binds of the
-  // host's null, zero, ...; mounted later) has devices.
-  if (p->root_nodev) {
-    int call = CALL_MOUNT_SETATTR;
-    if ((r = setattr_fd(rootfd, MOUNT_ATTR_NODEV, 0, 0, 1, &call)) < 0) child_fail(a, STEP_ROOT_FD, -r, 1, call);
-  }
-
-  for (int i = 0; i < p->n_ops; i++) {
-    int call = CALL_MOUNT;
-    if ((r = run_op(rootfd, &p->ops[i], &call)) < 0) child_fail(a, STEP_MOUNT, -r, i, call);
-  }
-  if (p->loopback && (r = step_loopback()) < 0) child_fail(a, STEP_LOOPBACK, -r, 0, 0);
-  if ((r = step_pivot_root(rootfd)) < 0) child_fail(a, STEP_PIVOT_ROOT, -r, 0, 0);
-  close(rootfd);
-  if (p->root_readonly) {
-    int call = CALL_MOUNT_SETATTR;
-    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) child_fail(a, STEP_ROOT_READONLY, errno, 0, CALL_RESOLVE);
-    if ((r = setattr_fd(fd, MOUNT_ATTR_RDONLY, 0, 0, 0, &call)) < 0) child_fail(a, STEP_ROOT_READONLY, -r, 0, call);
-    close(fd);
-  }
-
-  if (p->terminal && (r = step_terminal(a)) < 0) child_fail(a, STEP_TERMINAL, -r, 0, 0);
-
-  for (int i = 0; i < p->n_rlimits; i++) {
-    struct rlimit rl = {(rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard};
-    if (setrlimit((__rlimit_resource_t)p->rlimits[i].resource, &rl) < 0) child_fail(a, STEP_RLIMIT, errno, i, 0);
-  }
-
-  step_credentials(a);
-  // As the payload's user, without capabilities: a cwd it may not enter is an error, not a surprise.
-  if (chdir(p->cwd) < 0) child_fail(a, STEP_CHDIR, errno, 0, 0);
-  if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(a, STEP_NO_NEW_PRIVS, errno, 0, 0);
-  // Again after the uid change, which clears the parent-death signal.
-  step_parent_death(a, 1);
-
-  // Every fd above stdio closes at exec: the Node process's sockets, files
-  // and pipes must not reach the payload. Marking (not closing) keeps the
-  // report pipe usable until exec succeeds.
-  if (sys_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-    if (errno != ENOSYS && errno != EINVAL) child_fail(a, STEP_CLOSE_FDS, errno, 0, 0);
-    for (int fd = 3; fd < 65536; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
-  }
-
-  if (p->use_init) {
-    // The init inherits the report fd (it sends EXEC_OK and the exit status)
-    // and keeps every signal blocked until it has its own handling in place:
-    // from the parent namespace a default-disposition signal would kill it.
-    if (fcntl(a->report_fd, F_SETFD, 0) < 0) child_fail(a, STEP_EXEC_INIT, errno, 0, 0);
-    syscall(SYS_execveat, a->init_fd, "", p->init_argv, p->envp, AT_EMPTY_PATH);
-    child_fail(a, STEP_EXEC_INIT, errno, 0, 0);
-  }
-
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  execve(p->exec_path, p->argv, p->envp);
-  child_fail(a, STEP_EXEC, errno, 0, 0);
-  return 127;
+  // Only a failure gets here (a successful exec does not return): one record, then exit.
+  struct child_msg m = {MSG_ERROR, f.step, -r, f.index, f.detail};
+  long n;
+  do { n = cx_write(a->report_fd, &m, sizeof m); } while (n == -EINTR);
+  cx_exit(127);
 }

@@ -11,7 +11,7 @@ namespace {
 
 struct reader {
   Napi::Env env;
-  launch_plan *plan;
+  plan_store *store;
   bool failed = false;
 
   void fail(const std::string &field, const char *what) {
@@ -24,7 +24,7 @@ struct reader {
     std::unique_ptr<char[]> buf(new char[s.size() + 1]);
     memcpy(buf.get(), s.c_str(), s.size() + 1);
     const char *p = buf.get();
-    plan->strings.push_back(std::move(buf));
+    store->strings.push_back(std::move(buf));
     return p;
   }
 
@@ -45,22 +45,32 @@ struct reader {
     return v.As<Napi::Number>().DoubleValue();
   }
 
-  // 64-bit masks and limits arrive as decimal strings or BigInt-free numbers.
+  // 64-bit masks and limits: a non-negative integer Number (exact up to
+  // 2^53) or a BigInt that fits in 64 bits without loss.
   uint64_t u64(Napi::Object o, const char *key, const std::string &field) {
     Napi::Value v = o.Get(key);
     if (v.IsUndefined()) return 0;
-    if (v.IsNumber()) return (uint64_t)v.As<Napi::Number>().Int64Value();
+    if (v.IsNumber()) {
+      double d = v.As<Napi::Number>().DoubleValue();
+      if (!(d >= 0 && d <= 9007199254740991.0 && d == (double)(uint64_t)d)) { fail(field, "a non-negative integer"); return 0; }
+      return (uint64_t)d;
+    }
     if (v.IsBigInt()) {
-      bool lossless;
-      return v.As<Napi::BigInt>().Uint64Value(&lossless);
+      bool lossless = false;
+      uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
+      if (!lossless) { fail(field, "a bigint between 0 and 2^64-1"); return 0; }
+      return x;
     }
     fail(field, "a number or bigint");
     return 0;
   }
 
-  bool flag(Napi::Object o, const char *key) {
+  // A boolean; undefined gives the default, anything else is a TypeError.
+  bool flag(Napi::Object o, const char *key, const std::string &field, bool dflt = false) {
     Napi::Value v = o.Get(key);
-    return v.IsBoolean() && v.As<Napi::Boolean>().Value();
+    if (v.IsUndefined()) return dflt;
+    if (!v.IsBoolean()) { fail(field, "a boolean"); return dflt; }
+    return v.As<Napi::Boolean>().Value();
   }
 
   Napi::Array arr(Napi::Object o, const char *key, const std::string &field) {
@@ -86,42 +96,48 @@ struct reader {
 
 }  // namespace
 
-std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
-  auto plan = std::make_unique<launch_plan>();
-  reader r{env, plan.get()};
-  launch_plan &p = *plan;
+std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
+  auto store = std::make_unique<plan_store>();
+  reader r{env, store.get()};
+  plan_store &st = *store;
+  launch_plan &p = st.plan;
 
   p.clone_flags = (int)r.num(o, "cloneFlags", "cloneFlags", 0, false);
   p.id_mode = (int)r.num(o, "idMode", "idMode", IDMAP_NONE);
   p.uid_map = r.str(o, "uidMap", "uidMap", true);
   p.gid_map = r.str(o, "gidMap", "gidMap", true);
-  p.setgroups_deny = r.flag(o, "setgroupsDeny");
+  p.setgroups_deny = r.flag(o, "setgroupsDeny", "setgroupsDeny");
   p.setup_uid = (int)r.num(o, "setupUid", "setupUid", -1);
   p.setup_gid = (int)r.num(o, "setupGid", "setupGid", -1);
-  for (auto *pair : {&p.uid_helper_args, &p.gid_helper_args}) {
-    const char *key = pair == &p.uid_helper_args ? "uidHelperArgs" : "gidHelperArgs";
-    Napi::Array a = r.arr(o, key, key);
-    for (uint32_t i = 0; i < a.Length(); i++) {
-      Napi::Value v = a.Get(i);
-      if (!v.IsString()) { r.fail(std::string(key) + "[" + std::to_string(i) + "]", "a string"); break; }
-      pair->push_back(v.As<Napi::String>().Utf8Value());
-    }
+  if (p.id_mode == IDMAP_HELPER) {
+    r.strv(o, "uidHelperArgs", "uidHelperArgs", st.uid_helper_argv);
+    r.strv(o, "gidHelperArgs", "gidHelperArgs", st.gid_helper_argv);
+    p.uid_helper_argv = st.uid_helper_argv.data();
+    p.gid_helper_argv = st.gid_helper_argv.data();
   }
   p.hostname = r.str(o, "hostname", "hostname", true);
   p.domainname = r.str(o, "domainname", "domainname", true);
   p.root_propagation = r.u64(o, "rootPropagation", "rootPropagation");
   p.rootfs = r.str(o, "rootfs", "rootfs");
-  p.root_readonly = r.flag(o, "rootReadonly");
+  p.root_readonly = r.flag(o, "rootReadonly", "rootReadonly");
   p.overlay_data = r.str(o, "overlayData", "overlayData", true);
   if (p.overlay_data) {
     p.overlay_tmpfs_data = r.str(o, "overlayTmpfsData", "overlayTmpfsData");
     p.overlay_dirs[0] = r.str(o, "overlayLower", "overlayLower");
     p.overlay_dirs[1] = r.str(o, "overlayUpper", "overlayUpper");
     p.overlay_dirs[2] = r.str(o, "overlayWork", "overlayWork");
-    r.strv(o, "overlayPrep", "overlayPrep", p.overlay_prep_store);
-    p.overlay_prep = p.overlay_prep_store.data();
+    std::vector<char *> prep;
+    r.strv(o, "overlayPrep", "overlayPrep", prep);
+    for (char *q : prep) {
+      if (!q) break;
+      size_t n = strlen(q);
+      if (q[0] != '/' || strlen(p.overlay_dirs[1] ? p.overlay_dirs[1] : "") >= n || n >= 4096) { r.fail("overlayPrep", "absolute paths under overlayUpper"); break; }
+      st.overlay_prep.push_back({q, q[n - 1] == '/'});
+    }
+    p.overlay_prep = st.overlay_prep.data();
+    p.n_overlay_prep = (int)st.overlay_prep.size();
   }
-  p.loopback = r.flag(o, "loopback");
+  p.loopback = r.flag(o, "loopback", "loopback");
   p.cwd = r.str(o, "cwd", "cwd");
 
   Napi::Array ops = r.arr(o, "ops", "ops");
@@ -141,9 +157,11 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
     m.attr_set = r.u64(op, "attrSet", f + ".attrSet");
     m.attr_clr = r.u64(op, "attrClr", f + ".attrClr");
     m.propagation = r.u64(op, "propagation", f + ".propagation");
-    m.recursive = r.flag(op, "recursive");
+    m.recursive = r.flag(op, "recursive", f + ".recursive");
     m.mode = (unsigned)r.num(op, "mode", f + ".mode", 0755);
     m.fallback = r.str(op, "fallback", f + ".fallback", true);
+    m.fallback_errnos = r.u64(op, "fallbackErrnos", f + ".fallbackErrnos");
+    m.skip_missing = r.flag(op, "skipMissing", f + ".skipMissing");
     m.rattr_set = r.u64(op, "rattrSet", f + ".rattrSet");
     m.rattr_clr = r.u64(op, "rattrClr", f + ".rattrClr");
     m.resolve = (int)r.num(op, "resolve", f + ".resolve", RES_EXACT);
@@ -153,10 +171,10 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
     if (m.target && (m.target[0] != '/' || strlen(m.target) >= 4096)) { r.fail(f + ".target", "an absolute container path shorter than 4096 bytes"); break; }
     if ((m.kind == OP_BIND || m.kind == OP_SYMLINK || m.kind == OP_MASK) && !m.source && !r.failed)
       r.fail(f + ".source", "a string for this op kind");
-    p.ops_store.push_back(m);
+    st.ops.push_back(m);
   }
-  p.ops = p.ops_store.data();
-  p.n_ops = (int)p.ops_store.size();
+  p.ops = st.ops.data();
+  p.n_ops = (int)st.ops.size();
 
   Napi::Array rl = r.arr(o, "rlimits", "rlimits");
   for (uint32_t i = 0; i < rl.Length() && !r.failed; i++) {
@@ -164,13 +182,13 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
     Napi::Value v = rl.Get(i);
     if (!v.IsObject()) { r.fail(f, "an object"); break; }
     Napi::Object lo = v.As<Napi::Object>();
-    p.rlimits_store.push_back({(int)r.num(lo, "resource", f + ".resource", 0, false), r.u64(lo, "soft", f + ".soft"),
+    st.rlimits.push_back({(int)r.num(lo, "resource", f + ".resource", 0, false), r.u64(lo, "soft", f + ".soft"),
                                r.u64(lo, "hard", f + ".hard")});
   }
-  p.rlimits = p.rlimits_store.data();
-  p.n_rlimits = (int)p.rlimits_store.size();
+  p.rlimits = st.rlimits.data();
+  p.n_rlimits = (int)st.rlimits.size();
 
-  p.set_ids = r.flag(o, "setIds");
+  p.set_ids = r.flag(o, "setIds", "setIds");
   p.uid = (uid_t)r.num(o, "uid", "uid");
   p.gid = (gid_t)r.num(o, "gid", "gid");
   Napi::Value groups = o.Get("groups");
@@ -180,11 +198,11 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
     for (uint32_t i = 0; i < ga.Length(); i++) {
       Napi::Value g = ga.Get(i);
       if (!g.IsNumber()) { r.fail("groups[" + std::to_string(i) + "]", "a number"); break; }
-      p.groups_store.push_back((gid_t)g.As<Napi::Number>().Uint32Value());
+      st.groups.push_back((gid_t)g.As<Napi::Number>().Uint32Value());
     }
   }
-  p.groups = p.groups_store.data();
-  p.n_groups = (int)p.groups_store.size();
+  p.groups = st.groups.data();
+  p.n_groups = (int)st.groups.size();
   p.cap_last = (int)r.num(o, "capLast", "capLast", 40);
   if (p.cap_last < 0 || p.cap_last > 63) r.fail("capLast", "between 0 and 63");
   p.cap_bounding = r.u64(o, "capBounding", "capBounding");
@@ -192,27 +210,27 @@ std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object o) {
   p.cap_permitted = r.u64(o, "capPermitted", "capPermitted");
   p.cap_inheritable = r.u64(o, "capInheritable", "capInheritable");
   p.cap_ambient = r.u64(o, "capAmbient", "capAmbient");
-  p.no_new_privs = r.flag(o, "noNewPrivileges");
+  p.no_new_privs = r.flag(o, "noNewPrivileges", "noNewPrivileges", true);
   p.pdeathsig = (int)r.num(o, "pdeathsig", "pdeathsig");
-  Napi::Value nodev = o.Get("rootNodev");
-  p.root_nodev = nodev.IsUndefined() ? 1 : r.flag(o, "rootNodev");
+  p.root_nodev = r.flag(o, "rootNodev", "rootNodev", true);
 
   p.exec_path = r.str(o, "execPath", "execPath");
-  r.strv(o, "args", "args", p.argv_store);
-  r.strv(o, "env", "env", p.envp_store);
-  if (!r.failed && p.argv_store.size() < 2) r.fail("args", "a non-empty array");
-  p.argv = p.argv_store.data();
-  p.envp = p.envp_store.data();
-  p.use_init = r.flag(o, "init");
-  p.terminal = r.flag(o, "terminal");
+  r.strv(o, "args", "args", st.argv);
+  r.strv(o, "env", "env", st.envp);
+  if (!r.failed && st.argv.size() < 2) r.fail("args", "a non-empty array");
+  p.argv = st.argv.data();
+  p.envp = st.envp.data();
+  p.use_init = r.flag(o, "init", "init");
+  p.terminal = r.flag(o, "terminal", "terminal");
   p.console_rows = (unsigned short)r.num(o, "consoleRows", "consoleRows", 0);
   p.console_cols = (unsigned short)r.num(o, "consoleCols", "consoleCols", 0);
 
   if ((p.id_mode == IDMAP_SELF || p.id_mode == IDMAP_PARENT) && (!p.uid_map || !p.gid_map) && !r.failed)
     r.fail("uidMap", "set (with gidMap) when idMode writes maps");
-  if (p.id_mode == IDMAP_HELPER && (p.uid_helper_args.empty() || p.gid_helper_args.empty()) && !r.failed)
+  if (p.id_mode == IDMAP_HELPER && (st.uid_helper_argv.size() < 2 || st.gid_helper_argv.size() < 2) && !r.failed)
     r.fail("uidHelperArgs", "set (with gidHelperArgs) when idMode is the helper");
+  if ((p.id_mode < IDMAP_NONE || p.id_mode > IDMAP_HELPER) && !r.failed) r.fail("idMode", "0..3 (enum id_mode)");
 
   if (r.failed) return nullptr;
-  return plan;
+  return store;
 }

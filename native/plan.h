@@ -1,6 +1,13 @@
-// The launch plan as the child sees it: flat, immutable, every string
-// NUL-terminated and every array a pointer + count, built before clone by
-// plan_from_js(). The child only reads it; it never allocates.
+// The launch plan. Two halves:
+//  - launch_plan: what the child reads. Plain data only (no STL, nothing with
+//    a destructor or an allocator behind it): numbers, NUL-terminated strings
+//    and pointer + count arrays. Immutable once plan_from_js() returns; the
+//    same for every launch of this plan (the per-launch fds, stdio and init
+//    argv are in child_args, child.h).
+//  - plan_store: owns the storage those pointers point into. Only the
+//    parent side (plan.cc, spawn.cc) sees it.
+// Policy is the planner's (lib/plan): which failures an op may skip, when it
+// falls back to a bind, is said per op here, not decided in the child.
 #ifndef NODULARITY_PLAN_H
 #define NODULARITY_PLAN_H
 
@@ -55,8 +62,16 @@ struct mount_op {
   uint64_t propagation; // MS_SLAVE/MS_PRIVATE/MS_SHARED/MS_UNBINDABLE or 0
   int recursive;
   unsigned mode;        // for OP_MKDIR / OP_MKFILE
-  const char *fallback; // OP_MOUNT only: rbind this host path when mounting is refused (EPERM);
-                        // set by the planner only where the caller allowed it
+  const char *fallback; // OP_MOUNT only: rbind this host path when mount(2) fails with an errno
+                        // in fallback_errnos; set by the planner only where the caller allowed it
+  uint64_t fallback_errnos; // bit N set: errno N falls back (N < 64)
+  int skip_missing;     // a target that does not exist (ENOENT) skips the op (maskedPaths, readonlyPaths)
+};
+
+// A mount point made in the overlay's upper layer before the overlay is mounted.
+struct prep_op {
+  const char *path;     // host path under the upper layer (a trailing '/' for a directory)
+  int dir;              // directory (its mode and owner copied from the lower layer when it exists there), else an empty file
 };
 
 struct rlimit_op {
@@ -65,14 +80,6 @@ struct rlimit_op {
 };
 
 struct launch_plan {
-  // Owned storage; the pointers below point into it.
-  std::vector<std::unique_ptr<char[]>> strings;
-  std::vector<mount_op> ops_store;
-  std::vector<rlimit_op> rlimits_store;
-  std::vector<char *> argv_store, envp_store, init_argv_store, overlay_prep_store;
-  std::vector<gid_t> groups_store;
-  std::vector<std::string> uid_helper_args, gid_helper_args;
-
   int clone_flags = 0;
   int id_mode = IDMAP_NONE;
   const char *uid_map = nullptr;   // text for /proc/.../uid_map
@@ -80,11 +87,14 @@ struct launch_plan {
   int setgroups_deny = 0;
   int setup_uid = -1;              // ids to take once the maps exist (root of the
   int setup_gid = -1;              // namespace when mapped), or -1 to keep ours
+  // newuidmap/newgidmap argv without the pid (IDMAP_HELPER; the parent runs them).
+  char *const *uid_helper_argv = nullptr;
+  char *const *gid_helper_argv = nullptr;
 
   const char *hostname = nullptr;
   const char *domainname = nullptr;
   uint64_t root_propagation = 0;   // applied to "/" first, recursively
-  const char *rootfs = nullptr;    // absolute host path
+  const char *rootfs = nullptr;    // absolute host path, no symlinks (the launcher opens it before clone)
   int root_readonly = 0;
   // Overlay root: the image becomes the read-only lower layer of an overlay
   // whose upper layer lives in a tmpfs mounted over the rootfs path, so that
@@ -93,11 +103,11 @@ struct launch_plan {
   const char *overlay_tmpfs_data = nullptr; // tmpfs options
   const char *overlay_dirs[3] = {nullptr, nullptr, nullptr}; // lower, upper, work (host paths)
   const char *overlay_data = nullptr;       // overlay mount options
-  // Mount points to make in the upper layer before the overlay is mounted
-  // (NULL-terminated; a trailing '/' means a directory, else an empty file):
+  // Mount points to make in the upper layer before the overlay is mounted:
   // made there, they belong to us, so an image owned by ids we cannot map
   // still takes them.
-  char *const *overlay_prep = nullptr;
+  const prep_op *overlay_prep = nullptr;
+  int n_overlay_prep = 0;
   const mount_op *ops = nullptr;
   int n_ops = 0;
   int loopback = 0;
@@ -113,7 +123,7 @@ struct launch_plan {
   int n_groups = 0;
   int cap_last = 40;
   uint64_t cap_bounding = 0, cap_effective = 0, cap_permitted = 0, cap_inheritable = 0, cap_ambient = 0;
-  int no_new_privs = 1;
+  int no_new_privs = 1;            // default on, also when the key is missing (runtime-spec says false; we are stricter)
   int pdeathsig = 0;
   int root_nodev = 1;              // the root and its submounts nodev, recursively
   // process.terminal: a pty made in the container's devpts; the slave is the
@@ -125,9 +135,19 @@ struct launch_plan {
   char *const *argv = nullptr;
   char *const *envp = nullptr;
   int use_init = 0;
-  char *const *init_argv = nullptr; // argv for the init, fd numbers filled in by spawn
+};
 
-  int stdio[3] = {-1, -1, -1};      // fds to place on 0, 1, 2 in the child (owned by spawn)
+// The storage behind a launch_plan (parent side only). Filled by
+// plan_from_js(); `plan` points into the vectors, which are never resized
+// after it returns.
+struct plan_store {
+  launch_plan plan;
+  std::vector<std::unique_ptr<char[]>> strings;
+  std::vector<mount_op> ops;
+  std::vector<rlimit_op> rlimits;
+  std::vector<prep_op> overlay_prep;
+  std::vector<char *> argv, envp, uid_helper_argv, gid_helper_argv;
+  std::vector<gid_t> groups;
 };
 
 #endif

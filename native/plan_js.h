@@ -7,6 +7,6 @@
 #include "plan.h"
 
 // Returns nullptr with a pending TypeError naming the field at fault.
-std::unique_ptr<launch_plan> plan_from_js(Napi::Env env, Napi::Object obj);
+std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object obj);
 
 #endif

@@ -6,9 +6,31 @@
 
 #include <stdint.h>
 
-// Setup steps, roughly in the order the child runs them (chdir comes after
-// the credentials). lib/errors.ts keeps the same
-// names in the same order (STEP_NAMES); a test checks the two agree.
+// Setup steps. These numbers are wire values (the report record carries
+// them, lib/errors.ts names them by position in STEP_NAMES, a unit test checks
+// the two agree): APPEND ONLY. A new step goes last (before the count), even
+// when it runs in the middle of child_main; never renumber, never reuse. The
+// order the child runs them in is child_main's table (child.cc), not this one.
+//
+// What `index` and `detail` of a report mean, per step (0 where not listed):
+//   STEP_CLONE            parent: clone(2) itself; also a child stack mmap failure (ENOMEM)
+//   STEP_SETGROUPS_DENY, STEP_UID_MAP, STEP_GID_MAP
+//                         index: 0 written by the child (single ID), 1 by the parent (ranges)
+//   STEP_WAIT_MAPS        err ECANCELED: the parent sent no SYNC_MAPS_WRITTEN (it gave up)
+//   STEP_MOUNT            index: the op's index in plan.ops; detail: enum mount_call
+//   STEP_OVERLAY_ROOT     detail: enum mount_call
+//   STEP_BIND_ROOTFS      detail: enum mount_call
+//   STEP_ROOT_READONLY    detail: enum mount_call
+//   STEP_ROOT_NODEV       detail: enum mount_call
+//   STEP_RLIMIT           index: the rlimit's index in plan.rlimits
+//   STEP_CAP_BOUNDING, STEP_CAP_AMBIENT
+//                         index: the capability number
+//   STEP_PARENT_DEATH     index: 0 armed first thing, 1 armed again after the uid change
+//   STEP_SETUP_IDS        index: 0 setresgid, 1 setresuid (to the namespace's root, ranges only)
+//   STEP_ID_HELPER        parent: index 0 newuidmap, 1 newgidmap (its stderr travels beside)
+//   STEP_INIT_FORK        init: fork of the payload failed
+//   STEP_EXEC             child (no init) or init: execve of the payload
+//   STEP_PROTOCOL         parent: the report pipe broke the protocol; index: enum protocol_fault
 enum child_step {
   STEP_CLONE = 0,
   STEP_SIGNALS,
@@ -42,13 +64,16 @@ enum child_step {
   STEP_ID_HELPER,
   STEP_OVERLAY_ROOT,
   STEP_KEYRING,
-  STEP_ROOT_FD,
+  STEP_ROOT_FD,        // no longer reported (the root fd comes from STEP_BIND_ROOTFS/STEP_OVERLAY_ROOT); kept for the numbering
   STEP_SETSID,
   STEP_TERMINAL,
+  STEP_SETUP_IDS,
+  STEP_ROOT_NODEV,
+  STEP_PROTOCOL,
   STEP_COUNT
 };
 
-// Which syscall of a mount op failed (child_msg.detail for STEP_MOUNT).
+// Which syscall of a mount-like step failed (`detail`). Append only, as above.
 enum mount_call {
   CALL_MOUNT = 0,
   CALL_MOUNT_SETATTR,
@@ -62,6 +87,16 @@ enum mount_call {
   CALL_MOVE_MOUNT,
   CALL_RESOLVE,      // openat2(RESOLVE_IN_ROOT ...) of the target (or its parent)
   CALL_EXISTS,       // the entry to create exists as something else (a symlink)
+  CALL_SPLIT_PATH,   // the target has no parent to create it in (the root itself, or too long)
+  CALL_CHMOD,        // copying the lower layer's mode onto an overlay mount point
+  CALL_IDENTITY,     // the rootfs path no longer names the directory the launcher opened (ESTALE)
+};
+
+// STEP_PROTOCOL's index: what the parent read on the report pipe.
+enum protocol_fault {
+  PROTO_READ = 0,     // read(2) failed (err is its errno)
+  PROTO_SHORT = 1,    // EOF in the middle of a record
+  PROTO_TYPE = 2,     // a record of a type not allowed here
 };
 
 // Parent -> child over the sync pipe, one byte, only when the parent writes

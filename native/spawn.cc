@@ -65,9 +65,9 @@ void close_fd(int *fd) {
   *fd = -1;
 }
 
-void set_error(spawn_job *job, int step, int err) {
+void set_error(spawn_job *job, int step, int err, int index = 0) {
   job->failed = true;
-  job->error = child_msg{MSG_ERROR, step, err, 0, 0};
+  job->error = child_msg{MSG_ERROR, step, err, index, 0};
 }
 
 int write_proc(pid_t pid, const char *file, const char *data) {
@@ -77,12 +77,12 @@ int write_proc(pid_t pid, const char *file, const char *data) {
 }
 
 // Run newuidmap/newgidmap PID ARGS..., collecting its stderr for the error.
-int run_id_helper(spawn_job *job, const std::vector<std::string> &args) {
+int run_id_helper(spawn_job *job, char *const *args) {
   std::string pid = std::to_string(job->pid);
   std::vector<char *> argv;
-  argv.push_back(const_cast<char *>(args[0].c_str()));
+  argv.push_back(args[0]);
   argv.push_back(const_cast<char *>(pid.c_str()));
-  for (size_t i = 1; i < args.size(); i++) argv.push_back(const_cast<char *>(args[i].c_str()));
+  for (size_t i = 1; args[i]; i++) argv.push_back(args[i]);
   argv.push_back(nullptr);
   int errp[2];
   if (pipe2(errp, O_CLOEXEC) < 0) return -errno;
@@ -95,7 +95,7 @@ int run_id_helper(spawn_job *job, const std::vector<std::string> &args) {
   close(errp[1]);
   if (r != 0) {
     close(errp[0]);
-    job->helper_output = args[0] + ": " + strerror(r);
+    job->helper_output = std::string(args[0]) + ": " + strerror(r);
     return -r;
   }
   char buf[512];
@@ -107,15 +107,17 @@ int run_id_helper(spawn_job *job, const std::vector<std::string> &args) {
   int status;
   while (waitpid(hp, &status, 0) < 0 && errno == EINTR) {}
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
-  job->helper_output = args[0] + " exited with status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+  job->helper_output = std::string(args[0]) + " exited with status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
                        (out.empty() ? "" : ": " + out);
   return -EPERM;
 }
 
 // The parent-writes-maps half of the sync protocol. Returns 0 or -errno.
+// On failure job->error has the step and index (protocol.h), err is returned.
 int write_maps_for_child(spawn_job *job) {
-  const launch_plan *p = job->plan.get();
+  const launch_plan *p = job->view();
   int r = 0;
+  job->error.index = 1;  // written by the parent
   if (p->id_mode == IDMAP_PARENT) {
     if (p->setgroups_deny && (r = write_proc(job->pid, "setgroups", "deny")) < 0 && r != -ENOENT) {
       job->error.step = STEP_SETGROUPS_DENY;
@@ -125,9 +127,10 @@ int write_maps_for_child(spawn_job *job) {
     if ((r = write_proc(job->pid, "gid_map", p->gid_map)) < 0) { job->error.step = STEP_GID_MAP; return r; }
   } else {
     job->error.step = STEP_ID_HELPER;
-    if ((r = run_id_helper(job, p->uid_helper_args)) < 0) return r;
+    job->error.index = 0;
+    if ((r = run_id_helper(job, p->uid_helper_argv)) < 0) return r;
     job->error.index = 1;
-    if ((r = run_id_helper(job, p->gid_helper_args)) < 0) return r;
+    if ((r = run_id_helper(job, p->gid_helper_argv)) < 0) return r;
   }
   return 0;
 }
@@ -176,7 +179,7 @@ uint64_t now_ns() {
 }  // namespace
 
 int spawn_prepare(spawn_job *job, const char **failed_call) {
-  launch_plan *p = job->plan.get();
+  const launch_plan *p = job->view();
   for (int i = 0; i < 3; i++) {
     switch (job->stdio_kind[i]) {
       case STDIO_PIPE: {
@@ -185,18 +188,23 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
         // stdin: the child reads; stdout/stderr: the child writes.
         job->child_stdio[i] = i == 0 ? fds[0] : fds[1];
         job->parent_stdio[i] = i == 0 ? fds[1] : fds[0];
-        p->stdio[i] = job->child_stdio[i];
+        job->stdio[i] = job->child_stdio[i];
         break;
       }
       case STDIO_IGNORE:
         job->child_stdio[i] = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
         if (job->child_stdio[i] < 0) { *failed_call = "open /dev/null"; return -errno; }
-        p->stdio[i] = job->child_stdio[i];
+        job->stdio[i] = job->child_stdio[i];
         break;
       default:
-        p->stdio[i] = job->stdio_fd[i];
+        job->stdio[i] = job->stdio_fd[i];
     }
   }
+  // The rootfs as the launcher finds it now: the child walks the path again
+  // in its own mount namespace (an fd of ours names a mount of this one,
+  // which it cannot bind from) and refuses anything but this directory.
+  job->rootfs_fd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (job->rootfs_fd < 0) { *failed_call = "open rootfs"; return -errno; }
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) < 0) { *failed_call = "pipe2"; return -errno; }
   job->report_rd = fds[0];
@@ -214,21 +222,21 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
   if (p->use_init) {
     job->report_fd_arg = std::to_string(job->report_wr);
     // argv: init REPORT_FD PATH ARGV...
-    p->init_argv_store.clear();
-    p->init_argv_store.push_back(const_cast<char *>("nodularity-init"));
-    p->init_argv_store.push_back(const_cast<char *>(job->report_fd_arg.c_str()));
-    p->init_argv_store.push_back(const_cast<char *>(p->exec_path));
-    for (char *const *a = p->argv; *a; a++) p->init_argv_store.push_back(*a);
-    p->init_argv_store.push_back(nullptr);
-    p->init_argv = p->init_argv_store.data();
+    job->init_argv.clear();
+    job->init_argv.push_back(const_cast<char *>("nodularity-init"));
+    job->init_argv.push_back(const_cast<char *>(job->report_fd_arg.c_str()));
+    job->init_argv.push_back(const_cast<char *>(p->exec_path));
+    for (char *const *a = p->argv; *a; a++) job->init_argv.push_back(*a);
+    job->init_argv.push_back(nullptr);
   }
   return 0;
 }
 
 void spawn_run(spawn_job *job) {
-  const launch_plan *p = job->plan.get();
+  const launch_plan *p = job->view();
   bool vfork_style = p->id_mode == IDMAP_SELF || p->id_mode == IDMAP_NONE;
-  child_args args{p, job->report_wr, job->sync_rd, job->init_fd, job->parent_pidfd, job->console_child};
+  child_args args{p, job->report_wr, job->sync_rd, job->init_fd, job->parent_pidfd, job->console_child, job->rootfs_fd,
+                  {job->stdio[0], job->stdio[1], job->stdio[2]}, p->use_init ? job->init_argv.data() : nullptr};
 
   void *stack = child_stack();
   if (!stack) {
@@ -258,6 +266,7 @@ void spawn_run(spawn_job *job) {
   close_fd(&job->report_wr);
   close_fd(&job->sync_rd);
   close_fd(&job->console_child);
+  close_fd(&job->rootfs_fd);
   for (int i = 0; i < 3; i++) close_fd(&job->child_stdio[i]);
   if (job->failed) {
     close_fd(&job->sync_wr);
@@ -281,7 +290,7 @@ void spawn_run(spawn_job *job) {
     child_msg m;
     int r = read_msg(job->report_rd, &m);
     if (r < 0) {
-      set_error(job, STEP_EXEC, -r);
+      set_error(job, STEP_PROTOCOL, r == -EPROTO ? EPROTO : -r, r == -EPROTO ? PROTO_SHORT : PROTO_READ);
     } else if (r == 0) {
       // EOF: without init, the CLOEXEC pipe closed at a successful execve.
       // With init, the init died before it could say anything.
@@ -290,7 +299,7 @@ void spawn_run(spawn_job *job) {
       job->failed = true;
       job->error = m;
     } else if (m.type != MSG_EXEC_OK) {
-      set_error(job, STEP_EXEC, EPROTO);
+      set_error(job, STEP_PROTOCOL, EPROTO, PROTO_TYPE);
     }
   }
 
@@ -327,6 +336,7 @@ void spawn_close_all(spawn_job *job) {
   close_fd(&job->sync_wr);
   close_fd(&job->console_parent);
   close_fd(&job->console_child);
+  close_fd(&job->rootfs_fd);
   close_fd(&job->terminal_fd);
   close_fd(&job->pidfd);
 }

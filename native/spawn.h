@@ -5,13 +5,15 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 #include "plan.h"
 #include "protocol.h"
 
 enum stdio_kind { STDIO_INHERIT = 0, STDIO_PIPE = 1, STDIO_IGNORE = 2, STDIO_FD = 3 };
 
 struct spawn_job {
-  std::unique_ptr<launch_plan> plan;
+  std::unique_ptr<plan_store> plan;  // read-only from here on
+  const launch_plan *view() const { return &plan->plan; }
   int stdio_kind[3] = {STDIO_INHERIT, STDIO_INHERIT, STDIO_INHERIT};
   int stdio_fd[3] = {0, 1, 2};     // for STDIO_FD / STDIO_INHERIT
   int parent_stdio[3] = {-1, -1, -1};  // our ends of pipes, handed to JS
@@ -21,7 +23,10 @@ struct spawn_job {
   int console_parent = -1, console_child = -1;  // socketpair for the pty master (terminal only)
   int init_fd = -1;                // borrowed, owned by the addon
   int parent_pidfd = -1;           // borrowed: pidfd of this process, owned by the addon
+  int rootfs_fd = -1;              // O_PATH fd of plan.rootfs, checked by the child against its own lookup
+  int stdio[3] = {-1, -1, -1};     // fds the child places on 0, 1, 2
   std::string report_fd_arg;       // init argv[1]
+  std::vector<char *> init_argv;   // nodularity-init REPORT_FD PATH ARGV... (pointers into the plan and report_fd_arg)
 
   // Results.
   int pid = -1;
@@ -33,8 +38,9 @@ struct spawn_job {
   int terminal_fd = -1;            // the pty master received from the child, handed to JS
 };
 
-// Main thread, before queueing: opens pipes and /dev/null, fills the plan's
-// stdio and init argv. Returns 0 or -errno (and the name of the call).
+// Main thread, before queueing: opens pipes, /dev/null and the rootfs fd,
+// fills the job's stdio and init argv (the plan is not touched). Returns 0 or
+// -errno (and the name of the call).
 int spawn_prepare(spawn_job *job, const char **failed_call);
 
 // Worker thread: clone, id maps, wait for the exec verdict. Never throws;

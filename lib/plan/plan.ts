@@ -2,6 +2,7 @@
 // turned into ops, every id map and exec path decided, every string ready.
 // The addon gets this as plain data and decides nothing (docs/architecture.md).
 import { accessSync, constants as fsc, readFileSync, realpathSync, statSync } from 'node:fs';
+import { constants as osc } from 'node:os';
 import { posix, resolve as resolvePath } from 'node:path';
 import { ContainerError, MOUNT_CALLS, SpecError, STEP_NAMES } from '../errors.js';
 import { validateSpec } from '../oci/validate.js';
@@ -31,6 +32,10 @@ export interface MountOp {
   rattrClr?: number;
   /** RESOLVE.EXACT (default: the canonical path, no symlinks) or RESOLVE.FOLLOW (masks, read-only paths). */
   resolve?: number;
+  /** A target that does not exist skips the op instead of failing it (masks, read-only paths). */
+  skipMissing?: boolean;
+  /** Bit N: mount(2) failing with errno N binds `fallback` instead. */
+  fallbackErrnos?: number;
 }
 
 /** What the addon receives: plain data only (see native/plan.cc). */
@@ -117,6 +122,9 @@ export interface PreparedLaunch {
   plan: LaunchPlan;
   describeFailure(rec: { step: number; errno: number; index: number; detail: number; helperOutput?: string }): ContainerError;
 }
+
+/** mount(2) errnos after which an op with a fallback binds it instead: EPERM, EACCES, EBUSY. */
+const FALLBACK_ERRNOS = (1 << osc.errno.EPERM) | (1 << osc.errno.EACCES) | (1 << osc.errno.EBUSY);
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const SIGKILL = 9;
@@ -451,6 +459,8 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
     kind: OP.MOUNT, source: m.source ?? type, target, fstype: type, flags, data: data.join(',') || undefined,
     propagation: opts.propagation, fallback, attrSet: fallback ? fallbackAttrs : 0, recursive: !!fallback,
     rattrSet: opts.rattrSet, rattrClr: opts.rattrClr,
+    // Refused by the kernel (a locked /proc, sysfs without our own netns): bind instead.
+    fallbackErrnos: fallback ? FALLBACK_ERRNOS : undefined,
   };
   // attrSet only matters for the fallback bind (fresh mounts take flags).
   b.add(op, `mount ${type} on ${target}${op.data ? ` (${op.data})` : ''}`, target, m.source);
@@ -579,12 +589,12 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
   (linux.maskedPaths ?? []).forEach((p, i) => {
     if (typeof p !== 'string' || !p.startsWith('/')) throw new SpecError(`/linux/maskedPaths/${i}`, 'must be an absolute path');
     const target = posix.normalize(p);
-    b.add({ kind: OP.MASK, source: '/dev/null', target, resolve: RESOLVE.FOLLOW }, `mask ${p}`, target);
+    b.add({ kind: OP.MASK, source: '/dev/null', target, resolve: RESOLVE.FOLLOW, skipMissing: true }, `mask ${p}`, target);
   });
   (linux.readonlyPaths ?? []).forEach((p, i) => {
     if (typeof p !== 'string' || !p.startsWith('/')) throw new SpecError(`/linux/readonlyPaths/${i}`, 'must be an absolute path');
     const target = posix.normalize(p);
-    b.add({ kind: OP.READONLY, target, attrSet: MOUNT_ATTR.RDONLY, recursive: true, resolve: RESOLVE.FOLLOW }, `make ${p} read-only`, target);
+    b.add({ kind: OP.READONLY, target, attrSet: MOUNT_ATTR.RDONLY, recursive: true, resolve: RESOLVE.FOLLOW, skipMissing: true }, `make ${p} read-only`, target);
   });
 
   // Process.

@@ -1,0 +1,70 @@
+// The child's steps as the plan drives them: the rootfs is the directory the
+// launcher opened, each failure names its own call, the overlay's upper
+// layer keeps the image's modes.
+import t from 'tap';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { Container } from '../../lib/container.js';
+import { ContainerError } from '../../lib/errors.js';
+import { OP, prepareLaunch } from '../../lib/plan/plan.js';
+import { hostMounts, scratch, spec, testRootfs } from '../helpers/env.js';
+import { capture } from '../helpers/run.js';
+
+/** Launch a prepared plan (possibly edited after planning) and return the launch error, if any. */
+async function launchError(prepared: ReturnType<typeof prepareLaunch>): Promise<ContainerError | undefined> {
+  const c = new Container(prepared, { stdio: 'ignore' });
+  try {
+    await c.exited;
+    return undefined;
+  } catch (e) {
+    return e as ContainerError;
+  }
+}
+
+t.test('an overlay root keeps the mode of the image directories it recreates in the upper layer', async (t) => {
+  // /tmp/x is missing in the image: the overlay's upper layer gets /tmp/ and
+  // /tmp/x/. Made 0755, the upper /tmp would hide the image's 1777 one.
+  const mounts = [{ destination: '/tmp/x', type: 'tmpfs', source: 'tmpfs', options: ['mode=0755'] }];
+  const r = await capture(spec(['/bin/stat', '-c', '%a %n', '/tmp', '/tmp/x', '/root'], { mounts }), { rootOverlay: 'always' });
+  t.equal(r.exitCode, 0, r.err);
+  t.match(r.out, /^1777 \/tmp$/m, 'the image\'s /tmp mode, sticky bit included');
+  t.match(r.out, /^755 \/tmp\/x$/m);
+});
+
+t.test('a rootfs path that became a symlink is not followed by the child', async (t) => {
+  const d = scratch(t);
+  const link = join(d, 'root-link');
+  symlinkSync(testRootfs(), link);
+  const prepared = prepareLaunch(spec(['/bin/true']));
+  // The planner resolved the rootfs; a path that reaches it through a symlink
+  // now (a swapped component) must not be walked by the child.
+  prepared.plan.rootfs = link;
+  const mounts = hostMounts();
+  const err = await launchError(prepared);
+  t.ok(err, 'the launch fails');
+  t.equal(err?.step, 'bind-rootfs');
+  t.equal(err?.code, 'ELOOP');
+  t.equal(hostMounts(), mounts, 'nothing mounted on the host');
+});
+
+t.test('a mount point that cannot be split into parent and name names its own call', async (t) => {
+  const prepared = prepareLaunch(spec(['/bin/true']));
+  prepared.plan.ops.push({ kind: OP.MKDIR, target: '/', mode: 0o755 });
+  const err = await launchError(prepared);
+  t.equal(err?.step, 'mount');
+  t.equal(err?.code, 'EINVAL');
+  t.equal(err?.syscall, 'split-path', 'not reported as mount(2)');
+});
+
+t.test('a missing masked path is skipped because the plan says so, not by native policy', async (t) => {
+  const d = scratch(t);
+  mkdirSync(join(d, 'x'));
+  const prepared = prepareLaunch(spec(['/bin/true']));
+  prepared.plan.ops.push({ kind: OP.MASK, source: '/dev/null', target: '/no/such/path', resolve: 1, skipMissing: true });
+  t.equal(await launchError(prepared), undefined, 'skipped');
+  const strict = prepareLaunch(spec(['/bin/true']));
+  strict.plan.ops.push({ kind: OP.MASK, source: '/dev/null', target: '/no/such/path', resolve: 1 });
+  const err = await launchError(strict);
+  t.equal(err?.code, 'ENOENT', 'without skipMissing a missing target fails');
+  t.equal(err?.syscall, 'openat2');
+});
