@@ -1,9 +1,12 @@
-// The error model. Three classes, each naming what is at fault:
+// The error model (docs/error-model.md). Three classes, each naming what is at fault:
 //  - SpecError: the spec or the options are wrong; caught before clone, with
-//    the JSON pointer of the field (`/mounts/2/source`).
-//  - ContainerError: a setup step after clone failed (or clone itself); it
-//    carries the step, errno name and text, syscall and the path(s), and a
-//    hint for the (step, errno) pairs people meet most.
+//    the JSON pointer of the spec field (`/mounts/2/source`), or the option
+//    as the caller names it (`--bind`, `image`, `rootOverlay`) in `option`.
+//  - ContainerError: a launch step failed: before clone in the addon
+//    (step 'init' or 'prepare'), clone itself, a child step, the parent's
+//    side of the protocol, or the init; it carries the step, errno name and
+//    text, syscall and the path(s), and a hint for the (step, errno) pairs
+//    people meet most.
 //  - ImageError lives with the image code.
 import { constants as osc } from 'node:os';
 import { getSystemErrorMap } from 'node:util';
@@ -112,12 +115,28 @@ export class ContainerError extends Error {
 }
 
 export class SpecError extends Error {
-  /** JSON pointer of the field at fault, e.g. `/linux/uidMappings/1`. */
+  /**
+   * JSON pointer (RFC 6901) of the spec field at fault, e.g.
+   * `/linux/uidMappings/1`; '' when the fault is not in the spec but in an
+   * option (see `option`) or in the spec file as a whole.
+   */
   readonly pointer: string;
-  constructor(pointer: string, reason: string) {
-    super(`${pointer || '/'}: ${reason}`);
+  /** The option at fault as its caller spells it (`--bind`, `image`, `binds[0].source`), when not a spec field. */
+  readonly option?: string;
+  /** errno name where the reason is one (the executable: ENOENT, EACCES), for exit statuses. */
+  readonly code?: string;
+
+  constructor(pointer: string, reason: string, more: { option?: string; code?: string } = {}) {
+    super(`${more.option ?? (pointer || '/')}: ${reason}`);
     this.name = 'SpecError';
     this.pointer = pointer;
+    if (more.option !== undefined) this.option = more.option;
+    if (more.code !== undefined) this.code = more.code;
+  }
+
+  /** A fault in an option rather than the spec: `pointer` is '', `option` names it. */
+  static inOption(option: string, reason: string): SpecError {
+    return new SpecError('', reason, { option });
   }
 }
 

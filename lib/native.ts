@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ContainerError } from './errors.js';
 import type { LaunchPlan } from './plan/plan.js';
 
 export type StdioSlot = 'pipe' | 'ignore' | 'inherit' | number;
@@ -47,7 +48,8 @@ export interface ContainerHandle {
 
 /** The addon's shape (native/addon.cc). */
 export interface NativeBinding {
-  init(initPath: string): void;
+  /** Load the init binary; failures of the addon before clone are thrown as the given ContainerError class. */
+  init(initPath: string, classes: { ContainerError: typeof ContainerError }): void;
   /** openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS) of path under root, O_RDONLY|O_NONBLOCK|O_NOCTTY. */
   openInRoot(root: string, path: string): number;
   /** TIOCSWINSZ on a pty master: 0 or -errno. */
@@ -83,7 +85,7 @@ export function loadBinding(): NativeBinding {
     if (!existsSync(addon)) continue;
     if (!existsSync(init)) throw new Error(`found ${addon} but not its init binary ${init}: rebuild with \`npx node-gyp rebuild\``);
     const b = createRequire(import.meta.url)(addon) as NativeBinding;
-    b.init(init);
+    b.init(init, { ContainerError });
     binding = b;
     return b;
   }

@@ -29,6 +29,33 @@
 
 namespace {
 
+// Per-addon state (env instance data): the ContainerHandle constructor and
+// the library's error classes, given to init() as better-sqlite3 does, so
+// that what native throws is already a ContainerError, never a plain Error.
+struct addon_data {
+  Napi::FunctionReference handle_ctor;
+  Napi::FunctionReference container_error;  // new ContainerError(what, {step, errno, syscall, path})
+};
+
+// Throw ContainerError(what, {step, errno, syscall?, path?}); a TypeError
+// naming the problem if init() has not given us the class yet.
+void throw_container_error(Napi::Env env, const std::string &what, const char *step, int err, const char *syscall = nullptr,
+                           const std::string *path = nullptr) {
+  addon_data *d = env.GetInstanceData<addon_data>();
+  if (d->container_error.IsEmpty()) {
+    Napi::Error::New(env, what + ": " + strerror(err) + " (and init() was not given the error classes)").ThrowAsJavaScriptException();
+    return;
+  }
+  Napi::Object f = Napi::Object::New(env);
+  f.Set("step", step);
+  f.Set("errno", err);
+  if (syscall) f.Set("syscall", syscall);
+  if (path) f.Set("path", *path);
+  Napi::Value e = d->container_error.New({Napi::String::New(env, what), f});
+  if (env.IsExceptionPending()) return;  // the constructor threw: that exception stands
+  Napi::Error(env, e).ThrowAsJavaScriptException();
+}
+
 // The init binary as a sealed memfd, made once per process: the child execs
 // it with execveat(AT_EMPTY_PATH), so no container ever sees (or could write
 // through /proc/1/exe to) a file of the host (runc's CVE-2019-5736 lesson).
@@ -218,20 +245,25 @@ void SpawnWorker::OnOK() {
   on_spawn.Call({env.Null(), res});
 }
 
+// init(initPath, {ContainerError}): load the init binary, probe openat2, keep
+// our own pidfd and the error class native failures are thrown as.
 Napi::Value JsInit(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    Napi::TypeError::New(env, "init(initPath) needs the path of nodularity-init").ThrowAsJavaScriptException();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject() ||
+      !info[1].As<Napi::Object>().Get("ContainerError").IsFunction()) {
+    Napi::TypeError::New(env, "Usage: init(initPath: string, classes: {ContainerError})").ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  addon_data *d = env.GetInstanceData<addon_data>();
+  if (d->container_error.IsEmpty())
+    d->container_error = Napi::Persistent(info[1].As<Napi::Object>().Get("ContainerError").As<Napi::Function>());
   if (g_init_fd >= 0) return env.Undefined();
   // Every mount target is resolved with openat2 inside the new root; without
   // it (Linux < 5.6) there is no safe way to do that, so say so now.
   int probe = sys_openat2(AT_FDCWD, "/", O_PATH | O_CLOEXEC, RESOLVE_NO_MAGICLINKS);
   if (probe < 0 && errno == ENOSYS) {
-    Napi::Error e = Napi::Error::New(env, "this kernel lacks openat2(2) (Linux 5.6 or later is required): container paths cannot be resolved safely");
-    e.Set("errno", Napi::Number::New(env, ENOSYS));
-    e.ThrowAsJavaScriptException();
+    throw_container_error(env, "this kernel lacks openat2(2) (Linux 5.6 or later is required): container paths cannot be resolved safely",
+                          "init", ENOSYS, "openat2");
     return env.Undefined();
   }
   if (probe >= 0) close(probe);
@@ -240,9 +272,8 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
   std::string why;
   int fd = make_init_memfd(info[0].As<Napi::String>().Utf8Value().c_str(), &why);
   if (fd < 0) {
-    Napi::Error e = Napi::Error::New(env, "cannot load the init binary: " + why + ": " + strerror(-fd));
-    e.Set("errno", Napi::Number::New(env, -fd));
-    e.ThrowAsJavaScriptException();
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    throw_container_error(env, "cannot load the init binary (" + why + ")", "init", -fd, nullptr, &path);
     return env.Undefined();
   }
   g_init_fd = fd;
@@ -261,7 +292,7 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   job->plan = plan_from_js(env, info[0].As<Napi::Object>());
   if (!job->plan) return env.Undefined();
   if (job->view()->use_init && g_init_fd < 0) {
-    Napi::Error::New(env, "init() was not called: the init binary is not loaded").ThrowAsJavaScriptException();
+    throw_container_error(env, "init() was not called: the init binary is not loaded", "init", ENOENT);
     return env.Undefined();
   }
   job->init_fd = g_init_fd;
@@ -289,13 +320,12 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   int r = spawn_prepare(job.get(), &call);
   if (r < 0) {
     spawn_close_all(job.get());
-    Napi::Error e = Napi::Error::New(env, std::string(call) + ": " + strerror(-r));
-    e.Set("errno", Napi::Number::New(env, -r));
-    e.Set("syscall", Napi::String::New(env, call));
-    e.ThrowAsJavaScriptException();
+    std::string rootfs = job->view()->rootfs;
+    throw_container_error(env, std::string("prepare the launch: ") + call, "prepare", -r, strncmp(call, "open", 4) == 0 ? "open" : call,
+                          strcmp(call, "open rootfs") == 0 ? &rootfs : nullptr);
     return env.Undefined();
   }
-  Napi::Object obj = env.GetInstanceData<Napi::FunctionReference>()->New({});
+  Napi::Object obj = env.GetInstanceData<addon_data>()->handle_ctor.New({});
   // Our pipe ends go to JS now, so streams exist before the launch completes;
   // JS closes them if the launch fails.
   Napi::Array fds = Napi::Array::New(env, 3);
@@ -410,8 +440,9 @@ Napi::Value JsRestoreTerminal(const Napi::CallbackInfo &info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ContainerHandle::Define(env);
-  auto *ctor_ref = new Napi::FunctionReference(Napi::Persistent(ctor));
-  env.SetInstanceData(ctor_ref);
+  auto *data = new addon_data;
+  data->handle_ctor = Napi::Persistent(ctor);
+  env.SetInstanceData(data);
   exports.Set("init", Napi::Function::New(env, JsInit, "init"));
   exports.Set("spawn", Napi::Function::New(env, JsSpawn, "spawn"));
   exports.Set("openInRoot", Napi::Function::New(env, JsOpenInRoot, "openInRoot"));

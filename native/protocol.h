@@ -17,11 +17,11 @@
 //   STEP_SETGROUPS_DENY, STEP_UID_MAP, STEP_GID_MAP
 //                         index: 0 written by the child (single ID), 1 by the parent (ranges)
 //   STEP_WAIT_MAPS        err ECANCELED: the parent sent no SYNC_MAPS_WRITTEN (it gave up)
-//   STEP_MOUNT            index: the op's index in plan.ops; detail: enum mount_call
-//   STEP_OVERLAY_ROOT     detail: enum mount_call
-//   STEP_BIND_ROOTFS      detail: enum mount_call
-//   STEP_ROOT_READONLY    detail: enum mount_call
-//   STEP_ROOT_NODEV       detail: enum mount_call
+//   STEP_MOUNT            index: the op's index in plan.ops; detail: a mount_call
+//   STEP_OVERLAY_ROOT     detail: a mount_call
+//   STEP_BIND_ROOTFS      detail: a mount_call
+//   STEP_ROOT_READONLY    detail: a mount_call
+//   STEP_ROOT_NODEV       detail: a mount_call
 //   STEP_RLIMIT           index: the rlimit's index in plan.rlimits
 //   STEP_CAP_BOUNDING, STEP_CAP_AMBIENT
 //                         index: the capability number
@@ -64,7 +64,7 @@ enum child_step {
   STEP_ID_HELPER,
   STEP_OVERLAY_ROOT,
   STEP_KEYRING,
-  STEP_ROOT_FD,        // no longer reported (the root fd comes from STEP_BIND_ROOTFS/STEP_OVERLAY_ROOT); kept for the numbering
+  STEP_ROOT_FD,        // no longer reported (the root steps open the root fd); kept for the numbering
   STEP_SETSID,
   STEP_TERMINAL,
   STEP_SETUP_IDS,

@@ -39,7 +39,7 @@ async function bundleSpec(dir: string, o: BundleRunOptions): Promise<{ spec: Spe
   try {
     b = await loadBundle(dir);
   } catch (e) {
-    if (e instanceof SpecError && e.pointer) throw new SpecError(e.pointer, `${e.message.slice(e.pointer.length + 2)} (in ${join(resolve(dir), 'config.json')})`);
+    if (e instanceof SpecError && e.pointer) throw new SpecError(e.pointer, `${e.message.slice(e.pointer.length + 2)} (in ${join(resolve(dir), 'config.json')})`, { code: e.code });
     throw e;
   }
   const spec = b.spec;

@@ -4,10 +4,11 @@
 import { accessSync, constants as fsc, readFileSync, realpathSync, statSync } from 'node:fs';
 import { constants as osc } from 'node:os';
 import { posix, resolve as resolvePath } from 'node:path';
-import { ContainerError, MOUNT_CALLS, SpecError, STEP_NAMES } from '../errors.js';
+import { SpecError, type ContainerError } from '../errors.js';
+import { cloneFlagNames, describeFailure, type DescribeContext, type FailureRecord, type PlannedOp } from './describe.js';
 import { validateSpec } from '../oci/validate.js';
 import type { LinuxIDMapping, Mount, Spec } from '../oci/spec.js';
-import { CAPS, CLONE, MOUNT_ATTR, MS, RLIMITS, attrNames, msFlagNames } from './flags.js';
+import { CAPS, CLONE, MOUNT_ATTR, MS, RLIMITS } from './flags.js';
 import { resolveLayered, type LayerHit, type LayeredResolved } from './resolve.js';
 
 export const OP = { MOUNT: 0, BIND: 1, MKDIR: 2, MKFILE: 3, SYMLINK: 4, MASK: 5, READONLY: 6 } as const;
@@ -120,7 +121,7 @@ export interface PlanOptions {
 /** A plan plus what is needed to explain a failure in the plan's own words. */
 export interface PreparedLaunch {
   plan: LaunchPlan;
-  describeFailure(rec: { step: number; errno: number; index: number; detail: number; helperOutput?: string }): ContainerError;
+  describeFailure(rec: FailureRecord): ContainerError;
 }
 
 /** mount(2) errnos after which an op with a fallback binds it instead: EPERM, EACCES, EBUSY. */
@@ -289,10 +290,8 @@ function under(path: string, dir: string): string | undefined {
 const NO_SYMLINK_DESTS = ['/proc', '/sys', '/dev'];
 
 class PlanBuilder {
-  readonly ops: MountOp[] = [];
-  readonly what: string[] = [];   // per op, for error messages
-  readonly sources: (string | undefined)[] = [];
-  readonly dests: string[] = [];
+  /** The ops in order, each with what names it in an error message. */
+  readonly entries: PlannedOp[] = [];
   /** What would be created in the image itself (missing mount points), rootfs-relative, parents first; '/' ends a dir. */
   readonly imageCreates: string[] = [];
   private layers: Layer[];
@@ -301,11 +300,12 @@ class PlanBuilder {
     this.layers = [{ dest: '/', hostDir: rootfs, kind: 'image', what: 'the image' }];
   }
 
-  add(op: MountOp, what: string, dest: string, source?: string): void {
-    this.ops.push(op);
-    this.what.push(what);
-    this.dests.push(dest);
-    this.sources.push(source);
+  add(op: MountOp, what: string, target: string, source?: string): void {
+    this.entries.push({ op, what, target, source });
+  }
+
+  get ops(): MountOp[] {
+    return this.entries.map((e) => e.op);
   }
 
   /** The innermost layer covering a container path, and its host path there. */
@@ -500,8 +500,8 @@ function findExecutable(b: PlanBuilder, arg0: string, env: string[], cwd: string
   const where = arg0.includes('/') ? `` : ` (searched PATH=${env.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH})`;
   // `code` lets the CLI exit as Apptainer does: 126 for EACCES, 127 for ENOENT.
   if (notExecutable !== undefined)
-    throw Object.assign(new SpecError('/process/args/0', `${notExecutable} in the image ${b.rootfs} is not an executable file (permission denied)`), { code: 'EACCES' });
-  throw Object.assign(new SpecError('/process/args/0', `executable ${JSON.stringify(arg0)} not found in the image ${b.rootfs}${where}`), { code: 'ENOENT' });
+    throw new SpecError('/process/args/0', `${notExecutable} in the image ${b.rootfs} is not an executable file (permission denied)`, { code: 'EACCES' });
+  throw new SpecError('/process/args/0', `executable ${JSON.stringify(arg0)} not found in the image ${b.rootfs}${where}`, { code: 'ENOENT' });
 }
 
 /** Check a spec and compile it into a launch plan. Throws SpecError naming the field. */
@@ -619,10 +619,10 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
   // Overlay root: same paths as without it (it is mounted at the rootfs path).
   const overlayMode = options.rootOverlay ?? 'never';
   if (!['never', 'auto', 'always'].includes(overlayMode))
-    throw new SpecError('rootOverlay', `must be never, auto or always, not ${JSON.stringify(overlayMode)}`);
+    throw SpecError.inOption('rootOverlay', `must be never, auto or always, not ${JSON.stringify(overlayMode)}`);
   const overlay = overlayMode === 'always' || (overlayMode === 'auto' && b.imageCreates.length > 0);
   if (overlay && options.overlaySize !== undefined && !/^\d+[kmgKMG%]?$/.test(options.overlaySize))
-    throw new SpecError('overlaySize', `must be a tmpfs size such as 64m, not ${JSON.stringify(options.overlaySize)}`);
+    throw SpecError.inOption('overlaySize', `must be a tmpfs size such as 64m, not ${JSON.stringify(options.overlaySize)}`);
   // overlayfs splits its options on ',' and lowerdir on ':'; a backslash escapes both.
   const esc = (p: string) => p.replace(/[\\,:]/g, (c) => `\\${c}`);
   const ovl = overlay ? { lower: `${rootfs}/lower`, upper: `${rootfs}/upper`, work: `${rootfs}/work` } : undefined;
@@ -675,52 +675,13 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     init,
   };
 
-  const describeFailure: PreparedLaunch['describeFailure'] = (rec) => {
-    const step = STEP_NAMES[rec.step] ?? `step ${rec.step}`;
-    switch (step) {
-      case 'mount': {
-        const op = b.ops[rec.index];
-        const call = MOUNT_CALLS[rec.detail] ?? 'mount';
-        const flags = op ? [op.flags ? msFlagNames(op.flags) : '', op.attrSet ? attrNames(op.attrSet) : ''].filter(Boolean).join(' ') : undefined;
-        return new ContainerError(b.what[rec.index] ?? `mount op ${rec.index}`, {
-          step, errno: rec.errno, syscall: call, path: b.sources[rec.index], target: b.dests[rec.index], flags,
-        });
-      }
-      case 'overlay-root':
-        return new ContainerError(`overlay on ${rootfs} (lower: the image, upper: a tmpfs)`, {
-          step, errno: rec.errno, syscall: MOUNT_CALLS[rec.detail] ?? 'mount', path: rootfs,
-        });
-      case 'bind-rootfs':
-      case 'pivot-root':
-        return new ContainerError(`${step} ${rootfs}`, { step, errno: rec.errno, path: rootfs });
-      case 'terminal':
-        return new ContainerError('open a pty in /dev/pts for process.terminal (a devpts mount at /dev/pts is needed)', { step, errno: rec.errno, path: '/dev/pts/ptmx' });
-      case 'session-keyring':
-        return new ContainerError('join a new session keyring', { step, errno: rec.errno, syscall: 'keyctl' });
-      case 'chdir':
-        return new ContainerError(`chdir ${cwd} (process.cwd)`, { step, errno: rec.errno, syscall: 'chdir', path: cwd });
-      case 'exec':
-        return new ContainerError(`exec ${execPath}`, { step, errno: rec.errno, syscall: 'execve', path: execPath });
-      case 'rlimit':
-        return new ContainerError(`set ${proc.rlimits?.[rec.index]?.type ?? 'rlimit'}`, { step, errno: rec.errno, syscall: 'setrlimit' });
-      case 'id-map-helper': {
-        const args = rec.index === 0 ? plan.uidHelperArgs : plan.gidHelperArgs;
-        return new ContainerError(`${args?.join(' ') ?? 'id map helper'}`, { step, errno: rec.errno, detail: rec.helperOutput?.trim() });
-      }
-      case 'uid-map':
-        return new ContainerError(`write uid_map "${plan.uidMap?.trim()}"`, { step, errno: rec.errno, syscall: 'write' });
-      case 'gid-map':
-        return new ContainerError(`write gid_map "${plan.gidMap?.trim()}"`, { step, errno: rec.errno, syscall: 'write' });
-      case 'clone':
-        return new ContainerError(`clone ${cloneFlagNames(cloneFlags)}`, { step, errno: rec.errno, syscall: 'clone' });
-      default:
-        return new ContainerError(step, { step, errno: rec.errno });
-    }
+  const described: DescribeContext = {
+    ops: b.entries, rootfs, overlay, cwd, execPath, cloneFlags, hostname: spec.hostname, domainname: spec.domainname,
+    rootPropagation: prop, uidMap: plan.uidMap, gidMap: plan.gidMap, uidHelperArgs: plan.uidHelperArgs,
+    gidHelperArgs: plan.gidHelperArgs, rlimitTypes: (proc.rlimits ?? []).map((r) => r.type),
+    uid: proc.user.uid, gid: proc.user.gid, groups: full.groups,
   };
-  return { plan: full, describeFailure };
+  return { plan: full, describeFailure: (rec) => describeFailure(rec, described) };
 }
 
-export function cloneFlagNames(flags: number): string {
-  return Object.entries(CLONE).filter(([, v]) => flags & v).map(([k]) => `CLONE_${k}`).join('|');
-}
-
+export { cloneFlagNames };

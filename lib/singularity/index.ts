@@ -101,11 +101,11 @@ async function evaluateEnvScripts(c: CompiledLaunch, input: EnvMap, self: Pendin
     const r = await container.exited;
     const [out, errOut] = await Promise.all([stdout, stderr]);
     outer?.throwIfAborted();
-    if (overflow) throw new SpecError(where, `the environment scripts' ${overflow} exceeded ${ENV_SCRIPT_OUTPUT_CAP / (1 << 20)} MiB, the cap on what is kept of it; stopped them (${c.envScripts.join(' ')})`);
-    if (r.timedOut) throw new SpecError(where, `the environment scripts did not finish within ${c.envScriptTimeout / 1000} s (${c.envScripts.join(' ')})`);
+    if (overflow) throw SpecError.inOption(where, `the environment scripts' ${overflow} exceeded ${ENV_SCRIPT_OUTPUT_CAP / (1 << 20)} MiB, the cap on what is kept of it; stopped them (${c.envScripts.join(' ')})`);
+    if (r.timedOut) throw SpecError.inOption(where, `the environment scripts did not finish within ${c.envScriptTimeout / 1000} s (${c.envScripts.join(' ')})`);
     if (r.exitCode !== 0) {
       const err = errOut.toString().trim().split('\n').slice(-5).join('\n');
-      throw new SpecError(where, `the environment scripts failed with status ${r.exitCode}${err ? `:\n${err}` : ''}`);
+      throw SpecError.inOption(where, `the environment scripts failed with status ${r.exitCode}${err ? `:\n${err}` : ''}`);
     }
     const env = envFromList(out.toString().split('\0').filter(Boolean));
     // The evaluating shell's own variables are not the payload's.

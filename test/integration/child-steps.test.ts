@@ -68,3 +68,14 @@ t.test('a missing masked path is skipped because the plan says so, not by native
   t.equal(err?.code, 'ENOENT', 'without skipMissing a missing target fails');
   t.equal(err?.syscall, 'openat2');
 });
+
+t.test('a failure of the addon before clone is a ContainerError, not a plain Error', async (t) => {
+  const d = scratch(t);
+  const gone = join(d, 'gone');
+  mkdirSync(gone);
+  const prepared = prepareLaunch(spec(['/bin/true']));
+  prepared.plan.rootfs = gone + '-removed';
+  const mounts = hostMounts();
+  t.throws(() => new Container(prepared, { stdio: 'ignore' }), { name: 'ContainerError', step: 'prepare', code: 'ENOENT', syscall: 'open', path: gone + '-removed' });
+  t.equal(hostMounts(), mounts);
+});
