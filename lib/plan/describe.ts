@@ -6,7 +6,7 @@
 // enum child_step in native/protocol.h.
 import { ContainerError, MOUNT_CALLS, STEP_NAMES, type ContainerErrorFields, type StepName } from '../errors.js';
 import { CAPS, CLONE, attrNames, msFlagNames } from './flags.js';
-import type { MountOp } from './plan.js';
+import type { MountOp } from './types.js';
 
 /** A failure record as the addon delivers it (lib/native.ts SpawnFailure). */
 export interface FailureRecord {

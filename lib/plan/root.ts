@@ -1,0 +1,88 @@
+// Stage "root": the rootfs directory, the namespaces to clone, the root's
+// propagation, and (once the mounts are planned) whether and how the image
+// becomes the lower layer of an overlay root.
+import { realpathSync, statSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { SpecError } from '../errors.js';
+import type { Spec } from '../oci/spec.js';
+import { CLONE } from './flags.js';
+import { PROPAGATION } from './mount-options.js';
+import type { PlanOptions } from './types.js';
+
+const NS_FLAG: Record<string, number> = {
+  user: CLONE.NEWUSER, mount: CLONE.NEWNS, pid: CLONE.NEWPID, ipc: CLONE.NEWIPC, uts: CLONE.NEWUTS,
+  network: CLONE.NEWNET, cgroup: CLONE.NEWCGROUP,
+};
+
+export interface RootPlan {
+  /** Absolute, symlink-free host path of the image's root directory. */
+  rootfs: string;
+  cloneFlags: number;
+  namespaces: Set<string>;
+  /** linux.rootfsPropagation (default rslave) and its MS_* flag. */
+  propagation: string;
+  rootPropagation: number;
+}
+
+/** The root directory and namespaces of a spec (root.path relative to bundleDir). */
+export function planRoot(spec: Spec, bundleDir: string): RootPlan {
+  const linux = spec.linux ?? {};
+  const rootPath = resolvePath(bundleDir, spec.root!.path);
+  let rootfs: string;
+  try {
+    rootfs = realpathSync(rootPath);
+    if (!statSync(rootfs).isDirectory()) throw Object.assign(new Error(), { code: 'ENOTDIR' });
+  } catch (e) {
+    throw new SpecError('/root/path', `rootfs ${rootPath} is not a directory (${(e as NodeJS.ErrnoException).code})`);
+  }
+  if (rootfs === '/') throw new SpecError('/root/path', 'the host root cannot be the container root');
+
+  const namespaces = new Set((linux.namespaces ?? []).map((n) => n.type as string));
+  let cloneFlags = 0;
+  (linux.namespaces ?? []).forEach((n, i) => {
+    if (!(n.type in NS_FLAG)) throw new SpecError(`/linux/namespaces/${i}/type`, `namespace ${n.type} is not supported`);
+    cloneFlags |= NS_FLAG[n.type];
+  });
+  if (!namespaces.has('mount')) throw new SpecError('/linux/namespaces', 'a mount namespace is required (the rootfs is entered with pivot_root)');
+  if (spec.hostname !== undefined && !namespaces.has('uts')) throw new SpecError('/hostname', 'setting a hostname needs a uts namespace');
+  if (spec.domainname !== undefined && !namespaces.has('uts')) throw new SpecError('/domainname', 'setting a domainname needs a uts namespace');
+  const propagation = linux.rootfsPropagation ?? 'rslave';
+  return { rootfs, cloneFlags, namespaces, propagation, rootPropagation: PROPAGATION[propagation][0] };
+}
+
+/** The LaunchPlan fields of an overlay root, all undefined without one. */
+export interface OverlayPlan {
+  overlayData?: string;
+  overlayTmpfsData?: string;
+  overlayLower?: string;
+  overlayUpper?: string;
+  overlayWork?: string;
+  overlayPrep?: string[];
+}
+
+/**
+ * Whether the image becomes an overlay's lower layer (options.rootOverlay;
+ * 'auto': only when the mounts need a mount point the image lacks), mounted
+ * at the rootfs path itself so every other path stays the same.
+ * `imageCreates`: what the mounts would create in the image, '/'-terminated for directories.
+ */
+export function planOverlay(rootfs: string, options: Pick<PlanOptions, 'rootOverlay' | 'overlaySize'>, imageCreates: string[]): OverlayPlan {
+  const overlayMode = options.rootOverlay ?? 'never';
+  if (!['never', 'auto', 'always'].includes(overlayMode))
+    throw SpecError.inOption('rootOverlay', `must be never, auto or always, not ${JSON.stringify(overlayMode)}`);
+  const overlay = overlayMode === 'always' || (overlayMode === 'auto' && imageCreates.length > 0);
+  if (!overlay) return {};
+  if (options.overlaySize !== undefined && !/^\d+[kmgKMG%]?$/.test(options.overlaySize))
+    throw SpecError.inOption('overlaySize', `must be a tmpfs size such as 64m, not ${JSON.stringify(options.overlaySize)}`);
+  // overlayfs splits its options on ',' and lowerdir on ':'; a backslash escapes both.
+  const esc = (p: string) => p.replace(/[\\,:]/g, (c) => `\\${c}`);
+  const lower = `${rootfs}/lower`, upper = `${rootfs}/upper`, work = `${rootfs}/work`;
+  return {
+    overlayData: `lowerdir=${esc(lower)},upperdir=${esc(upper)},workdir=${esc(work)}`,
+    overlayTmpfsData: `mode=0755,size=${options.overlaySize ?? '64m'}`,
+    overlayLower: lower,
+    overlayUpper: upper,
+    overlayWork: work,
+    overlayPrep: [...new Set(imageCreates)].map((p) => upper + p),
+  };
+}

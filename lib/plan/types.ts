@@ -1,0 +1,117 @@
+// The plan's data types and the numbers it shares with native/plan.h
+// (test/unit/protocol.test.ts checks them against the header).
+import type { ContainerError } from '../errors.js';
+import type { FailureRecord } from './describe.js';
+
+export const OP = { MOUNT: 0, BIND: 1, MKDIR: 2, MKFILE: 3, SYMLINK: 4, MASK: 5, READONLY: 6 } as const;
+export const IDMAP = { NONE: 0, SELF: 1, PARENT: 2, HELPER: 3 } as const;
+/** How the child finds a target (native/plan.h enum resolve_mode). */
+export const RESOLVE = { EXACT: 0, FOLLOW: 1 } as const;
+
+export interface MountOp {
+  kind: number;
+  source?: string;
+  target: string;
+  fstype?: string;
+  data?: string;
+  flags?: number;
+  attrSet?: number;
+  attrClr?: number;
+  propagation?: number;
+  recursive?: boolean;
+  mode?: number;
+  fallback?: string;
+  rattrSet?: number;
+  rattrClr?: number;
+  /** RESOLVE.EXACT (default: the canonical path, no symlinks) or RESOLVE.FOLLOW (masks, read-only paths). */
+  resolve?: number;
+  /** A target that does not exist skips the op instead of failing it (masks, read-only paths). */
+  skipMissing?: boolean;
+  /** Bit N: mount(2) failing with errno N binds `fallback` instead. */
+  fallbackErrnos?: number;
+}
+
+/** What the addon receives: plain data only (see native/plan.cc). */
+export interface LaunchPlan {
+  cloneFlags: number;
+  idMode: number;
+  uidMap?: string;
+  gidMap?: string;
+  setgroupsDeny?: boolean;
+  setupUid?: number;
+  setupGid?: number;
+  uidHelperArgs?: string[];
+  gidHelperArgs?: string[];
+  hostname?: string;
+  domainname?: string;
+  rootPropagation: number;
+  rootfs: string;
+  rootReadonly: boolean;
+  /** Overlay root (see native/plan.h): set together, or all undefined. */
+  overlayData?: string;
+  overlayTmpfsData?: string;
+  overlayLower?: string;
+  overlayUpper?: string;
+  overlayWork?: string;
+  overlayPrep?: string[];
+  ops: MountOp[];
+  loopback: boolean;
+  cwd: string;
+  rlimits: { resource: number; soft: number; hard: number }[];
+  setIds: boolean;
+  uid: number;
+  gid: number;
+  groups?: number[];
+  capLast: number;
+  capBounding: bigint;
+  capEffective: bigint;
+  capPermitted: bigint;
+  capInheritable: bigint;
+  capAmbient: bigint;
+  noNewPrivileges: boolean;
+  pdeathsig: number;
+  rootNodev: boolean;
+  /** process.terminal: a pty in the container's devpts; its master comes back as terminalFd. */
+  terminal: boolean;
+  consoleRows?: number;
+  consoleCols?: number;
+  execPath: string;
+  args: string[];
+  env: string[];
+  init: boolean;
+}
+
+export interface PlanOptions {
+  /** Directory that a relative root.path or bind source is relative to (the bundle). */
+  bundleDir?: string;
+  /** Run a tiny init as PID 1 (default: when there is a new pid namespace). */
+  init?: boolean;
+  /** Do not kill the container when the Node process dies. */
+  detached?: boolean;
+  /**
+   * Run the image as the read-only lower layer of an overlay whose upper
+   * layer is a tmpfs, so nothing is ever written into the image:
+   * 'never' (default, as runc/crun: missing mount points are created in the
+   * rootfs), 'auto' (only when a mount point or the working directory is
+   * missing in the image, as Apptainer's underlay/overlay for read-only
+   * images), 'always' (also for a writable root, --writable-tmpfs).
+   */
+  rootOverlay?: 'never' | 'auto' | 'always';
+  /** Size of that tmpfs (tmpfs `size=`), default 64m as Apptainer's sessiondir max size. */
+  overlaySize?: string;
+  /**
+   * Where a fresh proc cannot be mounted (nested under a container runtime
+   * that overmounts parts of /proc), bind the host's /proc instead. Off by
+   * default, as bubblewrap: the host's /proc shows every host process and its
+   * command line, whatever the PID namespace.
+   */
+  allowHostProc?: boolean;
+  /** Keep the image's device nodes usable (default: the root is mounted nodev, recursively). */
+  allowImageDevices?: boolean;
+}
+
+/** A plan plus what is needed to explain a failure in the plan's own words. */
+export interface PreparedLaunch {
+  plan: LaunchPlan;
+  describeFailure(rec: FailureRecord): ContainerError;
+}

@@ -1,0 +1,43 @@
+// Stage "root" (lib/plan/root.ts): rootfs, namespaces, overlay root.
+import t from 'tap';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { createSpec } from '../../lib/index.js';
+import { CLONE, MS } from '../../lib/plan/flags.js';
+import { planOverlay, planRoot } from '../../lib/plan/root.js';
+import { scratch } from '../helpers/env.js';
+
+t.test('the rootfs is resolved to a symlink-free directory, relative to the bundle', async (t) => {
+  const d = scratch(t);
+  mkdirSync(join(d, 'rootfs'));
+  symlinkSync('rootfs', join(d, 'link'));
+  const s = createSpec({ rootfs: 'link', args: ['/bin/true'] });
+  const r = planRoot(s, d);
+  t.equal(r.rootfs, join(d, 'rootfs'));
+  t.equal(r.cloneFlags & CLONE.NEWNS, CLONE.NEWNS);
+  t.equal(r.rootPropagation, MS.SLAVE, 'rslave by default');
+  t.throws(() => planRoot(createSpec({ rootfs: '/', args: ['/bin/true'] }), d), { name: 'SpecError', pointer: '/root/path' });
+  t.throws(() => planRoot(createSpec({ rootfs: 'nope', args: ['/bin/true'] }), d), { pointer: '/root/path', message: /is not a directory \(ENOENT\)/ });
+});
+
+t.test('namespaces: mount required, uts for a hostname, unknown refused', async (t) => {
+  const d = scratch(t);
+  const s = createSpec({ rootfs: d, args: ['/bin/true'], hostname: 'h' });
+  s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== 'uts');
+  t.throws(() => planRoot(s, d), { pointer: '/hostname' });
+  s.linux!.namespaces = [{ type: 'pid' }];
+  t.throws(() => planRoot(s, d), { pointer: '/linux/namespaces', message: /mount namespace is required/ });
+  s.linux!.namespaces = [{ type: 'mount' }, { type: 'time' as never }];
+  t.throws(() => planRoot(s, d), { pointer: '/linux/namespaces/1/type' });
+});
+
+t.test('overlay: only when asked or needed; options checked; escaped paths', async (t) => {
+  t.same(planOverlay('/r', {}, ['/x/']), {}, 'never by default');
+  t.same(planOverlay('/r', { rootOverlay: 'auto' }, []), {}, 'auto without anything to create');
+  const o = planOverlay('/a,b:c', { rootOverlay: 'auto', overlaySize: '8m' }, ['/tmp/', '/tmp/x/', '/tmp/']);
+  t.equal(o.overlayData, 'lowerdir=/a\\,b\\:c/lower,upperdir=/a\\,b\\:c/upper,workdir=/a\\,b\\:c/work');
+  t.equal(o.overlayTmpfsData, 'mode=0755,size=8m');
+  t.same(o.overlayPrep, ['/a,b:c/upper/tmp/', '/a,b:c/upper/tmp/x/'], 'each once, in order');
+  t.throws(() => planOverlay('/r', { rootOverlay: 'sometimes' as never }, []), { name: 'SpecError', pointer: '', option: 'rootOverlay' });
+  t.throws(() => planOverlay('/r', { rootOverlay: 'always', overlaySize: 'big' }, []), { option: 'overlaySize' });
+});
