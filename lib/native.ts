@@ -50,7 +50,7 @@ export interface ContainerHandle {
 export interface NativeBinding {
   /** Load the init binary; failures of the addon before clone are thrown as the given ContainerError class. */
   init(initPath: string, classes: { ContainerError: typeof ContainerError }): void;
-  /** openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS) of path under root, O_RDONLY|O_NONBLOCK|O_NOCTTY. */
+  /** openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS) of path under root, O_RDONLY|O_NONBLOCK|O_NOCTTY; throws ContainerError (step open-in-root; EINVAL: not a regular file). */
   openInRoot(root: string, path: string): number;
   /** TIOCSWINSZ on a pty master: 0 or -errno. */
   setWindowSize(fd: number, rows: number, cols: number): number;

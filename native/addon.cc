@@ -342,7 +342,8 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   return obj;
 }
 
-// openInRoot(root, path) -> fd: open a file of an image for reading the way
+// openInRoot(root, path) -> fd, or throws ContainerError (step 'open-in-root',
+// code EINVAL for anything but a regular file): open a file of an image for reading the way
 // the child resolves mount targets: openat2(RESOLVE_IN_ROOT |
 // RESOLVE_NO_MAGICLINKS) from an fd of the root, so neither a symlink nor ".."
 // in the image can reach a host file. O_NONBLOCK (a FIFO must not hang the
@@ -383,12 +384,9 @@ Napi::Value JsOpenInRoot(const Napi::CallbackInfo &info) {
     close(rfd);
   }
   if (fd < 0) {
-    const char *what = err == EINVAL ? "not a regular file" : strerror(err);
-    Napi::Error e = Napi::Error::New(env, std::string(what) + ": " + path + " in " + root);
-    e.Set("errno", Napi::Number::New(env, -err));
-    e.Set("code", Napi::String::New(env, err == ENOENT ? "ENOENT" : err == ELOOP ? "ELOOP" : err == ENOTDIR ? "ENOTDIR" : err == EACCES ? "EACCES" : err == EXDEV ? "EXDEV" : err == EISDIR ? "EISDIR" : err == EINVAL ? "ENOTREG" : "EIO"));
-    e.Set("path", Napi::String::New(env, path));
-    e.ThrowAsJavaScriptException();
+    // EINVAL: not a regular file (a device, FIFO or socket in the image).
+    const char *what = err == EINVAL ? "not a regular file" : "cannot open";
+    throw_container_error(env, std::string(what) + ": " + path + " in " + root, "open-in-root", err, "openat2", &path);
     return env.Undefined();
   }
   return Napi::Number::New(env, fd);

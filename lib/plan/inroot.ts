@@ -5,6 +5,7 @@
 // node or FIFO in the image is never opened on the host; only regular files, and
 // never more than a cap, so /dev/zero or a huge file cannot exhaust memory.
 import { closeSync, fstatSync, readSync } from 'node:fs';
+import { ContainerError } from '../errors.js';
 import { loadBinding } from '../native.js';
 
 export class InRootReadError extends Error {
@@ -20,10 +21,13 @@ export function readFileInRoot(root: string, path: string, maxBytes = 16 << 20):
   try {
     fd = loadBinding().openInRoot(root, path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    // A ContainerError (step open-in-root) from the addon; anything else
+    // (the addon failed to load) is not ours to rename.
+    if (!(e instanceof ContainerError) || e.code === undefined) throw e;
+    const code = e.code;
     // The addon refuses anything but a regular file before opening it for
-    // reading (a device node would otherwise be opened on the host).
-    if (code === 'ENOTREG' || code === 'EISDIR') throw new InRootReadError(path, 'EINVAL', `${path} in the image ${root} is not a regular file`);
+    // reading (a device node would otherwise be opened on the host): EINVAL.
+    if (code === 'EINVAL' || code === 'EISDIR') throw new InRootReadError(path, 'EINVAL', `${path} in the image ${root} is not a regular file`);
     throw new InRootReadError(path, code, `${path} in the image ${root}: cannot open (${code})`);
   }
   try {

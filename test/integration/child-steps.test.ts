@@ -2,10 +2,12 @@
 // launcher opened, each failure names its own call, the overlay's upper
 // layer keeps the image's modes.
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Container } from '../../lib/container.js';
 import { ContainerError } from '../../lib/errors.js';
+import { loadBinding } from '../../lib/native.js';
 import { OP, prepareLaunch } from '../../lib/plan/plan.js';
 import { hostMounts, scratch, spec, testRootfs } from '../helpers/env.js';
 import { capture } from '../helpers/run.js';
@@ -78,4 +80,13 @@ t.test('a failure of the addon before clone is a ContainerError, not a plain Err
   const mounts = hostMounts();
   t.throws(() => new Container(prepared, { stdio: 'ignore' }), { name: 'ContainerError', step: 'prepare', code: 'ENOENT', syscall: 'open', path: gone + '-removed' });
   t.equal(hostMounts(), mounts);
+});
+
+t.test('openInRoot refusals are ContainerErrors with the errno name as code', async (t) => {
+  const binding = loadBinding();
+  t.throws(() => binding.openInRoot(testRootfs(), '/no/such/file'), { name: 'ContainerError', step: 'open-in-root', code: 'ENOENT', syscall: 'openat2', path: '/no/such/file' });
+  t.throws(() => binding.openInRoot(testRootfs(), '/etc'), { name: 'ContainerError', code: 'EISDIR' });
+  const d = scratch(t);
+  execFileSync('mkfifo', [join(d, 'fifo')]);
+  t.throws(() => binding.openInRoot(d, '/fifo'), { name: 'ContainerError', code: 'EINVAL', message: /^not a regular file: \/fifo in / });
 });
