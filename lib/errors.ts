@@ -126,11 +126,18 @@ export class SpecError extends Error {
   /** errno name where the reason is one (the executable: ENOENT, EACCES), for exit statuses. */
   readonly code?: string;
 
-  constructor(pointer: string, reason: string, more: { option?: string; code?: string } = {}) {
-    super(`${more.option ?? (pointer || '/')}: ${reason}`);
+  /**
+   * `where` is a JSON pointer ('' or starting with '/', RFC 6901) or, for a
+   * fault in an option, the option's name (`--bind`): anything that is not a
+   * pointer goes to `option`, so `pointer` is never an option name.
+   */
+  constructor(where: string, reason: string, more: { option?: string; code?: string } = {}) {
+    const isPointer = where === '' || where.startsWith('/');
+    const option = more.option ?? (isPointer ? undefined : where);
+    super(`${option ?? (where || '/')}: ${reason}`);
     this.name = 'SpecError';
-    this.pointer = pointer;
-    if (more.option !== undefined) this.option = more.option;
+    this.pointer = isPointer ? where : '';
+    if (option !== undefined) this.option = option;
     if (more.code !== undefined) this.code = more.code;
   }
 

@@ -18,15 +18,15 @@ const BIND_OPTIONS = new Set(['ro', 'rw']);
 export function parseBindList(value: string, option = '--bind'): BindSpec[] {
   return value.split(',').filter((s) => s !== '').map((one) => {
     const parts = one.split(':');
-    if (parts.length > 3) throw SpecError.inOption(option, `${JSON.stringify(one)}: expected src[:dst[:ro|rw]]`);
+    if (parts.length > 3) throw new SpecError(option, `${JSON.stringify(one)}: expected src[:dst[:ro|rw]]`);
     const [source, destination, opts] = parts;
-    if (!source.startsWith('/')) throw SpecError.inOption(option, `${JSON.stringify(one)}: the source must be an absolute path`);
+    if (!source.startsWith('/')) throw new SpecError(option, `${JSON.stringify(one)}: the source must be an absolute path`);
     if (destination !== undefined && !destination.startsWith('/'))
-      throw SpecError.inOption(option, `${JSON.stringify(one)}: the destination must be an absolute path`);
+      throw new SpecError(option, `${JSON.stringify(one)}: the destination must be an absolute path`);
     const b: BindSpec = { source, destination: destination || source };
     if (opts !== undefined) {
       for (const o of opts.split(';').filter(Boolean))
-        if (!BIND_OPTIONS.has(o)) throw SpecError.inOption(option, `${JSON.stringify(one)}: unknown bind option ${JSON.stringify(o)} (ro or rw)`);
+        if (!BIND_OPTIONS.has(o)) throw new SpecError(option, `${JSON.stringify(one)}: unknown bind option ${JSON.stringify(o)} (ro or rw)`);
       b.readonly = opts.split(';').includes('ro');
     }
     return b;
@@ -45,14 +45,14 @@ export function parseMountSpec(value: string, option = '--mount'): BindSpec {
     else fields.set(kv.slice(0, eq), kv.slice(eq + 1));
   }
   const type = fields.get('type');
-  if (type !== 'bind') throw SpecError.inOption(option, `${JSON.stringify(value)}: only type=bind is supported`);
+  if (type !== 'bind') throw new SpecError(option, `${JSON.stringify(value)}: only type=bind is supported`);
   const source = fields.get('source') ?? fields.get('src');
   const destination = fields.get('destination') ?? fields.get('dst') ?? fields.get('target');
-  if (typeof source !== 'string' || !source.startsWith('/')) throw SpecError.inOption(option, `${JSON.stringify(value)}: needs source=/absolute/path`);
-  if (typeof destination !== 'string' || !destination.startsWith('/')) throw SpecError.inOption(option, `${JSON.stringify(value)}: needs destination=/absolute/path`);
+  if (typeof source !== 'string' || !source.startsWith('/')) throw new SpecError(option, `${JSON.stringify(value)}: needs source=/absolute/path`);
+  if (typeof destination !== 'string' || !destination.startsWith('/')) throw new SpecError(option, `${JSON.stringify(value)}: needs destination=/absolute/path`);
   for (const k of fields.keys())
     if (!['type', 'source', 'src', 'destination', 'dst', 'target', 'ro', 'readonly', 'rw'].includes(k))
-      throw SpecError.inOption(option, `${JSON.stringify(value)}: unknown field ${JSON.stringify(k)}`);
+      throw new SpecError(option, `${JSON.stringify(value)}: unknown field ${JSON.stringify(k)}`);
   const ro = fields.get('ro') ?? fields.get('readonly');
   return { source, destination, readonly: ro === true || ro === 'true' };
 }
@@ -62,9 +62,9 @@ export function normalizeBinds(binds: (string | BindSpec)[] | undefined): BindSp
   return (binds ?? []).flatMap((b, i) => {
     if (typeof b === 'string') return parseBindList(b, `binds[${i}]`);
     if (!b || typeof b.source !== 'string' || !b.source.startsWith('/'))
-      throw SpecError.inOption(`binds[${i}].source`, 'must be an absolute path');
+      throw new SpecError(`binds[${i}].source`, 'must be an absolute path');
     if (b.destination !== undefined && !b.destination.startsWith('/'))
-      throw SpecError.inOption(`binds[${i}].destination`, 'must be an absolute path');
+      throw new SpecError(`binds[${i}].destination`, 'must be an absolute path');
     return [{ source: b.source, destination: b.destination ?? b.source, readonly: !!b.readonly }];
   });
 }

@@ -107,7 +107,7 @@ function tmpfs(destination: string, mode: string): Mount {
 }
 
 function checkAbsolute(option: string, p: string | undefined): void {
-  if (p !== undefined && !isAbsolute(p)) throw SpecError.inOption(option, `${JSON.stringify(p)} must be an absolute path`);
+  if (p !== undefined && !isAbsolute(p)) throw new SpecError(option, `${JSON.stringify(p)} must be an absolute path`);
 }
 
 function existingDir(option: string, p: string): string {
@@ -115,9 +115,9 @@ function existingDir(option: string, p: string): string {
   try {
     st = statSync(p);
   } catch (e) {
-    throw SpecError.inOption(option, `${p} does not exist (${(e as NodeJS.ErrnoException).code})`);
+    throw new SpecError(option, `${p} does not exist (${(e as NodeJS.ErrnoException).code})`);
   }
-  if (!st.isDirectory()) throw SpecError.inOption(option, `${p} is not a directory`);
+  if (!st.isDirectory()) throw new SpecError(option, `${p} is not a directory`);
   return p;
 }
 
@@ -164,8 +164,8 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   const o = options;
   for (const k of ['pwd', 'workdir'] as const) checkAbsolute(`--${k}`, o[k]);
   if (o.network !== undefined && o.network !== 'host' && o.network !== 'none')
-    throw SpecError.inOption('--network', `must be host or none, not ${JSON.stringify(o.network)} (no bridge networking without privileges)`);
-  if (mode === 'exec' && (!Array.isArray(argv) || argv.length === 0)) throw SpecError.inOption('command', 'exec needs a command to run');
+    throw new SpecError('--network', `must be host or none, not ${JSON.stringify(o.network)} (no bridge networking without privileges)`);
+  if (mode === 'exec' && (!Array.isArray(argv) || argv.length === 0)) throw new SpecError('command', 'exec needs a command to run');
   const scratchDirs = o.scratch ?? [];
   scratchDirs.forEach((s, i) => checkAbsolute(`--scratch[${i}]`, s));
   const hostEnv = o.hostEnv ?? process.env;
@@ -187,7 +187,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
       const code = (e as NodeJS.ErrnoException).code;
       const cvmfs = b.source.startsWith('/cvmfs/')
         ? ` (is the repository ${b.source.split('/')[2]} spelled right, and is CernVM-FS mounted or automounted on this host?)` : '';
-      throw SpecError.inOption('--bind', `bind source ${b.source} does not exist (${code})${cvmfs}`);
+      throw new SpecError('--bind', `bind source ${b.source} does not exist (${code})${cvmfs}`);
     }
   }
 
@@ -299,7 +299,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
       if (image.sandbox && imageHas(rootfs, '/.singularity.d/runscript', 'file')) args = ['/.singularity.d/runscript', ...argv];
       else if (image.config && (image.config.entrypoint.length || image.config.cmd.length))
         args = [...image.config.entrypoint, ...(argv.length ? argv : image.config.cmd)];
-      else throw SpecError.inOption('image', `${image.ref} has no /.singularity.d/runscript and no Entrypoint or Cmd: use exec`);
+      else throw new SpecError('image', `${image.ref} has no /.singularity.d/runscript and no Entrypoint or Cmd: use exec`);
       break;
     case 'shell':
       args = [argv[0] ?? '/bin/sh'];

@@ -75,13 +75,13 @@ export function readEnvFile(path: string, option = '--env-file'): EnvMap {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw SpecError.inOption(option, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code}`);
+    throw new SpecError(option, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code}`);
   }
   // parseEnv (dotenv syntax) does not know the shell's `export ` prefix.
   const parsed = parseEnv(text.replace(/^[ \t]*export[ \t]+/gm, '')) as Record<string, string>;
   const m: EnvMap = new Map();
   for (const [k, v] of Object.entries(parsed)) {
-    if (!NAME.test(k)) throw SpecError.inOption(option, `${path}: ${JSON.stringify(k)} is not a variable name`);
+    if (!NAME.test(k)) throw new SpecError(option, `${path}: ${JSON.stringify(k)} is not a variable name`);
     m.set(k, v);
   }
   return m;
@@ -95,12 +95,12 @@ export function envOption(env: Record<string, string> | string[] | undefined, op
     for (const item of env) {
       const eq = item.indexOf('=');
       const k = eq < 0 ? item : item.slice(0, eq);
-      if (eq < 0 || !NAME.test(k)) throw SpecError.inOption(option, `${JSON.stringify(item)}: expected NAME=VALUE`);
+      if (eq < 0 || !NAME.test(k)) throw new SpecError(option, `${JSON.stringify(item)}: expected NAME=VALUE`);
       m.set(k, item.slice(eq + 1));
     }
   } else {
     for (const [k, v] of Object.entries(env)) {
-      if (!NAME.test(k)) throw SpecError.inOption(option, `${JSON.stringify(k)} is not a variable name`);
+      if (!NAME.test(k)) throw new SpecError(option, `${JSON.stringify(k)} is not a variable name`);
       m.set(k, String(v));
     }
   }

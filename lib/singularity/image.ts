@@ -63,7 +63,7 @@ export function unsupportedScheme(image: string): string | undefined {
 }
 
 export async function resolveRunImage(image: string, pull: PullOptions = {}, option = 'image'): Promise<ResolvedRunImage> {
-  if (typeof image !== 'string' || image === '') throw SpecError.inOption(option, 'an image is required (a directory, oci:DIR, docker-archive:FILE or docker://REF)');
+  if (typeof image !== 'string' || image === '') throw new SpecError(option, 'an image is required (a directory, oci:DIR, docker-archive:FILE or docker://REF)');
   if (REFERENCE.test(image)) {
     // The entry is held from here until the container exits. A clean
     // between the pull and the hold removed it: pull again (rarely more than once).
@@ -87,12 +87,12 @@ export async function resolveRunImage(image: string, pull: PullOptions = {}, opt
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       const scheme = unsupportedScheme(image);
-      if (scheme) throw SpecError.inOption(option, scheme);
+      if (scheme) throw new SpecError(option, scheme);
     }
-    throw SpecError.inOption(option, `image ${image} does not exist (${code})`);
+    throw new SpecError(option, `image ${image} does not exist (${code})`);
   }
   if (!st.isDirectory()) {
-    throw SpecError.inOption(option, `image ${image} is a file: SIF and other image files are not supported; give an unpacked directory (\`apptainer build --sandbox\`), oci:DIR, docker-archive:FILE or docker://REF`);
+    throw new SpecError(option, `image ${image} is a file: SIF and other image files are not supported; give an unpacked directory (\`apptainer build --sandbox\`), oci:DIR, docker-archive:FILE or docker://REF`);
   }
   // What `pull SRC DEST` wrote: DEST/rootfs with the image config in
   // DEST/image.json, so `exec DEST` runs with the config as a cached image does.
@@ -104,7 +104,7 @@ export async function resolveRunImage(image: string, pull: PullOptions = {}, opt
       config = parseImageConfig(Buffer.from(JSON.stringify(meta.config)));
       digest = meta.manifestDigest;
     } catch (e) {
-      throw SpecError.inOption(option, `image ${image}: ${pulledConfig} is not the image.json of a pull (${(e as Error).message})`);
+      throw new SpecError(option, `image ${image}: ${pulledConfig} is not the image.json of a pull (${(e as Error).message})`);
     }
     const rootfs = resolve(path, 'rootfs');
     return { ref: image, rootfs, sandbox: isDir(resolve(rootfs, '.singularity.d')), config, digest };

@@ -64,7 +64,7 @@ async function imageTable(rootfs: string, file: string): Promise<string[]> {
     return readFileInRoot(rootfs, file, 4 << 20).toString('utf8').split('\n').filter((l) => l.trim() !== '');
   } catch (e) {
     if ((e as InRootReadError).code === 'ENOENT' || (e as InRootReadError).code === 'ENOTDIR') return [];
-    throw SpecError.inOption('image', (e as Error).message);
+    throw new SpecError('image', (e as Error).message);
   }
 }
 

@@ -52,4 +52,9 @@ t.test('SpecError: pointer is a JSON pointer, options go in option', async (t) =
   t.equal(o.option, '--bind');
   t.equal(o.message, '--bind: bind source /x does not exist');
   t.equal(new SpecError('/process/args/0', 'not found', { code: 'ENOENT' }).code, 'ENOENT');
+  const legacy = new SpecError('--workdir', '/x does not exist');
+  t.equal(legacy.pointer, '', 'an option name given where a pointer goes is moved to option');
+  t.equal(legacy.option, '--workdir');
+  t.equal(legacy.message, '--workdir: /x does not exist');
+  t.equal(new SpecError('', 'bad file').message, '/: bad file');
 });
