@@ -90,3 +90,23 @@ t.test('openInRoot refusals are ContainerErrors with the errno name as code', as
   execFileSync('mkfifo', [join(d, 'fifo')]);
   t.throws(() => binding.openInRoot(d, '/fifo'), { name: 'ContainerError', code: 'EINVAL', message: /^not a regular file: \/fifo in / });
 });
+
+t.test('plan_from_js: defaults for missing keys, types checked, 64-bit values lossless', async (t) => {
+  // A plan without noNewPrivileges gets plan.h's default (on), not 0.
+  const prepared = prepareLaunch(spec(['/bin/grep', 'NoNewPrivs', '/proc/self/status']));
+  delete (prepared.plan as Partial<typeof prepared.plan>).noNewPrivileges;
+  const c = new Container(prepared, { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  c.stdout!.on('data', (d) => { out += d; });
+  await new Promise((r) => c.once('close', r));
+  t.match(out, /NoNewPrivs:\s+1/, 'no_new_privs set by default');
+  const bad = (edit: (p: Record<string, unknown>) => void) => {
+    const p = prepareLaunch(spec(['/bin/true']));
+    edit(p.plan as unknown as Record<string, unknown>);
+    return () => new Container(p, { stdio: 'ignore' });
+  };
+  t.throws(bad((p) => { p.loopback = 'yes'; }), { name: 'TypeError', message: 'plan.loopback must be a boolean' });
+  t.throws(bad((p) => { p.capBounding = 1n << 70n; }), { name: 'TypeError', message: /plan.capBounding must be a bigint between 0 and 2\^64-1/ });
+  t.throws(bad((p) => { p.capBounding = -1n; }), { name: 'TypeError', message: /plan.capBounding/ });
+  t.throws(bad((p) => { p.rootPropagation = 1.5; }), { name: 'TypeError', message: 'plan.rootPropagation must be a non-negative integer' });
+});
