@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -490,6 +492,17 @@ static void step_credentials(const child_args *a) {
   }
 }
 
+// linux.seccomp: load the program compiled before clone (lib/seccomp). With
+// no_new_privs this is the last step before exec, so only the exec (and the
+// init, whose syscalls every runtime-built profile allows) runs under it.
+// Without no_new_privs the kernel wants CAP_SYS_ADMIN in our user namespace,
+// which the credential step may drop: then, as runc does, it is loaded just
+// before that step, and the rest of the setup runs under the filter too.
+static int step_seccomp(const launch_plan *p) {
+  struct sock_fprog prog = {p->seccomp_len, const_cast<struct sock_filter *>(p->seccomp_filter)};
+  return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, p->seccomp_flags, &prog) < 0 ? -errno : 0;
+}
+
 int child_main(void *arg) {
   const child_args *a = (const child_args *)arg;
   const launch_plan *p = a->plan;
@@ -571,6 +584,7 @@ int child_main(void *arg) {
     if (setrlimit((__rlimit_resource_t)p->rlimits[i].resource, &rl) < 0) child_fail(a, STEP_RLIMIT, errno, i, 0);
   }
 
+  if (p->seccomp_len && !p->no_new_privs && (r = step_seccomp(p)) < 0) child_fail(a, STEP_SECCOMP, -r, 0, 0);
   step_credentials(a);
   // As the payload's user, without capabilities: a cwd it may not enter is an error, not a surprise.
   if (chdir(p->cwd) < 0) child_fail(a, STEP_CHDIR, errno, 0, 0);
@@ -585,6 +599,8 @@ int child_main(void *arg) {
     if (errno != ENOSYS && errno != EINVAL) child_fail(a, STEP_CLOSE_FDS, errno, 0, 0);
     for (int fd = 3; fd < 65536; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
+
+  if (p->seccomp_len && p->no_new_privs && (r = step_seccomp(p)) < 0) child_fail(a, STEP_SECCOMP, -r, 1, 0);
 
   if (p->use_init) {
     // The init inherits the report fd (it sends EXEC_OK and the exit status)

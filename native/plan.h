@@ -4,6 +4,7 @@
 #ifndef NODULARITY_PLAN_H
 #define NODULARITY_PLAN_H
 
+#include <linux/filter.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <memory>
@@ -72,6 +73,7 @@ struct launch_plan {
   std::vector<char *> argv_store, envp_store, init_argv_store, overlay_prep_store;
   std::vector<gid_t> groups_store;
   std::vector<std::string> uid_helper_args, gid_helper_args;
+  std::vector<struct sock_filter> seccomp_store;
 
   int clone_flags = 0;
   int id_mode = IDMAP_NONE;
@@ -126,6 +128,13 @@ struct launch_plan {
   char *const *envp = nullptr;
   int use_init = 0;
   char *const *init_argv = nullptr; // argv for the init, fd numbers filled in by spawn
+
+  // linux.seccomp: the BPF program libseccomp generated before clone
+  // (lib/seccomp), loaded by the child with seccomp(2) and these
+  // SECCOMP_FILTER_FLAG_*; no filter when seccomp_len is 0.
+  const struct sock_filter *seccomp_filter = nullptr;
+  unsigned short seccomp_len = 0;
+  unsigned seccomp_flags = 0;
 
   int stdio[3] = {-1, -1, -1};      // fds to place on 0, 1, 2 in the child (owned by spawn)
 };

@@ -45,6 +45,7 @@ enum child_step {
   STEP_ROOT_FD,
   STEP_SETSID,
   STEP_TERMINAL,
+  STEP_SECCOMP,      // seccomp(SECCOMP_SET_MODE_FILTER) of the plan's program
   STEP_COUNT
 };
 

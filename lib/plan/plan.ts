@@ -8,6 +8,7 @@ import { validateSpec } from '../oci/validate.js';
 import type { LinuxIDMapping, Mount, Spec } from '../oci/spec.js';
 import { CAPS, CLONE, MOUNT_ATTR, MS, RLIMITS, attrNames, msFlagNames } from './flags.js';
 import { resolveLayered, type LayerHit, type LayeredResolved } from './resolve.js';
+import { seccompForPlan } from '../seccomp/index.js';
 
 export const OP = { MOUNT: 0, BIND: 1, MKDIR: 2, MKFILE: 3, SYMLINK: 4, MASK: 5, READONLY: 6 } as const;
 export const IDMAP = { NONE: 0, SELF: 1, PARENT: 2, HELPER: 3 } as const;
@@ -81,6 +82,9 @@ export interface LaunchPlan {
   args: string[];
   env: string[];
   init: boolean;
+  /** linux.seccomp compiled (lib/seccomp): struct sock_filter[] bytes and SECCOMP_FILTER_FLAG_*. */
+  seccompFilter?: Buffer;
+  seccompFlags?: number;
 }
 
 export interface PlanOptions {
@@ -663,6 +667,7 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     args: proc.args,
     env,
     init,
+    ...seccompForPlan(linux.seccomp, init),
   };
 
   const describeFailure: PreparedLaunch['describeFailure'] = (rec) => {
@@ -701,6 +706,8 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
         return new ContainerError(`write uid_map "${plan.uidMap?.trim()}"`, { step, errno: rec.errno, syscall: 'write' });
       case 'gid-map':
         return new ContainerError(`write gid_map "${plan.gidMap?.trim()}"`, { step, errno: rec.errno, syscall: 'write' });
+      case 'seccomp':
+        return new ContainerError(`load the seccomp filter (linux.seccomp, ${(full.seccompFilter?.length ?? 0) / 8} BPF instructions)`, { step, errno: rec.errno, syscall: 'seccomp' });
       case 'clone':
         return new ContainerError(`clone ${cloneFlagNames(cloneFlags)}`, { step, errno: rec.errno, syscall: 'clone' });
       default:
