@@ -30,6 +30,12 @@ function canonical(v: unknown): string {
   return JSON.stringify(v) ?? 'null';
 }
 
+let warn = (message: string): void => { process.emitWarning(message, { code: 'NODULARITY_SECCOMP_UNKNOWN_SYSCALL' }); };
+/** Where the (one per profile) warning about unknown syscall names goes; default process.emitWarning. */
+export function onSeccompWarning(fn: (message: string) => void): void {
+  warn = fn;
+}
+
 /** How many profiles were compiled (not found in the cache) by this process; for tests and bench. */
 export let compileCount = 0;
 
@@ -76,7 +82,7 @@ function compile(profile: LinuxSeccomp, ptr: string): CompiledSeccomp {
   flags &= ~SECCOMP_FLAGS.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
   const unknown = [...new Set(out.unknown)];
   if (unknown.length)
-    process.emitWarning(`${ptr}: ignoring syscall names libseccomp ${seccompProbe().libseccomp} does not know: ${unknown.join(', ')}`, { code: 'NODULARITY_SECCOMP_UNKNOWN_SYSCALL' });
+    warn(`${ptr}: ignoring syscall names libseccomp ${seccompProbe().libseccomp} does not know: ${unknown.join(', ')}`);
   return { filter: out.filter, flags, unknown };
 }
 

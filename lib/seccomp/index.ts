@@ -7,12 +7,13 @@ import { checkAfterFilter, compileSeccomp } from './compile.js';
 import { builtIn, defaultSeccompProfile } from './default.js';
 import { DOCKER_DEFAULT_PATH, fromDockerFormat, isDockerFormat } from './docker.js';
 import { validateSeccomp } from './validate.js';
-import type { LinuxSeccomp, SeccompChoice } from './types.js';
+import type { LinuxSeccomp, SeccompChoice, SecurityOptions } from './types.js';
 
 export type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall, SeccompAction, SeccompChoice, SeccompOperator, SecurityOptions } from './types.js';
 export { defaultSeccompProfile, DEFAULT_BLOCKED, SAFE_PERSONALITIES } from './default.js';
 export { DOCKER_DEFAULT_PATH } from './docker.js';
 export { validateSeccomp, seccompProbe } from './validate.js';
+export { onSeccompWarning } from './compile.js';
 
 function readProfileFile(file: string, option: string): unknown {
   let text: string;
@@ -76,4 +77,29 @@ export function seccompForPlan(profile: LinuxSeccomp | undefined, init: boolean)
   checkAfterFilter(profile, ptr, init);
   const c = compileSeccomp(profile, ptr);
   return { seccompFilter: c.filter, seccompFlags: c.flags };
+}
+
+/**
+ * Apptainer's `--security` values (repeatable, comma lists allowed):
+ * `seccomp:FILE` (also `seccomp:unconfined`, `seccomp:default`,
+ * `seccomp:docker-default`); the last seccomp: wins. Apptainer's other kinds
+ * (apparmor:, selinux:, uid:, gid:) are refused, naming the flag.
+ */
+export function parseSecurityFlags(values: string[], option = '--security'): SecurityOptions | undefined {
+  let seccomp: SeccompChoice | undefined;
+  for (const v of values.flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean)) {
+    const colon = v.indexOf(':');
+    const kind = colon < 0 ? v : v.slice(0, colon);
+    const value = colon < 0 ? '' : v.slice(colon + 1);
+    if (kind === 'seccomp') {
+      if (!value) throw new SpecError(option, `${JSON.stringify(v)}: seccomp: needs a profile file, unconfined, default or docker-default`);
+      // A file is read and checked now, so that its errors name the flag.
+      seccomp = ['unconfined', 'default', 'docker-default'].includes(value) ? value : resolveSeccomp(value, [], option);
+    } else if (['apparmor', 'selinux', 'uid', 'gid'].includes(kind)) {
+      throw new SpecError(option, `${JSON.stringify(v)}: ${kind}: is not supported by nodularity (only seccomp:FILE|unconfined|default|docker-default)`);
+    } else {
+      throw new SpecError(option, `${JSON.stringify(v)} is not a security option (seccomp:FILE|unconfined|default|docker-default)`);
+    }
+  }
+  return seccomp === undefined ? undefined : { seccomp };
 }
