@@ -1,0 +1,87 @@
+// --security on the Apptainer verbs, through the built CLI as a pilot runs
+// it: seccomp:FILE applies the file's profile (OCI or Docker format),
+// seccomp:unconfined turns the default filter off, seccomp:docker-default
+// loads Podman's copy of Docker's profile, and every bad value is one line
+// naming the flag or the file (and the field inside it).
+import t from 'tap';
+import { writeFileSync } from 'node:fs';
+import { constants as osc } from 'node:os';
+import { join } from 'node:path';
+import { scratch, testRootfs } from '../helpers/env.js';
+import { cli, requireBuiltCli, type CliResult } from '../hostile/fixtures.js';
+
+t.before(() => requireBuiltCli(['lib/cli/apptainer-commands.ts', 'lib/seccomp/index.ts', 'lib/seccomp/validate.ts',
+  'lib/seccomp/compile.ts', 'lib/seccomp/default.ts', 'lib/seccomp/docker.ts', 'lib/singularity/compile.ts', 'lib/oci/defaults.ts', 'lib/plan/plan.ts']));
+
+function oneLine(t: Tap.Test, r: CliResult, re: RegExp, what: string): void {
+  t.equal(r.code, 255, `${what}: exit status 255 (stderr: ${r.err})`);
+  t.notMatch(r.err, /^\s+at /m, `${what}: no stack trace`);
+  t.match(r.err, /^nodularity: [^\n]+\n$/, `${what}: exactly one line: ${JSON.stringify(r.err)}`);
+  t.match(r.err, re, what);
+}
+
+t.test('the default filter, seccomp:unconfined and seccomp:docker-default', async (t) => {
+  const rootfs = testRootfs();
+  const grep = ['/bin/grep', '^Seccomp:', '/proc/self/status'];
+  const d = cli(['exec', rootfs, ...grep]);
+  t.equal(d.code, 0, d.err);
+  t.match(d.out, /Seccomp:\s+2/, 'a filter by default');
+  const dd = cli(['exec', rootfs, '/payload', 'trysys', 'bpf', 'keyctl']);
+  t.equal(dd.out, `bpf=${osc.errno.EPERM}\nkeyctl=${osc.errno.EPERM}\n`, 'the default profile refuses bpf and keyctl');
+  const u = cli(['exec', '--security', 'seccomp:unconfined', rootfs, ...grep]);
+  t.equal(u.code, 0, u.err);
+  t.match(u.out, /Seccomp:\s+0/, 'seccomp:unconfined: no filter');
+  const dk = cli(['exec', '--security', 'seccomp:docker-default', rootfs, ...grep]);
+  t.equal(dk.code, 0, dk.err);
+  t.match(dk.out, /Seccomp:\s+2/, 'seccomp:docker-default');
+});
+
+t.test('--security seccomp:FILE applies the file (OCI and Docker format); the last one wins', async (t) => {
+  const dir = scratch(t);
+  const oci = join(dir, 'oci.json');
+  writeFileSync(oci, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getppid'], action: 'SCMP_ACT_ERRNO', errnoRet: 42 }] }));
+  const docker = join(dir, 'docker.json');
+  writeFileSync(docker, JSON.stringify({
+    defaultAction: 'SCMP_ACT_ALLOW',
+    archMap: [{ architecture: 'SCMP_ARCH_X86_64', subArchitectures: [] }, { architecture: 'SCMP_ARCH_AARCH64', subArchitectures: [] }],
+    syscalls: [
+      { names: ['getppid'], action: 'SCMP_ACT_ERRNO', errnoRet: 43, comment: 'applies' },
+      { names: ['umask'], action: 'SCMP_ACT_ERRNO', errnoRet: 44, includes: { caps: ['CAP_SYS_ADMIN'] } },
+    ],
+  }));
+  const r = cli(['exec', '--security', `seccomp:${oci}`, testRootfs(), '/payload', 'trysys', 'getppid', 'bpf']);
+  t.equal(r.code, 0, r.err);
+  t.equal(r.out, 'getppid=42\nbpf=22\n', 'the file\'s rule, and nothing of the default profile');
+  const d = cli(['exec', '--security', `seccomp:${oci}`, '--security', `seccomp:${docker}`, testRootfs(), '/payload', 'trysys', 'getppid', 'umask']);
+  t.equal(d.code, 0, d.err);
+  t.equal(d.out, 'getppid=43\numask=0\n', 'Docker format: a rule for a capability the container lacks is left out');
+  const unknown = join(dir, 'unknown.json');
+  writeFileSync(unknown, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getppid', 'frobnicate_xyz'], action: 'SCMP_ACT_ERRNO', errnoRet: 42 }] }));
+  const w = cli(['exec', '--security', `seccomp:${unknown}`, testRootfs(), '/payload', 'trysys', 'getppid']);
+  t.equal(w.out, 'getppid=42\n');
+  t.match(w.err, /^WARNING: \/linux\/seccomp: ignoring syscall names libseccomp [\d.]+ does not know: frobnicate_xyz\n$/, 'one warning line for the unknown name');
+});
+
+t.test('bad --security values: one line naming the flag or the file', async (t) => {
+  const dir = scratch(t);
+  const rootfs = testRootfs();
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getppid'], action: 'SCMP_ACT_SOMETIMES' }] }));
+  const invalid = join(dir, 'invalid.json');
+  writeFileSync(invalid, '{"defaultAction": ');
+  const arch = join(dir, 'arch.json');
+  writeFileSync(arch, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_Z80'] }));
+  const cases: [string, RegExp][] = [
+    [`seccomp:${join(dir, 'missing.json')}`, /^nodularity: --security: cannot read the seccomp profile .*missing\.json \(ENOENT\)/],
+    [`seccomp:${dir}`, /^nodularity: --security: cannot read the seccomp profile .* \(EISDIR\)/],
+    [`seccomp:${invalid}`, /^nodularity: --security: the seccomp profile .*invalid\.json is not valid JSON/],
+    [`seccomp:${bad}`, /^nodularity: .*bad\.json#\/syscalls\/0\/action: unknown action "SCMP_ACT_SOMETIMES"/],
+    [`seccomp:${arch}`, /^nodularity: .*arch\.json#\/architectures\/0: unknown architecture "SCMP_ARCH_Z80"/],
+    ['seccomp:', /^nodularity: --security: "seccomp:": seccomp: needs a profile file/],
+    ['apparmor:unconfined', /^nodularity: --security: "apparmor:unconfined": apparmor: is not supported by nodularity/],
+    ['selinux:foo', /^nodularity: --security: "selinux:foo": selinux: is not supported/],
+    ['uid:0', /^nodularity: --security: "uid:0": uid: is not supported/],
+    ['sandbox', /^nodularity: --security: "sandbox" is not a security option/],
+  ];
+  for (const [value, re] of cases) oneLine(t, cli(['exec', '--security', value, rootfs, '/bin/true']), re, `--security ${value}`);
+});
