@@ -16,6 +16,8 @@ export interface CompiledSeccomp {
   flags: number;
   /** Syscall names libseccomp does not know (ignored, as runc and crun do). */
   unknown: string[];
+  /** Why the profile cannot run with / without the init (checkAfterFilter), computed once. */
+  refusal: { init?: SpecError; exec?: SpecError };
 }
 
 const MAX_ENTRIES = 64;
@@ -83,7 +85,15 @@ function compile(profile: LinuxSeccomp, ptr: string): CompiledSeccomp {
   const unknown = [...new Set(out.unknown)];
   if (unknown.length)
     warn(`${ptr}: ignoring syscall names libseccomp ${seccompProbe().libseccomp} does not know: ${unknown.join(', ')}`);
-  return { filter: out.filter, flags, unknown };
+  const refusal: CompiledSeccomp['refusal'] = {};
+  for (const init of [true, false]) {
+    try {
+      checkAfterFilter(profile, ptr, init);
+    } catch (e) {
+      refusal[init ? 'init' : 'exec'] = e as SpecError;
+    }
+  }
+  return { filter: out.filter, flags, unknown, refusal };
 }
 
 // The syscalls made after the filter is loaded: by the child (fcntl, then

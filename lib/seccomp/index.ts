@@ -3,7 +3,7 @@
 // a spec's profile -> the compiled program the launch plan carries.
 import { readFileSync } from 'node:fs';
 import { SpecError } from '../errors.js';
-import { checkAfterFilter, compileSeccomp } from './compile.js';
+import { compileSeccomp } from './compile.js';
 import { builtIn, defaultSeccompProfile } from './default.js';
 import { DOCKER_DEFAULT_PATH, fromDockerFormat, isDockerFormat } from './docker.js';
 import { validateSeccomp } from './validate.js';
@@ -73,9 +73,10 @@ export function resolveSeccomp(choice: SeccompChoice | undefined, caps: string[]
 /** The plan's part: the compiled program and flags, or nothing without linux.seccomp. */
 export function seccompForPlan(profile: LinuxSeccomp | undefined, init: boolean): { seccompFilter?: Buffer; seccompFlags?: number } {
   if (!profile) return {};
-  const ptr = '/linux/seccomp';
-  checkAfterFilter(profile, ptr, init);
-  const c = compileSeccomp(profile, ptr);
+  const c = compileSeccomp(profile, '/linux/seccomp');
+  const refused = c.refusal[init ? 'init' : 'exec'];
+  // A fresh error each time: the cached one's stack would point at its first launch.
+  if (refused) throw new SpecError(refused.pointer, refused.message.slice(refused.pointer.length + 2));
   return { seccompFilter: c.filter, seccompFlags: c.flags };
 }
 
