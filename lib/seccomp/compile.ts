@@ -109,10 +109,11 @@ const PASSES = new Set(['SCMP_ACT_ALLOW', 'SCMP_ACT_LOG']);
  * Refuse a profile that would stop what runs after the filter: the init's
  * calls (it would be killed, or spin on an error it cannot recover from, and
  * the container would hang) or the payload's execve. A syscall counts as
- * blocked when a rule without conditions names it with a blocking action, or
- * when no passing rule names it and the default action blocks. Conditional
- * rules are trusted (Docker's allows clone(SIGCHLD), which is what the init
- * does).
+ * blocked when any rule names it with a blocking action, with conditions or
+ * not (we cannot tell which arguments the init passes through every path),
+ * or when no passing rule names it and the default action blocks. A
+ * conditional passing rule is trusted (an allow-list may allow clone only
+ * without namespace flags; the init's clone has none).
  */
 export function checkAfterFilter(profile: LinuxSeccomp, ptr: string, init: boolean): void {
   const needed = init ? INIT_SYSCALLS : EXEC_SYSCALLS;
@@ -122,7 +123,7 @@ export function checkAfterFilter(profile: LinuxSeccomp, ptr: string, init: boole
     for (const [i, s] of syscalls.entries()) {
       if (!s.names.includes(name)) continue;
       if (PASSES.has(s.action)) passing = true;
-      else if (!s.args?.length) throw refusal(`${ptr}/syscalls/${i}`, name, s.action, init);
+      else throw refusal(`${ptr}/syscalls/${i}`, name, s.action, init);
     }
     if (!passing && !PASSES.has(profile.defaultAction)) throw refusal(`${ptr}/defaultAction`, name, profile.defaultAction, init);
   }

@@ -95,7 +95,7 @@ export function parseSecurityFlags(values: string[], option = '--security'): Sec
     if (kind === 'seccomp') {
       if (!value) throw new SpecError(option, `${JSON.stringify(v)}: seccomp: needs a profile file, unconfined, default or docker-default`);
       // A file is read and checked now, so that its errors name the flag.
-      seccomp = ['unconfined', 'default', 'docker-default'].includes(value) ? value : resolveSeccomp(value, [], option);
+      seccomp = value === 'unconfined' || value === 'default' ? value : resolveSeccomp(value, [], option);
     } else if (['apparmor', 'selinux', 'uid', 'gid'].includes(kind)) {
       throw new SpecError(option, `${JSON.stringify(v)}: ${kind}: is not supported by nodularity (only seccomp:FILE|unconfined|default|docker-default)`);
     } else {

@@ -4,11 +4,12 @@
 // loads Podman's copy of Docker's profile, and every bad value is one line
 // naming the flag or the file (and the field inside it).
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { constants as osc } from 'node:os';
 import { join } from 'node:path';
-import { scratch, testRootfs } from '../helpers/env.js';
-import { cli, requireBuiltCli, type CliResult } from '../hostile/fixtures.js';
+import { isRoot, scratch, testRootfs } from '../helpers/env.js';
+import { bare, binPath, cli, requireBuiltCli, type CliResult } from '../hostile/fixtures.js';
 
 t.before(() => requireBuiltCli(['lib/cli/apptainer-commands.ts', 'lib/seccomp/index.ts', 'lib/seccomp/validate.ts',
   'lib/seccomp/compile.ts', 'lib/seccomp/default.ts', 'lib/seccomp/docker.ts', 'lib/singularity/compile.ts', 'lib/oci/defaults.ts', 'lib/plan/plan.ts']));
@@ -84,4 +85,13 @@ t.test('bad --security values: one line naming the flag or the file', async (t) 
     ['sandbox', /^nodularity: --security: "sandbox" is not a security option/],
   ];
   for (const [value, re] of cases) oneLine(t, cli(['exec', '--security', value, rootfs, '/bin/true']), re, `--security ${value}`);
+});
+
+t.test('seccomp:docker-default without the package: one line naming the file', async (t) => {
+  // The file hidden under an empty tmpfs in a mount namespace of our own
+  // (a user namespace too when unprivileged); nothing of the host changes.
+  const sq = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+  const cmd = `mount -t tmpfs none /usr/share/containers && exec ${sq(binPath)} exec --security seccomp:docker-default ${sq(testRootfs())} /bin/true`;
+  const r = spawnSync(...bare(['unshare', ...(isRoot ? [] : ['-r']), '-m', '--propagation', 'private', '/bin/sh', '-c', cmd]), { encoding: 'utf8', timeout: 60_000 });
+  oneLine(t, { code: r.status, signal: r.signal, out: r.stdout, err: r.stderr }, /^nodularity: --security: docker-default needs \/usr\/share\/containers\/seccomp\.json \(Debian package golang-github-containers-common\): ENOENT/, 'missing profile');
 });
