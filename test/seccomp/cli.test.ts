@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { constants as osc } from 'node:os';
 import { join } from 'node:path';
+import { createSpec } from '../../lib/index.js';
 import { isRoot, scratch, testRootfs } from '../helpers/env.js';
 import { bare, binPath, cli, requireBuiltCli, type CliResult } from '../hostile/fixtures.js';
 
@@ -50,9 +51,9 @@ t.test('--security seccomp:FILE applies the file (OCI and Docker format); the la
       { names: ['umask'], action: 'SCMP_ACT_ERRNO', errnoRet: 44, includes: { caps: ['CAP_SYS_ADMIN'] } },
     ],
   }));
-  const r = cli(['exec', '--security', `seccomp:${oci}`, testRootfs(), '/payload', 'trysys', 'getppid', 'bpf']);
+  const r = cli(['exec', '--security', `seccomp:${oci}`, testRootfs(), '/payload', 'trysys', 'getppid', 'keyctl']);
   t.equal(r.code, 0, r.err);
-  t.equal(r.out, 'getppid=42\nbpf=22\n', 'the file\'s rule, and nothing of the default profile');
+  t.equal(r.out, 'getppid=42\nkeyctl=0\n', 'the file\'s rule, and nothing of the default profile');
   const d = cli(['exec', '--security', `seccomp:${oci}`, '--security', `seccomp:${docker}`, testRootfs(), '/payload', 'trysys', 'getppid', 'umask']);
   t.equal(d.code, 0, d.err);
   t.equal(d.out, 'getppid=43\numask=0\n', 'Docker format: a rule for a capability the container lacks is left out');
@@ -94,4 +95,17 @@ t.test('seccomp:docker-default without the package: one line naming the file', a
   const cmd = `mount -t tmpfs none /usr/share/containers && exec ${sq(binPath)} exec --security seccomp:docker-default ${sq(testRootfs())} /bin/true`;
   const r = spawnSync(...bare(['unshare', ...(isRoot ? [] : ['-r']), '-m', '--propagation', 'private', '/bin/sh', '-c', cmd]), { encoding: 'utf8', timeout: 60_000 });
   oneLine(t, { code: r.status, signal: r.signal, out: r.stdout, err: r.stderr }, /^nodularity: --security: docker-default needs \/usr\/share\/containers\/seccomp\.json \(Debian package golang-github-containers-common\): ENOENT/, 'missing profile');
+});
+
+t.test("run-bundle: config.json's linux.seccomp is applied exactly, and a bad one names the field", async (t) => {
+  const dir = scratch(t);
+  const spec = createSpec({ rootfs: testRootfs(), args: ['/bin/sh', '-c', 'grep ^Seccomp: /proc/self/status; /payload trysys getppid keyctl'] });
+  spec.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getppid'], action: 'SCMP_ACT_ERRNO', errnoRet: 42 }] };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
+  const r = cli(['run-bundle', dir]);
+  t.equal(r.code, 0, r.err);
+  t.equal(r.out, 'Seccomp:\t2\ngetppid=42\nkeyctl=0\n', 'only the bundle\'s rule: keyctl is allowed, not the default profile\'s EPERM');
+  spec.linux!.seccomp.syscalls![0].args = [{ index: 0, value: 1, op: 'SCMP_CMP_SOMEWHAT' as never }];
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
+  oneLine(t, cli(['run-bundle', dir]), /^nodularity: \/linux\/seccomp\/syscalls\/0\/args\/0\/op: unknown operator "SCMP_CMP_SOMEWHAT"/, 'bad operator');
 });
