@@ -57,6 +57,11 @@ t.test('--security seccomp:FILE applies the file (OCI and Docker format); the la
   const d = cli(['exec', '--security', `seccomp:${oci}`, '--security', `seccomp:${docker}`, testRootfs(), '/payload', 'trysys', 'getppid', 'umask']);
   t.equal(d.code, 0, d.err);
   t.equal(d.out, 'getppid=43\numask=0\n', 'Docker format: a rule for a capability the container lacks is left out');
+  const kill = join(dir, 'kill.json');
+  writeFileSync(kill, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getppid'], action: 'SCMP_ACT_KILL_PROCESS' }] }));
+  const k = cli(['exec', '--security', `seccomp:${kill}`, testRootfs(), '/payload', 'trysys', 'getppid']);
+  t.equal(k.code, 128 + osc.signals.SIGSYS, 'KILL_PROCESS: the CLI exits 128+SIGSYS, as Apptainer reports a signal');
+  t.equal(k.out, '', 'the call never returned');
   const unknown = join(dir, 'unknown.json');
   writeFileSync(unknown, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getppid', 'frobnicate_xyz'], action: 'SCMP_ACT_ERRNO', errnoRet: 42 }] }));
   const w = cli(['exec', '--security', `seccomp:${unknown}`, testRootfs(), '/payload', 'trysys', 'getppid']);
