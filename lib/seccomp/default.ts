@@ -1,6 +1,7 @@
 // nodularity's default seccomp profile: everything allowed but a short list
 // of syscalls a payload has no business with and that are common kernel
-// attack surface (EPERM, as if the capability were missing), personality(2)
+// attack surface (EPERM, as if the capability were missing; ENOSYS for the
+// keyring calls), personality(2)
 // limited to its harmless values, and only the native ABI (a syscall through
 // another one, int 0x80 or x32 on x86_64, kills the process). docs/seccomp.md
 // gives the reason for each entry; keep the two in step.
@@ -11,8 +12,8 @@
 import { builtInProfiles } from './validate.js';
 import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall } from './types.js';
 
-/** [syscalls, reason]: each group gets EPERM. */
-export const DEFAULT_BLOCKED: readonly (readonly [readonly string[], string])[] = [
+/** [syscalls, reason, errno (default EPERM)]. */
+export const DEFAULT_BLOCKED: readonly (readonly [readonly string[], string, number?])[] = [
   [['kexec_load', 'kexec_file_load'], 'replace the running kernel'],
   [['init_module', 'finit_module', 'delete_module'], 'load or unload kernel code'],
   [['bpf'], 'eBPF programs: the verifier and JIT are a steady source of kernel exploits'],
@@ -20,7 +21,11 @@ export const DEFAULT_BLOCKED: readonly (readonly [readonly string[], string])[] 
   [['userfaultfd'], 'lets a process stall a kernel fault at will, the classic way to win kernel races'],
   [['io_uring_setup', 'io_uring_enter', 'io_uring_register'], 'io_uring: a second syscall interface with a long record of privilege escalations (disabled by ChromeOS, Android and Google production)'],
   [['open_by_handle_at'], 'opens files by handle, outside the container\'s mount tree ("shocker" breakout)'],
-  [['keyctl', 'add_key', 'request_key'], 'the kernel keyring is not namespaced; the container already has its own session keyring, joined before the filter'],
+  // ENOSYS, as Docker's profile answers: a kernel without keys. runc, crun
+  // and nodularity itself join a session keyring when they start a
+  // container and go on without one on ENOSYS, not on EPERM: a nested
+  // runtime keeps working.
+  [['keyctl', 'add_key', 'request_key'], 'the kernel keyring is not namespaced; the container already has its own session keyring, joined before the filter. ENOSYS (a kernel without keys), not EPERM, as Docker\'s profile answers: runtimes nested inside (runc, crun, nodularity) join a session keyring when they start a container and carry on without one on ENOSYS, but fail on EPERM', 38],
   [['iopl', 'ioperm'], 'raw I/O port access'],
   [['swapon', 'swapoff'], 'the host\'s swap'],
   [['reboot'], 'reboot or halt (in a PID namespace it would only kill the container, but no payload needs it)'],
@@ -96,7 +101,10 @@ export function defaultSeccompProfile(architectures: string[] = []): LinuxSeccom
       defaultAction: 'SCMP_ACT_ALLOW',
       architectures: arches,
       syscalls: [
-        { names: DEFAULT_BLOCKED.flatMap(([names]) => names), action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
+        ...[...new Set(DEFAULT_BLOCKED.map(([, , e]) => e ?? 1))].map((errnoRet): LinuxSyscall => ({
+          names: DEFAULT_BLOCKED.filter(([, , e]) => (e ?? 1) === errnoRet).flatMap(([names]) => names),
+          action: 'SCMP_ACT_ERRNO', errnoRet,
+        })),
         ...personalityRules(),
       ],
     });

@@ -38,6 +38,8 @@ async function trysys(seccomp: Parameters<typeof resolveSeccomp>[0], calls: stri
 }
 
 const LISTED = DEFAULT_BLOCKED.flatMap(([names]) => names).filter((n) => !n.startsWith('vm86'));
+/** The errno the default profile gives each of LISTED. */
+const ERRNO_OF = new Map(DEFAULT_BLOCKED.flatMap(([names, , e]) => names.map((n) => [n, e ?? EPERM] as const)));
 
 t.test('the default profile is on and in effect for the payload and the init', async (t) => {
   const r = await capture(spec(['/bin/sh', '-c', 'grep ^Seccomp: /proc/self/status /proc/1/status']));
@@ -48,9 +50,11 @@ t.test('the default profile is on and in effect for the payload and the init', a
   t.match(u.out, /Seccomp:\s+0/, "'unconfined' means no filter");
 });
 
-t.test('the default profile gives EPERM for every listed syscall, and the filter (not the kernel) answers', async (t) => {
+t.test('the default profile gives EPERM (ENOSYS for the keyring) for every listed syscall, and the filter (not the kernel) answers', async (t) => {
   const dflt = await trysys('default', LISTED);
-  LISTED.forEach((n, i) => t.equal(dflt[i], EPERM, `${n}: EPERM`));
+  LISTED.forEach((n, i) => t.equal(dflt[i], ERRNO_OF.get(n), `${n}: ${ERRNO_OF.get(n) === EPERM ? 'EPERM' : 'ENOSYS'}`));
+  t.equal(ERRNO_OF.get('keyctl'), ENOSYS, 'keyctl: ENOSYS, what nested runtimes take for "no keyring"');
+  t.equal(ERRNO_OF.get('bpf'), EPERM);
   // Without a filter the kernel's own answer differs (bad pointer, bad
   // flags, success) for the issue's list...
   const open = ['keyctl', 'io_uring_setup', 'perf_event_open', 'userfaultfd'];
@@ -63,6 +67,7 @@ t.test('the default profile gives EPERM for every listed syscall, and the filter
   // another errno answers that errno for each name.
   const p = defaultSeccompProfile();
   const marked: LinuxSeccomp = { ...p, syscalls: p.syscalls!.map((s) => ({ ...s, errnoRet: s.names.includes('personality') ? 1 : 200 })) };
+  t.equal(p.syscalls!.filter((s) => !s.names.includes('personality')).length, 2, 'two groups: EPERM and ENOSYS');
   const mark = await trysys(marked, LISTED);
   LISTED.forEach((n, i) => t.equal(mark[i], 200, `${n} is in the filter`));
 });
