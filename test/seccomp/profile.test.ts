@@ -4,12 +4,13 @@
 // written, bad profiles are SpecErrors naming the field, the init survives,
 // and a profile is compiled once.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { constants as osc } from 'node:os';
 import { createSpec, defaultSeccompProfile, DEFAULT_BLOCKED, resolveSeccomp, SpecError, type LinuxSeccomp, type Spec } from '../../lib/index.js';
 import { onSeccompWarning } from '../../lib/seccomp/index.js';
 import * as compile from '../../lib/seccomp/compile.js';
-import { openFds, spec, testRootfs } from '../helpers/env.js';
+import { openFds, repoRoot, scratch, spec, testRootfs } from '../helpers/env.js';
 import { capture } from '../helpers/run.js';
 
 const EPERM = osc.errno.EPERM;
@@ -102,6 +103,48 @@ t.test('nested containers keep working under the default profile', async (t) => 
   t.equal(d.exitCode, 0, d.err);
   t.match(d.out, /nest: unshare=OK .* mount=OK/, 'unshare(CLONE_NEWUSER|CLONE_NEWNS) and a mount inside');
   t.equal(d.out, u.out, 'the same as without a filter');
+});
+
+t.test('nodularity nested inside nodularity works under the default profile', async (t) => {
+  // The outer container: the host's /usr (node, its libraries), this
+  // checkout and the test rootfs, read-only; as uid 1000 so that the inner
+  // one maps an id other than root (mapping root needs CAP_SETFCAP, which no
+  // payload has, filter or not). The inner container: the test rootfs
+  // without /proc (a fresh proc cannot be mounted under the outer's masks).
+  const outer = scratch(t, 'nodularity-nest-');
+  chmodSync(outer, 0o755);
+  for (const d of ['usr', 'proc', 'dev', 'sys', 'tmp', 'etc']) mkdirSync(join(outer, d));
+  chmodSync(join(outer, 'tmp'), 0o1777);
+  for (const [l, to] of [['lib', 'usr/lib'], ['lib64', 'usr/lib64'], ['bin', 'usr/bin'], ['sbin', 'usr/sbin']]) symlinkSync(to, join(outer, l));
+  const dir = scratch(t, 'nodularity-nest-script-');
+  chmodSync(dir, 0o755);
+  const script = join(dir, 'inner.mjs');
+  writeFileSync(script, `
+    import { run, createSpec } from ${JSON.stringify(join(repoRoot, 'dist', 'index.js'))};
+    const s = createSpec({ rootfs: ${JSON.stringify(testRootfs())}, args: ['/payload', 'ids'], noSys: true });
+    s.mounts = s.mounts.filter((m) => m.destination !== '/proc');
+    try {
+      const r = await run(s, { stdio: ['ignore', 'pipe', 'pipe'] });
+      process.stdout.write('inner exit ' + r.exitCode + ': ' + r.stdout + r.stderr);
+    } catch (e) { process.stdout.write('inner error: ' + e.message + '\\n'); }
+  `);
+  const node = realpathSync(process.execPath);
+  const ro = (p: string) => ({ destination: p, source: p, options: ['rbind', 'ro'] });
+  const mounts = [ro('/usr'), ro(repoRoot), ro(testRootfs()), ro(dir)];
+  if (!node.startsWith('/usr/')) mounts.push(ro(dirname(dirname(node))));
+  const outerRun = async (seccomp: LinuxSeccomp | 'default') => {
+    const s = createSpec({ rootfs: outer, args: [node, script], uid: 1000, gid: 1000, mounts, security: { seccomp } });
+    return capture(s);
+  };
+  const r = await outerRun('default');
+  t.equal(r.exitCode, 0, r.err);
+  t.equal(r.out, 'inner exit 0: uid=1000 euid=1000 gid=1000 egid=1000 ngroups=0\n', 'the inner container ran its payload');
+  // The witness: the same profile answering EPERM for the keyring calls
+  // stops the inner runtime at its session-keyring step.
+  const p = defaultSeccompProfile();
+  const eperm: LinuxSeccomp = { ...p, syscalls: p.syscalls!.map((s) => (s.names.includes('keyctl') ? { ...s, errnoRet: EPERM } : s)) };
+  const w = await outerRun(eperm);
+  t.match(w.out, /inner error: join a new session keyring: keyctl\(2\) EPERM/, 'with EPERM, the nested runtime fails');
 });
 
 /** A profile: everything allowed but `rule`. */
