@@ -8,7 +8,7 @@ import { chmodSync, mkdirSync, readFileSync, realpathSync, symlinkSync, writeFil
 import { dirname, join } from 'node:path';
 import { constants as osc } from 'node:os';
 import { createSpec, defaultSeccompProfile, DEFAULT_BLOCKED, resolveSeccomp, SpecError, type LinuxSeccomp, type Spec } from '../../lib/index.js';
-import { onSeccompWarning } from '../../lib/seccomp/index.js';
+import { onSeccompWarning, seccompProbe } from '../../lib/seccomp/index.js';
 import * as compile from '../../lib/seccomp/compile.js';
 import { openFds, repoRoot, scratch, spec, testRootfs } from '../helpers/env.js';
 import { capture } from '../helpers/run.js';
@@ -251,6 +251,16 @@ t.test('malformed profiles: a SpecError naming the field, before anything starts
     t.match((err as Error).message, reason, what);
   }
   t.equal(openFds().length, before, 'no fd left behind');
+  // An architecture of the runtime-spec that this libseccomp lacks
+  // (loongarch64 came in libseccomp 2.6): refused naming the field.
+  const [maj, min] = seccompProbe().libseccomp.split('.').map(Number);
+  t.ok(maj === 2 && min < 6, `libseccomp ${seccompProbe().libseccomp} (Debian 12 has 2.5.4; update this case for 2.6)`);
+  const s = spec(['/payload', 'ids']);
+  s.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_LOONGARCH64'] };
+  const err = await capture(s).then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof SpecError);
+  t.equal((err as SpecError).pointer, '/linux/seccomp/architectures/1');
+  t.match((err as Error).message, /SCMP_ARCH_LOONGARCH64 is not known to libseccomp 2\.5/);
 });
 
 t.test('a profile that would stop the init is refused; without the init it runs', async (t) => {
