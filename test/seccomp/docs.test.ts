@@ -26,3 +26,32 @@ t.test('the default profile table in docs/seccomp.md matches DEFAULT_BLOCKED', a
   const personalityRow = rows.find((r) => r.startsWith('| `personality`'))!;
   for (const v of SAFE_PERSONALITIES) t.match(personalityRow, `\`0x${v.toString(16)}\``.replace('`0x0`', '`0`'), `safe value ${v} documented`);
 });
+
+t.test('the personality rules refuse exactly the values that are not safe', async (t) => {
+  const { personalityRules } = await import('../../lib/seccomp/default.js');
+  const rules = personalityRules();
+  const refused = (x: bigint) => rules.some((r) => {
+    const a = r.args![0];
+    if (a.op === 'SCMP_CMP_GT') return x > BigInt(a.value);
+    return (x & BigInt(a.value)) === BigInt(a.valueTwo!);
+  });
+  const safe = new Set(SAFE_PERSONALITIES.map(BigInt));
+  const values: bigint[] = [0n, 0xffffffffn, 0x100000000n, 0xffffffffffffffffn];
+  // Every value with one or two bits set or clear, plus random ones.
+  for (let i = 0; i < 32; i++) {
+    for (let j = i; j < 32; j++) {
+      const m = (1n << BigInt(i)) | (1n << BigInt(j));
+      values.push(m, 0xffffffffn ^ m, m | 0x20008n, (0xffffffffn ^ m) | 0x20008n, m & ~0x20008n);
+    }
+  }
+  let seed = 12345;
+  for (let k = 0; k < 20000; k++) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    values.push(BigInt(seed), BigInt(seed) & 0x20008n, BigInt(seed) | 0xfffdfff7n);
+  }
+  let wrong = 0;
+  for (const x of values) if (refused(x) === safe.has(x)) wrong++;
+  t.equal(wrong, 0, `refused <=> not safe, over ${values.length} values`);
+  for (const x of safe) t.notOk(refused(x), `0x${x.toString(16)} passes`);
+  t.ok(rules.length <= 33, `${rules.length} rules`);
+});
