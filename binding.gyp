@@ -7,8 +7,10 @@
         "native/plan.cc",
         "native/spawn.cc",
         "native/child.cc",
-        "native/exit_watch.cc"
+        "native/exit_watch.cc",
+        "native/seccomp.cc"
       ],
+      "libraries": ["-lseccomp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-fstack-protector-strong", "-fvisibility=hidden"]

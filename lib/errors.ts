@@ -51,6 +51,7 @@ export const STEP_NAMES = [
   'setup-ids',
   'root-nodev',
   'protocol',
+  'seccomp',
 ] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
@@ -164,6 +165,9 @@ function hintFor(step: string, code: string | undefined, f: ContainerErrorFields
   if (step === 'id-map-helper') return 'newuidmap/newgidmap refused the ranges: check /etc/subuid and /etc/subgid for this user';
   if (step === 'exec' && code === 'ENOENT') return 'the executable or its ELF interpreter (dynamic loader) is missing in the image';
   if (step === 'exec' && code === 'EACCES') return 'the executable is not executable, or its file system is mounted noexec';
+  if (step === 'seccomp' && code === 'EACCES')
+    return 'without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN (in the container\'s user namespace): set process.noNewPrivileges, or keep CAP_SYS_ADMIN';
+  if (step === 'seccomp' && code === 'EINVAL') return 'the kernel refused the filter or one of its flags (linux.seccomp.flags)';
   if (step === 'rlimit' && code === 'EPERM') return 'raising a hard rlimit above the current one needs CAP_SYS_RESOURCE in the initial user namespace';
   return undefined;
 }

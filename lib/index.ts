@@ -9,6 +9,8 @@ export { validateSpec } from './oci/validate.js';
 export { prepareLaunch } from './plan/plan.js';
 export type { LaunchPlan, PlanOptions } from './plan/plan.js';
 export { ContainerError, SpecError } from './errors.js';
+export { defaultSeccompProfile, resolveSeccomp, DEFAULT_BLOCKED, DOCKER_DEFAULT_PATH } from './seccomp/index.js';
+export type { LinuxSeccomp, LinuxSyscall, LinuxSeccompArg, SeccompChoice, SecurityOptions } from './seccomp/index.js';
 export type * from './oci/spec.js';
 export { exec, runImage, shell, testImage, compileLaunch, parseBindList, parseMountSpec } from './singularity/index.js';
 export type { ExecOptions, ImageContainer, BindSpec, ResolvedRunImage } from './singularity/index.js';

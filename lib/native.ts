@@ -57,6 +57,13 @@ export interface NativeBinding {
   /** cfmakeraw on a terminal; the previous termios, or -errno. */
   makeRaw(fd: number): Buffer | number;
   restoreTerminal(fd: number, saved: Buffer): number;
+  /** libseccomp: a checked profile -> struct sock_filter[] bytes (native/seccomp.cc); throws with `pointer`. */
+  compileSeccomp(profile: {
+    defaultAction: string; defaultErrnoRet?: number; architectures: string[];
+    rules: { name: string; action: string; errnoRet?: number; pointer: string; args: { index: number; op: string; value: bigint; valueTwo: bigint }[] }[];
+  }): { filter: Buffer; unknown: string[] };
+  /** The SECCOMP_FILTER_FLAG_* and actions this kernel offers, and libseccomp's version. */
+  seccompProbe(): { flags: number; actions: string[]; libseccomp: string };
   spawn(
     plan: LaunchPlan,
     stdio: StdioSlot[],

@@ -17,6 +17,7 @@
 
 #include "exit_watch.h"
 #include "plan_js.h"
+#include "seccomp.h"
 #include "spawn.h"
 #include "syscalls.h"
 
@@ -448,6 +449,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("makeRaw", Napi::Function::New(env, JsMakeRaw, "makeRaw"));
   exports.Set("restoreTerminal", Napi::Function::New(env, JsRestoreTerminal, "restoreTerminal"));
   exports.Set("ContainerHandle", ctor);
+  seccomp_register(env, exports);
   return exports;
 }
 

@@ -21,6 +21,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -730,6 +732,25 @@ static int step_close_fds(const child_args *, child_fail *) {
   return 0;
 }
 
+// linux.seccomp: load the program compiled before clone (lib/seccomp). With
+// no_new_privs it is loaded last before exec, so only the exec (and the
+// init, whose syscalls every runtime-built profile allows) runs under it.
+// Without no_new_privs the kernel wants CAP_SYS_ADMIN in our user namespace,
+// which the credential steps drop: then, as runc does, it is loaded just
+// before them (index 0), and the rest of the setup runs under the filter.
+static int load_seccomp(const launch_plan *p) {
+  struct sock_fprog prog = {p->seccomp_len, const_cast<struct sock_filter *>(p->seccomp_filter)};
+  return (int)cx_seccomp(SECCOMP_SET_MODE_FILTER, p->seccomp_flags, &prog);
+}
+static int step_seccomp_early(const child_args *a, child_fail *f) {
+  f->index = 0;
+  return a->plan->seccomp_len && !a->plan->no_new_privs ? load_seccomp(a->plan) : 0;
+}
+static int step_seccomp(const child_args *a, child_fail *f) {
+  f->index = 1;
+  return a->plan->seccomp_len && a->plan->no_new_privs ? load_seccomp(a->plan) : 0;
+}
+
 // The init inherits the report fd (it sends EXEC_OK and the exit status)
 // and keeps every signal blocked until it has its own handling in place:
 // from the parent namespace a default-disposition signal would kill it.
@@ -780,6 +801,7 @@ static const step_row STEPS[] = {
     {STEP_ROOT_READONLY, step_root_readonly},
     {STEP_TERMINAL, step_terminal},
     {STEP_RLIMIT, step_rlimits},
+    {STEP_SECCOMP, step_seccomp_early},
     {STEP_CAP_BOUNDING, step_cap_bounding},
     {STEP_SETGROUPS, step_setgroups},
     {STEP_SETGID, step_setgid},
@@ -790,6 +812,7 @@ static const step_row STEPS[] = {
     {STEP_NO_NEW_PRIVS, step_no_new_privs},
     {STEP_PARENT_DEATH, step_parent_death},
     {STEP_CLOSE_FDS, step_close_fds},
+    {STEP_SECCOMP, step_seccomp},
     {STEP_EXEC_INIT, step_exec_init},
     {STEP_EXEC, step_exec},
 };

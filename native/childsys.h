@@ -97,6 +97,7 @@ CX cx_execve(const char *path, char *const *argv, char *const *envp) { return SY
 CX cx_execveat(int fd, const char *path, char *const *argv, char *const *envp, int flags) {
   return SYS5(__NR_execveat, fd, path, argv, envp, flags);
 }
+CX cx_seccomp(unsigned op, unsigned flags, const void *args) { return SYS3(__NR_seccomp, op, flags, args); }
 static inline __attribute__((noreturn)) void cx_exit(int code) {
   for (;;) SYS1(__NR_exit_group, code);
 }

@@ -225,6 +225,23 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
   p.console_rows = (unsigned short)r.num(o, "consoleRows", "consoleRows", 0);
   p.console_cols = (unsigned short)r.num(o, "consoleCols", "consoleCols", 0);
 
+  Napi::Value filter = o.Get("seccompFilter");
+  if (!filter.IsUndefined() && !filter.IsNull()) {
+    if (!filter.IsBuffer()) r.fail("seccompFilter", "a Buffer");
+    else {
+      Napi::Buffer<uint8_t> b = filter.As<Napi::Buffer<uint8_t>>();
+      size_t n = b.Length() / sizeof(struct sock_filter);
+      if (b.Length() % sizeof(struct sock_filter) || n == 0 || n > BPF_MAXINSNS) r.fail("seccompFilter", "a whole number of sock_filter instructions (1 to 4096)");
+      else {
+        st.seccomp.resize(n);
+        memcpy(st.seccomp.data(), b.Data(), b.Length());
+        p.seccomp_filter = st.seccomp.data();
+        p.seccomp_len = (unsigned short)n;
+        p.seccomp_flags = (unsigned)r.num(o, "seccompFlags", "seccompFlags", 0);
+      }
+    }
+  }
+
   if ((p.id_mode == IDMAP_SELF || p.id_mode == IDMAP_PARENT) && (!p.uid_map || !p.gid_map) && !r.failed)
     r.fail("uidMap", "set (with gidMap) when idMode writes maps");
   if (p.id_mode == IDMAP_HELPER && (st.uid_helper_argv.size() < 2 || st.gid_helper_argv.size() < 2) && !r.failed)

@@ -11,6 +11,7 @@
 #ifndef NODULARITY_PLAN_H
 #define NODULARITY_PLAN_H
 
+#include <linux/filter.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <memory>
@@ -135,6 +136,14 @@ struct launch_plan {
   char *const *argv = nullptr;
   char *const *envp = nullptr;
   int use_init = 0;
+
+  // linux.seccomp: the BPF program libseccomp generated before clone
+  // (lib/seccomp), loaded by the child with seccomp(2) and these
+  // SECCOMP_FILTER_FLAG_*; no filter when seccomp_len is 0 (storage in
+  // plan_store::seccomp).
+  const struct sock_filter *seccomp_filter = nullptr;
+  unsigned short seccomp_len = 0;
+  unsigned seccomp_flags = 0;
 };
 
 // The storage behind a launch_plan (parent side only). Filled by
@@ -148,6 +157,7 @@ struct plan_store {
   std::vector<prep_op> overlay_prep;
   std::vector<char *> argv, envp, uid_helper_argv, gid_helper_argv;
   std::vector<gid_t> groups;
+  std::vector<struct sock_filter> seccomp;
 };
 
 #endif

@@ -31,6 +31,7 @@
 //   STEP_INIT_FORK        init: fork of the payload failed
 //   STEP_EXEC             child (no init) or init: execve of the payload
 //   STEP_PROTOCOL         parent: the report pipe broke the protocol; index: enum protocol_fault
+//   STEP_SECCOMP          index: 0 loaded before the credentials (no_new_privs off), 1 last before exec
 enum child_step {
   STEP_CLONE = 0,
   STEP_SIGNALS,
@@ -70,6 +71,7 @@ enum child_step {
   STEP_SETUP_IDS,
   STEP_ROOT_NODEV,
   STEP_PROTOCOL,
+  STEP_SECCOMP,      // seccomp(SECCOMP_SET_MODE_FILTER) of the plan's program
   STEP_COUNT
 };
 

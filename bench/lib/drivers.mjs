@@ -7,14 +7,14 @@ import { makeDrivers as libMakeDrivers, nodularityArgs as libNodularityArgs, LAB
 
 /** Every driver id, in the order tables list them. */
 export const DRIVER_IDS = [
-  'nodularity', 'nodularity-netns', 'nodularity-noinit', 'nodularity-parentmaps',
+  'nodularity', 'nodularity-seccomp', 'nodularity-netns', 'nodularity-noinit', 'nodularity-parentmaps',
   'host', 'floor', 'bwrap', 'ch-run', 'crun', 'runc',
 ];
 
 /** With --baseline DIST: the default container from another build, in the same interleaved run. */
 export const BASELINE_ID = 'nodularity-baseline';
 
-export const LABELS = { ...LIB_LABELS, [BASELINE_ID]: 'nodularity run() baseline build', nodularity: 'nodularity run()', 'nodularity-netns': 'nodularity run() +netns', 'nodularity-noinit': 'nodularity run() init off', 'nodularity-parentmaps': 'nodularity run() parent writes maps', host: 'child_process.spawn (host)' };
+export const LABELS = { ...LIB_LABELS, [BASELINE_ID]: 'nodularity run() baseline build', nodularity: 'nodularity run()', 'nodularity-netns': 'nodularity run() +netns', 'nodularity-noinit': 'nodularity run() init off', 'nodularity-parentmaps': 'nodularity run() parent writes maps', 'nodularity-seccomp': 'nodularity run() +seccomp (default profile)', host: 'child_process.spawn (host)' };
 
 /** Import the nodularity build under test; {mod} or {error} saying what to do. */
 export async function loadNodularity(ctx) {

@@ -6,12 +6,15 @@ import { spawn as cpSpawn, spawnSync } from 'node:child_process';
 import type { ExitResult, SpawnOptions } from '../container.js';
 import type { Spec } from '../oci/spec.js';
 import { benchSpec, type Network, type RuntimeProbe } from './setup.js';
+import { defaultSeccompProfile } from '../seccomp/default.js';
 
 /** The part of the library a driver needs; bench/index.mjs may pass another checkout's build. */
 export interface NodularityModule {
   run(spec: Spec, options?: SpawnOptions & { stdio?: unknown }): Promise<Pick<ExitResult, 'exitCode' | 'signal'>>;
   spawn(spec: Spec, options?: SpawnOptions): { exited: Promise<ExitResult>; spawned: Promise<void>; cloneMicros?: number };
   prepareLaunch?(spec: Spec, options?: object): unknown;
+  /** Builds with seccomp (issue 15) export it; the nodularity-seccomp driver needs one. */
+  defaultSeccompProfile?(): unknown;
 }
 
 /** What the drivers are built from: the image, the payload and the runtimes probed. */
@@ -30,6 +33,7 @@ export const LABELS: Record<string, string> = {
   'nodularity-netns': 'nodularity +netns',
   'nodularity-noinit': 'nodularity init off',
   'nodularity-parentmaps': 'nodularity parent writes maps',
+  'nodularity-seccomp': 'nodularity +seccomp (default profile)',
   host: 'host (no container)',
   floor: 'floor.c via child_process',
   bwrap: 'bwrap',
@@ -77,6 +81,8 @@ export function nodularityArgs(ctx: DriverContext, id: string): { spec: Spec; op
     spec.linux!.uidMappings = [{ containerID: 0, hostID: 0, size: 65536 }];
     spec.linux!.gidMappings = [{ containerID: 0, hostID: 0, size: 65536 }];
   }
+  // The default profile, the same frozen object each launch, as createSpec gives it.
+  if (id === 'nodularity-seccomp') spec.linux!.seccomp = defaultSeccompProfile();
   return { spec, options: { stdio: 'ignore', init: id !== 'nodularity-noinit' } };
 }
 
@@ -130,6 +136,8 @@ export function makeDrivers(ctx: DriverContext, ids: readonly string[], nod: Nod
       if ('error' in nod) Object.assign(d, { status: 'missing', detail: nod.error });
       else if (id === 'nodularity-parentmaps' && ctx.uid !== 0)
         Object.assign(d, { status: 'missing', detail: 'needs root (unprivileged, ranges go through newuidmap and /etc/subuid)' });
+      else if (id === 'nodularity-seccomp' && typeof nod.defaultSeccompProfile !== 'function')
+        Object.assign(d, { status: 'missing', detail: 'this build has no seccomp support (it would ignore linux.seccomp)' });
       else d.launch = nodularityLauncher(nod, ctx, id);
     } else if (id === 'floor') {
       if (ctx.floor) d.launch = execLauncher(ctx.floor, [ctx.rootfs]);

@@ -7,6 +7,7 @@ import type { PullOptions } from '../image/index.js';
 import { interactiveTerminal } from './payload-exit.js';
 import { forwardAndExit as runAndExit } from './forwarding.js';
 import { progressReporter } from './progress.js';
+import { onSeccompWarning, parseSecurityFlags } from '../seccomp/index.js';
 
 const list = (v: string, acc: string[]) => acc.concat(v.split(',').filter(Boolean));
 const repeat = (v: string, acc: string[]) => acc.concat(v);
@@ -35,6 +36,7 @@ function actionOptions(cmd: Command): Command {
     .option('-f, --fakeroot', 'be root inside (mapped to you outside)')
     .option('--writable-tmpfs', 'a writable root: the image under an overlay on a tmpfs')
     .option('--no-init', 'run the payload as PID 1, without the init')
+    .option('--security <kind:value>', 'seccomp:FILE, seccomp:unconfined or seccomp:docker-default (repeatable, comma-separated; default: nodularity\'s profile, docs/seccomp.md)', list, [])
     .option('--no-https', 'talk plain http to a docker:// registry (also APPTAINER_NOHTTPS=1)')
     .addOption(new Option('--nohttps', 'the same as --no-https (Apptainer\'s older spelling)').hideHelp())
     .option('--insecure', 'the same as --no-https (as for pull)');
@@ -49,7 +51,7 @@ interface ActionFlags {
   bind: string[]; mount: string[]; contain?: boolean; containall?: boolean; cleanenv?: boolean; env: string[];
   envFile?: string; home: string | boolean; pwd?: string; workdir?: string; scratch: string[]; net?: boolean;
   network?: 'none' | 'host'; pid?: boolean; ipc?: boolean; hostname?: string; userns?: boolean; fakeroot?: boolean;
-  writableTmpfs?: boolean; init: boolean; https: boolean; nohttps?: boolean; insecure?: boolean;
+  writableTmpfs?: boolean; init: boolean; https: boolean; nohttps?: boolean; insecure?: boolean; security: string[];
 }
 
 function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): ExecOptions {
@@ -61,7 +63,7 @@ function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): Exec
     pwd: f.pwd, workdir: f.workdir, scratch: f.scratch,
     network: f.net || f.network ? (f.network ?? 'none') : 'host',
     pid: f.pid, ipc: f.ipc, hostname: f.hostname, userns: f.userns, fakeroot: f.fakeroot,
-    writableTmpfs: f.writableTmpfs, init: f.init, stdio: 'inherit',
+    writableTmpfs: f.writableTmpfs, init: f.init, stdio: 'inherit', security: parseSecurityFlags(f.security),
     terminal: interactiveTerminal(),
     pull: {
       ...(f.https === false || f.nohttps || f.insecure || envTrue(process.env.APPTAINER_NOHTTPS) || envTrue(process.env.SINGULARITY_NOHTTPS)
@@ -100,6 +102,8 @@ async function launch<T>(program: Command, f: ActionFlags, start: (o: ExecOption
 }
 
 export function registerApptainerCommands(program: Command, versionLine: string): void {
+  // A profile's unknown syscall names: one line, as Apptainer words its warnings.
+  onSeccompWarning((w) => { if (!program.opts<GlobalFlags>().silent) process.stderr.write(`WARNING: ${w}\n`); });
   // The global options (-s, -q, -d, -v) are main.ts's.
   actionOptions(program.command('exec'))
     .description('run a command in an image')

@@ -2,6 +2,8 @@
 // defaults where they differ: the host network unless asked, the caller's own
 // uid/gid inside.
 import type { Mount, NamespaceType, Spec } from './spec.js';
+import { resolveSeccomp } from '../seccomp/index.js';
+import type { SecurityOptions } from '../seccomp/types.js';
 
 export interface SpecOptions {
   /** Root file system directory. */
@@ -20,6 +22,11 @@ export interface SpecOptions {
   mounts?: Mount[];
   /** Leave out /sys (saves a recursive bind when there is no new netns). */
   noSys?: boolean;
+  /**
+   * seccomp: 'default' (when not given; docs/seccomp.md), 'docker-default',
+   * 'unconfined', a profile file (OCI or Docker JSON) or a profile object.
+   */
+  security?: SecurityOptions;
 }
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -46,6 +53,7 @@ export function defaultMounts(noSys = false): Mount[] {
 export function createSpec(o: SpecOptions): Spec {
   const namespaces: NamespaceType[] = ['user', 'mount', 'pid', 'ipc', 'uts'];
   if (o.network === 'none') namespaces.push('network');
+  const seccomp = resolveSeccomp(o.security?.seccomp, []);
   return {
     ociVersion: '1.2.0',
     process: {
@@ -63,6 +71,7 @@ export function createSpec(o: SpecOptions): Spec {
       namespaces: namespaces.map((type) => ({ type })),
       maskedPaths: DEFAULT_MASKED_PATHS,
       readonlyPaths: DEFAULT_READONLY_PATHS,
+      ...(seccomp ? { seccomp } : {}),
     },
   };
 }

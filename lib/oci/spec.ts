@@ -2,6 +2,8 @@
 // field names so that a config.json parses straight into them. Only the parts
 // a Linux runtime acts on are typed; unknown fields are kept and ignored.
 
+import type { LinuxSeccomp } from '../seccomp/types.js';
+
 export interface Spec {
   ociVersion: string;
   process?: Process;
@@ -81,4 +83,5 @@ export interface Linux {
   sysctl?: Record<string, string>;
   resources?: unknown;
   cgroupsPath?: string;
+  seccomp?: LinuxSeccomp;
 }

@@ -1,6 +1,7 @@
 // Structural checks of a Spec, before any file system is looked at. Every
 // failure is a SpecError with the JSON pointer of the field at fault.
 import { SpecError } from '../errors.js';
+import { validateSeccomp } from '../seccomp/validate.js';
 import type { LinuxIDMapping, Spec } from './spec.js';
 
 const NAMESPACE_TYPES = new Set(['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup', 'time']);
@@ -139,5 +140,6 @@ export function validateSpec(spec: unknown): asserts spec is Spec {
     if (linux.rootfsPropagation !== undefined &&
         !['private', 'rprivate', 'slave', 'rslave', 'shared', 'rshared', 'unbindable', 'runbindable'].includes(linux.rootfsPropagation as string))
       throw new SpecError('/linux/rootfsPropagation', `unknown propagation ${JSON.stringify(linux.rootfsPropagation)}`);
+    if (linux.seccomp !== undefined) validateSeccomp(linux.seccomp, '/linux/seccomp');
   }
 }

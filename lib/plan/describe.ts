@@ -45,6 +45,8 @@ export interface DescribeContext {
   gidHelperArgs?: string[];
   /** process.rlimits types, in plan order. */
   rlimitTypes: string[];
+  /** Length of the seccomp program (0: none). */
+  seccompInstructions: number;
   uid: number;
   gid: number;
   groups?: number[];
@@ -111,6 +113,7 @@ const ROWS: Record<StepName, Row> = {
   terminal: () => ['open a pty in /dev/pts for process.terminal (a devpts mount at /dev/pts is needed)', { path: '/dev/pts/ptmx' }],
   'setup-ids': (r) => [`become the namespace's root for the setup (${r.index === 0 ? 'gid' : 'uid'} 0)`, { syscall: r.index === 0 ? 'setresgid' : 'setresuid' }],
   'root-nodev': (r, c) => [`make the root ${c.rootfs} nodev, recursively`, { syscall: call(r), path: c.rootfs }],
+  seccomp: (r, c) => [`load the seccomp filter (linux.seccomp, ${c.seccompInstructions} BPF instructions${r.index === 0 ? ', before the credentials: no_new_privs is off' : ''})`, { syscall: 'seccomp' }],
   protocol: (r) => [`launch protocol: ${PROTOCOL_FAULTS[r.index] ?? `fault ${r.index}`}`, { syscall: r.index === 0 ? 'read' : undefined }],
 };
 

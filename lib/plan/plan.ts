@@ -14,6 +14,7 @@ import { planMounts } from './mounts.js';
 import { planProcess } from './process.js';
 import { planOverlay, planRoot } from './root.js';
 import type { LaunchPlan, PlanOptions, PreparedLaunch } from './types.js';
+import { seccompForPlan } from '../seccomp/index.js';
 
 export * from './types.js';
 export { cloneFlagNames };
@@ -31,6 +32,7 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
   const run = planProcess(spec, b, cwd);
   const overlay = planOverlay(root.rootfs, options, b.imageCreates);
 
+  const init = options.init ?? root.namespaces.has('pid');
   const plan: LaunchPlan = {
     cloneFlags: root.cloneFlags,
     idMode: ids.idMode, uidMap: ids.uidMap, gidMap: ids.gidMap, setgroupsDeny: ids.setgroupsDeny,
@@ -61,14 +63,15 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     execPath: run.execPath,
     args: proc.args,
     env: run.env,
-    init: options.init ?? root.namespaces.has('pid'),
+    init,
+    ...seccompForPlan(spec.linux?.seccomp, init),
   };
 
   const described: DescribeContext = {
     ops: b.entries, rootfs: root.rootfs, overlay: overlay.overlayData !== undefined, cwd, execPath: run.execPath,
     cloneFlags: root.cloneFlags, hostname: spec.hostname, domainname: spec.domainname, rootPropagation: root.propagation,
     uidMap: ids.uidMap, gidMap: ids.gidMap, uidHelperArgs: ids.uidHelperArgs, gidHelperArgs: ids.gidHelperArgs,
-    rlimitTypes: (proc.rlimits ?? []).map((r) => r.type), uid: proc.user.uid, gid: proc.user.gid, groups: ids.groups,
+    rlimitTypes: (proc.rlimits ?? []).map((r) => r.type), seccompInstructions: (plan.seccompFilter?.length ?? 0) / 8, uid: proc.user.uid, gid: proc.user.gid, groups: ids.groups,
   };
   return { plan, describeFailure: (rec) => describeFailure(rec, described) };
 }

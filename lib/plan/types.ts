@@ -79,6 +79,9 @@ export interface LaunchPlan {
   args: string[];
   env: string[];
   init: boolean;
+  /** linux.seccomp compiled (lib/seccomp): struct sock_filter[] bytes and SECCOMP_FILTER_FLAG_*. */
+  seccompFilter?: Buffer;
+  seccompFlags?: number;
 }
 
 export interface PlanOptions {

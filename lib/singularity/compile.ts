@@ -13,6 +13,7 @@ import type { PullOptions } from '../image/index.js';
 import { createSpec } from '../oci/defaults.js';
 import { resolveInRoot } from '../plan/resolve.js';
 import type { Mount, Spec } from '../oci/spec.js';
+import type { SecurityOptions } from '../seccomp/types.js';
 import { normalizeBinds, parseMountSpec, type BindSpec } from './binds.js';
 import { CONTAINER_PATH, envOption, hostLayer, readEnvFile, type EnvMap } from './environment.js';
 import { resolveRunImage, type ResolvedRunImage } from './image.js';
@@ -68,6 +69,8 @@ export interface ExecOptions extends Omit<SpawnOptions, 'rootOverlay' | 'bundleD
    * columns. The CLI does this when its stdin and stdout are terminals.
    */
   terminal?: boolean | { rows: number; columns: number };
+  /** seccomp: 'default' when not given (docs/seccomp.md), 'docker-default', 'unconfined', a profile file or object. */
+  security?: SecurityOptions;
 }
 
 export type ActionMode = 'exec' | 'run' | 'shell' | 'test';
@@ -316,6 +319,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     hostname: o.hostname,
     readonly: !o.writableTmpfs,
     mounts: [...etcBinds, ...mounts],
+    security: o.security,
   });
   if (o.hostname === undefined) delete spec.hostname;
   if (o.terminal) {

@@ -232,7 +232,9 @@ t.test('the caller\'s session keyring is not reachable from the container (item 
   const script = join(scratch(t), 'launch.mjs');
   writeFileSync(script, `
     import { run, createSpec } from ${JSON.stringify(join(repoRoot, 'dist/index.js'))};
-    const s = createSpec({ rootfs: ${JSON.stringify(testRootfs())}, args: ['/payload', 'findkey', ${JSON.stringify(desc)}] });
+    // No seccomp filter: the default profile refuses keyctl outright, which
+    // would hide whether the session keyring step itself does its job.
+    const s = createSpec({ rootfs: ${JSON.stringify(testRootfs())}, args: ['/payload', 'findkey', ${JSON.stringify(desc)}], security: { seccomp: 'unconfined' } });
     const r = await run(s, { stdio: ['ignore', 'pipe', 'inherit'] });
     process.stdout.write(r.stdout);
   `);

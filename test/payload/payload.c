@@ -51,6 +51,72 @@ static int write_str(const char *path, const char *s) {
   return r;
 }
 
+static void on_sigsys(int sig) {
+  (void)sig;
+  static const char msg[] = "SIGSYS\n";
+  if (write(1, msg, sizeof msg - 1) < 0) _exit(1);
+  _exit(77);
+}
+
+// trysys NAME[:ARG0]...: make each syscall with harmless arguments (or ARG0)
+// and print NAME=0 or NAME=<errno number>. A SIGSYS (a TRAP action) prints
+// SIGSYS and exits 77. Arguments are chosen so that, without a filter, the
+// kernel answers something other than EPERM where it can (bad pointers,
+// invalid flags), and nothing on the host changes.
+static int trysys(int n, char **names) {
+  signal(SIGSYS, on_sigsys);
+  for (int i = 0; i < n; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "%s", names[i]);
+    char *colon = strchr(name, ':');
+    int has_arg = colon != NULL;
+    unsigned long arg = 0;
+    if (colon) { *colon = 0; arg = strtoul(colon + 1, NULL, 0); }
+    long r;
+    errno = 0;
+    if (!strcmp(name, "keyctl")) r = syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -3 /* session */, 0);
+    else if (!strcmp(name, "add_key")) r = syscall(SYS_add_key, "user", NULL, NULL, 0, -3);
+    else if (!strcmp(name, "request_key")) r = syscall(SYS_request_key, "user", "nodularity-none", NULL, -3);
+    else if (!strcmp(name, "bpf")) r = syscall(SYS_bpf, 0x7fff, NULL, 0);
+    else if (!strcmp(name, "perf_event_open")) r = syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0);
+    else if (!strcmp(name, "userfaultfd")) r = syscall(SYS_userfaultfd, 1 /* USER_MODE_ONLY */ | 0x1000 /* invalid */);
+    else if (!strcmp(name, "io_uring_setup")) r = syscall(SYS_io_uring_setup, 1, NULL);
+    else if (!strcmp(name, "io_uring_enter")) r = syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0);
+    else if (!strcmp(name, "io_uring_register")) r = syscall(SYS_io_uring_register, -1, 0, NULL, 0);
+    else if (!strcmp(name, "kexec_load")) r = syscall(SYS_kexec_load, 0, 0, NULL, 0xffffffffUL);
+    else if (!strcmp(name, "kexec_file_load")) r = syscall(SYS_kexec_file_load, -1, -1, 0, NULL, 0xffffffffUL);
+    else if (!strcmp(name, "init_module")) r = syscall(SYS_init_module, NULL, 0, NULL);
+    else if (!strcmp(name, "finit_module")) r = syscall(SYS_finit_module, -1, NULL, 0);
+    else if (!strcmp(name, "delete_module")) r = syscall(SYS_delete_module, NULL, 0);
+    else if (!strcmp(name, "open_by_handle_at")) r = syscall(SYS_open_by_handle_at, -1, NULL, 0);
+    else if (!strcmp(name, "iopl")) r = syscall(SYS_iopl, 4 /* invalid level */);
+    else if (!strcmp(name, "ioperm")) r = syscall(SYS_ioperm, 0x10000 /* past the last port */, 1, 0);
+    else if (!strcmp(name, "swapon")) r = syscall(SYS_swapon, NULL, 0);
+    else if (!strcmp(name, "swapoff")) r = syscall(SYS_swapoff, NULL);
+    else if (!strcmp(name, "reboot")) r = syscall(SYS_reboot, 0, 0, 0, NULL);  // wrong magic: EINVAL
+    else if (!strcmp(name, "acct")) r = syscall(SYS_acct, (void *)1);
+    else if (!strcmp(name, "settimeofday")) r = syscall(SYS_settimeofday, (void *)1, NULL);
+    else if (!strcmp(name, "clock_settime")) r = syscall(SYS_clock_settime, 0, NULL);
+    else if (!strcmp(name, "clock_adjtime")) r = syscall(SYS_clock_adjtime, 0, NULL);
+    else if (!strcmp(name, "adjtimex")) r = syscall(SYS_adjtimex, NULL);
+    else if (!strcmp(name, "quotactl")) r = syscall(SYS_quotactl, 0, NULL, 0, NULL);
+#ifdef SYS_quotactl_fd
+    else if (!strcmp(name, "quotactl_fd")) r = syscall(SYS_quotactl_fd, -1, 0, 0, NULL);
+#endif
+    else if (!strcmp(name, "lookup_dcookie")) r = syscall(SYS_lookup_dcookie, 0, NULL, 0);
+    else if (!strcmp(name, "uselib")) r = syscall(SYS_uselib, NULL);
+    else if (!strcmp(name, "nfsservctl")) r = syscall(SYS_nfsservctl, 0, NULL, NULL);
+    else if (!strcmp(name, "personality")) r = syscall(SYS_personality, has_arg ? arg : 0xffffffffUL);
+    else if (!strcmp(name, "umask")) r = syscall(SYS_umask, has_arg ? arg : 022);
+    else if (!strcmp(name, "getppid")) r = syscall(SYS_getppid);
+    else if (!strcmp(name, "unshare")) r = syscall(SYS_unshare, has_arg ? arg : 0);
+    else { printf("%s=unknown\n", name); continue; }
+    printf("%s=%d\n", name, r < 0 ? errno : 0);
+    fflush(stdout);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *verb = argc > 1 ? argv[1] : "";
   if (!strcmp(verb, "ids")) {
@@ -188,6 +254,46 @@ int main(int argc, char **argv) {
     if (n < 0) { printf("read %s\n", errname(errno)); return 0; }
     ssize_t w = pwrite(fd, buf, n, 0);
     printf("rw %s %.*s\n", w < 0 ? errname(errno) : "OK", (int)n, buf);
+    return 0;
+  }
+  if (!strcmp(verb, "trysys")) return trysys(argc - 2, argv + 2);
+  if (!strcmp(verb, "nest")) {
+    // A nested container's first steps: a user and mount namespace of our
+    // own (our id mapped to itself, or to root with "nest root"), then a
+    // tmpfs mounted in it. Prints each step's result.
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    int as_root = argc > 2 && !strcmp(argv[2], "root");
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) { printf("nest: unshare=%s\n", errname(errno)); return 0; }
+    char map[64];
+    snprintf(map, sizeof map, "%d %d 1", as_root ? 0 : (int)uid, (int)uid);
+    int e1 = write_str("/proc/self/uid_map", map);
+    int e2 = write_str("/proc/self/setgroups", "deny");
+    snprintf(map, sizeof map, "%d %d 1", as_root ? 0 : (int)gid, (int)gid);
+    int e3 = write_str("/proc/self/gid_map", map);
+    int e4 = mount("none", "/mnt", "tmpfs", 0, "size=1m") < 0 ? errno : 0;
+    printf("nest: unshare=OK uid_map=%s setgroups=%s gid_map=%s mount=%s\n", errname(e1), errname(e2), errname(e3), errname(e4));
+    return 0;
+  }
+  if (!strcmp(verb, "int80")) {
+    // getpid through the i386 ABI (int 0x80 from 64-bit code): what a 32-bit
+    // binary does. A filter for the native ABI only must stop it.
+#if defined(__x86_64__)
+    long r = 20;  // __NR_getpid on i386
+    __asm__ volatile("int $0x80" : "+a"(r) : : "memory");
+    printf("int80=%ld\n", r);
+#else
+    printf("int80=unsupported\n");
+#endif
+    return 0;
+  }
+  if (!strcmp(verb, "x32")) {
+#if defined(__x86_64__)
+    long r = syscall(0x40000000L | 39);  // getpid through the x32 ABI
+    printf("x32=%ld errno=%d\n", r, r < 0 ? errno : 0);
+#else
+    printf("x32=unsupported\n");
+#endif
     return 0;
   }
   fprintf(stderr, "payload: unknown verb '%s'\n", verb);

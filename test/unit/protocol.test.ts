@@ -40,7 +40,7 @@ const STEPS: [string, string][] = [
   ['STEP_CLOSE_FDS', 'close-fds'], ['STEP_EXEC_INIT', 'exec-init'], ['STEP_INIT_FORK', 'init-fork'], ['STEP_EXEC', 'exec'],
   ['STEP_ID_HELPER', 'id-map-helper'], ['STEP_OVERLAY_ROOT', 'overlay-root'], ['STEP_KEYRING', 'session-keyring'],
   ['STEP_ROOT_FD', 'root-fd'], ['STEP_SETSID', 'setsid'], ['STEP_TERMINAL', 'terminal'], ['STEP_SETUP_IDS', 'setup-ids'],
-  ['STEP_ROOT_NODEV', 'root-nodev'], ['STEP_PROTOCOL', 'protocol'],
+  ['STEP_ROOT_NODEV', 'root-nodev'], ['STEP_PROTOCOL', 'protocol'], ['STEP_SECCOMP', 'seccomp'],
 ];
 
 t.test('every step of enum child_step has its name at the same number in STEP_NAMES', async (t) => {
