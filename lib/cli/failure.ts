@@ -107,6 +107,19 @@ function adviceFor(code: string, syscall: string | undefined, path: string | und
 /** Codes whose advice adds to an ImageError's own message (it already says ENOENT). */
 const ADVISED = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE']);
 
+/** The verbs that speak Apptainer's log format. */
+const APPTAINER_VERBS = new Set(['exec', 'run', 'shell', 'test', 'version']);
+
+/**
+ * The line to print for a failure: `FATAL:   message` for the Apptainer
+ * verbs, as Apptainer's sylog writes it (log scrapers look for FATAL:), and
+ * `nodularity: message` for nodularity's own verbs.
+ */
+export function failureLine(message: string, args: string[]): string {
+  const verb = args.find((a) => !a.startsWith('-'));
+  return verb !== undefined && APPTAINER_VERBS.has(verb) ? `FATAL:   ${message}` : `nodularity: ${message}`;
+}
+
 /** The line and status for a failure that ended the CLI. */
 export async function describeFailure(e: unknown, args: string[]): Promise<Failure> {
   if (!(e instanceof Error)) return { message: oneLine(String(e)), status: RUNTIME_FAILURE };
