@@ -207,7 +207,7 @@ t.test('an unwritable default cache dir says to set NODULARITY_CACHE (item 5)', 
   const env = { NODULARITY_CACHE: '', XDG_CACHE_HOME: '', HOME: home };
   for (const args of [['pull', '-q', `oci:${layout}`], ['exec', `oci:${layout}`, '/bin/true']]) {
     const r = cli(args, env);
-    oneLine(t, r, /^nodularity: the default cache directory \S+\/\.cache\/nodularity.*\((EACCES|ENOTDIR), (mkdir|stat)\): set NODULARITY_CACHE \(or pass --cache\) to a directory you can write$/m, 255, args[0]);
+    oneLine(t, r, /^(FATAL: {3}|nodularity: )the default cache directory \S+\/\.cache\/nodularity.*\((EACCES|ENOTDIR), (mkdir|stat)\): set NODULARITY_CACHE \(or pass --cache\) to a directory you can write$/m, 255, args[0]);
   }
   t.notOk(existsSync('/nonexistent'), 'nothing created');
 });
