@@ -13,51 +13,17 @@
 // and the base image's files are owned by the host's ids.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, lstatSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { haveCommand, isRoot, repoRoot, scratch } from '../helpers/env.js';
+import { haveCommand, isRoot, scratch } from '../helpers/env.js';
 import { installAs, run } from './apptainer-cli.js';
+import { debianImage, fakerootIdEnv, makeDeb, treeState } from './debian.js';
 
 let image: string;
 let cli: string;
 let job: string;
 let idEnv: NodeJS.ProcessEnv;
-
-/** The Debian image for this identity (built here as root when missing; the unprivileged pass needs the CI step). */
-export function debianImage(): string {
-  const args = isRoot ? [] : [userInfo().username];
-  try {
-    return execFileSync('sh', [join(repoRoot, 'scripts', 'debian-image.sh'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-  } catch (e) {
-    throw new Error(`the Debian test image is missing: ${(e as { stderr?: string }).stderr ?? e}`);
-  }
-}
-
-/** A .deb installing /usr/bin/NAME, made with dpkg-deb. */
-export function makeDeb(dir: string, name: string): string {
-  const root = join(dir, `${name}-pkg`);
-  mkdirSync(join(root, 'DEBIAN'), { recursive: true });
-  mkdirSync(join(root, 'usr', 'bin'), { recursive: true });
-  writeFileSync(join(root, 'DEBIAN', 'control'), `Package: ${name}\nVersion: 1.0\nArchitecture: all\nMaintainer: nodularity <dev@nodularity>\nDescription: fakeroot test package\n`);
-  writeFileSync(join(root, 'usr', 'bin', name), `#!/bin/sh\necho "${name} installed"\n`);
-  chmodSync(join(root, 'usr', 'bin', name), 0o755);
-  const deb = join(dir, `${name}.deb`);
-  execFileSync('dpkg-deb', ['--root-owner-group', '-b', root, deb], { stdio: 'ignore' });
-  return deb;
-}
-
-/** Owner, mode, size and mtime of every file of a tree: what "unchanged" means for the image. */
-export function treeState(dir: string): string {
-  const out: string[] = [];
-  const walk = (p: string) => {
-    const st = lstatSync(p);
-    out.push(`${p} ${st.uid}:${st.gid} ${st.mode.toString(8)} ${st.size} ${st.mtimeMs}`);
-    if (st.isDirectory()) for (const e of readdirSync(p).sort()) walk(join(p, e));
-  };
-  walk(dir);
-  return out.join('\n');
-}
 
 t.before(() => {
   if (!haveCommand('dpkg-deb')) throw new Error('dpkg-deb is needed (Debian package dpkg)');
@@ -67,11 +33,7 @@ t.before(() => {
   chmodSync(job, 0o755);
   makeDeb(job, 'nodularity-hello');
   makeDeb(job, 'nodularity-apt');
-  if (isRoot) {
-    const ids = join(job, 'root-subid');
-    writeFileSync(ids, 'root:1:65535\n');
-    idEnv = { NODULARITY_SUBUID_FILE: ids, NODULARITY_SUBGID_FILE: ids };
-  } else idEnv = {};
+  idEnv = fakerootIdEnv(job);
 });
 
 t.test('dpkg -i, apt-get install ./x.deb, chown, su and setpriv as fakeroot; the image untouched', async (t) => {
