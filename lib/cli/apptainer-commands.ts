@@ -112,8 +112,6 @@ function say(program: Command, level: 'WARNING' | 'INFO', lines: string[]): void
 
 function report(program: Command, c: ImageContainer): ImageContainer {
   const g = program.opts<GlobalFlags>();
-  say(program, 'WARNING', c.warnings ?? []);
-  say(program, 'INFO', c.infos ?? []);
   if (g.debug || g.verbose) {
     process.stderr.write(`VERBOSE: image ${c.image.ref} (rootfs ${c.image.rootfs}${c.image.digest ? `, ${c.image.digest}` : ''})\n`);
     process.stderr.write(`VERBOSE: argv ${JSON.stringify(c.argv)}\n`);
@@ -144,7 +142,8 @@ async function launch<T>(program: Command, f: ActionFlags, start: (o: ExecOption
   const g = program.opts<GlobalFlags>();
   const progress = progressReporter(Boolean(g.quiet || g.silent), false);
   try {
-    return await start(toOptions(f, progress.onProgress));
+    // Apptainer's remarks on stderr before the payload's own output.
+    return await start({ ...toOptions(f, progress.onProgress), onNotice: (level, m) => say(program, level, [m]) });
   } finally {
     progress.stop();
   }

@@ -60,7 +60,8 @@ async function errnoLine(e: Errno, args: string[]): Promise<{ line: string; inCa
   } else {
     const { defaultCacheDir } = await import('../image/cache.js');
     cache = defaultCacheDir();
-    cacheFrom = process.env.NODULARITY_CACHE ? 'NODULARITY_CACHE' : 'the default cache directory';
+    cacheFrom = process.env.NODULARITY_CACHE ? 'NODULARITY_CACHE'
+      : process.env.APPTAINER_CACHEDIR || process.env.SINGULARITY_CACHEDIR ? 'the cache directory in APPTAINER_CACHEDIR' : 'the default cache directory';
   }
   const inCache = path !== undefined ? isInside(path, cache) || isInside(cache, path) : imageVerb;
   const moveCache = cacheFrom === '--cache' ? 'pass another --cache' : cacheFrom === 'NODULARITY_CACHE' ? 'set NODULARITY_CACHE to another directory'

@@ -85,6 +85,12 @@ export interface ExecOptions extends Omit<SpawnOptions, 'rootOverlay' | 'bundleD
   hostEnv?: NodeJS.ProcessEnv;
   /** Host working directory (default process.cwd()). */
   hostCwd?: string;
+  /**
+   * Called with each warning and INFO-level remark (what Apptainer says on
+   * stderr) once the launch is compiled, before the payload starts; they are
+   * also on the started container's `warnings` and `infos`.
+   */
+  onNotice?: (level: 'WARNING' | 'INFO', message: string) => void;
   /** Bound on the time the image's environment scripts may take, ms (default 10000). */
   envScriptTimeout?: number;
   /** How docker://, oci: and docker-archive: images are fetched. */

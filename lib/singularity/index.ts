@@ -131,6 +131,8 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
     release();
     throw e;
   }
+  for (const w of c.warnings) options.onNotice?.('WARNING', w);
+  for (const i of c.infos) options.onNotice?.('INFO', i);
   const self: PendingLaunch = { dispose: c.dispose };
   pending.add(self);
   let started: ImageContainer;

@@ -6,11 +6,12 @@
 // SINGULARITY_ twins; none of the host's own; LANG=C when clean; protected
 // names refused with Apptainer's warning).
 import t from 'tap';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { scratch } from '../helpers/env.js';
 import { installAs, run } from './apptainer-cli.js';
 import { makeSandbox } from './fixtures.js';
+import { makeLayout } from '../hostile/fixtures.js';
 
 let image: string;
 let cli: string;
@@ -108,6 +109,21 @@ t.test('the host\'s own APPTAINER_*/SINGULARITY_* settings do not reach the payl
   const r = run(cli, ['exec', image, '/bin/sh', '-c', 'env | grep -c "SITE_SETTING" || true'],
     { APPTAINER_SITE_SETTING: 'x', SINGULARITY_SITE_SETTING: 'y', APPTAINER_CACHEDIR: '/nowhere-used' });
   t.equal(r.out, '0\n', r.err);
+});
+
+t.test('APPTAINER_CACHEDIR holds the image cache (in a directory of ours); NODULARITY_CACHE overrides it', async (t) => {
+  const d = scratch(t, 'nodularity-cachedir-');
+  const { layout } = await makeLayout(d);
+  // The layout has no programs: the pull into the cache happens, the exec is refused (127).
+  const app = join(d, 'app-cache'), sing = join(d, 'sing-cache'), ours = join(d, 'ours');
+  t.equal(run(cli, ['exec', `oci:${layout}`, '/bin/true'], { APPTAINER_CACHEDIR: app, SINGULARITY_CACHEDIR: sing }).code, 127);
+  t.ok(existsSync(join(app, 'nodularity')), 'the cache is in $APPTAINER_CACHEDIR/nodularity');
+  t.notOk(existsSync(sing), 'SINGULARITY_CACHEDIR loses to APPTAINER_CACHEDIR');
+  t.equal(run(cli, ['exec', `oci:${layout}`, '/bin/true'], { SINGULARITY_CACHEDIR: sing, NODULARITY_CACHE: ours }).code, 127);
+  t.ok(existsSync(ours), 'NODULARITY_CACHE wins');
+  t.notOk(existsSync(sing));
+  t.equal(run(cli, ['exec', `oci:${layout}`, '/bin/true'], { SINGULARITY_CACHEDIR: sing }).code, 127);
+  t.ok(existsSync(join(sing, 'nodularity')), 'SINGULARITY_CACHEDIR alone');
 });
 
 t.test('protected names: APPTAINERENV_HOME and friends refused with Apptainer\'s warning', async (t) => {

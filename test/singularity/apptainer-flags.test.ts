@@ -46,6 +46,9 @@ t.test('run: no runscript and no Entrypoint/Cmd runs /bin/sh with the arguments,
   t.equal(r.code, 0, r.err);
   t.equal(r.out, 'ran sh: run\n');
   t.match(r.err, /^INFO: {4}No runscript found in container, executing \/bin\/sh$/m);
+  // Said before the payload runs, as Apptainer does (one stream, in order).
+  const both = run('/bin/sh', ['-c', `"$0" run "$1" -c "echo payload >&2" 2>&1`, cli, image]);
+  t.equal(both.out, 'INFO:    No runscript found in container, executing /bin/sh\npayload\n');
 });
 
 t.test('--no-mount: home, tmp, cwd, bind-paths, a single /etc file, sys; proc and unknown names refused', async (t) => {
