@@ -114,11 +114,12 @@ const APPTAINER_VERBS = new Set(['exec', 'run', 'shell', 'test', 'version']);
 /**
  * The line to print for a failure: `FATAL:   message` for the Apptainer
  * verbs, as Apptainer's sylog writes it (log scrapers look for FATAL:), and
- * `nodularity: message` for nodularity's own verbs.
+ * `nodularity: message` for nodularity's own verbs (but for every verb when
+ * installed as apptainer or singularity: that command speaks one format).
  */
-export function failureLine(message: string, args: string[]): string {
+export function failureLine(message: string, args: string[], asApptainer = false): string {
   const verb = args.find((a) => !a.startsWith('-'));
-  return verb !== undefined && APPTAINER_VERBS.has(verb) ? `FATAL:   ${message}` : `nodularity: ${message}`;
+  return asApptainer || (verb !== undefined && APPTAINER_VERBS.has(verb)) ? `FATAL:   ${message}` : `nodularity: ${message}`;
 }
 
 /** The line and status for a failure that ended the CLI. */

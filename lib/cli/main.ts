@@ -144,7 +144,7 @@ const APPTAINER_VERBS = new Set(['exec', 'run', 'shell', 'test', 'version']);
 const configure = (c: Command) => {
   c.exitOverride();
   c.showHelpAfterError();
-  if (APPTAINER_VERBS.has(c.name()))
+  if (APPTAINER_VERBS.has(c.name()) || commandName !== 'nodularity')
     c.configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'FATAL:   ')) });
 };
 
@@ -168,7 +168,7 @@ main().catch(async (e: unknown) => {
   const verbAt = args.findIndex((a) => !a.startsWith('-'));
   const debug = program.opts<{ debug?: boolean }>().debug || (verbAt < 0 ? args : args.slice(0, verbAt)).some((a) => a === '--debug' || /^-[a-z]*d[a-z]*$/.test(a));
   const f = await describeFailure(e, process.argv.slice(2));
-  process.stderr.write(`${failureLine(f.message, args)}\n`);
+  process.stderr.write(`${failureLine(f.message, args, commandName !== 'nodularity')}\n`);
   if (debug && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
   process.exit(f.status);
 });

@@ -161,6 +161,9 @@ t.test('version: `apptainer version X.Y.Z` naming nodularity; installed as appta
   t.match(run(cli, ['exec', '--bogus', image, '/bin/true']).err, /Usage: apptainer exec \[options\]/, 'it calls itself apptainer');
   t.match(run(singularity, ['exec', '--bogus', image, '/bin/true']).err, /Usage: singularity exec \[options\]/);
   t.equal(run(cli, ['exec', image, '/bin/sh', '-c', 'env | grep -c NODULARITY_INVOKED_AS || true']).out, '0\n', 'the name does not reach the payload');
+  // As apptainer, every verb speaks Apptainer's format; as nodularity, its own verbs keep theirs.
+  t.match(run(cli, ['inspect', join(work, 'nope')]).err, /^FATAL: {3}\S+nope`: unknown image source/);
+  t.match(run(installAs(t, 'nodularity'), ['inspect', join(work, 'nope')]).err, /^nodularity: \S+nope`: unknown image source/);
 });
 
 t.test('--help says the PID, IPC and UTS namespaces are always new; --no-pid keeps them with a warning', async (t) => {
