@@ -60,7 +60,8 @@ async function errnoLine(e: Errno, args: string[]): Promise<{ line: string; inCa
   } else {
     const { defaultCacheDir } = await import('../image/cache.js');
     cache = defaultCacheDir();
-    cacheFrom = process.env.NODULARITY_CACHE ? 'NODULARITY_CACHE' : 'the default cache directory';
+    cacheFrom = process.env.NODULARITY_CACHE ? 'NODULARITY_CACHE'
+      : process.env.APPTAINER_CACHEDIR || process.env.SINGULARITY_CACHEDIR ? 'the cache directory in APPTAINER_CACHEDIR' : 'the default cache directory';
   }
   const inCache = path !== undefined ? isInside(path, cache) || isInside(cache, path) : imageVerb;
   const moveCache = cacheFrom === '--cache' ? 'pass another --cache' : cacheFrom === 'NODULARITY_CACHE' ? 'set NODULARITY_CACHE to another directory'
@@ -106,6 +107,20 @@ function adviceFor(code: string, syscall: string | undefined, path: string | und
 
 /** Codes whose advice adds to an ImageError's own message (it already says ENOENT). */
 const ADVISED = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE']);
+
+/** The verbs that speak Apptainer's log format. */
+const APPTAINER_VERBS = new Set(['exec', 'run', 'shell', 'test', 'version']);
+
+/**
+ * The line to print for a failure: `FATAL:   message` for the Apptainer
+ * verbs, as Apptainer's sylog writes it (log scrapers look for FATAL:), and
+ * `nodularity: message` for nodularity's own verbs (but for every verb when
+ * installed as apptainer or singularity: that command speaks one format).
+ */
+export function failureLine(message: string, args: string[], asApptainer = false): string {
+  const verb = args.find((a) => !a.startsWith('-'));
+  return asApptainer || (verb !== undefined && APPTAINER_VERBS.has(verb)) ? `FATAL:   ${message}` : `nodularity: ${message}`;
+}
 
 /** The line and status for a failure that ended the CLI. */
 export async function describeFailure(e: unknown, args: string[]): Promise<Failure> {

@@ -4,7 +4,13 @@
 //
 // Exit status: the payload's own; RUNTIME_FAILURE (255, as Apptainer) when
 // the runtime itself failed or the command line was wrong, with one message
-// on stderr (and the usage, for a wrong command line).
+// on stderr (and the usage, for a wrong command line): `FATAL:   ...` for
+// Apptainer's verbs, as Apptainer says it, `nodularity: ...` for the others.
+//
+// Installed under the name `apptainer` or `singularity` (a symlink to
+// bin/nodularity, which passes the name it was called by in
+// NODULARITY_INVOKED_AS), it calls itself by that name, so a site can drop it
+// in without changing pilot code.
 //
 // Started through bin/nodularity (`node -- main.js ...`), never as
 // `node main.js ...`: see nodeReadEnvFile below.
@@ -13,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RUNTIME_FAILURE } from './payload-exit.js';
-import { describeFailure } from './failure.js';
+import { describeFailure, failureLine } from './failure.js';
 import { payloadForwarding } from './forwarding.js';
 
 /**
@@ -52,9 +58,19 @@ if (seen !== undefined) {
   process.exit(RUNTIME_FAILURE);
 }
 
+// The name we were called by (bin/nodularity sets it): not the payload's business.
+const invokedAs = process.env.NODULARITY_INVOKED_AS;
+delete process.env.NODULARITY_INVOKED_AS;
+const commandName = invokedAs === 'apptainer' || invokedAs === 'singularity' ? invokedAs : 'nodularity';
+
 const pkg = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'package.json'), 'utf8'));
-// HTCondor reads `--version` to choose the APPTAINERENV_ prefix: it must say apptainer.
-const versionLine = `nodularity version ${pkg.version} (apptainer-compatible)`;
+/** The Apptainer release whose command line and behaviour this one follows. */
+const APPTAINER_COMPAT = '1.3.6';
+// Apptainer's form, `apptainer version X.Y.Z`, naming nodularity in the
+// version's build metadata: HTCondor picks the APPTAINERENV_ prefix from the
+// word apptainer, Snakemake and cwltool parse X.Y.Z (the last word is a valid
+// SemVer and PEP 440 version).
+const versionLine = `apptainer version ${APPTAINER_COMPAT}+nodularity.${pkg.version}`;
 
 // A signal before the payload runs (an image pull, the image's environment
 // scripts): remove what the launch made on the host (session files in
@@ -112,7 +128,7 @@ function modulesFor(args: string[]): string[] {
   return Object.keys(MODULES);
 }
 
-const program = new Command('nodularity')
+const program = new Command(commandName)
   .description('Run containers in Linux namespaces, unprivileged, from Node.js; Apptainer-compatible verbs')
   .version(versionLine, '--version')
   .enablePositionalOptions()
@@ -122,8 +138,15 @@ const program = new Command('nodularity')
   .option('-v, --verbose', 'print what is launched')
   .showHelpAfterError()
   .exitOverride();
-// Every subcommand reports a wrong command line through the same path.
-const configure = (c: Command) => { c.exitOverride(); c.showHelpAfterError(); };
+// Every subcommand reports a wrong command line through the same path; the
+// Apptainer verbs in Apptainer's form.
+const APPTAINER_VERBS = new Set(['exec', 'run', 'shell', 'test', 'version']);
+const configure = (c: Command) => {
+  c.exitOverride();
+  c.showHelpAfterError();
+  if (APPTAINER_VERBS.has(c.name()) || commandName !== 'nodularity')
+    c.configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'FATAL:   ')) });
+};
 
 async function main(): Promise<void> {
   const wanted = modulesFor(process.argv.slice(2));
@@ -145,7 +168,7 @@ main().catch(async (e: unknown) => {
   const verbAt = args.findIndex((a) => !a.startsWith('-'));
   const debug = program.opts<{ debug?: boolean }>().debug || (verbAt < 0 ? args : args.slice(0, verbAt)).some((a) => a === '--debug' || /^-[a-z]*d[a-z]*$/.test(a));
   const f = await describeFailure(e, process.argv.slice(2));
-  process.stderr.write(`nodularity: ${f.message}\n`);
+  process.stderr.write(`${failureLine(f.message, args, commandName !== 'nodularity')}\n`);
   if (debug && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
   process.exit(f.status);
 });

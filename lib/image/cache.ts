@@ -88,6 +88,10 @@ export interface CachedImage {
 /** `$NODULARITY_CACHE`, else `$XDG_CACHE_HOME/nodularity`, else `~/.cache/nodularity`. */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.NODULARITY_CACHE) return path.resolve(env.NODULARITY_CACHE);
+  // Apptainer's cache setting, as sites and pilots give it (APPTAINER_ first):
+  // a directory of our own inside it, as our layout is not Apptainer's.
+  const apptainer = [env.APPTAINER_CACHEDIR, env.SINGULARITY_CACHEDIR].find((d) => d && path.isAbsolute(d));
+  if (apptainer) return path.join(apptainer, 'nodularity');
   const xdg = env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(env.HOME || os.homedir(), '.cache');
   return path.join(xdg, 'nodularity');
 }

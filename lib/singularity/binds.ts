@@ -1,5 +1,6 @@
 // Apptainer's bind syntax: `-B src[:dst[:opts]]` (comma lists, repeatable)
 // and `--mount type=bind,src=...,dst=...[,ro]`, parsed into one shape.
+import { resolve } from 'node:path';
 import { SpecError } from '../errors.js';
 
 export interface BindSpec {
@@ -13,15 +14,19 @@ const BIND_OPTIONS = new Set(['ro', 'rw']);
 
 /**
  * Parse one `-B` value: `src[:dst[:ro|rw]]`, several separated by commas.
- * `option` names the flag for messages (`--bind`, `binds[2]`).
+ * `option` names the flag for messages (`--bind`, `binds[2]`). With `cwd`, a
+ * relative source is taken from there (as Apptainer does); without, refused.
  */
-export function parseBindList(value: string, option = '--bind'): BindSpec[] {
+export function parseBindList(value: string, option = '--bind', cwd?: string): BindSpec[] {
   return value.split(',').filter((s) => s !== '').map((one) => {
     const parts = one.split(':');
     if (parts.length > 3) throw new SpecError(option, `${JSON.stringify(one)}: expected src[:dst[:ro|rw]]`);
-    const [source, destination, opts] = parts;
-    if (!source.startsWith('/')) throw new SpecError(option, `${JSON.stringify(one)}: the source must be an absolute path`);
-    if (destination !== undefined && !destination.startsWith('/'))
+    const [given, destination, opts] = parts;
+    if (!given.startsWith('/') && cwd === undefined) throw new SpecError(option, `${JSON.stringify(one)}: the source must be an absolute path`);
+    if (given === '') throw new SpecError(option, `${JSON.stringify(one)}: the source is empty`);
+    const source = given.startsWith('/') ? given : resolve(cwd!, given);
+    // A relative source with no destination appears at its absolute path.
+    if (destination !== undefined && destination !== '' && !destination.startsWith('/'))
       throw new SpecError(option, `${JSON.stringify(one)}: the destination must be an absolute path`);
     const b: BindSpec = { source, destination: destination || source };
     if (opts !== undefined) {
@@ -58,9 +63,9 @@ export function parseMountSpec(value: string, option = '--mount'): BindSpec {
 }
 
 /** Binds given to the API: strings as for -B, or objects. */
-export function normalizeBinds(binds: (string | BindSpec)[] | undefined): BindSpec[] {
+export function normalizeBinds(binds: (string | BindSpec)[] | undefined, cwd?: string): BindSpec[] {
   return (binds ?? []).flatMap((b, i) => {
-    if (typeof b === 'string') return parseBindList(b, `binds[${i}]`);
+    if (typeof b === 'string') return parseBindList(b, `binds[${i}]`, cwd);
     if (!b || typeof b.source !== 'string' || !b.source.startsWith('/'))
       throw new SpecError(`binds[${i}].source`, 'must be an absolute path');
     if (b.destination !== undefined && !b.destination.startsWith('/'))

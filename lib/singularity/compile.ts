@@ -4,18 +4,20 @@
 // and the working directory bound from the host, /etc/passwd and /etc/group
 // carrying the caller, /etc/resolv.conf and /etc/hosts from the host, a
 // read-only root, mount points missing in the image made in an overlay.
-import { closeSync, constants as fsc, existsSync, mkdirSync, openSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { isAbsolute, join, posix } from 'node:path';
+import { isAbsolute, join, posix, resolve } from 'node:path';
 import type { SpawnOptions } from '../container.js';
 import { SpecError } from '../errors.js';
 import type { PullOptions } from '../image/index.js';
 import { createSpec } from '../oci/defaults.js';
 import { resolveInRoot } from '../plan/resolve.js';
-import type { Mount, Spec } from '../oci/spec.js';
 import type { SecurityOptions } from '../seccomp/types.js';
+import { CAPS } from '../plan/flags.js';
+import type { LinuxIDMapping, Mount, Spec } from '../oci/spec.js';
 import { normalizeBinds, parseMountSpec, type BindSpec } from './binds.js';
-import { CONTAINER_PATH, envOption, hostLayer, readEnvFile, type EnvMap } from './environment.js';
+import { CONTAINER_PATH, envOption, hostLayer, prefixedWarnings, readEnvFile, type EnvMap } from './environment.js';
+import { CONTAINER_LIBS, gpuBinds } from './gpu.js';
 import { resolveRunImage, type ResolvedRunImage } from './image.js';
 import { groupFor, hostUser, makeSessionFiles, passwdFor, type SessionFiles } from './session-files.js';
 
@@ -49,16 +51,47 @@ export interface ExecOptions extends Omit<SpawnOptions, 'rootOverlay' | 'bundleD
   ipc?: boolean;
   userns?: boolean;
   hostname?: string;
-  /** uid 0 inside, mapped to the caller outside. */
+  /**
+   * uid 0 inside, mapped to the caller outside; ids 1..N mapped to the
+   * caller's /etc/subuid and /etc/subgid ranges when it has them (through
+   * newuidmap/newgidmap), else only uid 0 (Apptainer's root-mapped
+   * namespace). Keeps the namespace's full capability set.
+   */
   fakeroot?: boolean;
   /** A writable root: the image under an overlay on a tmpfs. */
   writableTmpfs?: boolean;
+  /** Size of that tmpfs: MiB as a number or digits, or a tmpfs size (`512m`, `2g`); default 64 MiB as Apptainer. */
+  writableTmpfsSize?: number | string;
+  /**
+   * Leave out default mounts, as Apptainer's --no-mount: home, tmp, cwd,
+   * hostfs (never mounted here), bind-paths (/etc/hosts, /etc/localtime),
+   * sys, or one of /etc/hosts, /etc/localtime, /etc/resolv.conf.
+   */
+  noMount?: string[];
+  /** Sets APPTAINER_NO_EVAL=1 inside; nodularity never shell-evaluates the prefixed variables or arguments anyway. */
+  noEval?: boolean;
+  /** Capabilities to add (root or fakeroot): names, `CAP_X` or `x`, or `all`; comma lists allowed. */
+  addCaps?: string | string[];
+  /** Capabilities to drop (root or fakeroot). */
+  dropCaps?: string | string[];
+  /** As root: keep the full capability set of the namespace. */
+  keepPrivs?: boolean;
+  /** Bind the host's NVIDIA driver libraries, programs and devices. */
+  nv?: boolean;
+  /** Bind the host's ROCm libraries, programs and devices. */
+  rocm?: boolean;
   /** Run an init as PID 1 (default true). */
   init?: boolean;
   /** Host environment to start from (default process.env). */
   hostEnv?: NodeJS.ProcessEnv;
   /** Host working directory (default process.cwd()). */
   hostCwd?: string;
+  /**
+   * Called with each warning and INFO-level remark (what Apptainer says on
+   * stderr) once the launch is compiled, before the payload starts; they are
+   * also on the started container's `warnings` and `infos`.
+   */
+  onNotice?: (level: 'WARNING' | 'INFO', message: string) => void;
   /** Bound on the time the image's environment scripts may take, ms (default 10000). */
   envScriptTimeout?: number;
   /** How docker://, oci: and docker-archive: images are fetched. */
@@ -92,6 +125,8 @@ export interface CompiledLaunch {
   runnable: boolean;
   /** Things not as asked that did not stop the launch. */
   warnings: string[];
+  /** What Apptainer says as INFO (a fallback taken, a default chosen). */
+  infos: string[];
   /** Release the session files and held bind sources. */
   dispose(): void;
 }
@@ -144,6 +179,19 @@ function imagePath(rootfs: string, p: string, kind: 'file' | 'dir'): string | un
   }
 }
 
+const euidOf = (): number => process.geteuid!();
+
+/** Whether `p` is an executable regular file of the image (resolved inside it). */
+function imageExecutable(rootfs: string, p: string): boolean {
+  const h = imagePath(rootfs, p, 'file');
+  if (!h) return false;
+  try {
+    return (statSync(h).mode & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether a container path is a directory once the mounts are in place (the innermost mount covering it decides). */
 function dirInContainer(rootfs: string, mounts: Mount[], p: string): boolean {
   for (let i = mounts.length - 1; i >= 0; i--) {
@@ -162,6 +210,90 @@ function dirInContainer(rootfs: string, mounts: Mount[], p: string): boolean {
   return imageHas(rootfs, p, 'dir');
 }
 
+/** --no-mount values: Apptainer's names (proc, dev and devpts are always the container's own here). */
+const NO_MOUNT = new Set(['home', 'tmp', 'cwd', 'hostfs', 'bind-paths', 'sys', '/etc/hosts', '/etc/localtime', '/etc/resolv.conf']);
+/** Apptainer's `bind path` defaults, what --no-mount bind-paths leaves out. */
+const BIND_PATHS = ['/etc/localtime', '/etc/hosts'];
+
+function parseNoMount(values: string[] | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const v of (values ?? []).flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean)) {
+    if (['proc', 'dev', 'devpts'].includes(v))
+      throw new SpecError('--no-mount', `${v}: not supported: every container gets its own /proc, /dev and /dev/pts here (a host one would show the host's processes or devices)`);
+    if (!NO_MOUNT.has(v)) throw new SpecError('--no-mount', `${JSON.stringify(v)}: expected one of ${[...NO_MOUNT, 'proc', 'dev', 'devpts'].join(', ')}`);
+    out.add(v);
+  }
+  return out;
+}
+
+/** The writable tmpfs size: MiB (Apptainer's `sessiondir max size` unit) or a tmpfs size. */
+function tmpfsSize(v: number | string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v).trim();
+  if (/^[1-9]\d*$/.test(s)) return `${s}m`;
+  if (/^[1-9]\d*[kmg]$/i.test(s)) return s.toLowerCase();
+  throw new SpecError('--writable-tmpfs-size', `${JSON.stringify(String(v))}: expected a size in MiB (64) or with a unit (512m, 2g)`);
+}
+
+/**
+ * The caller's subordinate range from /etc/subuid or /etc/subgid (by name or
+ * uid, the first entry, as newuidmap reads them). NODULARITY_SUBUID_FILE and
+ * NODULARITY_SUBGID_FILE name other files (tests; newuidmap still checks
+ * the real ones for an unprivileged caller).
+ */
+function subordinateRange(file: string, uid: number, name: string | undefined): { start: number; count: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const [who, start, count] = line.trim().split(':');
+    if ((who === name || who === String(uid)) && /^\d+$/.test(start ?? '') && /^[1-9]\d*$/.test(count ?? ''))
+      return { start: Number(start), count: Number(count) };
+  }
+  return undefined;
+}
+
+/** uid/gid maps for --fakeroot: 0 -> the caller, 1..N -> the caller's ranges when both exist. */
+function fakerootMappings(euid: number, egid: number, env: NodeJS.ProcessEnv, infos: string[]): { uid: LinuxIDMapping[]; gid: LinuxIDMapping[] } {
+  let name: string | undefined;
+  try { name = userInfo().username; } catch { /* no passwd entry */ }
+  const subuid = env.NODULARITY_SUBUID_FILE || '/etc/subuid';
+  const subgid = env.NODULARITY_SUBGID_FILE || '/etc/subgid';
+  const ur = subordinateRange(subuid, euid, name), gr = subordinateRange(subgid, euid, name);
+  const uid: LinuxIDMapping[] = [{ containerID: 0, hostID: euid, size: 1 }];
+  const gid: LinuxIDMapping[] = [{ containerID: 0, hostID: egid, size: 1 }];
+  if (ur && gr) {
+    uid.push({ containerID: 1, hostID: ur.start, size: ur.count });
+    gid.push({ containerID: 1, hostID: gr.start, size: gr.count });
+  } else {
+    infos.push(`User not listed in ${ur ? subgid : subuid}, using a root-mapped namespace (only uid 0 exists inside)`);
+  }
+  return { uid, gid };
+}
+
+let capLastCache: number | undefined;
+function allCaps(): string[] {
+  if (capLastCache === undefined) {
+    try { capLastCache = parseInt(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8'), 10); } catch { capLastCache = 40; }
+  }
+  return Object.keys(CAPS).filter((c) => CAPS[c]! <= capLastCache!);
+}
+
+/** `CAP_X`, `cap_x`, `x` or `all`, comma lists, into CAP_ names; an unknown one names the option. */
+function capList(v: string | string[] | undefined, option: string): string[] {
+  const out: string[] = [];
+  for (const raw of (Array.isArray(v) ? v : v === undefined ? [] : [v]).flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean)) {
+    if (raw.toLowerCase() === 'all') { out.push(...allCaps()); continue; }
+    const n = raw.toUpperCase().startsWith('CAP_') ? raw.toUpperCase() : `CAP_${raw.toUpperCase()}`;
+    if (!(n in CAPS)) throw new SpecError(option, `unknown capability ${JSON.stringify(raw)}`);
+    out.push(n);
+  }
+  return out;
+}
+
 /** Compile options for one action into a spec; nothing is launched yet. */
 export async function compileLaunch(imageRef: string, argv: string[], options: ExecOptions, mode: ActionMode): Promise<CompiledLaunch> {
   const o = options;
@@ -172,6 +304,17 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   const scratchDirs = o.scratch ?? [];
   scratchDirs.forEach((s, i) => checkAbsolute(`--scratch[${i}]`, s));
   const hostEnv = o.hostEnv ?? process.env;
+  const hostCwd = o.hostCwd ?? process.cwd();
+  const warnings: string[] = prefixedWarnings(hostEnv);
+  const infos: string[] = [];
+  const noMount = parseNoMount(o.noMount);
+  const overlaySize = tmpfsSize(o.writableTmpfsSize);
+  const addCaps = capList(o.addCaps, '--add-caps');
+  const dropCaps = capList(o.dropCaps, '--drop-caps');
+  if (!o.fakeroot && euidOf() !== 0) {
+    if (addCaps.length) throw new SpecError('--add-caps', 'only root or --fakeroot can add capabilities (there is no capability database to authorize other users)');
+    if (o.keepPrivs) throw new SpecError('--keep-privs', '--keep-privs requires root privileges');
+  }
   const contain = !!(o.contain || o.containall);
   const cleanenv = !!(o.cleanenv || o.containall);
   const euid = process.geteuid!();
@@ -179,7 +322,8 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   const uid = o.fakeroot ? 0 : euid;
   const gid = o.fakeroot ? 0 : egid;
   const workdir = o.workdir === undefined ? undefined : existingDir('--workdir', o.workdir);
-  const userBinds = [...normalizeBinds(o.binds), ...(o.mounts ?? []).map((m, i) => parseMountSpec(m, `--mount[${i}]`))];
+  // Relative bind sources are the host working directory's, as in Apptainer.
+  const userBinds = [...normalizeBinds(o.binds, hostCwd), ...(o.mounts ?? []).map((m, i) => parseMountSpec(m, `--mount[${i}]`))];
   const envFile = o.envFile === undefined ? new Map() : readEnvFile(o.envFile);
   const envOpt = envOption(o.env);
   // Bind sources must exist: say so by option, and for /cvmfs say why it may not.
@@ -211,7 +355,8 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     homeDst = o.fakeroot ? '/root' : hostHome;
     if (!o.noHome && !contain && existsSync(hostHome)) homeSrc = hostHome;
   }
-  if (o.noHome) homeSrc = undefined;
+  const noHome = o.noHome || noMount.has('home');
+  if (noHome) homeSrc = undefined;
 
   const mounts: Mount[] = [];
   const covered = new Set<string>(); // container paths bound from the same host path
@@ -224,7 +369,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     return p;
   };
   for (const [dir, name] of [['/tmp', 'tmp'], ['/var/tmp', 'var_tmp']] as const) {
-    if (scratchDirs.includes(dir)) continue;
+    if (scratchDirs.includes(dir) || noMount.has('tmp')) continue;
     if (!contain) { mounts.push(bind(dir, dir)); covered.add(dir); }
     else mounts.push(workdir ? bind(sub(name), dir) : tmpfs(dir, '1777'));
   }
@@ -236,7 +381,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   if (homeSrc) {
     mounts.push(bind(homeSrc, homeDst));
     if (homeSrc === homeDst) covered.add(homeDst);
-  } else if (contain && !o.noHome) {
+  } else if (contain && !noHome) {
     mounts.push(workdir ? bind(sub('home'), homeDst) : tmpfs(homeDst, '0700'));
   }
   for (const b of userBinds) {
@@ -245,21 +390,20 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   }
 
   // Working directory.
-  const hostCwd = o.hostCwd ?? process.cwd();
   let cwd: string;
-  const warnings: string[] = [];
   if (o.pwd !== undefined) {
     // As Apptainer: a --pwd that is not a directory in the container is a
     // warning, and the payload starts in the home directory instead; it is
     // never created (in the image, an overlay, or a host directory).
     if (dirInContainer(rootfs, mounts, o.pwd)) cwd = o.pwd;
     else {
-      cwd = o.noHome ? '/' : homeDst;
+      cwd = noHome ? '/' : homeDst;
       warnings.push(`--pwd ${o.pwd} is not a directory in the container: starting in ${cwd}`);
     }
   } else if (contain) cwd = homeDst;
   else if ([...covered].some((c) => hostCwd === c || hostCwd.startsWith(c + '/'))) cwd = hostCwd;
   else if (isSystemDir(hostCwd)) cwd = imageHas(rootfs, hostCwd, 'dir') ? hostCwd : '/';
+  else if (noMount.has('cwd')) cwd = dirInContainer(rootfs, mounts, hostCwd) ? hostCwd : !noHome && dirInContainer(rootfs, mounts, homeDst) ? homeDst : '/';
   else { mounts.push(bind(hostCwd, hostCwd)); cwd = hostCwd; }
 
   // /etc: the caller in passwd/group; name resolution from the host.
@@ -268,16 +412,34 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   session.set('/etc/group', await groupFor(rootfs, user));
   const etcBinds: Mount[] = [];
   for (const f of ['/etc/resolv.conf', '/etc/hosts', '/etc/localtime'])
-    if (existsSync(f)) etcBinds.push(bind(f, f, true));
+    if (existsSync(f) && !noMount.has(f) && !(noMount.has('bind-paths') && BIND_PATHS.includes(f))) etcBinds.push(bind(f, f, true));
+
+  // --nv / --rocm: host driver libraries, programs and devices.
+  const gpuMounts: Mount[] = [];
+  for (const kind of ['nv', 'rocm'] as const) {
+    if (!o[kind]) continue;
+    const g = gpuBinds(kind, hostEnv);
+    warnings.push(...g.warnings);
+    for (const [src, dst] of g.files) gpuMounts.push(bind(src, dst, true));
+    for (const d of g.devices) gpuMounts.push({ destination: d, source: d, type: 'bind', options: ['bind', 'rw'] });
+  }
 
   // Environment layers 1-3 (the rest needs the image's scripts run first).
   const baseEnv = hostLayer(hostEnv, cleanenv);
   baseEnv.set('PATH', CONTAINER_PATH);
   baseEnv.set('HOME', homeDst);
-  if (image.sandbox) baseEnv.set('LD_LIBRARY_PATH', '/.singularity.d/libs');
+  if (image.sandbox || o.nv || o.rocm) baseEnv.set('LD_LIBRARY_PATH', CONTAINER_LIBS);
+  // What Apptainer tells the payload about its container: the image (an
+  // absolute path for a local one), the action, the bind destinations.
+  const imagePathRef = /^[a-z][a-z0-9+.-]*:/i.test(image.ref) ? image.ref : resolve(hostCwd, image.ref);
+  const bindDests = userBinds.map((b) => b.destination ?? b.source);
   for (const prefix of ['APPTAINER', 'SINGULARITY']) {
-    baseEnv.set(`${prefix}_CONTAINER`, image.ref);
-    baseEnv.set(`${prefix}_NAME`, posix.basename(image.ref.replace(/\/+$/, '')));
+    baseEnv.set(`${prefix}_CONTAINER`, imagePathRef);
+    baseEnv.set(`${prefix}_NAME`, posix.basename(imagePathRef.replace(/\/+$/, '')));
+    baseEnv.set(`${prefix}_COMMAND`, mode);
+    baseEnv.set(`${prefix}_BIND`, bindDests.join(','));
+    baseEnv.set(`${prefix}_ENVIRONMENT`, '/.singularity.d/env/91-environment.sh');
+    if (o.noEval) baseEnv.set(`${prefix}_NO_EVAL`, '1');
   }
   for (const kv of image.config?.env ?? []) {
     const eq = kv.indexOf('=');
@@ -302,11 +464,24 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
       if (image.sandbox && imageHas(rootfs, '/.singularity.d/runscript', 'file')) args = ['/.singularity.d/runscript', ...argv];
       else if (image.config && (image.config.entrypoint.length || image.config.cmd.length))
         args = [...image.config.entrypoint, ...(argv.length ? argv : image.config.cmd)];
-      else throw new SpecError('image', `${image.ref} has no /.singularity.d/runscript and no Entrypoint or Cmd: use exec`);
+      else if (imageExecutable(rootfs, '/bin/sh')) {
+        infos.push('No runscript found in container, executing /bin/sh');
+        args = ['/bin/sh', ...argv];
+      } else throw new SpecError('image', `${image.ref} has no /.singularity.d/runscript, no Entrypoint or Cmd and no /bin/sh`);
       break;
-    case 'shell':
-      args = [argv[0] ?? '/bin/sh'];
+    case 'shell': {
+      // As Apptainer's action script: the given shell ($APPTAINER_SHELL,
+      // --shell) when executable, else bash without its rc files, else sh.
+      const asked = argv[0];
+      if (asked !== undefined && imageExecutable(rootfs, asked)) args = [asked];
+      else {
+        if (asked !== undefined) warnings.push(`shell ${asked} is not an executable file in the container: using the default shell`);
+        args = imageExecutable(rootfs, '/bin/bash') ? ['/bin/bash', '--norc'] : ['/bin/sh'];
+        baseEnv.set('SHELL', args[0]!);
+      }
+      if (asked !== undefined) for (const prefix of ['APPTAINER', 'SINGULARITY']) baseEnv.set(`${prefix}_SHELL`, asked);
       break;
+    }
     case 'test':
       runnable = image.sandbox && imageHas(rootfs, '/.singularity.d/test', 'file');
       args = runnable ? ['/.singularity.d/test', ...argv] : ['/bin/true'];
@@ -318,9 +493,25 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     network: o.network ?? 'host',
     hostname: o.hostname,
     readonly: !o.writableTmpfs,
-    mounts: [...etcBinds, ...mounts],
+    mounts: [...etcBinds, ...mounts, ...gpuMounts],
     security: o.security,
   });
+  if (noMount.has('sys')) spec.mounts = spec.mounts!.filter((m) => m.destination !== '/sys');
+  // --fakeroot: root in a namespace of the caller's ids, with its full
+  // capability set (Apptainer's SetupPrivileged). Root keeps none unless
+  // asked (--keep-privs, --add-caps), as a pilot's payload must not get them.
+  if (o.fakeroot) {
+    const maps = fakerootMappings(euid, egid, hostEnv, infos);
+    spec.linux!.uidMappings = maps.uid;
+    spec.linux!.gidMappings = maps.gid;
+  }
+  const caps = new Set<string>(o.fakeroot || (euid === 0 && o.keepPrivs) ? allCaps() : []);
+  for (const c of addCaps) caps.add(c);
+  for (const c of dropCaps) caps.delete(c);
+  if (caps.size) {
+    const list = [...caps].sort((a, b) => CAPS[a]! - CAPS[b]!);
+    spec.process!.capabilities = { bounding: list, effective: list, permitted: list };
+  }
   if (o.hostname === undefined) delete spec.hostname;
   if (o.terminal) {
     spec.process!.terminal = true;
@@ -353,11 +544,12 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   const spawnOptions: SpawnOptions = {
     stdio: o.stdio, signal: o.signal, timeout: o.timeout, killSignal: o.killSignal, detached: o.detached,
     rootOverlay: o.writableTmpfs ? 'always' : 'auto', init: o.init ?? true,
+    ...(overlaySize ? { overlaySize } : {}),
     allowHostProc: o.allowHostProc, allowImageDevices: o.allowImageDevices,
     forceKillAfterDelay: o.forceKillAfterDelay,
   };
   return {
-    image, spec, spawnOptions, baseEnv, envScripts, envFile, envOption: envOpt, hostEnv, warnings,
+    image, spec, spawnOptions, baseEnv, envScripts, envFile, envOption: envOpt, hostEnv, warnings, infos,
     envScriptTimeout: o.envScriptTimeout ?? 10_000, runnable, dispose,
   };
 }

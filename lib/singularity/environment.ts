@@ -1,5 +1,7 @@
 // The payload's environment, built as Apptainer builds it. Lowest to highest:
-//   1. the host environment (unless cleanenv), never PATH or LD_LIBRARY_PATH;
+//   1. the host environment (unless cleanenv: then LANG=C), never PATH or
+//      LD_LIBRARY_PATH, nor the host's own APPTAINER_*/SINGULARITY_* (the
+//      CLI's settings, not the payload's);
 //   2. the container's defaults (PATH, HOME, APPTAINER_CONTAINER, ...);
 //   3. an OCI image's config Env;
 //   4. the image's /.singularity.d/env/*.sh, evaluated in the container
@@ -24,7 +26,15 @@ export const SHELL_VARIABLES = ['PWD', 'OLDPWD', 'SHLVL', '_'];
 
 /** Never taken from the host: the container has its own. */
 const NEVER_PASSED = new Set(['PATH', 'LD_LIBRARY_PATH', 'PS1', 'HOME', ...SHELL_VARIABLES]);
+/** Lowest precedence first: APPTAINERENV_X wins over SINGULARITYENV_X. */
 const PREFIXES = ['SINGULARITYENV_', 'APPTAINERENV_'] as const;
+/** The CLI's own settings (APPTAINER_BIND ...): read by the CLI, never passed in. */
+const SETTING_PREFIXES = ['APPTAINER_', 'SINGULARITY_'] as const;
+/**
+ * Names APPTAINERENV_/SINGULARITYENV_ may not set (Apptainer's
+ * alwaysOmitKeys that are not overridable): refused with Apptainer's warning.
+ */
+const PROTECTED = new Set(['HOME', 'APPTAINER_SHELL', 'APPTAINER_APPNAME', 'SINGULARITY_SHELL', 'SINGULARITY_APPNAME']);
 
 export function envFromList(list: string[]): EnvMap {
   const m: EnvMap = new Map();
@@ -43,11 +53,32 @@ export function envToList(m: EnvMap): string[] {
 export function hostLayer(host: NodeJS.ProcessEnv, cleanenv: boolean): EnvMap {
   const m: EnvMap = new Map();
   for (const [k, v] of Object.entries(host)) {
-    if (v === undefined || NEVER_PASSED.has(k) || PREFIXES.some((p) => k.startsWith(p))) continue;
+    if (v === undefined || NEVER_PASSED.has(k) || [...PREFIXES, ...SETTING_PREFIXES].some((p) => k.startsWith(p))) continue;
     if (cleanenv && !ALWAYS_PASSED.includes(k)) continue;
     m.set(k, v);
   }
+  // As Apptainer: a clean environment has the C locale (APPTAINERENV_LANG may change it).
+  if (cleanenv) m.set('LANG', 'C');
   return m;
+}
+
+/**
+ * What Apptainer says about the host's APPTAINERENV_/SINGULARITYENV_
+ * variables: a protected name refused, a SINGULARITYENV_X that differs from
+ * its APPTAINERENV_X twin (the latter wins).
+ */
+export function prefixedWarnings(host: NodeJS.ProcessEnv): string[] {
+  const out: string[] = [];
+  for (const prefix of [...PREFIXES].reverse()) {
+    for (const [k, v] of Object.entries(host)) {
+      if (v === undefined || !k.startsWith(prefix)) continue;
+      const name = k.slice(prefix.length);
+      if (PROTECTED.has(name)) out.push(`Overriding ${name} environment variable with ${k} is not permitted`);
+      else if (prefix === 'SINGULARITYENV_' && host[`APPTAINERENV_${name}`] !== undefined && host[`APPTAINERENV_${name}`] !== v)
+        out.push(`Skipping environment variable [${k}=${v}], ${name} is already overridden with different value [${host[`APPTAINERENV_${name}`]}]`);
+    }
+  }
+  return out;
 }
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -60,7 +91,7 @@ export function prefixedLayer(host: NodeJS.ProcessEnv): { vars: EnvMap; prependP
     for (const [k, v] of Object.entries(host)) {
       if (v === undefined || !k.startsWith(prefix)) continue;
       const name = k.slice(prefix.length);
-      if (!NAME.test(name)) continue;
+      if (!NAME.test(name) || PROTECTED.has(name)) continue;
       if (name === 'PREPEND_PATH') prependPath = v;
       else if (name === 'APPEND_PATH') appendPath = v;
       else vars.set(name, v);

@@ -22,6 +22,8 @@ export interface ImageContainer extends Container {
   env: string[];
   /** What was not as asked but did not stop the launch (e.g. a missing --pwd), for the CLI to show. */
   warnings: string[];
+  /** What Apptainer would say as INFO (a fallback or default taken), for the CLI to show. */
+  infos: string[];
 }
 
 /**
@@ -129,6 +131,8 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
     release();
     throw e;
   }
+  for (const w of c.warnings) options.onNotice?.('WARNING', w);
+  for (const i of c.infos) options.onNotice?.('INFO', i);
   const self: PendingLaunch = { dispose: c.dispose };
   pending.add(self);
   let started: ImageContainer;
@@ -146,7 +150,7 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
     const done = () => { pending.delete(self); c.dispose(); };
     container.spawned.then(done, done);
     container.exited.then(release, release);
-    started = Object.assign(container, { image: c.image, argv: c.spec.process!.args, env, warnings: c.warnings });
+    started = Object.assign(container, { image: c.image, argv: c.spec.process!.args, env, warnings: c.warnings, infos: c.infos });
   } catch (e) {
     pending.delete(self);
     c.dispose();
@@ -168,7 +172,11 @@ export async function runImage(image: string, args: string[] = [], options: Exec
   return (await start(image, args, options, 'run'))!;
 }
 
-/** An interactive shell in the image (`apptainer shell IMAGE`); stdio defaults to inherit. */
+/**
+ * An interactive shell in the image (`apptainer shell IMAGE`); stdio defaults
+ * to inherit. `shell` when it is executable there, else /bin/bash --norc when
+ * the image has it, else /bin/sh (Apptainer's order).
+ */
 export async function shell(image: string, options: ExecOptions & { shell?: string } = {}): Promise<ImageContainer> {
   return (await start(image, options.shell ? [options.shell] : [], { stdio: 'inherit', ...options }, 'shell'))!;
 }

@@ -74,7 +74,7 @@ t.test('a missing --env-file: nodularity\'s own one-line error naming the option
   for (const argv of [[bin], [process.execPath, '--', mainJs]]) {
     const r = runCli([...argv, 'exec', '--env-file', missing, image, '/bin/true']);
     t.equal(r.code, 255, `${argv.join(' ')}: ${r.err}`);
-    t.match(r.err, /^nodularity: --env-file: cannot read .*missing\.env: ENOENT\n$/, 'one line, ours, not Node\'s "not found"');
+    t.match(r.err, /^FATAL: {3}--env-file: cannot read .*missing\.env: ENOENT\n$/, 'one line, ours, not Node\'s "not found"');
   }
 });
 

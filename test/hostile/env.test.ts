@@ -56,7 +56,7 @@ t.test('an env script printing without end: an error naming the image\'s env dir
   // The same through the CLI: one line, status 255.
   const r = cli(['exec', image, '/bin/true']);
   t.equal(r.code, 255, r.err);
-  t.match(r.err, new RegExp(`^nodularity: ${image}:/\\.singularity\\.d/env: .*exceeded 1 MiB, the cap`));
+  t.match(r.err, new RegExp(`^FATAL: {3}${image}:/\\.singularity\\.d/env: .*exceeded 1 MiB, the cap`));
   t.same(await gone(id), [], 'no process left after the CLI either');
 });
 

@@ -39,7 +39,8 @@ function shell(cmd: string, env: NodeJS.ProcessEnv = {}): R {
 function oneLine(t: Tap.Test, r: R, re: RegExp, status = 255, what = ''): void {
   t.equal(r.code, status, `${what} exit status (stderr: ${r.err})`);
   t.notMatch(r.err, /^\s+at /m, `${what} no stack trace`);
-  t.match(r.err, /^nodularity: [^\n]+\n$/, `${what} exactly one line on stderr: ${JSON.stringify(r.err)}`);
+  // Apptainer's verbs say it as Apptainer does (FATAL:), nodularity's own as nodularity.
+  t.match(r.err, /^(FATAL: {3}|nodularity: )[^\n]+\n$/, `${what} exactly one line on stderr: ${JSON.stringify(r.err)}`);
   t.match(r.err, re, what);
 }
 
@@ -120,7 +121,7 @@ t.test('exec loads neither lib/bench nor the bundle verbs; bench and --help do l
   t.equal(unknown.code, 255);
   t.match(unknown.err, /unknown command 'exce'.*\n.*Did you mean exec\?/s, 'an unknown verb still gets the suggestion');
   const version = cli(['--version']);
-  t.match(version.out, /^nodularity version .* \(apptainer-compatible\)\n$/);
+  t.match(version.out, /^apptainer version \d+\.\d+\.\d+\+nodularity\.\S+\n$/);
 });
 
 // ---- item 12: schemes, 126 and 127 ---------------------------------------
@@ -206,7 +207,7 @@ t.test('an unwritable default cache dir says to set NODULARITY_CACHE (item 5)', 
   const env = { NODULARITY_CACHE: '', XDG_CACHE_HOME: '', HOME: home };
   for (const args of [['pull', '-q', `oci:${layout}`], ['exec', `oci:${layout}`, '/bin/true']]) {
     const r = cli(args, env);
-    oneLine(t, r, /^nodularity: the default cache directory \S+\/\.cache\/nodularity.*\((EACCES|ENOTDIR), (mkdir|stat)\): set NODULARITY_CACHE \(or pass --cache\) to a directory you can write$/m, 255, args[0]);
+    oneLine(t, r, /^(FATAL: {3}|nodularity: )the default cache directory \S+\/\.cache\/nodularity.*\((EACCES|ENOTDIR), (mkdir|stat)\): set NODULARITY_CACHE \(or pass --cache\) to a directory you can write$/m, 255, args[0]);
   }
   t.notOk(existsSync('/nonexistent'), 'nothing created');
 });

@@ -30,7 +30,7 @@ function nodularity(args: string[], env: NodeJS.ProcessEnv = {}, cwd = '/') {
 t.test('--version says apptainer (HTCondor picks APPTAINERENV_ from it); version too', async (t) => {
   const v = nodularity(['--version']);
   t.equal(v.code, 0);
-  t.match(v.out, /^nodularity version \d+\.\d+\.\d+ \(apptainer-compatible\)\n$/);
+  t.match(v.out, /^apptainer version \d+\.\d+\.\d+\+nodularity\.\d+\.\d+\.\d+\n$/);
   t.equal(nodularity(['version']).out, v.out);
 });
 
@@ -99,7 +99,7 @@ t.test('bad flags and missing images: a message and the usage, status 255, no st
   t.match(bad.err, /Usage: nodularity exec \[options\] <image> <command\.\.\.>/);
   const missing = nodularity(['exec', '/no/such/image', '/bin/true']);
   t.equal(missing.code, 255);
-  t.match(missing.err, /^nodularity: image: image \/no\/such\/image does not exist \(ENOENT\)\n$/);
+  t.match(missing.err, /^FATAL: {3}image: image \/no\/such\/image does not exist \(ENOENT\)\n$/);
   const noCmd = nodularity(['exec', image]);
   t.equal(noCmd.code, 255);
   t.match(noCmd.err, /missing required argument 'command'/);

@@ -104,5 +104,5 @@ t.test('only the public entry points are exported; the bin still runs', async (t
   delete env.NODE_OPTIONS;
   const bin = spawnSync(link, ['version'], { encoding: 'utf8', env });
   t.equal(bin.status, 0, `${link} version: ${bin.stderr ?? bin.error}`);
-  t.match(bin.stdout, /^nodularity version \S+/);
+  t.match(bin.stdout, /^apptainer version \S+\+nodularity\.\S+/);
 });
