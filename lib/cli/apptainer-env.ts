@@ -53,6 +53,7 @@ export const ENV_KNOBS: EnvKnob[] = [
   { attr: 'overlay', keys: ['OVERLAY', 'OVERLAYIMAGE'], kind: 'list' },
   { attr: 'https', keys: ['NOHTTPS', 'NO_HTTPS'], kind: 'negated' },
   { attr: 'authfile', keys: ['AUTH_FILE'], kind: 'string' },
+  { attr: 'security', keys: ['SECURITY'], kind: 'list' },
 ];
 
 /** Go's strconv.ParseBool, as Apptainer reads a boolean variable. */
