@@ -40,6 +40,8 @@ export class PlanBuilder {
   /** What would be created in the image itself (missing mount points), rootfs-relative, parents first; '/' ends a dir. */
   readonly imageCreates: string[] = [];
   private layers: Layer[];
+  /** Container paths an op creates inside a file system we mount (a tmpfs has no host path to lstat). */
+  private created = new Set<string>();
 
   constructor(readonly rootfs: string) {
     this.layers = [{ dest: '/', hostDir: rootfs, kind: 'image', what: 'the image' }];
@@ -59,6 +61,9 @@ export class PlanBuilder {
       const l = this.layers[i];
       const rest = under(path, l.dest);
       if (rest === undefined) continue;
+      // A mount point made earlier inside a tmpfs of ours (the parents of a
+      // bind under a fresh /tmp) exists by then: a known entry, not missing.
+      if (l.hostDir === undefined && rest !== '/' && this.created.has(path)) return { layer: i, isMountRoot: true };
       return { layer: i, host: l.hostDir === undefined ? undefined : rest === '/' ? l.hostDir : posix.join(l.hostDir, rest), isMountRoot: i > 0 && rest === '/' };
     }
     throw new Error('unreachable: the image layer covers /');
@@ -103,6 +108,7 @@ export class PlanBuilder {
   }
 
   mkop(kind: 'dir' | 'file', dest: string, mode?: number): void {
+    this.created.add(dest);
     if (kind === 'dir') this.add({ kind: OP.MKDIR, target: dest, mode: mode ?? 0o755 }, `mkdir ${dest}`, dest);
     else this.add({ kind: OP.MKFILE, target: dest, mode: mode ?? 0o644 }, `create mount point ${dest}`, dest);
   }

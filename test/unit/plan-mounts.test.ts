@@ -5,6 +5,7 @@ import { mkdirSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSpec } from '../../lib/index.js';
 import { planMounts } from '../../lib/plan/mounts.js';
+import { findExecutable } from '../../lib/plan/process.js';
 import { OP, RESOLVE } from '../../lib/plan/types.js';
 import { scratch } from '../helpers/env.js';
 
@@ -55,4 +56,20 @@ t.test('hostile images and bad mounts are refused, naming the field', async (t) 
   rmdirSync(rmProc);
   symlinkSync('/p', rmProc);
   t.throws(() => planMounts(createSpec({ rootfs: r2, args: ['/bin/true'] }), r2, ctx(r2)), { pointer: '/mounts/0/destination', message: /\/proc is a symlink in the image/ });
+});
+
+t.test('the parents of a bind under a fresh tmpfs exist for what comes after (an executable in that bind)', async (t) => {
+  // `exec -C -B /tmp/pt/slot IMG /tmp/pt/slot/j`: /tmp is a tmpfs of ours, /tmp/pt
+  // is made in it for the bind; the executable under the bind must be found.
+  const r = image(t);
+  const host = scratch(t);
+  writeFileSync(join(host, 'j'), '#!/bin/sh\n', { mode: 0o755 });
+  const s = createSpec({ rootfs: r, args: ['/tmp/pt/slot/j'], mounts: [
+    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev'] },
+    { destination: '/tmp/pt/slot', source: host, options: ['bind'] },
+    { destination: '/tmp/pt/other', source: host, options: ['bind'] },
+  ] });
+  const { b } = planMounts(s, r, ctx(r));
+  t.same(b.entries.filter((e) => e.op.kind === OP.MKDIR && e.target.startsWith('/tmp/')).map((e) => e.target), ['/tmp/pt', '/tmp/pt/slot', '/tmp/pt/other'], '/tmp/pt is made once');
+  t.equal(findExecutable(b, '/tmp/pt/slot/j', [], '/'), '/tmp/pt/slot/j');
 });
