@@ -661,8 +661,10 @@ static int step_terminal(const child_args *a, child_fail *) {
   cx_close(master);
   cx_close(a->console_fd);
   if (r == 0) r = (int)cx_ioctl(slave, TIOCSCTTY, 0);
-  for (int i = 0; i < 3 && r == 0; i++)
-    if (slave != i) r = (int)cx_dup3(slave, i);
+  for (int i = 0; i < 3 && r == 0; i++) {
+    long d = slave != i ? cx_dup3(slave, i) : i;  // dup3 returns the new fd, not 0
+    if (d < 0) r = (int)d;
+  }
   if (slave > 2) cx_close(slave);
   return r < 0 ? r : 0;
 }

@@ -67,12 +67,13 @@ t.test('stdin and stdout stay blocking for the payload: nothing is lost through 
 
 t.test('shell at a real terminal: its own tty, job control, the exit status (item 8)', async (t) => {
   const r = await atTerminal(`${node} ${CLI} shell ${testRootfs()}`, [
-    [/Apptainer> /, 'tty; echo "pgrp=$(cut -d" " -f5 /proc/self/stat) tpgid=$(cut -d" " -f8 /proc/self/stat)"\n'],
+    [/Apptainer> /, 'tty; for f in 0 1 2; do [ -t $f ] && echo "fd$f=tty"; done; echo "pgrp=$(cut -d" " -f5 /proc/self/stat) tpgid=$(cut -d" " -f8 /proc/self/stat)"\n'],
     [/tpgid=\d+/, 'exit 4\n'],
   ]);
   t.equal(r.status, 4, 'exit 4 comes back as 4');
   t.match(r.out, /\/dev\/pts\/\d+\r\n/, 'tty names the container\'s terminal');
   t.notMatch(r.out, /not a tty|NDELAY/);
+  t.match(r.out, /fd0=tty\r\nfd1=tty\r\nfd2=tty\r\n/, 'stdin, stdout and stderr are all the terminal (bash is interactive only if stderr is too)');
   const m = /pgrp=(\d+) tpgid=(\d+)/.exec(r.out);
   t.ok(m, 'the shell reported its process group');
   t.match(m?.[1], m?.[2], 'the shell is its terminal\'s foreground process group (job control)');
