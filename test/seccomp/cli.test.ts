@@ -18,7 +18,7 @@ t.before(() => requireBuiltCli(['lib/cli/apptainer-commands.ts', 'lib/seccomp/in
 function oneLine(t: Tap.Test, r: CliResult, re: RegExp, what: string): void {
   t.equal(r.code, 255, `${what}: exit status 255 (stderr: ${r.err})`);
   t.notMatch(r.err, /^\s+at /m, `${what}: no stack trace`);
-  t.match(r.err, /^nodularity: [^\n]+\n$/, `${what}: exactly one line: ${JSON.stringify(r.err)}`);
+  t.match(r.err, /^(nodularity: |FATAL: {3})[^\n]+\n$/, `${what}: exactly one line: ${JSON.stringify(r.err)}`);
   t.match(r.err, re, what);
 }
 
@@ -79,16 +79,16 @@ t.test('bad --security values: one line naming the flag or the file', async (t) 
   const arch = join(dir, 'arch.json');
   writeFileSync(arch, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_Z80'] }));
   const cases: [string, RegExp][] = [
-    [`seccomp:${join(dir, 'missing.json')}`, /^nodularity: --security: cannot read the seccomp profile .*missing\.json \(ENOENT\)/],
-    [`seccomp:${dir}`, /^nodularity: --security: cannot read the seccomp profile .* \(EISDIR\)/],
-    [`seccomp:${invalid}`, /^nodularity: --security: the seccomp profile .*invalid\.json is not valid JSON/],
-    [`seccomp:${bad}`, /^nodularity: .*bad\.json#\/syscalls\/0\/action: unknown action "SCMP_ACT_SOMETIMES"/],
-    [`seccomp:${arch}`, /^nodularity: .*arch\.json#\/architectures\/0: unknown architecture "SCMP_ARCH_Z80"/],
-    ['seccomp:', /^nodularity: --security: "seccomp:": seccomp: needs a profile file/],
-    ['apparmor:unconfined', /^nodularity: --security: "apparmor:unconfined": apparmor: is not supported by nodularity/],
-    ['selinux:foo', /^nodularity: --security: "selinux:foo": selinux: is not supported/],
-    ['uid:0', /^nodularity: --security: "uid:0": uid: is not supported/],
-    ['sandbox', /^nodularity: --security: "sandbox" is not a security option/],
+    [`seccomp:${join(dir, 'missing.json')}`, /^FATAL: {3}--security: cannot read the seccomp profile .*missing\.json \(ENOENT\)/],
+    [`seccomp:${dir}`, /^FATAL: {3}--security: cannot read the seccomp profile .* \(EISDIR\)/],
+    [`seccomp:${invalid}`, /^FATAL: {3}--security: the seccomp profile .*invalid\.json is not valid JSON/],
+    [`seccomp:${bad}`, /^FATAL: {3}.*bad\.json#\/syscalls\/0\/action: unknown action "SCMP_ACT_SOMETIMES"/],
+    [`seccomp:${arch}`, /^FATAL: {3}.*arch\.json#\/architectures\/0: unknown architecture "SCMP_ARCH_Z80"/],
+    ['seccomp:', /^FATAL: {3}--security: "seccomp:": seccomp: needs a profile file/],
+    ['apparmor:unconfined', /^FATAL: {3}--security: "apparmor:unconfined": apparmor: is not supported by nodularity/],
+    ['selinux:foo', /^FATAL: {3}--security: "selinux:foo": selinux: is not supported/],
+    ['uid:0', /^FATAL: {3}--security: "uid:0": uid: is not supported/],
+    ['sandbox', /^FATAL: {3}--security: "sandbox" is not a security option/],
   ];
   for (const [value, re] of cases) oneLine(t, cli(['exec', '--security', value, rootfs, '/bin/true']), re, `--security ${value}`);
 });
@@ -99,7 +99,7 @@ t.test('seccomp:docker-default without the package: one line naming the file', a
   const sq = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
   const cmd = `mount -t tmpfs none /usr/share/containers && exec ${sq(binPath)} exec --security seccomp:docker-default ${sq(testRootfs())} /bin/true`;
   const r = spawnSync(...bare(['unshare', ...(isRoot ? [] : ['-r']), '-m', '--propagation', 'private', '/bin/sh', '-c', cmd]), { encoding: 'utf8', timeout: 60_000 });
-  oneLine(t, { code: r.status, signal: r.signal, out: r.stdout, err: r.stderr }, /^nodularity: --security: docker-default needs \/usr\/share\/containers\/seccomp\.json \(Debian package golang-github-containers-common\): ENOENT/, 'missing profile');
+  oneLine(t, { code: r.status, signal: r.signal, out: r.stdout, err: r.stderr }, /^FATAL: {3}--security: docker-default needs \/usr\/share\/containers\/seccomp\.json \(Debian package golang-github-containers-common\): ENOENT/, 'missing profile');
 });
 
 t.test("run-bundle: config.json's linux.seccomp is applied exactly, and a bad one names the field", async (t) => {
