@@ -8,10 +8,10 @@ import t from 'tap';
 import { chmodSync, chownSync, cpSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { isRoot, scratch, testRootfs } from '../helpers/env.js';
+import { isRoot, scratch, testRootfs, type Tap } from '../helpers/env.js';
 import { cli, makeLayout, requireBuiltCli, testUser } from './fixtures.js';
 
-type T = Parameters<typeof scratch>[0];
+type T = Tap;
 
 t.before(() => requireBuiltCli(['lib/cli/main.ts', 'lib/image/cache.ts']));
 

@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { haveCommand, isRoot, repoRoot, scratch, testRootfs } from '../helpers/env.js';
+import { haveCommand, isRoot, repoRoot, scratch, testRootfs, type Tap } from '../helpers/env.js';
 import { bare, makeLayout, requireBuiltCli, testUser } from '../hostile/fixtures.js';
 import { makeTar } from '../image/fixtures/tarball.js';
 import { createHash } from 'node:crypto';
@@ -36,7 +36,7 @@ function shell(cmd: string, env: NodeJS.ProcessEnv = {}): R {
 }
 
 /** Exactly one line on stderr, ours, matching `re`; no stack frame; the status. */
-function oneLine(t: Tap.Test, r: R, re: RegExp, status = 255, what = ''): void {
+function oneLine(t: Tap, r: R, re: RegExp, status = 255, what = ''): void {
   t.equal(r.code, status, `${what} exit status (stderr: ${r.err})`);
   t.notMatch(r.err, /^\s+at /m, `${what} no stack trace`);
   t.match(r.err, /^nodularity: [^\n]+\n$/, `${what} exactly one line on stderr: ${JSON.stringify(r.err)}`);

@@ -1,3 +1,4 @@
+// test-runner: serial — squashfuse mounts on the host under a scratch dir, which other files' host mount-table checks would see
 // The container's file system, checked from inside.
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';

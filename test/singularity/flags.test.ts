@@ -1,3 +1,4 @@
+// test-runner: serial — compares the whole host mount table before and after
 // Each Apptainer option of exec(), checked from inside a real container.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';

@@ -100,7 +100,7 @@ t.test('only the public entry points are exported; the bin still runs', async (t
   mkdirSync(join(dir, 'node_modules', '.bin'));
   const link = join(dir, 'node_modules', '.bin', 'nodularity');
   symlinkSync(join('..', 'nodularity', pkg.bin.nodularity), link);
-  const env = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}` };
   delete env.NODE_OPTIONS;
   const bin = spawnSync(link, ['version'], { encoding: 'utf8', env });
   t.equal(bin.status, 0, `${link} version: ${bin.stderr ?? bin.error}`);
