@@ -27,7 +27,19 @@
 //   --jobs=N    files at a time (default: NODULARITY_TEST_JOBS or cores + 1)
 //   --one-pass  as root, skip the unprivileged pass
 import { spawn, execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, openSync, readSync, closeSync, readdirSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  closeSync,
+  readdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,7 +51,11 @@ const CI = process.env.CI === 'true' || process.env.CI === '1';
 /** Per file, seconds: tap ends the file's root test then; we kill the file's process group a little later. */
 const TIMEOUT_S = 240;
 
-const opts = { unit: false, onePass: false, jobs: Number(process.env.NODULARITY_TEST_JOBS) || availableParallelism() + 1 };
+const opts = {
+  unit: false,
+  onePass: false,
+  jobs: Number(process.env.NODULARITY_TEST_JOBS) || availableParallelism() + 1,
+};
 const args = [];
 for (const a of process.argv.slice(2)) {
   if (a === '--unit') opts.unit = true;
@@ -82,7 +98,11 @@ function isSerial(file) {
 }
 
 if (!opts.unit) {
-  for (const f of ['build/Release/nodularity.node', 'build/Release/nodularity-init', 'build/Release/nodularity-test-payload']) {
+  for (const f of [
+    'build/Release/nodularity.node',
+    'build/Release/nodularity-init',
+    'build/Release/nodularity-test-payload',
+  ]) {
     if (!existsSync(join(root, f))) {
       console.error(`${f} is missing: run \`npm install\` (or \`npx node-gyp rebuild\`) first`);
       console.log('0 passed, 1 failed');
@@ -112,7 +132,9 @@ function tally(tap, fileOk, file, fileNote) {
     parser.on('complete', (final) => {
       if (final.plan?.skipAll) node.skipAll = final.plan.skipReason || 'plan 1..0';
     });
-    parser.on('bailout', (reason) => { node.bailout = reason || 'bail out'; });
+    parser.on('bailout', (reason) => {
+      node.bailout = reason || 'bail out';
+    });
   };
   const top = newNode();
   const parser = new Parser();
@@ -128,7 +150,9 @@ function tally(tap, fileOk, file, fileNote) {
       const name = [...path, res.name || `#${res.id}`].join(' > ');
       if (res.skip !== false || res.todo !== false) {
         c.skipped++;
-        c.skippedNames.push(`${name} (${res.skip !== false ? 'SKIP' : 'TODO'}${typeof (res.skip || res.todo) === 'string' ? `: ${res.skip || res.todo}` : ''})`);
+        c.skippedNames.push(
+          `${name} (${res.skip !== false ? 'SKIP' : 'TODO'}${typeof (res.skip || res.todo) === 'string' ? `: ${res.skip || res.todo}` : ''})`,
+        );
         skippedHere = true;
         if (sub) subtests++;
       } else if (sub) {
@@ -165,22 +189,41 @@ function runFile(file, prefix, env) {
   const started = process.hrtime.bigint();
   return new Promise((done) => {
     const child = spawn(cmd, cmdArgs, {
-      cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: root,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
       env: {
-        ...process.env, ...env, TAP: '1', TAP_TIMEOUT: String(TIMEOUT_S),
-        TS_NODE_TRANSPILE_ONLY: '1', TS_NODE_PROJECT: join(root, 'test', 'tsconfig.json'),
+        ...process.env,
+        ...env,
+        TAP: '1',
+        TAP_TIMEOUT: String(TIMEOUT_S),
+        TS_NODE_TRANSPILE_ONLY: '1',
+        TS_NODE_PROJECT: join(root, 'test', 'tsconfig.json'),
       },
     });
     let out = '';
     let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
-    child.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
+    child.stdout.setEncoding('utf8').on('data', (d) => {
+      out += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d) => {
+      err += d;
+    });
     let killed = false;
-    const timer = setTimeout(() => {
-      killed = true;
-      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-    }, (TIMEOUT_S + 30) * 1000);
-    child.on('error', (e) => { err += `\n${e.message}`; });
+    const timer = setTimeout(
+      () => {
+        killed = true;
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      },
+      (TIMEOUT_S + 30) * 1000,
+    );
+    child.on('error', (e) => {
+      err += `\n${e.message}`;
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -200,7 +243,10 @@ async function runPass(label, prefix, env, passFiles) {
   const size = (f) => statSync(resolve(root, f)).size;
   // Longest first (size as the guess) packs the pool better; serial files after.
   const queue = [
-    ...passFiles.filter((f) => !isSerial(f)).sort((a, b) => size(b) - size(a)).map((f) => ({ f, serial: false })),
+    ...passFiles
+      .filter((f) => !isSerial(f))
+      .sort((a, b) => size(b) - size(a))
+      .map((f) => ({ f, serial: false })),
     ...passFiles.filter(isSerial).map((f) => ({ f, serial: true })),
   ];
   const times = [];
@@ -276,8 +322,10 @@ if (!isRoot && !opts.unit) {
 }
 const walls = [];
 const started = Date.now();
-walls.push([isRoot ? 'as root' : `as uid ${process.geteuid()}`,
-  await runPass(isRoot ? 'as root' : `as uid ${process.geteuid()}`, [], env, isRoot ? files : everyPass)]);
+walls.push([
+  isRoot ? 'as root' : `as uid ${process.geteuid()}`,
+  await runPass(isRoot ? 'as root' : `as uid ${process.geteuid()}`, [], env, isRoot ? files : everyPass),
+]);
 
 if (isRoot && !opts.onePass) {
   let uid;
@@ -285,7 +333,9 @@ if (isRoot && !opts.onePass) {
     uid = Number(execFileSync('id', ['-u', TEST_USER], { encoding: 'utf8' }).trim());
   } catch {
     counts.failed++;
-    failures.push(`unprivileged pass: user ${TEST_USER} does not exist (create it with \`bash scripts/test-user.sh\`, which .ci/run does)`);
+    failures.push(
+      `unprivileged pass: user ${TEST_USER} does not exist (create it with \`bash scripts/test-user.sh\`, which .ci/run does)`,
+    );
   }
   if (uid !== undefined) {
     const gid = Number(execFileSync('id', ['-g', TEST_USER], { encoding: 'utf8' }).trim());
@@ -297,9 +347,24 @@ if (isRoot && !opts.onePass) {
       failures.push(`unprivileged pass: ${root} is not readable by others (chmod -R o+rX it)`);
     } else {
       const label = `as ${TEST_USER} (uid ${uid}, unprivileged)`;
-      walls.push([label, await runPass(label,
-        ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--inh-caps=-all', 'env', `HOME=${home}`, `USER=${TEST_USER}`],
-        { ...env, TMPDIR: '/tmp' }, everyPass)]);
+      walls.push([
+        label,
+        await runPass(
+          label,
+          [
+            'setpriv',
+            `--reuid=${uid}`,
+            `--regid=${gid}`,
+            '--clear-groups',
+            '--inh-caps=-all',
+            'env',
+            `HOME=${home}`,
+            `USER=${TEST_USER}`,
+          ],
+          { ...env, TMPDIR: '/tmp' },
+          everyPass,
+        ),
+      ]);
     }
     rmSync(home, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@
 // launch, the Node heap effect and a CPU-bound payload, and writes JSON,
 // Markdown, an SVG chart and, where rsvg-convert is installed, a PNG.
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { latencyChartSvg } from './chart.js';

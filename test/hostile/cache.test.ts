@@ -5,7 +5,7 @@
 // owned by, the unprivileged test user; as that user the same rules are
 // checked through modes and links it can make itself.
 import t from 'tap';
-import { chmodSync, chownSync, cpSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { isRoot, scratch, testRootfs, type Tap } from '../helpers/env.js';
