@@ -1,10 +1,12 @@
 // Spec -> LaunchPlan: every path resolved inside the rootfs, every mount
 // turned into ops, every id map and exec path decided, every string ready.
 // The addon gets this as plain data and decides nothing (docs/architecture.md).
-import { accessSync, constants as fsc, readFileSync, realpathSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { posix, resolve as resolvePath } from 'node:path';
 import { ContainerError, MOUNT_CALLS, SpecError, STEP_NAMES } from '../errors.js';
 import { validateSpec } from '../oci/validate.js';
+import { DEFAULT_PATH } from '../oci/defaults.js';
+import { which } from '../which.js';
 import type { LinuxIDMapping, Mount, Spec } from '../oci/spec.js';
 import { CAPS, CLONE, MOUNT_ATTR, MS, RLIMITS, attrNames, msFlagNames } from './flags.js';
 import { resolveLayered, type LayerHit, type LayeredResolved } from './resolve.js';
@@ -118,7 +120,6 @@ export interface PreparedLaunch {
   describeFailure(rec: { step: number; errno: number; index: number; detail: number; helperOutput?: string }): ContainerError;
 }
 
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const SIGKILL = 9;
 
 let capLastCache: number | undefined;
@@ -137,16 +138,7 @@ const helperCache = new Map<string, string | null>();
 /** Absolute path of newuidmap/newgidmap, or null. */
 function findHelper(name: string): string | null {
   if (!helperCache.has(name)) {
-    let found: string | null = null;
-    for (const dir of (process.env.PATH ?? DEFAULT_PATH).split(':').concat(['/usr/bin', '/bin'])) {
-      const p = posix.join(dir || '.', name);
-      try {
-        accessSync(p, fsc.X_OK);
-        found = p;
-        break;
-      } catch { /* next */ }
-    }
-    helperCache.set(name, found);
+    helperCache.set(name, which(name));
   }
   return helperCache.get(name)!;
 }
