@@ -4,8 +4,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LaunchPlan } from './plan/plan.js';
+import type { StdioOption } from './container.js';
 
-export type StdioSlot = 'pipe' | 'ignore' | 'inherit' | number;
 
 export interface SpawnFailure {
   step: number;
@@ -57,7 +57,7 @@ export interface NativeBinding {
   restoreTerminal(fd: number, saved: Buffer): number;
   spawn(
     plan: LaunchPlan,
-    stdio: StdioSlot[],
+    stdio: StdioOption[],
     onSpawn: (err: SpawnFailure | null, res?: SpawnSuccess) => void,
     onExit: (exitCode: number, signal: number | null, rusage: NativeRusage) => void,
   ): ContainerHandle;

@@ -43,7 +43,7 @@ function node(dir: string, file: string, source: string) {
 }
 
 t.test('the build is there (npm run build)', async (t) => {
-  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/image/index.js', 'dist/image/index.d.ts', 'dist/cli/main.js', pkg.bin.nodularity])
+  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/image/index.js', 'dist/image/index.d.ts', 'dist/internal.js', 'dist/internal.d.ts', 'dist/cli/main.js', pkg.bin.nodularity])
     t.ok(existsSync(join(repoRoot, f)), f);
 });
 
@@ -94,6 +94,14 @@ t.test('only the public entry points are exported; the bin still runs', async (t
   const deep = node(dir, 'deep.mjs', `import 'nodularity/dist/container.js';`);
   t.not(deep.status, 0);
   t.match(deep.stderr, /ERR_PACKAGE_PATH_NOT_EXPORTED/, 'internals are not importable by name');
+  // The launch stages: behind the documented subpath, not in the curated root.
+  const stages = node(dir, 'stages.mjs', [
+    `import * as root from 'nodularity';`,
+    `import * as internal from 'nodularity/internal';`,
+    `console.log(JSON.stringify({ root: ['prepareLaunch', 'compileLaunch'].filter((n) => n in root), internal: Object.keys(internal).sort() }));`,
+  ].join('\n'));
+  t.equal(stages.status, 0, stages.stderr);
+  t.same(stages.status === 0 ? JSON.parse(stages.stdout) : null, { root: [], internal: ['compileLaunch', 'prepareLaunch'] }, 'prepareLaunch and compileLaunch are in nodularity/internal only');
   const meta = node(dir, 'meta.mjs', `import { createRequire } from 'node:module'; console.log(createRequire(import.meta.url)('nodularity/package.json').version);`);
   t.equal(meta.stdout.trim(), pkg.version, 'package.json is');
   // The bin is a path, not an export: npm links node_modules/.bin/NAME to it.
