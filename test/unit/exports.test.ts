@@ -114,3 +114,22 @@ t.test('only the public entry points are exported; the bin still runs', async (t
   t.equal(bin.status, 0, `${link} version: ${bin.stderr ?? bin.error}`);
   t.match(bin.stdout, /^nodularity version \S+/);
 });
+
+t.test('the library loads no CLI or bench code: lib/bench, simple-statistics, commander, cli-progress stay out', async (t) => {
+  const dir = userProject(t);
+  const log = join(dir, 'loaded.txt');
+  writeFileSync(join(dir, 'hooks.mjs'), `import { appendFileSync } from 'node:fs';
+export async function load(url, context, next) { appendFileSync(${JSON.stringify(log)}, url + '\\n'); return next(url, context); }
+`);
+  writeFileSync(join(dir, 'register.mjs'), `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`);
+  writeFileSync(join(dir, 'use.mjs'), `import * as n from 'nodularity';\nimport * as i from 'nodularity/image';\nconsole.log(typeof n.spawn, typeof i.pullImage);\n`);
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  const r = spawnSync(process.execPath, ['--import', './register.mjs', 'use.mjs'], { cwd: dir, env, encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout.trim(), 'function function');
+  const loaded = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+  t.ok(loaded.some((u) => u.endsWith('/dist/index.js')), 'the recorder saw the library load');
+  t.same(loaded.filter((u) => /\/dist\/(bench|cli)\/|\/node_modules\/(simple-statistics|commander|cli-progress)\//.test(u)), [],
+    'nothing of the CLI or the bench is loaded by the library');
+});
