@@ -13,7 +13,7 @@ import { cli, makeLayout, requireBuiltCli, testUser } from './fixtures.js';
 
 type T = Tap;
 
-t.before(() => requireBuiltCli(['lib/cli/main.ts', 'lib/image/cache.ts']));
+t.before(() => requireBuiltCli());
 
 /** A directory of files that must survive: returns a snapshot function. */
 function canaryDir(t: T, name = 'canary'): { dir: string; snapshot: () => string } {

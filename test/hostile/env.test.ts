@@ -11,7 +11,7 @@ import { scratch } from '../helpers/env.js';
 import { makeSandbox } from '../singularity/fixtures.js';
 import { bare, binPath, cli, requireBuiltCli } from './fixtures.js';
 
-t.before(() => requireBuiltCli(['lib/cli/main.ts', 'lib/singularity/index.ts']));
+t.before(() => requireBuiltCli());
 
 const tag = () => `${Date.now() % 100000}${Math.floor(Math.random() * 1e6)}`;
 
