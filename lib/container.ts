@@ -6,10 +6,12 @@ import { ReadStream } from 'node:tty';
 import { constants as osc } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { ContainerError } from './errors.js';
-import { loadBinding, type ContainerHandle, type NativeRusage, type StdioSlot } from './native.js';
+import { loadBinding, type ContainerHandle, type NativeRusage } from './native.js';
 import { prepareLaunch, type PlanOptions, type PreparedLaunch } from './plan/plan.js';
 import type { Spec } from './oci/spec.js';
+import { signalName, signalNumber } from './signals.js';
 
+/** One stdio slot: a pipe, the caller's own (inherit), /dev/null (ignore), or an fd of ours. */
 export type StdioOption = 'pipe' | 'inherit' | 'ignore' | number;
 
 export interface SpawnOptions extends PlanOptions {
@@ -66,18 +68,6 @@ export interface ExitResult {
    * rusage.maxRSS is null. Always false with `init: false`.
    */
   initDied: boolean;
-}
-
-function signalNumber(sig: NodeJS.Signals | number): number {
-  if (typeof sig === 'number') return sig;
-  const n = (osc.signals as Record<string, number>)[sig];
-  if (n === undefined) throw new TypeError(`unknown signal ${JSON.stringify(sig)}`);
-  return n;
-}
-
-function signalName(n: number): NodeJS.Signals | null {
-  for (const [name, num] of Object.entries(osc.signals)) if (num === n) return name as NodeJS.Signals;
-  return null;
 }
 
 function normalizeStdio(s: SpawnOptions['stdio']): [StdioOption, StdioOption, StdioOption] {
@@ -154,7 +144,7 @@ export class Container extends EventEmitter {
 
     const binding = loadBinding();
     // With a terminal the child puts the pty on 0, 1, 2 itself.
-    const slots: StdioSlot[] = prepared.plan.terminal ? ['ignore', 'ignore', 'ignore'] : stdio.map((s, i) => (s === 'inherit' ? i : s));
+    const slots: StdioOption[] = prepared.plan.terminal ? ['ignore', 'ignore', 'ignore'] : stdio.map((s, i) => (s === 'inherit' ? i : s));
     let streamsOpen = 0;
     let exitInfo: [number, NodeJS.Signals | null] | undefined;
     const maybeClose = () => {

@@ -1,4 +1,9 @@
 // nodularity: run OCI root file systems in Linux namespaces from Node.js.
+// The public API: launching (spawn, run, Container), specs (createSpec,
+// loadBundle, validateSpec), Apptainer-style verbs (exec, runImage, shell,
+// testImage), images (pullImage, inspectImage, ImageCache) and the three error
+// classes. How a launch goes from here to native/child.cc: docs/architecture.md.
+// The stages themselves (prepareLaunch, compileLaunch) are in 'nodularity/internal'.
 export { spawn, run, Container, DEFAULT_FORCE_KILL_AFTER_DELAY } from './container.js';
 export type { SpawnOptions, ExitResult, RunResult, Rusage, StdioOption } from './container.js';
 export { createSpec, defaultMounts, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './oci/defaults.js';
@@ -6,14 +11,12 @@ export type { SpecOptions } from './oci/defaults.js';
 export { loadBundle } from './oci/bundle.js';
 export type { Bundle } from './oci/bundle.js';
 export { validateSpec } from './oci/validate.js';
-export { prepareLaunch } from './plan/plan.js';
-export type { LaunchPlan, PlanOptions } from './plan/plan.js';
 export { ContainerError, SpecError } from './errors.js';
 export { defaultSeccompProfile, resolveSeccomp, DEFAULT_BLOCKED, DOCKER_DEFAULT_PATH } from './seccomp/index.js';
 export type { LinuxSeccomp, LinuxSyscall, LinuxSeccompArg, SeccompChoice, SecurityOptions } from './seccomp/index.js';
 export type * from './oci/spec.js';
-export { exec, runImage, shell, testImage, compileLaunch, parseBindList, parseMountSpec } from './singularity/index.js';
-export type { ExecOptions, ImageContainer, BindSpec, ResolvedRunImage } from './singularity/index.js';
+export { exec, runImage, shell, testImage, parseBindList, parseMountSpec } from './singularity/index.js';
+export type { ExecOptions, ImageContainer, BindSpec } from './singularity/index.js';
 export { pullImage, inspectImage, ImageCache, defaultCacheDir, parseSource, formatSource, hostPlatform, ImageError } from './image/index.js';
 export type {
   PullOptions, PulledImage, ImageInspection, PullProgress, ImageConfig, CachedImage, ImageSource, ImageErrorCode,

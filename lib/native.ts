@@ -5,8 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ContainerError } from './errors.js';
 import type { LaunchPlan } from './plan/plan.js';
+import type { StdioOption } from './container.js';
 
-export type StdioSlot = 'pipe' | 'ignore' | 'inherit' | number;
 
 export interface SpawnFailure {
   step: number;
@@ -66,7 +66,7 @@ export interface NativeBinding {
   seccompProbe(): { flags: number; actions: string[]; libseccomp: string };
   spawn(
     plan: LaunchPlan,
-    stdio: StdioSlot[],
+    stdio: StdioOption[],
     onSpawn: (err: SpawnFailure | null, res?: SpawnSuccess) => void,
     onExit: (exitCode: number, signal: number | null, rusage: NativeRusage) => void,
   ): ContainerHandle;

@@ -93,7 +93,7 @@ export function buildStaleness(dist) {
       else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) {
         const out = join(REPO_DIR, 'dist', p.slice(join(REPO_DIR, 'lib').length + 1).replace(/\.ts$/, '.js'));
         let outTime = 0;
-        try { outTime = statSync(out).mtimeMs; } catch {}
+        try { outTime = statSync(out).mtimeMs; } catch { /* not built: stale */ }
         if (statSync(p).mtimeMs > outTime) stale.push(p.slice(REPO_DIR.length + 1));
       }
     }

@@ -61,7 +61,7 @@ await runTrial(async () => {
   return {
     trial: 'throughput',
     inflight,
-    drivers: drivers.map(({ launch, ...d }) => {
+    drivers: drivers.map(({ launch: _launch, ...d }) => {
       const n = d.blocks.reduce((a, x) => a + x.n, 0);
       const ns = d.blocks.reduce((a, x) => a + x.ns, 0);
       const rates = d.blocks.map((x) => x.n / (x.ns / 1e9));

@@ -6,20 +6,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { hrtime } from 'node:process';
 import { fileURLToPath } from 'node:url';
-import { nodularityArgs, type NodularityModule } from './drivers.js';
+import { nodularityArgs } from './drivers.js';
 import { fmt, table } from './format.js';
 import type { HeapTrialResult } from './heap-trial.js';
-import type { ExtraSection } from './run.js';
+import type { ExtraContext, ExtraSection } from './section.js';
 import { median, summarize } from './stats.js';
-import { APT_PACKAGE, ensureDefaultRootfs, which, type Network } from './setup.js';
+import { APT_PACKAGE, ensureDefaultRootfs, which } from './setup.js';
 
-export interface ExtraContext {
-  rootfs: string;
-  out: string;
-  args: string[];
-  network: Network;
-  nod: NodularityModule;
-}
+export type { ExtraContext };
 
 /**
  * Path of a sibling entry script and the node flags to run it: the compiled

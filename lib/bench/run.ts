@@ -4,7 +4,7 @@
 // launch, the Node heap effect and a CPU-bound payload, and writes JSON,
 // Markdown, an SVG chart and, where rsvg-convert is installed, a PNG.
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { latencyChartSvg } from './chart.js';
@@ -12,7 +12,9 @@ import { makeDrivers, type DriverContext, type NodularityModule } from './driver
 import { runLatency, type LatencyResult } from './latency.js';
 import { driverRows, latencyTable, rowNotes, type DriverRow } from './report.js';
 import { ensureDefaultRootfs, machineInfo, probeRuntimes, which, writableDir, type CompareId, type MachineInfo, type Network, type RuntimeProbe } from './setup.js';
-import type { ExtraContext } from './extras.js';
+import type { ExtraContext, ExtraSection } from './section.js';
+
+export type { ExtraSection };
 
 /** Raised for bad input; the message names the option at fault. */
 export class BenchUsageError extends Error {
@@ -37,14 +39,6 @@ export interface BenchOptions {
   log?: (msg: string) => void;
   /** Extra trials, each adding a section to the report. */
   extras?: Record<string, ((x: ExtraContext, rows: DriverRow[]) => Promise<ExtraSection>) | undefined>;
-}
-
-/** An optional trial's contribution: its data for the JSON and its text for the reports. */
-export interface ExtraSection {
-  title: string;
-  data: unknown;
-  text: string;
-  markdown: string;
 }
 
 export interface BenchResult {

@@ -8,7 +8,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, machine as osMachine, release as osRelease, type as osType, userInfo } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Spec } from '../oci/spec.js';
 
@@ -46,19 +46,9 @@ export interface RuntimeProbe {
   note?: string | null;
 }
 
-/** Absolute path of an executable, also looking in the sbin dirs an unprivileged PATH often lacks. */
-export function which(cmd: string): string | null {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin'];
-  for (const d of dirs) {
-    if (!d) continue;
-    const p = join(d, cmd);
-    try {
-      accessSync(p, constants.X_OK);
-      if (statSync(p).isFile()) return p;
-    } catch { /* not here */ }
-  }
-  return null;
-}
+import { which } from '../which.js';
+
+export { which };
 
 function firstLine(s: unknown): string {
   return String(s ?? '').split('\n').map((l) => l.trim()).find(Boolean) ?? '';

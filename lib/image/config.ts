@@ -4,6 +4,7 @@ import { readFileInRoot as readInRoot, type InRootReadError } from '../plan/inro
 import * as path from 'node:path';
 import { MAX_JSON } from './image-file.js';
 import { ImageError } from './errors.js';
+import { DEFAULT_PATH } from '../oci/defaults.js';
 
 /** What a run takes from an image config. Field names follow the image spec, camelCased. */
 export interface ImageConfig {
@@ -157,7 +158,7 @@ export interface ImageProcessDefaults {
  */
 export async function imageProcessDefaults(config: ImageConfig, rootfs: string, args?: string[]): Promise<ImageProcessDefaults> {
   const env = [...config.env];
-  if (!env.some((e) => e.startsWith('PATH='))) env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  if (!env.some((e) => e.startsWith('PATH='))) env.unshift(`PATH=${DEFAULT_PATH}`);
   return {
     args: [...config.entrypoint, ...(args && args.length ? args : config.cmd)],
     env,

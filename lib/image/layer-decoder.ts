@@ -24,12 +24,14 @@
 // Failures cross the thread boundary as plain data and are rebuilt here: an
 // ImageError keeps its code and digest (so the caller can tell a blob digest
 // from a diff_id mismatch), a zlib or zstd error keeps its code.
-import { createRequire } from 'node:module';
+// The thread's body is layer-decoder-worker.ts.
 import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { DigestCheck, parseDigest } from './digest.js';
 import { ImageError, type ImageErrorCode } from './errors.js';
 import type { Compression } from './manifest.js';
+import type { DecoderLimits, ToDecoder } from './layer-decoder-worker.js';
+import { workerUrl } from './worker-url.js';
 
 /** What to decode and what it must hash to. */
 export interface DecodeSpec {
@@ -52,221 +54,15 @@ const SPARE_ARENAS = 16;
 const POST_RECORDS = 512;
 const POST_BYTES = 2 << 20;
 
-// The thread's source: plain CommonJS, evaluated as-is, so it needs neither a
-// build step nor the test loaders (as in write-thread.ts).
-const WORKER_SOURCE = String.raw`
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const zlib = require('node:zlib');
-const { PassThrough, Transform } = require('node:stream');
-const tar = require(workerData.tarStream);
-const { OUT_WINDOW, SMALL_FILE, ARENA, SPARE_ARENAS, POST_RECORDS, POST_BYTES } = workerData.limits;
-const CHUNK = 256 << 10;
-
-// Hashes the uncompressed stream and throws at the end if it is not the
-// diff_id (before the consumer is told the stream ended cleanly). The blob's
-// own digest and size are checked on the loop thread (DigestCheck).
-function diffIdChecker(expected, algorithm) {
-  const hash = createHash(algorithm);
-  return {
-    update(chunk) { hash.update(chunk); },
-    end() {
-      const actual = algorithm + ':' + hash.digest('hex');
-      if (actual !== expected) throw { image: 'DIGEST_MISMATCH', digest: expected, message: 'diff_id ' + expected + ': content hashes to ' + actual };
-    },
-  };
-}
-
-// fzstd does not check the frame's content checksum; the diff_id (checked
-// after this stage) covers the decompressed bytes instead.
-function zstdStream() {
-  const { Decompress } = require(workerData.fzstd);
-  let out;
-  const dec = new Decompress((data) => out.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength)));
-  const wrap = (err) => ({ code: 'ZSTD_DATA_ERROR', message: 'zstd: ' + (err && err.message || String(err)) });
-  out = new Transform({
-    transform(chunk, _e, cb) { try { dec.push(chunk); cb(); } catch (err) { cb(wrap(err)); } },
-    flush(cb) { try { dec.push(new Uint8Array(0), true); cb(); } catch (err) { cb(wrap(err)); } },
-  });
-  return out;
-}
-
-let job; // the one job in progress
-
-// Entry records go out in messages of up to POST_RECORDS records or
-// POST_BYTES of content. Contents are copied once, from the decoded stream
-// into SharedArrayBuffer arenas: the loop thread and the write thread see
-// the same memory, so nothing is copied or detached on the way to the disk.
-//
-// Arenas are reused once the loop thread says nothing refers to them any
-// more ('free' messages): fresh memory costs a page fault per 4 KiB, which
-// measured as much as the copy itself. Arena ids only grow, and entries use
-// them in order, so 'free below N' releases every arena before N.
-let nextArena = 1, current = 0;
-const inUse = new Map();
-const spare = [];
-function freeBelow(n) {
-  for (const [id, a] of inUse) {
-    if (id >= n || id === current) continue;
-    inUse.delete(id);
-    if (spare.length < SPARE_ARENAS) spare.push(a);
-  }
-}
-function recorder(self) {
-  let records = [], bytes = 0, arena = null, used = 0;
-  // A view for n bytes of content, and the arena it is in (0: its own buffer).
-  const alloc = (n) => {
-    if (n > ARENA) return [new Uint8Array(new SharedArrayBuffer(n)), 0];
-    if (!arena || used + n > ARENA) {
-      arena = spare.pop() || new Uint8Array(new SharedArrayBuffer(ARENA));
-      used = 0;
-      current = nextArena++;
-      inUse.set(current, arena);
-    }
-    const view = arena.subarray(used, used + n);
-    used += n;
-    return [view, current];
-  };
-  const post = () => {
-    if (records.length === 0) return;
-    self.credits--;
-    parentPort.postMessage({ type: 'entries', id: self.id, records });
-    records = []; bytes = 0;
-  };
-  const add = (r, n) => {
-    records.push(r);
-    bytes += n;
-    if (records.length >= POST_RECORDS || bytes >= POST_BYTES) post();
-  };
-  return { alloc, add, post };
-}
-
-// Consumes a tar-stream entry: its record, then (small files) its content
-// in one view, or (large files) a record per piece and an end record.
-function onEntry(rec, h, stream, next) {
-  const r = { kind: 'entry', name: h.name, type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, size: h.size,
-    mtime: h.mtime ? h.mtime.getTime() / 1000 : undefined, linkname: h.linkname || undefined,
-    devmajor: h.devmajor, devminor: h.devminor };
-  // A PAX sparse file (GNU.sparse.* records): tar-stream hands over its raw
-  // stored form (a map and the data segments, under GNUSparseFile.N/NAME).
-  // Flag it, with its real name, so that the layer is refused, not unpacked
-  // as a different file. (A GNU 'S' sparse entry comes with type null.)
-  if (h.pax) for (const k of Object.keys(h.pax)) if (k.startsWith('GNU.sparse.')) { r.sparse = h.pax['GNU.sparse.name'] || h.name; break; }
-  const size = h.size || 0;
-  // The parser reports a broken entry itself (extract 'error'); the entry's own
-  // error event must not become an uncaught exception that kills this thread.
-  stream.on('error', () => {});
-  if ((h.type !== 'file' && h.type !== 'contiguous-file') || size === 0 || r.sparse) {
-    rec.add(r, 0);
-    stream.on('end', () => next());
-    stream.resume();
-    return;
-  }
-  if (size <= SMALL_FILE) {
-    const [data, arena] = rec.alloc(size);
-    r.arena = arena;
-    let off = 0;
-    stream.on('data', (c) => { const n = Math.min(c.length, size - off); data.set(n === c.length ? c : c.subarray(0, n), off); off += n; });
-    stream.on('end', () => { r.data = off === size ? data : data.subarray(0, off); rec.add(r, off); next(); });
-    return;
-  }
-  r.large = true;
-  rec.add(r, 0);
-  stream.on('data', (c) => { const [d, arena] = rec.alloc(c.length); d.set(c); rec.add({ kind: 'piece', data: d, arena }, c.length); });
-  stream.on('end', () => { rec.add({ kind: 'end' }, 0); next(); });
-}
-
-// Why not pipeline(): a zlib stream hands each inflated piece synchronously to
-// a piped consumer before it sends the next inflate to the thread pool, so
-// hashing and parsing would take turns with inflating. Read through the
-// async iterator instead: the piece is buffered, the next inflate starts, and
-// this thread hashes and parses while the pool thread inflates.
-function start(m) {
-  const self = { id: m.id, codec: undefined, credits: OUT_WINDOW, wake: undefined, aborted: false };
-  job = self;
-  const diff = m.diffId ? diffIdChecker(m.diffId, m.diffIdAlgorithm) : undefined;
-  const hwm = { readableHighWaterMark: 4 * CHUNK };
-  const codec = m.compression === 'gzip' ? zlib.createGunzip({ chunkSize: CHUNK, ...hwm })
-    : m.compression === 'zstd' ? zstdStream()
-      : new PassThrough(hwm);
-  self.codec = codec;
-  self.take = (buf) => {
-    // Each compressed chunk the codec has consumed frees one input credit.
-    codec.write(buf, () => { if (!self.aborted) parentPort.postMessage({ type: 'credit', id: self.id }); });
-  };
-  self.end = () => codec.end();
-  const rec = recorder(self);
-  const extract = tar.extract();
-  self.extract = extract;
-  let tarError, drained = true, finished = false, closed = false;
-  let signal;
-  const poke = () => { const s = signal; signal = undefined; if (s) s(); };
-  extract.on('entry', (h, stream, next) => onEntry(rec, h, stream, next));
-  extract.on('error', (err) => { tarError = err; poke(); });
-  extract.on('drain', () => { drained = true; poke(); });
-  extract.on('finish', () => { finished = true; poke(); });
-  extract.on('close', () => { closed = true; poke(); });
-  // Wait for the tar parser (streamx) to drain or finish; its failure is the job's.
-  const until = async (ready) => {
-    while (!ready() && tarError === undefined && !closed && !self.aborted) await new Promise((resolve) => { signal = resolve; });
-    if (tarError !== undefined) throw tarError;
-    if (!ready() && !self.aborted) throw new Error('tar stream closed before its end');
-  };
-  (async () => {
-    for await (const chunk of codec) {
-      if (diff) diff.update(chunk);
-      if (!extract.write(chunk)) { drained = false; await until(() => drained); }
-      if (tarError !== undefined) throw tarError;
-      // The loop thread has taken everything sent: it is waiting, so send what there is.
-      if (self.credits === OUT_WINDOW) rec.post();
-      while (self.credits <= 0 && !self.aborted) await new Promise((resolve) => { self.wake = resolve; });
-      if (self.aborted) return;
-    }
-    if (diff) diff.end();
-    extract.end();
-    await until(() => finished);
-    rec.post();
-  })().then(() => {
-    if (job === self) job = undefined;
-    if (!self.aborted) parentPort.postMessage({ type: 'end', id: self.id });
-  }, (err) => {
-    if (job === self) job = undefined;
-    if (self.aborted) return;
-    parentPort.postMessage({ type: 'error', id: self.id, error: {
-      image: err.image, digest: err.digest, code: err.code === undefined ? undefined : String(err.code),
-      message: String(err.message || err),
-    } });
-  });
-}
-
-parentPort.on('message', (m) => {
-  if (m.type === 'start') return start(m);
-  if (m.type === 'free') return freeBelow(m.below);
-  if (!job || job.id !== m.id) return;
-  if (m.type === 'data') job.take(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
-  else if (m.type === 'end') job.end();
-  else if (m.type === 'ack') {
-    job.credits += m.n;
-    const wake = job.wake;
-    if (wake && job.credits > 0) { job.wake = undefined; wake(); }
-  } else if (m.type === 'abort') {
-    const j = job;
-    j.aborted = true;
-    job = undefined;
-    j.codec.destroy();
-    j.extract.destroy();
-    if (j.wake) j.wake();
-  }
-});
-`;
-
-interface WorkerError { image?: ImageErrorCode; digest?: string; code?: string; message: string }
+/** A failure from the thread, as plain data (rebuilt into an ImageError or an Error with its code). */
+export interface WorkerError { image?: ImageErrorCode; digest?: string; code?: string; message: string }
 
 /** A tar entry's header, as the decode thread sends it. */
 export interface EntryRecord {
   kind: 'entry';
   name: string;
-  type: string;
+  /** tar-stream's type name; null for a type it does not know (a GNU 'S' sparse entry). */
+  type: string | null;
   mode?: number;
   uid?: number;
   gid?: number;
@@ -312,11 +108,8 @@ export class LayerDecoder {
   private ensureWorker(): Worker {
     if (this.crashed) throw new Error(`layer decode thread failed: ${this.crashed.message}`);
     if (this.worker) return this.worker;
-    const req = createRequire(import.meta.url);
-    const worker = new Worker(WORKER_SOURCE, {
-      eval: true, name: 'nodularity-layer-decoder',
-      workerData: { fzstd: req.resolve('fzstd'), tarStream: req.resolve('tar-stream'), limits: { OUT_WINDOW, SMALL_FILE, ARENA, SPARE_ARENAS, POST_RECORDS, POST_BYTES } },
-    });
+    const limits: DecoderLimits = { OUT_WINDOW, SMALL_FILE, ARENA, SPARE_ARENAS, POST_RECORDS, POST_BYTES };
+    const worker = new Worker(workerUrl('layer-decoder-worker', import.meta.url), { name: 'nodularity-layer-decoder', workerData: { limits } });
     worker.on('message', (m: FromWorker) => this.active?.(m));
     const fail = (err: Error): void => {
       this.crashed ??= err;
@@ -340,6 +133,7 @@ export class LayerDecoder {
   async *decode(source: Readable, spec: DecodeSpec, onBytes?: (n: number) => void): AsyncGenerator<TarRecord[]> {
     if (this.active) throw new Error('LayerDecoder: one layer at a time');
     const worker = this.ensureWorker();
+    const send = (m: ToDecoder, transfer?: ArrayBuffer[]): void => worker.postMessage(m, transfer);
     const id = this.nextId++;
     const queue: TarRecord[][] = [];
     // The blob's own digest is checked here, as it is read: this thread has
@@ -372,7 +166,7 @@ export class LayerDecoder {
       poke();
     };
     worker.ref();
-    worker.postMessage({
+    send({
       type: 'start', id, compression: spec.compression,
       ...(spec.diffId ? { diffId: spec.diffId, diffIdAlgorithm: parseDigest(spec.diffId, 'diff_id').algorithm } : {}),
     });
@@ -393,7 +187,7 @@ export class LayerDecoder {
       // copy costs about 0.1 ms per MiB, next to gunzip's 5 to 10.
       const data = new Uint8Array(new ArrayBuffer(chunk.length));
       data.set(chunk);
-      worker.postMessage({ type: 'data', id, data }, [data.buffer as ArrayBuffer]);
+      send({ type: 'data', id, data }, [data.buffer as ArrayBuffer]);
       if (++inFlight >= IN_WINDOW) source.pause();
     });
     source.on('end', () => {
@@ -401,7 +195,7 @@ export class LayerDecoder {
       // A wrong digest fails the layer before the thread may report a clean end.
       const bad = blob.end();
       if (bad) return fail(bad);
-      worker.postMessage({ type: 'end', id });
+      send({ type: 'end', id });
     });
     source.on('error', fail);
     try {
@@ -409,7 +203,7 @@ export class LayerDecoder {
         const records = queue.shift();
         if (records) {
           // Taking a batch gives the thread back its credit.
-          if (!done) worker.postMessage({ type: 'ack', id, n: 1 });
+          if (!done) send({ type: 'ack', id, n: 1 });
           yield records;
           continue;
         }
@@ -418,7 +212,7 @@ export class LayerDecoder {
         await new Promise<void>((resolve) => { wake = resolve; });
       }
     } finally {
-      if (!done) worker.postMessage({ type: 'abort', id });
+      if (!done) send({ type: 'abort', id });
       done = true;
       this.active = undefined;
       worker.unref();
@@ -432,7 +226,7 @@ export class LayerDecoder {
    * in entry order, so the arena of the last finished write is the bound.
    */
   release(below: number): void {
-    this.worker?.postMessage({ type: 'free', below });
+    this.worker?.postMessage({ type: 'free', below } satisfies ToDecoder);
   }
 
   /** Stop the thread (an unfinished decode is abandoned). */

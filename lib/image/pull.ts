@@ -200,7 +200,7 @@ async function unpackInto(image: ResolvedImage, config: ImageConfig, dir: string
     if (devicesSkipped || setidDropped) report?.({ type: 'dropped', devicesSkipped, setidDropped });
   } catch (err) {
     // Downloads still running would keep writing after the caller cleaned up.
-    await Promise.allSettled(fetches);
+    await Promise.allSettled(fetches.filter((f) => f !== undefined));
     throw err;
   } finally {
     await writer.close();

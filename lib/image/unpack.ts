@@ -602,7 +602,8 @@ function depth(rel: string): number {
  */
 export async function unpackLayers(rootfs: string, layers: LayerInput[], options: UnpackOptions = {}): Promise<UnpackStats> {
   await fsp.mkdir(rootfs, { recursive: true });
-  const { onProgress: _, ...keep } = options;
+  const keep = { ...options };
+  delete keep.onProgress;
   const writer = new RootfsWriter(rootfs, keep);
   try {
     for (let i = 0; i < layers.length; i++) {

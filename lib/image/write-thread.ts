@@ -20,9 +20,12 @@
 // whose premise (an earlier mkdir) did not hold never runs. Whenever the
 // caller touches the filesystem itself (whiteouts, device nodes, a
 // parent it has not verified) it first waits until no job is in flight.
+// The thread's body is write-worker.ts.
 import { Worker } from 'node:worker_threads';
+import { workerUrl } from './worker-url.js';
+import type { WriteAnswer } from './write-worker.js';
 
-interface Owner { uid: number; gid: number }
+export interface Owner { uid: number; gid: number }
 
 /** Create and fill a regular file (replacing a non-directory in the way). */
 export interface FileJob {
@@ -70,118 +73,6 @@ export type WriteFailure =
   /** The target of a link job is a directory. */
   | { kind: 'target-directory' }
   | { kind: 'errno'; code: string; errno: number; syscall: string; path: string; message: string };
-
-// The thread's own source: plain CommonJS, evaluated as-is, so it needs no
-// build step and no module loader (the library also runs from TypeScript
-// sources under test loaders, which a worker file would have to share).
-const WORKER_SOURCE = String.raw`
-const { parentPort } = require('node:worker_threads');
-const fs = require('node:fs');
-const C = fs.constants;
-const CREATE = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW | C.O_CLOEXEC;
-const OPEN_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC;
-class Stop { constructor(failure) { this.failure = failure; } }
-
-// Clear the way for a new non-directory at p: a file or symlink there (from a
-// lower layer or an earlier entry) is unlinked, never followed; a directory
-// means the caller's model is wrong, so stop.
-function clearWay(p) {
-  if (fs.lstatSync(p).isDirectory()) throw new Stop({ kind: 'directory' });
-  fs.unlinkSync(p);
-}
-function retryOnExist(p, make) {
-  try { return make(); } catch (err) { if (err.code !== 'EEXIST') throw err; }
-  clearWay(p);
-  return make();
-}
-
-function writeAll(fd, data, pos) {
-  let off = 0;
-  while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off, pos + off);
-  return pos + off;
-}
-function finishFile(fd, j) {
-  if (j.owner) fs.fchownSync(fd, j.owner.uid, j.owner.gid);
-  if (j.chmod !== undefined) fs.fchmodSync(fd, j.chmod);
-  if (j.mtime !== undefined) fs.futimesSync(fd, j.mtime, j.mtime);
-}
-// The large file being written piece by piece, if any.
-let open = null;
-function file(j) {
-  const fd = retryOnExist(j.path, () => fs.openSync(j.path, CREATE, j.openMode));
-  if (j.keepOpen) {
-    open = { fd, pos: 0 };
-    open.pos = writeAll(fd, j.data, 0);
-    return;
-  }
-  try {
-    writeAll(fd, j.data, 0);
-    finishFile(fd, j);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-function append(j) {
-  open.pos = writeAll(open.fd, j.data, open.pos);
-}
-function close(j) {
-  const { fd } = open;
-  open = null;
-  try { finishFile(fd, j); } finally { fs.closeSync(fd); }
-}
-function mkdir(j) {
-  try { fs.mkdirSync(j.path, 0o700); return; } catch (err) { if (err.code !== 'EEXIST') throw err; }
-  if (fs.lstatSync(j.path).isDirectory()) return;
-  fs.unlinkSync(j.path);
-  fs.mkdirSync(j.path, 0o700);
-}
-function symlink(j) {
-  retryOnExist(j.path, () => fs.symlinkSync(j.target, j.path));
-  if (j.owner) fs.lchownSync(j.path, j.owner.uid, j.owner.gid);
-  if (j.mtime !== undefined) fs.lutimesSync(j.path, j.mtime, j.mtime);
-}
-function link(j) {
-  let st;
-  try { st = fs.lstatSync(j.target); } catch (err) { if (err.code === 'ENOENT') throw new Stop({ kind: 'missing' }); throw err; }
-  if (st.isDirectory()) throw new Stop({ kind: 'target-directory' });
-  // link(2) does not follow a symlink target on Linux, so linking to a link is safe.
-  retryOnExist(j.path, () => fs.linkSync(j.target, j.path));
-}
-function dirmeta(j) {
-  for (const d of j.dirs) {
-    let fd;
-    // Gone or replaced by a non-directory in a later layer: nothing to apply.
-    try { fd = fs.openSync(d.path, OPEN_DIR); } catch (err) { if (err.code === 'ENOENT' || err.code === 'ENOTDIR' || err.code === 'ELOOP') continue; throw err; }
-    try {
-      if (d.owner) fs.fchownSync(fd, d.owner.uid, d.owner.gid);
-      fs.fchmodSync(fd, d.mode);
-      if (d.mtime !== undefined) fs.futimesSync(fd, d.mtime, d.mtime);
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-}
-const RUN = { file, append, close, mkdir, symlink, link, dirmeta };
-
-let stopped = false;
-parentPort.on('message', (jobs) => {
-  let failure;
-  let failedId;
-  for (const j of jobs) {
-    if (stopped) break;
-    try {
-      RUN[j.t](j);
-    } catch (err) {
-      stopped = true;
-      failedId = j.id;
-      if (open) { try { fs.closeSync(open.fd); } catch {} open = null; }
-      failure = err instanceof Stop ? err.failure
-        : { kind: 'errno', code: String(err.code), errno: err.errno | 0, syscall: String(err.syscall || ''), path: String(err.path || j.path || ''), message: err.message };
-    }
-  }
-  parentPort.postMessage({ upTo: jobs[jobs.length - 1].id, failedId, failure });
-});
-`;
 
 // Jobs go out in batches: a message per job would cost more than most jobs
 // (on 2 busy CPUs a postMessage measured 0.15 to 0.6 ms). A batch goes out
@@ -240,8 +131,8 @@ export class WriteThread<T> {
   }
 
   private start(): Worker {
-    const worker = new Worker(WORKER_SOURCE, { eval: true, name: 'nodularity-writer' });
-    worker.on('message', (r: { upTo: number; failedId?: number; failure?: WriteFailure }) => this.answered(r));
+    const worker = new Worker(workerUrl('write-worker', import.meta.url), { name: 'nodularity-writer' });
+    worker.on('message', (r: WriteAnswer) => this.answered(r));
     const crash = (err: Error): void => {
       if (this.closed) return;
       this.sent = 0;
@@ -270,7 +161,7 @@ export class WriteThread<T> {
     this.batch = [];
   }
 
-  private answered(r: { upTo: number; failedId?: number; failure?: WriteFailure }): void {
+  private answered(r: WriteAnswer): void {
     this.sent = Math.max(0, this.sent - 1);
     if (this.batch.length > 0 && this.sent < QUEUED) this.flush();
     let last: InFlight<T> | undefined;

@@ -1,28 +1,15 @@
 // Stage "id maps": the user namespace's uid/gid maps and who writes them
 // (the child itself for a single ID, the parent for root's ranges,
 // newuidmap/newgidmap otherwise), and the ids the setup runs as.
-import { accessSync, constants as fsc } from 'node:fs';
-import { posix } from 'node:path';
 import { SpecError } from '../errors.js';
 import type { LinuxIDMapping, Spec } from '../oci/spec.js';
-import { DEFAULT_PATH } from './process.js';
+import { which } from '../which.js';
 import { IDMAP } from './types.js';
 
 const helperCache = new Map<string, string | null>();
-/** Absolute path of newuidmap/newgidmap, or null. */
+/** Absolute path of newuidmap/newgidmap, or null (one PATH search: lib/which.ts). */
 export function findHelper(name: string): string | null {
-  if (!helperCache.has(name)) {
-    let found: string | null = null;
-    for (const dir of (process.env.PATH ?? DEFAULT_PATH).split(':').concat(['/usr/bin', '/bin'])) {
-      const p = posix.join(dir || '.', name);
-      try {
-        accessSync(p, fsc.X_OK);
-        found = p;
-        break;
-      } catch { /* next */ }
-    }
-    helperCache.set(name, found);
-  }
+  if (!helperCache.has(name)) helperCache.set(name, which(name));
   return helperCache.get(name)!;
 }
 

@@ -4,10 +4,11 @@ import { readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { SpecError } from '../errors.js';
 import type { Spec } from '../oci/spec.js';
+import { DEFAULT_PATH } from '../oci/defaults.js';
 import { CAPS, RLIMITS } from './flags.js';
 import type { PlanBuilder } from './mounts.js';
 
-export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export { DEFAULT_PATH };
 
 let capLastCache: number | undefined;
 export function capLast(): number {

@@ -12,10 +12,11 @@
 import { readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { SpecError } from '../errors.js';
+import { DEFAULT_PATH } from '../oci/defaults.js';
 
 export type EnvMap = Map<string, string>;
 
-export const CONTAINER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const CONTAINER_PATH = DEFAULT_PATH;
 
 /** Passed from the host even with cleanenv (Apptainer's list). */
 const ALWAYS_PASSED = ['TERM', 'http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY',

@@ -1,12 +1,12 @@
 // Shared test fixtures: a scratch dir per test, a busybox rootfs with the
 // multi-call payload, and probes of what the machine gives us. Every probe
 // that fails in CI makes the test fail, never skip.
+import type tap from 'tap';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-// @ts-expect-error: plain ESM helper without types
 import { makeBusyboxRootfs } from '../../scripts/busybox-rootfs.mjs';
 import { createSpec, type SpecOptions, type Spec } from '../../lib/index.js';
 
@@ -17,6 +17,8 @@ export const uid = process.geteuid!();
 export const gid = process.getegid!();
 
 type Teardown = { teardown(fn: () => void): void };
+/** The `t` a subtest callback gets (tap's overloads hide it from Parameters<> otherwise). */
+export type Tap = Parameters<Parameters<typeof tap.test>[0]>[0];
 
 /** A fresh directory removed when the test ends. */
 export function scratch(t: Teardown, prefix = 'nodularity-test-'): string {

@@ -15,7 +15,7 @@ import { ImageCache } from '../../lib/image/index.js';
 import { scratch, testRootfs } from '../helpers/env.js';
 import { bare, binPath, cli, makeLayout, requireBuiltCli } from './fixtures.js';
 
-t.before(() => requireBuiltCli(['lib/cli/main.ts', 'lib/cli/image-commands.ts', 'lib/image/cache.ts', 'lib/singularity/image.ts', 'lib/singularity/index.ts']));
+t.before(() => requireBuiltCli());
 
 /** An OCI layout (tag `latest`) whose one layer is the busybox test rootfs: a job can run `ls /bin`. */
 async function busyboxLayout(dir: string): Promise<{ layout: string; digest: string; source: string }> {

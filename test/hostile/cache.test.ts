@@ -5,15 +5,15 @@
 // owned by, the unprivileged test user; as that user the same rules are
 // checked through modes and links it can make itself.
 import t from 'tap';
-import { chmodSync, chownSync, cpSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { isRoot, scratch, testRootfs } from '../helpers/env.js';
+import { isRoot, scratch, testRootfs, type Tap } from '../helpers/env.js';
 import { cli, makeLayout, requireBuiltCli, testUser } from './fixtures.js';
 
-type T = Parameters<typeof scratch>[0];
+type T = Tap;
 
-t.before(() => requireBuiltCli(['lib/cli/main.ts', 'lib/image/cache.ts']));
+t.before(() => requireBuiltCli());
 
 /** A directory of files that must survive: returns a snapshot function. */
 function canaryDir(t: T, name = 'canary'): { dir: string; snapshot: () => string } {

@@ -6,11 +6,12 @@
 // bin/nodularity), as a pilot runs it.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, scratch } from '../helpers/env.js';
 import { makeSandbox } from '../singularity/fixtures.js';
 import { bare, binPath, makeLayout } from './fixtures.js';
+import { requireFreshDist } from '../helpers/cli.js';
 
 const mainJs = join(repoRoot, 'dist', 'cli', 'main.js');
 let image: string;
@@ -18,8 +19,7 @@ let bin: string;
 
 t.before(() => {
   // The built CLI must be this checkout's, not a stale one.
-  if (!existsSync(mainJs) || statSync(mainJs).mtimeMs < statSync(join(repoRoot, 'lib', 'cli', 'main.ts')).mtimeMs)
-    throw new Error(`${mainJs} is missing or older than lib/cli/main.ts: run \`npm run build\``);
+  requireFreshDist();
   image = makeSandbox(t);
   // What `npm link` / `npm install -g` make: a symlinked package and a symlinked bin.
   const prefix = scratch(t, 'nodularity-prefix-');

@@ -11,7 +11,7 @@ import { scratch } from '../helpers/env.js';
 import { makeSandbox } from '../singularity/fixtures.js';
 import { bare, binPath, cli, requireBuiltCli } from './fixtures.js';
 
-t.before(() => requireBuiltCli(['lib/cli/main.ts', 'lib/singularity/index.ts']));
+t.before(() => requireBuiltCli());
 
 const tag = () => `${Date.now() % 100000}${Math.floor(Math.random() * 1e6)}`;
 
@@ -65,7 +65,7 @@ for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     const id = tag();
     const image = makeSandbox(t, { env: { '50-slow.sh': `sleep 7${id}\n` } });
     const tmp = scratch(t, 'nodularity-tmpdir-');
-    const env = { ...process.env, TMPDIR: tmp };
+    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
     delete env.NODE_OPTIONS;
     const child = spawnChild(...bare([binPath, 'exec', image, '/bin/true']), { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
@@ -90,7 +90,7 @@ t.test('a signal after the payload started is still forwarded to it (unchanged)'
   const image = makeSandbox(t, { env: { '50-ok.sh': 'export FROM_SCRIPT=1\n' } });
   const tmp = scratch(t, 'nodularity-tmpdir-');
   const out = join(scratch(t), 'trap');
-  const env = { ...process.env, TMPDIR: tmp };
+  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
   delete env.NODE_OPTIONS;
   const child = spawnChild(...bare([binPath, 'exec', '-B', join(out, '..'), image, '/bin/sh', '-c', `trap 'echo got-term > ${out}; exit 7' TERM; echo ready > ${out}.ready; while :; do sleep 0.1; done`]), { env, stdio: 'ignore' });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));

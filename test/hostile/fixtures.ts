@@ -7,21 +7,15 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/env.js';
 import { makeTar } from '../image/fixtures/tarball.js';
+import { requireFreshDist } from '../helpers/cli.js';
 
 /** package.json's bin, made executable as npm install/link makes it. */
 export const binPath = join(repoRoot, (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.nodularity!);
 if (existsSync(binPath) && !(statSync(binPath).mode & 0o100)) chmodSync(binPath, statSync(binPath).mode | 0o111);
 export const mainJs = join(repoRoot, 'dist', 'cli', 'main.js');
 
-/** Throw unless dist/ was built from this checkout's sources (no stale CLI under test). */
-export function requireBuiltCli(sources: string[]): void {
-  if (!existsSync(mainJs)) throw new Error(`${mainJs} is missing: run \`npm run build\``);
-  for (const s of sources) {
-    const built = join(repoRoot, 'dist', s.replace(/^lib\//, '').replace(/\.ts$/, '.js'));
-    if (!existsSync(built) || statSync(built).mtimeMs < statSync(join(repoRoot, s)).mtimeMs)
-      throw new Error(`${built} is missing or older than ${s}: run \`npm run build\``);
-  }
-}
+/** Throw unless dist/ is at least as new as every lib/ source: the CLI under test is this checkout's. */
+export const requireBuiltCli = requireFreshDist;
 
 export interface CliResult { code: number | null; signal: NodeJS.Signals | null; out: string; err: string }
 

@@ -13,9 +13,9 @@ import { pullImage, type PulledImage } from '../../lib/image/index.js';
 import { makeTar, type TarEntrySpec } from '../image/fixtures/tarball.js';
 import { isRoot, removeAll, run, scratch, skopeoEnv } from '../image/fixtures/tools.js';
 import { requireFreshBuild, runBuiltCli } from '../image/fixtures/built-cli.js';
+import type { Tap } from '../helpers/env.js';
 
 type T = { teardown: (fn: () => void | Promise<void>) => void };
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
 
 function tmpdir(t: T, prefix: string): string {
   const d = scratch(prefix);

@@ -1,3 +1,4 @@
+// test-runner: serial — compares the host mount table and SIGKILLs launchers mid-launch on a timing schedule
 // Hostile images and specs against the runtime (issue 11): every path the
 // child touches is resolved inside the new root, image devices are inert, the
 // kernel's trees are never mounted through a symlink, and nothing reaches the
@@ -6,12 +7,13 @@ import t from 'tap';
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createSpec, exec, prepareLaunch, run, SpecError, ContainerError, type Spec } from '../../lib/index.js';
+import { createSpec, exec, run, SpecError, ContainerError, type Spec } from '../../lib/index.js';
+import { prepareLaunch } from '../../lib/internal.js';
 import { loadBinding } from '../../lib/native.js';
-import { haveCommand, hostMounts, isRoot, payloadBinary, repoRoot, scratch, testRootfs } from '../helpers/env.js';
+import { haveCommand, hostMounts, isRoot, payloadBinary, repoRoot, scratch, testRootfs, type Tap } from '../helpers/env.js';
 import { capture } from '../helpers/run.js';
 
-type T = Parameters<typeof scratch>[0];
+type T = Tap;
 
 /** A private copy of the busybox test rootfs (with /payload) to make hostile. */
 function hostileRootfs(t: T): string {
@@ -271,7 +273,7 @@ t.test('no host /proc in a new PID namespace unless asked for (item 13)', async 
 t.test('ids above 4294967294 are refused (item 15)', async (t) => {
   for (const [field, v] of [['uid', 4294967295], ['gid', 4294967295]] as const) {
     const s = createSpec({ rootfs: testRootfs(), args: ['/bin/true'] });
-    (s.process!.user as Record<string, number>)[field] = v;
+    (s.process!.user as unknown as Record<string, number>)[field] = v;
     t.throws(() => prepareLaunch(s), { name: 'SpecError', message: new RegExp(`^/process/user/${field}: must be an integer between 0 and 4294967294`) });
   }
   const s: Spec = createSpec({ rootfs: testRootfs(), args: ['/bin/true'] });

@@ -13,7 +13,6 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from './fixtures/registry.js';
 import { removeAll, repoRoot, run, scratch, skopeoEnv } from './fixtures/tools.js';
-// @ts-expect-error: plain ESM helper without types
 import { makeBusyboxRootfs } from '../../scripts/busybox-rootfs.mjs';
 
 const CLI = path.join(repoRoot, 'dist', 'cli', 'main.js');

@@ -6,11 +6,15 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildFixtureImage, type FixtureImage } from './fixtures/images.js';
 import { removeAll, scratch } from './fixtures/tools.js';
+import { requireFreshDist } from '../helpers/cli.js';
 
 // The installed command, as users run it (bin/nodularity: node -- dist/cli/main.js).
 const cli = fileURLToPath(new URL('../../bin/nodularity', import.meta.url));
 let fx: FixtureImage;
-t.before(async () => { fx = await buildFixtureImage(); });
+t.before(async () => {
+  requireFreshDist(); // a stale dist/ would test old code
+  fx = await buildFixtureImage();
+});
 t.teardown(() => { if (fx) removeAll(fx.dir); });
 
 function nodularity(args: string[], env: NodeJS.ProcessEnv = {}) {

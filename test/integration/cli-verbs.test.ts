@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { haveCommand, isRoot, repoRoot, scratch, testRootfs } from '../helpers/env.js';
+import { haveCommand, isRoot, repoRoot, scratch, testRootfs, type Tap } from '../helpers/env.js';
 import { bare, makeLayout, requireBuiltCli, testUser } from '../hostile/fixtures.js';
 import { makeTar } from '../image/fixtures/tarball.js';
 import { createHash } from 'node:crypto';
@@ -18,8 +18,7 @@ const CLI = join(repoRoot, 'dist', 'cli', 'main.js');
 const node = process.execPath;
 const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-t.before(() => requireBuiltCli(['lib/cli/main.ts', 'lib/cli/failure.ts', 'lib/cli/apptainer-commands.ts', 'lib/cli/image-commands.ts',
-  'lib/cli/progress.ts', 'lib/singularity/image.ts', 'lib/image/reference.ts', 'lib/plan/plan.ts']));
+t.before(() => requireBuiltCli());
 
 interface R { code: number | null; out: string; err: string }
 
@@ -36,7 +35,7 @@ function shell(cmd: string, env: NodeJS.ProcessEnv = {}): R {
 }
 
 /** Exactly one line on stderr, ours, matching `re`; no stack frame; the status. */
-function oneLine(t: Tap.Test, r: R, re: RegExp, status = 255, what = ''): void {
+function oneLine(t: Tap, r: R, re: RegExp, status = 255, what = ''): void {
   t.equal(r.code, status, `${what} exit status (stderr: ${r.err})`);
   t.notMatch(r.err, /^\s+at /m, `${what} no stack trace`);
   // Apptainer's verbs say it as Apptainer does (FATAL:), nodularity's own as nodularity.

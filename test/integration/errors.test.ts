@@ -1,11 +1,12 @@
+// test-runner: serial — compares the whole host mount table before and after
 // Bad input: a clear error naming the field or step, and nothing left behind.
 import t from 'tap';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContainerError, SpecError, run } from '../../lib/index.js';
-import { hostMounts, openFds, scratch, spec, zombieChildren } from '../helpers/env.js';
+import { hostMounts, openFds, scratch, spec, zombieChildren, type Tap } from '../helpers/env.js';
 
-async function expectNothingLeft(t: Tap.Test, fn: () => Promise<unknown>, want: object) {
+async function expectNothingLeft(t: Tap, fn: () => Promise<unknown>, want: { name: string; [k: string]: unknown }) {
   const fds = openFds().length;
   const mounts = hostMounts();
   await t.rejects(fn(), want);

@@ -1,7 +1,8 @@
+// test-runner: serial — squashfuse mounts on the host under a scratch dir, which other files' host mount-table checks would see
 // The container's file system, checked from inside.
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from '../../lib/index.js';
 import { haveCommand, scratch, spec } from '../helpers/env.js';

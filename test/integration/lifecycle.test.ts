@@ -1,7 +1,7 @@
 // Many launches: no fd, zombie or memory growth; concurrency; abort, timeout, parent death.
 import t from 'tap';
 import { spawn as spawnNode } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { exec, run, spawn } from '../../lib/index.js';
 import { openFds, repoRoot, scratch, spec, testRootfs, zombieChildren } from '../helpers/env.js';
 import { makeSandbox } from '../singularity/fixtures.js';
@@ -54,26 +54,48 @@ t.test('AbortSignal kills the container and rejects run()', async (t) => {
   t.same(zombieChildren(), []);
 });
 
-t.test('when the Node process dies, its containers die', async (t) => {
-  // A child Node process starts a long container and prints the container's pid; we SIGKILL the Node process.
-  const script = `
-    import { spawn, createSpec } from ${JSON.stringify(repoRoot + '/lib/index.ts')};
-    const c = spawn(createSpec({ rootfs: ${JSON.stringify(testRootfs())}, args: ['/bin/sleep', '60'] }), { stdio: 'ignore' });
-    await c.spawned;
-    console.log(c.pid);
-    setInterval(() => {}, 1000);
-  `;
-  const child = spawnNode(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const pid = await new Promise<number>((res) => child.stdout!.once('data', (d) => res(Number(String(d).trim()))));
-  t.ok(existsSync(`/proc/${pid}`), 'container init is running');
-  child.kill('SIGKILL');
-  await new Promise((r) => child.once('exit', r));
-  let gone = false;
-  for (let i = 0; i < 50 && !gone; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    gone = !existsSync(`/proc/${pid}`);
+/** A process by pid and start time (field 22 of /proc/PID/stat): a reused pid is another process. */
+function procId(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return `${pid}@${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]}`;
+  } catch {
+    return null;
   }
-  t.ok(gone, 'the container went with it');
+}
+const alive = (id: string) => procId(Number(id.split('@')[0])) === id;
+
+t.test('when the Node process dies, its containers die', async (t) => {
+  // A child Node process starts a long container and prints the container's
+  // pid; we SIGKILL the Node process. The payload runs under the init (a
+  // sleep of its own), so both the init and the payload must go: only the
+  // parent-death signal set in the child ends them (nothing else is told).
+  for (const init of [true, false]) {
+    const script = `
+      import { spawn, createSpec } from ${JSON.stringify(repoRoot + '/lib/index.ts')};
+      const c = spawn(createSpec({ rootfs: ${JSON.stringify(testRootfs())}, args: ['/bin/sleep', '60'] }), { stdio: 'ignore', init: ${init} });
+      await c.spawned;
+      console.log(c.pid);
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawnNode(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const pid = await new Promise<number>((res) => child.stdout!.once('data', (d) => res(Number(String(d).trim()))));
+    // The payload: the init's one child, or the process itself without an init.
+    let payload = pid;
+    for (let i = 0; init && i < 50 && payload === pid; i++) {
+      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      if (kids.length) payload = kids[0];
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    t.equal(readFileSync(`/proc/${payload}/cmdline`, 'utf8'), '/bin/sleep\x0060\x00', `init: ${init}: the payload runs`);
+    const ids = [procId(pid), procId(payload)] as string[];
+    t.ok(ids.every(Boolean), 'both seen');
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    for (let i = 0; i < 50 && ids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+    t.same(ids.filter(alive), [], `init: ${init}: the container (${init ? 'init and payload' : 'payload'}) went with it`);
+    for (const id of ids.filter(alive)) try { process.kill(Number(id.split('@')[0]), 'SIGKILL'); } catch { /* gone meanwhile */ }
+  }
 });
 
 t.test('detached containers outlive the caller', async (t) => {

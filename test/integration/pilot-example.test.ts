@@ -154,7 +154,7 @@ t.test('jobs at once, each step in its own container, with its own image, scratc
       t.equal(x.digest, 'directory', 'a directory image is reported as such');
       t.same(x.argv, jobs.find((j) => j.id === id)![step === 'stage-in' ? 'stageIn' : step === 'payload' ? 'payload' : 'stageOut']);
       t.ok(x.durationMs! > 0, 'a wall time');
-      t.ok(x.rusage && x.rusage.userMs >= 0 && x.rusage.sysMs >= 0 && x.rusage.maxRssKiB > 0, 'rusage');
+      t.ok(x.rusage && x.rusage.userMs >= 0 && x.rusage.sysMs >= 0 && x.rusage.maxRssKiB! > 0, 'rusage');
     }
   }
 

@@ -1,3 +1,4 @@
+// test-runner: serial — its daemons bind ports found free a moment before, and munged/slurmd are host-wide
 // Slurm's `srun --container=BUNDLE` through nodularity: a real one-node
 // cluster (munged, slurmctld, slurmd) with examples/slurm/oci.conf, job steps
 // run as root and as the unprivileged test user, checked from inside the

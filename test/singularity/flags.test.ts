@@ -1,9 +1,11 @@
+// test-runner: serial — compares the whole host mount table before and after
 // Each Apptainer option of exec(), checked from inside a real container.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compileLaunch, exec, SpecError } from '../../lib/index.js';
+import { exec, SpecError } from '../../lib/index.js';
+import { compileLaunch } from '../../lib/internal.js';
 import { gid, hostMounts, isRoot, scratch, uid } from '../helpers/env.js';
 import { makeSandbox, sh } from './fixtures.js';
 

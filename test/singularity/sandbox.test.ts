@@ -1,3 +1,4 @@
+// test-runner: serial — mounts squashfuse on the host and compares the whole host mount table
 // An unpacked.cern.ch-style sandbox served read-only from squashfuse (a FUSE
 // file system, as CernVM-FS is), its env scripts and runscript, and a /cvmfs
 // stand-in whose second repository is mounted after the container started.

@@ -43,7 +43,7 @@ function node(dir: string, file: string, source: string) {
 }
 
 t.test('the build is there (npm run build)', async (t) => {
-  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/image/index.js', 'dist/image/index.d.ts', 'dist/cli/main.js', pkg.bin.nodularity])
+  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/image/index.js', 'dist/image/index.d.ts', 'dist/internal.js', 'dist/internal.d.ts', 'dist/cli/main.js', pkg.bin.nodularity])
     t.ok(existsSync(join(repoRoot, f)), f);
 });
 
@@ -94,15 +94,42 @@ t.test('only the public entry points are exported; the bin still runs', async (t
   const deep = node(dir, 'deep.mjs', `import 'nodularity/dist/container.js';`);
   t.not(deep.status, 0);
   t.match(deep.stderr, /ERR_PACKAGE_PATH_NOT_EXPORTED/, 'internals are not importable by name');
+  // The launch stages: behind the documented subpath, not in the curated root.
+  const stages = node(dir, 'stages.mjs', [
+    `import * as root from 'nodularity';`,
+    `import * as internal from 'nodularity/internal';`,
+    `console.log(JSON.stringify({ root: ['prepareLaunch', 'compileLaunch'].filter((n) => n in root), internal: Object.keys(internal).sort() }));`,
+  ].join('\n'));
+  t.equal(stages.status, 0, stages.stderr);
+  t.same(stages.status === 0 ? JSON.parse(stages.stdout) : null, { root: [], internal: ['compileLaunch', 'prepareLaunch'] }, 'prepareLaunch and compileLaunch are in nodularity/internal only');
   const meta = node(dir, 'meta.mjs', `import { createRequire } from 'node:module'; console.log(createRequire(import.meta.url)('nodularity/package.json').version);`);
   t.equal(meta.stdout.trim(), pkg.version, 'package.json is');
   // The bin is a path, not an export: npm links node_modules/.bin/NAME to it.
   mkdirSync(join(dir, 'node_modules', '.bin'));
   const link = join(dir, 'node_modules', '.bin', 'nodularity');
   symlinkSync(join('..', 'nodularity', pkg.bin.nodularity), link);
-  const env = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}` };
   delete env.NODE_OPTIONS;
   const bin = spawnSync(link, ['version'], { encoding: 'utf8', env });
   t.equal(bin.status, 0, `${link} version: ${bin.stderr ?? bin.error}`);
   t.match(bin.stdout, /^apptainer version \S+\+nodularity\.\S+/);
+});
+
+t.test('the library loads no CLI or bench code: lib/bench, simple-statistics, commander, cli-progress stay out', async (t) => {
+  const dir = userProject(t);
+  const log = join(dir, 'loaded.txt');
+  writeFileSync(join(dir, 'hooks.mjs'), `import { appendFileSync } from 'node:fs';
+export async function load(url, context, next) { appendFileSync(${JSON.stringify(log)}, url + '\\n'); return next(url, context); }
+`);
+  writeFileSync(join(dir, 'register.mjs'), `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`);
+  writeFileSync(join(dir, 'use.mjs'), `import * as n from 'nodularity';\nimport * as i from 'nodularity/image';\nconsole.log(typeof n.spawn, typeof i.pullImage);\n`);
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  const r = spawnSync(process.execPath, ['--import', './register.mjs', 'use.mjs'], { cwd: dir, env, encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout.trim(), 'function function');
+  const loaded = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+  t.ok(loaded.some((u) => u.endsWith('/dist/index.js')), 'the recorder saw the library load');
+  t.same(loaded.filter((u) => /\/dist\/(bench|cli)\/|\/node_modules\/(simple-statistics|commander|cli-progress)\//.test(u)), [],
+    'nothing of the CLI or the bench is loaded by the library');
 });
