@@ -9,13 +9,12 @@ import { writeFileSync } from 'node:fs';
 import { constants as osc } from 'node:os';
 import { join } from 'node:path';
 import { createSpec } from '../../lib/index.js';
-import { isRoot, scratch, testRootfs } from '../helpers/env.js';
+import { isRoot, scratch, testRootfs, type Tap } from '../helpers/env.js';
 import { bare, binPath, cli, requireBuiltCli, type CliResult } from '../hostile/fixtures.js';
 
-t.before(() => requireBuiltCli(['lib/cli/apptainer-commands.ts', 'lib/seccomp/index.ts', 'lib/seccomp/validate.ts',
-  'lib/seccomp/compile.ts', 'lib/seccomp/default.ts', 'lib/seccomp/docker.ts', 'lib/singularity/compile.ts', 'lib/oci/defaults.ts', 'lib/plan/plan.ts']));
+t.before(() => requireBuiltCli());
 
-function oneLine(t: Tap.Test, r: CliResult, re: RegExp, what: string): void {
+function oneLine(t: Tap, r: CliResult, re: RegExp, what: string): void {
   t.equal(r.code, 255, `${what}: exit status 255 (stderr: ${r.err})`);
   t.notMatch(r.err, /^\s+at /m, `${what}: no stack trace`);
   t.match(r.err, /^(nodularity: |FATAL: {3})[^\n]+\n$/, `${what}: exactly one line: ${JSON.stringify(r.err)}`);

@@ -225,7 +225,9 @@ t.test('without no_new_privs the filter is loaded before the capabilities go', a
 });
 
 t.test('malformed profiles: a SpecError naming the field, before anything starts', async (t) => {
-  const base = (): LinuxSeccomp & Record<string, unknown> => allowBut([{ names: ['getppid'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }]);
+  const base = (): LinuxSeccomp & Record<string, unknown> => <LinuxSeccomp & Record<string, unknown>>allowBut([{ names: ['getppid'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }]);
+  // The cases break the profile's types on purpose (that is what they test).
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const cases: [string, (p: any) => void, string, RegExp][] = [
     ['unknown defaultAction', (p) => { p.defaultAction = 'SCMP_ACT_NOPE'; }, '/linux/seccomp/defaultAction', /unknown action/],
     ['NOTIFY refused', (p) => { p.syscalls[0].action = 'SCMP_ACT_NOTIFY'; p.listenerPath = '/run/agent.sock'; }, '/linux/seccomp/syscalls/0/action', /SCMP_ACT_NOTIFY .* not supported/],

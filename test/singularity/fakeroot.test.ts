@@ -13,9 +13,8 @@
 // and the base image's files are owned by the host's ids.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
 import { haveCommand, isRoot, scratch } from '../helpers/env.js';
 import { installAs, run } from './apptainer-cli.js';
 import { debianImage, fakerootIdEnv, makeDeb, treeState } from './debian.js';

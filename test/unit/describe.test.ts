@@ -9,7 +9,7 @@ const ctx: DescribeContext = {
   ops: [
     { op: { kind: OP.BIND, source: '/cvmfs/x.cern.ch', target: '/cvmfs/x.cern.ch', attrSet: 0x6 }, what: 'bind-mount /cvmfs/x.cern.ch -> /cvmfs/x.cern.ch', target: '/cvmfs/x.cern.ch', source: '/cvmfs/x.cern.ch' },
   ],
-  rootfs: '/images/r', overlay: false, cwd: '/work', execPath: '/usr/bin/python3', cloneFlags: 0x10020000,
+  rootfs: '/images/r', overlay: false, seccompInstructions: 0, cwd: '/work', execPath: '/usr/bin/python3', cloneFlags: 0x10020000,
   hostname: 'box', domainname: undefined, rootPropagation: 'rslave', uidMap: '0 1000 1\n', gidMap: '0 1000 1\n',
   uidHelperArgs: ['/usr/bin/newuidmap', '0', '200000', '65536'], gidHelperArgs: ['/usr/bin/newgidmap', '0', '200000', '65536'],
   rlimitTypes: ['RLIMIT_NOFILE'], uid: 1000, gid: 1000, groups: [5],

@@ -7,11 +7,11 @@ import { createSpec } from '../../lib/index.js';
 import { planMounts } from '../../lib/plan/mounts.js';
 import { findExecutable } from '../../lib/plan/process.js';
 import { OP, RESOLVE } from '../../lib/plan/types.js';
-import { scratch } from '../helpers/env.js';
+import { scratch, type Tap } from '../helpers/env.js';
 
 const ctx = (bundleDir: string) => ({ mapsGid5: false, bundleDir, allowHostProc: false });
 
-function image(t: Tap.Test): string {
+function image(t: Tap): string {
   const r = scratch(t);
   for (const d of ['proc', 'sys', 'dev', 'tmp', 'etc']) mkdirSync(join(r, d));
   return r;
@@ -49,13 +49,13 @@ t.test('a bind through an image symlink lands where the kernel would put it', as
 t.test('hostile images and bad mounts are refused, naming the field', async (t) => {
   const r = image(t);
   const s = createSpec({ rootfs: r, args: ['/bin/true'], mounts: [{ destination: '/x', source: '/nonexistent-src', options: ['bind'] }] });
-  t.throws(() => planMounts(s, r, ctx(r)), { pointer: `/mounts/${s.mounts!.length - 1}/source` });
+  t.throws(() => planMounts(s, r, ctx(r)), { name: 'SpecError', pointer: `/mounts/${s.mounts!.length - 1}/source` });
   const r2 = image(t);
   mkdirSync(join(r2, 'p'));
   const rmProc = join(r2, 'proc');
   rmdirSync(rmProc);
   symlinkSync('/p', rmProc);
-  t.throws(() => planMounts(createSpec({ rootfs: r2, args: ['/bin/true'] }), r2, ctx(r2)), { pointer: '/mounts/0/destination', message: /\/proc is a symlink in the image/ });
+  t.throws(() => planMounts(createSpec({ rootfs: r2, args: ['/bin/true'] }), r2, ctx(r2)), { name: 'SpecError', pointer: '/mounts/0/destination', message: /\/proc is a symlink in the image/ });
 });
 
 t.test('the parents of a bind under a fresh tmpfs exist for what comes after (an executable in that bind)', async (t) => {
