@@ -89,9 +89,13 @@ let dying: NodeJS.Signals | undefined;
 // and the failure is reported as one line.
 process.on('SIGXFSZ', () => undefined);
 let abortLaunches: () => void = () => undefined;
+// A signal between a payload's clone and the forwarding (runAndExit) goes to
+// the starting container: dying of it would leave the payload to the
+// parent-death signal (SIGKILL), not the SIGTERM a batch system sent.
+let forwardStarting: (sig: NodeJS.Signals) => boolean = () => false;
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   const onSignal = (): void => {
-    if (payloadForwarding()) return;
+    if (payloadForwarding() || forwardStarting(sig)) return;
     dying = sig;
     abortLaunches();
     process.removeListener(sig, onSignal);
@@ -151,7 +155,11 @@ const configure = (c: Command) => {
 async function main(): Promise<void> {
   const wanted = modulesFor(process.argv.slice(2));
   for (const m of wanted) (await MODULES[m]!())(program, versionLine);
-  if (wanted.includes('apptainer')) abortLaunches = (await import('../singularity/index.js')).abortPendingLaunches;
+  if (wanted.includes('apptainer')) {
+    const launches = await import('../singularity/index.js');
+    abortLaunches = launches.abortPendingLaunches;
+    forwardStarting = launches.forwardToStartingLaunches;
+  }
   program.commands.forEach(configure);
   await program.parseAsync();
 }

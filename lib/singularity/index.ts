@@ -40,8 +40,25 @@ export const ENV_SCRIPT_OUTPUT_CAP = 1 << 20;
  * start, with what undoes them. A CLI that is sent a signal in that window
  * calls {@link abortPendingLaunches} before it dies.
  */
-interface PendingLaunch { dispose(): void; kill?: () => void }
+interface PendingLaunch { dispose(): void; kill?: () => void; forward?: (sig: NodeJS.Signals) => void }
 const pending = new Set<PendingLaunch>();
+
+/**
+ * A signal while a payload's container is being cloned (spawn() called, its
+ * 'spawn' not yet seen): hand it to that container (a kill before the spawn
+ * is queued) instead of aborting, so the payload gets it exactly once, as it
+ * would a moment later through the CLI's forwarding. True when some launch
+ * took it; the caller then must not die of it.
+ */
+export function forwardToStartingLaunches(sig: NodeJS.Signals): boolean {
+  let taken = false;
+  for (const p of pending) {
+    if (!p.forward) continue;
+    p.forward(sig);
+    taken = true;
+  }
+  return taken;
+}
 
 /**
  * Synchronously kill any environment-script evaluation in progress and
@@ -50,6 +67,7 @@ const pending = new Set<PendingLaunch>();
  */
 export function abortPendingLaunches(): void {
   for (const p of pending) {
+    if (p.forward) continue;  // its container is starting: forwardToStartingLaunches' case
     p.kill?.();
     p.dispose();
   }
@@ -147,6 +165,7 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
     const env = envToList(applyUserLayers(imageEnv, c.hostEnv, c.envFile, c.envOption));
     c.spec.process!.env = env;
     const container = spawn(c.spec, c.spawnOptions);
+    self.forward = (sig) => { try { container.kill(sig); } catch { /* already ended */ } };
     const done = () => { pending.delete(self); c.dispose(); };
     container.spawned.then(done, done);
     container.exited.then(release, release);

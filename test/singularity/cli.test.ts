@@ -3,7 +3,7 @@
 // being the CLI's child or grandchild, and bad command lines.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeCliWrapper } from '../helpers/cli.js';
 import { scratch } from '../helpers/env.js';
@@ -51,6 +51,30 @@ t.test('HTCondor\'s argument form, as given, with APPTAINERENV_ reaching the pay
   t.equal(r.out, `args: a1 -x --long\n${scratchDir}\nhome=${scratchDir}\njob=1234.0\n1\n`);
   t.equal(readFileSync(join(scratchDir, 'out.txt'), 'utf8'), 'data\n', 'the job wrote into its scratch dir');
   t.equal(r.err, '', '-s: nothing but the payload');
+});
+
+t.test('a SIGTERM while the payload is being started reaches the payload, not the CLI alone', async (t) => {
+  // Between the clone and the CLI's forwarding there was a window where the
+  // CLI died of the signal and the payload got the parent-death SIGKILL.
+  // Signals at delays across the launch: whenever the payload has started
+  // (its marker exists), the CLI must end with the payload's 143.
+  const dir = scratch(t);
+  let started = 0;
+  for (let i = 0; i < 14; i++) {
+    const marker = join(dir, `started-${i}`);
+    const c = spawn(cli, ['exec', image, '/bin/sh', '-c', `touch ${marker}; exec sleep 20`], { stdio: 'ignore' });
+    const ended = new Promise<[number | null, NodeJS.Signals | null]>((r) => c.once('exit', (code, sig) => r([code, sig])));
+    await new Promise((r) => setTimeout(r, 100 + i * 100));
+    c.kill('SIGTERM');
+    const [code, sig] = await ended;
+    if (existsSync(marker)) {
+      started++;
+      t.same([code, sig], [143, null], `delay ${100 + i * 100} ms, payload running: the CLI exits 143, the payload's status`);
+    } else {
+      t.ok(code === 143 || sig === 'SIGTERM', `delay ${100 + i * 100} ms, before the payload: ${code} ${sig}`);
+    }
+  }
+  t.ok(started > 0, `some signals came after the payload started (${started} of 14)`);
 });
 
 t.test('the payload is the CLI\'s child or grandchild', async (t) => {
