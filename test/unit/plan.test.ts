@@ -31,8 +31,8 @@ t.test('step names agree with native/protocol.h, value by value', async (t) => {
   steps.forEach((s, i) => t.ok(sameThing(s, 'STEP_', STEP_NAMES[i] ?? ''), `${s} = ${i} is named ${STEP_NAMES[i]}`));
   const calls = enumMembers(h, 'mount_call', 'CALL_');
   t.equal(MOUNT_CALLS.length, calls.length, 'one name per mount call');
-  // Two calls are named for what the user sees, not for the enum's word.
-  const alias: Record<string, string> = { CALL_MKFILE: 'create', CALL_RESOLVE: 'openat2' };
+  // Three calls are named for what the user sees, not for the enum's word.
+  const alias: Record<string, string> = { CALL_MKFILE: 'create', CALL_RESOLVE: 'openat2', CALL_IDENTITY: 'fstat' };
   calls.forEach((c, i) => t.ok(alias[c] ? MOUNT_CALLS[i] === alias[c] : sameThing(c, 'CALL_', MOUNT_CALLS[i] ?? ''),
     `${c} = ${i} is named ${MOUNT_CALLS[i]}`));
 });
