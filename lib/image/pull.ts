@@ -316,7 +316,7 @@ export async function pullImage(source: string, options: PullOptions = {}): Prom
 
 /** A blob in the cache that failed its digest check must not be used again. */
 async function forgetBadBlob(err: unknown, cache: ImageCache, src: ImageSource): Promise<unknown> {
-  if (src.kind === 'docker' && err instanceof ImageError && (err.code === 'DIGEST_MISMATCH' || err.code === 'SIZE_MISMATCH') && err.digest) {
+  if (src.kind === 'docker' && err instanceof ImageError && (err.reason === 'DIGEST_MISMATCH' || err.reason === 'SIZE_MISMATCH') && err.digest) {
     await cache.dropBlob(err.digest).catch(() => undefined);
   }
   return err;

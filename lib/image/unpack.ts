@@ -193,7 +193,7 @@ export class RootfsWriter {
   }
 
   private wrapStreamError(err: unknown): unknown {
-    if (err instanceof ImageError && err.code === 'DIGEST_MISMATCH' && err.digest !== this.layerDigest) {
+    if (err instanceof ImageError && err.reason === 'DIGEST_MISMATCH' && err.digest !== this.layerDigest) {
       // The diff_id check failed: report it against the layer, as the other checks are.
       return new ImageError('DIGEST_MISMATCH', `layer ${this.layerDigest}: uncompressed content does not match its ${err.message}`, { digest: this.layerDigest, cause: err });
     }

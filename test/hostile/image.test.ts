@@ -299,7 +299,7 @@ t.test('item 6: docker-archive: /dev/zero as the archive is refused; a pipe work
   const zero = await runBuiltCli(['pull', '--cache', cacheDir, 'docker-archive:/dev/zero'], { timeoutMs: 20_000, onSpawn: rss.onSpawn });
   oneLineError(t, zero, /\/dev\/zero is a character device; a docker-archive is a regular file or a pipe/, '/dev/zero');
   t.ok(rss.peak() < 200 << 10, 'bounded memory');
-  await t.rejects(pullImage('docker-archive:/dev/zero', { cacheDir }), { code: 'BAD_SOURCE', message: /character device/ });
+  await t.rejects(pullImage('docker-archive:/dev/zero', { cacheDir }), { reason: 'BAD_SOURCE', message: /character device/ });
   // A pipe, as from `docker save IMG | nodularity pull docker-archive:/dev/stdin`.
   const fifo = path.join(dir, 'pipe');
   run('mkfifo', [fifo]);
@@ -417,7 +417,7 @@ t.test('item 18: GNU and PAX sparse files are refused naming the entry, never un
     run('tar', [...flags, '-cf', tarFile, '-C', src, './data']);
     run('umoci', ['raw', 'add-layer', '--image', `${layout}:base`, '--tag', 'v1', tarFile]);
     const cacheDir = path.join(sub, 'cache');
-    await t.rejects(pullImage(`oci:${layout}:v1`, { cacheDir }), { name: 'ImageError', code: 'BAD_LAYER', entry: 'data/holes.img', message: why }, `${label}: the library refuses the layer naming the entry`);
+    await t.rejects(pullImage(`oci:${layout}:v1`, { cacheDir }), { name: 'ImageError', reason: 'BAD_LAYER', entry: 'data/holes.img', message: why }, `${label}: the library refuses the layer naming the entry`);
     const cli = await runBuiltCli(['pull', '-q', '--cache', cacheDir, `oci:${layout}:v1`, path.join(sub, 'dest')]);
     oneLineError(t, cli, why, `${label} (CLI)`);
     t.notOk(fs.existsSync(path.join(sub, 'dest')), `${label}: no DEST`);

@@ -113,7 +113,7 @@ t.test('credentials given for another registry never reach a hostile one', async
   t.teardown(() => fs.rmSync(path.join(process.env.DOCKER_CONFIG!, 'config.json'), { force: true }));
   const cache = cacheDir(t);
   const err = await rejection(pullImage(`docker://${evil.host}/test/img:v1`, { insecure: true, cacheDir: cache, authFile, credentials: { ...pilot, registry: 'registry.example.org' }, attempts: 1 }));
-  t.equal(err.code, 'AUTH');
+  t.equal(err.reason, 'AUTH');
   t.match(err.message, /requires a login; set NODULARITY_DOCKER_USERNAME\/PASSWORD or pass credentials/);
   t.ok(evil.seen.length >= 1, 'the hostile registry was asked');
   t.same(evil.seen.filter((r) => r.authorization !== undefined), [], 'no Authorization header at all reached it');
@@ -130,7 +130,7 @@ t.test('credentials for the registry are not sent to a plain-http token realm on
   withEnv(t, { NODULARITY_DOCKER_USERNAME: 'pilot', NODULARITY_DOCKER_PASSWORD: SECRET });
   const cache = cacheDir(t);
   const err = await rejection(pullImage(`docker://${evil.host}/test/img:v1`, { insecure: true, cacheDir: cache, attempts: 1 }));
-  t.equal(err.code, 'AUTH');
+  t.equal(err.reason, 'AUTH');
   t.ok(err.message.includes(`credentials for ${evil.host} were not sent to token server ${realm.origin}: plain http on another origin`), err.message);
   t.ok(realm.seen.length >= 1, 'the realm was asked (anonymously)');
   t.same(realm.seen.map((r) => r.authorization), realm.seen.map(() => undefined), 'the realm got no Authorization header');
@@ -168,7 +168,7 @@ t.test('the Authorization header never follows a redirect to another origin', as
   storageAnswer = 'login';
   const cache2 = cacheDir(t);
   const err = await rejection(pullImage(`docker://${registry.host}/test/img:v1`, { insecure: true, cacheDir: cache2, credentials: pilot, attempts: 1 }));
-  t.equal(err.code, 'AUTH');
+  t.equal(err.reason, 'AUTH');
   t.ok(err.message.includes(`${storage.origin} (redirected to from the registry) asks for a login; credentials for ${registry.host} are never sent to another origin`), err.message);
   t.same(leaks(storage), [], 'storage never saw the password');
   t.same(storage.seen.filter((r) => r.authorization !== undefined), [], 'nor any Authorization header');
@@ -190,8 +190,8 @@ t.test('a real registry with htpasswd: credentials by host from an auth file, op
   const otherFile = path.join(work, 'other.json');
   const otherPort = `127.0.0.1:${Number(registry.host.split(':')[1]) + 1}`;
   fs.writeFileSync(otherFile, JSON.stringify({ auths: { [otherPort]: auth(creds.username, creds.password), '127.0.0.1': auth(creds.username, creds.password) } }));
-  await t.rejects(pullImage(src, { insecure: true, cacheDir: cacheDir(t), authFile: otherFile, attempts: 1 }), { code: 'AUTH', message: /requires a login/ });
-  await t.rejects(pullImage(src, { insecure: true, cacheDir: cacheDir(t), credentials: { ...creds, registry: otherPort }, attempts: 1 }), { code: 'AUTH', message: /requires a login/ });
+  await t.rejects(pullImage(src, { insecure: true, cacheDir: cacheDir(t), authFile: otherFile, attempts: 1 }), { reason: 'AUTH', message: /requires a login/ });
+  await t.rejects(pullImage(src, { insecure: true, cacheDir: cacheDir(t), credentials: { ...creds, registry: otherPort }, attempts: 1 }), { reason: 'AUTH', message: /requires a login/ });
 
   // The host's own entry: by $REGISTRY_AUTH_FILE, by the option, by $DOCKER_CONFIG (legacy URL key), repository-scoped.
   const ownFile = path.join(work, 'auth.json');
@@ -235,7 +235,7 @@ t.test('auth files: looked up by host (Docker Hub by any of its names), most spe
   // A broken auth file: an error naming it, but only when a registry asks for a login.
   const broken = path.join(dir, 'broken.json');
   fs.writeFileSync(broken, '{ not json');
-  t.throws(() => credentialsFor('quay.io', 'x', { authFile: broken }), { code: 'AUTH', message: new RegExp(`^auth file ${broken.replace(/[.]/g, '\\.')}: invalid JSON`) });
+  t.throws(() => credentialsFor('quay.io', 'x', { authFile: broken }), { reason: 'AUTH', message: new RegExp(`^auth file ${broken.replace(/[.]/g, '\\.')}: invalid JSON`) });
   const open = await server(t, (req, res) => { if (!serveImage(img, req, res)) { res.writeHead(404); res.end(); } });
   const pulled = await within(pullImage(`docker://${open.host}/test/img:v1`, { insecure: true, cacheDir: cacheDir(t), authFile: broken }), 30_000, 'pull');
   t.equal(pulled.cached, false, 'an anonymous pull never reads the auth file');
@@ -255,7 +255,7 @@ t.test('an endless manifest: refused at 4 MiB, naming the URL; memory bounded; s
   const err = await rejection(pullImage(`docker://${evil.host}/test/img:v1`, { insecure: true, cacheDir: cache }));
   clearInterval(sampler);
   peak = Math.max(peak, process.memoryUsage.rss());
-  t.equal(err.code, 'BAD_MANIFEST');
+  t.equal(err.reason, 'BAD_MANIFEST');
   t.equal(err.message, `manifest v1 on ${evil.host}/test/img: the response from ${evil.origin}/v2/test/img/manifests/v1 is larger than the 4 MiB limit on manifests`);
   t.ok(peak - start < 200 << 20, `RSS grew by ${((peak - start) / (1 << 20)).toFixed(1)} MiB (< 200 MiB)`);
   t.ok(evil.bytesSent < 64 << 20, `the server got ${(evil.bytesSent / (1 << 20)).toFixed(1)} MiB out before we hung up`);
@@ -267,7 +267,7 @@ t.test('a server that accepts and never answers: timeout naming the URL, retried
   const evil = await server(t, () => { /* never answer */ });
   const cache = cacheDir(t);
   const err = await rejection(pullImage(`docker://${evil.host}/test/img:v1`, { insecure: true, cacheDir: cache, timeoutMs: 300, attempts: 2, backoffMs: 10 }));
-  t.equal(err.code, 'REGISTRY');
+  t.equal(err.reason, 'REGISTRY');
   t.equal(err.message, `manifest v1 on ${evil.host}/test/img: no response from ${evil.origin}/v2/test/img/manifests/v1 within 0.3 s; gave up after 2 attempts`);
   t.equal(evil.seen.length, 2, 'one request per attempt');
   t.ok(await evil.allClosed(2000), 'both connections closed');
@@ -280,7 +280,7 @@ t.test('a body that stops halfway: idle timeout naming the URL', async (t) => {
     res.write('{"schemaVersion":');
   });
   const err = await rejection(pullImage(`docker://${evil.host}/test/img:v1`, { insecure: true, cacheDir: cacheDir(t), timeoutMs: 300, attempts: 1 }));
-  t.equal(err.code, 'REGISTRY');
+  t.equal(err.reason, 'REGISTRY');
   t.equal(err.message, `manifest v1 on ${evil.host}/test/img: ${evil.origin}/v2/test/img/manifests/v1 sent nothing for 0.3 s in the middle of the body; gave up after 1 attempt`);
   t.ok(await evil.allClosed(2000), 'connection closed');
 });
@@ -313,7 +313,7 @@ t.test('a blob streaming past its declared size: SIZE_MISMATCH naming the URL, n
   const cache = cacheDir(t);
   const blobUrl = `${evil.origin}/v2/test/img/blobs/${img.layerDigest}`;
   const err = await rejection(pullImage(`docker://${evil.host}/test/img:v1`, { insecure: true, cacheDir: cache }));
-  t.equal(err.code, 'SIZE_MISMATCH');
+  t.equal(err.reason, 'SIZE_MISMATCH');
   t.equal(err.digest, img.layerDigest);
   t.equal(err.message, `layer ${img.layerDigest} on ${evil.host}/test/img: ${blobUrl} sent more than the ${img.layer.length} bytes the descriptor declares`);
   t.ok(evil.bytesSent < 16 << 20, `the server got ${(evil.bytesSent / (1 << 20)).toFixed(1)} MiB out before we hung up`);
@@ -323,7 +323,7 @@ t.test('a blob streaming past its declared size: SIZE_MISMATCH naming the URL, n
 
   mode = 'announced';
   const err2 = await rejection(pullImage(`docker://${evil.host}/test/img:v1`, { insecure: true, cacheDir: cache }));
-  t.equal(err2.code, 'SIZE_MISMATCH');
+  t.equal(err2.reason, 'SIZE_MISMATCH');
   t.equal(err2.message, `layer ${img.layerDigest} on ${evil.host}/test/img: ${blobUrl} announces ${img.layer.length + 1000} bytes, the descriptor declares ${img.layer.length}`);
   t.same(tmpLeft(cache), []);
 });
@@ -339,7 +339,7 @@ t.test('a blob that stops after its declared bytes without ending: timeout, retr
   });
   const cache = cacheDir(t);
   const err = await rejection(pullImage(`docker://${evil.host}/test/img:v1`, { insecure: true, cacheDir: cache, timeoutMs: 300, attempts: 2, backoffMs: 10 }));
-  t.equal(err.code, 'REGISTRY');
+  t.equal(err.reason, 'REGISTRY');
   t.equal(err.message, `layer ${img.layerDigest} on ${evil.host}/test/img: ${evil.origin}/v2/test/img/blobs/${img.layerDigest} sent nothing for 0.3 s in the middle of the body; gave up after 2 attempts`);
   t.equal(evil.seen.filter((r) => r.path.includes(img.layerDigest)).length, 2, 'the blob was tried twice');
   t.ok(await evil.allClosed(2000), 'no connection left open');
@@ -358,10 +358,10 @@ t.test('endless token and error bodies are cut short too', async (t) => {
     streamForever(res, s, Buffer.alloc(64 << 10, 0x20));
   });
   const err = await rejection(pullImage(`docker://${evil.host}/test/img:v1`, { insecure: true, cacheDir: cacheDir(t) }));
-  t.equal(err.code, 'AUTH');
+  t.equal(err.reason, 'AUTH');
   t.equal(err.message, `manifest v1 on ${evil.host}/test/img: the response from ${realm.origin}/token is larger than the 1 MiB limit on token server answers`);
   const err2 = await rejection(pullImage(`docker://${evil.host}/other/img:v1`, { insecure: true, cacheDir: cacheDir(t) }));
-  t.equal(err2.code, 'NOT_FOUND');
+  t.equal(err2.reason, 'NOT_FOUND');
   t.ok(realm.bytesSent + evil.bytesSent < 64 << 20, 'both servers were cut off early');
   t.ok(await realm.allClosed(2000) && await evil.allClosed(2000), 'no connection left open');
 });

@@ -73,7 +73,7 @@ for (const attack of attacks) {
     const err = await unpackLayers(a.rootfs, layers).then(() => undefined, (e: unknown) => e);
     t.ok(err instanceof ImageError, `rejected with an ImageError (${String(err)})`);
     const e = err as ImageError;
-    t.equal(e.code, 'UNSAFE_ENTRY');
+    t.equal(e.reason, 'UNSAFE_ENTRY');
     t.equal(e.digest, last.digest, 'names the layer digest');
     t.ok(e.message.includes(last.digest), 'message has the digest');
     if (attack.entry) t.equal(e.entry, attack.entry, 'names the entry');
@@ -86,7 +86,7 @@ t.test('a write that fails stops the layer there: later entries are not written'
   const a = arena(t);
   const entries: TarEntrySpec[] = [{ name: 'd/', type: 'directory' }, { name: 'd/first', content: 'first\n' }, { name: 'hl', type: 'link', linkname: 'd/nothere' }];
   for (let i = 0; i < 200; i++) entries.push({ name: `d/later${i}`, content: `${i}\n` });
-  await t.rejects(unpackLayers(a.rootfs, [layer(await makeTar(entries))]), { code: 'UNSAFE_ENTRY', entry: 'hl' });
+  await t.rejects(unpackLayers(a.rootfs, [layer(await makeTar(entries))]), { name: 'ImageError', reason: 'UNSAFE_ENTRY', entry: 'hl' });
   t.same(fs.readdirSync(path.join(a.rootfs, 'd')), ['first'], 'only what came before the failed entry');
 });
 
@@ -118,7 +118,7 @@ t.test('the root written as `/` (umoci insert DIR /) is accepted; `/..` is not',
   const a = arena(t);
   await unpackLayers(a.rootfs, [layer(await makeTar([{ name: '/', type: 'directory', mode: 0o755 }, { name: 'f', content: 'ok\n' }]))]);
   t.equal(fs.readFileSync(path.join(a.rootfs, 'f'), 'utf8'), 'ok\n');
-  await t.rejects(unpackLayers(path.join(a.base, 'r2'), [layer(await makeTar([{ name: '/..', type: 'directory' }]))]), { code: 'UNSAFE_ENTRY', message: /absolute path `\/\.\.`/ });
+  await t.rejects(unpackLayers(path.join(a.base, 'r2'), [layer(await makeTar([{ name: '/..', type: 'directory' }]))]), { reason: 'UNSAFE_ENTRY', message: /absolute path `\/\.\.`/ });
 });
 
 t.test('a whiteout only hides lower layers, never its own layer', async (t) => {
@@ -142,12 +142,12 @@ t.test('through pullImage: a hostile layer leaves no cache entry and no temp dir
   fs.writeFileSync(tarFile, await makeTar([{ name: 'ok.txt', content: 'fine\n' }, { name: 'link', type: 'symlink', linkname: work }, { name: 'link/pwned', content: 'x' }]));
   run('umoci', ['raw', 'add-layer', '--image', `${layout}:evil`, tarFile]);
   const cacheDir = path.join(work, 'cache');
-  await t.rejects(pullImage(`oci:${layout}:evil`, { cacheDir }), { code: 'UNSAFE_ENTRY', entry: 'link/pwned', message: /layer sha256:[0-9a-f]{64}: entry `link\/pwned` goes through `link`/ });
+  await t.rejects(pullImage(`oci:${layout}:evil`, { cacheDir }), { reason: 'UNSAFE_ENTRY', entry: 'link/pwned', message: /layer sha256:[0-9a-f]{64}: entry `link\/pwned` goes through `link`/ });
   t.notOk(fs.existsSync(path.join(work, 'pwned')));
   t.notOk(fs.existsSync(path.join(cacheDir, 'roots')), 'no entry');
   t.same(fs.readdirSync(path.join(cacheDir, 'tmp')), [], 'no half-unpacked temp dir');
   const dest = path.join(work, 'dest');
-  await t.rejects(pullImage(`oci:${layout}:evil`, { cacheDir, dest }), { code: 'UNSAFE_ENTRY' });
+  await t.rejects(pullImage(`oci:${layout}:evil`, { cacheDir, dest }), { name: 'ImageError', reason: 'UNSAFE_ENTRY' });
   t.same(fs.readdirSync(work).sort(), ['cache', 'evil.tar', 'layout'], 'no DEST and no temp sibling');
 });
 
@@ -156,10 +156,10 @@ t.test('corrupt and truncated layers are refused with the digest named', async (
   const good = layer(await makeTar([{ name: 'f', content: 'data\n'.repeat(1000) }]));
   const blob = gzipSync(await makeTar([{ name: 'f', content: 'data\n'.repeat(1000) }]));
   const wrongDigest: LayerInput = { ...good, open: () => Readable.from([Buffer.concat([blob.subarray(0, 10), Buffer.from([blob[10]! ^ 1]), blob.subarray(11)])]) };
-  await t.rejects(unpackLayers(path.join(a.base, 'r1'), [wrongDigest]), { code: /DIGEST_MISMATCH|BAD_LAYER/, digest: good.digest });
+  await t.rejects(unpackLayers(path.join(a.base, 'r1'), [wrongDigest]), { name: 'ImageError', reason: /DIGEST_MISMATCH|BAD_LAYER/, digest: good.digest });
   const truncated: LayerInput = { ...good, open: () => Readable.from([blob.subarray(0, blob.length - 20)]) };
   await t.rejects(unpackLayers(path.join(a.base, 'r2'), [truncated]), { name: 'ImageError', digest: good.digest });
   const badDiffId: LayerInput = { ...good, diffId: 'sha256:' + '0'.repeat(64) };
-  await t.rejects(unpackLayers(path.join(a.base, 'r3'), [badDiffId]), { code: 'DIGEST_MISMATCH', digest: good.digest, message: /uncompressed content does not match its diff_id sha256:0{64}/ });
-  await t.rejects(unpackLayers(path.join(a.base, 'r4'), [{ ...good, digest: 'sha256:../../etc' }]), { code: 'BAD_DIGEST' });
+  await t.rejects(unpackLayers(path.join(a.base, 'r3'), [badDiffId]), { reason: 'DIGEST_MISMATCH', digest: good.digest, message: /uncompressed content does not match its diff_id sha256:0{64}/ });
+  await t.rejects(unpackLayers(path.join(a.base, 'r4'), [{ ...good, digest: 'sha256:../../etc' }]), { name: 'ImageError', reason: 'BAD_DIGEST' });
 });

@@ -72,8 +72,8 @@ t.test('wrong password: AUTH error naming the repository, the token server and t
   const cacheDir = scratch('cache');
   t.teardown(() => removeAll(cacheDir));
   const err = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: { username: 'pilot', password: 'wrong' }, tlsCa: tokens.ca })
-    .then(() => undefined, (e: unknown) => e as Error & { code?: string });
-  t.equal(err?.code, 'AUTH');
+    .then(() => undefined, (e: unknown) => e as Error & { reason?: string });
+  t.equal(err?.reason, 'AUTH');
   t.match(err?.message, new RegExp(`on ${registry.host.replace(/\./g, '\\.')}/private/img: credentials for user \`pilot\` refused by token server ${new URL(tokens.realm).origin.replace(/[./]/g, '\\$&')} \\(HTTP 401: UNAUTHORIZED: invalid username or password\\)`));
   t.same(await new ImageCache(cacheDir).list(), []);
 });
@@ -90,7 +90,7 @@ t.test('no credentials: the anonymous token grants nothing and the registry refu
   });
   const before = tokens.requests.length;
   await t.rejects(pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, tlsCa: tokens.ca }),
-    { code: 'AUTH', message: /private\/img: credentials refused \(401\); set NODULARITY_DOCKER_USERNAME\/PASSWORD/ });
+    { reason: 'AUTH', message: /private\/img: credentials refused \(401\); set NODULARITY_DOCKER_USERNAME\/PASSWORD/ });
   t.equal(tokens.requests[before]?.user, '', 'asked for a token anonymously');
 });
 
@@ -100,7 +100,7 @@ t.test('the scope is enforced: a user granted one repository cannot pull another
   const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: reader, tlsCa: tokens.ca });
   t.ok(fs.existsSync(path.join(img.rootfs, 'bin/busybox')));
   await t.rejects(pullImage(`docker://${registry.host}/private/other:v1`, { insecure: true, cacheDir, credentials: reader, tlsCa: tokens.ca }),
-    { code: 'AUTH', message: /private\/other: credentials refused \(401\) for user `reader`/ });
+    { reason: 'AUTH', message: /private\/other: credentials refused \(401\) for user `reader`/ });
 });
 
 t.test('a token the registry cannot verify is refused (the signature is really checked)', async (t) => {
@@ -108,7 +108,7 @@ t.test('a token the registry cannot verify is refused (the signature is really c
   t.teardown(() => { tokens.forgeSignatures = false; removeAll(cacheDir); });
   tokens.forgeSignatures = true;
   await t.rejects(pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot, tlsCa: tokens.ca }),
-    { code: 'AUTH', message: /private\/img: credentials refused \(401\) for user `pilot`/ });
+    { reason: 'AUTH', message: /private\/img: credentials refused \(401\) for user `pilot`/ });
   tokens.forgeSignatures = false;
   const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot, tlsCa: tokens.ca });
   t.equal(img.cached, false, 'and the same pull works once tokens are signed by the trusted key');

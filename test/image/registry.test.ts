@@ -74,7 +74,7 @@ t.test('a cached digest is served without touching the network', async (t) => {
   const info = await inspectImage(`docker://127.0.0.1:1/test/small@${img.manifestDigest}`, { insecure: true, cacheDir, attempts: 1 });
   t.equal(info.cachedRootfs, img.rootfs);
   await t.rejects(pullImage(`docker://127.0.0.1:1/test/small:v1`, { insecure: true, cacheDir, attempts: 2, backoffMs: 10 }),
-    { code: 'REGISTRY', message: /127\.0\.0\.1:1\/test\/small.*gave up after 2 attempts/ }, 'a tag still needs the registry');
+    { reason: 'REGISTRY', message: /127\.0\.0\.1:1\/test\/small.*gave up after 2 attempts/ }, 'a tag still needs the registry');
 });
 
 t.test('an index resolves to the host platform, or to the one asked for', async (t) => {
@@ -85,7 +85,7 @@ t.test('an index resolves to the host platform, or to the one asked for', async 
   const other = await pullImage(`docker://${open.host}/test/multi:latest`, { insecure: true, cacheDir, platform: otherPlatform });
   t.equal(other.manifestDigest, tagDigest(fx.layout, 'v1'), `${otherPlatform.architecture} -> v1`);
   await t.rejects(pullImage(`docker://${open.host}/test/multi:latest`, { insecure: true, cacheDir, platform: { os: 'linux', architecture: 'mips' } }),
-    { code: 'NO_PLATFORM', message: /no manifest for linux\/mips \(has: .*linux\/s390x|no manifest for linux\/mips/ });
+    { reason: 'NO_PLATFORM', message: /no manifest for linux\/mips \(has: .*linux\/s390x|no manifest for linux\/mips/ });
   const viaLayout = await pullImage(`oci:${fx.layout}:multi`, { cacheDir });
   t.equal(viaLayout.manifestDigest, tagDigest(fx.layout, 'v3'), 'layout index resolves the same way');
   // The index digest is remembered: pulling the index by digest needs no network.
@@ -97,12 +97,12 @@ t.test('an index resolves to the host platform, or to the one asked for', async 
 });
 
 t.test('https is the default: a plain-http registry needs insecure', async (t) => {
-  await t.rejects(pullImage(`docker://${open.host}/test/small:v1`, { cacheDir: scratch('cache'), attempts: 1 }), { code: 'REGISTRY', message: new RegExp(`${open.host.replace(/\./g, '\\.')}/test/small`) });
+  await t.rejects(pullImage(`docker://${open.host}/test/small:v1`, { cacheDir: scratch('cache'), attempts: 1 }), { reason: 'REGISTRY', message: new RegExp(`${open.host.replace(/\./g, '\\.')}/test/small`) });
 });
 
 t.test('missing image and missing tag are NOT_FOUND naming the repository', async (t) => {
-  await t.rejects(pullImage(`docker://${open.host}/test/small:nope`, { insecure: true, cacheDir: scratch('cache') }), { code: 'NOT_FOUND', message: /manifest nope on 127\.0\.0\.1:\d+\/test\/small: not found \(404: MANIFEST_UNKNOWN/ });
-  await t.rejects(pullImage(`docker://${open.host}/no/such:v1`, { insecure: true, cacheDir: scratch('cache') }), { code: 'NOT_FOUND' });
+  await t.rejects(pullImage(`docker://${open.host}/test/small:nope`, { insecure: true, cacheDir: scratch('cache') }), { reason: 'NOT_FOUND', message: /manifest nope on 127\.0\.0\.1:\d+\/test\/small: not found \(404: MANIFEST_UNKNOWN/ });
+  await t.rejects(pullImage(`docker://${open.host}/no/such:v1`, { insecure: true, cacheDir: scratch('cache') }), { name: 'ImageError', reason: 'NOT_FOUND' });
 });
 
 t.test('basic auth: refused without or with wrong credentials, works with them (option or env)', async (t) => {
@@ -116,8 +116,8 @@ t.test('basic auth: refused without or with wrong credentials, works with them (
   });
   delete process.env.NODULARITY_DOCKER_USERNAME;
   delete process.env.NODULARITY_DOCKER_PASSWORD;
-  await t.rejects(pullImage(src, { insecure: true, cacheDir }), { code: 'AUTH', message: /requires a login; set NODULARITY_DOCKER_USERNAME/ });
-  await t.rejects(pullImage(src, { insecure: true, cacheDir, credentials: { username: 'pilot', password: 'wrong' } }), { code: 'AUTH', message: /credentials refused \(401\) for user `pilot`/ });
+  await t.rejects(pullImage(src, { insecure: true, cacheDir }), { reason: 'AUTH', message: /requires a login; set NODULARITY_DOCKER_USERNAME/ });
+  await t.rejects(pullImage(src, { insecure: true, cacheDir, credentials: { username: 'pilot', password: 'wrong' } }), { reason: 'AUTH', message: /credentials refused \(401\) for user `pilot`/ });
   const img = await pullImage(src, { insecure: true, cacheDir, credentials: creds });
   t.ok(fs.existsSync(path.join(img.rootfs, 'bin/busybox')));
   await new ImageCache(cacheDir).clean();
@@ -157,6 +157,6 @@ t.test('a corrupt blob is rejected, naming the layer, and the cache is unchanged
   fs.writeFileSync(data, bytes);
   const before = snapshot(cacheDir);
   await t.rejects(pullImage(`docker://${open.host}/test/corrupt:v2`, { insecure: true, cacheDir }),
-    { name: 'ImageError', code: 'DIGEST_MISMATCH', digest: victim, message: new RegExp(`layer ${victim}: content hashes to sha256:`) });
+    { name: 'ImageError', reason: 'DIGEST_MISMATCH', digest: victim, message: new RegExp(`layer ${victim}: content hashes to sha256:`) });
   t.same(snapshot(cacheDir), before, 'no new blob, no entry, no temp file');
 });

@@ -77,7 +77,7 @@ t.test('a tar cut off inside a large file is a bad layer naming the digest', asy
   const l = layer(Buffer.from(cut), { diffId: false });
   const err = await unpackLayers(path.join(dir, 'rootfs'), [l]).then(() => undefined, (e: unknown) => e);
   t.ok(err instanceof ImageError, String(err));
-  t.equal((err as ImageError).code, 'BAD_LAYER');
+  t.equal((err as ImageError).reason, 'BAD_LAYER');
   t.equal((err as ImageError).digest, l.digest);
   t.match((err as Error).message, /not a valid tar stream: Unexpected end of data/);
   t.notMatch((err as Error).message, /thread failed/, 'the decode thread reported it; it did not die of it');
@@ -88,7 +88,7 @@ t.test('a gzip layer whose content does not match its diff_id is refused', async
   t.teardown(() => removeAll(dir));
   const l = layer(await makeTar([{ name: 'f', content: 'x\n' }]));
   l.diffId = 'sha256:' + '0'.repeat(64);
-  await t.rejects(unpackLayers(path.join(dir, 'rootfs'), [l]), { code: 'DIGEST_MISMATCH', digest: l.digest, message: /uncompressed content does not match/ });
+  await t.rejects(unpackLayers(path.join(dir, 'rootfs'), [l]), { reason: 'DIGEST_MISMATCH', digest: l.digest, message: /uncompressed content does not match/ });
 });
 
 t.test('a blob that does not match its digest or size is refused', async (t) => {
@@ -96,7 +96,7 @@ t.test('a blob that does not match its digest or size is refused', async (t) => 
   t.teardown(() => removeAll(dir));
   const good = layer(await makeTar([{ name: 'f', content: 'x\n' }]));
   const wrongDigest = { ...good, digest: 'sha256:' + '1'.repeat(64) };
-  await t.rejects(unpackLayers(path.join(dir, 'r1'), [wrongDigest]), { code: 'DIGEST_MISMATCH', digest: wrongDigest.digest, message: /content hashes to sha256:/ });
+  await t.rejects(unpackLayers(path.join(dir, 'r1'), [wrongDigest]), { reason: 'DIGEST_MISMATCH', digest: wrongDigest.digest, message: /content hashes to sha256:/ });
   const wrongSize = { ...good, size: good.size! - 1 };
-  await t.rejects(unpackLayers(path.join(dir, 'r2'), [wrongSize]), { code: 'SIZE_MISMATCH', message: /more than the/ });
+  await t.rejects(unpackLayers(path.join(dir, 'r2'), [wrongSize]), { reason: 'SIZE_MISMATCH', message: /more than the/ });
 });
