@@ -128,7 +128,7 @@ export function checkOverlayDir(dir: string, readonly: boolean, option = 'overla
   if (real !== abs) check(real, 'the overlay directory', false);
   for (const sub of readonly ? ['upper'] : ['upper', 'work']) {
     const p = `${real}/${sub}`;
-    if (check(p, `the overlay's ${sub} directory`, !readonly)) continue;
+    if (check(p, `the overlay's ${sub} directory`, true)) continue;
     if (readonly) throw fail(`${p}: a read-only overlay needs its upper directory`);
     try {
       mkdirSync(p, { mode: 0o755 });
