@@ -287,51 +287,131 @@ static int run_op(int rootfd, const mount_op *op, int *call) {
   return r;
 }
 
-// The rootfs directory as this mount namespace sees it, checked to be the
-// one the launcher opened before clone (rootfs_fd): the path is walked once,
+// A host directory as this mount namespace sees it, checked to be the one
+// the launcher opened before clone (launcher_fd): the path is walked once,
 // without following any symlink, and a directory swapped in since is
-// refused (ESTALE) instead of becoming the container's root.
-static int open_rootfs_checked(const child_args *a, int *call) {
+// refused (ESTALE) instead of being used.
+static int open_checked(const char *path, int launcher_fd, int *call) {
   *call = CALL_RESOLVE;
-  int fd = (int)cx_openat2(AT_FDCWD, a->plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  int fd = (int)cx_openat2(AT_FDCWD, path, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
   if (fd < 0) return fd;
   struct stat mine, launcher;
   *call = CALL_IDENTITY;
   int r = (int)cx_fstat(fd, &mine);
-  if (r == 0) r = (int)cx_fstat(a->rootfs_fd, &launcher);
+  if (r == 0) r = (int)cx_fstat(launcher_fd, &launcher);
   if (r == 0 && (mine.st_dev != launcher.st_dev || mine.st_ino != launcher.st_ino)) r = -ESTALE;
   if (r < 0) { cx_close(fd); return r; }
   return fd;
 }
 
+// The rootfs directory, checked as above (the container's root is never
+// whatever the path reaches by the time the child looks).
+static int open_rootfs_checked(const child_args *a, int *call) {
+  return open_checked(a->plan->rootfs, a->rootfs_fd, call);
+}
+
 // Copy the lower layer's mode (and owner, where our namespace maps it) onto a
-// directory made in the overlay's upper layer: the upper directory's
-// attributes are what the merged tree shows, so a 0755 upper /root would
-// replace the image's 0700 one, and /tmp would lose its 1777.
-static int copy_lower_attrs(const launch_plan *p, const char *upper_path, int *call) {
-  size_t nu = strlen(p->overlay_dirs[1]), nl = strlen(p->overlay_dirs[0]);
-  const char *rel = upper_path + nu;
-  size_t nr = strlen(rel);
+// directory just made in the overlay's upper layer (dfd/name, rel its path
+// under the upper layer): the upper directory's attributes are what the
+// merged tree shows, so a 0755 upper /root would replace the image's 0700
+// one, and /tmp would lose its 1777. The directory is changed through an fd
+// opened without following symlinks (a persistent upper is the payload's).
+static int copy_lower_attrs(const launch_plan *p, const char *rel, int dfd, const char *name, int *call) {
+  size_t nl = strlen(p->overlay_dirs[0]), nr = strlen(rel);
   char lower[4096];
-  if (strncmp(upper_path, p->overlay_dirs[1], nu) != 0 || nl + nr >= sizeof lower) return 0;
+  if (nl + nr >= sizeof lower) return 0;
   memcpy(lower, p->overlay_dirs[0], nl);
   memcpy(lower + nl, rel, nr + 1);
   struct stat st;
   if (cx_fstatat(AT_FDCWD, lower, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) return 0;  // new in upper: ours
   *call = CALL_CHMOD;
-  int r = (int)cx_fchmodat(AT_FDCWD, upper_path, st.st_mode & 07777);
-  if (r < 0) return r;
+  int fd = (int)cx_openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd < 0) return fd;
+  int r = (int)cx_fchmod(fd, st.st_mode & 07777);
   // An owner our namespace does not map (the overflow id) cannot be given:
   // the directory stays ours, with the image's mode.
-  cx_fchownat(AT_FDCWD, upper_path, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
-  return 0;
+  if (r == 0) cx_fchown(fd, st.st_uid, st.st_gid);
+  cx_close(fd);
+  return r;
+}
+
+// One mount point of the plan made in the upper layer (upfd), found from
+// upfd without following any symlink or leaving it: an earlier payload
+// filled a persistent upper, and a symlink it left there (upper/tmp -> /etc)
+// must never send the creation to the host. An existing symlink is ELOOP, an
+// existing non-directory where a directory is needed ENOTDIR.
+static int make_prep(const launch_plan *p, int upfd, const prep_op *q, int *call) {
+  const char *rel = q->path + strlen(p->overlay_dirs[1]);
+  char parent[4096], name[256];
+  const char *last;
+  *call = CALL_SPLIT_PATH;
+  int r = split_parent(rel, parent, &last);
+  if (r < 0) return r;
+  size_t n = strlen(last);
+  while (n > 0 && last[n - 1] == '/') n--;
+  if (n == 0 || n >= sizeof name) return -ENAMETOOLONG;
+  memcpy(name, last, n);
+  name[n] = '\0';
+  *call = CALL_RESOLVE;
+  int dfd = (int)cx_openat2(upfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+  if (dfd < 0) return dfd;
+  if (q->dir) {
+    *call = CALL_MKDIR;
+    r = (int)cx_mkdirat(dfd, name, 0755);
+    if (r == 0) r = copy_lower_attrs(p, rel, dfd, name, call);
+  } else {
+    *call = CALL_MKFILE;
+    int f = (int)cx_openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+    r = f < 0 ? f : (int)cx_close(f);
+  }
+  if (r == -EEXIST) {
+    struct stat st;
+    *call = CALL_EXISTS;
+    r = (int)cx_fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW);
+    if (r == 0 && S_ISLNK(st.st_mode)) r = -ELOOP;
+    else if (r == 0 && q->dir && !S_ISDIR(st.st_mode)) r = -ENOTDIR;
+  }
+  cx_close(dfd);
+  return r;
+}
+
+// The persistent overlay directory (checked against the launcher's fd)
+// bound, alone (not its submounts), at overlay_persist_at in the tmpfs; its
+// upper (and work, when writable) must be real directories of that mount.
+static int bind_persist(const child_args *a, int *call) {
+  const launch_plan *p = a->plan;
+  int fd = open_checked(p->overlay_persist, a->persist_fd, call);
+  if (fd < 0) return fd;
+  *call = CALL_MKDIR;
+  int r = (int)cx_mkdirat(AT_FDCWD, p->overlay_persist_at, 0755);
+  int tree = -1;
+  if (r == 0) {
+    *call = CALL_OPEN_TREE;
+    r = tree = (int)cx_open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+  }
+  cx_close(fd);
+  if (r >= 0) {
+    *call = CALL_MOVE_MOUNT;
+    r = (int)cx_move_mount_fd(tree, p->overlay_persist_at);
+  }
+  static const char *const names[2] = {"upper", "work"};
+  for (int i = 0; i < (p->overlay_persist_ro ? 1 : 2) && r == 0; i++) {
+    *call = CALL_RESOLVE;
+    int d = (int)cx_openat2(tree, names[i], O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+    r = d < 0 ? d : (int)cx_close(d);
+  }
+  if (tree >= 0) cx_close(tree);
+  return r;
 }
 
 // The image as the lower layer of an overlay on a fresh tmpfs, mounted at the
 // rootfs path itself so every later op and pivot_root use the same paths:
 // clone the image's tree, cover the rootfs path with a tmpfs, attach the
 // clone inside it as "lower", then stack the overlay on top at the same path.
-static int overlay_root(const child_args *a, int rfd, int *call) {
+// With a persistent overlay directory, it is bound into the tmpfs too, and
+// the upper layer (or an extra lower one, read-only) is its "upper".
+// *index: 1 + the prep op that failed, else 0.
+static int overlay_root(const child_args *a, int rfd, int *call, int *index) {
   const launch_plan *p = a->plan;
   char rpath[32];
   fd_path(rpath, rfd);
@@ -340,7 +420,8 @@ static int overlay_root(const child_args *a, int rfd, int *call) {
   if (tree < 0) return tree;
   *call = CALL_MOUNT;
   int r = (int)cx_mount("tmpfs", rpath, "tmpfs", MS_NOSUID | MS_NODEV, p->overlay_tmpfs_data);
-  for (int i = 0; i < 3 && r == 0; i++) {
+  bool persist_rw = p->overlay_persist && !p->overlay_persist_ro;
+  for (int i = 0; i < (persist_rw ? 1 : 3) && r == 0; i++) {  // a writable persistent overlay brings upper and work
     *call = CALL_MKDIR;
     r = (int)cx_mkdirat(AT_FDCWD, p->overlay_dirs[i], 0755);
   }
@@ -349,20 +430,17 @@ static int overlay_root(const child_args *a, int rfd, int *call) {
     r = (int)cx_move_mount_fd(tree, p->overlay_dirs[0]);
   }
   cx_close(tree);
+  if (r == 0 && p->overlay_persist) r = bind_persist(a, call);
   if (r < 0) return r;
-  for (const prep_op *q = p->overlay_prep; q < p->overlay_prep + p->n_overlay_prep; q++) {
-    if (q->dir) {
-      *call = CALL_MKDIR;
-      r = (int)cx_mkdirat(AT_FDCWD, q->path, 0755);
-      if (r < 0 && r != -EEXIST) return r;
-      if (r == 0 && (r = copy_lower_attrs(p, q->path, call)) < 0) return r;
-    } else {
-      *call = CALL_MKFILE;
-      int f = (int)cx_openat(AT_FDCWD, q->path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-      if (f < 0 && f != -EEXIST) return f;
-      if (f >= 0) cx_close(f);
-    }
+  *call = CALL_RESOLVE;
+  int upfd = (int)cx_openat2(AT_FDCWD, p->overlay_dirs[1], O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  if (upfd < 0) return upfd;
+  for (int i = 0; i < p->n_overlay_prep && r == 0; i++) {
+    r = make_prep(p, upfd, &p->overlay_prep[i], call);
+    if (r < 0) *index = i + 1;
   }
+  cx_close(upfd);
+  if (r < 0) return r;
   *call = CALL_MOUNT;
   return (int)cx_mount("overlay", p->rootfs, "overlay", 0, p->overlay_data);
 }
@@ -538,7 +616,7 @@ static int step_overlay_root(const child_args *a, child_fail *f) {
   if (!p->overlay_data) return 0;
   int rfd = open_rootfs_checked(a, &f->detail);
   if (rfd < 0) return rfd;
-  int r = overlay_root(a, rfd, &f->detail);
+  int r = overlay_root(a, rfd, &f->detail, &f->index);
   cx_close(rfd);
   if (r < 0) return r;
   f->detail = CALL_RESOLVE;

@@ -42,6 +42,7 @@ CX cx_symlinkat(const char *target, int dfd, const char *name) { return SYS3(__N
 CX cx_fchmodat(int dfd, const char *name, unsigned mode) { return SYS3(__NR_fchmodat, dfd, name, mode); }
 CX cx_fchownat(int dfd, const char *name, long uid, long gid, int flags) { return SYS5(__NR_fchownat, dfd, name, uid, gid, flags); }
 CX cx_fchown(int fd, long uid, long gid) { return SYS3(__NR_fchown, fd, uid, gid); }
+CX cx_fchmod(int fd, unsigned mode) { return SYS2(__NR_fchmod, fd, mode); }
 CX cx_chdir(const char *path) { return SYS1(__NR_chdir, path); }
 CX cx_fchdir(int fd) { return SYS1(__NR_fchdir, fd); }
 CX cx_mount(const char *src, const char *target, const char *fstype, unsigned long flags, const void *data) {

@@ -135,6 +135,11 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
       st.overlay_prep.push_back({q, q[n - 1] == '/'});
     }
     p.overlay_prep = st.overlay_prep.data();
+    p.overlay_persist = r.str(o, "overlayPersist", "overlayPersist", true);
+    if (p.overlay_persist) {
+      p.overlay_persist_at = r.str(o, "overlayPersistAt", "overlayPersistAt");
+      p.overlay_persist_ro = r.flag(o, "overlayPersistReadonly", "overlayPersistReadonly");
+    }
     p.n_overlay_prep = (int)st.overlay_prep.size();
   }
   p.loopback = r.flag(o, "loopback", "loopback");

@@ -108,6 +108,14 @@ struct launch_plan {
   // made there, they belong to us, so an image owned by ids we cannot map
   // still takes them.
   const prep_op *overlay_prep = nullptr;
+  // A persistent overlay directory (--overlay DIR): the host directory
+  // (absolute, no symlinks; the launcher opens it before clone) is bound at
+  // overlay_persist_at inside the tmpfs. Writable: overlay_dirs[1] and [2]
+  // are its upper and work. Read-only: its upper is an extra lower layer
+  // (named in overlay_data) and the tmpfs keeps the upper and work.
+  const char *overlay_persist = nullptr;
+  const char *overlay_persist_at = nullptr;
+  int overlay_persist_ro = 0;
   int n_overlay_prep = 0;
   const mount_op *ops = nullptr;
   int n_ops = 0;

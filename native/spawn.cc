@@ -205,6 +205,10 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
   // which it cannot bind from) and refuses anything but this directory.
   job->rootfs_fd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (job->rootfs_fd < 0) { *failed_call = "open rootfs"; return -errno; }
+  if (p->overlay_persist) {
+    job->persist_fd = open(p->overlay_persist, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (job->persist_fd < 0) { *failed_call = "open the overlay directory"; return -errno; }
+  }
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) < 0) { *failed_call = "pipe2"; return -errno; }
   job->report_rd = fds[0];
@@ -235,7 +239,7 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
 void spawn_run(spawn_job *job) {
   const launch_plan *p = job->view();
   bool vfork_style = p->id_mode == IDMAP_SELF || p->id_mode == IDMAP_NONE;
-  child_args args{p, job->report_wr, job->sync_rd, job->init_fd, job->parent_pidfd, job->console_child, job->rootfs_fd,
+  child_args args{p, job->report_wr, job->sync_rd, job->init_fd, job->parent_pidfd, job->console_child, job->rootfs_fd, job->persist_fd,
                   {job->stdio[0], job->stdio[1], job->stdio[2]}, p->use_init ? job->init_argv.data() : nullptr};
 
   void *stack = child_stack();
@@ -267,6 +271,7 @@ void spawn_run(spawn_job *job) {
   close_fd(&job->sync_rd);
   close_fd(&job->console_child);
   close_fd(&job->rootfs_fd);
+  close_fd(&job->persist_fd);
   for (int i = 0; i < 3; i++) close_fd(&job->child_stdio[i]);
   if (job->failed) {
     close_fd(&job->sync_wr);
@@ -337,6 +342,7 @@ void spawn_close_all(spawn_job *job) {
   close_fd(&job->console_parent);
   close_fd(&job->console_child);
   close_fd(&job->rootfs_fd);
+  close_fd(&job->persist_fd);
   close_fd(&job->terminal_fd);
   close_fd(&job->pidfd);
 }

@@ -23,6 +23,7 @@ struct spawn_job {
   int console_parent = -1, console_child = -1;  // socketpair for the pty master (terminal only)
   int init_fd = -1;                // borrowed, owned by the addon
   int parent_pidfd = -1;           // borrowed: pidfd of this process, owned by the addon
+  int persist_fd = -1;             // O_PATH fd of plan.overlay_persist, checked the same way
   int rootfs_fd = -1;              // O_PATH fd of plan.rootfs, checked by the child against its own lookup
   int stdio[3] = {-1, -1, -1};     // fds the child places on 0, 1, 2
   std::string report_fd_arg;       // init argv[1]

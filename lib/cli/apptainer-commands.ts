@@ -44,7 +44,7 @@ function actionOptions(cmd: Command): Command {
     .option('--writable-tmpfs', 'a writable root: the image under an overlay on a tmpfs')
     .option('--writable-tmpfs-size <size>', 'size of that tmpfs: MiB, or with a unit (512m, 2g); default 64 (Apptainer\'s sessiondir max size)')
     .addOption(noMountOption())
-    .option('--overlay <dir[:ro]>', 'not supported yet: refused with a message (use --writable-tmpfs)', repeat, [])
+    .option('--overlay <dir[:ro]>', 'a persistent overlay directory: writes stay in DIR/upper (:ro: shown read-only); no overlay images', repeat, [])
     .option('--no-eval', 'do not shell-evaluate environment variables and arguments (nodularity never does: accepted, sets APPTAINER_NO_EVAL)')
     .option('--add-caps <caps>', 'capabilities to add (root or --fakeroot), comma-separated, or all')
     .option('--drop-caps <caps>', 'capabilities to drop (root or --fakeroot), comma-separated, or all')
@@ -78,8 +78,6 @@ interface ActionFlags {
 }
 
 function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): ExecOptions {
-  if (f.overlay.length)
-    throw new SpecError('--overlay', `${f.overlay[0]}: persistent overlays are not supported yet; --writable-tmpfs gives a writable root for the run`);
   if (f.network !== undefined && f.network !== 'none' && f.network !== 'host')
     throw new SpecError('--network', `must be host or none, not ${JSON.stringify(f.network)}`);
   return {
@@ -91,7 +89,7 @@ function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): Exec
     network: f.net || f.network ? (f.network ?? 'none') : 'host',
     pid: f.pid, ipc: f.ipc, hostname: f.hostname, userns: f.userns, fakeroot: f.fakeroot,
     writableTmpfs: f.writableTmpfs, writableTmpfsSize: f.writableTmpfsSize, init: f.init, stdio: 'inherit', security: parseSecurityFlags(f.security),
-    noMount: f.noMount, noEval: f.eval === false, addCaps: f.addCaps, dropCaps: f.dropCaps, keepPrivs: f.keepPrivs,
+    overlay: f.overlay, noMount: f.noMount, noEval: f.eval === false, addCaps: f.addCaps, dropCaps: f.dropCaps, keepPrivs: f.keepPrivs,
     nv: f.nv, rocm: f.rocm,
     terminal: interactiveTerminal(),
     pull: {

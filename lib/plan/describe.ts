@@ -33,6 +33,10 @@ export interface DescribeContext {
   ops: readonly PlannedOp[];
   rootfs: string;
   overlay: boolean;
+  /** The mount points made in the overlay's upper layer (container paths), and the persistent overlay directory. */
+  overlayPrep?: string[];
+  overlayDir?: string;
+  overlayDirReadonly?: boolean;
   cwd: string;
   execPath: string;
   cloneFlags: number;
@@ -106,7 +110,16 @@ const ROWS: Record<StepName, Row> = {
     const args = r.index === 0 ? c.uidHelperArgs : c.gidHelperArgs;
     return [args?.join(' ') ?? 'id map helper', { detail: r.helperOutput?.trim() || undefined }];
   },
-  'overlay-root': (r, c) => [`overlay on ${c.rootfs} (lower: the image, upper: a tmpfs)`, { syscall: call(r), path: c.rootfs }],
+  'overlay-root': (r, c) => {
+    const upper = c.overlayDir && !c.overlayDirReadonly ? `${c.overlayDir}/upper` : 'a tmpfs';
+    const prep = r.index > 0 ? c.overlayPrep?.[r.index - 1] : undefined;
+    if (prep !== undefined) {
+      const at = c.overlayDir && !c.overlayDirReadonly ? `${c.overlayDir}/upper${prep.replace(/\/$/, '')}` : prep;
+      return [`make the mount point ${prep} in the overlay's upper layer at ${at} (a symlink or a file of another kind there is refused)`, { syscall: call(r), path: at }];
+    }
+    const lower = c.overlayDir && c.overlayDirReadonly ? `${c.overlayDir}/upper over the image` : 'the image';
+    return [`overlay on ${c.rootfs} (lower: ${lower}, upper: ${upper})`, { syscall: call(r), path: c.overlayDir ?? c.rootfs }];
+  },
   'session-keyring': () => ['join a new session keyring', { syscall: 'keyctl' }],
   'root-fd': (_, c) => [`open the root ${c.rootfs}`, { syscall: 'openat2', path: c.rootfs }],
   setsid: () => ['start a new session', { syscall: 'setsid' }],

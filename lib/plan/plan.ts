@@ -69,6 +69,8 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
 
   const described: DescribeContext = {
     ops: b.entries, rootfs: root.rootfs, overlay: overlay.overlayData !== undefined, cwd, execPath: run.execPath,
+    overlayPrep: overlay.overlayPrep?.map((p) => p.slice(overlay.overlayUpper!.length)), overlayDir: overlay.overlayPersist,
+    overlayDirReadonly: overlay.overlayPersistReadonly,
     cloneFlags: root.cloneFlags, hostname: spec.hostname, domainname: spec.domainname, rootPropagation: root.propagation,
     uidMap: ids.uidMap, gidMap: ids.gidMap, uidHelperArgs: ids.uidHelperArgs, gidHelperArgs: ids.gidHelperArgs,
     rlimitTypes: (proc.rlimits ?? []).map((r) => r.type), seccompInstructions: (plan.seccompFilter?.length ?? 0) / 8, uid: proc.user.uid, gid: proc.user.gid, groups: ids.groups,

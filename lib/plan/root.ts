@@ -1,7 +1,7 @@
 // Stage "root": the rootfs directory, the namespaces to clone, the root's
 // propagation, and (once the mounts are planned) whether and how the image
 // becomes the lower layer of an overlay root.
-import { realpathSync, statSync } from 'node:fs';
+import { lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { SpecError } from '../errors.js';
 import type { Spec } from '../oci/spec.js';
@@ -58,6 +58,9 @@ export interface OverlayPlan {
   overlayUpper?: string;
   overlayWork?: string;
   overlayPrep?: string[];
+  overlayPersist?: string;
+  overlayPersistAt?: string;
+  overlayPersistReadonly?: boolean;
 }
 
 /**
@@ -66,23 +69,73 @@ export interface OverlayPlan {
  * at the rootfs path itself so every other path stays the same.
  * `imageCreates`: what the mounts would create in the image, '/'-terminated for directories.
  */
-export function planOverlay(rootfs: string, options: Pick<PlanOptions, 'rootOverlay' | 'overlaySize'>, imageCreates: string[]): OverlayPlan {
+export function planOverlay(rootfs: string, options: Pick<PlanOptions, 'rootOverlay' | 'overlaySize' | 'overlayDir'>, imageCreates: string[]): OverlayPlan {
   const overlayMode = options.rootOverlay ?? 'never';
   if (!['never', 'auto', 'always'].includes(overlayMode))
     throw SpecError.inOption('rootOverlay', `must be never, auto or always, not ${JSON.stringify(overlayMode)}`);
-  const overlay = overlayMode === 'always' || (overlayMode === 'auto' && imageCreates.length > 0);
+  const persist = options.overlayDir;
+  const overlay = persist !== undefined || overlayMode === 'always' || (overlayMode === 'auto' && imageCreates.length > 0);
   if (!overlay) return {};
   if (options.overlaySize !== undefined && !/^\d+[kmgKMG%]?$/.test(options.overlaySize))
     throw SpecError.inOption('overlaySize', `must be a tmpfs size such as 64m, not ${JSON.stringify(options.overlaySize)}`);
   // overlayfs splits its options on ',' and lowerdir on ':'; a backslash escapes both.
   const esc = (p: string) => p.replace(/[\\,:]/g, (c) => `\\${c}`);
-  const lower = `${rootfs}/lower`, upper = `${rootfs}/upper`, work = `${rootfs}/work`;
+  const lower = `${rootfs}/lower`, at = `${rootfs}/persist`;
+  const dir = persist === undefined ? undefined : checkOverlayDir(persist.dir, !!persist.readonly);
+  // A writable persistent overlay directory gives the upper and work layers
+  // (Apptainer's DIR/upper, DIR/work); a read-only one only an extra lower
+  // layer above the image, the tmpfs keeping the upper (mount points).
+  const rw = dir !== undefined && !persist!.readonly;
+  const upper = rw ? `${at}/upper` : `${rootfs}/upper`, work = rw ? `${at}/work` : `${rootfs}/work`;
+  const lowers = dir !== undefined && !rw ? `${esc(`${at}/upper`)}:${esc(lower)}` : esc(lower);
   return {
-    overlayData: `lowerdir=${esc(lower)},upperdir=${esc(upper)},workdir=${esc(work)}`,
+    ...(dir !== undefined ? { overlayPersist: dir, overlayPersistAt: at, overlayPersistReadonly: !rw } : {}),
+    overlayData: `lowerdir=${lowers},upperdir=${esc(upper)},workdir=${esc(work)}`,
     overlayTmpfsData: `mode=0755,size=${options.overlaySize ?? '64m'}`,
     overlayLower: lower,
     overlayUpper: upper,
     overlayWork: work,
     overlayPrep: [...new Set(imageCreates)].map((p) => upper + p),
   };
+}
+
+/**
+ * A persistent overlay directory, checked as the caller's: DIR, DIR/upper and
+ * DIR/work real directories (no symlinks) owned by the caller or root; upper
+ * and work made when missing (writable only). Earlier payloads wrote DIR/upper:
+ * the child creates nothing there by path (see overlay_root in child.cc).
+ * Returns DIR's absolute, symlink-free path.
+ */
+export function checkOverlayDir(dir: string, readonly: boolean, option = 'overlayDir'): string {
+  const euid = process.geteuid!();
+  const fail = (msg: string) => SpecError.inOption(option, msg);
+  const check = (p: string, what: string, mayMiss: boolean): boolean => {
+    let st;
+    try {
+      st = lstatSync(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && mayMiss) return false;
+      throw fail(`${p}: ${what} is not usable (${(e as NodeJS.ErrnoException).code})`);
+    }
+    if (st.isSymbolicLink()) throw fail(`${p}: ${what} is a symlink (refused: it must be a directory of the caller)`);
+    if (!st.isDirectory()) throw fail(`${p}: ${what} is not a directory${st.isFile() && what === 'the overlay directory' ? ' (overlay images are not supported yet)' : ''}`);
+    if (st.uid !== euid && st.uid !== 0) throw fail(`${p}: ${what} is owned by uid ${st.uid}, not by the caller (${euid}) or root`);
+    return true;
+  };
+  const abs = resolvePath(dir);
+  check(abs, 'the overlay directory', false);
+  const real = realpathSync(abs);
+  if (real !== abs) check(real, 'the overlay directory', false);
+  for (const sub of readonly ? ['upper'] : ['upper', 'work']) {
+    const p = `${real}/${sub}`;
+    if (check(p, `the overlay's ${sub} directory`, true)) continue;
+    if (readonly) throw fail(`${p}: a read-only overlay needs its upper directory`);
+    try {
+      mkdirSync(p, { mode: 0o755 });
+    } catch (e) {
+      throw fail(`${p}: cannot create the overlay's ${sub} directory (${(e as NodeJS.ErrnoException).code})`);
+    }
+    check(p, `the overlay's ${sub} directory`, false);
+  }
+  return real;
 }

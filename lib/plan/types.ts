@@ -54,6 +54,10 @@ export interface LaunchPlan {
   overlayUpper?: string;
   overlayWork?: string;
   overlayPrep?: string[];
+  /** A persistent overlay directory (host path), bound at overlayPersistAt in the tmpfs. */
+  overlayPersist?: string;
+  overlayPersistAt?: string;
+  overlayPersistReadonly?: boolean;
   ops: MountOp[];
   loopback: boolean;
   cwd: string;
@@ -102,6 +106,14 @@ export interface PlanOptions {
   rootOverlay?: 'never' | 'auto' | 'always';
   /** Size of that tmpfs (tmpfs `size=`), default 64m as Apptainer's sessiondir max size. */
   overlaySize?: string;
+  /**
+   * A persistent overlay directory, as Apptainer's --overlay DIR[:ro]: the
+   * image is the lower layer and DIR/upper, DIR/work (made when missing) the
+   * upper and work layers, so what the payload writes stays in DIR/upper;
+   * readonly: DIR/upper is an extra read-only layer above the image. DIR,
+   * upper and work must be directories of the caller (or root), not symlinks.
+   */
+  overlayDir?: { dir: string; readonly?: boolean };
   /**
    * Where a fresh proc cannot be mounted (nested under a container runtime
    * that overmounts parts of /proc), bind the host's /proc instead. Off by

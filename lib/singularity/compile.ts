@@ -12,6 +12,7 @@ import { SpecError } from '../errors.js';
 import type { PullOptions } from '../image/index.js';
 import { createSpec } from '../oci/defaults.js';
 import { resolveInRoot } from '../plan/resolve.js';
+import { checkOverlayDir } from '../plan/root.js';
 import type { SecurityOptions } from '../seccomp/types.js';
 import { CAPS } from '../plan/flags.js';
 import type { LinuxIDMapping, Mount, Spec } from '../oci/spec.js';
@@ -21,7 +22,7 @@ import { CONTAINER_LIBS, gpuBinds } from './gpu.js';
 import { resolveRunImage, type ResolvedRunImage } from './image.js';
 import { groupFor, hostUser, makeSessionFiles, passwdFor, type SessionFiles } from './session-files.js';
 
-export interface ExecOptions extends Omit<SpawnOptions, 'rootOverlay' | 'bundleDir' | 'init'> {
+export interface ExecOptions extends Omit<SpawnOptions, 'rootOverlay' | 'overlayDir' | 'bundleDir' | 'init'> {
   /** `src[:dst[:ro|rw]]` strings (comma lists allowed) or objects, as `-B`. */
   binds?: (string | BindSpec)[];
   /** `type=bind,source=...,destination=...[,ro]` strings, as `--mount`. */
@@ -61,6 +62,13 @@ export interface ExecOptions extends Omit<SpawnOptions, 'rootOverlay' | 'bundleD
   /** A writable root: the image under an overlay on a tmpfs. */
   writableTmpfs?: boolean;
   /** Size of that tmpfs: MiB as a number or digits, or a tmpfs size (`512m`, `2g`); default 64 MiB as Apptainer. */
+  /**
+   * A persistent overlay directory, as `--overlay DIR[:ro]`: what the payload
+   * writes stays in DIR/upper (DIR/work beside it; both made when missing);
+   * `:ro` shows DIR/upper above the image, read-only. Overlay images are not
+   * supported.
+   */
+  overlay?: string | string[];
   writableTmpfsSize?: number | string;
   /**
    * Leave out default mounts, as Apptainer's --no-mount: home, tmp, cwd,
@@ -309,6 +317,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   const infos: string[] = [];
   const noMount = parseNoMount(o.noMount);
   const overlaySize = tmpfsSize(o.writableTmpfsSize);
+  const overlayDir = parseOverlay(o.overlay, hostCwd);
   const addCaps = capList(o.addCaps, '--add-caps');
   const dropCaps = capList(o.dropCaps, '--drop-caps');
   if (!o.fakeroot && euidOf() !== 0) {
@@ -492,7 +501,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     rootfs, args, cwd, uid, gid, env: [],
     network: o.network ?? 'host',
     hostname: o.hostname,
-    readonly: !o.writableTmpfs,
+    readonly: !o.writableTmpfs && !(overlayDir && !overlayDir.readonly),
     mounts: [...etcBinds, ...mounts, ...gpuMounts],
     security: o.security,
   });
@@ -545,6 +554,7 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     stdio: o.stdio, signal: o.signal, timeout: o.timeout, killSignal: o.killSignal, detached: o.detached,
     rootOverlay: o.writableTmpfs ? 'always' : 'auto', init: o.init ?? true,
     ...(overlaySize ? { overlaySize } : {}),
+    ...(overlayDir ? { overlayDir } : {}),
     allowHostProc: o.allowHostProc, allowImageDevices: o.allowImageDevices,
     forceKillAfterDelay: o.forceKillAfterDelay,
   };
@@ -552,4 +562,19 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     image, spec, spawnOptions, baseEnv, envScripts, envFile, envOption: envOpt, hostEnv, warnings, infos,
     envScriptTimeout: o.envScriptTimeout ?? 10_000, runnable, dispose,
   };
+}
+
+/**
+ * `--overlay DIR[:ro]` (one; a persistent overlay directory): DIR resolved
+ * against the caller's cwd and checked now (checkOverlayDir), so a bad one is
+ * one line naming --overlay before anything is set up.
+ */
+function parseOverlay(overlay: string | string[] | undefined, cwd: string): { dir: string; readonly: boolean } | undefined {
+  const list = overlay === undefined ? [] : Array.isArray(overlay) ? overlay : [overlay];
+  if (list.length === 0) return undefined;
+  if (list.length > 1) throw new SpecError('--overlay', 'one overlay directory at a time (several overlays are not supported yet)');
+  const m = /^(.*?)(?::(ro|rw))?$/.exec(list[0])!;
+  if (m[1] === '') throw new SpecError('--overlay', `${JSON.stringify(list[0])}: needs a directory`);
+  const readonly = m[2] === 'ro';
+  return { dir: checkOverlayDir(resolve(cwd, m[1]), readonly, '--overlay'), readonly };
 }

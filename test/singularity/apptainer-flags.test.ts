@@ -136,7 +136,7 @@ t.test('messages and exit codes in Apptainer\'s form', async (t) => {
     [['exec', image, '/not-exec'], 126, /^FATAL: {3}.*\/not-exec .*is not an executable file/],
     [['exec', join(work, 'no-image'), '/bin/true'], 255, /^FATAL: {3}image: image .*no-image does not exist/],
     [['exec', '--bogus', image, '/bin/true'], 255, /^FATAL: {3}unknown option '--bogus'/],
-    [['exec', '--overlay', join(work, 'ov'), image, '/bin/true'], 255, /^FATAL: {3}--overlay: .*persistent overlays are not supported yet/],
+    [['exec', '--overlay', join(work, 'no-ov'), image, '/bin/true'], 255, /^FATAL: {3}--overlay: .*no-ov: the overlay directory is not usable \(ENOENT\)/],
     [['exec', image, '/bin/sh', '-c', 'exit 37'], 37, /^$/],
   ];
   for (const [args, code, err] of cases) {
