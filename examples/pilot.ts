@@ -43,7 +43,11 @@ import { exec, type ImageContainer, type ExecOptions } from '../lib/index.js';
 
 /** Where the job's scratch directory appears inside its containers. */
 const JOB_DIR = '/srv';
-const STEPS = [['stage-in', 'stageIn'], ['payload', 'payload'], ['stage-out', 'stageOut']] as const;
+const STEPS = [
+  ['stage-in', 'stageIn'],
+  ['payload', 'payload'],
+  ['stage-out', 'stageOut'],
+] as const;
 type StepName = (typeof STEPS)[number][0];
 
 interface Job {
@@ -94,7 +98,9 @@ const { values: opt, positionals } = (() => {
 })();
 
 function usage(message: string): never {
-  process.stderr.write(`pilot: ${message}\nusage: pilot.ts [JOBS.json] [--parallel N] [--scratch-root DIR] [--keep-scratch] [--cvmfs DIR] [--logs DIR] [--cache DIR]\n`);
+  process.stderr.write(
+    `pilot: ${message}\nusage: pilot.ts [JOBS.json] [--parallel N] [--scratch-root DIR] [--keep-scratch] [--cvmfs DIR] [--logs DIR] [--cache DIR]\n`,
+  );
   process.exit(2);
 }
 
@@ -106,15 +112,19 @@ function loadJobs(file: string): Job[] {
     return usage(`cannot read ${file}: ${(e as Error).message}`);
   }
   const list = Array.isArray(data) ? data : (data as { jobs?: unknown }).jobs;
-  if (!Array.isArray(list) || list.length === 0) return usage(`${file}: expected a non-empty array of jobs, or {"jobs": [...]}`);
-  const isArgv = (a: unknown) => a === undefined || (Array.isArray(a) && a.length > 0 && a.every((s) => typeof s === 'string'));
+  if (!Array.isArray(list) || list.length === 0)
+    return usage(`${file}: expected a non-empty array of jobs, or {"jobs": [...]}`);
+  const isArgv = (a: unknown) =>
+    a === undefined || (Array.isArray(a) && a.length > 0 && a.every((s) => typeof s === 'string'));
   const seen = new Set<string>();
   return list.map((j: Job, i) => {
     const where = `${file}: job ${i}`;
-    if (typeof j?.id !== 'string' || !/^[\w.-]+$/.test(j.id)) usage(`${where}: "id" must be a name of letters, digits, . _ -`);
+    if (typeof j?.id !== 'string' || !/^[\w.-]+$/.test(j.id))
+      usage(`${where}: "id" must be a name of letters, digits, . _ -`);
     if (seen.has(j.id)) usage(`${where}: id ${j.id} is used twice`);
     seen.add(j.id);
-    if (typeof j.image !== 'string' || !j.image) usage(`${where}: "image" must be a directory, oci:, docker-archive: or docker:// reference`);
+    if (typeof j.image !== 'string' || !j.image)
+      usage(`${where}: "image" must be a directory, oci:, docker-archive: or docker:// reference`);
     for (const [, key] of STEPS) if (!isArgv(j[key])) usage(`${where}: "${key}" must be a non-empty array of strings`);
     // A relative directory means one next to the job file; references stay as given.
     const image = /^[a-z-]+:/.test(j.image) || isAbsolute(j.image) ? j.image : resolve(dirname(file), j.image);
@@ -124,7 +134,8 @@ function loadJobs(file: string): Job[] {
 
 /** The demo: three jobs on the busybox image `npm run demo` builds (made here when missing). */
 async function demoJobs(): Promise<Job[]> {
-  const cache = process.env.NODULARITY_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'nodularity');
+  const cache =
+    process.env.NODULARITY_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'nodularity');
   const image = join(cache, 'demo-busybox-rootfs');
   if (!existsSync(join(image, 'bin/busybox'))) {
     mkdirSync(image, { recursive: true });
@@ -134,11 +145,16 @@ async function demoJobs(): Promise<Job[]> {
   }
   const sh = (script: string) => ['/bin/sh', '-c', script];
   return ['demo-1', 'demo-2', 'demo-3'].map((id) => ({
-    id, image,
-    stageIn: sh('mkdir -p in && seq 1 100000 > in/numbers && ls /cvmfs > in/cvmfs-repos 2>/dev/null; echo staged $(wc -l < in/numbers) lines'),
-    payload: sh(id === 'demo-2'
-      ? 'echo "$PILOT_JOB_ID: bad input, giving up" >&2; exit 3'
-      : 'echo "$PILOT_JOB_ID as pid $$ on $(. /etc/os-release; echo $NAME)"; awk "{s+=\\$1} END {print s}" in/numbers > result'),
+    id,
+    image,
+    stageIn: sh(
+      'mkdir -p in && seq 1 100000 > in/numbers && ls /cvmfs > in/cvmfs-repos 2>/dev/null; echo staged $(wc -l < in/numbers) lines',
+    ),
+    payload: sh(
+      id === 'demo-2'
+        ? 'echo "$PILOT_JOB_ID: bad input, giving up" >&2; exit 3'
+        : 'echo "$PILOT_JOB_ID as pid $$ on $(. /etc/os-release; echo $NAME)"; awk "{s+=\\$1} END {print s}" in/numbers > result',
+    ),
     stageOut: sh('test -s result && echo "uploading result $(cat result)"'),
   }));
 }
@@ -172,16 +188,33 @@ function relay(stream: Readable | null, tag: string): Promise<void> {
     rest = lines.pop()!;
     for (const l of lines) process.stderr.write(`[${tag}] ${l}\n`);
   });
-  return new Promise((res) => stream.once('close', () => {
-    if (rest) process.stderr.write(`[${tag}] ${rest}\n`);
-    res();
-  }));
+  return new Promise((res) =>
+    stream.once('close', () => {
+      if (rest) process.stderr.write(`[${tag}] ${rest}\n`);
+      res();
+    }),
+  );
 }
 
-async function runStep(job: Job, step: StepName, argv: string[], scratch: string, binds: string[]): Promise<StepRecord> {
+async function runStep(
+  job: Job,
+  step: StepName,
+  argv: string[],
+  scratch: string,
+  binds: string[],
+): Promise<StepRecord> {
   const rec: StepRecord = {
-    job: job.id, step, status: 'error', image: job.image, digest: null, argv,
-    pid: null, exitCode: null, signal: null, durationMs: null, rusage: null,
+    job: job.id,
+    step,
+    status: 'error',
+    image: job.image,
+    digest: null,
+    argv,
+    pid: null,
+    exitCode: null,
+    signal: null,
+    durationMs: null,
+    rusage: null,
   };
   let logFd: number | undefined;
   const t0 = performance.now();
@@ -213,7 +246,11 @@ async function runStep(job: Job, step: StepName, argv: string[], scratch: string
       rec.signal = r.signal;
       // CPU times are the init's, which include the payload's; maxRSS is the
       // payload's own peak, as the init saw it (null: unknown, the init died).
-      rec.rusage = { userMs: r.rusage.userCPUTime / 1000, sysMs: r.rusage.systemCPUTime / 1000, maxRssKiB: r.rusage.maxRSS };
+      rec.rusage = {
+        userMs: r.rusage.userCPUTime / 1000,
+        sysMs: r.rusage.systemCPUTime / 1000,
+        maxRssKiB: r.rusage.maxRSS,
+      };
       rec.status = r.exitCode === 0 ? 'ok' : 'failed';
       if (r.timedOut) rec.error = `killed after the job's timeout of ${job.timeoutMs} ms`;
     } finally {
@@ -238,15 +275,28 @@ async function runJob(job: Job, binds: string[]): Promise<StepRecord[]> {
       if (!argv) continue;
       if (stopping && !blocker) blocker = `pilot stopped by ${stopping}`;
       if (blocker) {
-        records.push(print({
-          job: job.id, step, status: 'skipped', image: job.image, digest: null, argv,
-          pid: null, exitCode: null, signal: null, durationMs: null, rusage: null, error: blocker,
-        }));
+        records.push(
+          print({
+            job: job.id,
+            step,
+            status: 'skipped',
+            image: job.image,
+            digest: null,
+            argv,
+            pid: null,
+            exitCode: null,
+            signal: null,
+            durationMs: null,
+            rusage: null,
+            error: blocker,
+          }),
+        );
         continue;
       }
       const r = await runStep(job, step, argv, scratch, binds);
       records.push(r);
-      if (r.status !== 'ok') blocker = `${step} ${r.status === 'error' ? 'could not be launched' : `ended with ${r.signal ?? `exit ${r.exitCode}`}`}`;
+      if (r.status !== 'ok')
+        blocker = `${step} ${r.status === 'error' ? 'could not be launched' : `ended with ${r.signal ?? `exit ${r.exitCode}`}`}`;
     }
   } finally {
     if (opt['keep-scratch']) process.stderr.write(`pilot: ${job.id} scratch kept in ${scratch}\n`);
@@ -258,13 +308,20 @@ async function runJob(job: Job, binds: string[]): Promise<StepRecord[]> {
 function table(records: StepRecord[]): string {
   const head = ['job', 'step', 'status', 'exit', 'wall ms', 'user ms', 'sys ms', 'maxRSS KiB', 'image'];
   const rows = records.map((r) => [
-    r.job, r.step, r.status, r.signal ?? (r.exitCode ?? '-').toString(),
-    r.durationMs?.toFixed(1) ?? '-', r.rusage?.userMs.toFixed(1) ?? '-', r.rusage?.sysMs.toFixed(1) ?? '-',
+    r.job,
+    r.step,
+    r.status,
+    r.signal ?? (r.exitCode ?? '-').toString(),
+    r.durationMs?.toFixed(1) ?? '-',
+    r.rusage?.userMs.toFixed(1) ?? '-',
+    r.rusage?.sysMs.toFixed(1) ?? '-',
     r.rusage?.maxRssKiB?.toString() ?? '-',
     r.digest && r.digest !== 'directory' ? `${r.image} @${r.digest.slice(0, 19)}` : r.image,
   ]);
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  return [head, ...rows].map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(width[i]))).join('  ')).join('\n');
+  return [head, ...rows]
+    .map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(width[i]))).join('  '))
+    .join('\n');
 }
 
 async function main(): Promise<number> {
@@ -272,7 +329,8 @@ async function main(): Promise<number> {
   const jobs = positionals.length ? loadJobs(positionals[0]) : await demoJobs();
   const parallel = Number(opt.parallel);
   if (!Number.isInteger(parallel) || parallel < 1) usage(`--parallel must be a positive integer, not ${opt.parallel}`);
-  if (!statSync(opt['scratch-root']!, { throwIfNoEntry: false })?.isDirectory()) usage(`--scratch-root ${opt['scratch-root']} is not a directory`);
+  if (!statSync(opt['scratch-root']!, { throwIfNoEntry: false })?.isDirectory())
+    usage(`--scratch-root ${opt['scratch-root']} is not a directory`);
 
   // /cvmfs read-only, recursively and with slave propagation (the library's
   // default for binds), so repositories automounted later appear inside.
@@ -291,7 +349,9 @@ async function main(): Promise<number> {
   const all = records.flat();
   process.stderr.write(`\n${table(all)}\n`);
   const failed = jobs.filter((_, i) => records[i].some((r) => r.status !== 'ok' && r.status !== 'skipped'));
-  process.stderr.write(`${jobs.length - failed.length} of ${jobs.length} jobs succeeded${failed.length ? `; failed: ${failed.map((j) => j.id).join(', ')}` : ''}\n`);
+  process.stderr.write(
+    `${jobs.length - failed.length} of ${jobs.length} jobs succeeded${failed.length ? `; failed: ${failed.map((j) => j.id).join(', ')}` : ''}\n`,
+  );
   if (stopping) return stopping === 'SIGINT' ? 130 : 143;
   return failed.length ? 1 : 0;
 }

@@ -75,8 +75,15 @@ function normalizeStdio(s: SpawnOptions['stdio']): [StdioOption, StdioOption, St
   const arr = Array.isArray(v) ? v : [v, v, v];
   if (arr.length !== 3) throw new TypeError('options.stdio must be one value or an array of three');
   arr.forEach((x, i) => {
-    if (!(x === 'pipe' || x === 'inherit' || x === 'ignore' || (typeof x === 'number' && Number.isInteger(x) && x >= 0)))
-      throw new TypeError(`options.stdio[${i}] must be 'pipe', 'inherit', 'ignore' or a file descriptor, got ${JSON.stringify(x)}`);
+    if (!(
+      x === 'pipe' ||
+      x === 'inherit' ||
+      x === 'ignore' ||
+      (typeof x === 'number' && Number.isInteger(x) && x >= 0)
+    ))
+      throw new TypeError(
+        `options.stdio[${i}] must be 'pipe', 'inherit', 'ignore' or a file descriptor, got ${JSON.stringify(x)}`,
+      );
   });
   return arr as [StdioOption, StdioOption, StdioOption];
 }
@@ -130,27 +137,40 @@ export class Container extends EventEmitter {
       throw new TypeError(`options.timeout must be a positive number of ms, got ${options.timeout}`);
     const fk = options.forceKillAfterDelay ?? DEFAULT_FORCE_KILL_AFTER_DELAY;
     if (fk !== false && !(Number.isFinite(fk) && fk >= 0))
-      throw new TypeError(`options.forceKillAfterDelay must be a number of ms (0 or more) or false, got ${JSON.stringify(fk)}`);
+      throw new TypeError(
+        `options.forceKillAfterDelay must be a number of ms (0 or more) or false, got ${JSON.stringify(fk)}`,
+      );
     this.forceKillAfterDelay = fk;
     if (options.signal?.aborted) throw options.signal.reason ?? new DOMException('aborted', 'AbortError');
 
     let resolveSpawned!: () => void, rejectSpawned!: (e: Error) => void;
     let resolveExited!: (r: ExitResult) => void, rejectExited!: (e: Error) => void;
-    this.spawned = new Promise((res, rej) => { resolveSpawned = res; rejectSpawned = rej; });
-    this.exited = new Promise((res, rej) => { resolveExited = res; rejectExited = rej; });
+    this.spawned = new Promise((res, rej) => {
+      resolveSpawned = res;
+      rejectSpawned = rej;
+    });
+    this.exited = new Promise((res, rej) => {
+      resolveExited = res;
+      rejectExited = rej;
+    });
     // Callers may use only one of the two; neither should raise an unhandled rejection.
     this.spawned.catch(() => {});
     this.exited.catch(() => {});
 
     const binding = loadBinding();
     // With a terminal the child puts the pty on 0, 1, 2 itself.
-    const slots: StdioOption[] = prepared.plan.terminal ? ['ignore', 'ignore', 'ignore'] : stdio.map((s, i) => (s === 'inherit' ? i : s));
+    const slots: StdioOption[] = prepared.plan.terminal
+      ? ['ignore', 'ignore', 'ignore']
+      : stdio.map((s, i) => (s === 'inherit' ? i : s));
     let streamsOpen = 0;
     let exitInfo: [number, NodeJS.Signals | null] | undefined;
     const maybeClose = () => {
       if (exitInfo && streamsOpen === 0) this.emit('close', ...exitInfo);
     };
-    const onSpawn = (err: Parameters<Parameters<typeof binding.spawn>[2]>[0], res?: { pid: number; cloneMicros: number; terminalFd?: number }) => {
+    const onSpawn = (
+      err: Parameters<Parameters<typeof binding.spawn>[2]>[0],
+      res?: { pid: number; cloneMicros: number; terminalFd?: number },
+    ) => {
       if (err) {
         this.state = 'failed';
         this.clearKillers();
@@ -168,9 +188,15 @@ export class Container extends EventEmitter {
         // A pty master is a TTY to libuv: net.Socket refuses the fd, tty.ReadStream (a duplex) takes it.
         const term = new ReadStream(res!.terminalFd);
         // Reading a pty master whose last slave closed fails with EIO: that is its end.
-        term.on('error', (e: NodeJS.ErrnoException) => { if (e.code !== 'EIO') this.emit('terminalError', e); term.destroy(); });
+        term.on('error', (e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EIO') this.emit('terminalError', e);
+          term.destroy();
+        });
         streamsOpen++;
-        term.once('close', () => { streamsOpen--; maybeClose(); });
+        term.once('close', () => {
+          streamsOpen--;
+          maybeClose();
+        });
         this.terminal = term;
         this.terminalFd = res!.terminalFd;
       }
@@ -195,7 +221,14 @@ export class Container extends EventEmitter {
       // exit_watch.cc: maxRSS -1 = no status record from the init.
       const known = native.maxRSS >= 0;
       const rusage: Rusage = { ...native, maxRSS: known ? native.maxRSS : null };
-      resolveExited({ pid: this.pid!, exitCode: code, signal: this.signalCode, rusage, timedOut: this.timedOut, initDied: useInit && !known });
+      resolveExited({
+        pid: this.pid!,
+        exitCode: code,
+        signal: this.signalCode,
+        rusage,
+        timedOut: this.timedOut,
+        initDied: useInit && !known,
+      });
       this.emit('exit', code, this.signalCode);
       maybeClose();
     };
@@ -206,7 +239,10 @@ export class Container extends EventEmitter {
       const s = new Socket({ fd, readable, writable: !readable });
       if (readable) {
         streamsOpen++;
-        s.once('close', () => { streamsOpen--; maybeClose(); });
+        s.once('close', () => {
+          streamsOpen--;
+          maybeClose();
+        });
       } else {
         // A payload that exits without reading its stdin makes writes fail with EPIPE: not our error.
         s.on('error', () => {});
@@ -218,7 +254,10 @@ export class Container extends EventEmitter {
     this.stderr = wrap(fds[2], true);
 
     if (options.timeout !== undefined) {
-      this.timer = setTimeout(() => { this.timer = undefined; this.stop(true); }, options.timeout);
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.stop(true);
+      }, options.timeout);
       this.timer.unref?.();
     }
     if (options.signal) {
@@ -324,7 +363,10 @@ export interface RunResult extends ExitResult {
  * launch fails, with the AbortSignal's reason when aborted (after the exit).
  */
 export async function run(spec: Spec, options: SpawnOptions & { input?: string | Buffer } = {}): Promise<RunResult> {
-  const c = spawn(spec, { ...options, stdio: options.stdio ?? (options.input !== undefined ? ['pipe', 'inherit', 'inherit'] : 'inherit') });
+  const c = spawn(spec, {
+    ...options,
+    stdio: options.stdio ?? (options.input !== undefined ? ['pipe', 'inherit', 'inherit'] : 'inherit'),
+  });
   const collect = (s: Readable | null) => {
     if (!s) return undefined;
     const chunks: Buffer[] = [];

@@ -56,13 +56,34 @@ export const STEP_NAMES = [
 export type StepName = (typeof STEP_NAMES)[number];
 
 /** Which call of a mount op failed, as `enum mount_call` in native/protocol.h. */
-export const MOUNT_CALLS = ['mount', 'mount_setattr', 'remount', 'mkdir', 'create', 'symlink', 'stat', 'bind (fallback)', 'open_tree', 'move_mount', 'openat2', 'exists', 'split-path', 'fchmodat', 'fstat'] as const;
+export const MOUNT_CALLS = [
+  'mount',
+  'mount_setattr',
+  'remount',
+  'mkdir',
+  'create',
+  'symlink',
+  'stat',
+  'bind (fallback)',
+  'open_tree',
+  'move_mount',
+  'openat2',
+  'exists',
+  'split-path',
+  'fchmodat',
+  'fstat',
+] as const;
 
 const errnoMap = getSystemErrorMap();
 const errnoNames = new Map<number, string>();
 for (const [name, num] of Object.entries(osc.errno)) if (!errnoNames.has(num)) errnoNames.set(num, name);
 // libuv's table lacks a few that setup steps do return.
-const EXTRA_TEXT: Record<string, string> = { ENOEXEC: 'exec format error', EOVERFLOW: 'value too large for defined data type', ECHILD: 'no child processes', EPROTO: 'protocol error' };
+const EXTRA_TEXT: Record<string, string> = {
+  ENOEXEC: 'exec format error',
+  EOVERFLOW: 'value too large for defined data type',
+  ECHILD: 'no child processes',
+  EPROTO: 'protocol error',
+};
 
 /** errno number -> [code, text], e.g. 2 -> ['ENOENT', 'no such file or directory']. */
 export function describeErrno(errno: number): [string, string] {
@@ -151,7 +172,7 @@ export class SpecError extends Error {
 /** Actionable advice for known (step, errno) pairs, in the manner of bubblewrap. */
 function hintFor(step: string, code: string | undefined, f: ContainerErrorFields): string | undefined {
   if (step === 'clone' && (code === 'EPERM' || code === 'EACCES'))
-    return 'unprivileged user namespaces look disabled here (sysctl kernel.unprivileged_userns_clone, user.max_user_namespaces, or an LSM policy such as AppArmor\'s restrict_unprivileged_userns)';
+    return "unprivileged user namespaces look disabled here (sysctl kernel.unprivileged_userns_clone, user.max_user_namespaces, or an LSM policy such as AppArmor's restrict_unprivileged_userns)";
   if (step === 'clone' && code === 'ENOSPC')
     return 'a namespace limit was reached (see /proc/sys/user/max_*_namespaces)';
   if (step === 'clone' && code === 'EINVAL')
@@ -161,13 +182,19 @@ function hintFor(step: string, code: string | undefined, f: ContainerErrorFields
   if (step === 'mount' && code === 'ENOENT' && f.path?.startsWith('/cvmfs/'))
     return `the CernVM-FS repository is not mounted on the host: try \`ls ${f.path}\` there first (autofs mounts on access)`;
   if (step === 'mount' && code === 'ENOENT') return 'the bind source or the mount point does not exist';
-  if (step === 'uid-map' || step === 'gid-map') return 'the id mapping was refused: an unprivileged caller may map only its own id unless newuidmap/newgidmap and /etc/subuid, /etc/subgid allow more';
-  if (step === 'id-map-helper') return 'newuidmap/newgidmap refused the ranges: check /etc/subuid and /etc/subgid for this user';
-  if (step === 'exec' && code === 'ENOENT') return 'the executable or its ELF interpreter (dynamic loader) is missing in the image';
-  if (step === 'exec' && code === 'EACCES') return 'the executable is not executable, or its file system is mounted noexec';
+  if (step === 'uid-map' || step === 'gid-map')
+    return 'the id mapping was refused: an unprivileged caller may map only its own id unless newuidmap/newgidmap and /etc/subuid, /etc/subgid allow more';
+  if (step === 'id-map-helper')
+    return 'newuidmap/newgidmap refused the ranges: check /etc/subuid and /etc/subgid for this user';
+  if (step === 'exec' && code === 'ENOENT')
+    return 'the executable or its ELF interpreter (dynamic loader) is missing in the image';
+  if (step === 'exec' && code === 'EACCES')
+    return 'the executable is not executable, or its file system is mounted noexec';
   if (step === 'seccomp' && code === 'EACCES')
-    return 'without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN (in the container\'s user namespace): set process.noNewPrivileges, or keep CAP_SYS_ADMIN';
-  if (step === 'seccomp' && code === 'EINVAL') return 'the kernel refused the filter or one of its flags (linux.seccomp.flags)';
-  if (step === 'rlimit' && code === 'EPERM') return 'raising a hard rlimit above the current one needs CAP_SYS_RESOURCE in the initial user namespace';
+    return "without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN (in the container's user namespace): set process.noNewPrivileges, or keep CAP_SYS_ADMIN";
+  if (step === 'seccomp' && code === 'EINVAL')
+    return 'the kernel refused the filter or one of its flags (linux.seccomp.flags)';
+  if (step === 'rlimit' && code === 'EPERM')
+    return 'raising a hard rlimit above the current one needs CAP_SYS_RESOURCE in the initial user namespace';
   return undefined;
 }

@@ -17,8 +17,26 @@ export type { LinuxSeccomp, LinuxSyscall, LinuxSeccompArg, SeccompChoice, Securi
 export type * from './oci/spec.js';
 export { exec, runImage, shell, testImage, parseBindList, parseMountSpec } from './singularity/index.js';
 export type { ExecOptions, ImageContainer, BindSpec } from './singularity/index.js';
-export { pullImage, inspectImage, ImageCache, defaultCacheDir, parseSource, formatSource, hostPlatform, ImageError } from './image/index.js';
+export {
+  pullImage,
+  inspectImage,
+  ImageCache,
+  defaultCacheDir,
+  parseSource,
+  formatSource,
+  hostPlatform,
+  ImageError,
+} from './image/index.js';
 export type {
-  PullOptions, PulledImage, ImageInspection, PullProgress, ImageConfig, CachedImage, ImageSource, ImageErrorCode,
-  Platform, RegistryOptions, RegistryCredentials,
+  PullOptions,
+  PulledImage,
+  ImageInspection,
+  PullProgress,
+  ImageConfig,
+  CachedImage,
+  ImageSource,
+  ImageErrorCode,
+  Platform,
+  RegistryOptions,
+  RegistryCredentials,
 } from './image/index.js';

@@ -7,7 +7,6 @@ import { ContainerError } from './errors.js';
 import type { LaunchPlan } from './plan/plan.js';
 import type { StdioOption } from './container.js';
 
-
 export interface SpawnFailure {
   step: number;
   errno: number;
@@ -59,8 +58,16 @@ export interface NativeBinding {
   restoreTerminal(fd: number, saved: Buffer): number;
   /** libseccomp: a checked profile -> struct sock_filter[] bytes (native/seccomp.cc); throws with `pointer`. */
   compileSeccomp(profile: {
-    defaultAction: string; defaultErrnoRet?: number; architectures: string[];
-    rules: { name: string; action: string; errnoRet?: number; pointer: string; args: { index: number; op: string; value: bigint; valueTwo: bigint }[] }[];
+    defaultAction: string;
+    defaultErrnoRet?: number;
+    architectures: string[];
+    rules: {
+      name: string;
+      action: string;
+      errnoRet?: number;
+      pointer: string;
+      args: { index: number; op: string; value: bigint; valueTwo: bigint }[];
+    }[];
   }): { filter: Buffer; unknown: string[] };
   /** The SECCOMP_FILTER_FLAG_* and actions this kernel offers, and libseccomp's version. */
   seccompProbe(): { flags: number; actions: string[]; libseccomp: string };
@@ -90,13 +97,16 @@ export function loadBinding(): NativeBinding {
     const init = join(dir, 'nodularity-init');
     tried.push(addon);
     if (!existsSync(addon)) continue;
-    if (!existsSync(init)) throw new Error(`found ${addon} but not its init binary ${init}: rebuild with \`npx node-gyp rebuild\``);
+    if (!existsSync(init))
+      throw new Error(`found ${addon} but not its init binary ${init}: rebuild with \`npx node-gyp rebuild\``);
     const b = createRequire(import.meta.url)(addon) as NativeBinding;
     b.init(init, { ContainerError });
     binding = b;
     return b;
   }
-  throw new Error(`the nodularity addon is not built (tried ${tried.join(', ')}): run \`npm install\` or \`npx node-gyp rebuild\``);
+  throw new Error(
+    `the nodularity addon is not built (tried ${tried.join(', ')}): run \`npm install\` or \`npx node-gyp rebuild\``,
+  );
 }
 
 /** Directory holding the built native artefacts (addon, init, test payload). */

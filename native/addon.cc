@@ -40,11 +40,12 @@ struct addon_data {
 
 // Throw ContainerError(what, {step, errno, syscall?, path?}); a TypeError
 // naming the problem if init() has not given us the class yet.
-void throw_container_error(Napi::Env env, const std::string &what, const char *step, int err, const char *syscall = nullptr,
-                           const std::string *path = nullptr) {
+void throw_container_error(Napi::Env env, const std::string &what, const char *step, int err,
+                           const char *syscall = nullptr, const std::string *path = nullptr) {
   addon_data *d = env.GetInstanceData<addon_data>();
   if (d->container_error.IsEmpty()) {
-    Napi::Error::New(env, what + ": " + strerror(err) + " (and init() was not given the error classes)").ThrowAsJavaScriptException();
+    Napi::Error::New(env, what + ": " + strerror(err) + " (and init() was not given the error classes)")
+        .ThrowAsJavaScriptException();
     return;
   }
   Napi::Object f = Napi::Object::New(env);
@@ -67,9 +68,16 @@ int g_self_pidfd = -1;
 
 int make_init_memfd(const char *path, std::string *why) {
   int src = open(path, O_RDONLY | O_CLOEXEC);
-  if (src < 0) { *why = std::string("open ") + path; return -errno; }
+  if (src < 0) {
+    *why = std::string("open ") + path;
+    return -errno;
+  }
   struct stat st;
-  if (fstat(src, &st) < 0) { close(src); *why = "fstat"; return -errno; }
+  if (fstat(src, &st) < 0) {
+    close(src);
+    *why = "fstat";
+    return -errno;
+  }
   int fd = memfd_create("nodularity-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
   if (fd < 0 && errno == EINVAL) fd = memfd_create("nodularity-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) {
@@ -79,21 +87,30 @@ int make_init_memfd(const char *path, std::string *why) {
   off_t off = 0;
   while (off < st.st_size) {
     ssize_t n = sendfile(fd, src, &off, st.st_size - off);
-    if (n <= 0) { int e = n < 0 ? errno : EIO; close(fd); close(src); *why = "sendfile"; return -e; }
+    if (n <= 0) {
+      int e = n < 0 ? errno : EIO;
+      close(fd);
+      close(src);
+      *why = "sendfile";
+      return -e;
+    }
   }
   close(src);
   fchmod(fd, 0555);
   if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
-    int e = errno; close(fd); *why = "seal memfd"; return -e;
+    int e = errno;
+    close(fd);
+    *why = "seal memfd";
+    return -e;
   }
   return fd;
 }
 
 Napi::Object rusage_to_js(Napi::Env env, const struct rusage &ru) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("userCPUTime", (double)ru.ru_utime.tv_sec * 1e6 + ru.ru_utime.tv_usec);     // µs, as process.resourceUsage()
+  o.Set("userCPUTime", (double)ru.ru_utime.tv_sec * 1e6 + ru.ru_utime.tv_usec);  // µs, as process.resourceUsage()
   o.Set("systemCPUTime", (double)ru.ru_stime.tv_sec * 1e6 + ru.ru_stime.tv_usec);
-  o.Set("maxRSS", (double)ru.ru_maxrss);                                            // KiB
+  o.Set("maxRSS", (double)ru.ru_maxrss);  // KiB
   o.Set("minorPageFault", (double)ru.ru_minflt);
   o.Set("majorPageFault", (double)ru.ru_majflt);
   o.Set("fsRead", (double)ru.ru_inblock);
@@ -263,8 +280,9 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
   // it (Linux < 5.6) there is no safe way to do that, so say so now.
   int probe = sys_openat2(AT_FDCWD, "/", O_PATH | O_CLOEXEC, RESOLVE_NO_MAGICLINKS);
   if (probe < 0 && errno == ENOSYS) {
-    throw_container_error(env, "this kernel lacks openat2(2) (Linux 5.6 or later is required): container paths cannot be resolved safely",
-                          "init", ENOSYS, "openat2");
+    throw_container_error(
+        env, "this kernel lacks openat2(2) (Linux 5.6 or later is required): container paths cannot be resolved safely",
+        "init", ENOSYS, "openat2");
     return env.Undefined();
   }
   if (probe >= 0) close(probe);
@@ -284,7 +302,8 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
 // spawn(plan, stdio, onSpawn(err, {pid, stdio}), onExit(code, signal, rusage)) -> ContainerHandle
 Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsFunction() || !info[3].IsFunction()) {
+  if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsFunction() ||
+      !info[3].IsFunction()) {
     Napi::TypeError::New(env, "Usage: spawn(plan: object, stdio: array, onSpawn: function, onExit: function)")
         .ThrowAsJavaScriptException();
     return env.Undefined();
@@ -307,9 +326,12 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
       job->stdio_fd[i] = v.As<Napi::Number>().Int32Value();
     } else if (v.IsString()) {
       std::string s = v.As<Napi::String>().Utf8Value();
-      if (s == "pipe") job->stdio_kind[i] = STDIO_PIPE;
-      else if (s == "ignore") job->stdio_kind[i] = STDIO_IGNORE;
-      else if (s == "inherit") job->stdio_kind[i] = STDIO_INHERIT;
+      if (s == "pipe")
+        job->stdio_kind[i] = STDIO_PIPE;
+      else if (s == "ignore")
+        job->stdio_kind[i] = STDIO_IGNORE;
+      else if (s == "inherit")
+        job->stdio_kind[i] = STDIO_INHERIT;
       else {
         Napi::TypeError::New(env, "stdio[" + std::to_string(i) + "] must be 'pipe', 'ignore', 'inherit' or an fd")
             .ThrowAsJavaScriptException();
@@ -322,7 +344,8 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   if (r < 0) {
     spawn_close_all(job.get());
     std::string rootfs = job->view()->rootfs;
-    throw_container_error(env, std::string("prepare the launch: ") + call, "prepare", -r, strncmp(call, "open", 4) == 0 ? "open" : call,
+    throw_container_error(env, std::string("prepare the launch: ") + call, "prepare", -r,
+                          strncmp(call, "open", 4) == 0 ? "open" : call,
                           strcmp(call, "open rootfs") == 0 ? &rootfs : nullptr);
     return env.Undefined();
   }
@@ -365,15 +388,21 @@ Napi::Value JsOpenInRoot(const Napi::CallbackInfo &info) {
   // nothing; only a regular file is then reopened for reading, through its
   // /proc/self/fd link (the inode already found, no new path walk).
   int rfd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (rfd < 0) err = errno;
+  if (rfd < 0)
+    err = errno;
   else {
     int pfd;
-    do { pfd = sys_openat2(rfd, path.c_str(), O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS); } while (pfd < 0 && errno == EAGAIN);
-    if (pfd < 0) err = errno;
+    do {
+      pfd = sys_openat2(rfd, path.c_str(), O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+    } while (pfd < 0 && errno == EAGAIN);
+    if (pfd < 0)
+      err = errno;
     else {
       struct stat st;
-      if (fstat(pfd, &st) < 0) err = errno;
-      else if (!S_ISREG(st.st_mode)) err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+      if (fstat(pfd, &st) < 0)
+        err = errno;
+      else if (!S_ISREG(st.st_mode))
+        err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
       else {
         char link[64];
         snprintf(link, sizeof link, "/proc/self/fd/%d", pfd);
@@ -398,10 +427,12 @@ Napi::Value JsOpenInRoot(const Napi::CallbackInfo &info) {
 Napi::Value JsSetWindowSize(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
-    Napi::TypeError::New(env, "Usage: setWindowSize(fd: number, rows: number, cols: number)").ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, "Usage: setWindowSize(fd: number, rows: number, cols: number)")
+        .ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  struct winsize ws = {(unsigned short)info[1].As<Napi::Number>().Uint32Value(), (unsigned short)info[2].As<Napi::Number>().Uint32Value(), 0, 0};
+  struct winsize ws = {(unsigned short)info[1].As<Napi::Number>().Uint32Value(),
+                       (unsigned short)info[2].As<Napi::Number>().Uint32Value(), 0, 0};
   if (ioctl(info[0].As<Napi::Number>().Int32Value(), TIOCSWINSZ, &ws) < 0) return Napi::Number::New(env, -errno);
   return Napi::Number::New(env, 0);
 }
@@ -427,8 +458,10 @@ Napi::Value JsMakeRaw(const Napi::CallbackInfo &info) {
 
 Napi::Value JsRestoreTerminal(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBuffer() || info[1].As<Napi::Buffer<char>>().Length() != sizeof(struct termios)) {
-    Napi::TypeError::New(env, "Usage: restoreTerminal(fd: number, saved: Buffer from makeRaw)").ThrowAsJavaScriptException();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBuffer() ||
+      info[1].As<Napi::Buffer<char>>().Length() != sizeof(struct termios)) {
+    Napi::TypeError::New(env, "Usage: restoreTerminal(fd: number, saved: Buffer from makeRaw)")
+        .ThrowAsJavaScriptException();
     return env.Undefined();
   }
   struct termios t;

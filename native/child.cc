@@ -76,7 +76,10 @@ static void fd_path(char buf[32], int fd) {
   char digits[12];
   int n = 0;
   unsigned v = (unsigned)fd;
-  do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v && n < 11);
+  do {
+    digits[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v && n < 11);
   memcpy(buf, prefix, sizeof prefix - 1);
   int k = sizeof prefix - 1;
   while (n) buf[k++] = digits[--n];
@@ -194,7 +197,8 @@ static int create_entry(int rootfd, const mount_op *op, int *call) {
   int r = split_parent(op->target, parent, &name);
   if (r < 0) return r;
   *call = CALL_RESOLVE;
-  int dfd = (int)cx_openat2(rootfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  int dfd = (int)cx_openat2(rootfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC,
+                            RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
   if (dfd < 0) return dfd;
   switch (op->kind) {
     case OP_MKDIR:
@@ -203,7 +207,8 @@ static int create_entry(int rootfd, const mount_op *op, int *call) {
       break;
     case OP_MKFILE: {
       *call = CALL_MKFILE;
-      int fd = (int)cx_openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, op->mode);
+      int fd = (int)cx_openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                              op->mode);
       r = fd < 0 ? fd : (int)cx_close(fd);
       break;
     }
@@ -218,8 +223,10 @@ static int create_entry(int rootfd, const mount_op *op, int *call) {
     struct stat st;
     *call = CALL_EXISTS;
     r = (int)cx_fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW);
-    if (r == 0 && S_ISLNK(st.st_mode)) r = -ELOOP;
-    else if (r == 0 && op->kind == OP_MKDIR && !S_ISDIR(st.st_mode)) r = -ENOTDIR;
+    if (r == 0 && S_ISLNK(st.st_mode))
+      r = -ELOOP;
+    else if (r == 0 && op->kind == OP_MKDIR && !S_ISDIR(st.st_mode))
+      r = -ENOTDIR;
   } else if (r == -EEXIST) {
     r = 0;
   }
@@ -262,7 +269,10 @@ static int run_op(int rootfd, const mount_op *op, int *call) {
         // The fd still names the covered mount point: reopen to reach the new mount.
         *call = CALL_RESOLVE;
         int mfd = resolve_in_root(rootfd, op->target, RES_EXACT);
-        if (mfd < 0) { r = mfd; break; }
+        if (mfd < 0) {
+          r = mfd;
+          break;
+        }
         r = setattr_fd(mfd, 0, 0, op->propagation, 0, call);
         if (r == 0) r = setattr_fd(mfd, op->rattr_set, op->rattr_clr, 0, 1, call);
         cx_close(mfd);
@@ -293,14 +303,18 @@ static int run_op(int rootfd, const mount_op *op, int *call) {
 // refused (ESTALE) instead of being used.
 static int open_checked(const char *path, int launcher_fd, int *call) {
   *call = CALL_RESOLVE;
-  int fd = (int)cx_openat2(AT_FDCWD, path, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  int fd =
+      (int)cx_openat2(AT_FDCWD, path, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
   if (fd < 0) return fd;
   struct stat mine, launcher;
   *call = CALL_IDENTITY;
   int r = (int)cx_fstat(fd, &mine);
   if (r == 0) r = (int)cx_fstat(launcher_fd, &launcher);
   if (r == 0 && (mine.st_dev != launcher.st_dev || mine.st_ino != launcher.st_ino)) r = -ESTALE;
-  if (r < 0) { cx_close(fd); return r; }
+  if (r < 0) {
+    cx_close(fd);
+    return r;
+  }
   return fd;
 }
 
@@ -323,7 +337,8 @@ static int copy_lower_attrs(const launch_plan *p, const char *rel, int dfd, cons
   memcpy(lower, p->overlay_dirs[0], nl);
   memcpy(lower + nl, rel, nr + 1);
   struct stat st;
-  if (cx_fstatat(AT_FDCWD, lower, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) return 0;  // new in upper: ours
+  if (cx_fstatat(AT_FDCWD, lower, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+    return 0;  // new in upper: ours
   *call = CALL_CHMOD;
   int fd = (int)cx_openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
   if (fd < 0) return fd;
@@ -353,7 +368,8 @@ static int make_prep(const launch_plan *p, int upfd, const prep_op *q, int *call
   memcpy(name, last, n);
   name[n] = '\0';
   *call = CALL_RESOLVE;
-  int dfd = (int)cx_openat2(upfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+  int dfd = (int)cx_openat2(upfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC,
+                            RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
   if (dfd < 0) return dfd;
   if (q->dir) {
     *call = CALL_MKDIR;
@@ -361,15 +377,18 @@ static int make_prep(const launch_plan *p, int upfd, const prep_op *q, int *call
     if (r == 0) r = copy_lower_attrs(p, rel, dfd, name, call);
   } else {
     *call = CALL_MKFILE;
-    int f = (int)cx_openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+    int f =
+        (int)cx_openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
     r = f < 0 ? f : (int)cx_close(f);
   }
   if (r == -EEXIST) {
     struct stat st;
     *call = CALL_EXISTS;
     r = (int)cx_fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW);
-    if (r == 0 && S_ISLNK(st.st_mode)) r = -ELOOP;
-    else if (r == 0 && q->dir && !S_ISDIR(st.st_mode)) r = -ENOTDIR;
+    if (r == 0 && S_ISLNK(st.st_mode))
+      r = -ELOOP;
+    else if (r == 0 && q->dir && !S_ISDIR(st.st_mode))
+      r = -ENOTDIR;
   }
   cx_close(dfd);
   return r;
@@ -397,7 +416,8 @@ static int bind_persist(const child_args *a, int *call) {
   static const char *const names[2] = {"upper", "work"};
   for (int i = 0; i < (p->overlay_persist_ro ? 1 : 2) && r == 0; i++) {
     *call = CALL_RESOLVE;
-    int d = (int)cx_openat2(tree, names[i], O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+    int d = (int)cx_openat2(tree, names[i], O_PATH | O_DIRECTORY | O_CLOEXEC,
+                            RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
     r = d < 0 ? d : (int)cx_close(d);
   }
   if (tree >= 0) cx_close(tree);
@@ -433,7 +453,8 @@ static int overlay_root(const child_args *a, int rfd, int *call, int *index) {
   if (r == 0 && p->overlay_persist) r = bind_persist(a, call);
   if (r < 0) return r;
   *call = CALL_RESOLVE;
-  int upfd = (int)cx_openat2(AT_FDCWD, p->overlay_dirs[1], O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  int upfd = (int)cx_openat2(AT_FDCWD, p->overlay_dirs[1], O_PATH | O_DIRECTORY | O_CLOEXEC,
+                             RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
   if (upfd < 0) return upfd;
   for (int i = 0; i < p->n_overlay_prep && r == 0; i++) {
     r = make_prep(p, upfd, &p->overlay_prep[i], call);
@@ -482,8 +503,12 @@ static int parent_death(const child_args *a, child_fail *f, int index) {
   if (a->parent_pidfd >= 0 && cx_poll_now(a->parent_pidfd, POLLIN) > 0) return -ESRCH;
   return 0;
 }
-static int step_parent_death_early(const child_args *a, child_fail *f) { return parent_death(a, f, 0); }
-static int step_parent_death(const child_args *a, child_fail *f) { return parent_death(a, f, 1); }
+static int step_parent_death_early(const child_args *a, child_fail *f) {
+  return parent_death(a, f, 0);
+}
+static int step_parent_death(const child_args *a, child_fail *f) {
+  return parent_death(a, f, 1);
+}
 
 // Place the requested fds on 0, 1, 2. Sources below 3 are first moved up so
 // that placing one cannot clobber another (e.g. stdout given as fd 0).
@@ -543,7 +568,9 @@ static int step_wait_maps(const child_args *a, child_fail *) {
   if (a->plan->id_mode != IDMAP_PARENT && a->plan->id_mode != IDMAP_HELPER) return 0;
   char b = 0;
   long n;
-  do { n = cx_read(a->sync_fd, &b, 1); } while (n == -EINTR);
+  do {
+    n = cx_read(a->sync_fd, &b, 1);
+  } while (n == -EINTR);
   cx_close(a->sync_fd);
   if (n < 0) return (int)n;
   return n == 1 && b == SYNC_MAPS_WRITTEN ? 0 : -ECANCELED;
@@ -620,12 +647,16 @@ static int step_overlay_root(const child_args *a, child_fail *f) {
   cx_close(rfd);
   if (r < 0) return r;
   f->detail = CALL_RESOLVE;
-  int fd = (int)cx_openat2(AT_FDCWD, p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  int fd = (int)cx_openat2(AT_FDCWD, p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC,
+                           RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
   if (fd < 0) return fd;
   struct statfs sf;
   f->detail = CALL_IDENTITY;
   if ((r = (int)cx_fstatfs(fd, &sf)) == 0 && (unsigned long)sf.f_type != OVERLAYFS_SUPER_MAGIC) r = -ESTALE;
-  if (r < 0) { cx_close(fd); return r; }
+  if (r < 0) {
+    cx_close(fd);
+    return r;
+  }
   STATE(a)->rootfd = fd;
   return 0;
 }
@@ -708,8 +739,10 @@ static int step_terminal(const child_args *a, child_fail *) {
   if (r == 0) r = (int)cx_ioctl(master, TIOCSPTLCK, (long)&unlock);
   if (r == 0) {
     long s = cx_ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (s < 0) r = (int)s;
-    else slave = (int)s;
+    if (s < 0)
+      r = (int)s;
+    else
+      slave = (int)s;
   }
   if (r == 0 && p->console_rows && p->console_cols) {
     struct winsize ws = {p->console_rows, p->console_cols, 0, 0};
@@ -719,7 +752,10 @@ static int step_terminal(const child_args *a, child_fail *) {
   if (r == 0) {
     char byte = 'T';
     struct iovec iov = {&byte, 1};
-    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+    union {
+      struct cmsghdr h;
+      char buf[CMSG_SPACE(sizeof(int))];
+    } u;
     memset(&u, 0, sizeof u);
     struct msghdr msg;
     memset(&msg, 0, sizeof msg);
@@ -733,7 +769,9 @@ static int step_terminal(const child_args *a, child_fail *) {
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &master, sizeof master);
     long n;
-    do { n = cx_sendmsg(a->console_fd, &msg, MSG_NOSIGNAL); } while (n == -EINTR);
+    do {
+      n = cx_sendmsg(a->console_fd, &msg, MSG_NOSIGNAL);
+    } while (n == -EINTR);
     r = n == 1 ? 0 : n < 0 ? (int)n : -EIO;
   }
   cx_close(master);
@@ -781,7 +819,9 @@ static int step_setgid(const child_args *a, child_fail *) {
 static int step_setuid(const child_args *a, child_fail *) {
   return a->plan->set_ids ? (int)cx_setresuid(a->plan->uid) : 0;
 }
-static int step_capset(const child_args *a, child_fail *) { return set_caps(a->plan); }
+static int step_capset(const child_args *a, child_fail *) {
+  return set_caps(a->plan);
+}
 static int step_cap_ambient(const child_args *a, child_fail *f) {
   const launch_plan *p = a->plan;
   cx_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0);  // nothing raised yet on kernels without ambient
@@ -795,7 +835,9 @@ static int step_cap_ambient(const child_args *a, child_fail *f) {
 }
 
 // As the payload's user, without capabilities: a cwd it may not enter is an error, not a surprise.
-static int step_chdir(const child_args *a, child_fail *) { return (int)cx_chdir(a->plan->cwd); }
+static int step_chdir(const child_args *a, child_fail *) {
+  return (int)cx_chdir(a->plan->cwd);
+}
 
 static int step_no_new_privs(const child_args *a, child_fail *) {
   return a->plan->no_new_privs ? (int)cx_prctl(PR_SET_NO_NEW_PRIVS, 1, 0) : 0;
@@ -911,6 +953,8 @@ int child_main(void *arg) {
   // Only a failure gets here (a successful exec does not return): one record, then exit.
   struct child_msg m = {MSG_ERROR, f.step, -r, f.index, f.detail};
   long n;
-  do { n = cx_write(a->report_fd, &m, sizeof m); } while (n == -EINTR);
+  do {
+    n = cx_write(a->report_fd, &m, sizeof m);
+  } while (n == -EINTR);
   cx_exit(127);
 }

@@ -9,14 +9,14 @@
 // launch (the plan itself holds none: it is the same for every launch).
 struct child_args {
   const launch_plan *plan;
-  int report_fd;      // write end of the report pipe (CLOEXEC)
-  int sync_fd;        // read end of the sync pipe, or -1 when the child maps itself
-  int init_fd;        // sealed memfd (or file) of the init binary, or -1
-  int parent_pidfd;   // pidfd of the launching process (readable once it is gone), or -1
-  int console_fd;     // our end of the console socketpair (terminal only), or -1
-  int rootfs_fd;      // O_PATH fd of plan->rootfs, opened by the launcher before clone
-  int persist_fd;     // O_PATH fd of plan->overlay_persist (same), or -1
-  int stdio[3];       // fds to place on 0, 1, 2 (-1: leave as is)
+  int report_fd;           // write end of the report pipe (CLOEXEC)
+  int sync_fd;             // read end of the sync pipe, or -1 when the child maps itself
+  int init_fd;             // sealed memfd (or file) of the init binary, or -1
+  int parent_pidfd;        // pidfd of the launching process (readable once it is gone), or -1
+  int console_fd;          // our end of the console socketpair (terminal only), or -1
+  int rootfs_fd;           // O_PATH fd of plan->rootfs, opened by the launcher before clone
+  int persist_fd;          // O_PATH fd of plan->overlay_persist (same), or -1
+  int stdio[3];            // fds to place on 0, 1, 2 (-1: leave as is)
   char *const *init_argv;  // nodularity-init REPORT_FD PATH ARGV..., when plan->use_init
 };
 

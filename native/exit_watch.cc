@@ -88,6 +88,8 @@ int exit_watch_start(uv_loop_t *loop, exit_watch *w) {
 }
 
 void exit_watch_ref(exit_watch *w, bool ref) {
-  if (ref) uv_ref(reinterpret_cast<uv_handle_t *>(&w->poll));
-  else uv_unref(reinterpret_cast<uv_handle_t *>(&w->poll));
+  if (ref)
+    uv_ref(reinterpret_cast<uv_handle_t *>(&w->poll));
+  else
+    uv_unref(reinterpret_cast<uv_handle_t *>(&w->poll));
 }

@@ -8,8 +8,8 @@
 #include <uv.h>
 
 struct exit_info {
-  int exit_code;   // payload's exit code, or 128+N when killed by signal N
-  int signal;      // N, or 0
+  int exit_code;  // payload's exit code, or 128+N when killed by signal N
+  int signal;     // N, or 0
   // The init's, from waitid, except ru_maxrss: the payload's peak (KiB) from
   // the init's MSG_STATUS, or -1 when there is none (no init, or the init
   // died before it could report). What waitid gives would be wrong: the
@@ -21,7 +21,7 @@ struct exit_info {
 struct exit_watch {
   uv_poll_t poll;
   int pidfd;
-  int report_fd;   // init's report pipe (MSG_STATUS), or -1
+  int report_fd;  // init's report pipe (MSG_STATUS), or -1
   void (*on_exit)(exit_watch *, const exit_info *);
   void *data;
 };

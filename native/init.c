@@ -16,8 +16,15 @@
 #include "rawsys.h"
 
 enum {
-  SIGHUP_ = 1, SIGINT_ = 2, SIGQUIT_ = 3, SIGUSR1_ = 10, SIGUSR2_ = 12, SIGTERM_ = 15, SIGCHLD_ = 17,
-  SIGCONT_ = 18, SIGWINCH_ = 28,
+  SIGHUP_ = 1,
+  SIGINT_ = 2,
+  SIGQUIT_ = 3,
+  SIGUSR1_ = 10,
+  SIGUSR2_ = 12,
+  SIGTERM_ = 15,
+  SIGCHLD_ = 17,
+  SIGCONT_ = 18,
+  SIGWINCH_ = 28,
 };
 #define SIG_BLOCK_ 0
 #define SIG_SETMASK_ 2
@@ -46,10 +53,14 @@ static int report_fd = -1;
 static void send_msg3(int type, int step, int err, int index) {
   struct child_msg m = {type, step, err, index, 0};
   long r;
-  do { r = SYS3(__NR_write, report_fd, &m, sizeof m); } while (r == -RAW_EINTR);
+  do {
+    r = SYS3(__NR_write, report_fd, &m, sizeof m);
+  } while (r == -RAW_EINTR);
 }
 
-static void send_msg(int type, int step, int err) { send_msg3(type, step, err, 0); }
+static void send_msg(int type, int step, int err) {
+  send_msg3(type, step, err, 0);
+}
 
 static __attribute__((noreturn)) void do_exit(int code) {
   for (;;) SYS1(__NR_exit_group, code);
@@ -57,8 +68,14 @@ static __attribute__((noreturn)) void do_exit(int code) {
 
 static int is_forwarded(int sig) {
   switch (sig) {
-    case SIGTERM_: case SIGINT_: case SIGHUP_: case SIGQUIT_:
-    case SIGUSR1_: case SIGUSR2_: case SIGWINCH_: case SIGCONT_:
+    case SIGTERM_:
+    case SIGINT_:
+    case SIGHUP_:
+    case SIGQUIT_:
+    case SIGUSR1_:
+    case SIGUSR2_:
+    case SIGWINCH_:
+    case SIGCONT_:
       return 1;
   }
   return 0;
@@ -69,7 +86,6 @@ static int parse_int(const char *s) {
   while (*s >= '0' && *s <= '9') v = v * 10 + (*s++ - '0');
   return v;
 }
-
 
 __attribute__((used)) void init_main(long *sp) {
   int argc = (int)sp[0];
@@ -124,7 +140,9 @@ __attribute__((used)) void init_main(long *sp) {
   }
   SYS1(__NR_close, exec_pipe[1]);
   int err = 0;
-  do { r = SYS3(__NR_read, exec_pipe[0], &err, sizeof err); } while (r == -RAW_EINTR);
+  do {
+    r = SYS3(__NR_read, exec_pipe[0], &err, sizeof err);
+  } while (r == -RAW_EINTR);
   SYS1(__NR_close, exec_pipe[0]);
   if (r == (long)sizeof err) {
     send_msg(MSG_ERROR, STEP_EXEC, err);
@@ -160,7 +178,8 @@ __attribute__((used)) void init_main(long *sp) {
 // Entry point: hand the initial stack (argc, argv..., envp...) to init_main
 // with the stack aligned as the ABI wants for a call.
 #if defined(__x86_64__)
-__asm__(".text\n.global _start\n_start:\n  xor %rbp, %rbp\n  mov %rsp, %rdi\n  and $-16, %rsp\n  call init_main\n  hlt\n");
+__asm__(
+    ".text\n.global _start\n_start:\n  xor %rbp, %rbp\n  mov %rsp, %rdi\n  and $-16, %rsp\n  call init_main\n  hlt\n");
 #elif defined(__aarch64__)
 __asm__(".text\n.global _start\n_start:\n  mov x0, sp\n  bl init_main\n  brk #0\n");
 #endif

@@ -32,16 +32,25 @@ struct reader {
   const char *str(Napi::Object o, const char *key, const std::string &field, bool optional = false) {
     Napi::Value v = o.Get(key);
     if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
-    if (!v.IsString()) { fail(field, "a string"); return nullptr; }
+    if (!v.IsString()) {
+      fail(field, "a string");
+      return nullptr;
+    }
     std::string s = v.As<Napi::String>().Utf8Value();
-    if (s.find('\0') != std::string::npos) { fail(field, "a string without NUL bytes"); return nullptr; }
+    if (s.find('\0') != std::string::npos) {
+      fail(field, "a string without NUL bytes");
+      return nullptr;
+    }
     return keep(s);
   }
 
   double num(Napi::Object o, const char *key, const std::string &field, double dflt = 0, bool optional = true) {
     Napi::Value v = o.Get(key);
     if (v.IsUndefined() && optional) return dflt;
-    if (!v.IsNumber()) { fail(field, "a number"); return dflt; }
+    if (!v.IsNumber()) {
+      fail(field, "a number");
+      return dflt;
+    }
     return v.As<Napi::Number>().DoubleValue();
   }
 
@@ -52,13 +61,19 @@ struct reader {
     if (v.IsUndefined()) return 0;
     if (v.IsNumber()) {
       double d = v.As<Napi::Number>().DoubleValue();
-      if (!(d >= 0 && d <= 9007199254740991.0 && d == (double)(uint64_t)d)) { fail(field, "a non-negative integer"); return 0; }
+      if (!(d >= 0 && d <= 9007199254740991.0 && d == (double)(uint64_t)d)) {
+        fail(field, "a non-negative integer");
+        return 0;
+      }
       return (uint64_t)d;
     }
     if (v.IsBigInt()) {
       bool lossless = false;
       uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
-      if (!lossless) { fail(field, "a bigint between 0 and 2^64-1"); return 0; }
+      if (!lossless) {
+        fail(field, "a bigint between 0 and 2^64-1");
+        return 0;
+      }
       return x;
     }
     fail(field, "a number or bigint");
@@ -69,14 +84,20 @@ struct reader {
   bool flag(Napi::Object o, const char *key, const std::string &field, bool dflt = false) {
     Napi::Value v = o.Get(key);
     if (v.IsUndefined()) return dflt;
-    if (!v.IsBoolean()) { fail(field, "a boolean"); return dflt; }
+    if (!v.IsBoolean()) {
+      fail(field, "a boolean");
+      return dflt;
+    }
     return v.As<Napi::Boolean>().Value();
   }
 
   Napi::Array arr(Napi::Object o, const char *key, const std::string &field) {
     Napi::Value v = o.Get(key);
     if (v.IsUndefined()) return Napi::Array::New(env, 0);
-    if (!v.IsArray()) { fail(field, "an array"); return Napi::Array::New(env, 0); }
+    if (!v.IsArray()) {
+      fail(field, "an array");
+      return Napi::Array::New(env, 0);
+    }
     return v.As<Napi::Array>();
   }
 
@@ -85,9 +106,15 @@ struct reader {
     for (uint32_t i = 0; i < a.Length() && !failed; i++) {
       Napi::Value v = a.Get(i);
       std::string f = field + "[" + std::to_string(i) + "]";
-      if (!v.IsString()) { fail(f, "a string"); return; }
+      if (!v.IsString()) {
+        fail(f, "a string");
+        return;
+      }
       std::string s = v.As<Napi::String>().Utf8Value();
-      if (s.find('\0') != std::string::npos) { fail(f, "a string without NUL bytes"); return; }
+      if (s.find('\0') != std::string::npos) {
+        fail(f, "a string without NUL bytes");
+        return;
+      }
       out.push_back(const_cast<char *>(keep(s)));
     }
     out.push_back(nullptr);
@@ -131,7 +158,10 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
     for (char *q : prep) {
       if (!q) break;
       size_t n = strlen(q);
-      if (q[0] != '/' || strlen(p.overlay_dirs[1] ? p.overlay_dirs[1] : "") >= n || n >= 4096) { r.fail("overlayPrep", "absolute paths under overlayUpper"); break; }
+      if (q[0] != '/' || strlen(p.overlay_dirs[1] ? p.overlay_dirs[1] : "") >= n || n >= 4096) {
+        r.fail("overlayPrep", "absolute paths under overlayUpper");
+        break;
+      }
       st.overlay_prep.push_back({q, q[n - 1] == '/'});
     }
     p.overlay_prep = st.overlay_prep.data();
@@ -149,11 +179,17 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
   for (uint32_t i = 0; i < ops.Length() && !r.failed; i++) {
     std::string f = "ops[" + std::to_string(i) + "]";
     Napi::Value v = ops.Get(i);
-    if (!v.IsObject()) { r.fail(f, "an object"); break; }
+    if (!v.IsObject()) {
+      r.fail(f, "an object");
+      break;
+    }
     Napi::Object op = v.As<Napi::Object>();
     mount_op m{};
     m.kind = (int)r.num(op, "kind", f + ".kind", 0, false);
-    if (m.kind < OP_MOUNT || m.kind > OP_READONLY) { r.fail(f + ".kind", "a known op kind (0..6)"); break; }
+    if (m.kind < OP_MOUNT || m.kind > OP_READONLY) {
+      r.fail(f + ".kind", "a known op kind (0..6)");
+      break;
+    }
     m.source = r.str(op, "source", f + ".source", true);
     m.target = r.str(op, "target", f + ".target");
     m.fstype = r.str(op, "fstype", f + ".fstype", true);
@@ -170,10 +206,16 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
     m.rattr_set = r.u64(op, "rattrSet", f + ".rattrSet");
     m.rattr_clr = r.u64(op, "rattrClr", f + ".rattrClr");
     m.resolve = (int)r.num(op, "resolve", f + ".resolve", RES_EXACT);
-    if (m.resolve != RES_EXACT && m.resolve != RES_FOLLOW) { r.fail(f + ".resolve", "0 (exact) or 1 (follow)"); break; }
+    if (m.resolve != RES_EXACT && m.resolve != RES_FOLLOW) {
+      r.fail(f + ".resolve", "0 (exact) or 1 (follow)");
+      break;
+    }
     // Targets are container paths: absolute, and short enough for the child's
     // stack buffer (it splits parent and name without allocating).
-    if (m.target && (m.target[0] != '/' || strlen(m.target) >= 4096)) { r.fail(f + ".target", "an absolute container path shorter than 4096 bytes"); break; }
+    if (m.target && (m.target[0] != '/' || strlen(m.target) >= 4096)) {
+      r.fail(f + ".target", "an absolute container path shorter than 4096 bytes");
+      break;
+    }
     if ((m.kind == OP_BIND || m.kind == OP_SYMLINK || m.kind == OP_MASK) && !m.source && !r.failed)
       r.fail(f + ".source", "a string for this op kind");
     st.ops.push_back(m);
@@ -185,10 +227,13 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
   for (uint32_t i = 0; i < rl.Length() && !r.failed; i++) {
     std::string f = "rlimits[" + std::to_string(i) + "]";
     Napi::Value v = rl.Get(i);
-    if (!v.IsObject()) { r.fail(f, "an object"); break; }
+    if (!v.IsObject()) {
+      r.fail(f, "an object");
+      break;
+    }
     Napi::Object lo = v.As<Napi::Object>();
     st.rlimits.push_back({(int)r.num(lo, "resource", f + ".resource", 0, false), r.u64(lo, "soft", f + ".soft"),
-                               r.u64(lo, "hard", f + ".hard")});
+                          r.u64(lo, "hard", f + ".hard")});
   }
   p.rlimits = st.rlimits.data();
   p.n_rlimits = (int)st.rlimits.size();
@@ -202,7 +247,10 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
     Napi::Array ga = groups.As<Napi::Array>();
     for (uint32_t i = 0; i < ga.Length(); i++) {
       Napi::Value g = ga.Get(i);
-      if (!g.IsNumber()) { r.fail("groups[" + std::to_string(i) + "]", "a number"); break; }
+      if (!g.IsNumber()) {
+        r.fail("groups[" + std::to_string(i) + "]", "a number");
+        break;
+      }
       st.groups.push_back((gid_t)g.As<Napi::Number>().Uint32Value());
     }
   }
@@ -232,11 +280,13 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
 
   Napi::Value filter = o.Get("seccompFilter");
   if (!filter.IsUndefined() && !filter.IsNull()) {
-    if (!filter.IsBuffer()) r.fail("seccompFilter", "a Buffer");
+    if (!filter.IsBuffer())
+      r.fail("seccompFilter", "a Buffer");
     else {
       Napi::Buffer<uint8_t> b = filter.As<Napi::Buffer<uint8_t>>();
       size_t n = b.Length() / sizeof(struct sock_filter);
-      if (b.Length() % sizeof(struct sock_filter) || n == 0 || n > BPF_MAXINSNS) r.fail("seccompFilter", "a whole number of sock_filter instructions (1 to 4096)");
+      if (b.Length() % sizeof(struct sock_filter) || n == 0 || n > BPF_MAXINSNS)
+        r.fail("seccompFilter", "a whole number of sock_filter instructions (1 to 4096)");
       else {
         st.seccomp.resize(n);
         memcpy(st.seccomp.data(), b.Data(), b.Length());

@@ -19,13 +19,13 @@
 #include <vector>
 
 enum op_kind {
-  OP_MOUNT = 0,   // mount(source, target, fstype, flags, data), then setattr
-  OP_BIND = 1,    // bind (MS_REC if recursive), then mount_setattr
-  OP_MKDIR = 2,   // mkdir(target, mode); EEXIST is fine
-  OP_MKFILE = 3,  // create an empty file as a mount point; EEXIST is fine
-  OP_SYMLINK = 4, // symlink(source, target); EEXIST is fine
-  OP_MASK = 5,    // maskedPaths: /dev/null over files, empty ro tmpfs over dirs
-  OP_READONLY = 6,// readonlyPaths: bind onto itself, recursively read-only
+  OP_MOUNT = 0,     // mount(source, target, fstype, flags, data), then setattr
+  OP_BIND = 1,      // bind (MS_REC if recursive), then mount_setattr
+  OP_MKDIR = 2,     // mkdir(target, mode); EEXIST is fine
+  OP_MKFILE = 3,    // create an empty file as a mount point; EEXIST is fine
+  OP_SYMLINK = 4,   // symlink(source, target); EEXIST is fine
+  OP_MASK = 5,      // maskedPaths: /dev/null over files, empty ro tmpfs over dirs
+  OP_READONLY = 6,  // readonlyPaths: bind onto itself, recursively read-only
 };
 
 // How the child finds an op's target inside the new root (openat2 from an fd
@@ -57,22 +57,22 @@ struct mount_op {
   unsigned long flags;  // MS_* for mount(2)
   uint64_t attr_set;    // MOUNT_ATTR_* set after mounting (recursively when `recursive`)
   uint64_t attr_clr;
-  uint64_t rattr_set;   // MOUNT_ATTR_* from the recursive options (rro, rnosuid, ...): always AT_RECURSIVE
+  uint64_t rattr_set;  // MOUNT_ATTR_* from the recursive options (rro, rnosuid, ...): always AT_RECURSIVE
   uint64_t rattr_clr;
-  int resolve;          // resolve_mode
-  uint64_t propagation; // MS_SLAVE/MS_PRIVATE/MS_SHARED/MS_UNBINDABLE or 0
+  int resolve;           // resolve_mode
+  uint64_t propagation;  // MS_SLAVE/MS_PRIVATE/MS_SHARED/MS_UNBINDABLE or 0
   int recursive;
-  unsigned mode;        // for OP_MKDIR / OP_MKFILE
-  const char *fallback; // OP_MOUNT only: rbind this host path when mount(2) fails with an errno
-                        // in fallback_errnos; set by the planner only where the caller allowed it
-  uint64_t fallback_errnos; // bit N set: errno N falls back (N < 64)
-  int skip_missing;     // a target that does not exist (ENOENT) skips the op (maskedPaths, readonlyPaths)
+  unsigned mode;             // for OP_MKDIR / OP_MKFILE
+  const char *fallback;      // OP_MOUNT only: rbind this host path when mount(2) fails with an errno
+                             // in fallback_errnos; set by the planner only where the caller allowed it
+  uint64_t fallback_errnos;  // bit N set: errno N falls back (N < 64)
+  int skip_missing;          // a target that does not exist (ENOENT) skips the op (maskedPaths, readonlyPaths)
 };
 
 // A mount point made in the overlay's upper layer before the overlay is mounted.
 struct prep_op {
-  const char *path;     // host path under the upper layer (a trailing '/' for a directory)
-  int dir;              // directory (its mode and owner copied from the lower layer when it exists there), else an empty file
+  const char *path;  // host path under the upper layer (a trailing '/' for a directory)
+  int dir;  // directory (its mode and owner copied from the lower layer when it exists there), else an empty file
 };
 
 struct rlimit_op {
@@ -83,27 +83,27 @@ struct rlimit_op {
 struct launch_plan {
   int clone_flags = 0;
   int id_mode = IDMAP_NONE;
-  const char *uid_map = nullptr;   // text for /proc/.../uid_map
+  const char *uid_map = nullptr;  // text for /proc/.../uid_map
   const char *gid_map = nullptr;
   int setgroups_deny = 0;
-  int setup_uid = -1;              // ids to take once the maps exist (root of the
-  int setup_gid = -1;              // namespace when mapped), or -1 to keep ours
+  int setup_uid = -1;  // ids to take once the maps exist (root of the
+  int setup_gid = -1;  // namespace when mapped), or -1 to keep ours
   // newuidmap/newgidmap argv without the pid (IDMAP_HELPER; the parent runs them).
   char *const *uid_helper_argv = nullptr;
   char *const *gid_helper_argv = nullptr;
 
   const char *hostname = nullptr;
   const char *domainname = nullptr;
-  uint64_t root_propagation = 0;   // applied to "/" first, recursively
-  const char *rootfs = nullptr;    // absolute host path, no symlinks (the launcher opens it before clone)
+  uint64_t root_propagation = 0;  // applied to "/" first, recursively
+  const char *rootfs = nullptr;   // absolute host path, no symlinks (the launcher opens it before clone)
   int root_readonly = 0;
   // Overlay root: the image becomes the read-only lower layer of an overlay
   // whose upper layer lives in a tmpfs mounted over the rootfs path, so that
   // mount points missing in a read-only image can be created (or the whole
   // root made writable, --writable-tmpfs). All null when not used.
-  const char *overlay_tmpfs_data = nullptr; // tmpfs options
-  const char *overlay_dirs[3] = {nullptr, nullptr, nullptr}; // lower, upper, work (host paths)
-  const char *overlay_data = nullptr;       // overlay mount options
+  const char *overlay_tmpfs_data = nullptr;                   // tmpfs options
+  const char *overlay_dirs[3] = {nullptr, nullptr, nullptr};  // lower, upper, work (host paths)
+  const char *overlay_data = nullptr;                         // overlay mount options
   // Mount points to make in the upper layer before the overlay is mounted:
   // made there, they belong to us, so an image owned by ids we cannot map
   // still takes them.
@@ -120,7 +120,7 @@ struct launch_plan {
   const mount_op *ops = nullptr;
   int n_ops = 0;
   int loopback = 0;
-  const char *cwd = nullptr;       // container path
+  const char *cwd = nullptr;  // container path
   const rlimit_op *rlimits = nullptr;
   int n_rlimits = 0;
 
@@ -132,15 +132,15 @@ struct launch_plan {
   int n_groups = 0;
   int cap_last = 40;
   uint64_t cap_bounding = 0, cap_effective = 0, cap_permitted = 0, cap_inheritable = 0, cap_ambient = 0;
-  int no_new_privs = 1;            // default on, also when the key is missing (runtime-spec says false; we are stricter)
+  int no_new_privs = 1;  // default on, also when the key is missing (runtime-spec says false; we are stricter)
   int pdeathsig = 0;
-  int root_nodev = 1;              // the root and its submounts nodev, recursively
+  int root_nodev = 1;  // the root and its submounts nodev, recursively
   // process.terminal: a pty made in the container's devpts; the slave is the
   // payload's stdio and controlling terminal, the master goes to the parent.
   int terminal = 0;
   unsigned short console_rows = 0, console_cols = 0;
 
-  const char *exec_path = nullptr; // container path of the payload
+  const char *exec_path = nullptr;  // container path of the payload
   char *const *argv = nullptr;
   char *const *envp = nullptr;
   int use_init = 0;

@@ -65,13 +65,13 @@ enum child_step {
   STEP_ID_HELPER,
   STEP_OVERLAY_ROOT,
   STEP_KEYRING,
-  STEP_ROOT_FD,        // no longer reported (the root steps open the root fd); kept for the numbering
+  STEP_ROOT_FD,  // no longer reported (the root steps open the root fd); kept for the numbering
   STEP_SETSID,
   STEP_TERMINAL,
   STEP_SETUP_IDS,
   STEP_ROOT_NODEV,
   STEP_PROTOCOL,
-  STEP_SECCOMP,      // seccomp(SECCOMP_SET_MODE_FILTER) of the plan's program
+  STEP_SECCOMP,  // seccomp(SECCOMP_SET_MODE_FILTER) of the plan's program
   STEP_COUNT
 };
 
@@ -87,18 +87,18 @@ enum mount_call {
   CALL_FALLBACK_BIND,
   CALL_OPEN_TREE,
   CALL_MOVE_MOUNT,
-  CALL_RESOLVE,      // openat2(RESOLVE_IN_ROOT ...) of the target (or its parent)
-  CALL_EXISTS,       // the entry to create exists as something else (a symlink)
-  CALL_SPLIT_PATH,   // the target has no parent to create it in (the root itself, or too long)
-  CALL_CHMOD,        // copying the lower layer's mode onto an overlay mount point
-  CALL_IDENTITY,     // the rootfs path no longer names the directory the launcher opened (ESTALE)
+  CALL_RESOLVE,     // openat2(RESOLVE_IN_ROOT ...) of the target (or its parent)
+  CALL_EXISTS,      // the entry to create exists as something else (a symlink)
+  CALL_SPLIT_PATH,  // the target has no parent to create it in (the root itself, or too long)
+  CALL_CHMOD,       // copying the lower layer's mode onto an overlay mount point
+  CALL_IDENTITY,    // the rootfs path no longer names the directory the launcher opened (ESTALE)
 };
 
 // STEP_PROTOCOL's index: what the parent read on the report pipe.
 enum protocol_fault {
-  PROTO_READ = 0,     // read(2) failed (err is its errno)
-  PROTO_SHORT = 1,    // EOF in the middle of a record
-  PROTO_TYPE = 2,     // a record of a type not allowed here
+  PROTO_READ = 0,   // read(2) failed (err is its errno)
+  PROTO_SHORT = 1,  // EOF in the middle of a record
+  PROTO_TYPE = 2,   // a record of a type not allowed here
 };
 
 // Parent -> child over the sync pipe, one byte, only when the parent writes

@@ -53,25 +53,43 @@ bool action_available(uint32_t act) {
 
 // OCI action name + errno value -> libseccomp action; false if unknown.
 bool parse_action(const std::string &name, uint32_t ret, uint32_t *out) {
-  if (name == "SCMP_ACT_KILL" || name == "SCMP_ACT_KILL_THREAD") *out = SCMP_ACT_KILL_THREAD;
-  else if (name == "SCMP_ACT_KILL_PROCESS") *out = SCMP_ACT_KILL_PROCESS;
-  else if (name == "SCMP_ACT_TRAP") *out = SCMP_ACT_TRAP;
-  else if (name == "SCMP_ACT_ERRNO") *out = SCMP_ACT_ERRNO(ret);
-  else if (name == "SCMP_ACT_TRACE") *out = SCMP_ACT_TRACE(ret);
-  else if (name == "SCMP_ACT_ALLOW") *out = SCMP_ACT_ALLOW;
-  else if (name == "SCMP_ACT_LOG") *out = SCMP_ACT_LOG;
-  else return false;
+  if (name == "SCMP_ACT_KILL" || name == "SCMP_ACT_KILL_THREAD")
+    *out = SCMP_ACT_KILL_THREAD;
+  else if (name == "SCMP_ACT_KILL_PROCESS")
+    *out = SCMP_ACT_KILL_PROCESS;
+  else if (name == "SCMP_ACT_TRAP")
+    *out = SCMP_ACT_TRAP;
+  else if (name == "SCMP_ACT_ERRNO")
+    *out = SCMP_ACT_ERRNO(ret);
+  else if (name == "SCMP_ACT_TRACE")
+    *out = SCMP_ACT_TRACE(ret);
+  else if (name == "SCMP_ACT_ALLOW")
+    *out = SCMP_ACT_ALLOW;
+  else if (name == "SCMP_ACT_LOG")
+    *out = SCMP_ACT_LOG;
+  else
+    return false;
   return true;
 }
 
 bool parse_op(const std::string &name, enum scmp_compare *out) {
-  static const struct { const char *name; enum scmp_compare op; } ops[] = {
-    {"SCMP_CMP_NE", SCMP_CMP_NE}, {"SCMP_CMP_LT", SCMP_CMP_LT}, {"SCMP_CMP_LE", SCMP_CMP_LE},
-    {"SCMP_CMP_EQ", SCMP_CMP_EQ}, {"SCMP_CMP_GE", SCMP_CMP_GE}, {"SCMP_CMP_GT", SCMP_CMP_GT},
-    {"SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ},
+  static const struct {
+    const char *name;
+    enum scmp_compare op;
+  } ops[] = {
+      {"SCMP_CMP_NE", SCMP_CMP_NE},
+      {"SCMP_CMP_LT", SCMP_CMP_LT},
+      {"SCMP_CMP_LE", SCMP_CMP_LE},
+      {"SCMP_CMP_EQ", SCMP_CMP_EQ},
+      {"SCMP_CMP_GE", SCMP_CMP_GE},
+      {"SCMP_CMP_GT", SCMP_CMP_GT},
+      {"SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ},
   };
   for (const auto &o : ops)
-    if (name == o.name) { *out = o.op; return true; }
+    if (name == o.name) {
+      *out = o.op;
+      return true;
+    }
   return false;
 }
 
@@ -96,12 +114,16 @@ uint32_t errno_of(Napi::Object o, const char *key, uint32_t dflt) {
 
 struct ctx_guard {
   scmp_filter_ctx ctx;
-  ~ctx_guard() { if (ctx) seccomp_release(ctx); }
+  ~ctx_guard() {
+    if (ctx) seccomp_release(ctx);
+  }
 };
 
 struct fd_guard {
   int fd;
-  ~fd_guard() { if (fd >= 0) close(fd); }
+  ~fd_guard() {
+    if (fd >= 0) close(fd);
+  }
 };
 
 // compileSeccomp({defaultAction, defaultErrnoRet, architectures: [name],
@@ -125,7 +147,8 @@ Napi::Value JsCompileSeccomp(const Napi::CallbackInfo &info) {
   if (!g.ctx) return fail(env, "/defaultAction", "libseccomp refused the default action " + str_of(p, "defaultAction"));
   // A syscall made through an ABI the filter does not list (int 0x80 on
   // x86_64, x32) kills the process rather than one thread of it.
-  seccomp_attr_set(g.ctx, SCMP_FLTATR_ACT_BADARCH, action_available(SCMP_ACT_KILL_PROCESS) ? SCMP_ACT_KILL_PROCESS : SCMP_ACT_KILL_THREAD);
+  seccomp_attr_set(g.ctx, SCMP_FLTATR_ACT_BADARCH,
+                   action_available(SCMP_ACT_KILL_PROCESS) ? SCMP_ACT_KILL_PROCESS : SCMP_ACT_KILL_THREAD);
   // The child sets no_new_privs itself (or, without it, relies on
   // CAP_SYS_ADMIN); the attribute only matters to seccomp_load anyway.
   seccomp_attr_set(g.ctx, SCMP_FLTATR_CTL_NNP, 0);
@@ -142,9 +165,14 @@ Napi::Value JsCompileSeccomp(const Napi::CallbackInfo &info) {
       std::string lower = name.rfind("SCMP_ARCH_", 0) == 0 ? name.substr(10) : name;
       for (auto &c : lower) c = (char)tolower((unsigned char)c);
       uint32_t token = seccomp_arch_resolve_name(lower.c_str());
-      if (!token) return fail(env, ptr, "architecture " + name + " is not known to libseccomp " + std::to_string(seccomp_version()->major) + "." + std::to_string(seccomp_version()->minor) + "." + std::to_string(seccomp_version()->micro));
+      if (!token)
+        return fail(env, ptr,
+                    "architecture " + name + " is not known to libseccomp " + std::to_string(seccomp_version()->major) +
+                        "." + std::to_string(seccomp_version()->minor) + "." +
+                        std::to_string(seccomp_version()->micro));
       int r = seccomp_arch_add(g.ctx, token);
-      if (r < 0 && r != -EEXIST) return fail(env, ptr, "libseccomp cannot add architecture " + name + ": " + strerror(-r));
+      if (r < 0 && r != -EEXIST)
+        return fail(env, ptr, "libseccomp cannot add architecture " + name + ": " + strerror(-r));
     }
   }
 
@@ -157,7 +185,8 @@ Napi::Value JsCompileSeccomp(const Napi::CallbackInfo &info) {
     std::string name = str_of(rule, "name");
     std::string aname = str_of(rule, "action");
     uint32_t act;
-    if (!parse_action(aname, errno_of(rule, "errnoRet", EPERM), &act)) return fail(env, ptr + "/action", "unknown action " + aname);
+    if (!parse_action(aname, errno_of(rule, "errnoRet", EPERM), &act))
+      return fail(env, ptr + "/action", "unknown action " + aname);
     if (!action_available(act)) return fail(env, ptr + "/action", "the kernel does not offer the action " + aname);
     int nr = seccomp_syscall_resolve_name(name.c_str());
     if (nr == __NR_SCMP_ERROR) {
@@ -199,10 +228,13 @@ Napi::Value JsCompileSeccomp(const Napi::CallbackInfo &info) {
   if (r < 0) return fail(env, "", std::string("libseccomp could not generate the filter: ") + strerror(-r));
   off_t size = lseek(out.fd, 0, SEEK_END);
   if (size <= 0 || size % sizeof(struct sock_filter) != 0 || size / sizeof(struct sock_filter) > BPF_MAXINSNS)
-    return fail(env, "", "the generated filter has " + std::to_string((long)size / 8) + " instructions; the kernel takes at most " + std::to_string(BPF_MAXINSNS));
+    return fail(env, "",
+                "the generated filter has " + std::to_string((long)size / 8) +
+                    " instructions; the kernel takes at most " + std::to_string(BPF_MAXINSNS));
   Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, (size_t)size);
   ssize_t got = pread(out.fd, buf.Data(), (size_t)size, 0);
-  if (got != size) return fail(env, "", std::string("reading the generated filter: ") + (got < 0 ? strerror(errno) : "short read"));
+  if (got != size)
+    return fail(env, "", std::string("reading the generated filter: ") + (got < 0 ? strerror(errno) : "short read"));
   Napi::Object res = Napi::Object::New(env);
   res.Set("filter", buf);
   res.Set("unknown", unknown);
@@ -222,8 +254,8 @@ Napi::Value JsSeccompProbe(const Napi::CallbackInfo &info) {
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, with, NULL) < 0 && errno == EFAULT) flags |= (uint32_t)f;
   }
   Napi::Array actions = Napi::Array::New(env);
-  static const char *names[] = {"SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
-                                "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG"};
+  static const char *names[] = {"SCMP_ACT_KILL",  "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
+                                "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE",        "SCMP_ACT_ALLOW",       "SCMP_ACT_LOG"};
   for (const char *n : names) {
     uint32_t act;
     if (parse_action(n, EPERM, &act) && action_available(act)) actions.Set(actions.Length(), n);

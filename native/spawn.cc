@@ -105,10 +105,11 @@ int run_id_helper(spawn_job *job, char *const *args) {
     if (n > 0) out.append(buf, n);
   close(errp[0]);
   int status;
-  while (waitpid(hp, &status, 0) < 0 && errno == EINTR) {}
+  while (waitpid(hp, &status, 0) < 0 && errno == EINTR) {
+  }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
-  job->helper_output = std::string(args[0]) + " exited with status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
-                       (out.empty() ? "" : ": " + out);
+  job->helper_output = std::string(args[0]) + " exited with status " +
+                       std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + (out.empty() ? "" : ": " + out);
   return -EPERM;
 }
 
@@ -123,8 +124,14 @@ int write_maps_for_child(spawn_job *job) {
       job->error.step = STEP_SETGROUPS_DENY;
       return r;
     }
-    if ((r = write_proc(job->pid, "uid_map", p->uid_map)) < 0) { job->error.step = STEP_UID_MAP; return r; }
-    if ((r = write_proc(job->pid, "gid_map", p->gid_map)) < 0) { job->error.step = STEP_GID_MAP; return r; }
+    if ((r = write_proc(job->pid, "uid_map", p->uid_map)) < 0) {
+      job->error.step = STEP_UID_MAP;
+      return r;
+    }
+    if ((r = write_proc(job->pid, "gid_map", p->gid_map)) < 0) {
+      job->error.step = STEP_GID_MAP;
+      return r;
+    }
   } else {
     job->error.step = STEP_ID_HELPER;
     job->error.index = 0;
@@ -154,17 +161,23 @@ int read_msg(int fd, child_msg *m) {
 int recv_fd(int sock) {
   char byte;
   struct iovec iov = {&byte, 1};
-  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
   struct msghdr msg = {};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = u.buf;
   msg.msg_controllen = sizeof u.buf;
   ssize_t n;
-  do { n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+  do {
+    n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
   if (n < 0) return -errno;
   struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  if (n != 1 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) return -EPROTO;
+  if (n != 1 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+    return -EPROTO;
   int fd;
   memcpy(&fd, CMSG_DATA(c), sizeof fd);
   return fd;
@@ -184,7 +197,10 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
     switch (job->stdio_kind[i]) {
       case STDIO_PIPE: {
         int fds[2];
-        if (pipe2(fds, O_CLOEXEC) < 0) { *failed_call = "pipe2"; return -errno; }
+        if (pipe2(fds, O_CLOEXEC) < 0) {
+          *failed_call = "pipe2";
+          return -errno;
+        }
         // stdin: the child reads; stdout/stderr: the child writes.
         job->child_stdio[i] = i == 0 ? fds[0] : fds[1];
         job->parent_stdio[i] = i == 0 ? fds[1] : fds[0];
@@ -193,7 +209,10 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
       }
       case STDIO_IGNORE:
         job->child_stdio[i] = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
-        if (job->child_stdio[i] < 0) { *failed_call = "open /dev/null"; return -errno; }
+        if (job->child_stdio[i] < 0) {
+          *failed_call = "open /dev/null";
+          return -errno;
+        }
         job->stdio[i] = job->child_stdio[i];
         break;
       default:
@@ -204,22 +223,37 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
   // in its own mount namespace (an fd of ours names a mount of this one,
   // which it cannot bind from) and refuses anything but this directory.
   job->rootfs_fd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (job->rootfs_fd < 0) { *failed_call = "open rootfs"; return -errno; }
+  if (job->rootfs_fd < 0) {
+    *failed_call = "open rootfs";
+    return -errno;
+  }
   if (p->overlay_persist) {
     job->persist_fd = open(p->overlay_persist, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (job->persist_fd < 0) { *failed_call = "open the overlay directory"; return -errno; }
+    if (job->persist_fd < 0) {
+      *failed_call = "open the overlay directory";
+      return -errno;
+    }
   }
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) < 0) { *failed_call = "pipe2"; return -errno; }
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    *failed_call = "pipe2";
+    return -errno;
+  }
   job->report_rd = fds[0];
   job->report_wr = fds[1];
   if (p->id_mode == IDMAP_PARENT || p->id_mode == IDMAP_HELPER) {
-    if (pipe2(fds, O_CLOEXEC) < 0) { *failed_call = "pipe2"; return -errno; }
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+      *failed_call = "pipe2";
+      return -errno;
+    }
     job->sync_rd = fds[0];
     job->sync_wr = fds[1];
   }
   if (p->terminal) {
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) { *failed_call = "socketpair"; return -errno; }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
+      *failed_call = "socketpair";
+      return -errno;
+    }
     job->console_parent = fds[0];
     job->console_child = fds[1];
   }
@@ -239,8 +273,16 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
 void spawn_run(spawn_job *job) {
   const launch_plan *p = job->view();
   bool vfork_style = p->id_mode == IDMAP_SELF || p->id_mode == IDMAP_NONE;
-  child_args args{p, job->report_wr, job->sync_rd, job->init_fd, job->parent_pidfd, job->console_child, job->rootfs_fd, job->persist_fd,
-                  {job->stdio[0], job->stdio[1], job->stdio[2]}, p->use_init ? job->init_argv.data() : nullptr};
+  child_args args{p,
+                  job->report_wr,
+                  job->sync_rd,
+                  job->init_fd,
+                  job->parent_pidfd,
+                  job->console_child,
+                  job->rootfs_fd,
+                  job->persist_fd,
+                  {job->stdio[0], job->stdio[1], job->stdio[2]},
+                  p->use_init ? job->init_argv.data() : nullptr};
 
   void *stack = child_stack();
   if (!stack) {
@@ -311,8 +353,10 @@ void spawn_run(spawn_job *job) {
   if (!job->failed && p->terminal) {
     // The child sent the pty master before it exec'd; it is queued already.
     int r = recv_fd(job->console_parent);
-    if (r < 0) set_error(job, STEP_TERMINAL, -r);
-    else job->terminal_fd = r;
+    if (r < 0)
+      set_error(job, STEP_TERMINAL, -r);
+    else
+      job->terminal_fd = r;
   }
   close_fd(&job->console_parent);
 
@@ -321,7 +365,8 @@ void spawn_run(spawn_job *job) {
     // (127) or never heard SYNC_MAPS_WRITTEN; make sure.
     sys_pidfd_send_signal(job->pidfd, SIGKILL);
     siginfo_t si;
-    while (sys_waitid(P_PIDFD, job->pidfd, &si, WEXITED, nullptr) < 0 && errno == EINTR) {}
+    while (sys_waitid(P_PIDFD, job->pidfd, &si, WEXITED, nullptr) < 0 && errno == EINTR) {
+    }
     close_fd(&job->pidfd);
     close_fd(&job->report_rd);
     job->pid = -1;

@@ -15,28 +15,28 @@ struct spawn_job {
   std::unique_ptr<plan_store> plan;  // read-only from here on
   const launch_plan *view() const { return &plan->plan; }
   int stdio_kind[3] = {STDIO_INHERIT, STDIO_INHERIT, STDIO_INHERIT};
-  int stdio_fd[3] = {0, 1, 2};     // for STDIO_FD / STDIO_INHERIT
+  int stdio_fd[3] = {0, 1, 2};         // for STDIO_FD / STDIO_INHERIT
   int parent_stdio[3] = {-1, -1, -1};  // our ends of pipes, handed to JS
   int child_stdio[3] = {-1, -1, -1};   // fds we opened for the child, closed after clone
   int report_rd = -1, report_wr = -1;
   int sync_rd = -1, sync_wr = -1;
   int console_parent = -1, console_child = -1;  // socketpair for the pty master (terminal only)
-  int init_fd = -1;                // borrowed, owned by the addon
-  int parent_pidfd = -1;           // borrowed: pidfd of this process, owned by the addon
-  int persist_fd = -1;             // O_PATH fd of plan.overlay_persist, checked the same way
-  int rootfs_fd = -1;              // O_PATH fd of plan.rootfs, checked by the child against its own lookup
-  int stdio[3] = {-1, -1, -1};     // fds the child places on 0, 1, 2
-  std::string report_fd_arg;       // init argv[1]
-  std::vector<char *> init_argv;   // nodularity-init REPORT_FD PATH ARGV... (pointers into the plan and report_fd_arg)
+  int init_fd = -1;                             // borrowed, owned by the addon
+  int parent_pidfd = -1;                        // borrowed: pidfd of this process, owned by the addon
+  int persist_fd = -1;                          // O_PATH fd of plan.overlay_persist, checked the same way
+  int rootfs_fd = -1;                           // O_PATH fd of plan.rootfs, checked by the child against its own lookup
+  int stdio[3] = {-1, -1, -1};                  // fds the child places on 0, 1, 2
+  std::string report_fd_arg;                    // init argv[1]
+  std::vector<char *> init_argv;  // nodularity-init REPORT_FD PATH ARGV... (pointers into the plan and report_fd_arg)
 
   // Results.
   int pid = -1;
   int pidfd = -1;
   bool failed = false;
-  child_msg error{};               // when failed
-  std::string helper_output;       // stderr of newuidmap/newgidmap when they failed
-  uint64_t clone_ns = 0;           // time the clone call blocked this thread
-  int terminal_fd = -1;            // the pty master received from the child, handed to JS
+  child_msg error{};          // when failed
+  std::string helper_output;  // stderr of newuidmap/newgidmap when they failed
+  uint64_t clone_ns = 0;      // time the clone call blocked this thread
+  int terminal_fd = -1;       // the pty master received from the child, handed to JS
 };
 
 // Main thread, before queueing: opens pipes, /dev/null and the rootfs fd,

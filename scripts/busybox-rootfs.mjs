@@ -22,7 +22,22 @@ export function findStaticBusybox() {
  * path, /etc/passwd and /etc/group, and empty mount points. Returns DIR.
  */
 export function makeBusyboxRootfs(dir, { busybox = findStaticBusybox() } = {}) {
-  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'root', 'home', 'var/tmp', 'run', 'mnt'])
+  for (const d of [
+    'bin',
+    'sbin',
+    'usr/bin',
+    'usr/sbin',
+    'etc',
+    'proc',
+    'sys',
+    'dev',
+    'tmp',
+    'root',
+    'home',
+    'var/tmp',
+    'run',
+    'mnt',
+  ])
     mkdirSync(join(dir, d), { recursive: true });
   chmodSync(join(dir, 'tmp'), 0o1777);
   // mkdtemp makes 0700 dirs; every id inside must be able to reach /.
@@ -37,7 +52,10 @@ export function makeBusyboxRootfs(dir, { busybox = findStaticBusybox() } = {}) {
     const depth = rel.split('/').length - 1;
     symlinkSync('../'.repeat(depth) + 'bin/busybox', link);
   }
-  writeFileSync(join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
+  writeFileSync(
+    join(dir, 'etc/passwd'),
+    'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+  );
   writeFileSync(join(dir, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
   writeFileSync(join(dir, 'etc/hostname'), 'busybox\n');
   writeFileSync(join(dir, 'etc/os-release'), 'NAME="nodularity busybox"\nID=busybox\n');
@@ -46,7 +64,10 @@ export function makeBusyboxRootfs(dir, { busybox = findStaticBusybox() } = {}) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const dir = process.argv[2];
-  if (!dir) { console.error('usage: busybox-rootfs.mjs DIR'); process.exit(2); }
+  if (!dir) {
+    console.error('usage: busybox-rootfs.mjs DIR');
+    process.exit(2);
+  }
   makeBusyboxRootfs(dir);
   console.log(dir);
 }

@@ -7,14 +7,32 @@ import { makeDrivers as libMakeDrivers, nodularityArgs as libNodularityArgs, LAB
 
 /** Every driver id, in the order tables list them. */
 export const DRIVER_IDS = [
-  'nodularity', 'nodularity-seccomp', 'nodularity-netns', 'nodularity-noinit', 'nodularity-parentmaps',
-  'host', 'floor', 'bwrap', 'ch-run', 'crun', 'runc',
+  'nodularity',
+  'nodularity-seccomp',
+  'nodularity-netns',
+  'nodularity-noinit',
+  'nodularity-parentmaps',
+  'host',
+  'floor',
+  'bwrap',
+  'ch-run',
+  'crun',
+  'runc',
 ];
 
 /** With --baseline DIST: the default container from another build, in the same interleaved run. */
 export const BASELINE_ID = 'nodularity-baseline';
 
-export const LABELS = { ...LIB_LABELS, [BASELINE_ID]: 'nodularity run() baseline build', nodularity: 'nodularity run()', 'nodularity-netns': 'nodularity run() +netns', 'nodularity-noinit': 'nodularity run() init off', 'nodularity-parentmaps': 'nodularity run() parent writes maps', 'nodularity-seccomp': 'nodularity run() +seccomp (default profile)', host: 'child_process.spawn (host)' };
+export const LABELS = {
+  ...LIB_LABELS,
+  [BASELINE_ID]: 'nodularity run() baseline build',
+  nodularity: 'nodularity run()',
+  'nodularity-netns': 'nodularity run() +netns',
+  'nodularity-noinit': 'nodularity run() init off',
+  'nodularity-parentmaps': 'nodularity run() parent writes maps',
+  'nodularity-seccomp': 'nodularity run() +seccomp (default profile)',
+  host: 'child_process.spawn (host)',
+};
 
 /** Import the nodularity build under test; {mod} or {error} saying what to do. */
 export async function loadNodularity(ctx) {
@@ -41,7 +59,9 @@ export async function makeDrivers(ctx, ids = DRIVER_IDS) {
   const drivers = libMakeDrivers(ctx, own, nod.error ? { error: nod.error } : nod.mod);
   if (ids.includes(BASELINE_ID)) {
     // The same 'nodularity' driver, fed the other build's module.
-    const base = ctx.baselineDist ? await loadNodularity({ ...ctx, dist: ctx.baselineDist }) : { error: 'no --baseline given' };
+    const base = ctx.baselineDist
+      ? await loadNodularity({ ...ctx, dist: ctx.baselineDist })
+      : { error: 'no --baseline given' };
     const [d] = libMakeDrivers(ctx, ['nodularity'], base.error ? { error: base.error } : base.mod);
     drivers.splice(ids.indexOf(BASELINE_ID), 0, { ...d, id: BASELINE_ID });
   }

@@ -40,11 +40,22 @@ export async function prepare({ outDir: requestedOut, dist = DIST_INDEX, baselin
   const rootfs = await ensureDefaultRootfs(outDir);
   const floor = compileC(join(BENCH_DIR, 'floor', 'floor.c'), join(outDir, 'floor'));
   const args = ['/bin/true'];
-  const runtimes = probeRuntimes({ rootfs, workDir: outDir, args, network: 'host', ids: ['host', 'bwrap', 'ch-run', 'crun', 'runc'] });
+  const runtimes = probeRuntimes({
+    rootfs,
+    workDir: outDir,
+    args,
+    network: 'host',
+    ids: ['host', 'bwrap', 'ch-run', 'crun', 'runc'],
+  });
   const context = {
     createdAt: new Date().toISOString(),
-    uid: process.getuid(), gid: process.getgid(),
-    outDir, rootfs, floor, args, network: 'host',
+    uid: process.getuid(),
+    gid: process.getgid(),
+    outDir,
+    rootfs,
+    floor,
+    args,
+    network: 'host',
     dist: resolve(dist),
     baselineDist: baseline ? resolve(baseline) : undefined,
     runtimes,
@@ -64,7 +75,11 @@ function newestMtime(dir, exts) {
   while (stack.length) {
     const d = stack.pop();
     let entries;
-    try { entries = readdirSync(d, { withFileTypes: true }); } catch { continue; }
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      continue;
+    }
     for (const e of entries) {
       const p = join(d, e.name);
       if (e.isDirectory()) stack.push(p);
@@ -86,23 +101,35 @@ export function buildStaleness(dist) {
   const stale = [];
   const walk = (dir) => {
     let entries;
-    try { entries = readdirSync(dir, { withFileTypes: true }); } catch { return; }
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
     for (const e of entries) {
       const p = join(dir, e.name);
       if (e.isDirectory()) walk(p);
       else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) {
         const out = join(REPO_DIR, 'dist', p.slice(join(REPO_DIR, 'lib').length + 1).replace(/\.ts$/, '.js'));
         let outTime = 0;
-        try { outTime = statSync(out).mtimeMs; } catch { /* not built: stale */ }
+        try {
+          outTime = statSync(out).mtimeMs;
+        } catch {
+          /* not built: stale */
+        }
         if (statSync(p).mtimeMs > outTime) stale.push(p.slice(REPO_DIR.length + 1));
       }
     }
   };
   walk(join(REPO_DIR, 'lib'));
-  if (stale.length) warnings.push(`dist/ is older than ${stale.join(', ')}: run \`npm run build:ts\` to measure the current code`);
+  if (stale.length)
+    warnings.push(`dist/ is older than ${stale.join(', ')}: run \`npm run build:ts\` to measure the current code`);
   const native = newestMtime(join(REPO_DIR, 'native'), ['.cc', '.c', '.h']);
   const addon = newestMtime(join(REPO_DIR, 'build', 'Release'), ['.node']);
-  if (native && addon && native > addon) warnings.push('the addon in build/Release is older than native/: run `npx node-gyp rebuild` to measure the current code');
+  if (native && addon && native > addon)
+    warnings.push(
+      'the addon in build/Release is older than native/: run `npx node-gyp rebuild` to measure the current code',
+    );
   return warnings;
 }
 

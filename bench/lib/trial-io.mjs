@@ -53,7 +53,11 @@ export function runTrialProcess(name, contextPath, opts = {}, nodeFlags = []) {
   for (const [k, v] of Object.entries(opts)) if (v !== undefined) args.push(`--${k}`, String(v));
   let stdout;
   try {
-    stdout = execFileSync(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 512 << 20 });
+    stdout = execFileSync(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      encoding: 'utf8',
+      maxBuffer: 512 << 20,
+    });
   } catch (e) {
     stdout = e.stdout ?? '';
     if (!stdout.trim()) return { error: `trial ${name} exited with ${e.status ?? e.signal}: ${e.message}` };

@@ -10,7 +10,12 @@ await runTrial(async () => {
   const nod = await loadNodularity(ctx);
   if (nod.error) throw new Error(nod.error);
   const t0 = Date.now();
-  const r = await runHeapTrial({ rootfs: ctx.rootfs, args: ctx.args, network: ctx.network, heapMib, runs, warmup }, nod.mod);
-  log(`  heap trial: ${heapMib} MiB asked, heapUsed ${r.heapUsedMiB.toFixed(0)} MiB, rss ${r.rssMiB.toFixed(0)} MiB (${Date.now() - t0} ms)`);
+  const r = await runHeapTrial(
+    { rootfs: ctx.rootfs, args: ctx.args, network: ctx.network, heapMib, runs, warmup },
+    nod.mod,
+  );
+  log(
+    `  heap trial: ${heapMib} MiB asked, heapUsed ${r.heapUsedMiB.toFixed(0)} MiB, rss ${r.rssMiB.toFixed(0)} MiB (${Date.now() - t0} ms)`,
+  );
   return r;
 });

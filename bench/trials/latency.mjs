@@ -7,13 +7,23 @@ import { makeDrivers, DRIVER_IDS } from '../lib/drivers.mjs';
 import { runTrial, trialArgs, log } from '../lib/trial-io.mjs';
 
 await runTrial(async () => {
-  const { ctx, runs = 400, warmup = 20, drivers: list, 'budget-ms': budgetMs = 20_000, block = 5 } =
-    trialArgs(['runs', 'warmup', 'drivers', 'budget-ms', 'block']);
+  const {
+    ctx,
+    runs = 400,
+    warmup = 20,
+    drivers: list,
+    'budget-ms': budgetMs = 20_000,
+    block = 5,
+  } = trialArgs(['runs', 'warmup', 'drivers', 'budget-ms', 'block']);
   const ids = list ? String(list).split(',') : DRIVER_IDS;
   const drivers = await makeDrivers(ctx, ids);
   let lastTenth = -1;
   const res = await runLatency(drivers, {
-    runs, warmup, block, budgetMs, log: (m) => log(`  ${m}`),
+    runs,
+    warmup,
+    block,
+    budgetMs,
+    log: (m) => log(`  ${m}`),
     onProgress: (done, total) => {
       const tenth = Math.floor((done / Math.max(1, total)) * 10);
       if (tenth !== lastTenth) log(`  latency: ${done}/${total} launches`);

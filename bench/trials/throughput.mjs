@@ -15,22 +15,31 @@ function pump(launch, total, inflight) {
     const t0 = hrtime.bigint();
     const startOne = () => {
       started++;
-      launch().then(() => {
-        if (failed) return;
-        done++;
-        if (done === total) resolve(Number(hrtime.bigint() - t0));
-        else if (started < total) startOne();
-      }, (e) => {
-        if (!failed) reject(e);
-        failed = true;
-      });
+      launch().then(
+        () => {
+          if (failed) return;
+          done++;
+          if (done === total) resolve(Number(hrtime.bigint() - t0));
+          else if (started < total) startOne();
+        },
+        (e) => {
+          if (!failed) reject(e);
+          failed = true;
+        },
+      );
     };
     for (let i = 0; i < Math.min(inflight, total); i++) startOne();
   });
 }
 
 await runTrial(async () => {
-  const { ctx, inflight = 2, count = 1500, blocks = 3, drivers: list } = trialArgs(['inflight', 'count', 'blocks', 'drivers']);
+  const {
+    ctx,
+    inflight = 2,
+    count = 1500,
+    blocks = 3,
+    drivers: list,
+  } = trialArgs(['inflight', 'count', 'blocks', 'drivers']);
   const ids = list ? String(list).split(',') : ['nodularity', 'nodularity-netns', 'host'];
   const drivers = await makeDrivers(ctx, ids);
   const perBlock = Math.max(1, Math.ceil(count / blocks));
@@ -65,7 +74,13 @@ await runTrial(async () => {
       const n = d.blocks.reduce((a, x) => a + x.n, 0);
       const ns = d.blocks.reduce((a, x) => a + x.ns, 0);
       const rates = d.blocks.map((x) => x.n / (x.ns / 1e9));
-      return { ...d, launches: n, perSec: n ? n / (ns / 1e9) : null, minBlockPerSec: rates.length ? Math.min(...rates) : null, maxBlockPerSec: rates.length ? Math.max(...rates) : null };
+      return {
+        ...d,
+        launches: n,
+        perSec: n ? n / (ns / 1e9) : null,
+        minBlockPerSec: rates.length ? Math.min(...rates) : null,
+        maxBlockPerSec: rates.length ? Math.max(...rates) : null,
+      };
     }),
   };
 });

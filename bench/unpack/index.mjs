@@ -21,7 +21,10 @@ const MIRROR_FILE = '/etc/apt/sources.list.d/debian.sources';
 
 function sh(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
-  if (r.error) throw new Error(`${cmd}: ${r.error.message}${r.error.code === 'ENOENT' ? ` (not installed? apt-get install ${cmd === 'tar' ? 'tar' : cmd})` : ''}`);
+  if (r.error)
+    throw new Error(
+      `${cmd}: ${r.error.message}${r.error.code === 'ENOENT' ? ` (not installed? apt-get install ${cmd === 'tar' ? 'tar' : cmd})` : ''}`,
+    );
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}: ${r.stderr}`);
   return r.stdout;
 }
@@ -31,14 +34,17 @@ function debianMirror() {
   try {
     const m = /^URIs:\s*(\S+)/m.exec(fs.readFileSync(MIRROR_FILE, 'utf8'));
     if (m) return m[1];
-  } catch { /* fall back */ }
+  } catch {
+    /* fall back */
+  }
   return 'http://deb.debian.org/debian';
 }
 
 function ensureRootfs() {
   const dir = path.join(out, 'debian-minbase');
   if (fs.existsSync(path.join(dir, 'etc/debian_version'))) return dir;
-  if (process.getuid() !== 0) throw new Error(`${dir} is missing and debootstrap needs root: run this benchmark once as root`);
+  if (process.getuid() !== 0)
+    throw new Error(`${dir} is missing and debootstrap needs root: run this benchmark once as root`);
   const tmp = dir + '.tmp';
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(out, { recursive: true });
@@ -64,19 +70,45 @@ function ensureLayout(rootfs) {
   const layerHex = sha(layerBytes);
   const diffId = 'sha256:' + sha(execFileSync('gzip', ['-dc', layer], { maxBuffer: 1 << 30 }));
   fs.copyFileSync(layer, path.join(layout, 'blobs/sha256', layerHex));
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diffId] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diffId] } }),
+  );
   fs.writeFileSync(path.join(layout, 'blobs/sha256', sha(config)), config);
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: 'sha256:' + sha(config), size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: 'sha256:' + layerHex, size: layerBytes.length }],
-  }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: 'sha256:' + sha(config),
+        size: config.length,
+      },
+      layers: [
+        {
+          mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+          digest: 'sha256:' + layerHex,
+          size: layerBytes.length,
+        },
+      ],
+    }),
+  );
   fs.writeFileSync(path.join(layout, 'blobs/sha256', sha(manifest)), manifest);
   fs.writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: 'sha256:' + sha(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'bench' } }],
-  }));
+  fs.writeFileSync(
+    path.join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: 'sha256:' + sha(manifest),
+          size: manifest.length,
+          annotations: { 'org.opencontainers.image.ref.name': 'bench' },
+        },
+      ],
+    }),
+  );
   return { layer, layout };
 }
 
@@ -87,8 +119,22 @@ function ensureLayout(rootfs) {
 function ensureDist(distArg) {
   if (distArg) return path.resolve(distArg);
   const dist = path.join(out, 'image-dist');
-  sh(path.join(repo, 'node_modules/.bin/tsc'), ['--outDir', dist, '--rootDir', path.join(repo, 'lib'), '--module', 'NodeNext', '--moduleResolution', 'NodeNext',
-    '--target', 'ES2022', '--strict', '--skipLibCheck', '--esModuleInterop', path.join(repo, 'lib/image/index.ts')]);
+  sh(path.join(repo, 'node_modules/.bin/tsc'), [
+    '--outDir',
+    dist,
+    '--rootDir',
+    path.join(repo, 'lib'),
+    '--module',
+    'NodeNext',
+    '--moduleResolution',
+    'NodeNext',
+    '--target',
+    'ES2022',
+    '--strict',
+    '--skipLibCheck',
+    '--esModuleInterop',
+    path.join(repo, 'lib/image/index.ts'),
+  ]);
   return dist;
 }
 
@@ -126,11 +172,19 @@ export async function main({ trials = 3, dist: distArg, scratch: scratchArg, qui
       stats = r.stats;
       inProcess.push(r.ms);
     },
-    'GNU tar -xzf': (dest) => { fs.mkdirSync(dest); sh('tar', ['-xzf', layer, '-C', dest]); },
-    'umoci unpack': (dest) => { sh('umoci', ['unpack', ...rootless, '--image', `${layout}:bench`, dest]); },
+    'GNU tar -xzf': (dest) => {
+      fs.mkdirSync(dest);
+      sh('tar', ['-xzf', layer, '-C', dest]);
+    },
+    'umoci unpack': (dest) => {
+      sh('umoci', ['unpack', ...rootless, '--image', `${layout}:bench`, dest]);
+    },
   };
   const times = Object.fromEntries(Object.keys(tools).map((k) => [k, []]));
-  const loadStart = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+  const loadStart = os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
   try {
     for (let i = 0; i < trials; i++) {
       // Interleaved, so that load from other work on the machine hits all alike.
@@ -159,7 +213,10 @@ export async function main({ trials = 3, dist: distArg, scratch: scratchArg, qui
     cpu: os.cpus()[0]?.model ?? '?',
     cpus: os.cpus().length,
     kernel: os.release(),
-    load: `${loadStart} at the start, ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} at the end`,
+    load: `${loadStart} at the start, ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} at the end`,
     uid: process.getuid(),
     layerBytes: fs.statSync(layer).size,
     uncompressedBytes: bytes,
@@ -169,17 +226,27 @@ export async function main({ trials = 3, dist: distArg, scratch: scratchArg, qui
     scratch: scratchArg ?? out,
   };
   if (!quiet) {
-    console.log(`unpack: Debian bookworm minbase, ${(meta.layerBytes / 1e6).toFixed(1)} MB gzip layer -> ${(bytes / 1e6).toFixed(1)} MB, ${files} entries; ${trials} trials, fresh process each, wall time incl. process start`);
-    console.log(`${meta.cpus} x ${meta.cpu}, Linux ${meta.kernel}, node ${meta.node}, uid ${meta.uid}, destination ${meta.scratch} (${meta.fs}), load ${meta.load}`);
+    console.log(
+      `unpack: Debian bookworm minbase, ${(meta.layerBytes / 1e6).toFixed(1)} MB gzip layer -> ${(bytes / 1e6).toFixed(1)} MB, ${files} entries; ${trials} trials, fresh process each, wall time incl. process start`,
+    );
+    console.log(
+      `${meta.cpus} x ${meta.cpu}, Linux ${meta.kernel}, node ${meta.node}, uid ${meta.uid}, destination ${meta.scratch} (${meta.fs}), load ${meta.load}`,
+    );
     console.log('| tool | median ms | best ms | MB/s | entries/s |');
     console.log('|---|---:|---:|---:|---:|');
-    for (const r of rows) console.log(`| ${r.tool} | ${r.medianMs.toFixed(0)} | ${r.bestMs.toFixed(0)} | ${r.mbPerS.toFixed(0)} | ${r.entriesPerS.toFixed(0)} |`);
+    for (const r of rows)
+      console.log(
+        `| ${r.tool} | ${r.medianMs.toFixed(0)} | ${r.bestMs.toFixed(0)} | ${r.mbPerS.toFixed(0)} | ${r.entriesPerS.toFixed(0)} |`,
+      );
   }
   return { rows, meta };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
-  const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
+  const opt = (name) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
   await main({ trials: Number(opt('--trials') ?? 5), dist: opt('--dist'), scratch: opt('--scratch') });
 }

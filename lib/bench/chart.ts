@@ -83,23 +83,29 @@ export function latencyChartSvg(rows: ChartRow[], o: ChartOptions): string {
   const dLo = [...steps].reverse().find((v) => v <= lo) ?? lo;
   const dHi = steps.find((v) => v >= hi) ?? hi;
   const plotW = W - LEFT - RIGHT;
-  const x = (ms: number) => LEFT + ((Math.log10(ms) - Math.log10(dLo)) / (Math.log10(dHi) - Math.log10(dLo) || 1)) * plotW;
+  const x = (ms: number) =>
+    LEFT + ((Math.log10(ms) - Math.log10(dLo)) / (Math.log10(dHi) - Math.log10(dLo) || 1)) * plotW;
   const H = TOP + rows.length * ROW_H + AXIS_H + 22;
   const baseIdx = o.baseline ? rows.findIndex((r) => r.label === o.baseline) : rows.findIndex((r) => r.highlight);
   const baseP50 = baseIdx >= 0 && sorted[baseIdx].length ? quantile(sorted[baseIdx], 0.5) : NaN;
 
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="13">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="13">`,
+  );
   out.push(`<title>${esc(o.title)}</title>`);
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   out.push(`<text x="16" y="26" font-size="17" font-weight="bold" fill="#212121">${esc(o.title)}</text>`);
   if (o.subtitle) out.push(`<text x="16" y="46" font-size="12" fill="#616161">${esc(o.subtitle)}</text>`);
-  out.push(`<text x="16" y="64" font-size="11" fill="#757575">${esc('dots: launches; box: p25–p75; whiskers: p10–p90; bar: p50; ◆: p99. Log scale.')}</text>`);
+  out.push(
+    `<text x="16" y="64" font-size="11" fill="#757575">${esc('dots: launches; box: p25–p75; whiskers: p10–p90; bar: p50; ◆: p99. Log scale.')}</text>`,
+  );
 
   // Grid and axis.
   const axisY = TOP + rows.length * ROW_H + 6;
   out.push('<g class="grid" stroke="#e0e0e0" stroke-width="1">');
-  for (const t of logTicks(dLo, dHi)) out.push(`<line x1="${num(x(t))}" y1="${TOP - 6}" x2="${num(x(t))}" y2="${axisY}"/>`);
+  for (const t of logTicks(dLo, dHi))
+    out.push(`<line x1="${num(x(t))}" y1="${TOP - 6}" x2="${num(x(t))}" y2="${axisY}"/>`);
   out.push('</g>');
   out.push(`<g class="axis" fill="#424242" text-anchor="middle" font-size="12">`);
   out.push(`<line x1="${LEFT}" y1="${axisY}" x2="${LEFT + plotW}" y2="${axisY}" stroke="#9e9e9e"/>`);
@@ -113,9 +119,13 @@ export function latencyChartSvg(rows: ChartRow[], o: ChartOptions): string {
     const colour = r.highlight ? ACCENT : OTHER;
     if (i % 2 === 1) out.push(`<rect x="0" y="${TOP + i * ROW_H}" width="${W}" height="${ROW_H}" fill="#fafafa"/>`);
     out.push(`<g class="row" data-runtime="${esc(r.label)}">`);
-    out.push(`<text x="${LEFT - 12}" y="${cy + 4}" text-anchor="end" fill="#212121"${r.highlight ? ' font-weight="bold"' : ''}>${esc(r.label)}</text>`);
+    out.push(
+      `<text x="${LEFT - 12}" y="${cy + 4}" text-anchor="end" fill="#212121"${r.highlight ? ' font-weight="bold"' : ''}>${esc(r.label)}</text>`,
+    );
     if (!s.length) {
-      out.push(`<text x="${LEFT + 8}" y="${cy + 4}" fill="#9e9e9e" font-style="italic">${esc(r.status ?? 'no samples')}</text>`);
+      out.push(
+        `<text x="${LEFT + 8}" y="${cy + 4}" fill="#9e9e9e" font-style="italic">${esc(r.status ?? 'no samples')}</text>`,
+      );
       out.push('</g>');
       return;
     }
@@ -130,14 +140,27 @@ export function latencyChartSvg(rows: ChartRow[], o: ChartOptions): string {
     out.push(`<g fill="${colour}" fill-opacity="0.22">${dots.join('')}</g>`);
     const [p10, p25, p50, p75, p90, p99] = [0.1, 0.25, 0.5, 0.75, 0.9, 0.99].map(q);
     const bh = ROW_H * 0.42;
-    out.push(`<line x1="${num(x(p10))}" y1="${cy}" x2="${num(x(p90))}" y2="${cy}" stroke="${colour}" stroke-width="1.5"/>`);
-    for (const w of [p10, p90]) out.push(`<line x1="${num(x(w))}" y1="${num(cy - bh / 4)}" x2="${num(x(w))}" y2="${num(cy + bh / 4)}" stroke="${colour}" stroke-width="1.5"/>`);
-    out.push(`<rect x="${num(x(p25))}" y="${num(cy - bh / 2)}" width="${num(Math.max(1, x(p75) - x(p25)))}" height="${num(bh)}" fill="${colour}" fill-opacity="0.18" stroke="${colour}" stroke-width="1.5"/>`);
-    out.push(`<line x1="${num(x(p50))}" y1="${num(cy - bh / 2 - 3)}" x2="${num(x(p50))}" y2="${num(cy + bh / 2 + 3)}" stroke="${colour}" stroke-width="3"/>`);
+    out.push(
+      `<line x1="${num(x(p10))}" y1="${cy}" x2="${num(x(p90))}" y2="${cy}" stroke="${colour}" stroke-width="1.5"/>`,
+    );
+    for (const w of [p10, p90])
+      out.push(
+        `<line x1="${num(x(w))}" y1="${num(cy - bh / 4)}" x2="${num(x(w))}" y2="${num(cy + bh / 4)}" stroke="${colour}" stroke-width="1.5"/>`,
+      );
+    out.push(
+      `<rect x="${num(x(p25))}" y="${num(cy - bh / 2)}" width="${num(Math.max(1, x(p75) - x(p25)))}" height="${num(bh)}" fill="${colour}" fill-opacity="0.18" stroke="${colour}" stroke-width="1.5"/>`,
+    );
+    out.push(
+      `<line x1="${num(x(p50))}" y1="${num(cy - bh / 2 - 3)}" x2="${num(x(p50))}" y2="${num(cy + bh / 2 + 3)}" stroke="${colour}" stroke-width="3"/>`,
+    );
     const d = x(p99);
-    out.push(`<path d="M${num(d)} ${num(cy - 5)} L${num(d + 5)} ${cy} L${num(d)} ${num(cy + 5)} L${num(d - 5)} ${cy} Z" fill="${colour}"/>`);
+    out.push(
+      `<path d="M${num(d)} ${num(cy - 5)} L${num(d + 5)} ${cy} L${num(d)} ${num(cy + 5)} L${num(d - 5)} ${cy} Z" fill="${colour}"/>`,
+    );
     const ratio = !Number.isFinite(baseP50) ? '' : i === baseIdx ? 'baseline' : `${(p50 / baseP50).toFixed(2)}×`;
-    out.push(`<text x="${LEFT + plotW + 12}" y="${cy + 4}" fill="#212121">p50 ${p50.toFixed(2)} ms<tspan dx="8" fill="#757575">${esc(ratio)}</tspan></text>`);
+    out.push(
+      `<text x="${LEFT + plotW + 12}" y="${cy + 4}" fill="#212121">p50 ${p50.toFixed(2)} ms<tspan dx="8" fill="#757575">${esc(ratio)}</tspan></text>`,
+    );
     out.push('</g>');
   });
   out.push('</svg>');

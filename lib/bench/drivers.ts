@@ -11,7 +11,10 @@ import { defaultSeccompProfile } from '../seccomp/default.js';
 /** The part of the library a driver needs; bench/index.mjs may pass another checkout's build. */
 export interface NodularityModule {
   run(spec: Spec, options?: SpawnOptions & { stdio?: unknown }): Promise<Pick<ExitResult, 'exitCode' | 'signal'>>;
-  spawn(spec: Spec, options?: SpawnOptions): { exited: Promise<ExitResult>; spawned: Promise<void>; cloneMicros?: number };
+  spawn(
+    spec: Spec,
+    options?: SpawnOptions,
+  ): { exited: Promise<ExitResult>; spawned: Promise<void>; cloneMicros?: number };
   prepareLaunch?(spec: Spec, options?: object): unknown;
   /** Builds with seccomp (issue 15) export it; the nodularity-seccomp driver needs one. */
   defaultSeccompProfile?(): unknown;
@@ -63,7 +66,10 @@ export const LAUNCH_TIMEOUT_MS = 30_000;
 function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new LaunchError(`${what}: no exit after ${LAUNCH_TIMEOUT_MS / 1000} s`)), LAUNCH_TIMEOUT_MS);
+    timer = setTimeout(
+      () => reject(new LaunchError(`${what}: no exit after ${LAUNCH_TIMEOUT_MS / 1000} s`)),
+      LAUNCH_TIMEOUT_MS,
+    );
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -90,7 +96,10 @@ function nodularityLauncher(mod: NodularityModule, ctx: DriverContext, id: strin
   const { spec, options } = nodularityArgs(ctx, id);
   return async () => {
     const res = await withTimeout(mod.run(spec, options), `nodularity ${id}`);
-    if (res.exitCode !== 0) throw new LaunchError(`${ctx.args.join(' ')} in the container: ${res.signal ? `killed by ${res.signal}` : `exit code ${res.exitCode}`}`);
+    if (res.exitCode !== 0)
+      throw new LaunchError(
+        `${ctx.args.join(' ')} in the container: ${res.signal ? `killed by ${res.signal}` : `exit code ${res.exitCode}`}`,
+      );
   };
 }
 
@@ -109,35 +118,53 @@ export function execLauncher(cmd: string, argsTemplate: string[], env?: NodeJS.P
     for (const i of idSlots) args[i] = argsTemplate[i].replaceAll('{{id}}', id);
     return args;
   };
-  return () => new Promise<void>((resolve, reject) => {
-    const args = argsFor();
-    const child = cpSpawn(cmd, args, { stdio: 'ignore', ...(env ? { env } : {}) });
-    const timer = setTimeout(() => child.kill('SIGKILL'), LAUNCH_TIMEOUT_MS);
-    child.once('error', (e) => reject(new LaunchError(`${cmd}: ${e.message}`)));
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) return resolve();
-      if (signal === 'SIGKILL') return reject(new LaunchError(`${[cmd, ...args].join(' ')}: no exit after ${LAUNCH_TIMEOUT_MS / 1000} s, killed`));
-      const again = spawnSync(cmd, argsFor(), { encoding: 'utf8', timeout: 30_000, ...(env ? { env } : {}) });
-      const why = (again.stderr || '').trim().split('\n').slice(-3).join(' | ');
-      reject(new LaunchError(`${[cmd, ...args].join(' ')}: ${signal ? 'killed by ' + signal : 'exit ' + code}${why ? ': ' + why : ''}`));
+  return () =>
+    new Promise<void>((resolve, reject) => {
+      const args = argsFor();
+      const child = cpSpawn(cmd, args, { stdio: 'ignore', ...(env ? { env } : {}) });
+      const timer = setTimeout(() => child.kill('SIGKILL'), LAUNCH_TIMEOUT_MS);
+      child.once('error', (e) => reject(new LaunchError(`${cmd}: ${e.message}`)));
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (code === 0) return resolve();
+        if (signal === 'SIGKILL')
+          return reject(
+            new LaunchError(`${[cmd, ...args].join(' ')}: no exit after ${LAUNCH_TIMEOUT_MS / 1000} s, killed`),
+          );
+        const again = spawnSync(cmd, argsFor(), { encoding: 'utf8', timeout: 30_000, ...(env ? { env } : {}) });
+        const why = (again.stderr || '').trim().split('\n').slice(-3).join(' | ');
+        reject(
+          new LaunchError(
+            `${[cmd, ...args].join(' ')}: ${signal ? 'killed by ' + signal : 'exit ' + code}${why ? ': ' + why : ''}`,
+          ),
+        );
+      });
     });
-  });
 }
 
 /**
  * Build the drivers asked for. A driver that cannot run here keeps its
  * status and reason so the report shows it instead of dropping it.
  */
-export function makeDrivers(ctx: DriverContext, ids: readonly string[], nod: NodularityModule | { error: string }): Driver[] {
+export function makeDrivers(
+  ctx: DriverContext,
+  ids: readonly string[],
+  nod: NodularityModule | { error: string },
+): Driver[] {
   return ids.map((id) => {
     const d: Driver = { id, label: LABELS[id] ?? id, status: 'ok', detail: null, launch: null };
     if (id.startsWith('nodularity')) {
       if ('error' in nod) Object.assign(d, { status: 'missing', detail: nod.error });
       else if (id === 'nodularity-parentmaps' && ctx.uid !== 0)
-        Object.assign(d, { status: 'missing', detail: 'needs root (unprivileged, ranges go through newuidmap and /etc/subuid)' });
+        Object.assign(d, {
+          status: 'missing',
+          detail: 'needs root (unprivileged, ranges go through newuidmap and /etc/subuid)',
+        });
       else if (id === 'nodularity-seccomp' && typeof nod.defaultSeccompProfile !== 'function')
-        Object.assign(d, { status: 'missing', detail: 'this build has no seccomp support (it would ignore linux.seccomp)' });
+        Object.assign(d, {
+          status: 'missing',
+          detail: 'this build has no seccomp support (it would ignore linux.seccomp)',
+        });
       else d.launch = nodularityLauncher(nod, ctx, id);
     } else if (id === 'floor') {
       if (ctx.floor) d.launch = execLauncher(ctx.floor, [ctx.rootfs]);
@@ -145,7 +172,8 @@ export function makeDrivers(ctx: DriverContext, ids: readonly string[], nod: Nod
     } else {
       const rt = ctx.runtimes[id];
       if (!rt) Object.assign(d, { status: 'missing', detail: 'not probed' });
-      else if (rt.status !== 'ok') Object.assign(d, { status: rt.status, detail: rt.detail, version: rt.version ?? null });
+      else if (rt.status !== 'ok')
+        Object.assign(d, { status: rt.status, detail: rt.detail, version: rt.version ?? null });
       else {
         Object.assign(d, { note: rt.note ?? null, version: rt.version ?? null });
         d.launch = execLauncher(rt.cmd!, rt.args!, rt.envAdd ? { ...process.env, ...rt.envAdd } : undefined);

@@ -28,9 +28,16 @@ function entry(name: string): { file: string; execArgv: string[] } {
 // ---- phases ----------------------------------------------------------------
 
 /** One strace line: pid, time (s), syscall name and the rest. */
-interface Ev { pid: number; t: number; name: string; rest: string; resumed: boolean }
+interface Ev {
+  pid: number;
+  t: number;
+  name: string;
+  rest: string;
+  resumed: boolean;
+}
 
-const TRACED = 'clone,clone3,execve,execveat,openat,write,sethostname,mount,mount_setattr,umount2,pivot_root,chdir,close_range,exit_group,wait4,waitid,access,faccessat,faccessat2';
+const TRACED =
+  'clone,clone3,execve,execveat,openat,write,sethostname,mount,mount_setattr,umount2,pivot_root,chdir,close_range,exit_group,wait4,waitid,access,faccessat,faccessat2';
 
 /** Parse `strace -f -ttt` output into events. */
 export function parseStrace(text: string): Ev[] {
@@ -38,9 +45,11 @@ export function parseStrace(text: string): Ev[] {
   for (const line of text.split('\n')) {
     const m = /^(\d+)\s+(\d+\.\d+)\s+(?:<\.\.\. (\w+) resumed>(.*)|(\w+)\((.*))$/.exec(line);
     if (!m) continue;
-    evs.push(m[3]
-      ? { pid: +m[1], t: +m[2], name: m[3], rest: m[4], resumed: true }
-      : { pid: +m[1], t: +m[2], name: m[5], rest: m[6], resumed: false });
+    evs.push(
+      m[3]
+        ? { pid: +m[1], t: +m[2], name: m[3], rest: m[4], resumed: true }
+        : { pid: +m[1], t: +m[2], name: m[5], rest: m[6], resumed: false },
+    );
   }
   return evs;
 }
@@ -66,11 +75,17 @@ export type PhaseTimes = Record<(typeof PHASES)[number][0] | 'total', number>;
  */
 export function phasesFromTrace(evs: Ev[]): PhaseTimes[] {
   const out: PhaseTimes[] = [];
-  const marks = evs.filter((e) => !e.resumed && /^(access|faccessat2?)$/.test(e.name) && e.rest.includes('nodularity-bench-phase-mark'));
-  const clones = evs.filter((e) => !e.resumed && (e.name === 'clone' || e.name === 'clone3') && /CLONE_NEW(USER|PID)/.test(e.rest));
+  const marks = evs.filter(
+    (e) => !e.resumed && /^(access|faccessat2?)$/.test(e.name) && e.rest.includes('nodularity-bench-phase-mark'),
+  );
+  const clones = evs.filter(
+    (e) => !e.resumed && (e.name === 'clone' || e.name === 'clone3') && /CLONE_NEW(USER|PID)/.test(e.rest),
+  );
   for (const c of clones) {
     // The clone's return value is on the same line, or on its "resumed" line in the same thread.
-    const done = / = (\d+)$/.exec(c.rest) ? c : evs.find((e) => e.resumed && e.pid === c.pid && e.name === c.name && e.t >= c.t);
+    const done = / = (\d+)$/.exec(c.rest)
+      ? c
+      : evs.find((e) => e.resumed && e.pid === c.pid && e.name === c.name && e.t >= c.t);
     const child = Number(/ = (\d+)$/.exec(done?.rest ?? '')?.[1]);
     if (!child) continue;
     const mine = evs.filter((e) => e.pid === child && !e.resumed);
@@ -89,7 +104,9 @@ export function phasesFromTrace(evs: Ev[]): PhaseTimes[] {
     const payloadExec = evs.find((e) => !e.resumed && e.name === 'execve' && e.pid !== child && e.t > tExec);
     if (!payloadExec) continue;
     const payloadExit = evs.find((e) => e.pid === payloadExec.pid && e.name === 'exit_group' && e.t > payloadExec.t);
-    const waitid = evs.find((e) => !e.resumed && e.name === 'waitid' && e.rest.startsWith('P_PIDFD') && e.t > (payloadExit?.t ?? Infinity));
+    const waitid = evs.find(
+      (e) => !e.resumed && e.name === 'waitid' && e.rest.startsWith('P_PIDFD') && e.t > (payloadExit?.t ?? Infinity),
+    );
     if (!payloadExit || !waitid) continue;
     const mark = [...marks].reverse().find((m) => m.t <= c.t);
     const ms = (a: number, b: number) => (b - a) * 1000;
@@ -123,22 +140,51 @@ export async function phasesSection(x: ExtraContext, runs = 20, untracedP50?: nu
   try {
     const { file, execArgv } = entry('phase-probe');
     const traceFile = join(dir, 'trace.txt');
-    const r = spawnSync(strace, ['-f', '-ttt', '-qq', '--seccomp-bpf', '-e', `trace=${TRACED}`, '-o', traceFile,
-      process.execPath, ...execArgv, file, '--rootfs', x.rootfs, '--runs', String(runs), '--network', x.network, '--args', JSON.stringify(x.args)],
-    { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
-    if (r.status !== 0) throw new Error(`--phases: strace ${file} failed (${r.status ?? r.signal}): ${r.stderr.trim().slice(-500)}`);
+    const r = spawnSync(
+      strace,
+      [
+        '-f',
+        '-ttt',
+        '-qq',
+        '--seccomp-bpf',
+        '-e',
+        `trace=${TRACED}`,
+        '-o',
+        traceFile,
+        process.execPath,
+        ...execArgv,
+        file,
+        '--rootfs',
+        x.rootfs,
+        '--runs',
+        String(runs),
+        '--network',
+        x.network,
+        '--args',
+        JSON.stringify(x.args),
+      ],
+      { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    if (r.status !== 0)
+      throw new Error(`--phases: strace ${file} failed (${r.status ?? r.signal}): ${r.stderr.trim().slice(-500)}`);
     const launches = phasesFromTrace(parseStrace(readFileSync(traceFile, 'utf8')));
     if (!launches.length) throw new Error(`--phases: no launch recognised in the trace ${traceFile}`);
     const med = (k: keyof PhaseTimes) => median(launches.map((l) => l[k]));
     const total = med('total');
     const rows = PHASES.map(([k, what]) => [k, what, fmt(med(k)), `${fmt((med(k) / total) * 100, 1)} %`]);
     rows.push(['total', 'marker -> waitid, traced', fmt(total), '100 %']);
-    if (untracedP50 !== undefined) rows.push(['untraced', 'spawn -> exit p50 of the main run, for scale', fmt(untracedP50), '']);
+    if (untracedP50 !== undefined)
+      rows.push(['untraced', 'spawn -> exit p50 of the main run, for scale', fmt(untracedP50), '']);
     const h = ['phase', 'from -> to', 'ms', 'share'];
-    const foot = 'strace stops the process at each traced syscall, so these times are inflated (most where syscalls are dense: mounts); read the shares, not the absolute values.';
+    const foot =
+      'strace stops the process at each traced syscall, so these times are inflated (most where syscalls are dense: mounts); read the shares, not the absolute values.';
     return {
       title,
-      data: { runs, launches, median: Object.fromEntries([...PHASES.map(([k]) => k), 'total'].map((k) => [k, med(k as keyof PhaseTimes)])) },
+      data: {
+        runs,
+        launches,
+        median: Object.fromEntries([...PHASES.map(([k]) => k), 'total'].map((k) => [k, med(k as keyof PhaseTimes)])),
+      },
       text: `${table(h, rows, { align: 'llrr' })}\n${foot}`,
       markdown: `${table(h, rows, { markdown: true, align: 'llrr' })}\n\n${foot}`,
     };
@@ -160,9 +206,29 @@ export async function heapSection(x: ExtraContext, heapMib: number, runs: number
   const trials: HeapTrialResult[] = [];
   for (let r = 0; r < rounds; r++) {
     for (const mib of [0, heapMib]) {
-      const p = spawnSync(process.execPath, [...flags, ...execArgv, file, '--rootfs', x.rootfs, '--heap-mib', String(mib), '--runs', String(runs), '--network', x.network, '--args', JSON.stringify(x.args)],
-        { encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
-      if (p.status !== 0) throw new Error(`--heap: trial process (${mib} MiB) failed: ${(p.stderr || String(p.error)).trim().slice(-500)}`);
+      const p = spawnSync(
+        process.execPath,
+        [
+          ...flags,
+          ...execArgv,
+          file,
+          '--rootfs',
+          x.rootfs,
+          '--heap-mib',
+          String(mib),
+          '--runs',
+          String(runs),
+          '--network',
+          x.network,
+          '--args',
+          JSON.stringify(x.args),
+        ],
+        { encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      if (p.status !== 0)
+        throw new Error(
+          `--heap: trial process (${mib} MiB) failed: ${(p.stderr || String(p.error)).trim().slice(-500)}`,
+        );
       const t = JSON.parse(p.stdout.trim().split('\n').pop()!) as HeapTrialResult;
       for (const s of [t.nodularity, t.child_process]) if (s.status !== 'ok') throw new Error(`--heap: ${s.detail}`);
       trials.push(t);
@@ -176,7 +242,8 @@ export async function heapSection(x: ExtraContext, heapMib: number, runs: number
       host: pct(summarize(trials[i].child_process.samples).p50, summarize(trials[i + 1].child_process.samples).p50),
     });
   }
-  const pool = (big: boolean, f: (t: HeapTrialResult) => number[]) => summarize(trials.filter((t) => (t.heapMib > 0) === big).flatMap(f));
+  const pool = (big: boolean, f: (t: HeapTrialResult) => number[]) =>
+    summarize(trials.filter((t) => t.heapMib > 0 === big).flatMap(f));
   const line = (label: string, f: (t: HeapTrialResult) => number[]) => {
     const [s, b] = [pool(false, f), pool(true, f)];
     return [label, fmt(s.p50), fmt(b.p50), `${fmt(pct(s.p50, b.p50), 1)} %`];
@@ -192,7 +259,20 @@ export async function heapSection(x: ExtraContext, heapMib: number, runs: number
   const foot = `p50 difference, median of ${pairs.length} pairs: nodularity ${fmt(median(pairs.map((p) => p.nodularity)), 1)} %, host child_process ${fmt(median(pairs.map((p) => p.host)), 1)} %`;
   return {
     title: `Node heap size: fresh processes with ~0 vs ${fmt(big.heapUsedMiB, 0)} MiB of JS heap (rss ${fmt(small.rssMiB, 0)} vs ${fmt(big.rssMiB, 0)} MiB), ${runs} launches each`,
-    data: { heapMib, runs, rounds, pairs, trials: trials.map((t) => ({ heapMib: t.heapMib, heapUsedMiB: t.heapUsedMiB, rssMiB: t.rssMiB, nodularity: summarize(t.nodularity.samples), host: summarize(t.child_process.samples), block: summarize(t.nodularity.block) })) },
+    data: {
+      heapMib,
+      runs,
+      rounds,
+      pairs,
+      trials: trials.map((t) => ({
+        heapMib: t.heapMib,
+        heapUsedMiB: t.heapUsedMiB,
+        rssMiB: t.rssMiB,
+        nodularity: summarize(t.nodularity.samples),
+        host: summarize(t.child_process.samples),
+        block: summarize(t.nodularity.block),
+      })),
+    },
     text: `${table(h, rows)}\n${foot}`,
     markdown: `${table(h, rows, { markdown: true })}\n\n${foot}`,
   };
@@ -208,7 +288,9 @@ function hostRun(file: string, args: string[]): Promise<number> {
     const t0 = hrtime.bigint();
     const c = cpSpawn(file, args, { stdio: 'ignore' });
     c.once('error', reject);
-    c.once('exit', (code) => (code === 0 ? resolve(Number(hrtime.bigint() - t0)) : reject(new Error(`${file}: exit ${code}`))));
+    c.once('exit', (code) =>
+      code === 0 ? resolve(Number(hrtime.bigint() - t0)) : reject(new Error(`${file}: exit ${code}`)),
+    );
   });
 }
 
@@ -220,7 +302,13 @@ function hostRun(file: string, args: string[]): Promise<number> {
  */
 export async function cpuSection(x: ExtraContext, rounds = 7): Promise<ExtraSection> {
   const rootfs = await ensureDefaultRootfs(x.out);
-  const ctx = { rootfs, args: ['/bin/busybox', 'sh', '-c', CPU_LOOP], network: x.network, uid: process.getuid!(), runtimes: {} };
+  const ctx = {
+    rootfs,
+    args: ['/bin/busybox', 'sh', '-c', CPU_LOOP],
+    network: x.network,
+    uid: process.getuid!(),
+    runtimes: {},
+  };
   const { spec, options } = nodularityArgs(ctx, 'nodularity');
   const inside: number[] = [];
   const outside: number[] = [];

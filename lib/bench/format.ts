@@ -22,7 +22,10 @@ export function table(header: string[], rows: string[][], { markdown = false, al
   const line = (r: string[]) =>
     r.map((cell, c) => (left(c) ? String(cell ?? '').padEnd(widths[c]) : String(cell ?? '').padStart(widths[c])));
   if (markdown) {
-    const out = [`| ${line(header).join(' | ')} |`, `|${widths.map((w, c) => (left(c) ? ':' + '-'.repeat(w + 1) : '-'.repeat(w + 1) + ':')).join('|')}|`];
+    const out = [
+      `| ${line(header).join(' | ')} |`,
+      `|${widths.map((w, c) => (left(c) ? ':' + '-'.repeat(w + 1) : '-'.repeat(w + 1) + ':')).join('|')}|`,
+    ];
     for (const r of rows) out.push(`| ${line(r).join(' | ')} |`);
     return out.join('\n');
   }

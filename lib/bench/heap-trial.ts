@@ -26,7 +26,11 @@ export interface HeapTrialOptions {
   warmup?: number;
 }
 
-interface Series { status: 'ok' | 'failed' | 'missing'; detail: string | null; samples: number[] }
+interface Series {
+  status: 'ok' | 'failed' | 'missing';
+  detail: string | null;
+  samples: number[];
+}
 
 export interface HeapTrialResult {
   trial: 'heap';
@@ -55,7 +59,9 @@ function onHost(args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const c = cpSpawn(args[0], args.slice(1), { stdio: 'ignore' });
     c.once('error', reject);
-    c.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${args.join(' ')} on the host: exit ${code}`))));
+    c.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${args.join(' ')} on the host: exit ${code}`)),
+    );
   });
 }
 
@@ -67,7 +73,10 @@ export async function runHeapTrial(o: HeapTrialOptions, mod: NodularityModule): 
   const ctx = { rootfs: o.rootfs, args: o.args, network: o.network, uid: process.getuid!(), runtimes: {} };
   const { spec, options } = nodularityArgs(ctx, 'nodularity');
   const result: HeapTrialResult = {
-    trial: 'heap', heapMib: o.heapMib, heapUsedMiB: mem.heapUsed / 2 ** 20, rssMiB: mem.rss / 2 ** 20,
+    trial: 'heap',
+    heapMib: o.heapMib,
+    heapUsedMiB: mem.heapUsed / 2 ** 20,
+    rssMiB: mem.rss / 2 ** 20,
     nodularity: { status: 'ok', detail: null, samples: [], block: [], toSpawned: [], cloneWindow: [], plan: [] },
     child_process: { status: 'ok', detail: null, samples: [] },
     retainedChunks: 0,
@@ -83,10 +92,18 @@ export async function runHeapTrial(o: HeapTrialOptions, mod: NodularityModule): 
     const h = mod.spawn(spec, options);
     const b = hrtime.bigint();
     let spawnedAt: bigint | null = null;
-    h.spawned.then(() => { spawnedAt = hrtime.bigint(); }, () => {});
+    h.spawned.then(
+      () => {
+        spawnedAt = hrtime.bigint();
+      },
+      () => {},
+    );
     const res = await h.exited;
     const c = hrtime.bigint();
-    if (res.exitCode !== 0) throw new Error(`${o.args.join(' ')} in the container: exit ${res.exitCode}${res.signal ? ' signal ' + res.signal : ''}`);
+    if (res.exitCode !== 0)
+      throw new Error(
+        `${o.args.join(' ')} in the container: exit ${res.exitCode}${res.signal ? ' signal ' + res.signal : ''}`,
+      );
     if (!record) return;
     result.nodularity.block.push(Number(b - a));
     result.nodularity.samples.push(Number(c - a));
@@ -102,9 +119,16 @@ export async function runHeapTrial(o: HeapTrialOptions, mod: NodularityModule): 
   const warmup = o.warmup ?? 10;
   for (let r = -warmup; r < o.runs; r++) {
     // Alternate which goes first so neither always follows the other.
-    const order: [Series, (rec: boolean) => Promise<void>][] = r & 1
-      ? [[result.child_process, launchCp], [result.nodularity, launchNod]]
-      : [[result.nodularity, launchNod], [result.child_process, launchCp]];
+    const order: [Series, (rec: boolean) => Promise<void>][] =
+      r & 1
+        ? [
+            [result.child_process, launchCp],
+            [result.nodularity, launchNod],
+          ]
+        : [
+            [result.nodularity, launchNod],
+            [result.child_process, launchCp],
+          ];
     for (const [series, launch] of order) {
       if (series.status !== 'ok') continue;
       try {
@@ -121,12 +145,26 @@ export async function runHeapTrial(o: HeapTrialOptions, mod: NodularityModule): 
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { values: v } = parseArgs({ options: { rootfs: { type: 'string' }, 'heap-mib': { type: 'string' }, runs: { type: 'string' }, network: { type: 'string' }, args: { type: 'string' } } });
+  const { values: v } = parseArgs({
+    options: {
+      rootfs: { type: 'string' },
+      'heap-mib': { type: 'string' },
+      runs: { type: 'string' },
+      network: { type: 'string' },
+      args: { type: 'string' },
+    },
+  });
   const mod = (await import('../index.js')) as unknown as NodularityModule;
-  const r = await runHeapTrial({
-    rootfs: v.rootfs!, heapMib: Number(v['heap-mib'] ?? 0), runs: Number(v.runs ?? 100),
-    network: (v.network ?? 'host') as Network, args: v.args ? JSON.parse(v.args) : ['/bin/true'],
-  }, mod);
+  const r = await runHeapTrial(
+    {
+      rootfs: v.rootfs!,
+      heapMib: Number(v['heap-mib'] ?? 0),
+      runs: Number(v.runs ?? 100),
+      network: (v.network ?? 'host') as Network,
+      args: v.args ? JSON.parse(v.args) : ['/bin/true'],
+    },
+    mod,
+  );
   process.stdout.write(JSON.stringify(r) + '\n');
   process.exit(0);
 }

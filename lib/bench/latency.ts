@@ -53,7 +53,13 @@ export interface LatencyResult {
 }
 
 /** Run `count` launches keeping up to `inflight` outstanding; per-launch ns go to `out`. Rejects on the first failure. */
-async function turn(launch: () => Promise<void>, count: number, inflight: number, out: number[] | null, tick: () => void): Promise<void> {
+async function turn(
+  launch: () => Promise<void>,
+  count: number,
+  inflight: number,
+  out: number[] | null,
+  tick: () => void,
+): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < count) {
@@ -75,8 +81,16 @@ export async function runLatency(drivers: Driver[], o: LatencyOptions): Promise<
   const perTurn = block * concurrency;
   const rounds = Math.ceil(runs / perTurn);
   const res: (DriverResult & { launch: Driver['launch'] })[] = drivers.map((d) => ({
-    id: d.id, label: d.label, status: d.status, detail: d.detail, version: d.version, note: d.note, launch: d.launch,
-    samples: [], wallNs: 0, stride: 1,
+    id: d.id,
+    label: d.label,
+    status: d.status,
+    detail: d.detail,
+    version: d.version,
+    note: d.note,
+    launch: d.launch,
+    samples: [],
+    wallNs: 0,
+    stride: 1,
   }));
   const fail = (d: DriverResult, e: unknown) => {
     d.status = 'failed';

@@ -23,8 +23,19 @@ export interface DriverRow extends Partial<Summary> {
 /** One row per driver, ratios against `baseline` when it ran. */
 export function driverRows(lat: LatencyResult, baseline = 'nodularity'): DriverRow[] {
   const rows: DriverRow[] = lat.drivers.map((d: DriverResult) => {
-    const row: DriverRow = { id: d.id, label: d.label, status: d.status, detail: d.detail, note: d.note ?? null, version: d.version ?? null, stride: d.stride };
-    if (d.samples.length) Object.assign(row, summarize(d.samples), { launchesPerSec: d.wallNs ? d.samples.length / (d.wallNs / 1e9) : NaN });
+    const row: DriverRow = {
+      id: d.id,
+      label: d.label,
+      status: d.status,
+      detail: d.detail,
+      note: d.note ?? null,
+      version: d.version ?? null,
+      stride: d.stride,
+    };
+    if (d.samples.length)
+      Object.assign(row, summarize(d.samples), {
+        launchesPerSec: d.wallNs ? d.samples.length / (d.wallNs / 1e9) : NaN,
+      });
     return row;
   });
   const base = rows.find((r) => r.id === baseline && r.n);
@@ -37,13 +48,38 @@ export function driverRows(lat: LatencyResult, baseline = 'nodularity'): DriverR
   return rows;
 }
 
-const HEADER = ['runtime', 'n', 'p50 ms', 'p90 ms', 'p99 ms', 'min ms', 'max ms', 'mean ms', 'launch/s', 'x p50', 'status'];
+const HEADER = [
+  'runtime',
+  'n',
+  'p50 ms',
+  'p90 ms',
+  'p99 ms',
+  'min ms',
+  'max ms',
+  'mean ms',
+  'launch/s',
+  'x p50',
+  'status',
+];
 const ALIGN = 'lrrrrrrrrrl';
 
 function cells(r: DriverRow): string[] {
   if (!r.n) return [r.label, '0', '-', '-', '-', '-', '-', '-', '-', '-', r.status === 'ok' ? 'not run' : r.status];
-  const status = r.status !== 'ok' ? `${r.status} after ${r.n}` : r.stride > 1 ? `1 round in ${r.stride}` : r.note ? 'see note' : '';
-  return [r.label, String(r.n), fmt(r.p50), fmt(r.p90), fmt(r.p99), fmt(r.min), fmt(r.max), fmt(r.mean), fmt(r.launchesPerSec, 0), fmt(r.ratioP50, 2), status];
+  const status =
+    r.status !== 'ok' ? `${r.status} after ${r.n}` : r.stride > 1 ? `1 round in ${r.stride}` : r.note ? 'see note' : '';
+  return [
+    r.label,
+    String(r.n),
+    fmt(r.p50),
+    fmt(r.p90),
+    fmt(r.p99),
+    fmt(r.min),
+    fmt(r.max),
+    fmt(r.mean),
+    fmt(r.launchesPerSec, 0),
+    fmt(r.ratioP50, 2),
+    status,
+  ];
 }
 
 /** Notes for the rows: why a runtime is missing or failed, and what differs in its container. */

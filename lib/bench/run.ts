@@ -11,7 +11,17 @@ import { latencyChartSvg } from './chart.js';
 import { makeDrivers, type DriverContext, type NodularityModule } from './drivers.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { driverRows, latencyTable, rowNotes, type DriverRow } from './report.js';
-import { ensureDefaultRootfs, machineInfo, probeRuntimes, which, writableDir, type CompareId, type MachineInfo, type Network, type RuntimeProbe } from './setup.js';
+import {
+  ensureDefaultRootfs,
+  machineInfo,
+  probeRuntimes,
+  which,
+  writableDir,
+  type CompareId,
+  type MachineInfo,
+  type Network,
+  type RuntimeProbe,
+} from './setup.js';
 import type { ExtraContext, ExtraSection } from './section.js';
 
 export type { ExtraSection };
@@ -44,7 +54,16 @@ export interface BenchOptions {
 export interface BenchResult {
   machine: MachineInfo;
   command: string;
-  options: { runs: number; concurrency: number; network: Network; compare: string[]; image: string; args: string[]; block: number; warmup: number };
+  options: {
+    runs: number;
+    concurrency: number;
+    network: Network;
+    compare: string[];
+    image: string;
+    args: string[];
+    block: number;
+    warmup: number;
+  };
   runtimes: Record<string, RuntimeProbe>;
   latency: LatencyResult;
   rows: DriverRow[];
@@ -68,13 +87,16 @@ export async function resolveImage(image: string | undefined, out: string, args:
     } catch {
       throw new BenchUsageError(`--image ${image}: no such directory`);
     }
-    if (!st.isDirectory()) throw new BenchUsageError(`--image ${image}: not a directory (an unpacked root file system is expected)`);
+    if (!st.isDirectory())
+      throw new BenchUsageError(`--image ${image}: not a directory (an unpacked root file system is expected)`);
   }
   if (isAbsolute(args[0])) {
     try {
       lstatSync(join(rootfs, args[0]));
     } catch {
-      throw new BenchUsageError(`${image === undefined ? 'the default image' : `--image ${image}`}: the payload ${args[0]} does not exist in ${rootfs}`);
+      throw new BenchUsageError(
+        `${image === undefined ? 'the default image' : `--image ${image}`}: the payload ${args[0]} does not exist in ${rootfs}`,
+      );
     }
   }
   return rootfs;
@@ -86,25 +108,36 @@ export async function runBench(o: BenchOptions, nod: NodularityModule | { error:
   const log = o.log ?? (() => {});
   const machine = machineInfo();
   const out = resolve(o.out);
-  if (!writableDir(out)) throw new BenchUsageError(`--out ${o.out}: cannot create or write this directory as uid ${process.getuid!()}`);
+  if (!writableDir(out))
+    throw new BenchUsageError(`--out ${o.out}: cannot create or write this directory as uid ${process.getuid!()}`);
   const rootfs = await resolveImage(o.image, out, o.args);
   const workDir = join(out, 'work');
   mkdirSync(workDir, { recursive: true });
 
   log(`probing ${o.compare.join(', ') || 'no other runtimes'}`);
   const runtimes = probeRuntimes({ rootfs, workDir, args: o.args, network: o.network, ids: o.compare });
-  for (const rt of Object.values(runtimes)) log(`${rt.name}: ${rt.status}${rt.version ? ` (${rt.version})` : ''}${rt.detail ? ` - ${rt.detail}` : ''}`);
+  for (const rt of Object.values(runtimes))
+    log(`${rt.name}: ${rt.status}${rt.version ? ` (${rt.version})` : ''}${rt.detail ? ` - ${rt.detail}` : ''}`);
 
   const ctx: DriverContext = { rootfs, args: o.args, network: o.network, uid: process.getuid!(), runtimes };
   const drivers = makeDrivers(ctx, ['nodularity', ...o.compare], nod);
   const block = o.block ?? 5;
   const warmup = o.warmup ?? Math.min(10, o.runs);
-  const latency = await runLatency(drivers, { runs: o.runs, block, warmup, concurrency: o.concurrency, onProgress: o.onProgress, log });
+  const latency = await runLatency(drivers, {
+    runs: o.runs,
+    block,
+    warmup,
+    concurrency: o.concurrency,
+    onProgress: o.onProgress,
+    log,
+  });
   const rows = driverRows(latency);
   const notes = rowNotes(rows);
   const busiest = Math.max(machine.loadavg[0] ?? 0, loadavg()[0] ?? 0);
   if (busiest > machine.nproc / 2)
-    notes.push(`other work kept the machine busy (1-min load average up to ${busiest.toFixed(2)} on ${machine.nproc} CPUs): absolute times are inflated; ratios within one run suffer less`);
+    notes.push(
+      `other work kept the machine busy (1-min load average up to ${busiest.toFixed(2)} on ${machine.nproc} CPUs): absolute times are inflated; ratios within one run suffer less`,
+    );
 
   const extras: Record<string, ExtraSection> = {};
   for (const [name, fn] of Object.entries(o.extras ?? {})) {
@@ -115,12 +148,30 @@ export async function runBench(o: BenchOptions, nod: NodularityModule | { error:
   }
 
   const stamp = machine.date.replace(/[:.]/g, '-');
-  const files = { json: join(out, `bench-${stamp}.json`), markdown: join(out, `bench-${stamp}.md`), svg: join(out, `bench-${stamp}.svg`), png: null as string | null };
+  const files = {
+    json: join(out, `bench-${stamp}.json`),
+    markdown: join(out, `bench-${stamp}.md`),
+    svg: join(out, `bench-${stamp}.svg`),
+    png: null as string | null,
+  };
   const result: BenchResult = {
     machine,
     command: o.command ?? 'nodularity bench',
-    options: { runs: o.runs, concurrency: o.concurrency, network: o.network, compare: o.compare, image: rootfs, args: o.args, block, warmup },
-    runtimes, latency, rows, notes, extras,
+    options: {
+      runs: o.runs,
+      concurrency: o.concurrency,
+      network: o.network,
+      compare: o.compare,
+      image: rootfs,
+      args: o.args,
+      block,
+      warmup,
+    },
+    runtimes,
+    latency,
+    rows,
+    notes,
+    extras,
     elapsedSeconds: (Date.now() - started) / 1000,
     loadavgAtEnd: loadavg(),
     files,
@@ -144,7 +195,8 @@ export function chartOf(r: BenchResult): string {
     })),
     {
       title: `Container start latency: ${o.args.join(' ')}, ${o.runs} launches each`,
-      subtitle: `${r.machine.nproc} CPU ${r.machine.cpu ?? ''}, ${r.machine.kernel}, Node ${r.machine.node}, uid ${r.machine.uid}, ` +
+      subtitle:
+        `${r.machine.nproc} CPU ${r.machine.cpu ?? ''}, ${r.machine.kernel}, Node ${r.machine.node}, uid ${r.machine.uid}, ` +
         `network ${o.network}, ${o.concurrency} in flight, ${r.machine.date.slice(0, 10)}`,
     },
   );
@@ -190,10 +242,14 @@ export function renderText(r: BenchResult): string {
 
 /** The Markdown report. */
 export function renderMarkdown(r: BenchResult): string {
-  const parts = [header(r).map((h) => `${h}  `).join('\n'), `### ${latencyTitle(r)}\n\n${latencyTable(r.rows, true)}`];
+  const parts = [
+    header(r)
+      .map((h) => `${h}  `)
+      .join('\n'),
+    `### ${latencyTitle(r)}\n\n${latencyTable(r.rows, true)}`,
+  ];
   if (r.notes.length) parts.push(`### Notes\n\n${r.notes.map((n) => `- ${n}`).join('\n')}`);
   for (const e of Object.values(r.extras)) parts.push(`### ${e.title}\n\n${e.markdown}`);
   parts.push(`![latency chart](${r.files.svg.split('/').pop()})`);
   return parts.join('\n\n') + '\n';
 }
-

@@ -7,7 +7,14 @@
 // bench/index.mjs, so both ask the other runtimes for the same container.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { availableParallelism, loadavg, machine as osMachine, release as osRelease, type as osType, userInfo } from 'node:os';
+import {
+  availableParallelism,
+  loadavg,
+  machine as osMachine,
+  release as osRelease,
+  type as osType,
+  userInfo,
+} from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Spec } from '../oci/spec.js';
@@ -51,7 +58,12 @@ import { which } from '../which.js';
 export { which };
 
 function firstLine(s: unknown): string {
-  return String(s ?? '').split('\n').map((l) => l.trim()).find(Boolean) ?? '';
+  return (
+    String(s ?? '')
+      .split('\n')
+      .map((l) => l.trim())
+      .find(Boolean) ?? ''
+  );
 }
 
 function versionOf(path: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -113,8 +125,17 @@ export interface BenchSpecOptions {
  * read-only root, fresh /proc, tmpfs /dev.
  */
 export function benchSpec(rootfs: string, o: BenchSpecOptions = {}): Spec {
-  const { net = false, userns = true, maps = true, uid = process.getuid!(), gid = process.getgid!(), args = ['/bin/true'] } = o;
-  const types = [userns && 'user', 'mount', 'pid', 'ipc', 'uts', net && 'network'].filter((x): x is string => Boolean(x));
+  const {
+    net = false,
+    userns = true,
+    maps = true,
+    uid = process.getuid!(),
+    gid = process.getgid!(),
+    args = ['/bin/true'],
+  } = o;
+  const types = [userns && 'user', 'mount', 'pid', 'ipc', 'uts', net && 'network'].filter((x): x is string =>
+    Boolean(x),
+  );
   const spec = {
     ociVersion: '1.0.2',
     process: {
@@ -129,7 +150,12 @@ export function benchSpec(rootfs: string, o: BenchSpecOptions = {}): Spec {
     hostname: 'bench',
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      },
     ],
     linux: { namespaces: types.map((type) => ({ type })) } as Record<string, unknown>,
   };
@@ -174,14 +200,30 @@ interface Variant {
 /** Probe one external runtime by launching the bench container once with each variant in turn. */
 function probeExternal(name: string, bin: string, variants: Variant[]): RuntimeProbe {
   const path = which(bin);
-  if (!path) return { name, status: 'missing', detail: `${bin} not found in PATH (install: ${APT_PACKAGE[name] ?? bin})` };
+  if (!path)
+    return { name, status: 'missing', detail: `${bin} not found in PATH (install: ${APT_PACKAGE[name] ?? bin})` };
   const errors: string[] = [];
   for (const v of variants) {
     const env = { ...process.env, ...v.envAdd };
     const cmd = v.cmd ?? path;
     const args = v.args(path);
-    const err = tryLaunch(cmd, args.map((a) => a.replaceAll('{{id}}', containerId(name))), env);
-    if (!err) return { name, status: 'ok', detail: null, path, version: versionOf(path, env), cmd, args, envAdd: v.envAdd ?? null, note: v.note ?? null };
+    const err = tryLaunch(
+      cmd,
+      args.map((a) => a.replaceAll('{{id}}', containerId(name))),
+      env,
+    );
+    if (!err)
+      return {
+        name,
+        status: 'ok',
+        detail: null,
+        path,
+        version: versionOf(path, env),
+        cmd,
+        args,
+        envAdd: v.envAdd ?? null,
+        note: v.note ?? null,
+      };
     errors.push(`${v.label}: ${err}`);
     if (v.onlyIf && !v.onlyIf(err)) break;
   }
@@ -213,24 +255,50 @@ export function probeRuntimes({ rootfs, workDir, args, network, ids }: ProbeOpti
         const err = tryLaunch(args[0], args.slice(1), process.env);
         out.host = err
           ? { name: 'host', status: 'failed', detail: `${args.join(' ')} on the host: ${err}` }
-          : { name: 'host', status: 'ok', detail: null, cmd: args[0], args: args.slice(1), note: 'no container: the payload started by child_process.spawn on the host' };
+          : {
+              name: 'host',
+              status: 'ok',
+              detail: null,
+              cmd: args[0],
+              args: args.slice(1),
+              note: 'no container: the payload started by child_process.spawn on the host',
+            };
         break;
       }
       case 'bwrap':
         // The same namespaces, its own --proc and --dev; bwrap stays as a
         // pid-1 reaper by default, like nodularity's init.
-        out.bwrap = probeExternal('bwrap', 'bwrap', [{
-          label: 'bwrap',
-          args: () => ['--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', ...(net ? ['--unshare-net'] : []),
-            '--ro-bind', rootfs, '/', '--proc', '/proc', '--dev', '/dev', ...args],
-        }]);
+        out.bwrap = probeExternal('bwrap', 'bwrap', [
+          {
+            label: 'bwrap',
+            args: () => [
+              '--unshare-user',
+              '--unshare-pid',
+              '--unshare-ipc',
+              '--unshare-uts',
+              ...(net ? ['--unshare-net'] : []),
+              '--ro-bind',
+              rootfs,
+              '/',
+              '--proc',
+              '/proc',
+              '--dev',
+              '/dev',
+              ...args,
+            ],
+          },
+        ]);
         break;
       case 'ch-run':
         // ch-run makes user and mount namespaces only and refuses to start without $USER.
-        out['ch-run'] = probeExternal('ch-run', 'ch-run', [{
-          label: 'ch-run', envAdd: { USER: user }, args: () => [rootfs, '--', ...args],
-          note: `user+mount namespaces only (ch-run has no pid/ipc/uts${net ? '/network' : ''} option)`,
-        }]);
+        out['ch-run'] = probeExternal('ch-run', 'ch-run', [
+          {
+            label: 'ch-run',
+            envAdd: { USER: user },
+            args: () => [rootfs, '--', ...args],
+            note: `user+mount namespaces only (ch-run has no pid/ipc/uts${net ? '/network' : ''} option)`,
+          },
+        ]);
         break;
       case 'crun': {
         // crun 1.8 refuses a cgroup v1 "hybrid" host even with cgroups
@@ -239,9 +307,21 @@ export function probeRuntimes({ rootfs, workDir, args, network, ids }: ProbeOpti
         // unprivileged caller the shim also makes the user namespace, so
         // that bundle leaves it out rather than stacking a second one.
         const bundle = writeBundle(join(workDir, 'bundle'), benchSpec(rootfs, { uid: 0, gid: 0, net, args }));
-        const inUserns = writeBundle(join(workDir, 'bundle-in-userns'), benchSpec(rootfs, { userns: uid === 0, uid: 0, gid: 0, net, args }));
+        const inUserns = writeBundle(
+          join(workDir, 'bundle-in-userns'),
+          benchSpec(rootfs, { userns: uid === 0, uid: 0, gid: 0, net, args }),
+        );
         const state = join(workDir, 'crun-state');
-        const crunArgs = (b: string) => (p: string) => [p, '--root', state, '--cgroup-manager=disabled', 'run', '--bundle', b, '{{id}}'];
+        const crunArgs = (b: string) => (p: string) => [
+          p,
+          '--root',
+          state,
+          '--cgroup-manager=disabled',
+          'run',
+          '--bundle',
+          b,
+          '{{id}}',
+        ];
         let shim: string | null = null;
         let shimError = '';
         try {
@@ -252,8 +332,12 @@ export function probeRuntimes({ rootfs, workDir, args, network, ids }: ProbeOpti
         out.crun = probeExternal('crun', 'crun', [
           { label: 'crun', args: (p) => crunArgs(bundle)(p).slice(1), onlyIf: (err) => /hybrid/.test(err) },
           shim
-            ? { label: 'crun behind hide-cgroup2', cmd: shim, args: crunArgs(uid === 0 ? bundle : inUserns),
-              note: 'started through bench/floor/hide-cgroup2 (one extra exec) because crun refuses cgroup v1 hybrid hosts' }
+            ? {
+                label: 'crun behind hide-cgroup2',
+                cmd: shim,
+                args: crunArgs(uid === 0 ? bundle : inUserns),
+                note: 'started through bench/floor/hide-cgroup2 (one extra exec) because crun refuses cgroup v1 hybrid hosts',
+              }
             : { label: 'crun behind hide-cgroup2', cmd: '/nonexistent/hide-cgroup2', args: () => [], note: shimError },
         ]);
         break;
@@ -261,14 +345,29 @@ export function probeRuntimes({ rootfs, workDir, args, network, ids }: ProbeOpti
       case 'runc': {
         // runc insists on a mapping for uid 0; one single-ID map costs the same whichever ID it names.
         const bundle = writeBundle(join(workDir, 'bundle'), benchSpec(rootfs, { uid: 0, gid: 0, net, args }));
-        out.runc = probeExternal('runc', 'runc', [{ label: 'runc', args: () => ['--root', join(workDir, 'runc-state'), 'run', '--bundle', bundle, '{{id}}'] }]);
+        out.runc = probeExternal('runc', 'runc', [
+          { label: 'runc', args: () => ['--root', join(workDir, 'runc-state'), 'run', '--bundle', bundle, '{{id}}'] },
+        ]);
         break;
       }
       case 'apptainer':
-        out.apptainer = probeExternal('apptainer', 'apptainer', [{
-          label: 'apptainer',
-          args: () => ['--silent', 'exec', '--userns', '--pid', '--ipc', '--uts', '--contain', ...(net ? ['--net', '--network', 'none'] : []), rootfs, ...args],
-        }]);
+        out.apptainer = probeExternal('apptainer', 'apptainer', [
+          {
+            label: 'apptainer',
+            args: () => [
+              '--silent',
+              'exec',
+              '--userns',
+              '--pid',
+              '--ipc',
+              '--uts',
+              '--contain',
+              ...(net ? ['--net', '--network', 'none'] : []),
+              rootfs,
+              ...args,
+            ],
+          },
+        ]);
         break;
     }
   }
@@ -298,17 +397,31 @@ export interface MachineInfo {
 /** Facts about this machine for the reports. */
 export function machineInfo(): MachineInfo {
   const sh = (cmd: string, args: string[]) => {
-    try { return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch { return null; }
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return null;
+    }
   };
   let cpu: string | null = null;
-  try { cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? null; } catch { /* no /proc */ }
+  try {
+    cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? null;
+  } catch {
+    /* no /proc */
+  }
   let os: string | null = null;
-  try { os = readFileSync('/etc/os-release', 'utf8').match(/^PRETTY_NAME="?([^"\n]*)"?$/m)?.[1] ?? null; } catch { /* unknown */ }
+  try {
+    os = readFileSync('/etc/os-release', 'utf8').match(/^PRETTY_NAME="?([^"\n]*)"?$/m)?.[1] ?? null;
+  } catch {
+    /* unknown */
+  }
   // safe.directory: git refuses a checkout owned by another user, which is
   // exactly an unprivileged run's situation. Outside a checkout this is null.
   const git = (...a: string[]) => sh('git', ['-c', `safe.directory=${PACKAGE_DIR}`, '-C', PACKAGE_DIR, ...a]);
   const head = existsSync(join(PACKAGE_DIR, '.git')) ? git('rev-parse', '--short', 'HEAD') : null;
-  const dirty = head ? git('status', '--porcelain', '--untracked-files=no', '--', 'lib', 'native', 'binding.gyp') : null;
+  const dirty = head
+    ? git('status', '--porcelain', '--untracked-files=no', '--', 'lib', 'native', 'binding.gyp')
+    : null;
   return {
     date: new Date().toISOString(),
     // CPUs this process may run on (what nproc prints), not all installed.

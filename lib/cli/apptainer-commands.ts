@@ -31,66 +31,156 @@ function actionOptions(cmd: Command): Command {
     .option('--pwd <dir>', 'working directory inside')
     .option('--cwd <dir>', 'the same as --pwd')
     .option('-W, --workdir <dir>', 'host directory for /tmp, /var/tmp, home (with --contain) and scratch')
-    .option('-S, --scratch <dir>', 'container directory to get a fresh scratch dir (repeatable, comma-separated)', list, [])
-    .option('-n, --net', 'a new network namespace (with --network none: only lo); without it the payload shares the host network, abstract unix sockets included')
+    .option(
+      '-S, --scratch <dir>',
+      'container directory to get a fresh scratch dir (repeatable, comma-separated)',
+      list,
+      [],
+    )
+    .option(
+      '-n, --net',
+      'a new network namespace (with --network none: only lo); without it the payload shares the host network, abstract unix sockets included',
+    )
     .addOption(new Option('--network <type>', 'network type with --net').choices(['none', 'host']))
-    .option('-p, --pid', 'a new PID namespace: always, nodularity gives every container its own (Apptainer only with --pid or --containall)')
+    .option(
+      '-p, --pid',
+      'a new PID namespace: always, nodularity gives every container its own (Apptainer only with --pid or --containall)',
+    )
     .option('--no-pid', 'accepted and ignored, with a warning: the PID namespace is always new')
     .option('-i, --ipc', 'a new IPC namespace: always, as the PID namespace')
     .option('--uts', 'a new UTS namespace: always, as the PID namespace')
     .option('--hostname <name>', 'hostname inside')
     .option('-u, --userns', 'run in a user namespace (always)')
-    .option('-f, --fakeroot', 'be root inside (mapped to you outside); ids 1..N from your /etc/subuid and /etc/subgid ranges when you have them')
+    .option(
+      '-f, --fakeroot',
+      'be root inside (mapped to you outside); ids 1..N from your /etc/subuid and /etc/subgid ranges when you have them',
+    )
     .option('--writable-tmpfs', 'a writable root: the image under an overlay on a tmpfs')
-    .option('--writable-tmpfs-size <size>', 'size of that tmpfs: MiB, or with a unit (512m, 2g); default 64 (Apptainer\'s sessiondir max size)')
+    .option(
+      '--writable-tmpfs-size <size>',
+      "size of that tmpfs: MiB, or with a unit (512m, 2g); default 64 (Apptainer's sessiondir max size)",
+    )
     .addOption(noMountOption())
-    .option('--overlay <dir[:ro]>', 'a persistent overlay directory: writes stay in DIR/upper (:ro: shown read-only); no overlay images', repeat, [])
-    .option('--no-eval', 'do not shell-evaluate environment variables and arguments (nodularity never does: accepted, sets APPTAINER_NO_EVAL)')
+    .option(
+      '--overlay <dir[:ro]>',
+      'a persistent overlay directory: writes stay in DIR/upper (:ro: shown read-only); no overlay images',
+      repeat,
+      [],
+    )
+    .option(
+      '--no-eval',
+      'do not shell-evaluate environment variables and arguments (nodularity never does: accepted, sets APPTAINER_NO_EVAL)',
+    )
     .option('--add-caps <caps>', 'capabilities to add (root or --fakeroot), comma-separated, or all')
     .option('--drop-caps <caps>', 'capabilities to drop (root or --fakeroot), comma-separated, or all')
     .option('--keep-privs', 'as root: keep the full capability set of the namespace')
-    .option('--nv', 'bind the host\'s NVIDIA libraries (etc/nvliblist.conf, found with ldconfig -p), programs and devices')
-    .option('--rocm', 'bind the host\'s ROCm libraries (etc/rocmliblist.conf), programs and devices')
+    .option(
+      '--nv',
+      "bind the host's NVIDIA libraries (etc/nvliblist.conf, found with ldconfig -p), programs and devices",
+    )
+    .option('--rocm', "bind the host's ROCm libraries (etc/rocmliblist.conf), programs and devices")
     .option('--authfile <file>', 'Docker-style credentials file for docker:// registries')
     .option('--no-init', 'run the payload as PID 1, without the init')
-    .option('--security <kind:value>', 'seccomp:FILE, seccomp:unconfined or seccomp:docker-default (repeatable, comma-separated; default: nodularity\'s profile, docs/seccomp.md)', list, [])
+    .option(
+      '--security <kind:value>',
+      "seccomp:FILE, seccomp:unconfined or seccomp:docker-default (repeatable, comma-separated; default: nodularity's profile, docs/seccomp.md)",
+      list,
+      [],
+    )
     .option('--no-https', 'talk plain http to a docker:// registry (also APPTAINER_NOHTTPS=1)')
-    .addOption(new Option('--nohttps', 'the same as --no-https (Apptainer\'s older spelling)').hideHelp())
+    .addOption(new Option('--nohttps', "the same as --no-https (Apptainer's older spelling)").hideHelp())
     .option('--insecure', 'the same as --no-https (as for pull)');
 }
 
 /** `--no-mount` is a list, not the negation of --mount (commander's --no- rule). */
 function noMountOption(): Option {
-  const o = new Option('--no-mount <mounts>', 'leave out default mounts: home, tmp, cwd, hostfs, bind-paths, sys, /etc/hosts, /etc/localtime, /etc/resolv.conf (comma-separated)')
-    .argParser(list).default([]);
+  const o = new Option(
+    '--no-mount <mounts>',
+    'leave out default mounts: home, tmp, cwd, hostfs, bind-paths, sys, /etc/hosts, /etc/localtime, /etc/resolv.conf (comma-separated)',
+  )
+    .argParser(list)
+    .default([]);
   o.negate = false;
   o.attributeName = () => 'noMount';
   return o;
 }
 
 interface ActionFlags {
-  bind: string[]; mount: string[]; contain?: boolean; containall?: boolean; cleanenv?: boolean; env: string[];
-  envFile?: string; home: string | boolean; pwd?: string; cwd?: string; workdir?: string; scratch: string[]; net?: boolean;
-  network?: 'none' | 'host'; pid?: boolean; ipc?: boolean; uts?: boolean; hostname?: string; userns?: boolean; fakeroot?: boolean;
-  writableTmpfs?: boolean; writableTmpfsSize?: string; init: boolean; https: boolean; nohttps?: boolean; insecure?: boolean;
-  noMount: string[]; overlay: string[]; eval: boolean; addCaps?: string; dropCaps?: string; keepPrivs?: boolean;
-  nv?: boolean; rocm?: boolean; authfile?: string; shell?: string; security: string[];
+  bind: string[];
+  mount: string[];
+  contain?: boolean;
+  containall?: boolean;
+  cleanenv?: boolean;
+  env: string[];
+  envFile?: string;
+  home: string | boolean;
+  pwd?: string;
+  cwd?: string;
+  workdir?: string;
+  scratch: string[];
+  net?: boolean;
+  network?: 'none' | 'host';
+  pid?: boolean;
+  ipc?: boolean;
+  uts?: boolean;
+  hostname?: string;
+  userns?: boolean;
+  fakeroot?: boolean;
+  writableTmpfs?: boolean;
+  writableTmpfsSize?: string;
+  init: boolean;
+  https: boolean;
+  nohttps?: boolean;
+  insecure?: boolean;
+  noMount: string[];
+  overlay: string[];
+  eval: boolean;
+  addCaps?: string;
+  dropCaps?: string;
+  keepPrivs?: boolean;
+  nv?: boolean;
+  rocm?: boolean;
+  authfile?: string;
+  shell?: string;
+  security: string[];
 }
 
 function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): ExecOptions {
   if (f.network !== undefined && f.network !== 'none' && f.network !== 'host')
     throw new SpecError('--network', `must be host or none, not ${JSON.stringify(f.network)}`);
   return {
-    binds: f.bind, mounts: f.mount, contain: f.contain, containall: f.containall, cleanenv: f.cleanenv,
-    env: f.env, envFile: f.envFile,
+    binds: f.bind,
+    mounts: f.mount,
+    contain: f.contain,
+    containall: f.containall,
+    cleanenv: f.cleanenv,
+    env: f.env,
+    envFile: f.envFile,
     // commander folds --home/--no-home into one key: a string, or false for --no-home.
-    home: typeof f.home === 'string' ? f.home : undefined, noHome: f.home === false,
-    pwd: f.pwd ?? f.cwd, workdir: f.workdir, scratch: f.scratch,
+    home: typeof f.home === 'string' ? f.home : undefined,
+    noHome: f.home === false,
+    pwd: f.pwd ?? f.cwd,
+    workdir: f.workdir,
+    scratch: f.scratch,
     network: f.net || f.network ? (f.network ?? 'none') : 'host',
-    pid: f.pid, ipc: f.ipc, hostname: f.hostname, userns: f.userns, fakeroot: f.fakeroot,
-    writableTmpfs: f.writableTmpfs, writableTmpfsSize: f.writableTmpfsSize, init: f.init, stdio: 'inherit', security: parseSecurityFlags(f.security),
-    overlay: f.overlay, noMount: f.noMount, noEval: f.eval === false, addCaps: f.addCaps, dropCaps: f.dropCaps, keepPrivs: f.keepPrivs,
-    nv: f.nv, rocm: f.rocm,
+    pid: f.pid,
+    ipc: f.ipc,
+    hostname: f.hostname,
+    userns: f.userns,
+    fakeroot: f.fakeroot,
+    writableTmpfs: f.writableTmpfs,
+    writableTmpfsSize: f.writableTmpfsSize,
+    init: f.init,
+    stdio: 'inherit',
+    security: parseSecurityFlags(f.security),
+    overlay: f.overlay,
+    noMount: f.noMount,
+    noEval: f.eval === false,
+    addCaps: f.addCaps,
+    dropCaps: f.dropCaps,
+    keepPrivs: f.keepPrivs,
+    nv: f.nv,
+    rocm: f.rocm,
     terminal: interactiveTerminal(),
     pull: {
       ...(f.https === false || f.nohttps || f.insecure ? { insecure: true } : {}),
@@ -100,7 +190,12 @@ function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): Exec
   };
 }
 
-export interface GlobalFlags { silent?: boolean; quiet?: boolean; debug?: boolean; verbose?: boolean }
+export interface GlobalFlags {
+  silent?: boolean;
+  quiet?: boolean;
+  debug?: boolean;
+  verbose?: boolean;
+}
 
 /** Apptainer's message forms on stderr (log scrapers look for them). */
 function say(program: Command, level: 'WARNING' | 'INFO', lines: string[]): void {
@@ -113,7 +208,9 @@ function say(program: Command, level: 'WARNING' | 'INFO', lines: string[]): void
 function report(program: Command, c: ImageContainer): ImageContainer {
   const g = program.opts<GlobalFlags>();
   if (g.debug || g.verbose) {
-    process.stderr.write(`VERBOSE: image ${c.image.ref} (rootfs ${c.image.rootfs}${c.image.digest ? `, ${c.image.digest}` : ''})\n`);
+    process.stderr.write(
+      `VERBOSE: image ${c.image.ref} (rootfs ${c.image.rootfs}${c.image.digest ? `, ${c.image.digest}` : ''})\n`,
+    );
     process.stderr.write(`VERBOSE: argv ${JSON.stringify(c.argv)}\n`);
   }
   if (g.debug) process.stderr.write(`DEBUG:   env ${JSON.stringify(c.env)}\n`);
@@ -126,10 +223,15 @@ function report(program: Command, c: ImageContainer): ImageContainer {
  * namespaces nodularity always creates.
  */
 function settle<F extends ActionFlags>(program: Command, cmd: Command, verb: string, f: F): F {
-  const applied: EnvApplied = applyEnvKnobs(verb, f as unknown as Record<string, unknown>, (attr) => cmd.getOptionValueSource(attr) === 'cli');
+  const applied: EnvApplied = applyEnvKnobs(
+    verb,
+    f as unknown as Record<string, unknown>,
+    (attr) => cmd.getOptionValueSource(attr) === 'cli',
+  );
   say(program, 'WARNING', applied.warnings);
   say(program, 'INFO', applied.infos);
-  if (f.pid === false) say(program, 'WARNING', ['--no-pid ignored: nodularity always runs the container in a new PID namespace']);
+  if (f.pid === false)
+    say(program, 'WARNING', ['--no-pid ignored: nodularity always runs the container in a new PID namespace']);
   return f;
 }
 
@@ -151,11 +253,16 @@ async function launch<T>(program: Command, f: ActionFlags, start: (o: ExecOption
 
 export function registerApptainerCommands(program: Command, versionLine: string): void {
   // A profile's unknown syscall names: one line, as Apptainer words its warnings.
-  onSeccompWarning((w) => { if (!program.opts<GlobalFlags>().silent) process.stderr.write(`WARNING: ${w}\n`); });
+  onSeccompWarning((w) => {
+    if (!program.opts<GlobalFlags>().silent) process.stderr.write(`WARNING: ${w}\n`);
+  });
   // The global options (-s, -q, -d, -v) are main.ts's.
   actionOptions(program.command('exec'))
     .description('run a command in an image')
-    .argument('<image>', 'directory (rootfs or Singularity sandbox), oci:DIR[:TAG], docker-archive:FILE or docker://REF')
+    .argument(
+      '<image>',
+      'directory (rootfs or Singularity sandbox), oci:DIR[:TAG], docker-archive:FILE or docker://REF',
+    )
     .argument('<command...>', 'command and its arguments')
     .passThroughOptions()
     .action(async (image: string, command: string[], f: ActionFlags, cmd: Command) => {
@@ -164,7 +271,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
     });
 
   actionOptions(program.command('run'))
-    .description('run the image\'s runscript, or its Entrypoint and Cmd')
+    .description("run the image's runscript, or its Entrypoint and Cmd")
     .argument('<image>', 'directory, oci:, docker-archive: or docker:// image')
     .argument('[args...]', 'arguments for the runscript')
     .passThroughOptions()
@@ -176,14 +283,17 @@ export function registerApptainerCommands(program: Command, versionLine: string)
   actionOptions(program.command('shell'))
     .description('an interactive shell in the image')
     .argument('<image>', 'directory, oci:, docker-archive: or docker:// image')
-    .option('--shell <path>', 'shell to run inside (also APPTAINER_SHELL); default /bin/bash --norc when the image has it, else /bin/sh')
+    .option(
+      '--shell <path>',
+      'shell to run inside (also APPTAINER_SHELL); default /bin/bash --norc when the image has it, else /bin/sh',
+    )
     .action(async (image: string, f: ActionFlags, cmd: Command) => {
       settle(program, cmd, 'shell', f);
       await runAndExit(report(program, await launch(program, f, (o) => shell(image, { ...o, shell: f.shell }))));
     });
 
   actionOptions(program.command('test'))
-    .description('run the image\'s test script (/.singularity.d/test)')
+    .description("run the image's test script (/.singularity.d/test)")
     .argument('<image>', 'directory, oci:, docker-archive: or docker:// image')
     .action(async (image: string, f: ActionFlags, cmd: Command) => {
       settle(program, cmd, 'test', f);
@@ -195,7 +305,10 @@ export function registerApptainerCommands(program: Command, versionLine: string)
       await runAndExit(report(program, c));
     });
 
-  program.command('version')
+  program
+    .command('version')
     .description('print the version')
-    .action(() => { process.stdout.write(`${versionLine}\n`); });
+    .action(() => {
+      process.stdout.write(`${versionLine}\n`);
+    });
 }

@@ -8,13 +8,18 @@
 import { SpecError } from '../errors.js';
 
 type Kind =
-  | 'append'   // added to the command line's values (bind, mount)
-  | 'list'     // comma list, replaces the default
+  | 'append' // added to the command line's values (bind, mount)
+  | 'list' // comma list, replaces the default
   | 'string'
   | 'bool'
   | 'negated'; // NO_X=true sets the attribute to false (commander's --no-x)
 
-export interface EnvKnob { attr: string; keys: string[]; kind: Kind; verbs?: string[] }
+export interface EnvKnob {
+  attr: string;
+  keys: string[];
+  kind: Kind;
+  verbs?: string[];
+}
 
 /** Apptainer's keys (cmd/internal/cli/action_flags.go), for the flags nodularity has. */
 export const ENV_KNOBS: EnvKnob[] = [
@@ -63,14 +68,21 @@ function parseBool(name: string, v: string): boolean {
   throw new SpecError(name, `${JSON.stringify(v)} is not a boolean (1, t, true or 0, f, false)`);
 }
 
-export interface EnvApplied { warnings: string[]; infos: string[] }
+export interface EnvApplied {
+  warnings: string[];
+  infos: string[];
+}
 
 /**
  * Fill `flags` from the environment where the command line left them, in
  * place. `fromCli(attr)` says whether the command line set that attribute.
  */
-export function applyEnvKnobs(verb: string, flags: Record<string, unknown>, fromCli: (attr: string) => boolean,
-  env: NodeJS.ProcessEnv = process.env): EnvApplied {
+export function applyEnvKnobs(
+  verb: string,
+  flags: Record<string, unknown>,
+  fromCli: (attr: string) => boolean,
+  env: NodeJS.ProcessEnv = process.env,
+): EnvApplied {
   const out: EnvApplied = { warnings: [], infos: [] };
   const setByEnv = new Set<string>();
   for (const prefix of ['APPTAINER_', 'SINGULARITY_']) {
@@ -83,7 +95,8 @@ export function applyEnvKnobs(verb: string, flags: Record<string, unknown>, from
         if (prefix === 'SINGULARITY_') {
           const preferred = env[`APPTAINER_${key}`];
           if (preferred !== undefined) {
-            if (preferred !== raw) out.warnings.push(`${name} and APPTAINER_${key} have different values, using the latter`);
+            if (preferred !== raw)
+              out.warnings.push(`${name} and APPTAINER_${key} have different values, using the latter`);
             continue;
           }
           out.infos.push(`Environment variable ${name} is set, but APPTAINER_${key} is preferred`);
@@ -96,10 +109,22 @@ export function applyEnvKnobs(verb: string, flags: Record<string, unknown>, from
         }
         if (fromCli(knob.attr) || setByEnv.has(knob.attr)) continue;
         switch (knob.kind) {
-          case 'list': flags[knob.attr] = v.split(',').map((x) => x.trim()).filter(Boolean); break;
-          case 'string': flags[knob.attr] = v; break;
-          case 'bool': flags[knob.attr] = parseBool(name, v); break;
-          case 'negated': if (parseBool(name, v)) flags[knob.attr] = false; else continue; break;
+          case 'list':
+            flags[knob.attr] = v
+              .split(',')
+              .map((x) => x.trim())
+              .filter(Boolean);
+            break;
+          case 'string':
+            flags[knob.attr] = v;
+            break;
+          case 'bool':
+            flags[knob.attr] = parseBool(name, v);
+            break;
+          case 'negated':
+            if (parseBool(name, v)) flags[knob.attr] = false;
+            else continue;
+            break;
         }
         setByEnv.add(knob.attr);
       }

@@ -13,7 +13,8 @@ import { cpuSection, heapSection, phasesSection } from '../bench/extras.js';
 function intAtLeast(min: number) {
   return (v: string): number => {
     const n = Number(v);
-    if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`must be an integer >= ${min}.`);
+    if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min)
+      throw new InvalidArgumentError(`must be an integer >= ${min}.`);
     return n;
   };
 }
@@ -21,9 +22,13 @@ function intAtLeast(min: number) {
 /** Commander parser for --compare: a comma list of known runtimes, or `none`. */
 function compareList(v: string): CompareId[] {
   if (v.trim() === 'none') return [];
-  const ids = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const ids = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const id of ids) {
-    if (!(COMPARE_IDS as readonly string[]).includes(id)) throw new InvalidArgumentError(`unknown runtime \`${id}\` (known: ${COMPARE_IDS.join(', ')}, or none).`);
+    if (!(COMPARE_IDS as readonly string[]).includes(id))
+      throw new InvalidArgumentError(`unknown runtime \`${id}\` (known: ${COMPARE_IDS.join(', ')}, or none).`);
   }
   return [...new Set(ids)] as CompareId[];
 }
@@ -46,33 +51,62 @@ function progress(): { onProgress: (done: number, total: number) => void; stop: 
       stop: () => undefined,
     };
   }
-  const bar = new cliProgress.SingleBar({
-    stream: process.stderr, format: 'launches [{bar}] {value}/{total} {percentage}% | {duration_formatted}', hideCursor: true, clearOnComplete: true,
-  }, cliProgress.Presets.shades_classic);
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: 'launches [{bar}] {value}/{total} {percentage}% | {duration_formatted}',
+      hideCursor: true,
+      clearOnComplete: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
   let started = false;
   return {
     onProgress: (done, total) => {
-      if (!started) { bar.start(total, done); started = true; }
+      if (!started) {
+        bar.start(total, done);
+        started = true;
+      }
       bar.setTotal(total);
       bar.update(done);
     },
-    stop: () => { if (started) bar.stop(); },
+    stop: () => {
+      if (started) bar.stop();
+    },
   };
 }
 
 export function registerBenchCommand(program: Command): void {
-  program.command('bench')
-    .description('measure container start latency (spawn -> exit) of nodularity and of the other runtimes installed here, side by side')
+  program
+    .command('bench')
+    .description(
+      'measure container start latency (spawn -> exit) of nodularity and of the other runtimes installed here, side by side',
+    )
     .argument('[command...]', 'payload to launch (default /bin/true); put it after --')
     .addOption(new Option('--runs <n>', 'launches per runtime').argParser(intAtLeast(1)).default(200))
     .addOption(new Option('--concurrency <k>', 'launches in flight per runtime').argParser(intAtLeast(1)).default(1))
-    .addOption(new Option('--network <mode>', 'host network, or a new network namespace with only lo').choices(['host', 'none']).default('host'))
-    .addOption(new Option('--compare <list>', `other runtimes, comma-separated (${COMPARE_IDS.join(',')}), or none`).argParser(compareList).default([...COMPARE_IDS], COMPARE_IDS.join(',')))
+    .addOption(
+      new Option('--network <mode>', 'host network, or a new network namespace with only lo')
+        .choices(['host', 'none'])
+        .default('host'),
+    )
+    .addOption(
+      new Option('--compare <list>', `other runtimes, comma-separated (${COMPARE_IDS.join(',')}), or none`)
+        .argParser(compareList)
+        .default([...COMPARE_IDS], COMPARE_IDS.join(',')),
+    )
     .option('--image <dir>', 'unpacked root file system (default: a busybox rootfs built offline in --out)')
     .option('--out <dir>', 'where the image, JSON, Markdown and chart go', 'nodularity-bench')
-    .addOption(new Option('--block <n>', 'launches of one runtime in a row before the next one\'s turn').argParser(intAtLeast(1)).default(5))
+    .addOption(
+      new Option('--block <n>', "launches of one runtime in a row before the next one's turn")
+        .argParser(intAtLeast(1))
+        .default(5),
+    )
     .addOption(new Option('--warmup <n>', 'unrecorded launches per runtime first').argParser(intAtLeast(0)))
-    .option('--phases', 'also time the phases of one launch (clone, id maps, mounts, pivot_root, exec, exit notification) under strace')
+    .option(
+      '--phases',
+      'also time the phases of one launch (clone, id maps, mounts, pivot_root, exec, exit notification) under strace',
+    )
     .option('--heap', 'also compare launches from a Node process holding ~1 GiB of heap with one holding none')
     .addOption(new Option('--heap-mib <n>', 'heap retained for --heap').argParser(intAtLeast(1)).default(1024))
     .option('--cpu', 'also run a CPU-bound payload inside and outside a container (native-performance ratio)')
@@ -83,13 +117,22 @@ export function registerBenchCommand(program: Command): void {
       const bar = o.json ? { onProgress: () => undefined, stop: () => undefined } : progress();
       const mod = nodularity as unknown as Parameters<typeof runBench>[1];
       const options: BenchOptions = {
-        runs: o.runs, concurrency: o.concurrency, network: o.network, compare: o.compare, image: o.image, out, args,
-        block: o.block, warmup: o.warmup,
+        runs: o.runs,
+        concurrency: o.concurrency,
+        network: o.network,
+        compare: o.compare,
+        image: o.image,
+        out,
+        args,
+        block: o.block,
+        warmup: o.warmup,
         command: `nodularity ${process.argv.slice(2).join(' ')}`,
         onProgress: bar.onProgress,
         log: (m) => process.stderr.write(`bench: ${m}\n`),
         extras: {
-          phases: o.phases ? (x, rows) => phasesSection(x, 20, rows.find((r) => r.id === 'nodularity')?.p50) : undefined,
+          phases: o.phases
+            ? (x, rows) => phasesSection(x, 20, rows.find((r) => r.id === 'nodularity')?.p50)
+            : undefined,
           heap: o.heap ? (x) => heapSection(x, o.heapMib, Math.max(20, Math.round(o.runs / 2))) : undefined,
           cpu: o.cpu ? (x) => cpuSection(x) : undefined,
         },

@@ -13,9 +13,18 @@ export const CANNOT_EXECUTE = 126;
 /** Apptainer's (and the shell's) status for a command not found. */
 export const NOT_FOUND = 127;
 
-export interface Failure { message: string; status: number }
+export interface Failure {
+  message: string;
+  status: number;
+}
 
-interface Errno { code?: unknown; syscall?: unknown; path?: unknown; dest?: unknown; message: string }
+interface Errno {
+  code?: unknown;
+  syscall?: unknown;
+  path?: unknown;
+  dest?: unknown;
+  message: string;
+}
 
 /** Collapse a message to one line (an error may quote a file's content). */
 function oneLine(s: string): string {
@@ -60,36 +69,67 @@ async function errnoLine(e: Errno, args: string[]): Promise<{ line: string; inCa
   } else {
     const { defaultCacheDir } = await import('../image/cache.js');
     cache = defaultCacheDir();
-    cacheFrom = process.env.NODULARITY_CACHE ? 'NODULARITY_CACHE'
-      : process.env.APPTAINER_CACHEDIR || process.env.SINGULARITY_CACHEDIR ? 'the cache directory in APPTAINER_CACHEDIR' : 'the default cache directory';
+    cacheFrom = process.env.NODULARITY_CACHE
+      ? 'NODULARITY_CACHE'
+      : process.env.APPTAINER_CACHEDIR || process.env.SINGULARITY_CACHEDIR
+        ? 'the cache directory in APPTAINER_CACHEDIR'
+        : 'the default cache directory';
   }
   const inCache = path !== undefined ? isInside(path, cache) || isInside(cache, path) : imageVerb;
-  const moveCache = cacheFrom === '--cache' ? 'pass another --cache' : cacheFrom === 'NODULARITY_CACHE' ? 'set NODULARITY_CACHE to another directory'
-    : 'set NODULARITY_CACHE (or pass --cache) to a directory you can write';
+  const moveCache =
+    cacheFrom === '--cache'
+      ? 'pass another --cache'
+      : cacheFrom === 'NODULARITY_CACHE'
+        ? 'set NODULARITY_CACHE to another directory'
+        : 'set NODULARITY_CACHE (or pass --cache) to a directory you can write';
   return { line: adviceFor(code, syscall, path, what, how, inCache, cache, cacheFrom, moveCache, e.message), inCache };
 }
 
-function adviceFor(code: string, syscall: string | undefined, path: string | undefined, what: string, how: string, inCache: boolean,
-  cache: string, cacheFrom: string, moveCache: string, message: string): string {
+function adviceFor(
+  code: string,
+  syscall: string | undefined,
+  path: string | undefined,
+  what: string,
+  how: string,
+  inCache: boolean,
+  cache: string,
+  cacheFrom: string,
+  moveCache: string,
+  message: string,
+): string {
   switch (code) {
     case 'ENOSPC':
     case 'EDQUOT':
-      return `${code === 'ENOSPC' ? 'no space left on the device' : 'disk quota exceeded'} while writing ${what} (${how}): free some space` +
-        (inCache ? `, or ${moveCache.replace('a directory you can write', 'a larger file system')}` : ', or choose a larger file system');
+      return (
+        `${code === 'ENOSPC' ? 'no space left on the device' : 'disk quota exceeded'} while writing ${what} (${how}): free some space` +
+        (inCache
+          ? `, or ${moveCache.replace('a directory you can write', 'a larger file system')}`
+          : ', or choose a larger file system')
+      );
     case 'EFBIG':
-      return `${what}: file too large (${how}; the file size limit, \`ulimit -f\`, was reached): raise the limit` + (inCache ? `, or ${moveCache}` : '');
+      return (
+        `${what}: file too large (${how}; the file size limit, \`ulimit -f\`, was reached): raise the limit` +
+        (inCache ? `, or ${moveCache}` : '')
+      );
     case 'EROFS':
-      return `${what} is on a read-only file system (${how})` + (inCache ? `: ${moveCache}` : ': choose a writable directory');
+      return (
+        `${what} is on a read-only file system (${how})` +
+        (inCache ? `: ${moveCache}` : ': choose a writable directory')
+      );
     case 'EACCES':
     case 'EPERM':
-      if (inCache) return `${cacheFrom === 'the default cache directory' ? `the default cache directory ${cache}` : `cache directory ${cache}`}: permission denied on ${what} (${how}): ${moveCache}`;
+      if (inCache)
+        return `${cacheFrom === 'the default cache directory' ? `the default cache directory ${cache}` : `cache directory ${cache}`}: permission denied on ${what} (${how}): ${moveCache}`;
       return `${what}: permission denied (${how}): make it readable (writable, for a destination) by uid ${process.geteuid!()}, or run as its owner`;
     case 'ENOENT':
-      if (inCache) return `${cacheFrom === 'the default cache directory' ? `the default cache directory ${cache}` : `cache directory ${cache}`} cannot be created: ${what} does not exist (${how}): ${moveCache}`;
-      if (syscall === 'mkdir' && path) return `cannot create ${path}: the directory ${dirname(path)} does not exist (${how}); create it first`;
+      if (inCache)
+        return `${cacheFrom === 'the default cache directory' ? `the default cache directory ${cache}` : `cache directory ${cache}`} cannot be created: ${what} does not exist (${how}): ${moveCache}`;
+      if (syscall === 'mkdir' && path)
+        return `cannot create ${path}: the directory ${dirname(path)} does not exist (${how}); create it first`;
       return `${what} does not exist (${how})`;
     case 'ENOTDIR':
-      if (inCache) return `${cacheFrom === 'the default cache directory' ? `the default cache directory ${cache}` : `cache directory ${cache}`} cannot be created: a component of ${what} is not a directory (${how}): ${moveCache}`;
+      if (inCache)
+        return `${cacheFrom === 'the default cache directory' ? `the default cache directory ${cache}` : `cache directory ${cache}`} cannot be created: a component of ${what} is not a directory (${how}): ${moveCache}`;
       return `${what}: a component of the path is not a directory (${how})`;
     case 'EEXIST':
       return `${what} already exists (${how})`;
@@ -119,7 +159,9 @@ const APPTAINER_VERBS = new Set(['exec', 'run', 'shell', 'test', 'version']);
  */
 export function failureLine(message: string, args: string[], asApptainer = false): string {
   const verb = args.find((a) => !a.startsWith('-'));
-  return asApptainer || (verb !== undefined && APPTAINER_VERBS.has(verb)) ? `FATAL:   ${message}` : `nodularity: ${message}`;
+  return asApptainer || (verb !== undefined && APPTAINER_VERBS.has(verb))
+    ? `FATAL:   ${message}`
+    : `nodularity: ${message}`;
 }
 
 /** The line and status for a failure that ended the CLI. */
@@ -145,6 +187,7 @@ export async function describeFailure(e: unknown, args: string[]): Promise<Failu
     return { message: oneLine(x.message), status: RUNTIME_FAILURE };
   }
   // A raw Node error from the file system (mkdir, open, write ...).
-  if (typeof x.code === 'string' && typeof x.syscall === 'string') return { message: (await errnoLine(x, args)).line, status: RUNTIME_FAILURE };
+  if (typeof x.code === 'string' && typeof x.syscall === 'string')
+    return { message: (await errnoLine(x, args)).line, status: RUNTIME_FAILURE };
   return { message: oneLine(x.message), status: RUNTIME_FAILURE };
 }

@@ -1,7 +1,16 @@
 // CLI verbs for images: pull, inspect, cache list|clean.
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { pullImage, inspectImage, ImageCache, ImageError, defaultCacheDir, CACHE_CONTENT_TYPES, type CacheContentType, type PullOptions } from '../image/index.js';
+import {
+  pullImage,
+  inspectImage,
+  ImageCache,
+  ImageError,
+  defaultCacheDir,
+  CACHE_CONTENT_TYPES,
+  type CacheContentType,
+  type PullOptions,
+} from '../image/index.js';
 import { human, progressReporter } from './progress.js';
 
 interface CommonFlags {
@@ -23,7 +32,10 @@ export function printable(s: string): string {
   return s.replace(/[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g, (c) => {
     const named: Record<string, string> = { '\n': '\\n', '\t': '\\t', '\r': '\\r' };
     const code = c.charCodeAt(0);
-    return named[c] ?? (code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`);
+    return (
+      named[c] ??
+      (code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`)
+    );
   });
 }
 
@@ -33,14 +45,18 @@ export function printable(s: string): string {
  * occur inside strings) the JSON still parses to the same value.
  */
 export function jsonPrintable(value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(/[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value, null, 2).replace(
+    /[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 /** Turn the shared flags into pull options (password only from stdin or env, never argv). */
@@ -55,7 +71,8 @@ async function optionsFrom(flags: CommonFlags): Promise<PullOptions> {
   }
   if (flags.platform) {
     const [os, architecture, variant] = flags.platform.split('/');
-    if (!os || !architecture) throw new Error(`--platform \`${flags.platform}\`: expected OS/ARCH[/VARIANT], e.g. linux/amd64`);
+    if (!os || !architecture)
+      throw new Error(`--platform \`${flags.platform}\`: expected OS/ARCH[/VARIANT], e.g. linux/amd64`);
     options.platform = variant ? { os, architecture, variant } : { os, architecture };
   }
   return options;
@@ -72,14 +89,26 @@ function addCommonFlags(cmd: Command): Command {
 
 /** Add `pull`, `inspect` and `cache list|clean` to a commander program. */
 export function registerImageCommands(program: Command): void {
-  addCommonFlags(program.command('pull')
-    .description('fetch an image (oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO[:TAG|@DIGEST]) and unpack it into the cache, or into DEST/rootfs')
-    .argument('<source>', 'image source')
-    .argument('[dest]', 'unpack into DEST (DEST/rootfs + DEST/image.json) instead of the cache')
-    .option('-q, --quiet', 'no progress output')
-    .option('--keep-devices', 'create the image\'s device nodes (root; trusted images only: they are the host\'s devices)')
-    .option('--keep-setid', 'keep setuid/setgid bits in DEST (root; any user who can reach DEST can run them)'))
-    .action(async (source: string, dest: string | undefined, flags: CommonFlags & { quiet?: boolean; keepDevices?: boolean; keepSetid?: boolean }) => {
+  addCommonFlags(
+    program
+      .command('pull')
+      .description(
+        'fetch an image (oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO[:TAG|@DIGEST]) and unpack it into the cache, or into DEST/rootfs',
+      )
+      .argument('<source>', 'image source')
+      .argument('[dest]', 'unpack into DEST (DEST/rootfs + DEST/image.json) instead of the cache')
+      .option('-q, --quiet', 'no progress output')
+      .option(
+        '--keep-devices',
+        "create the image's device nodes (root; trusted images only: they are the host's devices)",
+      )
+      .option('--keep-setid', 'keep setuid/setgid bits in DEST (root; any user who can reach DEST can run them)'),
+  ).action(
+    async (
+      source: string,
+      dest: string | undefined,
+      flags: CommonFlags & { quiet?: boolean; keepDevices?: boolean; keepSetid?: boolean },
+    ) => {
       const options = await optionsFrom(flags);
       if (dest) options.dest = dest;
       if (flags.keepDevices) options.keepDevices = true;
@@ -95,50 +124,65 @@ export function registerImageCommands(program: Command): void {
         const s = img.stats;
         const root = process.getuid?.() === 0;
         if (!quiet && !img.cached) {
-          process.stderr.write(`${s.files} files, ${s.directories} dirs, ${s.symlinks} symlinks, ${s.hardlinks} hard links, ${human(s.bytes)}` +
-            (s.devicesSkipped ? `; ${s.devicesSkipped} device nodes skipped (${root ? 'see --keep-devices' : 'not root'})` : '') +
-            (s.setidDropped ? `; setuid/setgid dropped on ${s.setidDropped} files (${root ? 'see --keep-setid' : 'not root'})` : '') + '\n');
+          process.stderr.write(
+            `${s.files} files, ${s.directories} dirs, ${s.symlinks} symlinks, ${s.hardlinks} hard links, ${human(s.bytes)}` +
+              (s.devicesSkipped
+                ? `; ${s.devicesSkipped} device nodes skipped (${root ? 'see --keep-devices' : 'not root'})`
+                : '') +
+              (s.setidDropped
+                ? `; setuid/setgid dropped on ${s.setidDropped} files (${root ? 'see --keep-setid' : 'not root'})`
+                : '') +
+              '\n',
+          );
         }
         process.stdout.write(img.rootfs + '\n');
       } finally {
         progress.stop();
       }
-    });
+    },
+  );
 
-  addCommonFlags(program.command('inspect')
-    .description('show an image\'s manifest, config and layers without unpacking it')
-    .argument('<source>', 'image source')
-    .option('--json', 'print JSON'))
-    .action(async (source: string, flags: CommonFlags & { json?: boolean }) => {
-      const info = await inspectImage(source, await optionsFrom(flags));
-      if (flags.json) {
-        process.stdout.write(jsonPrintable(info) + '\n');
-        return;
-      }
-      const c = info.config;
-      const lines = [
-        `Source:       ${info.source}`,
-        `Manifest:     ${info.manifestDigest} (${info.mediaType})`,
-        ...(info.indexDigest ? [`Index:        ${info.indexDigest}`] : []),
-        `Platform:     ${c.os}/${c.architecture}${c.variant ? '/' + c.variant : ''}`,
-        ...(c.created ? [`Created:      ${c.created}`] : []),
-        `Entrypoint:   ${JSON.stringify(c.entrypoint)}`,
-        `Cmd:          ${JSON.stringify(c.cmd)}`,
-        `WorkingDir:   ${c.workingDir || '/'}`,
-        `User:         ${c.user || '(root)'}`,
-        'Env:',
-        ...c.env.map((e) => `  ${e}`),
-        ...(Object.keys(c.labels).length ? ['Labels:', ...Object.entries(c.labels).map(([k, v]) => `  ${k}=${v}`)] : []),
-        `Layers:       ${info.layers.length}, ${human(info.size)}`,
-        ...info.layers.map((l, i) => `  ${String(i + 1).padStart(2)}. ${l.digest}  ${human(l.size).padStart(10)}  ${l.mediaType}`),
-        ...(info.cachedRootfs ? [`Cached at:    ${info.cachedRootfs}`] : []),
-      ];
-      // Everything above may come from the image (labels, env, entrypoint, ...).
-      process.stdout.write(lines.map(printable).join('\n') + '\n');
-    });
+  addCommonFlags(
+    program
+      .command('inspect')
+      .description("show an image's manifest, config and layers without unpacking it")
+      .argument('<source>', 'image source')
+      .option('--json', 'print JSON'),
+  ).action(async (source: string, flags: CommonFlags & { json?: boolean }) => {
+    const info = await inspectImage(source, await optionsFrom(flags));
+    if (flags.json) {
+      process.stdout.write(jsonPrintable(info) + '\n');
+      return;
+    }
+    const c = info.config;
+    const lines = [
+      `Source:       ${info.source}`,
+      `Manifest:     ${info.manifestDigest} (${info.mediaType})`,
+      ...(info.indexDigest ? [`Index:        ${info.indexDigest}`] : []),
+      `Platform:     ${c.os}/${c.architecture}${c.variant ? '/' + c.variant : ''}`,
+      ...(c.created ? [`Created:      ${c.created}`] : []),
+      `Entrypoint:   ${JSON.stringify(c.entrypoint)}`,
+      `Cmd:          ${JSON.stringify(c.cmd)}`,
+      `WorkingDir:   ${c.workingDir || '/'}`,
+      `User:         ${c.user || '(root)'}`,
+      'Env:',
+      ...c.env.map((e) => `  ${e}`),
+      ...(Object.keys(c.labels).length ? ['Labels:', ...Object.entries(c.labels).map(([k, v]) => `  ${k}=${v}`)] : []),
+      `Layers:       ${info.layers.length}, ${human(info.size)}`,
+      ...info.layers.map(
+        (l, i) => `  ${String(i + 1).padStart(2)}. ${l.digest}  ${human(l.size).padStart(10)}  ${l.mediaType}`,
+      ),
+      ...(info.cachedRootfs ? [`Cached at:    ${info.cachedRootfs}`] : []),
+    ];
+    // Everything above may come from the image (labels, env, entrypoint, ...).
+    process.stdout.write(lines.map(printable).join('\n') + '\n');
+  });
 
-  const cache = program.command('cache').description('list or clean the image cache (blobs: layers as fetched; roots: unpacked images)');
-  cache.command('list')
+  const cache = program
+    .command('cache')
+    .description('list or clean the image cache (blobs: layers as fetched; roots: unpacked images)');
+  cache
+    .command('list')
     .description('list unpacked roots and layer blobs in the cache')
     .option('--cache <dir>', `cache directory (default: ${defaultCacheDir()})`)
     .option('-T, --type <types>', `what to list: ${CACHE_CONTENT_TYPES.join(', ')} or all, comma-separated`, 'all')
@@ -149,29 +193,77 @@ export function registerImageCommands(program: Command): void {
       const roots = types.has('root') ? await c.list() : [];
       const blobs = types.has('blob') ? await c.listBlobs() : [];
       if (flags.json) {
-        process.stdout.write(jsonPrintable([
-          ...roots.map((e) => ({ type: 'root', manifestDigest: e.manifestDigest, rootfs: e.rootfs, source: e.meta.source, unpacked: e.meta.unpacked, bytes: e.meta.stats.bytes })),
-          ...blobs.map((b) => ({ type: 'blob', digest: b.digest, path: c.blobPath(b.digest), stored: b.stored, bytes: b.size })),
-        ]) + '\n');
+        process.stdout.write(
+          jsonPrintable([
+            ...roots.map((e) => ({
+              type: 'root',
+              manifestDigest: e.manifestDigest,
+              rootfs: e.rootfs,
+              source: e.meta.source,
+              unpacked: e.meta.unpacked,
+              bytes: e.meta.stats.bytes,
+            })),
+            ...blobs.map((b) => ({
+              type: 'blob',
+              digest: b.digest,
+              path: c.blobPath(b.digest),
+              stored: b.stored,
+              bytes: b.size,
+            })),
+          ]) + '\n',
+        );
         return;
       }
-      for (const e of roots) process.stdout.write(printable(`${e.manifestDigest}  ${human(e.meta.stats.bytes).padStart(10)}  ${e.meta.unpacked}  ${e.meta.source}`) + '\n');
+      for (const e of roots)
+        process.stdout.write(
+          printable(
+            `${e.manifestDigest}  ${human(e.meta.stats.bytes).padStart(10)}  ${e.meta.unpacked}  ${e.meta.source}`,
+          ) + '\n',
+        );
       for (const b of blobs) process.stdout.write(`${b.digest}  ${human(b.size).padStart(10)}  ${b.stored}  (blob)\n`);
     });
-  cache.command('clean')
-    .description('remove cached roots (all, or the given manifest digests), layer blobs and stale temp files; roots that running containers use are skipped unless --force')
+  cache
+    .command('clean')
+    .description(
+      'remove cached roots (all, or the given manifest digests), layer blobs and stale temp files; roots that running containers use are skipped unless --force',
+    )
     .argument('[digests...]', 'manifest digests of roots to remove (default: everything of --type)')
     .option('--cache <dir>', `cache directory (default: ${defaultCacheDir()})`)
-    .option('-T, --type <types>', `what to remove: ${CACHE_CONTENT_TYPES.join(', ')} or all, comma-separated (as Apptainer's --type)`, 'all')
-    .option('-f, --force', 'also take away roots in use: they leave the cache now (the running containers keep working) and are deleted once those containers exit')
+    .option(
+      '-T, --type <types>',
+      `what to remove: ${CACHE_CONTENT_TYPES.join(', ')} or all, comma-separated (as Apptainer's --type)`,
+      'all',
+    )
+    .option(
+      '-f, --force',
+      'also take away roots in use: they leave the cache now (the running containers keep working) and are deleted once those containers exit',
+    )
     .action(async (digests: string[], flags: { cache?: string; type: string; force?: boolean }) => {
       const types = cacheTypes(flags.type);
-      if (digests.length && !types.has('root')) throw new ImageError('CACHE', `cache clean: digests name unpacked roots; --type ${flags.type} leaves roots out`);
-      const r = await openCache(flags.cache).clean({ types: [...types], force: Boolean(flags.force), ...(digests.length ? { digests } : {}) });
-      for (const s of r.skipped) process.stderr.write(`skipped ${s.manifestDigest}: in use by ${plural(s.holders.length, 'running container')} (pid ${s.holders.join(', ')}); --force takes it away anyway\n`);
-      for (const s of r.parked) process.stderr.write(`took away ${s.manifestDigest}: in use by ${plural(s.holders.length, 'running container')} (pid ${s.holders.join(', ')}); deleted once they exit\n`);
-      process.stdout.write(`removed ${r.removed.length} image(s), freed ${human(r.bytesFreed)}${types.has('blob') && !digests.length ? `, including ${r.blobs} blob(s)` : ''}` +
-        (r.skipped.length ? `; skipped ${r.skipped.length} in use` : '') + (r.parked.length ? `; ${r.parked.length} in use taken away, deleted when released` : '') + '\n');
+      if (digests.length && !types.has('root'))
+        throw new ImageError(
+          'CACHE',
+          `cache clean: digests name unpacked roots; --type ${flags.type} leaves roots out`,
+        );
+      const r = await openCache(flags.cache).clean({
+        types: [...types],
+        force: Boolean(flags.force),
+        ...(digests.length ? { digests } : {}),
+      });
+      for (const s of r.skipped)
+        process.stderr.write(
+          `skipped ${s.manifestDigest}: in use by ${plural(s.holders.length, 'running container')} (pid ${s.holders.join(', ')}); --force takes it away anyway\n`,
+        );
+      for (const s of r.parked)
+        process.stderr.write(
+          `took away ${s.manifestDigest}: in use by ${plural(s.holders.length, 'running container')} (pid ${s.holders.join(', ')}); deleted once they exit\n`,
+        );
+      process.stdout.write(
+        `removed ${r.removed.length} image(s), freed ${human(r.bytesFreed)}${types.has('blob') && !digests.length ? `, including ${r.blobs} blob(s)` : ''}` +
+          (r.skipped.length ? `; skipped ${r.skipped.length} in use` : '') +
+          (r.parked.length ? `; ${r.parked.length} in use taken away, deleted when released` : '') +
+          '\n',
+      );
     });
 }
 
@@ -186,7 +278,11 @@ function cacheTypes(value: string): Set<CacheContentType> {
     const v = raw.trim();
     if (v === 'all') CACHE_CONTENT_TYPES.forEach((t) => out.add(t));
     else if ((CACHE_CONTENT_TYPES as readonly string[]).includes(v)) out.add(v as CacheContentType);
-    else throw new ImageError('CACHE', `--type \`${printable(v)}\`: not a cache type (expected ${CACHE_CONTENT_TYPES.join(', ')} or all, comma-separated)`);
+    else
+      throw new ImageError(
+        'CACHE',
+        `--type \`${printable(v)}\`: not a cache type (expected ${CACHE_CONTENT_TYPES.join(', ')} or all, comma-separated)`,
+      );
   }
   return out;
 }
@@ -194,6 +290,10 @@ function cacheTypes(value: string): Set<CacheContentType> {
 /** The cache of --cache or $NODULARITY_CACHE, which the user named and so must exist; the default one may not yet. */
 function openCache(flag: string | undefined): ImageCache {
   const named = flag ?? process.env.NODULARITY_CACHE;
-  if (named && !existsSync(named)) throw new ImageError('CACHE', `cache ${named}${flag ? ' (--cache)' : ' ($NODULARITY_CACHE)'} does not exist; check the path`);
+  if (named && !existsSync(named))
+    throw new ImageError(
+      'CACHE',
+      `cache ${named}${flag ? ' (--cache)' : ' ($NODULARITY_CACHE)'} does not exist; check the path`,
+    );
   return new ImageCache(flag);
 }

@@ -46,15 +46,18 @@ function nodeReadEnvFile(): string | undefined {
   if (first < 1 || ours.some((a, i) => raw[first + i] !== a)) return undefined;
   for (let i = 1; i < raw.length; i++) {
     if (raw[i] === '--') return undefined;
-    if (i >= first && raw[i]!.startsWith('--env-file')) return raw[i]!.includes('=') ? raw[i] : `${raw[i]} ${raw[i + 1] ?? ''}`.trim();
+    if (i >= first && raw[i]!.startsWith('--env-file'))
+      return raw[i]!.includes('=') ? raw[i] : `${raw[i]} ${raw[i + 1] ?? ''}`.trim();
   }
   return undefined;
 }
 
 const seen = nodeReadEnvFile();
 if (seen !== undefined) {
-  process.stderr.write(`nodularity: \`${seen}\` was read by Node.js itself before nodularity started (Node scans all of its arguments for --env-file, and may have run code from the file): ` +
-    `start nodularity through its \`nodularity\` command (bin/nodularity) or as \`node -- ${process.argv[1]} ...\`\n`);
+  process.stderr.write(
+    `nodularity: \`${seen}\` was read by Node.js itself before nodularity started (Node scans all of its arguments for --env-file, and may have run code from the file): ` +
+      `start nodularity through its \`nodularity\` command (bin/nodularity) or as \`node -- ${process.argv[1]} ...\`\n`,
+  );
   process.exit(RUNTIME_FAILURE);
 }
 
@@ -118,8 +121,17 @@ const MODULES: Record<string, () => Promise<Registrar>> = {
   bench: async () => (await import('./bench-command.js')).registerBenchCommand,
 };
 const VERBS: Record<string, string> = {
-  exec: 'apptainer', run: 'apptainer', shell: 'apptainer', test: 'apptainer', version: 'apptainer',
-  pull: 'image', inspect: 'image', cache: 'image', 'run-bundle': 'bundle', oci: 'bundle', bench: 'bench',
+  exec: 'apptainer',
+  run: 'apptainer',
+  shell: 'apptainer',
+  test: 'apptainer',
+  version: 'apptainer',
+  pull: 'image',
+  inspect: 'image',
+  cache: 'image',
+  'run-bundle': 'bundle',
+  oci: 'bundle',
+  bench: 'bench',
 };
 
 /** The modules to load for these arguments (the global options take no values). */
@@ -128,7 +140,8 @@ function modulesFor(args: string[]): string[] {
   const verb = i < 0 || args[i] === '--' ? undefined : args[i]!;
   if (verb !== undefined && Object.hasOwn(VERBS, verb)) return [VERBS[verb]!];
   const before = i < 0 ? args : args.slice(0, i);
-  if (verb === undefined && before.includes('--version') && !before.some((a) => a === '-h' || a === '--help')) return [];
+  if (verb === undefined && before.includes('--version') && !before.some((a) => a === '-h' || a === '--help'))
+    return [];
   return Object.keys(MODULES);
 }
 
@@ -136,7 +149,7 @@ const program = new Command(commandName)
   .description('Run containers in Linux namespaces, unprivileged, from Node.js; Apptainer-compatible verbs')
   .version(versionLine, '--version')
   .enablePositionalOptions()
-  .option('-s, --silent', 'only the payload\'s output')
+  .option('-s, --silent', "only the payload's output")
   .option('-q, --quiet', 'no warnings, no progress')
   .option('-d, --debug', 'print what is launched, environment included, and a stack trace on failure')
   .option('-v, --verbose', 'print what is launched')
@@ -174,7 +187,9 @@ main().catch(async (e: unknown) => {
   // -d/--debug before the verb, even when the command line did not parse.
   const args = process.argv.slice(2);
   const verbAt = args.findIndex((a) => !a.startsWith('-'));
-  const debug = program.opts<{ debug?: boolean }>().debug || (verbAt < 0 ? args : args.slice(0, verbAt)).some((a) => a === '--debug' || /^-[a-z]*d[a-z]*$/.test(a));
+  const debug =
+    program.opts<{ debug?: boolean }>().debug ||
+    (verbAt < 0 ? args : args.slice(0, verbAt)).some((a) => a === '--debug' || /^-[a-z]*d[a-z]*$/.test(a));
   const f = await describeFailure(e, process.argv.slice(2));
   process.stderr.write(`${failureLine(f.message, args, commandName !== 'nodularity')}\n`);
   if (debug && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);

@@ -26,10 +26,11 @@ export function interactiveTerminal(): { rows: number; columns: number } | false
  * terminal turns into SIGINT for its foreground job.
  */
 export async function runAndExit(c: Container): Promise<never> {
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const) process.on(sig, () => c.kill(sig));
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const)
+    process.on(sig, () => c.kill(sig));
   const closed = once(c, 'close');
   let restore = () => {};
-  await c.spawned;  // the terminal exists from 'spawn' on
+  await c.spawned; // the terminal exists from 'spawn' on
   if (c.terminal) restore = relayTerminal(c);
   const r = await c.exited;
   await closed.catch(() => {});
@@ -48,7 +49,13 @@ function relayTerminal(c: Container): () => void {
   stdin.on('data', (d) => term.write(d));
   stdin.resume();
   term.on('data', (d) => process.stdout.write(d));
-  const onResize = () => { try { c.resize(process.stdout.columns, process.stdout.rows); } catch { /* gone */ } };
+  const onResize = () => {
+    try {
+      c.resize(process.stdout.columns, process.stdout.rows);
+    } catch {
+      /* gone */
+    }
+  };
   process.stdout.on('resize', onResize);
   return () => {
     process.stdout.off('resize', onResize);

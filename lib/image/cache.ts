@@ -92,7 +92,10 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   // a directory of our own inside it, as our layout is not Apptainer's.
   const apptainer = [env.APPTAINER_CACHEDIR, env.SINGULARITY_CACHEDIR].find((d) => d && path.isAbsolute(d));
   if (apptainer) return path.join(apptainer, 'nodularity');
-  const xdg = env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(env.HOME || os.homedir(), '.cache');
+  const xdg =
+    env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME)
+      ? env.XDG_CACHE_HOME
+      : path.join(env.HOME || os.homedir(), '.cache');
   return path.join(xdg, 'nodularity');
 }
 
@@ -124,7 +127,10 @@ export class UntrustedCacheError extends ImageError {
   /** The path at fault. */
   readonly path: string;
   constructor(p: string, reason: string, hint = '') {
-    super('CACHE', `cache ${p}: ${reason}; refusing to use it (the cache, and each directory and file of its own, must belong to you or root and be writable by no one else${hint})`);
+    super(
+      'CACHE',
+      `cache ${p}: ${reason}; refusing to use it (the cache, and each directory and file of its own, must belong to you or root and be writable by no one else${hint})`,
+    );
     this.path = p;
   }
 }
@@ -135,7 +141,8 @@ function distrust(st: fs.Stats, kind: 'dir' | 'file', euid: number): string | un
   if (kind === 'dir' && !st.isDirectory()) return 'is not a directory';
   if (kind === 'file' && !st.isFile()) return 'is not a regular file';
   if (st.uid !== euid && st.uid !== 0) return `is owned by uid ${st.uid}, not by you (uid ${euid}) or root`;
-  if (st.mode & 0o022) return `is writable by ${st.mode & 0o020 ? 'group' : ''}${(st.mode & 0o022) === 0o022 ? ' and ' : ''}${st.mode & 0o002 ? 'others' : ''} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
+  if (st.mode & 0o022)
+    return `is writable by ${st.mode & 0o020 ? 'group' : ''}${(st.mode & 0o022) === 0o022 ? ' and ' : ''}${st.mode & 0o002 ? 'others' : ''} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
   return undefined;
 }
 
@@ -197,7 +204,12 @@ export interface CacheHold {
 }
 
 /** Enough to tell later, from another process, whether the holder still runs. */
-interface HoldRecord { pid: number; start: string; boot: string; pidns: string }
+interface HoldRecord {
+  pid: number;
+  start: string;
+  boot: string;
+  pidns: string;
+}
 
 /** Field 22 (starttime, clock ticks after boot) of /proc/PID/stat; 'gone' for no such process. */
 function procStart(pid: number): string | 'gone' | undefined {
@@ -214,7 +226,13 @@ function procStart(pid: number): string | 'gone' | undefined {
 let selfRecord: HoldRecord | undefined;
 function ownRecord(): HoldRecord {
   if (!selfRecord) {
-    const read = (f: () => string): string => { try { return f().trim(); } catch { return 'unknown'; } };
+    const read = (f: () => string): string => {
+      try {
+        return f().trim();
+      } catch {
+        return 'unknown';
+      }
+    };
     selfRecord = {
       pid: process.pid,
       start: procStart(process.pid) ?? 'unknown',
@@ -313,7 +331,10 @@ export class ImageCache {
       return await fsp.open(this.blobPath(digest), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     } catch (err) {
       if (errCode(err) === 'ENOENT') return undefined;
-      throw new ImageError('CACHE', `cache blob ${this.blobPath(digest)}: ${(err as Error).message}`, { digest, cause: err });
+      throw new ImageError('CACHE', `cache blob ${this.blobPath(digest)}: ${(err as Error).message}`, {
+        digest,
+        cause: err,
+      });
     }
   }
 
@@ -325,7 +346,11 @@ export class ImageCache {
       if (!(await this.trust(['blobs', alg], 'dir', hint))) continue;
       for (const hex of (await fsp.readdir(this.sub('blobs', alg))).sort()) {
         let digest: string;
-        try { digest = parseDigest(`${alg}:${hex}`).algorithm + ':' + hex; } catch { continue; /* not a blob name */ }
+        try {
+          digest = parseDigest(`${alg}:${hex}`).algorithm + ':' + hex;
+        } catch {
+          continue; /* not a blob name */
+        }
         if (!(await this.trust(['blobs', alg, hex], 'file', hint))) continue;
         const st = await fsp.lstat(this.sub('blobs', alg, hex)).catch(() => undefined);
         if (st) out.push({ digest, size: st.size, stored: st.mtime.toISOString() });
@@ -358,7 +383,11 @@ export class ImageCache {
     await this.ensureDir('tmp');
     const tmp = this.sub('tmp', `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
-      await pipeline(source, new DigestVerifier(digest, size === undefined ? { what } : { size, what }), fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+      await pipeline(
+        source,
+        new DigestVerifier(digest, size === undefined ? { what } : { size, what }),
+        fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 }),
+      );
       try {
         await fsp.rename(tmp, final);
       } catch (err) {
@@ -404,14 +433,21 @@ export class ImageCache {
       meta = JSON.parse(await fsp.readFile(path.join(dir, 'image.json'), 'utf8')) as CachedImageMeta;
     } catch (err) {
       if (errCode(err) === 'ENOENT') return undefined;
-      throw new ImageError('CACHE', `cache entry ${dir}: unreadable image.json (${(err as Error).message}); remove it with \`nodularity cache clean\``, { cause: err });
+      throw new ImageError(
+        'CACHE',
+        `cache entry ${dir}: unreadable image.json (${(err as Error).message}); remove it with \`nodularity cache clean\``,
+        { cause: err },
+      );
     }
     return { manifestDigest, dir, rootfs: path.join(dir, 'rootfs'), meta };
   }
 
   private aliasPath(indexDigest: string, platform: Platform): string {
     const { algorithm, hex } = parseDigest(indexDigest, 'index digest');
-    const p = `${platform.os}-${platform.architecture}${platform.variant ? '-' + platform.variant : ''}`.replace(/[^a-zA-Z0-9_.-]/g, '_');
+    const p = `${platform.os}-${platform.architecture}${platform.variant ? '-' + platform.variant : ''}`.replace(
+      /[^a-zA-Z0-9_.-]/g,
+      '_',
+    );
     return this.sub('aliases', algorithm, `${hex}@${p}`);
   }
 
@@ -426,7 +462,8 @@ export class ImageCache {
 
   async readAlias(indexDigest: string, platform: Platform): Promise<string | undefined> {
     const file = this.aliasPath(indexDigest, platform);
-    if (!(await this.trust(['aliases', parseDigest(indexDigest).algorithm, path.basename(file)], 'file'))) return undefined;
+    if (!(await this.trust(['aliases', parseDigest(indexDigest).algorithm, path.basename(file)], 'file')))
+      return undefined;
     try {
       const d = (await fsp.readFile(this.aliasPath(indexDigest, platform), 'utf8')).trim();
       parseDigest(d);
@@ -456,12 +493,17 @@ export class ImageCache {
       // the retry module build and copy 100000 delays on every lock, ~20 ms
       // each time, which every launch from the cache now pays (hold()).
       retries: { forever: true, retries: 20, factor: 1.2, minTimeout: 50, maxTimeout: 500 },
-      onCompromised: (err) => { compromised = err; },
+      onCompromised: (err) => {
+        compromised = err;
+      },
     });
     try {
       await this.removeLeftovers(`unpack-${hex.slice(0, 16)}`);
       const out = await fn();
-      if (compromised) throw new ImageError('CACHE', `lock for ${manifestDigest} was lost while unpacking (${compromised.message})`, { cause: compromised });
+      if (compromised)
+        throw new ImageError('CACHE', `lock for ${manifestDigest} was lost while unpacking (${compromised.message})`, {
+          cause: compromised,
+        });
       return out;
     } finally {
       await release().catch(() => undefined);
@@ -471,7 +513,11 @@ export class ImageCache {
   private async removeLeftovers(prefix: string): Promise<void> {
     if (!(await this.trust(['tmp']))) return;
     let names: string[];
-    try { names = await fsp.readdir(this.sub('tmp')); } catch { return; }
+    try {
+      names = await fsp.readdir(this.sub('tmp'));
+    } catch {
+      return;
+    }
     for (const n of names) if (n.startsWith(prefix + '-')) await removeTree(this.sub('tmp', n));
   }
 
@@ -596,8 +642,9 @@ export class ImageCache {
    */
   private async sweepParked(key?: string, hint = ''): Promise<number> {
     if (!(await this.trust(['tmp'], 'dir', hint))) return 0;
-    const parked = (await fsp.readdir(this.sub('tmp')).catch(() => [] as string[]))
-      .filter((n) => n.startsWith(`parked-${key ?? ''}`));
+    const parked = (await fsp.readdir(this.sub('tmp')).catch(() => [] as string[])).filter((n) =>
+      n.startsWith(`parked-${key ?? ''}`),
+    );
     let freed = 0;
     const live = new Map<string, boolean>();
     for (const n of parked) {
@@ -623,8 +670,17 @@ export class ImageCache {
   async clean(options: CleanOptions = {}): Promise<CleanResult> {
     const result: CleanResult = { removed: [], skipped: [], parked: [], blobs: 0, bytesFreed: 0 };
     const types = new Set(options.types ?? CACHE_CONTENT_TYPES);
-    for (const t of types) if (!CACHE_CONTENT_TYPES.includes(t)) throw new ImageError('CACHE', `cache clean: unknown type \`${String(t)}\` (expected ${CACHE_CONTENT_TYPES.join(', ')} or all)`);
-    if (options.digests && !types.has('root')) throw new ImageError('CACHE', 'cache clean: digests name unpacked roots; they do not go with a type that leaves roots out');
+    for (const t of types)
+      if (!CACHE_CONTENT_TYPES.includes(t))
+        throw new ImageError(
+          'CACHE',
+          `cache clean: unknown type \`${String(t)}\` (expected ${CACHE_CONTENT_TYPES.join(', ')} or all)`,
+        );
+    if (options.digests && !types.has('root'))
+      throw new ImageError(
+        'CACHE',
+        'cache clean: digests name unpacked roots; they do not go with a type that leaves roots out',
+      );
     const hint = `; clean a cache as its owner, e.g. \`runuser -u USER -- nodularity cache clean --cache ${this.dir}\``;
     await this.trustAll(hint);
     if (types.has('root')) {
@@ -642,9 +698,17 @@ export class ImageCache {
           const bytes = await duBytes(dir);
           await this.ensureDir('tmp');
           const rand = randomBytes(4).toString('hex');
-          const parked = this.sub('tmp', holders.length ? `parked-${algorithm}-${hex}-${rand}` : `clean-${process.pid}-${rand}`);
+          const parked = this.sub(
+            'tmp',
+            holders.length ? `parked-${algorithm}-${hex}-${rand}` : `clean-${process.pid}-${rand}`,
+          );
           // Rename first so that the entry disappears atomically, then delete at leisure.
-          try { await fsp.rename(dir, parked); } catch (err) { if (errCode(err) === 'ENOENT') return; throw err; }
+          try {
+            await fsp.rename(dir, parked);
+          } catch (err) {
+            if (errCode(err) === 'ENOENT') return;
+            throw err;
+          }
           if (holders.length) {
             result.parked.push({ manifestDigest: digest, holders });
             return;
@@ -672,7 +736,11 @@ export class ImageCache {
     }
     result.bytesFreed += await this.sweepParked(undefined, hint);
     let names: string[] = [];
-    try { names = await fsp.readdir(this.sub('tmp')); } catch { /* none */ }
+    try {
+      names = await fsp.readdir(this.sub('tmp'));
+    } catch {
+      /* none */
+    }
     for (const n of names) {
       if (n.startsWith('parked-')) continue;
       const pid = Number(/^[a-z]+(?:-[0-9a-f]+)?-(\d+)-/.exec(n)?.[1]);
@@ -687,7 +755,12 @@ export class ImageCache {
         if (!m) continue;
         // Under the entry's lock: hold() makes the dir and its record under it.
         let digest: string;
-        try { digest = `${m[1]}:${m[2]}`; parseDigest(digest); } catch { continue; }
+        try {
+          digest = `${m[1]}:${m[2]}`;
+          parseDigest(digest);
+        } catch {
+          continue;
+        }
         await this.withLock(digest, async () => {
           if ((await this.liveHolders(key, hint)).length) return;
           await fsp.rmdir(this.sub('holds', key)).catch(() => undefined);
@@ -713,14 +786,22 @@ export async function duBytes(p: string): Promise<number> {
   let total = 0;
   const walk = async (q: string): Promise<void> => {
     let st: fs.Stats;
-    try { st = await fsp.lstat(q); } catch { return; }
+    try {
+      st = await fsp.lstat(q);
+    } catch {
+      return;
+    }
     const key = `${st.dev}:${st.ino}`;
     if (seen.has(key)) return;
     seen.add(key);
     total += st.blocks * 512;
     if (st.isDirectory()) {
       let names: string[] = [];
-      try { names = await fsp.readdir(q); } catch { /* unreadable: count what we can */ }
+      try {
+        names = await fsp.readdir(q);
+      } catch {
+        /* unreadable: count what we can */
+      }
       for (const n of names) await walk(path.join(q, n));
     }
   };

@@ -30,7 +30,8 @@ export interface ImageConfig {
 
 function strings(v: unknown, what: string): string[] {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new ImageError('BAD_MANIFEST', `image config: ${what} must be an array of strings`);
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string'))
+    throw new ImageError('BAD_MANIFEST', `image config: ${what} must be an array of strings`);
   return v as string[];
 }
 
@@ -44,9 +45,11 @@ export function parseImageConfig(bytes: Uint8Array): ImageConfig {
   }
   const c = (json.config ?? {}) as Record<string, unknown>;
   const labels: Record<string, string> = {};
-  if (c.Labels && typeof c.Labels === 'object') for (const [k, v] of Object.entries(c.Labels as object)) labels[k] = String(v);
+  if (c.Labels && typeof c.Labels === 'object')
+    for (const [k, v] of Object.entries(c.Labels as object)) labels[k] = String(v);
   const env = strings(c.Env, 'config.Env');
-  for (const e of env) if (!e.includes('=')) throw new ImageError('BAD_MANIFEST', `image config: Env entry \`${e}\` has no '='`);
+  for (const e of env)
+    if (!e.includes('=')) throw new ImageError('BAD_MANIFEST', `image config: Env entry \`${e}\` has no '='`);
   const rootfs = (json.rootfs ?? {}) as { diff_ids?: unknown };
   const out: ImageConfig = {
     env,
@@ -78,7 +81,8 @@ export async function readFileInRoot(rootfs: string, file: string): Promise<Buff
     return readInRoot(path.resolve(rootfs), file, MAX_JSON);
   } catch (e) {
     const code = (e as InRootReadError).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw Object.assign(new Error(`${file} in the image: not found`), { code });
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw Object.assign(new Error(`${file} in the image: not found`), { code });
     throw new ImageError('BAD_MANIFEST', (e as Error).message);
   }
 }
@@ -94,7 +98,11 @@ export interface ResolvedUser {
 
 async function readTable(rootfs: string, file: string): Promise<string[][]> {
   try {
-    return (await readFileInRoot(rootfs, file)).toString('utf8').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(':'));
+    return (await readFileInRoot(rootfs, file))
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => l.split(':'));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return [];
@@ -115,7 +123,8 @@ export async function resolveImageUser(rootfs: string, user: string): Promise<Re
   const [u, g] = user.split(':', 2) as [string, string | undefined];
   const passwd = await readTable(rootfs, '/etc/passwd');
   const entry = NUMERIC.test(u) ? passwd.find((f) => f[2] === u) : passwd.find((f) => f[0] === u);
-  if (!entry && !NUMERIC.test(u)) throw new ImageError('BAD_MANIFEST', `image User \`${user}\`: no user \`${u}\` in the image's /etc/passwd`);
+  if (!entry && !NUMERIC.test(u))
+    throw new ImageError('BAD_MANIFEST', `image User \`${user}\`: no user \`${u}\` in the image's /etc/passwd`);
   const uid = entry ? Number(entry[2]) : Number(u);
   let gid = entry ? Number(entry[3]) : 0;
   const groups = await readTable(rootfs, '/etc/group');
@@ -123,11 +132,13 @@ export async function resolveImageUser(rootfs: string, user: string): Promise<Re
     if (NUMERIC.test(g)) gid = Number(g);
     else {
       const grp = groups.find((f) => f[0] === g);
-      if (!grp) throw new ImageError('BAD_MANIFEST', `image User \`${user}\`: no group \`${g}\` in the image's /etc/group`);
+      if (!grp)
+        throw new ImageError('BAD_MANIFEST', `image User \`${user}\`: no group \`${g}\` in the image's /etc/group`);
       gid = Number(grp[2]);
     }
   }
-  if (!Number.isSafeInteger(uid) || !Number.isSafeInteger(gid)) throw new ImageError('BAD_MANIFEST', `image User \`${user}\`: bad id in /etc/passwd or /etc/group`);
+  if (!Number.isSafeInteger(uid) || !Number.isSafeInteger(gid))
+    throw new ImageError('BAD_MANIFEST', `image User \`${user}\`: bad id in /etc/passwd or /etc/group`);
   // Supplementary groups only come from /etc/group when the user was named
   // and no group was forced (docker's rule).
   const additionalGids: number[] = [];
@@ -135,7 +146,8 @@ export async function resolveImageUser(rootfs: string, user: string): Promise<Re
     for (const f of groups) {
       const members = (f[3] ?? '').split(',');
       const id = Number(f[2]);
-      if (members.includes(entry[0]!) && Number.isSafeInteger(id) && id !== gid && !additionalGids.includes(id)) additionalGids.push(id);
+      if (members.includes(entry[0]!) && Number.isSafeInteger(id) && id !== gid && !additionalGids.includes(id))
+        additionalGids.push(id);
     }
   }
   const out: ResolvedUser = { uid, gid, additionalGids };
@@ -156,7 +168,11 @@ export interface ImageProcessDefaults {
  * (or Entrypoint + `args` when given), env with a default PATH, cwd = WorkingDir
  * or `/`, and the User resolved through the image's own files.
  */
-export async function imageProcessDefaults(config: ImageConfig, rootfs: string, args?: string[]): Promise<ImageProcessDefaults> {
+export async function imageProcessDefaults(
+  config: ImageConfig,
+  rootfs: string,
+  args?: string[],
+): Promise<ImageProcessDefaults> {
   const env = [...config.env];
   if (!env.some((e) => e.startsWith('PATH='))) env.unshift(`PATH=${DEFAULT_PATH}`);
   return {

@@ -23,8 +23,16 @@ export function parseDigest(digest: string, what = 'digest'): ParsedDigest {
   if (!m) throw new ImageError('BAD_DIGEST', `${what} \`${digest}\` is not of the form ALGORITHM:HEX`, { digest });
   const algorithm = m[1] as DigestAlgorithm;
   const expected = HEX_LENGTH[algorithm];
-  if (expected === undefined) throw new ImageError('BAD_DIGEST', `${what} \`${digest}\`: unsupported algorithm ${m[1]} (sha256 and sha512 are)`, { digest });
-  if (m[2]!.length !== expected) throw new ImageError('BAD_DIGEST', `${what} \`${digest}\`: ${algorithm} needs ${expected} hex digits, got ${m[2]!.length}`, { digest });
+  if (expected === undefined)
+    throw new ImageError('BAD_DIGEST', `${what} \`${digest}\`: unsupported algorithm ${m[1]} (sha256 and sha512 are)`, {
+      digest,
+    });
+  if (m[2]!.length !== expected)
+    throw new ImageError(
+      'BAD_DIGEST',
+      `${what} \`${digest}\`: ${algorithm} needs ${expected} hex digits, got ${m[2]!.length}`,
+      { digest },
+    );
   return { algorithm, hex: m[2]! };
 }
 
@@ -40,7 +48,8 @@ export function verifyBuffer(data: Uint8Array, digest: string, size: number | un
     throw new ImageError('SIZE_MISMATCH', `${what} ${digest}: expected ${size} bytes, got ${data.length}`, { digest });
   }
   const actual = digestOf(data, algorithm);
-  if (actual !== digest) throw new ImageError('DIGEST_MISMATCH', `${what} ${digest}: content hashes to ${actual}`, { digest });
+  if (actual !== digest)
+    throw new ImageError('DIGEST_MISMATCH', `${what} ${digest}: content hashes to ${actual}`, { digest });
 }
 
 /**
@@ -69,7 +78,11 @@ export class DigestCheck {
   update(chunk: Uint8Array): ImageError | undefined {
     this.bytes += chunk.length;
     if (this.size !== undefined && this.bytes > this.size) {
-      return new ImageError('SIZE_MISMATCH', `${this.what} ${this.expected}: more than the ${this.size} bytes its descriptor declares`, { digest: this.expected });
+      return new ImageError(
+        'SIZE_MISMATCH',
+        `${this.what} ${this.expected}: more than the ${this.size} bytes its descriptor declares`,
+        { digest: this.expected },
+      );
     }
     this.hash.update(chunk);
     return undefined;
@@ -77,10 +90,17 @@ export class DigestCheck {
 
   end(): ImageError | undefined {
     if (this.size !== undefined && this.bytes !== this.size) {
-      return new ImageError('SIZE_MISMATCH', `${this.what} ${this.expected}: expected ${this.size} bytes, got ${this.bytes}`, { digest: this.expected });
+      return new ImageError(
+        'SIZE_MISMATCH',
+        `${this.what} ${this.expected}: expected ${this.size} bytes, got ${this.bytes}`,
+        { digest: this.expected },
+      );
     }
     const actual = `${this.algorithm}:${this.hash.digest('hex')}`;
-    if (actual !== this.expected) return new ImageError('DIGEST_MISMATCH', `${this.what} ${this.expected}: content hashes to ${actual}`, { digest: this.expected });
+    if (actual !== this.expected)
+      return new ImageError('DIGEST_MISMATCH', `${this.what} ${this.expected}: content hashes to ${actual}`, {
+        digest: this.expected,
+      });
     return undefined;
   }
 }

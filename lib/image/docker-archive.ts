@@ -71,7 +71,11 @@ async function openArchive(file: string, name: string): Promise<Readable> {
     // O_NONBLOCK: opening a FIFO must not wait before we know it is one.
     fd = await promisify(fs.open)(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (err) {
-    throw new ImageError('BAD_SOURCE', `${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { source: name, cause: err });
+    throw new ImageError(
+      'BAD_SOURCE',
+      `${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      { source: name, cause: err },
+    );
   }
   let st: fs.Stats;
   try {
@@ -88,7 +92,11 @@ async function openArchive(file: string, name: string): Promise<Readable> {
   // until a writer has been and gone).
   if (st.isFIFO()) return new net.Socket({ fd, readable: true, writable: false });
   fs.close(fd, () => undefined);
-  throw new ImageError('BAD_SOURCE', `${name}: ${file} is ${fileKind(st)}; a docker-archive is a regular file or a pipe`, { source: name });
+  throw new ImageError(
+    'BAD_SOURCE',
+    `${name}: ${file} is ${fileKind(st)}; a docker-archive is a regular file or a pipe`,
+    { source: name },
+  );
 }
 
 /** Open a docker-archive, staging its members under the cache's tmp/. */
@@ -113,7 +121,12 @@ export async function openDockerArchive(src: DockerArchiveSource, cache: ImageCa
       const n = memberName(h.name);
       if (h.type === 'symlink' || h.type === 'link') {
         // Newer `docker save` links legacy names to blobs/sha256/...
-        links.set(n, h.type === 'symlink' ? memberName(h.linkname, path.posix.dirname(n) === '.' ? '' : path.posix.dirname(n)) : memberName(h.linkname));
+        links.set(
+          n,
+          h.type === 'symlink'
+            ? memberName(h.linkname, path.posix.dirname(n) === '.' ? '' : path.posix.dirname(n))
+            : memberName(h.linkname),
+        );
         entry.resume();
         continue;
       }
@@ -131,49 +144,92 @@ export async function openDockerArchive(src: DockerArchiveSource, cache: ImageCa
       let n = memberName(ref);
       for (let hops = 0; links.has(n) && hops < 16; hops++) n = links.get(n)!;
       const m = members.get(n);
-      if (!m) throw new ImageError('BAD_MANIFEST', `${name}: ${what} \`${ref}\` is not in the archive`, { source: name });
+      if (!m)
+        throw new ImageError('BAD_MANIFEST', `${name}: ${what} \`${ref}\` is not in the archive`, { source: name });
       return m;
     };
     const manifestMember = members.get('manifest.json');
-    if (!manifestMember) throw new ImageError('BAD_SOURCE', `${name}: no manifest.json; is this a docker-archive (docker save) file?`, { source: name });
+    if (!manifestMember)
+      throw new ImageError('BAD_SOURCE', `${name}: no manifest.json; is this a docker-archive (docker save) file?`, {
+        source: name,
+      });
     let entries: ArchiveManifestEntry[];
     try {
-      entries = JSON.parse((await readImageFile(manifestMember.file, { what: `${name}: manifest.json`, code: 'BAD_MANIFEST', max: MAX_JSON })).toString('utf8')) as ArchiveManifestEntry[];
+      entries = JSON.parse(
+        (
+          await readImageFile(manifestMember.file, {
+            what: `${name}: manifest.json`,
+            code: 'BAD_MANIFEST',
+            max: MAX_JSON,
+          })
+        ).toString('utf8'),
+      ) as ArchiveManifestEntry[];
       if (!Array.isArray(entries)) throw new Error('not an array');
     } catch (err) {
       if (err instanceof ImageError) throw err;
-      throw new ImageError('BAD_MANIFEST', `${name}: manifest.json is invalid (${(err as Error).message})`, { source: name, cause: err });
+      throw new ImageError('BAD_MANIFEST', `${name}: manifest.json is invalid (${(err as Error).message})`, {
+        source: name,
+        cause: err,
+      });
     }
     let chosen: ArchiveManifestEntry | undefined;
     if (src.ref) {
       const want = src.ref.includes(':') ? src.ref : `${src.ref}:latest`;
-      chosen = entries.find((e) => e.RepoTags?.some((t) => t === want || t === `docker.io/${want}` || t === `docker.io/library/${want}`));
-      if (!chosen) throw new ImageError('NOT_FOUND', `${name}: no image tagged \`${want}\` (tags: ${entries.flatMap((e) => e.RepoTags ?? []).join(', ') || 'none'})`, { source: name });
+      chosen = entries.find((e) =>
+        e.RepoTags?.some((t) => t === want || t === `docker.io/${want}` || t === `docker.io/library/${want}`),
+      );
+      if (!chosen)
+        throw new ImageError(
+          'NOT_FOUND',
+          `${name}: no image tagged \`${want}\` (tags: ${entries.flatMap((e) => e.RepoTags ?? []).join(', ') || 'none'})`,
+          { source: name },
+        );
     } else if (entries.length === 1) {
       chosen = entries[0];
     } else {
-      throw new ImageError('BAD_SOURCE', `${name}: the archive holds ${entries.length} images; name one with docker-archive:FILE:NAME:TAG`, { source: name });
+      throw new ImageError(
+        'BAD_SOURCE',
+        `${name}: the archive holds ${entries.length} images; name one with docker-archive:FILE:NAME:TAG`,
+        { source: name },
+      );
     }
     if (!chosen || typeof chosen.Config !== 'string' || !Array.isArray(chosen.Layers)) {
       throw new ImageError('BAD_MANIFEST', `${name}: manifest.json entry lacks Config or Layers`, { source: name });
     }
     const configMember = lookup(chosen.Config, 'config');
-    const configBytes = await readImageFile(configMember.file, { what: `${name}: image config ${chosen.Config}`, code: 'BAD_MANIFEST', max: MAX_JSON });
+    const configBytes = await readImageFile(configMember.file, {
+      what: `${name}: image config ${chosen.Config}`,
+      code: 'BAD_MANIFEST',
+      max: MAX_JSON,
+    });
     let diffIds: string[] = [];
     try {
-      diffIds = ((JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } }).rootfs?.diff_ids) ?? [];
+      diffIds =
+        (JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } }).rootfs?.diff_ids ?? [];
     } catch (err) {
-      throw new ImageError('BAD_MANIFEST', `${name}: image config ${chosen.Config} is not JSON`, { source: name, cause: err });
+      throw new ImageError('BAD_MANIFEST', `${name}: image config ${chosen.Config} is not JSON`, {
+        source: name,
+        cause: err,
+      });
     }
     if (diffIds.length !== chosen.Layers.length) {
-      throw new ImageError('BAD_MANIFEST', `${name}: ${chosen.Layers.length} layers but ${diffIds.length} rootfs.diff_ids in the config`, { source: name });
+      throw new ImageError(
+        'BAD_MANIFEST',
+        `${name}: ${chosen.Layers.length} layers but ${diffIds.length} rootfs.diff_ids in the config`,
+        { source: name },
+      );
     }
     const layerFiles = new Map<string, Member>();
     const layers: Descriptor[] = [];
     for (const ref of chosen.Layers) {
       const m = lookup(ref, 'layer');
       const compression = await sniff(m.file);
-      const mediaType = compression === 'gzip' ? MediaType.OciLayerGzip : compression === 'zstd' ? MediaType.OciLayerZstd : MediaType.OciLayer;
+      const mediaType =
+        compression === 'gzip'
+          ? MediaType.OciLayerGzip
+          : compression === 'zstd'
+            ? MediaType.OciLayerZstd
+            : MediaType.OciLayer;
       layers.push({ mediaType, digest: m.digest, size: m.size });
       layerFiles.set(m.digest, m);
     }
@@ -193,11 +249,16 @@ export async function openDockerArchive(src: DockerArchiveSource, cache: ImageCa
       manifestBytes,
       configBytes,
       compression(layer) {
-        return layer.mediaType === MediaType.OciLayerGzip ? 'gzip' : layer.mediaType === MediaType.OciLayerZstd ? 'zstd' : 'none';
+        return layer.mediaType === MediaType.OciLayerGzip
+          ? 'gzip'
+          : layer.mediaType === MediaType.OciLayerZstd
+            ? 'zstd'
+            : 'none';
       },
       async fetchLayer(layer) {
         const m = layerFiles.get(layer.digest);
-        if (!m) throw new ImageError('NOT_FOUND', `${name}: layer ${layer.digest} not staged`, { digest: layer.digest });
+        if (!m)
+          throw new ImageError('NOT_FOUND', `${name}: layer ${layer.digest} not staged`, { digest: layer.digest });
         return () => fs.createReadStream(m.file, { highWaterMark: 1 << 20 });
       },
       async close() {
@@ -207,6 +268,9 @@ export async function openDockerArchive(src: DockerArchiveSource, cache: ImageCa
   } catch (err) {
     await removeTree(staging);
     if (err instanceof ImageError) throw err;
-    throw new ImageError('BAD_SOURCE', `${name}: cannot read the archive: ${(err as Error).message}`, { source: name, cause: err });
+    throw new ImageError('BAD_SOURCE', `${name}: cannot read the archive: ${(err as Error).message}`, {
+      source: name,
+      cause: err,
+    });
   }
 }

@@ -20,7 +20,11 @@ export class ImageError extends Error {
   /** The image source string the operation was given. */
   readonly source?: string;
 
-  constructor(reason: ImageErrorCode, message: string, details: { digest?: string; entry?: string; source?: string; cause?: unknown } = {}) {
+  constructor(
+    reason: ImageErrorCode,
+    message: string,
+    details: { digest?: string; entry?: string; source?: string; cause?: unknown } = {},
+  ) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'ImageError';
     this.reason = reason;

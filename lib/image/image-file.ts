@@ -40,7 +40,10 @@ export interface ImageFileOptions {
 }
 
 function fail(o: ImageFileOptions, why: string, cause?: unknown): ImageError {
-  return new ImageError(o.code ?? 'BAD_SOURCE', `${o.what}: ${why}`, { ...(o.digest ? { digest: o.digest } : {}), ...(cause === undefined ? {} : { cause }) });
+  return new ImageError(o.code ?? 'BAD_SOURCE', `${o.what}: ${why}`, {
+    ...(o.digest ? { digest: o.digest } : {}),
+    ...(cause === undefined ? {} : { cause }),
+  });
 }
 
 /**
@@ -76,11 +79,18 @@ export async function openImageFile(file: string, o: ImageFileOptions): Promise<
  * size, before reading it, and reading no more than the bound plus one byte
  * even if it grows meanwhile.
  */
-export async function readImageFile(file: string, o: ImageFileOptions & { max: number; size?: number }): Promise<Buffer> {
+export async function readImageFile(
+  file: string,
+  o: ImageFileOptions & { max: number; size?: number },
+): Promise<Buffer> {
   const { fh, size } = await openImageFile(file, o);
   try {
     if (o.size !== undefined && size !== o.size) {
-      throw new ImageError('SIZE_MISMATCH', `${o.what}: ${file} has ${size} bytes, its descriptor declares ${o.size}`, o.digest ? { digest: o.digest } : {});
+      throw new ImageError(
+        'SIZE_MISMATCH',
+        `${o.what}: ${file} has ${size} bytes, its descriptor declares ${o.size}`,
+        o.digest ? { digest: o.digest } : {},
+      );
     }
     if (size > o.max) throw fail(o, `${file} is ${size} bytes, more than the ${o.max} allowed`);
     const limit = Math.min(o.max, o.size ?? o.max) + 1;
@@ -107,7 +117,11 @@ export async function openImageStream(file: string, o: ImageFileOptions & { size
   const { fh, size } = await openImageFile(file, o);
   if (size > o.size) {
     await fh.close();
-    throw new ImageError('SIZE_MISMATCH', `${o.what}: ${file} has ${size} bytes, its descriptor declares ${o.size}`, o.digest ? { digest: o.digest } : {});
+    throw new ImageError(
+      'SIZE_MISMATCH',
+      `${o.what}: ${file} has ${size} bytes, its descriptor declares ${o.size}`,
+      o.digest ? { digest: o.digest } : {},
+    );
   }
   // `end` is inclusive: size + 1 bytes at most.
   return fh.createReadStream({ start: 0, end: o.size, highWaterMark: 1 << 20, autoClose: true });

@@ -33,7 +33,9 @@ export interface DecoderLimits {
 }
 
 const port = parentPort!;
-const { OUT_WINDOW, SMALL_FILE, ARENA, SPARE_ARENAS, POST_RECORDS, POST_BYTES } = (workerData as { limits: DecoderLimits }).limits;
+const { OUT_WINDOW, SMALL_FILE, ARENA, SPARE_ARENAS, POST_RECORDS, POST_BYTES } = (
+  workerData as { limits: DecoderLimits }
+).limits;
 const CHUNK = 256 << 10;
 
 /** A failure as it crosses the thread boundary: an ImageError's code, or an errno-style code. */
@@ -51,7 +53,11 @@ function diffIdChecker(expected: string, algorithm: string) {
     end(): void {
       const actual = `${algorithm}:${hash.digest('hex')}`;
       if (actual !== expected) {
-        const f: Failure = { image: 'DIGEST_MISMATCH', digest: expected, message: `diff_id ${expected}: content hashes to ${actual}` };
+        const f: Failure = {
+          image: 'DIGEST_MISMATCH',
+          digest: expected,
+          message: `diff_id ${expected}: content hashes to ${actual}`,
+        };
         throw f;
       }
     },
@@ -61,7 +67,10 @@ function diffIdChecker(expected: string, algorithm: string) {
 // fzstd does not check the frame's content checksum; the diff_id (checked
 // after this stage) covers the decompressed bytes instead.
 function zstdStream(): Transform {
-  const wrap = (err: unknown): Failure => ({ code: 'ZSTD_DATA_ERROR', message: `zstd: ${(err as Error)?.message || String(err)}` });
+  const wrap = (err: unknown): Failure => ({
+    code: 'ZSTD_DATA_ERROR',
+    message: `zstd: ${(err as Error)?.message || String(err)}`,
+  });
   const out: Transform = new Transform({
     transform(chunk: Buffer, _e, cb) {
       try {
@@ -165,9 +174,17 @@ type EntryStream = ExtractEvents['entry'][1];
 // in one view, or (large files) a record per piece and an end record.
 function onEntry(rec: Recorder, h: Header, stream: EntryStream, next: () => void): void {
   const r: EntryRecord = {
-    kind: 'entry', name: h.name, type: h.type ?? null, mode: h.mode, uid: h.uid, gid: h.gid, size: h.size,
-    mtime: h.mtime ? h.mtime.getTime() / 1000 : undefined, linkname: h.linkname || undefined,
-    devmajor: h.devmajor, devminor: h.devminor,
+    kind: 'entry',
+    name: h.name,
+    type: h.type ?? null,
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    size: h.size,
+    mtime: h.mtime ? h.mtime.getTime() / 1000 : undefined,
+    linkname: h.linkname || undefined,
+    devmajor: h.devmajor,
+    devminor: h.devminor,
   };
   // A PAX sparse file (GNU.sparse.* records): tar-stream hands over its raw
   // stored form (a map and the data segments, under GNUSparseFile.N/NAME).
@@ -230,14 +247,26 @@ function onEntry(rec: Recorder, h: Header, stream: EntryStream, next: () => void
 function start(m: Extract<ToDecoder, { type: 'start' }>): void {
   const diff = m.diffId ? diffIdChecker(m.diffId, m.diffIdAlgorithm!) : undefined;
   const hwm = { readableHighWaterMark: 4 * CHUNK };
-  const codec = (m.compression === 'gzip' ? zlib.createGunzip({ chunkSize: CHUNK, ...hwm })
-    : m.compression === 'zstd' ? zstdStream()
-      : new PassThrough(hwm)) as Job['codec'];
+  const codec = (
+    m.compression === 'gzip'
+      ? zlib.createGunzip({ chunkSize: CHUNK, ...hwm })
+      : m.compression === 'zstd'
+        ? zstdStream()
+        : new PassThrough(hwm)
+  ) as Job['codec'];
   const extract = tar.extract();
   const self: Job = {
-    id: m.id, codec, extract, credits: OUT_WINDOW, wake: undefined, aborted: false,
+    id: m.id,
+    codec,
+    extract,
+    credits: OUT_WINDOW,
+    wake: undefined,
+    aborted: false,
     // Each compressed chunk the codec has consumed frees one input credit.
-    take: (buf) => codec.write(buf, () => { if (!self.aborted) port.postMessage({ type: 'credit', id: self.id }); }),
+    take: (buf) =>
+      codec.write(buf, () => {
+        if (!self.aborted) port.postMessage({ type: 'credit', id: self.id });
+      }),
     end: () => codec.end(),
   };
   job = self;
@@ -253,13 +282,28 @@ function start(m: Extract<ToDecoder, { type: 'start' }>): void {
     if (s) s();
   };
   extract.on('entry', (h, stream, next) => onEntry(rec, h, stream, next));
-  extract.on('error', (err) => { tarError = err; poke(); });
-  extract.on('drain', () => { drained = true; poke(); });
-  extract.on('finish', () => { finished = true; poke(); });
-  extract.on('close', () => { closed = true; poke(); });
+  extract.on('error', (err) => {
+    tarError = err;
+    poke();
+  });
+  extract.on('drain', () => {
+    drained = true;
+    poke();
+  });
+  extract.on('finish', () => {
+    finished = true;
+    poke();
+  });
+  extract.on('close', () => {
+    closed = true;
+    poke();
+  });
   // Wait for the tar parser (streamx) to drain or finish; its failure is the job's.
   const until = async (ready: () => boolean): Promise<void> => {
-    while (!ready() && tarError === undefined && !closed && !self.aborted) await new Promise<void>((resolve) => { signal = resolve; });
+    while (!ready() && tarError === undefined && !closed && !self.aborted)
+      await new Promise<void>((resolve) => {
+        signal = resolve;
+      });
     if (tarError !== undefined) throw tarError;
     if (!ready() && !self.aborted) throw new Error('tar stream closed before its end');
   };
@@ -273,25 +317,33 @@ function start(m: Extract<ToDecoder, { type: 'start' }>): void {
       if (tarError !== undefined) throw tarError;
       // The loop thread has taken everything sent: it is waiting, so send what there is.
       if (self.credits === OUT_WINDOW) rec.post();
-      while (self.credits <= 0 && !self.aborted) await new Promise<void>((resolve) => { self.wake = resolve; });
+      while (self.credits <= 0 && !self.aborted)
+        await new Promise<void>((resolve) => {
+          self.wake = resolve;
+        });
       if (self.aborted) return;
     }
     if (diff) diff.end();
     extract.end(undefined); // streamx's types want an argument; none ends the stream
     await until(() => finished);
     rec.post();
-  })().then(() => {
-    if (job === self) job = undefined;
-    if (!self.aborted) port.postMessage({ type: 'end', id: self.id });
-  }, (err: Failure) => {
-    if (job === self) job = undefined;
-    if (self.aborted) return;
-    const error: WorkerError = {
-      ...(err.image ? { image: err.image } : {}), ...(err.digest ? { digest: err.digest } : {}),
-      ...(err.code === undefined ? {} : { code: String(err.code) }), message: String(err.message || err),
-    };
-    port.postMessage({ type: 'error', id: self.id, error });
-  });
+  })().then(
+    () => {
+      if (job === self) job = undefined;
+      if (!self.aborted) port.postMessage({ type: 'end', id: self.id });
+    },
+    (err: Failure) => {
+      if (job === self) job = undefined;
+      if (self.aborted) return;
+      const error: WorkerError = {
+        ...(err.image ? { image: err.image } : {}),
+        ...(err.digest ? { digest: err.digest } : {}),
+        ...(err.code === undefined ? {} : { code: String(err.code) }),
+        message: String(err.message || err),
+      };
+      port.postMessage({ type: 'error', id: self.id, error });
+    },
+  );
 }
 
 port.on('message', (m: ToDecoder) => {

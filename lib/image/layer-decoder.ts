@@ -55,7 +55,12 @@ const POST_RECORDS = 512;
 const POST_BYTES = 2 << 20;
 
 /** A failure from the thread, as plain data (rebuilt into an ImageError or an Error with its code). */
-export interface WorkerError { image?: ImageErrorCode; digest?: string; code?: string; message: string }
+export interface WorkerError {
+  image?: ImageErrorCode;
+  digest?: string;
+  code?: string;
+  message: string;
+}
 
 /** A tar entry's header, as the decode thread sends it. */
 export interface EntryRecord {
@@ -109,14 +114,19 @@ export class LayerDecoder {
     if (this.crashed) throw new Error(`layer decode thread failed: ${this.crashed.message}`);
     if (this.worker) return this.worker;
     const limits: DecoderLimits = { OUT_WINDOW, SMALL_FILE, ARENA, SPARE_ARENAS, POST_RECORDS, POST_BYTES };
-    const worker = new Worker(workerUrl('layer-decoder-worker', import.meta.url), { name: 'nodularity-layer-decoder', workerData: { limits } });
+    const worker = new Worker(workerUrl('layer-decoder-worker', import.meta.url), {
+      name: 'nodularity-layer-decoder',
+      workerData: { limits },
+    });
     worker.on('message', (m: FromWorker) => this.active?.(m));
     const fail = (err: Error): void => {
       this.crashed ??= err;
       this.active?.({ type: 'error', id: 0, error: { message: `layer decode thread failed: ${err.message}` } });
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => { if (this.worker === worker) fail(new Error(`exited with code ${code}`)); });
+    worker.on('exit', (code) => {
+      if (this.worker === worker) fail(new Error(`exited with code ${code}`));
+    });
     worker.unref();
     this.worker = worker;
     return worker;
@@ -138,13 +148,20 @@ export class LayerDecoder {
     const queue: TarRecord[][] = [];
     // The blob's own digest is checked here, as it is read: this thread has
     // time to spare, the decode thread has not.
-    const blob = new DigestCheck(spec.digest, { what: 'layer', ...(spec.size === undefined ? {} : { size: spec.size }) });
+    const blob = new DigestCheck(spec.digest, {
+      what: 'layer',
+      ...(spec.size === undefined ? {} : { size: spec.size }),
+    });
     let inFlight = 0;
     /** The thread has sent its last message for this job (or will not: aborted). */
     let done = false;
     let failure: Error | undefined;
     let wake: (() => void) | undefined;
-    const poke = (): void => { const w = wake; wake = undefined; w?.(); };
+    const poke = (): void => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
     this.active = (m) => {
       if (m.id !== id && m.id !== 0) return;
       switch (m.type) {
@@ -167,7 +184,9 @@ export class LayerDecoder {
     };
     worker.ref();
     send({
-      type: 'start', id, compression: spec.compression,
+      type: 'start',
+      id,
+      compression: spec.compression,
       ...(spec.diffId ? { diffId: spec.diffId, diffIdAlgorithm: parseDigest(spec.diffId, 'diff_id').algorithm } : {}),
     });
     const fail = (err: Error): void => {
@@ -209,7 +228,9 @@ export class LayerDecoder {
         }
         if (failure) throw failure;
         if (done) return;
-        await new Promise<void>((resolve) => { wake = resolve; });
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
       }
     } finally {
       if (!done) send({ type: 'abort', id });

@@ -4,7 +4,15 @@ import * as path from 'node:path';
 import { ImageError } from './errors.js';
 import { MAX_JSON, openImageFile, openImageStream, readImageFile } from './image-file.js';
 import { parseDigest, verifyBuffer } from './digest.js';
-import { hostPlatform, layerCompression, parseManifest, selectPlatform, type Descriptor, type ImageIndex, type Platform } from './manifest.js';
+import {
+  hostPlatform,
+  layerCompression,
+  parseManifest,
+  selectPlatform,
+  type Descriptor,
+  type ImageIndex,
+  type Platform,
+} from './manifest.js';
 import type { OciLayoutSource } from './reference.js';
 import { formatSource } from './reference.js';
 import type { ResolvedImage } from './source.js';
@@ -18,13 +26,23 @@ export function blobPath(dir: string, digest: string): string {
 }
 
 async function readBlob(dir: string, d: Descriptor, what: string): Promise<Buffer> {
-  if (d.size > MAX_JSON) throw new ImageError('BAD_MANIFEST', `${what} ${d.digest}: ${d.size} bytes is too large for JSON`, { digest: d.digest });
+  if (d.size > MAX_JSON)
+    throw new ImageError('BAD_MANIFEST', `${what} ${d.digest}: ${d.size} bytes is too large for JSON`, {
+      digest: d.digest,
+    });
   let data: Buffer;
   try {
     // A regular file of the declared size (not a FIFO, not a link to /dev/zero), read no further.
-    data = await readImageFile(blobPath(dir, d.digest), { what: `${what} ${d.digest}`, code: 'BAD_MANIFEST', digest: d.digest, size: d.size, max: MAX_JSON });
+    data = await readImageFile(blobPath(dir, d.digest), {
+      what: `${what} ${d.digest}`,
+      code: 'BAD_MANIFEST',
+      digest: d.digest,
+      size: d.size,
+      max: MAX_JSON,
+    });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ImageError('NOT_FOUND', `${what} ${d.digest}: blob missing from layout ${dir}`, { digest: d.digest });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new ImageError('NOT_FOUND', `${what} ${d.digest}: blob missing from layout ${dir}`, { digest: d.digest });
     throw err;
   }
   verifyBuffer(data, d.digest, d.size, what);
@@ -37,13 +55,21 @@ function pickTagged(index: ImageIndex, src: OciLayoutSource): Descriptor {
     const found = index.manifests.filter((m) => m.annotations?.[REF_NAME] === src.tag);
     if (found.length === 0) {
       const tags = index.manifests.map((m) => m.annotations?.[REF_NAME]).filter(Boolean);
-      throw new ImageError('NOT_FOUND', `${formatSource(src)}: no image tagged \`${src.tag}\` in ${src.dir}/index.json (tags: ${tags.join(', ') || 'none'})`, { source: formatSource(src) });
+      throw new ImageError(
+        'NOT_FOUND',
+        `${formatSource(src)}: no image tagged \`${src.tag}\` in ${src.dir}/index.json (tags: ${tags.join(', ') || 'none'})`,
+        { source: formatSource(src) },
+      );
     }
     return found[0]!;
   }
   if (index.manifests.length === 1) return index.manifests[0]!;
   const tags = index.manifests.map((m) => m.annotations?.[REF_NAME] ?? m.digest);
-  throw new ImageError('BAD_SOURCE', `${formatSource(src)}: the layout holds ${index.manifests.length} images; name one with oci:DIR:TAG (${tags.join(', ')})`, { source: formatSource(src) });
+  throw new ImageError(
+    'BAD_SOURCE',
+    `${formatSource(src)}: the layout holds ${index.manifests.length} images; name one with oci:DIR:TAG (${tags.join(', ')})`,
+    { source: formatSource(src) },
+  );
 }
 
 /** Open an image in an OCI layout directory, resolved to `platform`. */
@@ -51,23 +77,35 @@ export async function openOciLayout(src: OciLayoutSource, platform: Platform = h
   const name = formatSource(src);
   let layoutFile: string;
   try {
-    layoutFile = (await readImageFile(path.join(src.dir, 'oci-layout'), { what: name, max: MAX_JSON })).toString('utf8');
+    layoutFile = (await readImageFile(path.join(src.dir, 'oci-layout'), { what: name, max: MAX_JSON })).toString(
+      'utf8',
+    );
   } catch (err) {
     if (err instanceof ImageError) throw err;
-    throw new ImageError('BAD_SOURCE', `${name}: ${src.dir} is not an OCI image layout (no oci-layout file: ${(err as NodeJS.ErrnoException).code})`, { source: name, cause: err });
+    throw new ImageError(
+      'BAD_SOURCE',
+      `${name}: ${src.dir} is not an OCI image layout (no oci-layout file: ${(err as NodeJS.ErrnoException).code})`,
+      { source: name, cause: err },
+    );
   }
   try {
     const v = (JSON.parse(layoutFile) as { imageLayoutVersion?: string }).imageLayoutVersion;
     if (v !== '1.0.0') throw new Error(`imageLayoutVersion ${v}`);
   } catch (err) {
-    throw new ImageError('BAD_SOURCE', `${name}: unsupported oci-layout file (${(err as Error).message})`, { source: name });
+    throw new ImageError('BAD_SOURCE', `${name}: unsupported oci-layout file (${(err as Error).message})`, {
+      source: name,
+    });
   }
   let indexBytes: Buffer;
   try {
     indexBytes = await readImageFile(path.join(src.dir, 'index.json'), { what: name, max: MAX_JSON });
   } catch (err) {
     if (err instanceof ImageError) throw err;
-    throw new ImageError('BAD_SOURCE', `${name}: cannot read ${path.join(src.dir, 'index.json')} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { source: name, cause: err });
+    throw new ImageError(
+      'BAD_SOURCE',
+      `${name}: cannot read ${path.join(src.dir, 'index.json')} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      { source: name, cause: err },
+    );
   }
   const top = parseManifest(indexBytes, undefined, `${src.dir}/index.json`);
   if (!('index' in top)) throw new ImageError('BAD_MANIFEST', `${src.dir}/index.json is not an image index`);
@@ -93,7 +131,12 @@ export async function openOciLayout(src: OciLayoutSource, platform: Platform = h
       configBytes,
       compression(layer) {
         const c = layerCompression(layer.mediaType);
-        if (!c) throw new ImageError('UNSUPPORTED_MEDIA_TYPE', `layer ${layer.digest}: media type ${layer.mediaType} is not a layer type we can unpack`, { digest: layer.digest });
+        if (!c)
+          throw new ImageError(
+            'UNSUPPORTED_MEDIA_TYPE',
+            `layer ${layer.digest}: media type ${layer.mediaType} is not a layer type we can unpack`,
+            { digest: layer.digest },
+          );
         return c;
       },
       async fetchLayer(layer) {
@@ -103,15 +146,26 @@ export async function openOciLayout(src: OciLayoutSource, platform: Platform = h
         try {
           const { fh, size } = await openImageFile(p, o);
           await fh.close();
-          if (size > layer.size) throw new ImageError('SIZE_MISMATCH', `layer ${layer.digest}: ${p} has ${size} bytes, its descriptor declares ${layer.size}`, { digest: layer.digest });
+          if (size > layer.size)
+            throw new ImageError(
+              'SIZE_MISMATCH',
+              `layer ${layer.digest}: ${p} has ${size} bytes, its descriptor declares ${layer.size}`,
+              { digest: layer.digest },
+            );
         } catch (err) {
           if (err instanceof ImageError) throw err;
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ImageError('NOT_FOUND', `layer ${layer.digest}: blob missing from layout ${src.dir}`, { digest: layer.digest, cause: err });
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+            throw new ImageError('NOT_FOUND', `layer ${layer.digest}: blob missing from layout ${src.dir}`, {
+              digest: layer.digest,
+              cause: err,
+            });
           throw err;
         }
         return () => openImageStream(p, o);
       },
-      async close() { /* nothing held open */ },
+      async close() {
+        /* nothing held open */
+      },
     };
     if (indexDigest) image.indexDigest = indexDigest;
     return image;

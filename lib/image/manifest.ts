@@ -19,7 +19,12 @@ export const MediaType = {
 } as const;
 
 /** What an `Accept` header should list when fetching a manifest by tag. */
-export const MANIFEST_ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest].join(', ');
+export const MANIFEST_ACCEPT = [
+  MediaType.OciIndex,
+  MediaType.OciManifest,
+  MediaType.DockerManifestList,
+  MediaType.DockerManifest,
+].join(', ');
 
 /** Layer compression, from the media type (and, for docker-archive, sniffed). */
 export type Compression = 'none' | 'gzip' | 'zstd';
@@ -66,7 +71,8 @@ function checkDescriptor(d: unknown, what: string): Descriptor {
   if (typeof o.mediaType !== 'string') fail(what, 'mediaType missing');
   if (typeof o.digest !== 'string') fail(what, 'digest missing');
   parseDigest(o.digest, `${what} digest`);
-  if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) fail(what, 'size missing or invalid', o.digest);
+  if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0)
+    fail(what, 'size missing or invalid', o.digest);
   return o as unknown as Descriptor;
 }
 
@@ -75,16 +81,24 @@ function checkDescriptor(d: unknown, what: string): Descriptor {
  * decided by the media type in the body, falling back to the one the server
  * or the parent descriptor declared (OCI manifests may omit mediaType).
  */
-export function parseManifest(body: Uint8Array, declaredType: string | undefined, what: string): { index: ImageIndex } | { manifest: ImageManifest } {
+export function parseManifest(
+  body: Uint8Array,
+  declaredType: string | undefined,
+  what: string,
+): { index: ImageIndex } | { manifest: ImageManifest } {
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(Buffer.from(body).toString('utf8')) as Record<string, unknown>;
   } catch (err) {
     throw new ImageError('BAD_MANIFEST', `${what}: not valid JSON (${(err as Error).message})`, { cause: err });
   }
-  if (json.schemaVersion !== 2) fail(what, `schemaVersion ${String(json.schemaVersion)} is not supported (only 2: OCI and Docker schema 2)`);
+  if (json.schemaVersion !== 2)
+    fail(what, `schemaVersion ${String(json.schemaVersion)} is not supported (only 2: OCI and Docker schema 2)`);
   const type = typeof json.mediaType === 'string' ? json.mediaType : declaredType?.split(';')[0]?.trim();
-  const isIndex = type === MediaType.OciIndex || type === MediaType.DockerManifestList || (type === undefined && Array.isArray(json.manifests));
+  const isIndex =
+    type === MediaType.OciIndex ||
+    type === MediaType.DockerManifestList ||
+    (type === undefined && Array.isArray(json.manifests));
   if (isIndex) {
     if (!Array.isArray(json.manifests)) fail(what, 'index has no manifests array');
     const manifests = json.manifests.map((m, i) => checkDescriptor(m, `${what} manifests[${i}]`));
@@ -97,7 +111,8 @@ export function parseManifest(body: Uint8Array, declaredType: string | undefined
   if (!Array.isArray(json.layers)) fail(what, 'layers array missing');
   const layers = json.layers.map((l, i) => checkDescriptor(l, `${what} layers[${i}]`));
   const manifest: ImageManifest = { schemaVersion: 2, mediaType: type ?? MediaType.OciManifest, config, layers };
-  if (json.annotations && typeof json.annotations === 'object') manifest.annotations = json.annotations as Record<string, string>;
+  if (json.annotations && typeof json.annotations === 'object')
+    manifest.annotations = json.annotations as Record<string, string>;
   return { manifest };
 }
 
@@ -121,9 +136,20 @@ export function layerCompression(mediaType: string): Compression | undefined {
 
 /** The host's platform in OCI/Go terms. */
 export function hostPlatform(): Platform {
-  const arch: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64', mips64el: 'mips64le' };
+  const arch: Record<string, string> = {
+    x64: 'amd64',
+    arm64: 'arm64',
+    arm: 'arm',
+    ia32: '386',
+    ppc64: 'ppc64le',
+    s390x: 's390x',
+    riscv64: 'riscv64',
+    loong64: 'loong64',
+    mips64el: 'mips64le',
+  };
   const p: Platform = { os: 'linux', architecture: arch[process.arch] ?? process.arch };
-  if (process.arch === 'arm') p.variant = `v${(process.config.variables as { arm_version?: string }).arm_version ?? '7'}`;
+  if (process.arch === 'arm')
+    p.variant = `v${(process.config.variables as { arm_version?: string }).arm_version ?? '7'}`;
   return p;
 }
 
@@ -133,13 +159,24 @@ export function hostPlatform(): Platform {
  * manifests (BuildKit's `unknown/unknown`) never match a real platform.
  */
 export function selectPlatform(index: ImageIndex, want: Platform, what: string): Descriptor {
-  const candidates = index.manifests.filter((m) => m.platform && m.platform.os === want.os && m.platform.architecture === want.architecture);
+  const candidates = index.manifests.filter(
+    (m) => m.platform && m.platform.os === want.os && m.platform.architecture === want.architecture,
+  );
   const exact = candidates.find((m) => (m.platform!.variant ?? '') === (want.variant ?? ''));
   const chosen = exact ?? candidates.find((m) => !m.platform!.variant) ?? candidates[0];
   if (chosen) return chosen;
   // An index without platform fields (umoci writes these) with one manifest is unambiguous.
   const bare = index.manifests.filter((m) => !m.platform);
   if (bare.length === 1) return bare[0]!;
-  const have = index.manifests.map((m) => (m.platform ? `${m.platform.os}/${m.platform.architecture}${m.platform.variant ? '/' + m.platform.variant : ''}` : '(no platform)')).join(', ');
-  throw new ImageError('NO_PLATFORM', `${what}: no manifest for ${want.os}/${want.architecture}${want.variant ? '/' + want.variant : ''} (has: ${have || 'none'})`);
+  const have = index.manifests
+    .map((m) =>
+      m.platform
+        ? `${m.platform.os}/${m.platform.architecture}${m.platform.variant ? '/' + m.platform.variant : ''}`
+        : '(no platform)',
+    )
+    .join(', ');
+  throw new ImageError(
+    'NO_PLATFORM',
+    `${what}: no manifest for ${want.os}/${want.architecture}${want.variant ? '/' + want.variant : ''} (has: ${have || 'none'})`,
+  );
 }

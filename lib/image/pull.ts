@@ -99,9 +99,12 @@ export interface ImageInspection {
 async function resolve(src: ImageSource, cache: ImageCache, options: PullOptions): Promise<ResolvedImage> {
   const platform = options.platform ?? hostPlatform();
   switch (src.kind) {
-    case 'oci': return await openOciLayout(src, platform);
-    case 'docker-archive': return await openDockerArchive(src, cache);
-    case 'docker': return await openRegistryImage(src, cache, options, platform);
+    case 'oci':
+      return await openOciLayout(src, platform);
+    case 'docker-archive':
+      return await openDockerArchive(src, cache);
+    case 'docker':
+      return await openRegistryImage(src, cache, options, platform);
   }
 }
 
@@ -129,13 +132,23 @@ function keepOptions(options: PullOptions, where: 'cache' | 'dest'): Required<Ke
 function cacheKey(manifestDigest: string, options: PullOptions): string {
   const want = keepOptions(options, 'cache');
   const dflt = keepOptions({}, 'cache');
-  if (want.preserveOwnership === dflt.preserveOwnership && want.keepDevices === dflt.keepDevices && want.keepSetid === dflt.keepSetid) return manifestDigest;
+  if (
+    want.preserveOwnership === dflt.preserveOwnership &&
+    want.keepDevices === dflt.keepDevices &&
+    want.keepSetid === dflt.keepSetid
+  )
+    return manifestDigest;
   const variant = `ownership=${want.preserveOwnership},devices=${want.keepDevices},setid=${want.keepSetid}`;
   return digestOf(`nodularity unpack variant\n${manifestDigest}\n${variant}\n`);
 }
 
 /** A `docker://…@digest` already in the cache, found with no network access. */
-async function cachedByDigest(src: ImageSource, cache: ImageCache, platform: Platform, options: PullOptions): Promise<CachedImage | undefined> {
+async function cachedByDigest(
+  src: ImageSource,
+  cache: ImageCache,
+  platform: Platform,
+  options: PullOptions,
+): Promise<CachedImage | undefined> {
   if (src.kind !== 'docker' || !src.digest) return undefined;
   const hit = await cache.lookup(cacheKey(src.digest, options));
   if (hit) return hit;
@@ -162,10 +175,19 @@ function fromCache(hit: CachedImage, cached: boolean): PulledImage {
  * Unpack all layers of `image` into `dir/rootfs` and write `dir/image.json`.
  * Layers are fetched ahead (bounded) while earlier ones are unpacked.
  */
-async function unpackInto(image: ResolvedImage, config: ImageConfig, dir: string, options: PullOptions, where: 'cache' | 'dest'): Promise<CachedImageMeta> {
+async function unpackInto(
+  image: ResolvedImage,
+  config: ImageConfig,
+  dir: string,
+  options: PullOptions,
+  where: 'cache' | 'dest',
+): Promise<CachedImageMeta> {
   const layers = image.manifest.layers;
   if (config.diffIds.length !== 0 && config.diffIds.length !== layers.length) {
-    throw new ImageError('BAD_MANIFEST', `${image.source}: ${layers.length} layers in the manifest but ${config.diffIds.length} rootfs.diff_ids in the config`);
+    throw new ImageError(
+      'BAD_MANIFEST',
+      `${image.source}: ${layers.length} layers in the manifest but ${config.diffIds.length} rootfs.diff_ids in the config`,
+    );
   }
   const compressions = layers.map((l) => image.compression(l));
   const report = options.onProgress;
@@ -175,7 +197,15 @@ async function unpackInto(image: ResolvedImage, config: ImageConfig, dir: string
     if (i >= layers.length || fetches[i]) return;
     const l = layers[i]!;
     let got = 0;
-    fetches[i] = image.fetchLayer(l, report ? (n) => { got += n; report({ type: 'download', index: i, digest: l.digest, bytes: got, total: l.size }); } : undefined);
+    fetches[i] = image.fetchLayer(
+      l,
+      report
+        ? (n) => {
+            got += n;
+            report({ type: 'download', index: i, digest: l.digest, bytes: got, total: l.size });
+          }
+        : undefined,
+    );
     // Errors are awaited in order below; keep an early one from being "unhandled".
     fetches[i]!.catch(() => undefined);
   };
@@ -191,8 +221,22 @@ async function unpackInto(image: ResolvedImage, config: ImageConfig, dir: string
       const open = await fetches[i]!;
       startFetch(i + ahead);
       let done = 0;
-      const input = { digest: l.digest, size: l.size, compression: compressions[i]!, open, ...(config.diffIds[i] ? { diffId: config.diffIds[i]! } : {}) };
-      await writer.applyLayer(input, report ? (n) => { done += n; report({ type: 'unpack', index: i, digest: l.digest, bytes: done, total: l.size }); } : undefined);
+      const input = {
+        digest: l.digest,
+        size: l.size,
+        compression: compressions[i]!,
+        open,
+        ...(config.diffIds[i] ? { diffId: config.diffIds[i]! } : {}),
+      };
+      await writer.applyLayer(
+        input,
+        report
+          ? (n) => {
+              done += n;
+              report({ type: 'unpack', index: i, digest: l.digest, bytes: done, total: l.size });
+            }
+          : undefined,
+      );
       report?.({ type: 'layer-done', index: i, digest: l.digest });
     }
     await writer.finish();
@@ -250,7 +294,8 @@ export async function pullImage(source: string, options: PullOptions = {}): Prom
   const image = await resolve(src, cache, options);
   try {
     const config = parseImageConfig(image.configBytes);
-    if (image.indexDigest && src.kind === 'docker') await cache.writeAlias(image.indexDigest, platform, image.manifestDigest);
+    if (image.indexDigest && src.kind === 'docker')
+      await cache.writeAlias(image.indexDigest, platform, image.manifestDigest);
     options.onProgress?.({ type: 'resolved', manifestDigest: image.manifestDigest, layers: image.manifest.layers });
     if (dest) {
       // A sibling temp dir, so the final rename stays on one filesystem;
@@ -261,7 +306,11 @@ export async function pullImage(source: string, options: PullOptions = {}): Prom
         await fsp.mkdir(tmp, 0o700);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        throw new ImageError('BAD_SOURCE', `destination ${dest}: ${code === 'ENOENT' ? 'its parent directory does not exist' : `cannot create a directory next to it (${code})`}`, { cause: err });
+        throw new ImageError(
+          'BAD_SOURCE',
+          `destination ${dest}: ${code === 'ENOENT' ? 'its parent directory does not exist' : `cannot create a directory next to it (${code})`}`,
+          { cause: err },
+        );
       }
       try {
         const meta = await unpackInto(image, config, tmp, options, 'dest');
@@ -279,7 +328,13 @@ export async function pullImage(source: string, options: PullOptions = {}): Prom
           await fh.close();
         }
         options.onProgress?.({ type: 'done', manifestDigest: image.manifestDigest, rootfs: path.join(dest, 'rootfs') });
-        return { ...fromCache({ manifestDigest: image.manifestDigest, dir: dest, rootfs: path.join(dest, 'rootfs'), meta }, false), config };
+        return {
+          ...fromCache(
+            { manifestDigest: image.manifestDigest, dir: dest, rootfs: path.join(dest, 'rootfs'), meta },
+            false,
+          ),
+          config,
+        };
       } catch (err) {
         await removeTree(tmp);
         throw await forgetBadBlob(err, cache, src);
@@ -304,7 +359,11 @@ export async function pullImage(source: string, options: PullOptions = {}): Prom
         throw await forgetBadBlob(err, cache, src);
       }
       const made = await cache.lookup(key);
-      if (!made) throw new ImageError('CACHE', `cache entry for ${image.manifestDigest} vanished right after it was made (a concurrent \`cache clean\`?)`);
+      if (!made)
+        throw new ImageError(
+          'CACHE',
+          `cache entry for ${image.manifestDigest} vanished right after it was made (a concurrent \`cache clean\`?)`,
+        );
       return { hit: made, cached: false };
     });
     options.onProgress?.({ type: 'done', manifestDigest: image.manifestDigest, rootfs: entry.hit.rootfs });
@@ -316,7 +375,12 @@ export async function pullImage(source: string, options: PullOptions = {}): Prom
 
 /** A blob in the cache that failed its digest check must not be used again. */
 async function forgetBadBlob(err: unknown, cache: ImageCache, src: ImageSource): Promise<unknown> {
-  if (src.kind === 'docker' && err instanceof ImageError && (err.reason === 'DIGEST_MISMATCH' || err.reason === 'SIZE_MISMATCH') && err.digest) {
+  if (
+    src.kind === 'docker' &&
+    err instanceof ImageError &&
+    (err.reason === 'DIGEST_MISMATCH' || err.reason === 'SIZE_MISMATCH') &&
+    err.digest
+  ) {
     await cache.dropBlob(err.digest).catch(() => undefined);
   }
   return err;
@@ -329,9 +393,14 @@ async function checkDest(dest: string): Promise<void> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return;
-    throw new ImageError('BAD_SOURCE', `destination ${dest}: ${code === 'ENOTDIR' ? 'exists and is not a directory' : (err as Error).message}`, { cause: err });
+    throw new ImageError(
+      'BAD_SOURCE',
+      `destination ${dest}: ${code === 'ENOTDIR' ? 'exists and is not a directory' : (err as Error).message}`,
+      { cause: err },
+    );
   }
-  if (names.length > 0) throw new ImageError('BAD_SOURCE', `destination ${dest} exists and is not empty; refusing to overwrite it`);
+  if (names.length > 0)
+    throw new ImageError('BAD_SOURCE', `destination ${dest} exists and is not empty; refusing to overwrite it`);
 }
 
 /**
@@ -342,7 +411,14 @@ export async function inspectImage(source: string, options: PullOptions = {}): P
   const src = parseSource(source);
   const cache = new ImageCache(options.cacheDir);
   const platform = options.platform ?? hostPlatform();
-  const describe = (s: string, manifestDigest: string, manifest: ImageManifest, rawConfigBytes: Buffer, cachedRootfs?: string, indexDigest?: string): ImageInspection => {
+  const describe = (
+    s: string,
+    manifestDigest: string,
+    manifest: ImageManifest,
+    rawConfigBytes: Buffer,
+    cachedRootfs?: string,
+    indexDigest?: string,
+  ): ImageInspection => {
     const out: ImageInspection = {
       source: s,
       manifestDigest,
@@ -358,11 +434,25 @@ export async function inspectImage(source: string, options: PullOptions = {}): P
     return out;
   };
   const early = await cachedByDigest(src, cache, platform, options);
-  if (early) return describe(early.meta.source, early.meta.manifestDigest, early.meta.manifest as ImageManifest, Buffer.from(JSON.stringify(early.meta.config)), early.rootfs);
+  if (early)
+    return describe(
+      early.meta.source,
+      early.meta.manifestDigest,
+      early.meta.manifest as ImageManifest,
+      Buffer.from(JSON.stringify(early.meta.config)),
+      early.rootfs,
+    );
   const image = await resolve(src, cache, options);
   try {
     const hit = await cache.lookup(cacheKey(image.manifestDigest, options));
-    return describe(image.source, image.manifestDigest, image.manifest, image.configBytes, hit?.rootfs, image.indexDigest);
+    return describe(
+      image.source,
+      image.manifestDigest,
+      image.manifest,
+      image.configBytes,
+      hit?.rootfs,
+      image.indexDigest,
+    );
   } finally {
     await image.close();
   }

@@ -52,24 +52,42 @@ export function parseSource(source: string, cwd = process.cwd()): ImageSource {
     const dir = colon < 0 ? rest : rest.slice(0, colon);
     const tag = colon < 0 ? undefined : rest.slice(colon + 1);
     if (!dir) throw new ImageError('BAD_SOURCE', `\`${source}\`: oci: needs a directory (oci:DIR[:TAG])`, { source });
-    if (tag !== undefined && !tag) throw new ImageError('BAD_SOURCE', `\`${source}\`: empty tag after the directory`, { source });
-    return tag === undefined ? { kind: 'oci', dir: path.resolve(cwd, dir) } : { kind: 'oci', dir: path.resolve(cwd, dir), tag };
+    if (tag !== undefined && !tag)
+      throw new ImageError('BAD_SOURCE', `\`${source}\`: empty tag after the directory`, { source });
+    return tag === undefined
+      ? { kind: 'oci', dir: path.resolve(cwd, dir) }
+      : { kind: 'oci', dir: path.resolve(cwd, dir), tag };
   }
   if (source.startsWith('docker-archive:')) {
     const rest = source.slice('docker-archive:'.length);
     const colon = rest.indexOf(':');
     const file = colon < 0 ? rest : rest.slice(0, colon);
     const ref = colon < 0 ? undefined : rest.slice(colon + 1);
-    if (!file) throw new ImageError('BAD_SOURCE', `\`${source}\`: docker-archive: needs a file (docker-archive:FILE[:NAME:TAG])`, { source });
-    return ref ? { kind: 'docker-archive', file: path.resolve(cwd, file), ref } : { kind: 'docker-archive', file: path.resolve(cwd, file) };
+    if (!file)
+      throw new ImageError(
+        'BAD_SOURCE',
+        `\`${source}\`: docker-archive: needs a file (docker-archive:FILE[:NAME:TAG])`,
+        { source },
+      );
+    return ref
+      ? { kind: 'docker-archive', file: path.resolve(cwd, file), ref }
+      : { kind: 'docker-archive', file: path.resolve(cwd, file) };
   }
   if (source.startsWith('docker://')) return parseRegistryReference(source.slice('docker://'.length), source);
   const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(source);
   // A Docker name without a scheme (`ubuntu:22.04`, `quay.io/x/y`): say how to write it.
-  const bare = !scheme && /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/.test(source);
+  const bare =
+    !scheme &&
+    /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/.test(
+      source,
+    );
   const what = scheme ? `the \`${scheme[1]}://\` scheme is not supported` : 'unknown image source';
-  throw new ImageError('BAD_SOURCE', `\`${source}\`: ${what}; use oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG] or docker://HOST/REPO[:TAG|@DIGEST]` +
-    (bare ? ` (for a registry image: docker://${source})` : ''), { source });
+  throw new ImageError(
+    'BAD_SOURCE',
+    `\`${source}\`: ${what}; use oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG] or docker://HOST/REPO[:TAG|@DIGEST]` +
+      (bare ? ` (for a registry image: docker://${source})` : ''),
+    { source },
+  );
 }
 
 /** Parse the part after `docker://`, normalising Docker Hub short names as docker does. */
@@ -101,7 +119,11 @@ function parseRegistryReference(ref: string, source: string): RegistrySource {
   if (registry === 'docker.io' || registry === 'index.docker.io') registry = DOCKER_HUB;
   if (registry === DOCKER_HUB && parts.length === 1) parts.unshift('library');
   if (parts.length === 0 || parts.some((p) => !REPO_COMPONENT.test(p))) {
-    throw new ImageError('BAD_SOURCE', `\`${source}\`: invalid repository \`${parts.join('/')}\` (lowercase letters, digits and . _ - separators)`, { source });
+    throw new ImageError(
+      'BAD_SOURCE',
+      `\`${source}\`: invalid repository \`${parts.join('/')}\` (lowercase letters, digits and . _ - separators)`,
+      { source },
+    );
   }
   const out: RegistrySource = { kind: 'docker', registry, repository: parts.join('/') };
   if (digest) out.digest = digest;
@@ -113,8 +135,11 @@ function parseRegistryReference(ref: string, source: string): RegistrySource {
 /** Render a source back to a canonical string, for logs and cache metadata. */
 export function formatSource(s: ImageSource): string {
   switch (s.kind) {
-    case 'oci': return `oci:${s.dir}${s.tag ? ':' + s.tag : ''}`;
-    case 'docker-archive': return `docker-archive:${s.file}${s.ref ? ':' + s.ref : ''}`;
-    case 'docker': return `docker://${s.registry}/${s.repository}${s.tag ? ':' + s.tag : ''}${s.digest ? '@' + s.digest : ''}`;
+    case 'oci':
+      return `oci:${s.dir}${s.tag ? ':' + s.tag : ''}`;
+    case 'docker-archive':
+      return `docker-archive:${s.file}${s.ref ? ':' + s.ref : ''}`;
+    case 'docker':
+      return `docker://${s.registry}/${s.repository}${s.tag ? ':' + s.tag : ''}${s.digest ? '@' + s.digest : ''}`;
   }
 }

@@ -67,12 +67,18 @@ export function authFilePaths(options: { authFile?: string }, env: NodeJS.Proces
 }
 
 /** Read an auth file; undefined when it does not exist. */
-function readAuthFile(file: string): { auths?: Record<string, { auth?: string; username?: string; password?: string }> } | undefined {
+function readAuthFile(
+  file: string,
+): { auths?: Record<string, { auth?: string; username?: string; password?: string }> } | undefined {
   let text: string;
   try {
     const st = fs.statSync(file);
     if (!st.isFile()) throw new ImageError('AUTH', `auth file ${file}: not a regular file`);
-    if (st.size > AUTH_FILE_CAP) throw new ImageError('AUTH', `auth file ${file}: ${st.size} bytes is more than the ${AUTH_FILE_CAP >> 20} MiB an auth file may have`);
+    if (st.size > AUTH_FILE_CAP)
+      throw new ImageError(
+        'AUTH',
+        `auth file ${file}: ${st.size} bytes is more than the ${AUTH_FILE_CAP >> 20} MiB an auth file may have`,
+      );
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     if (err instanceof ImageError) throw err;
@@ -94,13 +100,18 @@ function readAuthFile(file: string): { auths?: Record<string, { auth?: string; u
  * specific key wins (`HOST/NS/REPO`, then `HOST/NS`, then `HOST`), first file
  * first. Entries for other hosts are never looked at.
  */
-export function credentialsFromAuthFiles(registry: string, repository: string, files: string[]): ScopedCredentials | undefined {
+export function credentialsFromAuthFiles(
+  registry: string,
+  repository: string,
+  files: string[],
+): ScopedCredentials | undefined {
   const hosts = hostAliases(registry);
   const parts = repository.split('/');
   const wanted: string[] = [];
   for (let n = parts.length; n >= 1; n--) for (const h of hosts) wanted.push(`${h}/${parts.slice(0, n).join('/')}`);
   // For Docker Hub, `docker.io/busybox` means `library/busybox` to podman.
-  if (hosts === DOCKER_HUB_NAMES && parts[0] === 'library') for (const h of hosts) wanted.push(`${h}/${parts.slice(1).join('/')}`);
+  if (hosts === DOCKER_HUB_NAMES && parts[0] === 'library')
+    for (const h of hosts) wanted.push(`${h}/${parts.slice(1).join('/')}`);
   wanted.push(...hosts);
   for (const file of files) {
     const json = readAuthFile(file);
@@ -116,8 +127,13 @@ export function credentialsFromAuthFiles(registry: string, repository: string, f
       if (typeof entry.auth === 'string' && entry.auth !== '') {
         const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
         const colon = decoded.indexOf(':');
-        if (colon <= 0) throw new ImageError('AUTH', `auth file ${file}: the \`auth\` of \`${key}\` is not base64 of USER:PASSWORD`);
-        return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1), from: `auth file ${file} (${key})` };
+        if (colon <= 0)
+          throw new ImageError('AUTH', `auth file ${file}: the \`auth\` of \`${key}\` is not base64 of USER:PASSWORD`);
+        return {
+          username: decoded.slice(0, colon),
+          password: decoded.slice(colon + 1),
+          from: `auth file ${file} (${key})`,
+        };
       }
       if (typeof entry.username === 'string' && typeof entry.password === 'string') {
         return { username: entry.username, password: entry.password, from: `auth file ${file} (${key})` };
@@ -139,12 +155,19 @@ export function sameRegistry(a: string, b: string): boolean {
  * The credentials a pull from `registry`/`repository` uses, or undefined.
  * Never credentials given for another host.
  */
-export function credentialsFor(registry: string, repository: string, options: { credentials?: RegistryCredentials; authFile?: string }, env: NodeJS.ProcessEnv = process.env): ScopedCredentials | undefined {
+export function credentialsFor(
+  registry: string,
+  repository: string,
+  options: { credentials?: RegistryCredentials; authFile?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): ScopedCredentials | undefined {
   const c = options.credentials;
-  if (c && (c.registry === undefined || sameRegistry(c.registry, registry))) return { username: c.username, password: c.password, from: 'the credentials option' };
+  if (c && (c.registry === undefined || sameRegistry(c.registry, registry)))
+    return { username: c.username, password: c.password, from: 'the credentials option' };
   const username = env.NODULARITY_DOCKER_USERNAME;
   const password = env.NODULARITY_DOCKER_PASSWORD;
-  if (username !== undefined && password !== undefined) return { username, password, from: 'NODULARITY_DOCKER_USERNAME/PASSWORD' };
+  if (username !== undefined && password !== undefined)
+    return { username, password, from: 'NODULARITY_DOCKER_USERNAME/PASSWORD' };
   if (username !== undefined || password !== undefined) {
     throw new ImageError('AUTH', 'NODULARITY_DOCKER_USERNAME and NODULARITY_DOCKER_PASSWORD must be set together');
   }

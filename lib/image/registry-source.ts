@@ -10,7 +10,12 @@ import { RegistryClient, type RegistryOptions } from './registry.js';
 import type { ResolvedImage } from './source.js';
 
 /** Resolve a docker:// reference to its platform manifest and config. */
-export async function openRegistryImage(src: RegistrySource, cache: ImageCache, options: RegistryOptions = {}, platform: Platform = hostPlatform()): Promise<ResolvedImage> {
+export async function openRegistryImage(
+  src: RegistrySource,
+  cache: ImageCache,
+  options: RegistryOptions = {},
+  platform: Platform = hostPlatform(),
+): Promise<ResolvedImage> {
   const name = formatSource(src);
   const client = new RegistryClient(src.registry, src.repository, options);
   try {
@@ -21,7 +26,14 @@ export async function openRegistryImage(src: RegistrySource, cache: ImageCache, 
   }
 }
 
-async function resolveWith(client: RegistryClient, src: RegistrySource, name: string, cache: ImageCache, options: RegistryOptions, platform: Platform): Promise<ResolvedImage> {
+async function resolveWith(
+  client: RegistryClient,
+  src: RegistrySource,
+  name: string,
+  cache: ImageCache,
+  options: RegistryOptions,
+  platform: Platform,
+): Promise<ResolvedImage> {
   let fetched = await client.getManifest(src.digest ?? src.tag ?? 'latest');
   let parsed = parseManifest(fetched.bytes, fetched.mediaType, `${name} manifest ${fetched.digest}`);
   let indexDigest: string | undefined;
@@ -30,7 +42,8 @@ async function resolveWith(client: RegistryClient, src: RegistrySource, name: st
     const desc = selectPlatform(parsed.index, platform, `${name} index ${fetched.digest}`);
     fetched = await client.getManifest(desc.digest);
     parsed = parseManifest(fetched.bytes, fetched.mediaType ?? desc.mediaType, `${name} manifest ${fetched.digest}`);
-    if ('index' in parsed) throw new ImageError('BAD_MANIFEST', `${name}: index ${indexDigest} points to another index ${fetched.digest}`);
+    if ('index' in parsed)
+      throw new ImageError('BAD_MANIFEST', `${name}: index ${indexDigest} points to another index ${fetched.digest}`);
   }
   const manifest = parsed.manifest;
   const configBytes = await client.getBlob(manifest.config.digest, manifest.config.size, 'image config');
@@ -45,7 +58,12 @@ async function resolveWith(client: RegistryClient, src: RegistrySource, name: st
     configBytes,
     compression(layer) {
       const c = layerCompression(layer.mediaType);
-      if (!c) throw new ImageError('UNSUPPORTED_MEDIA_TYPE', `layer ${layer.digest}: media type ${layer.mediaType} is not a layer type we can unpack`, { digest: layer.digest });
+      if (!c)
+        throw new ImageError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          `layer ${layer.digest}: media type ${layer.mediaType} is not a layer type we can unpack`,
+          { digest: layer.digest },
+        );
       return c;
     },
     async fetchLayer(layer, onBytes) {
@@ -69,12 +87,21 @@ async function resolveWith(client: RegistryClient, src: RegistrySource, name: st
             body?.destroy(); // closes the socket if ingestBlob failed before reading it
             if (err instanceof ImageError) throw err;
             if (attempt >= attempts) {
-              throw new ImageError('REGISTRY', `layer ${layer.digest} on ${src.registry}/${src.repository}: ${(err as Error).message}; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'}`, { digest: layer.digest, cause: err });
+              throw new ImageError(
+                'REGISTRY',
+                `layer ${layer.digest} on ${src.registry}/${src.repository}: ${(err as Error).message}; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'}`,
+                { digest: layer.digest, cause: err },
+              );
             }
           }
         }
         fh = await cache.openBlob(layer.digest);
-        if (!fh && again >= attempts) throw new ImageError('CACHE', `layer ${layer.digest}: removed from the cache (${cache.dir}) right after each download; is a \`cache clean\` running in a loop?`, { digest: layer.digest });
+        if (!fh && again >= attempts)
+          throw new ImageError(
+            'CACHE',
+            `layer ${layer.digest}: removed from the cache (${cache.dir}) right after each download; is a \`cache clean\` running in a loop?`,
+            { digest: layer.digest },
+          );
       }
       const handle = fh;
       unread.add(handle);

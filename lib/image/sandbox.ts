@@ -24,7 +24,11 @@ function isRealDir(p: string): boolean {
 }
 
 function writeNew(p: string, text: string, mode: number): void {
-  const fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
+  const fd = fs.openSync(
+    p,
+    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+    mode,
+  );
   try {
     fs.writeSync(fd, text);
     fs.fchmodSync(fd, mode);
@@ -35,7 +39,7 @@ function writeNew(p: string, text: string, mode: number): void {
 
 /** The env script's text: `export NAME='value'` per Env entry. */
 export function envScript(env: string[]): string {
-  const lines = ['#!/bin/sh', '# Made by nodularity pull from the image config\'s Env.'];
+  const lines = ['#!/bin/sh', "# Made by nodularity pull from the image config's Env."];
   for (const kv of env) {
     const eq = kv.indexOf('=');
     if (eq <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(kv.slice(0, eq))) continue;
@@ -68,7 +72,8 @@ export function writeSandboxFiles(rootfs: string, config: ImageConfig): void {
   fs.mkdirSync(sd, 0o755);
   fs.mkdirSync(path.join(sd, 'env'), 0o755);
   writeNew(path.join(sd, 'env', '10-docker2singularity.sh'), envScript(config.env), 0o755);
-  if (config.entrypoint.length || config.cmd.length) writeNew(path.join(sd, 'runscript'), runscript(config.entrypoint, config.cmd), 0o755);
+  if (config.entrypoint.length || config.cmd.length)
+    writeNew(path.join(sd, 'runscript'), runscript(config.entrypoint, config.cmd), 0o755);
   writeNew(path.join(sd, 'labels.json'), JSON.stringify(config.labels ?? {}, null, 2) + '\n', 0o644);
 }
 

@@ -52,7 +52,9 @@ async function newestChange(p: string, isDir: boolean, mtimeMs: number): Promise
   for (const n of await fsp.readdir(p)) {
     try {
       newest = Math.max(newest, (await fsp.lstat(path.join(p, n))).mtimeMs);
-    } catch { /* gone meanwhile */ }
+    } catch {
+      /* gone meanwhile */
+    }
   }
   return newest;
 }
@@ -79,8 +81,12 @@ export async function sweepDeadTemps(cacheDir: string, now = Date.now()): Promis
         if (e.isDirectory()) await removeTree(p);
         else await fsp.unlink(p);
         removed.push(name);
-      } catch { /* raced with its owner or another sweep: leave it */ }
+      } catch {
+        /* raced with its owner or another sweep: leave it */
+      }
     }
-  } catch { /* no tmp/ yet, or unreadable: nothing to sweep */ }
+  } catch {
+    /* no tmp/ yet, or unreadable: nothing to sweep */
+  }
   return removed;
 }

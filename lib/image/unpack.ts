@@ -39,7 +39,9 @@ function readUmask(): number {
   try {
     const m = /^Umask:\s*([0-7]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
     if (m) return parseInt(m[1]!, 8);
-  } catch { /* fall through */ }
+  } catch {
+    /* fall through */
+  }
   return 0o777; // unknown: always chmod
 }
 export const UMASK = readUmask();
@@ -106,7 +108,12 @@ export interface UnpackOptions extends KeepOptions {
   onProgress?: (index: number, bytes: number) => void;
 }
 
-interface DirMeta { mode: number; mtime: number | undefined; uid: number; gid: number }
+interface DirMeta {
+  mode: number;
+  mtime: number | undefined;
+  uid: number;
+  gid: number;
+}
 
 // Bounds on what the write thread holds: jobs, and bytes of file content.
 const MAX_INFLIGHT_JOBS = 256;
@@ -131,7 +138,19 @@ function errCode(err: unknown): string | undefined {
  */
 export class RootfsWriter {
   readonly root: string;
-  readonly stats: UnpackStats = { entries: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, whiteouts: 0, opaqueDirs: 0, devicesSkipped: 0, setidDropped: 0, bytes: 0, compressedBytes: 0 };
+  readonly stats: UnpackStats = {
+    entries: 0,
+    files: 0,
+    directories: 0,
+    symlinks: 0,
+    hardlinks: 0,
+    whiteouts: 0,
+    opaqueDirs: 0,
+    devicesSkipped: 0,
+    setidDropped: 0,
+    bytes: 0,
+    compressedBytes: 0,
+  };
   private readonly preserve: boolean;
   private readonly keepDevices: boolean;
   private readonly keepSetid: boolean;
@@ -175,13 +194,19 @@ export class RootfsWriter {
     // (layer-decoder.ts); this thread checks every entry and plans the writes.
     this.decoder ??= new LayerDecoder();
     const spec = {
-      compression: layer.compression, digest: layer.digest,
+      compression: layer.compression,
+      digest: layer.digest,
       ...(layer.size === undefined ? {} : { size: layer.size }),
-      ...(layer.diffId && (layer.diffId !== layer.digest || layer.compression !== 'none') ? { diffId: layer.diffId } : {}),
+      ...(layer.diffId && (layer.diffId !== layer.digest || layer.compression !== 'none')
+        ? { diffId: layer.diffId }
+        : {}),
     };
     this.bigFile = undefined;
     try {
-      for await (const records of this.decoder.decode(source, spec, (n) => { this.stats.compressedBytes += n; onBytes?.(n); })) {
+      for await (const records of this.decoder.decode(source, spec, (n) => {
+        this.stats.compressedBytes += n;
+        onBytes?.(n);
+      })) {
         for (const r of records) await this.applyRecord(r);
       }
       await this.barrier();
@@ -195,15 +220,27 @@ export class RootfsWriter {
   private wrapStreamError(err: unknown): unknown {
     if (err instanceof ImageError && err.reason === 'DIGEST_MISMATCH' && err.digest !== this.layerDigest) {
       // The diff_id check failed: report it against the layer, as the other checks are.
-      return new ImageError('DIGEST_MISMATCH', `layer ${this.layerDigest}: uncompressed content does not match its ${err.message}`, { digest: this.layerDigest, cause: err });
+      return new ImageError(
+        'DIGEST_MISMATCH',
+        `layer ${this.layerDigest}: uncompressed content does not match its ${err.message}`,
+        { digest: this.layerDigest, cause: err },
+      );
     }
     if (err instanceof ImageError) return err;
     const code = errCode(err);
-    const what = code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' ? 'gzip stream'
-      : code === 'ZSTD_DATA_ERROR' ? 'zstd stream'
-        : /tar|header|invalid|unexpected end/i.test((err as Error)?.message ?? '') ? 'tar stream' : undefined;
+    const what =
+      code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR'
+        ? 'gzip stream'
+        : code === 'ZSTD_DATA_ERROR'
+          ? 'zstd stream'
+          : /tar|header|invalid|unexpected end/i.test((err as Error)?.message ?? '')
+            ? 'tar stream'
+            : undefined;
     if (what) {
-      return new ImageError('BAD_LAYER', `layer ${this.layerDigest}: not a valid ${what}: ${(err as Error).message}`, { digest: this.layerDigest, cause: err });
+      return new ImageError('BAD_LAYER', `layer ${this.layerDigest}: not a valid ${what}: ${(err as Error).message}`, {
+        digest: this.layerDigest,
+        cause: err,
+      });
     }
     if (err instanceof Error) err.message = `layer ${this.layerDigest}: ${err.message}`;
     return err;
@@ -214,13 +251,17 @@ export class RootfsWriter {
   }
 
   private unsafeError(entry: string, why: string): ImageError {
-    return new ImageError('UNSAFE_ENTRY', `layer ${this.layerDigest}: entry \`${entry}\` ${why}; refusing to unpack`, { digest: this.layerDigest, entry });
+    return new ImageError('UNSAFE_ENTRY', `layer ${this.layerDigest}: entry \`${entry}\` ${why}; refusing to unpack`, {
+      digest: this.layerDigest,
+      entry,
+    });
   }
 
   /** Normalise a tar path to a relative path inside the rootfs, or reject it. */
   private clean(name: string, entry: string, what = 'path'): string {
     // `umoci insert DIR /` writes the root itself as `/`: that names nothing outside.
-    if (name.startsWith('/') && name.split('/').some((p) => p !== '' && p !== '.')) this.unsafe(entry, `has an absolute ${what} \`${name}\``);
+    if (name.startsWith('/') && name.split('/').some((p) => p !== '' && p !== '.'))
+      this.unsafe(entry, `has an absolute ${what} \`${name}\``);
     const parts: string[] = [];
     for (const p of name.split('/')) {
       if (p === '' || p === '.') continue;
@@ -250,8 +291,16 @@ export class RootfsWriter {
     await this.barrier();
     const p = this.abs(parent);
     let st: fs.Stats | undefined;
-    try { st = await fsp.lstat(p); } catch (err) { if (errCode(err) !== 'ENOENT') throw err; }
-    if (st?.isSymbolicLink()) this.unsafe(entry, `goes through \`${parent}\`, which is a symlink (to \`${await fsp.readlink(p).catch(() => '?')}\`)`);
+    try {
+      st = await fsp.lstat(p);
+    } catch (err) {
+      if (errCode(err) !== 'ENOENT') throw err;
+    }
+    if (st?.isSymbolicLink())
+      this.unsafe(
+        entry,
+        `goes through \`${parent}\`, which is a symlink (to \`${await fsp.readlink(p).catch(() => '?')}\`)`,
+      );
     if (st && !st.isDirectory()) {
       if (!create) return false;
       await this.remove(parent);
@@ -329,7 +378,10 @@ export class RootfsWriter {
     // a map and data segments under \`GNUSparseFile.N/NAME\`; for GNU 'S',
     // an entry of no known type). moby refuses unknown types likewise.
     if (h.sparse !== undefined) {
-      this.badLayer(this.clean(h.sparse, name), `is a GNU sparse file (PAX format ${h.name.includes('GNUSparseFile.') ? '1.0' : '0.x'}, stored as \`${name}\`); sparse tar entries are not supported: repack the layer without --sparse`);
+      this.badLayer(
+        this.clean(h.sparse, name),
+        `is a GNU sparse file (PAX format ${h.name.includes('GNUSparseFile.') ? '1.0' : '0.x'}, stored as \`${name}\`); sparse tar entries are not supported: repack the layer without --sparse`,
+      );
     }
 
     if (base.startsWith('.wh.')) {
@@ -360,9 +412,12 @@ export class RootfsWriter {
         // pax and GNU long-name records are consumed by tar-stream; what is
         // left has a type flag we do not know: dropping it would unpack a
         // different tree than the image's.
-        this.badLayer(rel, h.type === null || h.type === undefined
-          ? 'has a tar type flag that is not supported (a GNU sparse file, type \'S\', or another GNU extension); sparse tar entries are not supported: repack the layer without --sparse'
-          : `has the unsupported tar entry type \`${h.type}\``);
+        this.badLayer(
+          rel,
+          h.type === null || h.type === undefined
+            ? "has a tar type flag that is not supported (a GNU sparse file, type 'S', or another GNU extension); sparse tar entries are not supported: repack the layer without --sparse"
+            : `has the unsupported tar entry type \`${h.type}\``,
+        );
     }
     this.markWritten(rel);
   }
@@ -425,7 +480,9 @@ export class RootfsWriter {
 
   private newWriteThread(): WriteThread<JobTag> {
     return new WriteThread<JobTag>(
-      (failure, t) => { this.jobError ??= this.jobFailure(failure, t); },
+      (failure, t) => {
+        this.jobError ??= this.jobFailure(failure, t);
+      },
       (t) => {
         // Every job before this one is done: the arenas older than the newest
         // one it could see are no longer read by anyone.
@@ -446,10 +503,19 @@ export class RootfsWriter {
   /** The error for a failed write job, naming its entry. */
   private jobFailure(failure: WriteFailure, tag: JobTag): Error {
     switch (failure.kind) {
-      case 'directory': return this.unsafeError(tag.entry, 'replaces a directory this unpack did not create');
-      case 'missing': return this.unsafeError(tag.entry, `is a hard link to \`${tag.linkname}\`, which does not exist`);
-      case 'target-directory': return this.unsafeError(tag.entry, `is a hard link to the directory \`${tag.linkname}\``);
-      default: return Object.assign(new Error(`${failure.message} (entry \`${tag.entry}\`)`), { code: failure.code, errno: failure.errno, syscall: failure.syscall, path: failure.path });
+      case 'directory':
+        return this.unsafeError(tag.entry, 'replaces a directory this unpack did not create');
+      case 'missing':
+        return this.unsafeError(tag.entry, `is a hard link to \`${tag.linkname}\`, which does not exist`);
+      case 'target-directory':
+        return this.unsafeError(tag.entry, `is a hard link to the directory \`${tag.linkname}\``);
+      default:
+        return Object.assign(new Error(`${failure.message} (entry \`${tag.entry}\`)`), {
+          code: failure.code,
+          errno: failure.errno,
+          syscall: failure.syscall,
+          path: failure.path,
+        });
     }
   }
 
@@ -460,11 +526,18 @@ export class RootfsWriter {
   }
 
   private badLayer(entry: string, why: string): never {
-    throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${entry}\` ${why}; refusing the layer`, { digest: this.layerDigest, entry });
+    throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${entry}\` ${why}; refusing the layer`, {
+      digest: this.layerDigest,
+      entry,
+    });
   }
 
   private badSize(entry: string, bytes: number, size: number): never {
-    throw new ImageError('BAD_LAYER', `layer ${this.layerDigest}: entry \`${entry}\` has ${bytes} bytes of content, its header says ${size}`, { digest: this.layerDigest, entry });
+    throw new ImageError(
+      'BAD_LAYER',
+      `layer ${this.layerDigest}: entry \`${entry}\` has ${bytes} bytes of content, its header says ${size}`,
+      { digest: this.layerDigest, entry },
+    );
   }
 
   private async file(rel: string, h: EntryRecord, name: string): Promise<void> {
@@ -510,11 +583,16 @@ export class RootfsWriter {
     if (this.safeDirs.has(rel)) await this.remove(rel);
     // The target is stored as-is: it is only ever resolved inside the container,
     // and nothing here writes through it.
-    this.submit({
-      t: 'symlink', path: this.abs(rel), target,
-      ...(this.preserve ? { owner: { uid: h.uid ?? 0, gid: h.gid ?? 0 } } : {}),
-      ...(h.mtime !== undefined ? { mtime: h.mtime } : {}),
-    }, { entry });
+    this.submit(
+      {
+        t: 'symlink',
+        path: this.abs(rel),
+        target,
+        ...(this.preserve ? { owner: { uid: h.uid ?? 0, gid: h.gid ?? 0 } } : {}),
+        ...(h.mtime !== undefined ? { mtime: h.mtime } : {}),
+      },
+      { entry },
+    );
   }
 
   private async hardlink(rel: string, h: EntryRecord, entry: string): Promise<void> {
@@ -524,7 +602,8 @@ export class RootfsWriter {
     if (targetRel === '') this.unsafe(entry, 'is a hard link to the rootfs itself');
     if (targetRel === rel) return;
     // The target's parents must be real directories too: link(2) resolves them.
-    if (!(await this.ensureParents(targetRel, entry, false))) this.unsafe(entry, `is a hard link to \`${h.linkname}\`, which does not exist`);
+    if (!(await this.ensureParents(targetRel, entry, false)))
+      this.unsafe(entry, `is a hard link to \`${h.linkname}\`, which does not exist`);
     if (this.safeDirs.has(targetRel)) this.unsafe(entry, `is a hard link to the directory \`${h.linkname}\``);
     await this.ensureParents(rel, entry, true);
     if (this.safeDirs.has(rel)) await this.remove(rel);
@@ -546,7 +625,15 @@ export class RootfsWriter {
     const mode = this.mode(h);
     // Node has no mknod/mkfifo binding; these entries are rare, so the coreutils tools do.
     if (isDevice) {
-      await execFileP('mknod', ['-m', (mode & 0o777).toString(8), '--', p, h.type === 'block-device' ? 'b' : 'c', String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
+      await execFileP('mknod', [
+        '-m',
+        (mode & 0o777).toString(8),
+        '--',
+        p,
+        h.type === 'block-device' ? 'b' : 'c',
+        String(h.devmajor ?? 0),
+        String(h.devminor ?? 0),
+      ]);
     } else {
       await execFileP('mkfifo', ['-m', (mode & 0o777).toString(8), '--', p]);
     }
@@ -566,14 +653,18 @@ export class RootfsWriter {
     if (dirs.length === 0) return;
     // One job for all of them: the thread opens each with O_NOFOLLOW|O_DIRECTORY
     // and skips what a later layer turned into something else.
-    this.submit({
-      t: 'dirmeta',
-      dirs: dirs.map(([rel, meta]) => ({
-        path: this.abs(rel), mode: meta.mode,
-        ...(this.preserve ? { owner: { uid: meta.uid, gid: meta.gid } } : {}),
-        ...(meta.mtime !== undefined ? { mtime: meta.mtime } : {}),
-      })),
-    }, { entry: '(directory metadata)' });
+    this.submit(
+      {
+        t: 'dirmeta',
+        dirs: dirs.map(([rel, meta]) => ({
+          path: this.abs(rel),
+          mode: meta.mode,
+          ...(this.preserve ? { owner: { uid: meta.uid, gid: meta.gid } } : {}),
+          ...(meta.mtime !== undefined ? { mtime: meta.mtime } : {}),
+        })),
+      },
+      { entry: '(directory metadata)' },
+    );
     await this.barrier();
   }
 
@@ -600,7 +691,11 @@ function depth(rel: string): number {
  * Unpack `layers` in order into `rootfs` (which should be a new, empty
  * directory: on error its content is undefined and the caller removes it).
  */
-export async function unpackLayers(rootfs: string, layers: LayerInput[], options: UnpackOptions = {}): Promise<UnpackStats> {
+export async function unpackLayers(
+  rootfs: string,
+  layers: LayerInput[],
+  options: UnpackOptions = {},
+): Promise<UnpackStats> {
   await fsp.mkdir(rootfs, { recursive: true });
   const keep = { ...options };
   delete keep.onProgress;
@@ -630,7 +725,11 @@ export async function removeTree(dir: string): Promise<void> {
   }
   const walk = async (p: string): Promise<void> => {
     let st: fs.Stats;
-    try { st = await fsp.lstat(p); } catch { return; }
+    try {
+      st = await fsp.lstat(p);
+    } catch {
+      return;
+    }
     if (!st.isDirectory()) return;
     if ((st.mode & 0o700) !== 0o700) await fsp.chmod(p, (st.mode & 0o7777) | 0o700).catch(() => undefined);
     for (const n of await fsp.readdir(p).catch(() => [] as string[])) await walk(path.join(p, n));

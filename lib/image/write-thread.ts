@@ -25,7 +25,10 @@ import { Worker } from 'node:worker_threads';
 import { workerUrl } from './worker-url.js';
 import type { WriteAnswer } from './write-worker.js';
 
-export interface Owner { uid: number; gid: number }
+export interface Owner {
+  uid: number;
+  gid: number;
+}
 
 /** Create and fill a regular file (replacing a non-directory in the way). */
 export interface FileJob {
@@ -45,22 +48,46 @@ export interface FileJob {
 }
 
 /** More content for the file a `keepOpen` file job left open. */
-export interface AppendJob { t: 'append'; data: Uint8Array }
+export interface AppendJob {
+  t: 'append';
+  data: Uint8Array;
+}
 
 /** Finish the file a `keepOpen` file job left open. */
-export interface CloseJob { t: 'close'; owner?: Owner; chmod?: number; mtime?: number }
+export interface CloseJob {
+  t: 'close';
+  owner?: Owner;
+  chmod?: number;
+  mtime?: number;
+}
 
 /** Make a directory 0700 (owner-writable while unpacking), replacing a non-directory in the way. */
-export interface MkdirJob { t: 'mkdir'; path: string }
+export interface MkdirJob {
+  t: 'mkdir';
+  path: string;
+}
 
 /** Create a symlink (replacing a non-directory in the way). */
-export interface SymlinkJob { t: 'symlink'; path: string; target: string; owner?: Owner; mtime?: number }
+export interface SymlinkJob {
+  t: 'symlink';
+  path: string;
+  target: string;
+  owner?: Owner;
+  mtime?: number;
+}
 
 /** Hard-link `path` to the existing non-directory `target` (replacing a non-directory at `path`). */
-export interface LinkJob { t: 'link'; path: string; target: string }
+export interface LinkJob {
+  t: 'link';
+  path: string;
+  target: string;
+}
 
 /** Final directory metadata, applied in the given order (deepest first). */
-export interface DirMetaJob { t: 'dirmeta'; dirs: { path: string; mode: number; owner?: Owner; mtime?: number }[] }
+export interface DirMetaJob {
+  t: 'dirmeta';
+  dirs: { path: string; mode: number; owner?: Owner; mtime?: number }[];
+}
 
 export type WriteJob = FileJob | AppendJob | CloseJob | MkdirJob | SymlinkJob | LinkJob | DirMetaJob;
 
@@ -82,7 +109,11 @@ export type WriteFailure =
 const BATCH = 256;
 const QUEUED = 2;
 
-interface InFlight<T> { id: number; bytes: number; tag: T }
+interface InFlight<T> {
+  id: number;
+  bytes: number;
+  tag: T;
+}
 
 /**
  * The write thread, started on first use. Jobs carry a caller-chosen tag
@@ -108,7 +139,10 @@ export class WriteThread<T> {
    * `onFailure` hears of the first failure; `onDone`, once per answer from
    * the thread, of the last job it finished.
    */
-  constructor(private readonly onFailure: (failure: WriteFailure, tag: T) => void, private readonly onDone?: (tag: T) => void) {}
+  constructor(
+    private readonly onFailure: (failure: WriteFailure, tag: T) => void,
+    private readonly onDone?: (tag: T) => void,
+  ) {}
 
   /** Jobs submitted and not yet done. */
   get pending(): number {
@@ -126,7 +160,10 @@ export class WriteThread<T> {
     if (this.batch.length >= BATCH) this.flush();
     else if (!this.flushScheduled && this.sent < QUEUED) {
       this.flushScheduled = true;
-      setImmediate(() => { if (this.sent < QUEUED) this.flush(); else this.flushScheduled = false; });
+      setImmediate(() => {
+        if (this.sent < QUEUED) this.flush();
+        else this.flushScheduled = false;
+      });
     }
   }
 
@@ -141,7 +178,14 @@ export class WriteThread<T> {
       this.answered({
         upTo: this.nextId - 1,
         ...(failedId === undefined ? {} : { failedId }),
-        failure: { kind: 'errno', code: 'EWORKER', errno: 0, syscall: 'worker', path: '', message: `write thread failed: ${err.message}` },
+        failure: {
+          kind: 'errno',
+          code: 'EWORKER',
+          errno: 0,
+          syscall: 'worker',
+          path: '',
+          message: `write thread failed: ${err.message}`,
+        },
       });
     };
     worker.on('error', crash);

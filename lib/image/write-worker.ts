@@ -5,7 +5,17 @@
 // link at the final component; what is in the way is unlinked, never followed.
 import * as fs from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import type { WriteFailure, WriteJob, FileJob, AppendJob, CloseJob, MkdirJob, SymlinkJob, LinkJob, DirMetaJob } from './write-thread.js';
+import type {
+  WriteFailure,
+  WriteJob,
+  FileJob,
+  AppendJob,
+  CloseJob,
+  MkdirJob,
+  SymlinkJob,
+  LinkJob,
+  DirMetaJob,
+} from './write-thread.js';
 
 const C = fs.constants;
 // No O_CLOEXEC: fs.constants has none (the eval'ed source or'ed in undefined),
@@ -138,13 +148,20 @@ function dirmeta(j: DirMetaJob): void {
 
 function run(j: WriteJob): void {
   switch (j.t) {
-    case 'file': return file(j);
-    case 'append': return append(j);
-    case 'close': return close(j);
-    case 'mkdir': return mkdir(j);
-    case 'symlink': return symlink(j);
-    case 'link': return link(j);
-    case 'dirmeta': return dirmeta(j);
+    case 'file':
+      return file(j);
+    case 'append':
+      return append(j);
+    case 'close':
+      return close(j);
+    case 'mkdir':
+      return mkdir(j);
+    case 'symlink':
+      return symlink(j);
+    case 'link':
+      return link(j);
+    case 'dirmeta':
+      return dirmeta(j);
   }
 }
 
@@ -175,12 +192,23 @@ parentPort!.on('message', (jobs: (WriteJob & { id: number })[]) => {
         open = null;
       }
       const e = err as NodeJS.ErrnoException;
-      failure = err instanceof Stop ? err.failure : {
-        kind: 'errno', code: String(e.code), errno: (e.errno ?? 0) | 0, syscall: String(e.syscall ?? ''),
-        path: String(e.path ?? ('path' in j ? j.path : '')), message: e.message,
-      };
+      failure =
+        err instanceof Stop
+          ? err.failure
+          : {
+              kind: 'errno',
+              code: String(e.code),
+              errno: (e.errno ?? 0) | 0,
+              syscall: String(e.syscall ?? ''),
+              path: String(e.path ?? ('path' in j ? j.path : '')),
+              message: e.message,
+            };
     }
   }
-  const answer: WriteAnswer = { upTo: jobs[jobs.length - 1]!.id, ...(failedId === undefined ? {} : { failedId }), ...(failure ? { failure } : {}) };
+  const answer: WriteAnswer = {
+    upTo: jobs[jobs.length - 1]!.id,
+    ...(failedId === undefined ? {} : { failedId }),
+    ...(failure ? { failure } : {}),
+  };
   parentPort!.postMessage(answer);
 });

@@ -5,7 +5,19 @@
 // without following symlinks, never echoed, and a pid it names is signalled
 // only when that process belongs to the file's owner and started when the
 // file says (pid reuse). The CLI verbs are in lib/cli/bundle-command.ts.
-import { constants as fsc, closeSync, fstatSync, mkdirSync, lstatSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  constants as fsc,
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -36,7 +48,10 @@ export type Status = 'creating' | 'running' | 'stopped';
 export const ID_RE = /^[A-Za-z0-9_+@-][A-Za-z0-9_.+@:-]{0,250}$/;
 
 export function checkId(id: string): string {
-  if (!ID_RE.test(id)) throw new OciStateError(`container id \`${id}\` must be letters, digits and _ . + @ : - (not starting with a dot), at most 251 characters`);
+  if (!ID_RE.test(id))
+    throw new OciStateError(
+      `container id \`${id}\` must be letters, digits and _ . + @ : - (not starting with a dot), at most 251 characters`,
+    );
   return id;
 }
 
@@ -48,8 +63,11 @@ export function stateRoot(root: string | undefined, create: boolean): string {
     return dir;
   }
   const uid = process.geteuid!();
-  const dir = process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'nodularity')
-    : uid === 0 ? '/run/nodularity' : join(tmpdir(), `nodularity-${uid}`);
+  const dir = process.env.XDG_RUNTIME_DIR
+    ? join(process.env.XDG_RUNTIME_DIR, 'nodularity')
+    : uid === 0
+      ? '/run/nodularity'
+      : join(tmpdir(), `nodularity-${uid}`);
   if (create) mkdirSync(dir, { recursive: true, mode: 0o700 });
   // A shared /tmp lets anyone create the directory first: use it only if it is ours.
   let st;
@@ -58,8 +76,10 @@ export function stateRoot(root: string | undefined, create: boolean): string {
   } catch {
     return dir; // absent: nothing to find there
   }
-  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022))
-    throw new OciStateError(`state directory ${dir} is not a directory owned by uid ${uid} and writable only by it; pass --root`);
+  if (!st.isDirectory() || st.uid !== uid || st.mode & 0o022)
+    throw new OciStateError(
+      `state directory ${dir} is not a directory owned by uid ${uid} and writable only by it; pass --root`,
+    );
   return dir;
 }
 
@@ -109,7 +129,8 @@ export function readState(root: string, id: string): LoadedState | undefined {
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile() || st.size > 65536) throw new OciStateError(`state file ${file} is not a regular file of at most 64 KiB`);
+    if (!st.isFile() || st.size > 65536)
+      throw new OciStateError(`state file ${file} is not a regular file of at most 64 KiB`);
     const buf = Buffer.alloc(st.size);
     let off = 0;
     while (off < buf.length) {
@@ -123,7 +144,13 @@ export function readState(root: string, id: string): LoadedState | undefined {
     } catch {
       throw new OciStateError(`state file ${file} is not valid JSON`);
     }
-    if (!rec || typeof rec !== 'object' || rec.id !== id || !Number.isInteger(rec.pid) || !Number.isInteger(rec.runtimePid))
+    if (
+      !rec ||
+      typeof rec !== 'object' ||
+      rec.id !== id ||
+      !Number.isInteger(rec.pid) ||
+      !Number.isInteger(rec.runtimePid)
+    )
       throw new OciStateError(`state file ${file} is not a nodularity state record for \`${id}\``);
     return { file, owner: st.uid, rec };
   } finally {
@@ -151,7 +178,9 @@ export function writeState(root: string, rec: StateRecord, exclusive: boolean): 
       writeFileSync(file, text, { flag: 'wx', mode: 0o644 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST')
-        throw new OciStateError(`container \`${rec.id}\` already exists (${file}); \`nodularity oci delete ${rec.id}\` removes a stopped one`);
+        throw new OciStateError(
+          `container \`${rec.id}\` already exists (${file}); \`nodularity oci delete ${rec.id}\` removes a stopped one`,
+        );
       throw e;
     }
     return file;
@@ -175,11 +204,14 @@ export function signalChecked(s: LoadedState, pid: number, start: string, sig: N
   const { id } = s.rec;
   if (!isAlive(pid, start)) throw new OciStateError(`container \`${id}\` is not running`);
   if (s.owner !== process.geteuid!() && procUid(pid) !== s.owner)
-    throw new OciStateError(`container \`${id}\`: pid ${pid} does not belong to uid ${s.owner}, who wrote ${s.file}; not signalling it`);
+    throw new OciStateError(
+      `container \`${id}\`: pid ${pid} does not belong to uid ${s.owner}, who wrote ${s.file}; not signalling it`,
+    );
   try {
     process.kill(pid, sig);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw new OciStateError(`kill ${sig} ${pid} (container \`${id}\`): ${(e as NodeJS.ErrnoException).code}`);
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH')
+      throw new OciStateError(`kill ${sig} ${pid} (container \`${id}\`): ${(e as NodeJS.ErrnoException).code}`);
   }
 }
 

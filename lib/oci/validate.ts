@@ -21,7 +21,8 @@ function checkStrings(v: unknown, ptr: string, nonEmpty = false): string[] {
 }
 
 function checkAbsolute(v: unknown, ptr: string): void {
-  if (typeof v !== 'string' || !v.startsWith('/')) throw new SpecError(ptr, `must be an absolute path, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || !v.startsWith('/'))
+    throw new SpecError(ptr, `must be an absolute path, got ${JSON.stringify(v)}`);
 }
 
 /** The largest valid uid/gid: (uid_t)-1 means "unchanged" to the kernel. */
@@ -49,9 +50,13 @@ export function checkIdMappings(maps: unknown, ptr: string): LinuxIDMapping[] {
   for (let i = 0; i < ms.length; i++)
     for (let j = 0; j < i; j++) {
       for (const side of ['containerID', 'hostID'] as const) {
-        const a = ms[i], b = ms[j];
+        const a = ms[i],
+          b = ms[j];
         if (a[side] < b[side] + b.size && b[side] < a[side] + a.size)
-          throw new SpecError(`${ptr}/${i}`, `${side} range ${a[side]}..${a[side] + a.size - 1} overlaps entry ${j} (${b[side]}..${b[side] + b.size - 1})`);
+          throw new SpecError(
+            `${ptr}/${i}`,
+            `${side} range ${a[side]}..${a[side] + a.size - 1} overlaps entry ${j} (${b[side]}..${b[side] + b.size - 1})`,
+          );
       }
     }
   if (ms.length > 340) throw new SpecError(ptr, 'the kernel accepts at most 340 ranges');
@@ -61,7 +66,8 @@ export function checkIdMappings(maps: unknown, ptr: string): LinuxIDMapping[] {
 export function validateSpec(spec: unknown): asserts spec is Spec {
   if (!isObj(spec)) throw new SpecError('', 'the spec must be an object');
   if (typeof spec.ociVersion !== 'string') throw new SpecError('/ociVersion', 'must be a string such as "1.2.0"');
-  if (!/^1\./.test(spec.ociVersion)) throw new SpecError('/ociVersion', `unsupported version ${spec.ociVersion} (1.x expected)`);
+  if (!/^1\./.test(spec.ociVersion))
+    throw new SpecError('/ociVersion', `unsupported version ${spec.ociVersion} (1.x expected)`);
   const proc = spec.process;
   if (!isObj(proc)) throw new SpecError('/process', 'is required');
   checkStrings(proc.args, '/process/args', true);
@@ -72,7 +78,8 @@ export function validateSpec(spec: unknown): asserts spec is Spec {
     });
   }
   checkAbsolute(proc.cwd, '/process/cwd');
-  if (proc.terminal !== undefined && typeof proc.terminal !== 'boolean') throw new SpecError('/process/terminal', 'must be a boolean');
+  if (proc.terminal !== undefined && typeof proc.terminal !== 'boolean')
+    throw new SpecError('/process/terminal', 'must be a boolean');
   if (proc.consoleSize !== undefined) {
     if (!isObj(proc.consoleSize)) throw new SpecError('/process/consoleSize', 'must be {height, width}');
     checkUint(proc.consoleSize.height, '/process/consoleSize/height', 0xffff);
@@ -84,23 +91,29 @@ export function validateSpec(spec: unknown): asserts spec is Spec {
   checkUint(proc.user.uid, '/process/user/uid', MAX_ID);
   checkUint(proc.user.gid, '/process/user/gid', MAX_ID);
   if (proc.user.additionalGids !== undefined) {
-    if (!Array.isArray(proc.user.additionalGids)) throw new SpecError('/process/user/additionalGids', 'must be an array');
+    if (!Array.isArray(proc.user.additionalGids))
+      throw new SpecError('/process/user/additionalGids', 'must be an array');
     proc.user.additionalGids.forEach((g, i) => checkUint(g, `/process/user/additionalGids/${i}`, MAX_ID));
   }
   if (proc.rlimits !== undefined) {
     if (!Array.isArray(proc.rlimits)) throw new SpecError('/process/rlimits', 'must be an array');
     proc.rlimits.forEach((r, i) => {
-      if (!isObj(r) || typeof r.type !== 'string') throw new SpecError(`/process/rlimits/${i}/type`, 'must be a string such as RLIMIT_NOFILE');
+      if (!isObj(r) || typeof r.type !== 'string')
+        throw new SpecError(`/process/rlimits/${i}/type`, 'must be a string such as RLIMIT_NOFILE');
       checkUint(r.soft, `/process/rlimits/${i}/soft`, Number.MAX_SAFE_INTEGER);
       checkUint(r.hard, `/process/rlimits/${i}/hard`, Number.MAX_SAFE_INTEGER);
-      if ((r.soft as number) > (r.hard as number)) throw new SpecError(`/process/rlimits/${i}`, 'soft must not exceed hard');
+      if ((r.soft as number) > (r.hard as number))
+        throw new SpecError(`/process/rlimits/${i}`, 'soft must not exceed hard');
     });
   }
   if (proc.capabilities !== undefined) {
     if (!isObj(proc.capabilities)) throw new SpecError('/process/capabilities', 'must be an object');
     for (const [k, v] of Object.entries(proc.capabilities)) {
       if (!['bounding', 'effective', 'inheritable', 'permitted', 'ambient'].includes(k))
-        throw new SpecError(`/process/capabilities/${k}`, 'is not a capability set (bounding, effective, inheritable, permitted, ambient)');
+        throw new SpecError(
+          `/process/capabilities/${k}`,
+          'is not a capability set (bounding, effective, inheritable, permitted, ambient)',
+        );
       checkStrings(v, `/process/capabilities/${k}`);
     }
   }
@@ -113,8 +126,10 @@ export function validateSpec(spec: unknown): asserts spec is Spec {
     spec.mounts.forEach((m, i) => {
       if (!isObj(m)) throw new SpecError(`/mounts/${i}`, 'must be an object');
       checkAbsolute(m.destination, `/mounts/${i}/destination`);
-      if (m.source !== undefined && typeof m.source !== 'string') throw new SpecError(`/mounts/${i}/source`, 'must be a string');
-      if (m.type !== undefined && typeof m.type !== 'string') throw new SpecError(`/mounts/${i}/type`, 'must be a string');
+      if (m.source !== undefined && typeof m.source !== 'string')
+        throw new SpecError(`/mounts/${i}/source`, 'must be a string');
+      if (m.type !== undefined && typeof m.type !== 'string')
+        throw new SpecError(`/mounts/${i}/type`, 'must be a string');
       if (m.options !== undefined) checkStrings(m.options, `/mounts/${i}/options`);
     });
   }
@@ -126,19 +141,28 @@ export function validateSpec(spec: unknown): asserts spec is Spec {
       const seen = new Set<string>();
       linux.namespaces.forEach((ns, i) => {
         if (!isObj(ns) || typeof ns.type !== 'string' || !NAMESPACE_TYPES.has(ns.type))
-          throw new SpecError(`/linux/namespaces/${i}/type`, `unknown namespace type ${JSON.stringify(isObj(ns) ? ns.type : ns)} (one of ${[...NAMESPACE_TYPES].join(', ')})`);
+          throw new SpecError(
+            `/linux/namespaces/${i}/type`,
+            `unknown namespace type ${JSON.stringify(isObj(ns) ? ns.type : ns)} (one of ${[...NAMESPACE_TYPES].join(', ')})`,
+          );
         if (seen.has(ns.type)) throw new SpecError(`/linux/namespaces/${i}`, `namespace ${ns.type} is listed twice`);
         seen.add(ns.type);
-        if (ns.path !== undefined) throw new SpecError(`/linux/namespaces/${i}/path`, 'joining an existing namespace is not supported');
+        if (ns.path !== undefined)
+          throw new SpecError(`/linux/namespaces/${i}/path`, 'joining an existing namespace is not supported');
       });
     }
     if (linux.uidMappings !== undefined) checkIdMappings(linux.uidMappings, '/linux/uidMappings');
     if (linux.gidMappings !== undefined) checkIdMappings(linux.gidMappings, '/linux/gidMappings');
     for (const key of ['maskedPaths', 'readonlyPaths'] as const) {
-      if (linux[key] !== undefined) checkStrings(linux[key], `/linux/${key}`).forEach((p, i) => checkAbsolute(p, `/linux/${key}/${i}`));
+      if (linux[key] !== undefined)
+        checkStrings(linux[key], `/linux/${key}`).forEach((p, i) => checkAbsolute(p, `/linux/${key}/${i}`));
     }
-    if (linux.rootfsPropagation !== undefined &&
-        !['private', 'rprivate', 'slave', 'rslave', 'shared', 'rshared', 'unbindable', 'runbindable'].includes(linux.rootfsPropagation as string))
+    if (
+      linux.rootfsPropagation !== undefined &&
+      !['private', 'rprivate', 'slave', 'rslave', 'shared', 'rshared', 'unbindable', 'runbindable'].includes(
+        linux.rootfsPropagation as string,
+      )
+    )
       throw new SpecError('/linux/rootfsPropagation', `unknown propagation ${JSON.stringify(linux.rootfsPropagation)}`);
     if (linux.seccomp !== undefined) validateSeccomp(linux.seccomp, '/linux/seccomp');
   }

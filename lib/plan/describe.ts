@@ -57,18 +57,28 @@ export interface DescribeContext {
 }
 
 export function cloneFlagNames(flags: number): string {
-  return Object.entries(CLONE).filter(([, v]) => flags & v).map(([k]) => `CLONE_${k}`).join('|');
+  return Object.entries(CLONE)
+    .filter(([, v]) => flags & v)
+    .map(([k]) => `CLONE_${k}`)
+    .join('|');
 }
 
 function capName(n: number): string {
   return Object.entries(CAPS).find(([, v]) => v === n)?.[0] ?? `capability ${n}`;
 }
 
-type Row = (r: FailureRecord, c: DescribeContext) => [what: string, fields?: Omit<ContainerErrorFields, 'step' | 'errno'>];
+type Row = (
+  r: FailureRecord,
+  c: DescribeContext,
+) => [what: string, fields?: Omit<ContainerErrorFields, 'step' | 'errno'>];
 
 const call = (r: FailureRecord) => MOUNT_CALLS[r.detail] ?? 'mount';
 const byWhom = (r: FailureRecord) => (r.index === 1 ? ' (by the parent)' : '');
-const PROTOCOL_FAULTS = ['read from the report pipe failed', 'the report pipe ended inside a record', 'a report of an unexpected type'];
+const PROTOCOL_FAULTS = [
+  'read from the report pipe failed',
+  'the report pipe ended inside a record',
+  'a report of an unexpected type',
+];
 
 /** The table: one row per step, in the order of enum child_step. */
 const ROWS: Record<StepName, Row> = {
@@ -81,12 +91,17 @@ const ROWS: Record<StepName, Row> = {
   'wait-id-maps': () => ['wait for the parent to write the id maps', { syscall: 'read' }],
   sethostname: (_, c) => [`set hostname ${JSON.stringify(c.hostname)}`, { syscall: 'sethostname' }],
   setdomainname: (_, c) => [`set domainname ${JSON.stringify(c.domainname)}`, { syscall: 'setdomainname' }],
-  'root-propagation': (_, c) => [`make / ${c.rootPropagation} (linux.rootfsPropagation)`, { syscall: 'mount', path: '/' }],
+  'root-propagation': (_, c) => [
+    `make / ${c.rootPropagation} (linux.rootfsPropagation)`,
+    { syscall: 'mount', path: '/' },
+  ],
   'bind-rootfs': (r, c) => [`bind-rootfs ${c.rootfs}`, { syscall: call(r), path: c.rootfs }],
   mount: (r, c) => {
     const p = c.ops[r.index];
     if (!p) return [`mount op ${r.index}`, { syscall: call(r) }];
-    const flags = [p.op.flags ? msFlagNames(p.op.flags) : '', p.op.attrSet ? attrNames(p.op.attrSet) : ''].filter(Boolean).join(' ');
+    const flags = [p.op.flags ? msFlagNames(p.op.flags) : '', p.op.attrSet ? attrNames(p.op.attrSet) : '']
+      .filter(Boolean)
+      .join(' ');
     return [p.what, { syscall: call(r), path: p.source, target: p.target, flags: flags || undefined }];
   },
   'loopback-up': () => ['bring up lo in the new network namespace', { syscall: 'ioctl' }],
@@ -101,7 +116,10 @@ const ROWS: Record<StepName, Row> = {
   capset: () => ['set the capability sets (process.capabilities)', { syscall: 'capset' }],
   'ambient-caps': (r) => [`raise ambient ${capName(r.index)}`, { syscall: 'prctl' }],
   'no-new-privs': () => ['set no_new_privs', { syscall: 'prctl' }],
-  'parent-death-signal': (r) => [`arm the parent-death signal${r.index === 1 ? ' again after the uid change' : ''}`, { syscall: 'prctl' }],
+  'parent-death-signal': (r) => [
+    `arm the parent-death signal${r.index === 1 ? ' again after the uid change' : ''}`,
+    { syscall: 'prctl' },
+  ],
   'close-fds': () => ['mark fds above 2 close-on-exec', { syscall: 'close_range' }],
   'exec-init': () => ['exec the init (nodularity-init, from its memfd)', { syscall: 'execveat' }],
   'init-fork': () => ['fork the payload in the init', { syscall: 'fork' }],
@@ -115,25 +133,44 @@ const ROWS: Record<StepName, Row> = {
     const prep = r.index > 0 ? c.overlayPrep?.[r.index - 1] : undefined;
     if (prep !== undefined) {
       const at = c.overlayDir && !c.overlayDirReadonly ? `${c.overlayDir}/upper${prep.replace(/\/$/, '')}` : prep;
-      return [`make the mount point ${prep} in the overlay's upper layer at ${at} (a symlink or a file of another kind there is refused)`, { syscall: call(r), path: at }];
+      return [
+        `make the mount point ${prep} in the overlay's upper layer at ${at} (a symlink or a file of another kind there is refused)`,
+        { syscall: call(r), path: at },
+      ];
     }
     const lower = c.overlayDir && c.overlayDirReadonly ? `${c.overlayDir}/upper over the image` : 'the image';
-    return [`overlay on ${c.rootfs} (lower: ${lower}, upper: ${upper})`, { syscall: call(r), path: c.overlayDir ?? c.rootfs }];
+    return [
+      `overlay on ${c.rootfs} (lower: ${lower}, upper: ${upper})`,
+      { syscall: call(r), path: c.overlayDir ?? c.rootfs },
+    ];
   },
   'session-keyring': () => ['join a new session keyring', { syscall: 'keyctl' }],
   'root-fd': (_, c) => [`open the root ${c.rootfs}`, { syscall: 'openat2', path: c.rootfs }],
   setsid: () => ['start a new session', { syscall: 'setsid' }],
-  terminal: () => ['open a pty in /dev/pts for process.terminal (a devpts mount at /dev/pts is needed)', { path: '/dev/pts/ptmx' }],
-  'setup-ids': (r) => [`become the namespace's root for the setup (${r.index === 0 ? 'gid' : 'uid'} 0)`, { syscall: r.index === 0 ? 'setresgid' : 'setresuid' }],
+  terminal: () => [
+    'open a pty in /dev/pts for process.terminal (a devpts mount at /dev/pts is needed)',
+    { path: '/dev/pts/ptmx' },
+  ],
+  'setup-ids': (r) => [
+    `become the namespace's root for the setup (${r.index === 0 ? 'gid' : 'uid'} 0)`,
+    { syscall: r.index === 0 ? 'setresgid' : 'setresuid' },
+  ],
   'root-nodev': (r, c) => [`make the root ${c.rootfs} nodev, recursively`, { syscall: call(r), path: c.rootfs }],
-  seccomp: (r, c) => [`load the seccomp filter (linux.seccomp, ${c.seccompInstructions} BPF instructions${r.index === 0 ? ', before the credentials: no_new_privs is off' : ''})`, { syscall: 'seccomp' }],
-  protocol: (r) => [`launch protocol: ${PROTOCOL_FAULTS[r.index] ?? `fault ${r.index}`}`, { syscall: r.index === 0 ? 'read' : undefined }],
+  seccomp: (r, c) => [
+    `load the seccomp filter (linux.seccomp, ${c.seccompInstructions} BPF instructions${r.index === 0 ? ', before the credentials: no_new_privs is off' : ''})`,
+    { syscall: 'seccomp' },
+  ],
+  protocol: (r) => [
+    `launch protocol: ${PROTOCOL_FAULTS[r.index] ?? `fault ${r.index}`}`,
+    { syscall: r.index === 0 ? 'read' : undefined },
+  ],
 };
 
 /** The failure record in the plan's words: a ContainerError naming step, call, paths and flags. */
 export function describeFailure(rec: FailureRecord, ctx: DescribeContext): ContainerError {
   const step = STEP_NAMES[rec.step];
-  if (step === undefined) return new ContainerError(`unknown step ${rec.step}`, { step: `step ${rec.step}`, errno: rec.errno });
+  if (step === undefined)
+    return new ContainerError(`unknown step ${rec.step}`, { step: `step ${rec.step}`, errno: rec.errno });
   const [what, fields] = ROWS[step](rec, ctx);
   return new ContainerError(what, { ...fields, step, errno: rec.errno });
 }

@@ -9,7 +9,11 @@ import { ContainerError } from '../errors.js';
 import { loadBinding } from '../native.js';
 
 export class InRootReadError extends Error {
-  constructor(readonly path: string, readonly code: string, message: string) {
+  constructor(
+    readonly path: string,
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'InRootReadError';
   }
@@ -27,21 +31,25 @@ export function readFileInRoot(root: string, path: string, maxBytes = 16 << 20):
     const code = e.code;
     // The addon refuses anything but a regular file before opening it for
     // reading (a device node would otherwise be opened on the host): EINVAL.
-    if (code === 'EINVAL' || code === 'EISDIR') throw new InRootReadError(path, 'EINVAL', `${path} in the image ${root} is not a regular file`);
+    if (code === 'EINVAL' || code === 'EISDIR')
+      throw new InRootReadError(path, 'EINVAL', `${path} in the image ${root} is not a regular file`);
     throw new InRootReadError(path, code, `${path} in the image ${root}: cannot open (${code})`);
   }
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new InRootReadError(path, 'EINVAL', `${path} in the image ${root} is not a regular file`);
-    if (st.size > maxBytes) throw new InRootReadError(path, 'EFBIG', `${path} in the image ${root} is larger than ${maxBytes} bytes`);
+    if (st.size > maxBytes)
+      throw new InRootReadError(path, 'EFBIG', `${path} in the image ${root} is larger than ${maxBytes} bytes`);
     const buf = Buffer.alloc(Math.min(st.size + 1, maxBytes + 1));
     let got = 0;
     for (;;) {
-      if (got === buf.length) throw new InRootReadError(path, 'EFBIG', `${path} in the image ${root} grew past ${maxBytes} bytes while read`);
+      if (got === buf.length)
+        throw new InRootReadError(path, 'EFBIG', `${path} in the image ${root} grew past ${maxBytes} bytes while read`);
       const n = readSync(fd, buf, got, buf.length - got, null);
       if (n === 0) break;
       got += n;
-      if (got > maxBytes) throw new InRootReadError(path, 'EFBIG', `${path} in the image ${root} is larger than ${maxBytes} bytes`);
+      if (got > maxBytes)
+        throw new InRootReadError(path, 'EFBIG', `${path} in the image ${root} is larger than ${maxBytes} bytes`);
     }
     return buf.subarray(0, got);
   } finally {

@@ -4,10 +4,14 @@ import { SpecError } from '../errors.js';
 import { MOUNT_ATTR, MS } from './flags.js';
 
 export const PROPAGATION: Record<string, [number, boolean]> = {
-  private: [MS.PRIVATE, false], rprivate: [MS.PRIVATE, true],
-  slave: [MS.SLAVE, false], rslave: [MS.SLAVE, true],
-  shared: [MS.SHARED, false], rshared: [MS.SHARED, true],
-  unbindable: [MS.UNBINDABLE, false], runbindable: [MS.UNBINDABLE, true],
+  private: [MS.PRIVATE, false],
+  rprivate: [MS.PRIVATE, true],
+  slave: [MS.SLAVE, false],
+  rslave: [MS.SLAVE, true],
+  shared: [MS.SHARED, false],
+  rshared: [MS.SHARED, true],
+  unbindable: [MS.UNBINDABLE, false],
+  runbindable: [MS.UNBINDABLE, true],
 };
 
 // The mount options of runtime-spec 1.1 (and mount(8)). For a fresh file
@@ -42,11 +46,15 @@ export const OPTION_TABLE: Record<string, OptionEffect> = {
   symfollow: { ms: [0, MS.NOSYMFOLLOW], attr: [0, MOUNT_ATTR.NOSYMFOLLOW] },
   // Superblock options: a fresh mount takes them; a bind shares the
   // superblock and cannot change them.
-  sync: { ms: [MS.SYNCHRONOUS, 0] }, async: { ms: [0, MS.SYNCHRONOUS] },
+  sync: { ms: [MS.SYNCHRONOUS, 0] },
+  async: { ms: [0, MS.SYNCHRONOUS] },
   dirsync: { ms: [MS.DIRSYNC, 0] },
-  mand: { ms: [MS.MANDLOCK, 0] }, nomand: { ms: [0, MS.MANDLOCK] },
-  lazytime: { ms: [MS.LAZYTIME, 0] }, nolazytime: { ms: [0, MS.LAZYTIME] },
-  silent: { ms: [MS.SILENT, 0] }, loud: { ms: [0, MS.SILENT] },
+  mand: { ms: [MS.MANDLOCK, 0] },
+  nomand: { ms: [0, MS.MANDLOCK] },
+  lazytime: { ms: [MS.LAZYTIME, 0] },
+  nolazytime: { ms: [0, MS.LAZYTIME] },
+  silent: { ms: [MS.SILENT, 0] },
+  loud: { ms: [0, MS.SILENT] },
 };
 
 export interface ParsedOptions {
@@ -67,7 +75,18 @@ export interface ParsedOptions {
 }
 
 export function parseOptions(options: string[] | undefined, ptr: string): ParsedOptions {
-  const r: ParsedOptions = { flags: 0, cleared: 0, attrSet: 0, attrClr: 0, rattrSet: 0, rattrClr: 0, bind: false, recursive: false, propagation: 0, data: [] };
+  const r: ParsedOptions = {
+    flags: 0,
+    cleared: 0,
+    attrSet: 0,
+    attrClr: 0,
+    rattrSet: 0,
+    rattrClr: 0,
+    bind: false,
+    recursive: false,
+    propagation: 0,
+    data: [],
+  };
   // The last option wins. An atime mode replaces the one before it: its bits
   // are set while the whole MOUNT_ATTR__ATIME field is cleared (mount_setattr(2)).
   const apply = (set: number, clear: number, [s, c]: [number, number]): [number, number] =>
@@ -75,8 +94,10 @@ export function parseOptions(options: string[] | undefined, ptr: string): Parsed
   (options ?? []).forEach((o, i) => {
     if (typeof o !== 'string') throw new SpecError(`${ptr}/${i}`, 'must be a string');
     if (o === 'bind') r.bind = true;
-    else if (o === 'rbind') { r.bind = true; r.recursive = true; }
-    else if (o in PROPAGATION) r.propagation = PROPAGATION[o][0];
+    else if (o === 'rbind') {
+      r.bind = true;
+      r.recursive = true;
+    } else if (o in PROPAGATION) r.propagation = PROPAGATION[o][0];
     else if (o in OPTION_TABLE) {
       const e = OPTION_TABLE[o];
       if (e.ms) [r.flags, r.cleared] = apply(e.ms[0], e.ms[1], [r.flags, r.cleared]);
@@ -85,8 +106,9 @@ export function parseOptions(options: string[] | undefined, ptr: string): Parsed
     } else if (o.length > 1 && o[0] === 'r' && OPTION_TABLE[o.slice(1)]?.attr) {
       const [set, clear] = OPTION_TABLE[o.slice(1)].attr!;
       [r.rattrSet, r.rattrClr] = apply(set, clear, [r.rattrSet, r.rattrClr]);
-    } else if (o === 'defaults' || o.startsWith('x-')) { /* nothing for the kernel (mount(8): x-* is for userspace) */ }
-    else if (o.startsWith('tmpcopyup') || o.startsWith('idmap') || o.startsWith('ridmap') || o === 'copy-symlink')
+    } else if (o === 'defaults' || o.startsWith('x-')) {
+      /* nothing for the kernel (mount(8): x-* is for userspace) */
+    } else if (o.startsWith('tmpcopyup') || o.startsWith('idmap') || o.startsWith('ridmap') || o === 'copy-symlink')
       throw new SpecError(`${ptr}/${i}`, `mount option ${o} is not supported`);
     else {
       r.data.push(o);

@@ -18,10 +18,10 @@ import { OP, RESOLVE, type MountOp } from './types.js';
 const FALLBACK_ERRNOS = (1 << osc.errno.EPERM) | (1 << osc.errno.EACCES) | (1 << osc.errno.EBUSY);
 
 interface Layer {
-  dest: string;           // container path
-  hostDir?: string;       // bind source (or the image); undefined for a fresh (empty) file system
-  kind: 'image' | 'bind' | 'fresh' | 'kernel';  // kernel: proc/sysfs, modelled by the host's
-  what: string;           // for messages: "the image", "the bind of /home/u", "the tmpfs on /dev"
+  dest: string; // container path
+  hostDir?: string; // bind source (or the image); undefined for a fresh (empty) file system
+  kind: 'image' | 'bind' | 'fresh' | 'kernel'; // kernel: proc/sysfs, modelled by the host's
+  what: string; // for messages: "the image", "the bind of /home/u", "the tmpfs on /dev"
 }
 
 function under(path: string, dir: string): string | undefined {
@@ -64,7 +64,11 @@ export class PlanBuilder {
       // A mount point made earlier inside a tmpfs of ours (the parents of a
       // bind under a fresh /tmp) exists by then: a known entry, not missing.
       if (l.hostDir === undefined && rest !== '/' && this.created.has(path)) return { layer: i, isMountRoot: true };
-      return { layer: i, host: l.hostDir === undefined ? undefined : rest === '/' ? l.hostDir : posix.join(l.hostDir, rest), isMountRoot: i > 0 && rest === '/' };
+      return {
+        layer: i,
+        host: l.hostDir === undefined ? undefined : rest === '/' ? l.hostDir : posix.join(l.hostDir, rest),
+        isMountRoot: i > 0 && rest === '/',
+      };
     }
     throw new Error('unreachable: the image layer covers /');
   };
@@ -87,7 +91,10 @@ export class PlanBuilder {
   target(dest: string, last: 'dir' | 'file', ptr: string, opts: { noSymlink?: boolean } = {}): string {
     const r = this.resolve(dest, ptr);
     if (r.links.length && (opts.noSymlink || NO_SYMLINK_DESTS.includes(dest)))
-      throw new SpecError(ptr, `${dest} is a symlink in the image (${r.links[0]}): refused (ELOOP), a kernel file system is never mounted through a symlink`);
+      throw new SpecError(
+        ptr,
+        `${dest} is a symlink in the image (${r.links[0]}): refused (ELOOP), a kernel file system is never mounted through a symlink`,
+      );
     if (!r.missing.length) return r.containerPath;
     const layer = this.layers[r.layer];
     // A missing mount point is created where the plan says: in the image (or
@@ -95,7 +102,10 @@ export class PlanBuilder {
     // when the spec's own path leads there. An image symlink that redirects the
     // creation into a host directory would write on the host: refuse it.
     if (layer.kind === 'bind' && r.links.length)
-      throw new SpecError(ptr, `${dest} resolves through a symlink of the image (${r.links.join(', ')}) to ${r.missing[0]}, inside ${layer.what}: refusing to create it on the host (EXDEV)`);
+      throw new SpecError(
+        ptr,
+        `${dest} resolves through a symlink of the image (${r.links.join(', ')}) to ${r.missing[0]}, inside ${layer.what}: refusing to create it on the host (EXDEV)`,
+      );
     for (const [k, m] of r.missing.entries()) this.mkop(k === r.missing.length - 1 ? last : 'dir', m);
     if (layer.kind === 'image') {
       // For an overlay root, every existing parent is recreated in the upper
@@ -134,7 +144,12 @@ const DEV_LINKS: [string, string][] = [
   ['pts/ptmx', 'ptmx'],
 ];
 
-function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean; bundleDir: string; allowHostProc: boolean }): void {
+function addMount(
+  b: PlanBuilder,
+  m: Mount,
+  i: number,
+  ctx: { mapsGid5: boolean; bundleDir: string; allowHostProc: boolean },
+): void {
   const ptr = `/mounts/${i}`;
   // normalize keeps a trailing slash ('/proc/'), which would slip past the /proc, /sys, /dev checks.
   const dest = posix.normalize(m.destination).replace(/(.)\/+$/, '$1');
@@ -144,14 +159,22 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
     if (!m.source) throw new SpecError(`${ptr}/source`, 'a bind mount needs a source');
     if (opts.notForBind) {
       const [p, o] = opts.notForBind;
-      throw new SpecError(p, `mount option ${JSON.stringify(o)} cannot be applied to a bind mount (known: ${Object.keys(OPTION_TABLE).filter((k) => OPTION_TABLE[k].attr).join(', ')}, their r-prefixed recursive forms, propagation, bind, rbind)`);
+      throw new SpecError(
+        p,
+        `mount option ${JSON.stringify(o)} cannot be applied to a bind mount (known: ${Object.keys(OPTION_TABLE)
+          .filter((k) => OPTION_TABLE[k].attr)
+          .join(', ')}, their r-prefixed recursive forms, propagation, bind, rbind)`,
+      );
     }
     const source = resolvePath(ctx.bundleDir, m.source);
     let st;
     try {
       st = statSync(source);
     } catch (e) {
-      throw new SpecError(`${ptr}/source`, `bind source ${source} does not exist (${(e as NodeJS.ErrnoException).code})`);
+      throw new SpecError(
+        `${ptr}/source`,
+        `bind source ${source} does not exist (${(e as NodeJS.ErrnoException).code})`,
+      );
     }
     const target = b.target(dest, st.isDirectory() ? 'dir' : 'file', `${ptr}/destination`);
     // Binds get nosuid,nodev unless asked otherwise: a setuid binary or a
@@ -162,8 +185,15 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
     attrSet &= ~(opts.attrClr & (MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV));
     const attrClr = opts.attrClr & (ATIME_MASK | MOUNT_ATTR.NODIRATIME | MOUNT_ATTR.NOSYMFOLLOW);
     const op: MountOp = {
-      kind: OP.BIND, source, target, attrSet, attrClr, rattrSet: opts.rattrSet, rattrClr: opts.rattrClr,
-      propagation: opts.propagation, recursive: opts.recursive,
+      kind: OP.BIND,
+      source,
+      target,
+      attrSet,
+      attrClr,
+      rattrSet: opts.rattrSet,
+      rattrClr: opts.rattrClr,
+      propagation: opts.propagation,
+      recursive: opts.recursive,
     };
     b.add(op, `bind-mount ${source} -> ${target}`, target, source);
     b.pushLayer(target, 'bind', source, `the bind of ${source}`);
@@ -207,9 +237,18 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
       throw new SpecError(`${ptr}/type`, 'is required unless options contain bind or rbind');
   }
   const op: MountOp = {
-    kind: OP.MOUNT, source: m.source ?? type, target, fstype: type, flags, data: data.join(',') || undefined,
-    propagation: opts.propagation, fallback, attrSet: fallback ? fallbackAttrs : 0, recursive: !!fallback,
-    rattrSet: opts.rattrSet, rattrClr: opts.rattrClr,
+    kind: OP.MOUNT,
+    source: m.source ?? type,
+    target,
+    fstype: type,
+    flags,
+    data: data.join(',') || undefined,
+    propagation: opts.propagation,
+    fallback,
+    attrSet: fallback ? fallbackAttrs : 0,
+    recursive: !!fallback,
+    rattrSet: opts.rattrSet,
+    rattrClr: opts.rattrClr,
     // Refused by the kernel (a locked /proc, sysfs without our own netns): bind instead.
     fallbackErrnos: fallback ? FALLBACK_ERRNOS : undefined,
   };
@@ -222,7 +261,12 @@ function addMount(b: PlanBuilder, m: Mount, i: number, ctx: { mapsGid5: boolean;
       const t = `/dev/${n}`;
       b.mkop('file', t, 0o666);
       // Device binds keep dev (that is their point) but not suid or exec.
-      b.add({ kind: OP.BIND, source: t, target: t, attrSet: MOUNT_ATTR.NOSUID | MOUNT_ATTR.NOEXEC }, `bind-mount ${t} -> ${t}`, t, t);
+      b.add(
+        { kind: OP.BIND, source: t, target: t, attrSet: MOUNT_ATTR.NOSUID | MOUNT_ATTR.NOEXEC },
+        `bind-mount ${t} -> ${t}`,
+        t,
+        t,
+      );
     }
     for (const [to, name] of DEV_LINKS)
       b.add({ kind: OP.SYMLINK, source: to, target: `/dev/${name}` }, `symlink /dev/${name} -> ${to}`, `/dev/${name}`);
@@ -250,14 +294,31 @@ export function planMounts(spec: Spec, rootfs: string, ctx: MountContext): { b: 
   // resolves them inside the root (symlinks followed there, never on the
   // host) after every mount above, and skips the missing ones.
   (linux.maskedPaths ?? []).forEach((p, i) => {
-    if (typeof p !== 'string' || !p.startsWith('/')) throw new SpecError(`/linux/maskedPaths/${i}`, 'must be an absolute path');
+    if (typeof p !== 'string' || !p.startsWith('/'))
+      throw new SpecError(`/linux/maskedPaths/${i}`, 'must be an absolute path');
     const target = posix.normalize(p);
-    b.add({ kind: OP.MASK, source: '/dev/null', target, resolve: RESOLVE.FOLLOW, skipMissing: true }, `mask ${p}`, target);
+    b.add(
+      { kind: OP.MASK, source: '/dev/null', target, resolve: RESOLVE.FOLLOW, skipMissing: true },
+      `mask ${p}`,
+      target,
+    );
   });
   (linux.readonlyPaths ?? []).forEach((p, i) => {
-    if (typeof p !== 'string' || !p.startsWith('/')) throw new SpecError(`/linux/readonlyPaths/${i}`, 'must be an absolute path');
+    if (typeof p !== 'string' || !p.startsWith('/'))
+      throw new SpecError(`/linux/readonlyPaths/${i}`, 'must be an absolute path');
     const target = posix.normalize(p);
-    b.add({ kind: OP.READONLY, target, attrSet: MOUNT_ATTR.RDONLY, recursive: true, resolve: RESOLVE.FOLLOW, skipMissing: true }, `make ${p} read-only`, target);
+    b.add(
+      {
+        kind: OP.READONLY,
+        target,
+        attrSet: MOUNT_ATTR.RDONLY,
+        recursive: true,
+        resolve: RESOLVE.FOLLOW,
+        skipMissing: true,
+      },
+      `make ${p} read-only`,
+      target,
+    );
   });
   return { b, cwd };
 }

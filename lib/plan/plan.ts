@@ -28,15 +28,25 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
   const bundleDir = resolvePath(options.bundleDir ?? process.cwd());
   const root = planRoot(spec, bundleDir);
   const ids = planIdMaps(spec, root.namespaces.has('user'), process.geteuid!(), process.getegid!());
-  const { b, cwd } = planMounts(spec, root.rootfs, { mapsGid5: ids.mapsGid5, bundleDir, allowHostProc: options.allowHostProc === true });
+  const { b, cwd } = planMounts(spec, root.rootfs, {
+    mapsGid5: ids.mapsGid5,
+    bundleDir,
+    allowHostProc: options.allowHostProc === true,
+  });
   const run = planProcess(spec, b, cwd);
   const overlay = planOverlay(root.rootfs, options, b.imageCreates);
 
   const init = options.init ?? root.namespaces.has('pid');
   const plan: LaunchPlan = {
     cloneFlags: root.cloneFlags,
-    idMode: ids.idMode, uidMap: ids.uidMap, gidMap: ids.gidMap, setgroupsDeny: ids.setgroupsDeny,
-    setupUid: ids.setupUid, setupGid: ids.setupGid, uidHelperArgs: ids.uidHelperArgs, gidHelperArgs: ids.gidHelperArgs,
+    idMode: ids.idMode,
+    uidMap: ids.uidMap,
+    gidMap: ids.gidMap,
+    setgroupsDeny: ids.setgroupsDeny,
+    setupUid: ids.setupUid,
+    setupGid: ids.setupGid,
+    uidHelperArgs: ids.uidHelperArgs,
+    gidHelperArgs: ids.gidHelperArgs,
     hostname: spec.hostname,
     domainname: spec.domainname,
     rootPropagation: root.rootPropagation,
@@ -52,8 +62,11 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     gid: proc.user.gid,
     groups: ids.groups,
     capLast: run.capLast,
-    capBounding: run.capBounding, capEffective: run.capEffective, capPermitted: run.capPermitted,
-    capInheritable: run.capInheritable, capAmbient: run.capAmbient,
+    capBounding: run.capBounding,
+    capEffective: run.capEffective,
+    capPermitted: run.capPermitted,
+    capInheritable: run.capInheritable,
+    capAmbient: run.capAmbient,
     noNewPrivileges: proc.noNewPrivileges !== false,
     pdeathsig: options.detached ? 0 : SIGKILL,
     rootNodev: options.allowImageDevices !== true,
@@ -68,12 +81,27 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
   };
 
   const described: DescribeContext = {
-    ops: b.entries, rootfs: root.rootfs, overlay: overlay.overlayData !== undefined, cwd, execPath: run.execPath,
-    overlayPrep: overlay.overlayPrep?.map((p) => p.slice(overlay.overlayUpper!.length)), overlayDir: overlay.overlayPersist,
+    ops: b.entries,
+    rootfs: root.rootfs,
+    overlay: overlay.overlayData !== undefined,
+    cwd,
+    execPath: run.execPath,
+    overlayPrep: overlay.overlayPrep?.map((p) => p.slice(overlay.overlayUpper!.length)),
+    overlayDir: overlay.overlayPersist,
     overlayDirReadonly: overlay.overlayPersistReadonly,
-    cloneFlags: root.cloneFlags, hostname: spec.hostname, domainname: spec.domainname, rootPropagation: root.propagation,
-    uidMap: ids.uidMap, gidMap: ids.gidMap, uidHelperArgs: ids.uidHelperArgs, gidHelperArgs: ids.gidHelperArgs,
-    rlimitTypes: (proc.rlimits ?? []).map((r) => r.type), seccompInstructions: (plan.seccompFilter?.length ?? 0) / 8, uid: proc.user.uid, gid: proc.user.gid, groups: ids.groups,
+    cloneFlags: root.cloneFlags,
+    hostname: spec.hostname,
+    domainname: spec.domainname,
+    rootPropagation: root.propagation,
+    uidMap: ids.uidMap,
+    gidMap: ids.gidMap,
+    uidHelperArgs: ids.uidHelperArgs,
+    gidHelperArgs: ids.gidHelperArgs,
+    rlimitTypes: (proc.rlimits ?? []).map((r) => r.type),
+    seccompInstructions: (plan.seccompFilter?.length ?? 0) / 8,
+    uid: proc.user.uid,
+    gid: proc.user.gid,
+    groups: ids.groups,
   };
   return { plan, describeFailure: (rec) => describeFailure(rec, described) };
 }

@@ -49,13 +49,25 @@ export function findExecutable(b: PlanBuilder, arg0: string, env: string[], cwd:
       const st = r.stat ?? statSync(h); // a mount root (a bound file) has no lstat of its own
       if (st.isFile() && (st.mode & 0o111) !== 0) return c;
       notExecutable ??= c;
-    } catch { /* not this one */ }
+    } catch {
+      /* not this one */
+    }
   }
-  const where = arg0.includes('/') ? `` : ` (searched PATH=${env.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH})`;
+  const where = arg0.includes('/')
+    ? ``
+    : ` (searched PATH=${env.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH})`;
   // `code` lets the CLI exit as Apptainer does: 126 for EACCES, 127 for ENOENT.
   if (notExecutable !== undefined)
-    throw new SpecError('/process/args/0', `${notExecutable} in the image ${b.rootfs} is not an executable file (permission denied)`, { code: 'EACCES' });
-  throw new SpecError('/process/args/0', `executable ${JSON.stringify(arg0)} not found in the image ${b.rootfs}${where}`, { code: 'ENOENT' });
+    throw new SpecError(
+      '/process/args/0',
+      `${notExecutable} in the image ${b.rootfs} is not an executable file (permission denied)`,
+      { code: 'EACCES' },
+    );
+  throw new SpecError(
+    '/process/args/0',
+    `executable ${JSON.stringify(arg0)} not found in the image ${b.rootfs}${where}`,
+    { code: 'ENOENT' },
+  );
 }
 
 /** What the process stage decides. */
@@ -78,7 +90,8 @@ export function planProcess(spec: Spec, b: PlanBuilder, cwd: string, last: numbe
   const execPath = findExecutable(b, proc.args[0], env, cwd);
   const rlimits = (proc.rlimits ?? []).map((r, i) => {
     const resource = RLIMITS[r.type.toUpperCase()];
-    if (resource === undefined) throw new SpecError(`/process/rlimits/${i}/type`, `unknown rlimit ${JSON.stringify(r.type)}`);
+    if (resource === undefined)
+      throw new SpecError(`/process/rlimits/${i}/type`, `unknown rlimit ${JSON.stringify(r.type)}`);
     return { resource, soft: r.soft, hard: r.hard };
   });
   const caps = proc.capabilities ?? {};
@@ -87,7 +100,8 @@ export function planProcess(spec: Spec, b: PlanBuilder, cwd: string, last: numbe
   const capPermitted = capMask(caps.permitted, '/process/capabilities/permitted', last);
   const capInheritable = capMask(caps.inheritable, '/process/capabilities/inheritable', last);
   const capAmbient = capMask(caps.ambient, '/process/capabilities/ambient', last);
-  if ((capEffective & ~capPermitted) !== 0n) throw new SpecError('/process/capabilities/effective', 'must be a subset of permitted');
+  if ((capEffective & ~capPermitted) !== 0n)
+    throw new SpecError('/process/capabilities/effective', 'must be a subset of permitted');
   if ((capAmbient & ~(capPermitted & capInheritable)) !== 0n)
     throw new SpecError('/process/capabilities/ambient', 'must be a subset of both permitted and inheritable');
   return { execPath, env, rlimits, capLast: last, capBounding, capEffective, capPermitted, capInheritable, capAmbient };

@@ -27,7 +27,12 @@ export function resolveInRoot(root: string, containerPath: string): Resolved {
   // One layer: the whole path lives in root.
   const r = resolveLayered(containerPath, (p) => ({ layer: 0, host: posix.join(root, p), isMountRoot: false }));
   const hostPath = r.containerPath === '/' ? root : posix.join(root, r.containerPath);
-  return { hostPath, containerPath: r.containerPath, stat: r.missing.length ? undefined : r.stat ?? lstatSync(root), missing: r.missing };
+  return {
+    hostPath,
+    containerPath: r.containerPath,
+    stat: r.missing.length ? undefined : (r.stat ?? lstatSync(root)),
+    missing: r.missing,
+  };
 }
 
 /** Where a container path lives at one point of the mount sequence. */
@@ -99,7 +104,9 @@ export function resolveLayered(containerPath: string, hit: (containerPath: strin
       for (const rest of pending) {
         if (rest === '.' || rest === '') continue;
         if (rest === '..') {
-          const err = new Error(`\`..\` after the missing component ${missing[0]} of ${containerPath}`) as NodeJS.ErrnoException;
+          const err = new Error(
+            `\`..\` after the missing component ${missing[0]} of ${containerPath}`,
+          ) as NodeJS.ErrnoException;
           err.code = 'ENOENT';
           throw err;
         }

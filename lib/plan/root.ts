@@ -10,8 +10,13 @@ import { PROPAGATION } from './mount-options.js';
 import type { PlanOptions } from './types.js';
 
 const NS_FLAG: Record<string, number> = {
-  user: CLONE.NEWUSER, mount: CLONE.NEWNS, pid: CLONE.NEWPID, ipc: CLONE.NEWIPC, uts: CLONE.NEWUTS,
-  network: CLONE.NEWNET, cgroup: CLONE.NEWCGROUP,
+  user: CLONE.NEWUSER,
+  mount: CLONE.NEWNS,
+  pid: CLONE.NEWPID,
+  ipc: CLONE.NEWIPC,
+  uts: CLONE.NEWUTS,
+  network: CLONE.NEWNET,
+  cgroup: CLONE.NEWCGROUP,
 };
 
 export interface RootPlan {
@@ -40,12 +45,16 @@ export function planRoot(spec: Spec, bundleDir: string): RootPlan {
   const namespaces = new Set((linux.namespaces ?? []).map((n) => n.type as string));
   let cloneFlags = 0;
   (linux.namespaces ?? []).forEach((n, i) => {
-    if (!(n.type in NS_FLAG)) throw new SpecError(`/linux/namespaces/${i}/type`, `namespace ${n.type} is not supported`);
+    if (!(n.type in NS_FLAG))
+      throw new SpecError(`/linux/namespaces/${i}/type`, `namespace ${n.type} is not supported`);
     cloneFlags |= NS_FLAG[n.type];
   });
-  if (!namespaces.has('mount')) throw new SpecError('/linux/namespaces', 'a mount namespace is required (the rootfs is entered with pivot_root)');
-  if (spec.hostname !== undefined && !namespaces.has('uts')) throw new SpecError('/hostname', 'setting a hostname needs a uts namespace');
-  if (spec.domainname !== undefined && !namespaces.has('uts')) throw new SpecError('/domainname', 'setting a domainname needs a uts namespace');
+  if (!namespaces.has('mount'))
+    throw new SpecError('/linux/namespaces', 'a mount namespace is required (the rootfs is entered with pivot_root)');
+  if (spec.hostname !== undefined && !namespaces.has('uts'))
+    throw new SpecError('/hostname', 'setting a hostname needs a uts namespace');
+  if (spec.domainname !== undefined && !namespaces.has('uts'))
+    throw new SpecError('/domainname', 'setting a domainname needs a uts namespace');
   const propagation = linux.rootfsPropagation ?? 'rslave';
   return { rootfs, cloneFlags, namespaces, propagation, rootPropagation: PROPAGATION[propagation][0] };
 }
@@ -69,24 +78,34 @@ export interface OverlayPlan {
  * at the rootfs path itself so every other path stays the same.
  * `imageCreates`: what the mounts would create in the image, '/'-terminated for directories.
  */
-export function planOverlay(rootfs: string, options: Pick<PlanOptions, 'rootOverlay' | 'overlaySize' | 'overlayDir'>, imageCreates: string[]): OverlayPlan {
+export function planOverlay(
+  rootfs: string,
+  options: Pick<PlanOptions, 'rootOverlay' | 'overlaySize' | 'overlayDir'>,
+  imageCreates: string[],
+): OverlayPlan {
   const overlayMode = options.rootOverlay ?? 'never';
   if (!['never', 'auto', 'always'].includes(overlayMode))
     throw SpecError.inOption('rootOverlay', `must be never, auto or always, not ${JSON.stringify(overlayMode)}`);
   const persist = options.overlayDir;
-  const overlay = persist !== undefined || overlayMode === 'always' || (overlayMode === 'auto' && imageCreates.length > 0);
+  const overlay =
+    persist !== undefined || overlayMode === 'always' || (overlayMode === 'auto' && imageCreates.length > 0);
   if (!overlay) return {};
   if (options.overlaySize !== undefined && !/^\d+[kmgKMG%]?$/.test(options.overlaySize))
-    throw SpecError.inOption('overlaySize', `must be a tmpfs size such as 64m, not ${JSON.stringify(options.overlaySize)}`);
+    throw SpecError.inOption(
+      'overlaySize',
+      `must be a tmpfs size such as 64m, not ${JSON.stringify(options.overlaySize)}`,
+    );
   // overlayfs splits its options on ',' and lowerdir on ':'; a backslash escapes both.
   const esc = (p: string) => p.replace(/[\\,:]/g, (c) => `\\${c}`);
-  const lower = `${rootfs}/lower`, at = `${rootfs}/persist`;
+  const lower = `${rootfs}/lower`,
+    at = `${rootfs}/persist`;
   const dir = persist === undefined ? undefined : checkOverlayDir(persist.dir, !!persist.readonly);
   // A writable persistent overlay directory gives the upper and work layers
   // (Apptainer's DIR/upper, DIR/work); a read-only one only an extra lower
   // layer above the image, the tmpfs keeping the upper (mount points).
   const rw = dir !== undefined && !persist!.readonly;
-  const upper = rw ? `${at}/upper` : `${rootfs}/upper`, work = rw ? `${at}/work` : `${rootfs}/work`;
+  const upper = rw ? `${at}/upper` : `${rootfs}/upper`,
+    work = rw ? `${at}/work` : `${rootfs}/work`;
   const lowers = dir !== undefined && !rw ? `${esc(`${at}/upper`)}:${esc(lower)}` : esc(lower);
   return {
     ...(dir !== undefined ? { overlayPersist: dir, overlayPersistAt: at, overlayPersistReadonly: !rw } : {}),
@@ -118,8 +137,12 @@ export function checkOverlayDir(dir: string, readonly: boolean, option = 'overla
       throw fail(`${p}: ${what} is not usable (${(e as NodeJS.ErrnoException).code})`);
     }
     if (st.isSymbolicLink()) throw fail(`${p}: ${what} is a symlink (refused: it must be a directory of the caller)`);
-    if (!st.isDirectory()) throw fail(`${p}: ${what} is not a directory${st.isFile() && what === 'the overlay directory' ? ' (overlay images are not supported yet)' : ''}`);
-    if (st.uid !== euid && st.uid !== 0) throw fail(`${p}: ${what} is owned by uid ${st.uid}, not by the caller (${euid}) or root`);
+    if (!st.isDirectory())
+      throw fail(
+        `${p}: ${what} is not a directory${st.isFile() && what === 'the overlay directory' ? ' (overlay images are not supported yet)' : ''}`,
+      );
+    if (st.uid !== euid && st.uid !== 0)
+      throw fail(`${p}: ${what} is owned by uid ${st.uid}, not by the caller (${euid}) or root`);
     return true;
   };
   const abs = resolvePath(dir);

@@ -28,11 +28,16 @@ function canonical(v: unknown): string {
   if (typeof v === 'bigint') return v.toString();
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (typeof v === 'object' && v !== null)
-    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   return JSON.stringify(v) ?? 'null';
 }
 
-let warn = (message: string): void => { process.emitWarning(message, { code: 'NODULARITY_SECCOMP_UNKNOWN_SYSCALL' }); };
+let warn = (message: string): void => {
+  process.emitWarning(message, { code: 'NODULARITY_SECCOMP_UNKNOWN_SYSCALL' });
+};
 /** Where the (one per profile) warning about unknown syscall names goes; default process.emitWarning. */
 export function onSeccompWarning(fn: (message: string) => void): void {
   warn = fn;
@@ -61,15 +66,27 @@ export function compileSeccomp(profile: LinuxSeccomp, ptr: string): CompiledSecc
 
 function compile(profile: LinuxSeccomp, ptr: string): CompiledSeccomp {
   compileCount++;
-  const rules = (profile.syscalls ?? []).flatMap((s, i) => s.names.map((name) => ({
-    name, action: s.action, errnoRet: s.errnoRet, pointer: `/syscalls/${i}`,
-    args: (s.args ?? []).map((a) => ({ index: a.index, op: a.op, value: BigInt(a.value), valueTwo: BigInt(a.valueTwo ?? 0) })),
-  })));
+  const rules = (profile.syscalls ?? []).flatMap((s, i) =>
+    s.names.map((name) => ({
+      name,
+      action: s.action,
+      errnoRet: s.errnoRet,
+      pointer: `/syscalls/${i}`,
+      args: (s.args ?? []).map((a) => ({
+        index: a.index,
+        op: a.op,
+        value: BigInt(a.value),
+        valueTwo: BigInt(a.valueTwo ?? 0),
+      })),
+    })),
+  );
   let out: { filter: Buffer; unknown: string[] };
   try {
     out = loadBinding().compileSeccomp({
-      defaultAction: profile.defaultAction, defaultErrnoRet: profile.defaultErrnoRet,
-      architectures: profile.architectures ?? [], rules,
+      defaultAction: profile.defaultAction,
+      defaultErrnoRet: profile.defaultErrnoRet,
+      architectures: profile.architectures ?? [],
+      rules,
     });
   } catch (e) {
     const err = e as Error & { pointer?: string };
@@ -99,8 +116,25 @@ function compile(profile: LinuxSeccomp, ptr: string): CompiledSeccomp {
 // The syscalls made after the filter is loaded: by the child (fcntl, then
 // execveat of the init; or the mask reset and execve), on failure (write,
 // exit_group), and by the init (native/init.c) for the container's life.
-export const INIT_SYSCALLS = ['fcntl', 'execveat', 'prctl', 'rt_sigprocmask', 'pipe2', 'clone', 'setpgid', 'getpid', 'ioctl',
-  'execve', 'write', 'read', 'close', 'wait4', 'exit_group', 'rt_sigtimedwait', 'kill'];
+export const INIT_SYSCALLS = [
+  'fcntl',
+  'execveat',
+  'prctl',
+  'rt_sigprocmask',
+  'pipe2',
+  'clone',
+  'setpgid',
+  'getpid',
+  'ioctl',
+  'execve',
+  'write',
+  'read',
+  'close',
+  'wait4',
+  'exit_group',
+  'rt_sigtimedwait',
+  'kill',
+];
 export const EXEC_SYSCALLS = ['rt_sigprocmask', 'execve'];
 
 const PASSES = new Set(['SCMP_ACT_ALLOW', 'SCMP_ACT_LOG']);
@@ -125,13 +159,15 @@ export function checkAfterFilter(profile: LinuxSeccomp, ptr: string, init: boole
       if (PASSES.has(s.action)) passing = true;
       else throw refusal(`${ptr}/syscalls/${i}`, name, s.action, init);
     }
-    if (!passing && !PASSES.has(profile.defaultAction)) throw refusal(`${ptr}/defaultAction`, name, profile.defaultAction, init);
+    if (!passing && !PASSES.has(profile.defaultAction))
+      throw refusal(`${ptr}/defaultAction`, name, profile.defaultAction, init);
   }
 }
 
 function refusal(ptr: string, name: string, action: string, init: boolean): SpecError {
-  const who = init && !EXEC_SYSCALLS.includes(name)
-    ? `which the container's init (PID 1) makes after the filter is loaded; allow it, or run without the init (init: false, --no-init)`
-    : 'which starting the payload needs';
+  const who =
+    init && !EXEC_SYSCALLS.includes(name)
+      ? `which the container's init (PID 1) makes after the filter is loaded; allow it, or run without the init (init: false, --no-init)`
+      : 'which starting the payload needs';
   return new SpecError(ptr, `${action} for ${name}(2), ${who}`);
 }

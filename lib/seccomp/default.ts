@@ -19,18 +19,28 @@ export const DEFAULT_BLOCKED: readonly (readonly [readonly string[], string, num
   [['bpf'], 'eBPF programs: the verifier and JIT are a steady source of kernel exploits'],
   [['perf_event_open'], 'performance counters: a large driver surface and a source of kernel address leaks'],
   [['userfaultfd'], 'lets a process stall a kernel fault at will, the classic way to win kernel races'],
-  [['io_uring_setup', 'io_uring_enter', 'io_uring_register'], 'io_uring: a second syscall interface with a long record of privilege escalations (disabled by ChromeOS, Android and Google production)'],
+  [
+    ['io_uring_setup', 'io_uring_enter', 'io_uring_register'],
+    'io_uring: a second syscall interface with a long record of privilege escalations (disabled by ChromeOS, Android and Google production)',
+  ],
   [['open_by_handle_at'], 'opens files by handle, outside the container\'s mount tree ("shocker" breakout)'],
   // ENOSYS, as Docker's profile answers: a kernel without keys. runc, crun
   // and nodularity itself join a session keyring when they start a
   // container and go on without one on ENOSYS, not on EPERM: a nested
   // runtime keeps working.
-  [['keyctl', 'add_key', 'request_key'], 'the kernel keyring is not namespaced; the container already has its own session keyring, joined before the filter. ENOSYS (a kernel without keys), not EPERM, as Docker\'s profile answers: runtimes nested inside (runc, crun, nodularity) join a session keyring when they start a container and carry on without one on ENOSYS, but fail on EPERM', 38],
+  [
+    ['keyctl', 'add_key', 'request_key'],
+    "the kernel keyring is not namespaced; the container already has its own session keyring, joined before the filter. ENOSYS (a kernel without keys), not EPERM, as Docker's profile answers: runtimes nested inside (runc, crun, nodularity) join a session keyring when they start a container and carry on without one on ENOSYS, but fail on EPERM",
+    38,
+  ],
   [['iopl', 'ioperm'], 'raw I/O port access'],
-  [['swapon', 'swapoff'], 'the host\'s swap'],
+  [['swapon', 'swapoff'], "the host's swap"],
   [['reboot'], 'reboot or halt (in a PID namespace it would only kill the container, but no payload needs it)'],
-  [['acct'], 'process accounting to a file of the caller\'s choosing'],
-  [['settimeofday', 'clock_settime', 'clock_adjtime', 'adjtimex'], 'the clock is not namespaced (this also refuses the read-only adjtimex/ntp_gettime queries)'],
+  [['acct'], "process accounting to a file of the caller's choosing"],
+  [
+    ['settimeofday', 'clock_settime', 'clock_adjtime', 'adjtimex'],
+    'the clock is not namespaced (this also refuses the read-only adjtimex/ntp_gettime queries)',
+  ],
   [['quotactl', 'quotactl_fd'], 'disk quotas of host file systems'],
   [['lookup_dcookie'], 'an obsolete profiling interface that leaks kernel information'],
   [['uselib'], 'the obsolete a.out library loader'],
@@ -57,8 +67,14 @@ export const SAFE_PERSONALITIES = [0x0, 0x8, 0x20000, 0x20008, 0xffffffff];
  * A test checks this against the set itself.
  */
 export function personalityRules(): LinuxSyscall[] {
-  const rule = (arg: LinuxSeccompArg): LinuxSyscall => ({ names: ['personality'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [arg] });
-  const masked = (set: number, clear: number) => rule({ index: 0, value: 2 ** set + 2 ** clear, valueTwo: 2 ** set, op: 'SCMP_CMP_MASKED_EQ' });
+  const rule = (arg: LinuxSeccompArg): LinuxSyscall => ({
+    names: ['personality'],
+    action: 'SCMP_ACT_ERRNO',
+    errnoRet: 1,
+    args: [arg],
+  });
+  const masked = (set: number, clear: number) =>
+    rule({ index: 0, value: 2 ** set + 2 ** clear, valueTwo: 2 ** set, op: 'SCMP_CMP_MASKED_EQ' });
   const cycle = [...Array(32).keys()].filter((b) => b !== 3 && b !== 17);
   return [
     rule({ index: 0, value: 0xffffffff, op: 'SCMP_CMP_GT' }),
@@ -71,8 +87,14 @@ export function personalityRules(): LinuxSyscall[] {
 /** The SCMP_ARCH_* name of the architecture Node runs on. */
 export function nativeArch(): string {
   const m: Record<string, string> = {
-    x64: 'SCMP_ARCH_X86_64', arm64: 'SCMP_ARCH_AARCH64', ia32: 'SCMP_ARCH_X86', arm: 'SCMP_ARCH_ARM',
-    ppc64: 'SCMP_ARCH_PPC64LE', s390x: 'SCMP_ARCH_S390X', riscv64: 'SCMP_ARCH_RISCV64', loong64: 'SCMP_ARCH_LOONGARCH64',
+    x64: 'SCMP_ARCH_X86_64',
+    arm64: 'SCMP_ARCH_AARCH64',
+    ia32: 'SCMP_ARCH_X86',
+    arm: 'SCMP_ARCH_ARM',
+    ppc64: 'SCMP_ARCH_PPC64LE',
+    s390x: 'SCMP_ARCH_S390X',
+    riscv64: 'SCMP_ARCH_RISCV64',
+    loong64: 'SCMP_ARCH_LOONGARCH64',
   };
   const a = m[process.arch];
   if (!a) throw new Error(`no seccomp architecture known for ${process.arch}`);
@@ -111,7 +133,8 @@ export function defaultSeccompProfile(architectures: string[] = []): LinuxSeccom
       syscalls: [
         ...[...new Set(DEFAULT_BLOCKED.map(([, , e]) => e ?? 1))].map((errnoRet): LinuxSyscall => ({
           names: DEFAULT_BLOCKED.filter(([, , e]) => (e ?? 1) === errnoRet).flatMap(([names]) => names),
-          action: 'SCMP_ACT_ERRNO', errnoRet,
+          action: 'SCMP_ACT_ERRNO',
+          errnoRet,
         })),
         ...personalityRules(),
       ],

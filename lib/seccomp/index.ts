@@ -9,7 +9,15 @@ import { DOCKER_DEFAULT_PATH, fromDockerFormat, isDockerFormat } from './docker.
 import { validateSeccomp } from './validate.js';
 import type { LinuxSeccomp, SeccompChoice, SecurityOptions } from './types.js';
 
-export type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall, SeccompAction, SeccompChoice, SeccompOperator, SecurityOptions } from './types.js';
+export type {
+  LinuxSeccomp,
+  LinuxSeccompArg,
+  LinuxSyscall,
+  SeccompAction,
+  SeccompChoice,
+  SeccompOperator,
+  SecurityOptions,
+} from './types.js';
 export { defaultSeccompProfile, DEFAULT_BLOCKED, SAFE_PERSONALITIES } from './default.js';
 export { DOCKER_DEFAULT_PATH } from './docker.js';
 export { validateSeccomp, seccompProbe } from './validate.js';
@@ -37,7 +45,11 @@ const dockerCache = new Map<string, LinuxSeccomp>();
  * the container's bounding set, for the Docker format's capability rules;
  * `option` names the option at fault in errors.
  */
-export function resolveSeccomp(choice: SeccompChoice | undefined, caps: string[] = [], option = 'security.seccomp'): LinuxSeccomp | undefined {
+export function resolveSeccomp(
+  choice: SeccompChoice | undefined,
+  caps: string[] = [],
+  option = 'security.seccomp',
+): LinuxSeccomp | undefined {
   if (choice === undefined || choice === 'default') return defaultSeccompProfile();
   if (choice === 'unconfined') return undefined;
   if (typeof choice === 'object' && choice !== null) {
@@ -45,7 +57,10 @@ export function resolveSeccomp(choice: SeccompChoice | undefined, caps: string[]
     return choice;
   }
   if (typeof choice !== 'string' || choice === '')
-    throw new SpecError(option, `must be 'default', 'docker-default', 'unconfined', a profile file or a profile object, not ${JSON.stringify(choice)}`);
+    throw new SpecError(
+      option,
+      `must be 'default', 'docker-default', 'unconfined', a profile file or a profile object, not ${JSON.stringify(choice)}`,
+    );
   if (choice === 'docker-default') {
     const key = caps.slice().sort().join(',');
     let p = dockerCache.get(key);
@@ -54,7 +69,10 @@ export function resolveSeccomp(choice: SeccompChoice | undefined, caps: string[]
       try {
         raw = JSON.parse(readFileSync(DOCKER_DEFAULT_PATH, 'utf8'));
       } catch (e) {
-        throw new SpecError(option, `docker-default needs ${DOCKER_DEFAULT_PATH} (Debian package golang-github-containers-common): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        throw new SpecError(
+          option,
+          `docker-default needs ${DOCKER_DEFAULT_PATH} (Debian package golang-github-containers-common): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        );
       }
       p = fromDockerFormat(raw as never, caps);
       validateSeccomp(p, DOCKER_DEFAULT_PATH + '#');
@@ -71,7 +89,10 @@ export function resolveSeccomp(choice: SeccompChoice | undefined, caps: string[]
 }
 
 /** The plan's part: the compiled program and flags, or nothing without linux.seccomp. */
-export function seccompForPlan(profile: LinuxSeccomp | undefined, init: boolean): { seccompFilter?: Buffer; seccompFlags?: number } {
+export function seccompForPlan(
+  profile: LinuxSeccomp | undefined,
+  init: boolean,
+): { seccompFilter?: Buffer; seccompFlags?: number } {
   if (!profile) return {};
   const c = compileSeccomp(profile, '/linux/seccomp');
   const refused = c.refusal[init ? 'init' : 'exec'];
@@ -88,18 +109,31 @@ export function seccompForPlan(profile: LinuxSeccomp | undefined, init: boolean)
  */
 export function parseSecurityFlags(values: string[], option = '--security'): SecurityOptions | undefined {
   let seccomp: SeccompChoice | undefined;
-  for (const v of values.flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean)) {
+  for (const v of values
+    .flatMap((x) => x.split(','))
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     const colon = v.indexOf(':');
     const kind = colon < 0 ? v : v.slice(0, colon);
     const value = colon < 0 ? '' : v.slice(colon + 1);
     if (kind === 'seccomp') {
-      if (!value) throw new SpecError(option, `${JSON.stringify(v)}: seccomp: needs a profile file, unconfined, default or docker-default`);
+      if (!value)
+        throw new SpecError(
+          option,
+          `${JSON.stringify(v)}: seccomp: needs a profile file, unconfined, default or docker-default`,
+        );
       // A file is read and checked now, so that its errors name the flag.
       seccomp = value === 'unconfined' || value === 'default' ? value : resolveSeccomp(value, [], option);
     } else if (['apparmor', 'selinux', 'uid', 'gid'].includes(kind)) {
-      throw new SpecError(option, `${JSON.stringify(v)}: ${kind}: is not supported by nodularity (only seccomp:FILE|unconfined|default|docker-default)`);
+      throw new SpecError(
+        option,
+        `${JSON.stringify(v)}: ${kind}: is not supported by nodularity (only seccomp:FILE|unconfined|default|docker-default)`,
+      );
     } else {
-      throw new SpecError(option, `${JSON.stringify(v)} is not a security option (seccomp:FILE|unconfined|default|docker-default)`);
+      throw new SpecError(
+        option,
+        `${JSON.stringify(v)} is not a security option (seccomp:FILE|unconfined|default|docker-default)`,
+      );
     }
   }
   return seccomp === undefined ? undefined : { seccomp };

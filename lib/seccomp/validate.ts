@@ -56,10 +56,14 @@ export function validateSeccomp(v: unknown, ptr: string): asserts v is LinuxSecc
   checkAction(v.defaultAction, `${ptr}/defaultAction`);
   checkErrno(v.defaultErrnoRet, v.defaultAction, `${ptr}/defaultErrnoRet`);
   if (v.architectures !== undefined) {
-    if (!Array.isArray(v.architectures)) throw new SpecError(`${ptr}/architectures`, 'must be an array of SCMP_ARCH_* names');
+    if (!Array.isArray(v.architectures))
+      throw new SpecError(`${ptr}/architectures`, 'must be an array of SCMP_ARCH_* names');
     v.architectures.forEach((a, i) => {
       if (typeof a !== 'string' || !(SECCOMP_ARCHES as readonly string[]).includes(a))
-        throw new SpecError(`${ptr}/architectures/${i}`, `unknown architecture ${JSON.stringify(a)} (SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_AARCH64, ...)`);
+        throw new SpecError(
+          `${ptr}/architectures/${i}`,
+          `unknown architecture ${JSON.stringify(a)} (SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_AARCH64, ...)`,
+        );
     });
   }
   if (v.flags !== undefined) {
@@ -67,7 +71,10 @@ export function validateSeccomp(v: unknown, ptr: string): asserts v is LinuxSecc
     const have = seccompProbe().flags;
     v.flags.forEach((f, i) => {
       if (typeof f !== 'string' || !(f in SECCOMP_FLAGS))
-        throw new SpecError(`${ptr}/flags/${i}`, `unknown flag ${JSON.stringify(f)} (one of ${Object.keys(SECCOMP_FLAGS).join(', ')})`);
+        throw new SpecError(
+          `${ptr}/flags/${i}`,
+          `unknown flag ${JSON.stringify(f)} (one of ${Object.keys(SECCOMP_FLAGS).join(', ')})`,
+        );
       if (!(have & SECCOMP_FLAGS[f as keyof typeof SECCOMP_FLAGS]))
         throw new SpecError(`${ptr}/flags/${i}`, `this kernel does not support ${f}`);
     });
@@ -79,9 +86,11 @@ export function validateSeccomp(v: unknown, ptr: string): asserts v is LinuxSecc
     v.syscalls.forEach((s, i) => {
       const sp = `${ptr}/syscalls/${i}`;
       if (!isObj(s)) throw new SpecError(sp, 'must be an object ({names, action, ...})');
-      if (!Array.isArray(s.names) || s.names.length === 0) throw new SpecError(`${sp}/names`, 'must be a non-empty array of syscall names');
+      if (!Array.isArray(s.names) || s.names.length === 0)
+        throw new SpecError(`${sp}/names`, 'must be a non-empty array of syscall names');
       s.names.forEach((n, j) => {
-        if (typeof n !== 'string' || !/^[a-z0-9_]+$/.test(n)) throw new SpecError(`${sp}/names/${j}`, `must be a syscall name, got ${JSON.stringify(n)}`);
+        if (typeof n !== 'string' || !/^[a-z0-9_]+$/.test(n))
+          throw new SpecError(`${sp}/names/${j}`, `must be a syscall name, got ${JSON.stringify(n)}`);
       });
       checkAction(s.action, `${sp}/action`);
       checkErrno(s.errnoRet, s.action, `${sp}/errnoRet`);
@@ -92,11 +101,17 @@ export function validateSeccomp(v: unknown, ptr: string): asserts v is LinuxSecc
           const ap = `${sp}/args/${k}`;
           if (!isObj(a)) throw new SpecError(ap, 'must be an object ({index, value, valueTwo, op})');
           if (typeof a.index !== 'number' || !Number.isInteger(a.index) || a.index < 0 || a.index > 5)
-            throw new SpecError(`${ap}/index`, `must be an argument index between 0 and 5, got ${JSON.stringify(a.index)}`);
+            throw new SpecError(
+              `${ap}/index`,
+              `must be an argument index between 0 and 5, got ${JSON.stringify(a.index)}`,
+            );
           checkU64(a.value, `${ap}/value`);
           if (a.valueTwo !== undefined) checkU64(a.valueTwo, `${ap}/valueTwo`);
           if (typeof a.op !== 'string' || !(SECCOMP_OPERATORS as readonly string[]).includes(a.op))
-            throw new SpecError(`${ap}/op`, `unknown operator ${JSON.stringify(a.op)} (one of ${SECCOMP_OPERATORS.join(', ')})`);
+            throw new SpecError(
+              `${ap}/op`,
+              `unknown operator ${JSON.stringify(a.op)} (one of ${SECCOMP_OPERATORS.join(', ')})`,
+            );
         });
       }
     });

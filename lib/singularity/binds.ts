@@ -18,24 +18,29 @@ const BIND_OPTIONS = new Set(['ro', 'rw']);
  * relative source is taken from there (as Apptainer does); without, refused.
  */
 export function parseBindList(value: string, option = '--bind', cwd?: string): BindSpec[] {
-  return value.split(',').filter((s) => s !== '').map((one) => {
-    const parts = one.split(':');
-    if (parts.length > 3) throw new SpecError(option, `${JSON.stringify(one)}: expected src[:dst[:ro|rw]]`);
-    const [given, destination, opts] = parts;
-    if (!given.startsWith('/') && cwd === undefined) throw new SpecError(option, `${JSON.stringify(one)}: the source must be an absolute path`);
-    if (given === '') throw new SpecError(option, `${JSON.stringify(one)}: the source is empty`);
-    const source = given.startsWith('/') ? given : resolve(cwd!, given);
-    // A relative source with no destination appears at its absolute path.
-    if (destination !== undefined && destination !== '' && !destination.startsWith('/'))
-      throw new SpecError(option, `${JSON.stringify(one)}: the destination must be an absolute path`);
-    const b: BindSpec = { source, destination: destination || source };
-    if (opts !== undefined) {
-      for (const o of opts.split(';').filter(Boolean))
-        if (!BIND_OPTIONS.has(o)) throw new SpecError(option, `${JSON.stringify(one)}: unknown bind option ${JSON.stringify(o)} (ro or rw)`);
-      b.readonly = opts.split(';').includes('ro');
-    }
-    return b;
-  });
+  return value
+    .split(',')
+    .filter((s) => s !== '')
+    .map((one) => {
+      const parts = one.split(':');
+      if (parts.length > 3) throw new SpecError(option, `${JSON.stringify(one)}: expected src[:dst[:ro|rw]]`);
+      const [given, destination, opts] = parts;
+      if (!given.startsWith('/') && cwd === undefined)
+        throw new SpecError(option, `${JSON.stringify(one)}: the source must be an absolute path`);
+      if (given === '') throw new SpecError(option, `${JSON.stringify(one)}: the source is empty`);
+      const source = given.startsWith('/') ? given : resolve(cwd!, given);
+      // A relative source with no destination appears at its absolute path.
+      if (destination !== undefined && destination !== '' && !destination.startsWith('/'))
+        throw new SpecError(option, `${JSON.stringify(one)}: the destination must be an absolute path`);
+      const b: BindSpec = { source, destination: destination || source };
+      if (opts !== undefined) {
+        for (const o of opts.split(';').filter(Boolean))
+          if (!BIND_OPTIONS.has(o))
+            throw new SpecError(option, `${JSON.stringify(one)}: unknown bind option ${JSON.stringify(o)} (ro or rw)`);
+        b.readonly = opts.split(';').includes('ro');
+      }
+      return b;
+    });
 }
 
 /**
@@ -53,8 +58,10 @@ export function parseMountSpec(value: string, option = '--mount'): BindSpec {
   if (type !== 'bind') throw new SpecError(option, `${JSON.stringify(value)}: only type=bind is supported`);
   const source = fields.get('source') ?? fields.get('src');
   const destination = fields.get('destination') ?? fields.get('dst') ?? fields.get('target');
-  if (typeof source !== 'string' || !source.startsWith('/')) throw new SpecError(option, `${JSON.stringify(value)}: needs source=/absolute/path`);
-  if (typeof destination !== 'string' || !destination.startsWith('/')) throw new SpecError(option, `${JSON.stringify(value)}: needs destination=/absolute/path`);
+  if (typeof source !== 'string' || !source.startsWith('/'))
+    throw new SpecError(option, `${JSON.stringify(value)}: needs source=/absolute/path`);
+  if (typeof destination !== 'string' || !destination.startsWith('/'))
+    throw new SpecError(option, `${JSON.stringify(value)}: needs destination=/absolute/path`);
   for (const k of fields.keys())
     if (!['type', 'source', 'src', 'destination', 'dst', 'target', 'ro', 'readonly', 'rw'].includes(k))
       throw new SpecError(option, `${JSON.stringify(value)}: unknown field ${JSON.stringify(k)}`);

@@ -4,7 +4,16 @@
 // and the working directory bound from the host, /etc/passwd and /etc/group
 // carrying the caller, /etc/resolv.conf and /etc/hosts from the host, a
 // read-only root, mount points missing in the image made in an overlay.
-import { closeSync, constants as fsc, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  constants as fsc,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+} from 'node:fs';
 import { userInfo } from 'node:os';
 import { isAbsolute, join, posix, resolve } from 'node:path';
 import type { SpawnOptions } from '../container.js';
@@ -139,10 +148,29 @@ export interface CompiledLaunch {
   dispose(): void;
 }
 
-const SYSTEM_DIRS = ['/', '/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/root', '/run',
-  '/sbin', '/sys', '/usr', '/var'];
+const SYSTEM_DIRS = [
+  '/',
+  '/bin',
+  '/boot',
+  '/dev',
+  '/etc',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/libx32',
+  '/proc',
+  '/root',
+  '/run',
+  '/sbin',
+  '/sys',
+  '/usr',
+  '/var',
+];
 function isSystemDir(p: string): boolean {
-  return SYSTEM_DIRS.includes(p) || ['/proc/', '/sys/', '/dev/', '/etc/', '/usr/', '/boot/', '/run/'].some((d) => p.startsWith(d));
+  return (
+    SYSTEM_DIRS.includes(p) ||
+    ['/proc/', '/sys/', '/dev/', '/etc/', '/usr/', '/boot/', '/run/'].some((d) => p.startsWith(d))
+  );
 }
 
 function bind(source: string, destination: string, readonly = false): Mount {
@@ -219,16 +247,36 @@ function dirInContainer(rootfs: string, mounts: Mount[], p: string): boolean {
 }
 
 /** --no-mount values: Apptainer's names (proc, dev and devpts are always the container's own here). */
-const NO_MOUNT = new Set(['home', 'tmp', 'cwd', 'hostfs', 'bind-paths', 'sys', '/etc/hosts', '/etc/localtime', '/etc/resolv.conf']);
+const NO_MOUNT = new Set([
+  'home',
+  'tmp',
+  'cwd',
+  'hostfs',
+  'bind-paths',
+  'sys',
+  '/etc/hosts',
+  '/etc/localtime',
+  '/etc/resolv.conf',
+]);
 /** Apptainer's `bind path` defaults, what --no-mount bind-paths leaves out. */
 const BIND_PATHS = ['/etc/localtime', '/etc/hosts'];
 
 function parseNoMount(values: string[] | undefined): Set<string> {
   const out = new Set<string>();
-  for (const v of (values ?? []).flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean)) {
+  for (const v of (values ?? [])
+    .flatMap((x) => x.split(','))
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     if (['proc', 'dev', 'devpts'].includes(v))
-      throw new SpecError('--no-mount', `${v}: not supported: every container gets its own /proc, /dev and /dev/pts here (a host one would show the host's processes or devices)`);
-    if (!NO_MOUNT.has(v)) throw new SpecError('--no-mount', `${JSON.stringify(v)}: expected one of ${[...NO_MOUNT, 'proc', 'dev', 'devpts'].join(', ')}`);
+      throw new SpecError(
+        '--no-mount',
+        `${v}: not supported: every container gets its own /proc, /dev and /dev/pts here (a host one would show the host's processes or devices)`,
+      );
+    if (!NO_MOUNT.has(v))
+      throw new SpecError(
+        '--no-mount',
+        `${JSON.stringify(v)}: expected one of ${[...NO_MOUNT, 'proc', 'dev', 'devpts'].join(', ')}`,
+      );
     out.add(v);
   }
   return out;
@@ -240,7 +288,10 @@ function tmpfsSize(v: number | string | undefined): string | undefined {
   const s = String(v).trim();
   if (/^[1-9]\d*$/.test(s)) return `${s}m`;
   if (/^[1-9]\d*[kmg]$/i.test(s)) return s.toLowerCase();
-  throw new SpecError('--writable-tmpfs-size', `${JSON.stringify(String(v))}: expected a size in MiB (64) or with a unit (512m, 2g)`);
+  throw new SpecError(
+    '--writable-tmpfs-size',
+    `${JSON.stringify(String(v))}: expected a size in MiB (64) or with a unit (512m, 2g)`,
+  );
 }
 
 /**
@@ -249,7 +300,11 @@ function tmpfsSize(v: number | string | undefined): string | undefined {
  * NODULARITY_SUBGID_FILE name other files (tests; newuidmap still checks
  * the real ones for an unprivileged caller).
  */
-function subordinateRange(file: string, uid: number, name: string | undefined): { start: number; count: number } | undefined {
+function subordinateRange(
+  file: string,
+  uid: number,
+  name: string | undefined,
+): { start: number; count: number } | undefined {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -265,12 +320,22 @@ function subordinateRange(file: string, uid: number, name: string | undefined): 
 }
 
 /** uid/gid maps for --fakeroot: 0 -> the caller, 1..N -> the caller's ranges when both exist. */
-function fakerootMappings(euid: number, egid: number, env: NodeJS.ProcessEnv, infos: string[]): { uid: LinuxIDMapping[]; gid: LinuxIDMapping[] } {
+function fakerootMappings(
+  euid: number,
+  egid: number,
+  env: NodeJS.ProcessEnv,
+  infos: string[],
+): { uid: LinuxIDMapping[]; gid: LinuxIDMapping[] } {
   let name: string | undefined;
-  try { name = userInfo().username; } catch { /* no passwd entry */ }
+  try {
+    name = userInfo().username;
+  } catch {
+    /* no passwd entry */
+  }
   const subuid = env.NODULARITY_SUBUID_FILE || '/etc/subuid';
   const subgid = env.NODULARITY_SUBGID_FILE || '/etc/subgid';
-  const ur = subordinateRange(subuid, euid, name), gr = subordinateRange(subgid, euid, name);
+  const ur = subordinateRange(subuid, euid, name),
+    gr = subordinateRange(subgid, euid, name);
   const uid: LinuxIDMapping[] = [{ containerID: 0, hostID: euid, size: 1 }];
   const gid: LinuxIDMapping[] = [{ containerID: 0, hostID: egid, size: 1 }];
   if (ur && gr) {
@@ -285,7 +350,11 @@ function fakerootMappings(euid: number, egid: number, env: NodeJS.ProcessEnv, in
 let capLastCache: number | undefined;
 function allCaps(): string[] {
   if (capLastCache === undefined) {
-    try { capLastCache = parseInt(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8'), 10); } catch { capLastCache = 40; }
+    try {
+      capLastCache = parseInt(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8'), 10);
+    } catch {
+      capLastCache = 40;
+    }
   }
   return Object.keys(CAPS).filter((c) => CAPS[c]! <= capLastCache!);
 }
@@ -293,8 +362,14 @@ function allCaps(): string[] {
 /** `CAP_X`, `cap_x`, `x` or `all`, comma lists, into CAP_ names; an unknown one names the option. */
 function capList(v: string | string[] | undefined, option: string): string[] {
   const out: string[] = [];
-  for (const raw of (Array.isArray(v) ? v : v === undefined ? [] : [v]).flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean)) {
-    if (raw.toLowerCase() === 'all') { out.push(...allCaps()); continue; }
+  for (const raw of (Array.isArray(v) ? v : v === undefined ? [] : [v])
+    .flatMap((x) => x.split(','))
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    if (raw.toLowerCase() === 'all') {
+      out.push(...allCaps());
+      continue;
+    }
     const n = raw.toUpperCase().startsWith('CAP_') ? raw.toUpperCase() : `CAP_${raw.toUpperCase()}`;
     if (!(n in CAPS)) throw new SpecError(option, `unknown capability ${JSON.stringify(raw)}`);
     out.push(n);
@@ -303,12 +378,21 @@ function capList(v: string | string[] | undefined, option: string): string[] {
 }
 
 /** Compile options for one action into a spec; nothing is launched yet. */
-export async function compileLaunch(imageRef: string, argv: string[], options: ExecOptions, mode: ActionMode): Promise<CompiledLaunch> {
+export async function compileLaunch(
+  imageRef: string,
+  argv: string[],
+  options: ExecOptions,
+  mode: ActionMode,
+): Promise<CompiledLaunch> {
   const o = options;
   for (const k of ['pwd', 'workdir'] as const) checkAbsolute(`--${k}`, o[k]);
   if (o.network !== undefined && o.network !== 'host' && o.network !== 'none')
-    throw new SpecError('--network', `must be host or none, not ${JSON.stringify(o.network)} (no bridge networking without privileges)`);
-  if (mode === 'exec' && (!Array.isArray(argv) || argv.length === 0)) throw new SpecError('command', 'exec needs a command to run');
+    throw new SpecError(
+      '--network',
+      `must be host or none, not ${JSON.stringify(o.network)} (no bridge networking without privileges)`,
+    );
+  if (mode === 'exec' && (!Array.isArray(argv) || argv.length === 0))
+    throw new SpecError('command', 'exec needs a command to run');
   const scratchDirs = o.scratch ?? [];
   scratchDirs.forEach((s, i) => checkAbsolute(`--scratch[${i}]`, s));
   const hostEnv = o.hostEnv ?? process.env;
@@ -321,7 +405,11 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   const addCaps = capList(o.addCaps, '--add-caps');
   const dropCaps = capList(o.dropCaps, '--drop-caps');
   if (!o.fakeroot && euidOf() !== 0) {
-    if (addCaps.length) throw new SpecError('--add-caps', 'only root or --fakeroot can add capabilities (there is no capability database to authorize other users)');
+    if (addCaps.length)
+      throw new SpecError(
+        '--add-caps',
+        'only root or --fakeroot can add capabilities (there is no capability database to authorize other users)',
+      );
     if (o.keepPrivs) throw new SpecError('--keep-privs', '--keep-privs requires root privileges');
   }
   const contain = !!(o.contain || o.containall);
@@ -332,7 +420,10 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   const gid = o.fakeroot ? 0 : egid;
   const workdir = o.workdir === undefined ? undefined : existingDir('--workdir', o.workdir);
   // Relative bind sources are the host working directory's, as in Apptainer.
-  const userBinds = [...normalizeBinds(o.binds, hostCwd), ...(o.mounts ?? []).map((m, i) => parseMountSpec(m, `--mount[${i}]`))];
+  const userBinds = [
+    ...normalizeBinds(o.binds, hostCwd),
+    ...(o.mounts ?? []).map((m, i) => parseMountSpec(m, `--mount[${i}]`)),
+  ];
   const envFile = o.envFile === undefined ? new Map() : readEnvFile(o.envFile);
   const envOpt = envOption(o.env);
   // Bind sources must exist: say so by option, and for /cvmfs say why it may not.
@@ -342,7 +433,8 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       const cvmfs = b.source.startsWith('/cvmfs/')
-        ? ` (is the repository ${b.source.split('/')[2]} spelled right, and is CernVM-FS mounted or automounted on this host?)` : '';
+        ? ` (is the repository ${b.source.split('/')[2]} spelled right, and is CernVM-FS mounted or automounted on this host?)`
+        : '';
       throw new SpecError('--bind', `bind source ${b.source} does not exist (${code})${cvmfs}`);
     }
   }
@@ -352,7 +444,12 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
 
   // Home.
   let hostHome = hostEnv.HOME;
-  if (!hostHome) try { hostHome = userInfo().homedir; } catch { hostHome = '/'; }
+  if (!hostHome)
+    try {
+      hostHome = userInfo().homedir;
+    } catch {
+      hostHome = '/';
+    }
   let homeSrc: string | undefined, homeDst: string;
   if (o.home !== undefined) {
     const [src, dst] = o.home.split(':');
@@ -377,10 +474,15 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     mkdirSync(p, { recursive: true, mode: 0o700 });
     return p;
   };
-  for (const [dir, name] of [['/tmp', 'tmp'], ['/var/tmp', 'var_tmp']] as const) {
+  for (const [dir, name] of [
+    ['/tmp', 'tmp'],
+    ['/var/tmp', 'var_tmp'],
+  ] as const) {
     if (scratchDirs.includes(dir) || noMount.has('tmp')) continue;
-    if (!contain) { mounts.push(bind(dir, dir)); covered.add(dir); }
-    else mounts.push(workdir ? bind(sub(name), dir) : tmpfs(dir, '1777'));
+    if (!contain) {
+      mounts.push(bind(dir, dir));
+      covered.add(dir);
+    } else mounts.push(workdir ? bind(sub(name), dir) : tmpfs(dir, '1777'));
   }
   // Scratch dirs before home and binds, which may sit inside them (HTCondor
   // gives -S /tmp with --home and -B inside the job's scratch dir).
@@ -412,8 +514,16 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   } else if (contain) cwd = homeDst;
   else if ([...covered].some((c) => hostCwd === c || hostCwd.startsWith(c + '/'))) cwd = hostCwd;
   else if (isSystemDir(hostCwd)) cwd = imageHas(rootfs, hostCwd, 'dir') ? hostCwd : '/';
-  else if (noMount.has('cwd')) cwd = dirInContainer(rootfs, mounts, hostCwd) ? hostCwd : !noHome && dirInContainer(rootfs, mounts, homeDst) ? homeDst : '/';
-  else { mounts.push(bind(hostCwd, hostCwd)); cwd = hostCwd; }
+  else if (noMount.has('cwd'))
+    cwd = dirInContainer(rootfs, mounts, hostCwd)
+      ? hostCwd
+      : !noHome && dirInContainer(rootfs, mounts, homeDst)
+        ? homeDst
+        : '/';
+  else {
+    mounts.push(bind(hostCwd, hostCwd));
+    cwd = hostCwd;
+  }
 
   // /etc: the caller in passwd/group; name resolution from the host.
   const user = hostUser(uid, gid, homeDst);
@@ -421,7 +531,8 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   session.set('/etc/group', await groupFor(rootfs, user));
   const etcBinds: Mount[] = [];
   for (const f of ['/etc/resolv.conf', '/etc/hosts', '/etc/localtime'])
-    if (existsSync(f) && !noMount.has(f) && !(noMount.has('bind-paths') && BIND_PATHS.includes(f))) etcBinds.push(bind(f, f, true));
+    if (existsSync(f) && !noMount.has(f) && !(noMount.has('bind-paths') && BIND_PATHS.includes(f)))
+      etcBinds.push(bind(f, f, true));
 
   // --nv / --rocm: host driver libraries, programs and devices.
   const gpuMounts: Mount[] = [];
@@ -458,8 +569,11 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   let envScripts: string[] = [];
   const envDir = image.sandbox ? imagePath(rootfs, '/.singularity.d/env', 'dir') : undefined;
   if (envDir) {
-    envScripts = readdirSync(envDir).filter((f) => f.endsWith('.sh')).sort()
-      .map((f) => `/.singularity.d/env/${f}`).filter((f) => imageHas(rootfs, f, 'file'));
+    envScripts = readdirSync(envDir)
+      .filter((f) => f.endsWith('.sh'))
+      .sort()
+      .map((f) => `/.singularity.d/env/${f}`)
+      .filter((f) => imageHas(rootfs, f, 'file'));
   }
 
   // What to run.
@@ -470,13 +584,18 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
       args = argv;
       break;
     case 'run':
-      if (image.sandbox && imageHas(rootfs, '/.singularity.d/runscript', 'file')) args = ['/.singularity.d/runscript', ...argv];
+      if (image.sandbox && imageHas(rootfs, '/.singularity.d/runscript', 'file'))
+        args = ['/.singularity.d/runscript', ...argv];
       else if (image.config && (image.config.entrypoint.length || image.config.cmd.length))
         args = [...image.config.entrypoint, ...(argv.length ? argv : image.config.cmd)];
       else if (imageExecutable(rootfs, '/bin/sh')) {
         infos.push('No runscript found in container, executing /bin/sh');
         args = ['/bin/sh', ...argv];
-      } else throw new SpecError('image', `${image.ref} has no /.singularity.d/runscript, no Entrypoint or Cmd and no /bin/sh`);
+      } else
+        throw new SpecError(
+          'image',
+          `${image.ref} has no /.singularity.d/runscript, no Entrypoint or Cmd and no /bin/sh`,
+        );
       break;
     case 'shell': {
       // As Apptainer's action script: the given shell ($APPTAINER_SHELL,
@@ -484,7 +603,8 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
       const asked = argv[0];
       if (asked !== undefined && imageExecutable(rootfs, asked)) args = [asked];
       else {
-        if (asked !== undefined) warnings.push(`shell ${asked} is not an executable file in the container: using the default shell`);
+        if (asked !== undefined)
+          warnings.push(`shell ${asked} is not an executable file in the container: using the default shell`);
         args = imageExecutable(rootfs, '/bin/bash') ? ['/bin/bash', '--norc'] : ['/bin/sh'];
         baseEnv.set('SHELL', args[0]!);
       }
@@ -498,7 +618,12 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   }
 
   const spec = createSpec({
-    rootfs, args, cwd, uid, gid, env: [],
+    rootfs,
+    args,
+    cwd,
+    uid,
+    gid,
+    env: [],
     network: o.network ?? 'host',
     hostname: o.hostname,
     readonly: !o.writableTmpfs && !(overlayDir && !overlayDir.readonly),
@@ -524,7 +649,8 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   if (o.hostname === undefined) delete spec.hostname;
   if (o.terminal) {
     spec.process!.terminal = true;
-    if (typeof o.terminal === 'object') spec.process!.consoleSize = { height: o.terminal.rows, width: o.terminal.columns };
+    if (typeof o.terminal === 'object')
+      spec.process!.consoleSize = { height: o.terminal.rows, width: o.terminal.columns };
   }
 
   // Session files last among the mounts (nothing may cover them); bind
@@ -543,7 +669,9 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
     for (const b of userBinds) {
       try {
         held.push(openSync(b.source, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY));
-      } catch { /* unreadable: the mount still works, only unpinned */ }
+      } catch {
+        /* unreadable: the mount still works, only unpinned */
+      }
     }
   } catch (e) {
     dispose();
@@ -551,16 +679,33 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
   }
 
   const spawnOptions: SpawnOptions = {
-    stdio: o.stdio, signal: o.signal, timeout: o.timeout, killSignal: o.killSignal, detached: o.detached,
-    rootOverlay: o.writableTmpfs ? 'always' : 'auto', init: o.init ?? true,
+    stdio: o.stdio,
+    signal: o.signal,
+    timeout: o.timeout,
+    killSignal: o.killSignal,
+    detached: o.detached,
+    rootOverlay: o.writableTmpfs ? 'always' : 'auto',
+    init: o.init ?? true,
     ...(overlaySize ? { overlaySize } : {}),
     ...(overlayDir ? { overlayDir } : {}),
-    allowHostProc: o.allowHostProc, allowImageDevices: o.allowImageDevices,
+    allowHostProc: o.allowHostProc,
+    allowImageDevices: o.allowImageDevices,
     forceKillAfterDelay: o.forceKillAfterDelay,
   };
   return {
-    image, spec, spawnOptions, baseEnv, envScripts, envFile, envOption: envOpt, hostEnv, warnings, infos,
-    envScriptTimeout: o.envScriptTimeout ?? 10_000, runnable, dispose,
+    image,
+    spec,
+    spawnOptions,
+    baseEnv,
+    envScripts,
+    envFile,
+    envOption: envOpt,
+    hostEnv,
+    warnings,
+    infos,
+    envScriptTimeout: o.envScriptTimeout ?? 10_000,
+    runnable,
+    dispose,
   };
 }
 
@@ -569,10 +714,14 @@ export async function compileLaunch(imageRef: string, argv: string[], options: E
  * against the caller's cwd and checked now (checkOverlayDir), so a bad one is
  * one line naming --overlay before anything is set up.
  */
-function parseOverlay(overlay: string | string[] | undefined, cwd: string): { dir: string; readonly: boolean } | undefined {
+function parseOverlay(
+  overlay: string | string[] | undefined,
+  cwd: string,
+): { dir: string; readonly: boolean } | undefined {
   const list = overlay === undefined ? [] : Array.isArray(overlay) ? overlay : [overlay];
   if (list.length === 0) return undefined;
-  if (list.length > 1) throw new SpecError('--overlay', 'one overlay directory at a time (several overlays are not supported yet)');
+  if (list.length > 1)
+    throw new SpecError('--overlay', 'one overlay directory at a time (several overlays are not supported yet)');
   const m = /^(.*?)(?::(ro|rw))?$/.exec(list[0])!;
   if (m[1] === '') throw new SpecError('--overlay', `${JSON.stringify(list[0])}: needs a directory`);
   const readonly = m[2] === 'ro';

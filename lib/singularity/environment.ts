@@ -19,8 +19,19 @@ export type EnvMap = Map<string, string>;
 export const CONTAINER_PATH = DEFAULT_PATH;
 
 /** Passed from the host even with cleanenv (Apptainer's list). */
-const ALWAYS_PASSED = ['TERM', 'http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY',
-  'all_proxy', 'ALL_PROXY', 'ftp_proxy', 'FTP_PROXY'];
+const ALWAYS_PASSED = [
+  'TERM',
+  'http_proxy',
+  'HTTP_PROXY',
+  'https_proxy',
+  'HTTPS_PROXY',
+  'no_proxy',
+  'NO_PROXY',
+  'all_proxy',
+  'ALL_PROXY',
+  'ftp_proxy',
+  'FTP_PROXY',
+];
 
 /** Variables a shell keeps for itself. */
 export const SHELL_VARIABLES = ['PWD', 'OLDPWD', 'SHLVL', '_'];
@@ -54,7 +65,8 @@ export function envToList(m: EnvMap): string[] {
 export function hostLayer(host: NodeJS.ProcessEnv, cleanenv: boolean): EnvMap {
   const m: EnvMap = new Map();
   for (const [k, v] of Object.entries(host)) {
-    if (v === undefined || NEVER_PASSED.has(k) || [...PREFIXES, ...SETTING_PREFIXES].some((p) => k.startsWith(p))) continue;
+    if (v === undefined || NEVER_PASSED.has(k) || [...PREFIXES, ...SETTING_PREFIXES].some((p) => k.startsWith(p)))
+      continue;
     if (cleanenv && !ALWAYS_PASSED.includes(k)) continue;
     m.set(k, v);
   }
@@ -75,8 +87,14 @@ export function prefixedWarnings(host: NodeJS.ProcessEnv): string[] {
       if (v === undefined || !k.startsWith(prefix)) continue;
       const name = k.slice(prefix.length);
       if (PROTECTED.has(name)) out.push(`Overriding ${name} environment variable with ${k} is not permitted`);
-      else if (prefix === 'SINGULARITYENV_' && host[`APPTAINERENV_${name}`] !== undefined && host[`APPTAINERENV_${name}`] !== v)
-        out.push(`Skipping environment variable [${k}=${v}], ${name} is already overridden with different value [${host[`APPTAINERENV_${name}`]}]`);
+      else if (
+        prefix === 'SINGULARITYENV_' &&
+        host[`APPTAINERENV_${name}`] !== undefined &&
+        host[`APPTAINERENV_${name}`] !== v
+      )
+        out.push(
+          `Skipping environment variable [${k}=${v}], ${name} is already overridden with different value [${host[`APPTAINERENV_${name}`]}]`,
+        );
     }
   }
   return out;

@@ -26,19 +26,28 @@ export interface GpuBinds {
 export const CONTAINER_LIBS = '/.singularity.d/libs';
 
 const listFile = (kind: GpuKind, env: NodeJS.ProcessEnv): string =>
-  (kind === 'nv' ? env.NODULARITY_NVLIBLIST : env.NODULARITY_ROCMLIBLIST)
+  (kind === 'nv' ? env.NODULARITY_NVLIBLIST : env.NODULARITY_ROCMLIBLIST) ||
   // lib/singularity (tests) and dist/singularity (the CLI) are both two levels below etc/.
-  || join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'etc', `${kind}liblist.conf`);
+  join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'etc', `${kind}liblist.conf`);
 
 /** The dynamic linker cache: soname -> path, for this machine's word size and architecture. */
 function ldCache(env: NodeJS.ProcessEnv): Map<string, string> {
   let prog = env.NODULARITY_LDCONFIG;
-  if (!prog) prog = ['/sbin/ldconfig', '/usr/sbin/ldconfig', '/usr/bin/ldconfig'].find((p) => existsSync(p)) ?? 'ldconfig';
+  if (!prog)
+    prog = ['/sbin/ldconfig', '/usr/sbin/ldconfig', '/usr/bin/ldconfig'].find((p) => existsSync(p)) ?? 'ldconfig';
   let out: string;
   try {
-    out = execFileSync(prog, ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000, maxBuffer: 16 << 20 });
+    out = execFileSync(prog, ['-p'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 10_000,
+      maxBuffer: 16 << 20,
+    });
   } catch (e) {
-    throw new SpecError('--nv/--rocm', `cannot read the library cache with \`${prog} -p\`: ${(e as Error).message.split('\n')[0]}`);
+    throw new SpecError(
+      '--nv/--rocm',
+      `cannot read the library cache with \`${prog} -p\`: ${(e as Error).message.split('\n')[0]}`,
+    );
   }
   const arch = process.arch === 'x64' ? 'x86-64' : process.arch === 'arm64' ? 'AArch64' : undefined;
   const m = new Map<string, string>();
@@ -59,26 +68,40 @@ function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
     try {
       accessSync(p, fsc.X_OK);
       if (statSync(p).isFile()) return p;
-    } catch { /* next */ }
+    } catch {
+      /* next */
+    }
   }
   return undefined;
 }
 
 function devices(kind: GpuKind): string[] {
   const out: string[] = [];
-  const add = (p: string) => { try { if (statSync(p).isCharacterDevice()) out.push(p); } catch { /* absent */ } };
+  const add = (p: string) => {
+    try {
+      if (statSync(p).isCharacterDevice()) out.push(p);
+    } catch {
+      /* absent */
+    }
+  };
   if (kind === 'nv') {
     try {
       for (const e of readdirSync('/dev')) if (/^nvidia/.test(e)) add(`/dev/${e}`);
-    } catch { /* no /dev */ }
+    } catch {
+      /* no /dev */
+    }
     try {
       for (const e of readdirSync('/dev/nvidia-caps')) add(`/dev/nvidia-caps/${e}`);
-    } catch { /* none */ }
+    } catch {
+      /* none */
+    }
   } else {
     add('/dev/kfd');
     try {
       for (const e of readdirSync('/dev/dri')) add(`/dev/dri/${e}`);
-    } catch { /* none */ }
+    } catch {
+      /* none */
+    }
   }
   return out;
 }
@@ -92,11 +115,15 @@ export function gpuBinds(kind: GpuKind, env: NodeJS.ProcessEnv = process.env): G
   } catch (e) {
     throw new SpecError(`--${kind}`, `cannot read the library list ${file} (${(e as NodeJS.ErrnoException).code})`);
   }
-  const entries = text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const entries = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
   const libs = entries.filter((e) => e.includes('.so'));
   const cache = libs.length ? ldCache(env) : new Map<string, string>();
   const files: [string, string][] = [];
-  let nLibs = 0, nFiles = 0;
+  let nLibs = 0,
+    nFiles = 0;
   for (const lib of libs) {
     for (const [name, path] of cache) {
       if (name === lib || name.startsWith(`${lib}.`)) {
@@ -107,10 +134,16 @@ export function gpuBinds(kind: GpuKind, env: NodeJS.ProcessEnv = process.env): G
   }
   for (const e of entries.filter((x) => !x.includes('.so'))) {
     if (isAbsolute(e)) {
-      if (existsSync(e)) { files.push([e, e]); nFiles++; }
+      if (existsSync(e)) {
+        files.push([e, e]);
+        nFiles++;
+      }
     } else {
       const p = onPath(e, env);
-      if (p) { files.push([p, posix.join('/usr/bin', posix.basename(p))]); nFiles++; }
+      if (p) {
+        files.push([p, posix.join('/usr/bin', posix.basename(p))]);
+        nFiles++;
+      }
     }
   }
   const warnings: string[] = [];

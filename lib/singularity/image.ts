@@ -5,7 +5,15 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { lstatSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SpecError } from '../errors.js';
-import { parseImageConfig, pullImage, ImageCache, ImageError, type CacheHold, type ImageConfig, type PullOptions } from '../image/index.js';
+import {
+  parseImageConfig,
+  pullImage,
+  ImageCache,
+  ImageError,
+  type CacheHold,
+  type ImageConfig,
+  type PullOptions,
+} from '../image/index.js';
 import { MAX_JSON, readImageFile } from '../image/image-file.js';
 
 export interface ResolvedRunImage {
@@ -47,7 +55,8 @@ function isDir(p: string): boolean {
 
 const SUPPORTED = 'a directory, oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG] or docker://HOST/REPO[:TAG|@DIGEST]';
 // What a Docker reference without a scheme looks like: [HOST/]NAME[/NAME...][:TAG][@DIGEST].
-const BARE_REFERENCE = /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/;
+const BARE_REFERENCE =
+  /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/;
 
 /**
  * For an IMAGE that is no existing path: the line saying which references
@@ -58,12 +67,20 @@ export function unsupportedScheme(image: string): string | undefined {
   const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(image);
   const bare = BARE_REFERENCE.test(image) && (image.includes(':') || image.includes('@'));
   if (!m && !bare) return undefined;
-  const scheme = m && !bare ? `the \`${m[1]}:\` scheme is not supported` : 'no such directory, and a reference needs a scheme';
-  return `image \`${image}\`: ${scheme}; give ${SUPPORTED}` + (bare ? ` (for a registry image: docker://${image})` : '');
+  const scheme =
+    m && !bare ? `the \`${m[1]}:\` scheme is not supported` : 'no such directory, and a reference needs a scheme';
+  return (
+    `image \`${image}\`: ${scheme}; give ${SUPPORTED}` + (bare ? ` (for a registry image: docker://${image})` : '')
+  );
 }
 
-export async function resolveRunImage(image: string, pull: PullOptions = {}, option = 'image'): Promise<ResolvedRunImage> {
-  if (typeof image !== 'string' || image === '') throw new SpecError(option, 'an image is required (a directory, oci:DIR, docker-archive:FILE or docker://REF)');
+export async function resolveRunImage(
+  image: string,
+  pull: PullOptions = {},
+  option = 'image',
+): Promise<ResolvedRunImage> {
+  if (typeof image !== 'string' || image === '')
+    throw new SpecError(option, 'an image is required (a directory, oci:DIR, docker-archive:FILE or docker://REF)');
   if (REFERENCE.test(image)) {
     // The entry is held from here until the container exits. A clean
     // between the pull and the hold removed it: pull again (rarely more than once).
@@ -74,9 +91,19 @@ export async function resolveRunImage(image: string, pull: PullOptions = {}, opt
       if (hold) launchHolds.getStore()?.push(hold);
       else if (!pull.dest) {
         if (attempt < 3) continue;
-        throw new ImageError('CACHE', `${image}: the cache entry ${p.manifestDigest} was removed each time right after it was pulled (a \`cache clean\` running in a loop?)`);
+        throw new ImageError(
+          'CACHE',
+          `${image}: the cache entry ${p.manifestDigest} was removed each time right after it was pulled (a \`cache clean\` running in a loop?)`,
+        );
       }
-      return { ref: image, rootfs: p.rootfs, sandbox: isDir(resolve(p.rootfs, '.singularity.d')), config: p.config, digest: p.manifestDigest, ...(hold ? { hold } : {}) };
+      return {
+        ref: image,
+        rootfs: p.rootfs,
+        sandbox: isDir(resolve(p.rootfs, '.singularity.d')),
+        config: p.config,
+        digest: p.manifestDigest,
+        ...(hold ? { hold } : {}),
+      };
     }
   }
   const path = resolve(image);
@@ -92,7 +119,10 @@ export async function resolveRunImage(image: string, pull: PullOptions = {}, opt
     throw new SpecError(option, `image ${image} does not exist (${code})`);
   }
   if (!st.isDirectory()) {
-    throw new SpecError(option, `image ${image} is a file: SIF and other image files are not supported; give an unpacked directory (\`apptainer build --sandbox\`), oci:DIR, docker-archive:FILE or docker://REF`);
+    throw new SpecError(
+      option,
+      `image ${image} is a file: SIF and other image files are not supported; give an unpacked directory (\`apptainer build --sandbox\`), oci:DIR, docker-archive:FILE or docker://REF`,
+    );
   }
   // What `pull SRC DEST` wrote: DEST/rootfs with the image config in
   // DEST/image.json, so `exec DEST` runs with the config as a cached image does.
@@ -100,11 +130,18 @@ export async function resolveRunImage(image: string, pull: PullOptions = {}, opt
   if (isDir(resolve(path, 'rootfs')) && isFile(pulledConfig)) {
     let config: ImageConfig, digest: string;
     try {
-      const meta = JSON.parse((await readImageFile(pulledConfig, { what: pulledConfig, code: 'BAD_MANIFEST', max: MAX_JSON })).toString('utf8')) as { manifestDigest: string; config: unknown };
+      const meta = JSON.parse(
+        (await readImageFile(pulledConfig, { what: pulledConfig, code: 'BAD_MANIFEST', max: MAX_JSON })).toString(
+          'utf8',
+        ),
+      ) as { manifestDigest: string; config: unknown };
       config = parseImageConfig(Buffer.from(JSON.stringify(meta.config)));
       digest = meta.manifestDigest;
     } catch (e) {
-      throw new SpecError(option, `image ${image}: ${pulledConfig} is not the image.json of a pull (${(e as Error).message})`);
+      throw new SpecError(
+        option,
+        `image ${image}: ${pulledConfig} is not the image.json of a pull (${(e as Error).message})`,
+      );
     }
     const rootfs = resolve(path, 'rootfs');
     return { ref: image, rootfs, sandbox: isDir(resolve(rootfs, '.singularity.d')), config, digest };

@@ -40,7 +40,11 @@ export const ENV_SCRIPT_OUTPUT_CAP = 1 << 20;
  * start, with what undoes them. A CLI that is sent a signal in that window
  * calls {@link abortPendingLaunches} before it dies.
  */
-interface PendingLaunch { dispose(): void; kill?: () => void; forward?: (sig: NodeJS.Signals) => void }
+interface PendingLaunch {
+  dispose(): void;
+  kill?: () => void;
+  forward?: (sig: NodeJS.Signals) => void;
+}
 const pending = new Set<PendingLaunch>();
 
 /**
@@ -67,7 +71,7 @@ export function forwardToStartingLaunches(sig: NodeJS.Signals): boolean {
  */
 export function abortPendingLaunches(): void {
   for (const p of pending) {
-    if (p.forward) continue;  // its container is starting: forwardToStartingLaunches' case
+    if (p.forward) continue; // its container is starting: forwardToStartingLaunches' case
     p.kill?.();
     p.dispose();
   }
@@ -83,16 +87,28 @@ export function abortPendingLaunches(): void {
 async function evaluateEnvScripts(c: CompiledLaunch, input: EnvMap, self: PendingLaunch): Promise<EnvMap> {
   if (c.envScripts.length === 0) return input;
   const spec = structuredClone(c.spec);
-  spec.process!.args = ['/bin/sh', '-c', 'set -f; for f do . "$f"; done >&2; exec env -0', 'nodularity-env', ...c.envScripts];
+  spec.process!.args = [
+    '/bin/sh',
+    '-c',
+    'set -f; for f do . "$f"; done >&2; exec env -0',
+    'nodularity-env',
+    ...c.envScripts,
+  ];
   spec.process!.env = envToList(input);
   spec.process!.cwd = '/';
   const where = `${c.image.ref}:/.singularity.d/env`;
   const outer = c.spawnOptions.signal;
   outer?.throwIfAborted();
   const container = spawn(spec, {
-    ...c.spawnOptions, stdio: ['ignore', 'pipe', 'pipe'], timeout: c.envScriptTimeout, killSignal: 'SIGKILL', signal: undefined,
+    ...c.spawnOptions,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: c.envScriptTimeout,
+    killSignal: 'SIGKILL',
+    signal: undefined,
   });
-  const kill = () => { container.kill('SIGKILL'); };
+  const kill = () => {
+    container.kill('SIGKILL');
+  };
   self.kill = kill;
   outer?.addEventListener('abort', kill, { once: true });
   let overflow: string | undefined;
@@ -121,11 +137,22 @@ async function evaluateEnvScripts(c: CompiledLaunch, input: EnvMap, self: Pendin
     const r = await container.exited;
     const [out, errOut] = await Promise.all([stdout, stderr]);
     outer?.throwIfAborted();
-    if (overflow) throw SpecError.inOption(where, `the environment scripts' ${overflow} exceeded ${ENV_SCRIPT_OUTPUT_CAP / (1 << 20)} MiB, the cap on what is kept of it; stopped them (${c.envScripts.join(' ')})`);
-    if (r.timedOut) throw SpecError.inOption(where, `the environment scripts did not finish within ${c.envScriptTimeout / 1000} s (${c.envScripts.join(' ')})`);
+    if (overflow)
+      throw SpecError.inOption(
+        where,
+        `the environment scripts' ${overflow} exceeded ${ENV_SCRIPT_OUTPUT_CAP / (1 << 20)} MiB, the cap on what is kept of it; stopped them (${c.envScripts.join(' ')})`,
+      );
+    if (r.timedOut)
+      throw SpecError.inOption(
+        where,
+        `the environment scripts did not finish within ${c.envScriptTimeout / 1000} s (${c.envScripts.join(' ')})`,
+      );
     if (r.exitCode !== 0) {
       const err = errOut.toString().trim().split('\n').slice(-5).join('\n');
-      throw SpecError.inOption(where, `the environment scripts failed with status ${r.exitCode}${err ? `:\n${err}` : ''}`);
+      throw SpecError.inOption(
+        where,
+        `the environment scripts failed with status ${r.exitCode}${err ? `:\n${err}` : ''}`,
+      );
     }
     const env = envFromList(out.toString().split('\0').filter(Boolean));
     // The evaluating shell's own variables are not the payload's.
@@ -137,11 +164,18 @@ async function evaluateEnvScripts(c: CompiledLaunch, input: EnvMap, self: Pendin
   }
 }
 
-async function start(image: string, argv: string[], options: ExecOptions, mode: ActionMode): Promise<ImageContainer | null> {
+async function start(
+  image: string,
+  argv: string[],
+  options: ExecOptions,
+  mode: ActionMode,
+): Promise<ImageContainer | null> {
   // The image's cache entry is held from its resolution until the container
   // exits; every way out before the container exists releases it.
   const holds: NonNullable<ResolvedRunImage['hold']>[] = [];
-  const release = () => { for (const h of holds.splice(0)) void h.release(); };
+  const release = () => {
+    for (const h of holds.splice(0)) void h.release();
+  };
   let c: CompiledLaunch;
   try {
     c = await launchHolds.run(holds, () => compileLaunch(image, argv, options, mode));
@@ -165,11 +199,26 @@ async function start(image: string, argv: string[], options: ExecOptions, mode: 
     const env = envToList(applyUserLayers(imageEnv, c.hostEnv, c.envFile, c.envOption));
     c.spec.process!.env = env;
     const container = spawn(c.spec, c.spawnOptions);
-    self.forward = (sig) => { try { container.kill(sig); } catch { /* already ended */ } };
-    const done = () => { pending.delete(self); c.dispose(); };
+    self.forward = (sig) => {
+      try {
+        container.kill(sig);
+      } catch {
+        /* already ended */
+      }
+    };
+    const done = () => {
+      pending.delete(self);
+      c.dispose();
+    };
     container.spawned.then(done, done);
     container.exited.then(release, release);
-    started = Object.assign(container, { image: c.image, argv: c.spec.process!.args, env, warnings: c.warnings, infos: c.infos });
+    started = Object.assign(container, {
+      image: c.image,
+      argv: c.spec.process!.args,
+      env,
+      warnings: c.warnings,
+      infos: c.infos,
+    });
   } catch (e) {
     pending.delete(self);
     c.dispose();

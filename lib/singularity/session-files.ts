@@ -41,16 +41,28 @@ function lookUpHostUser(uid: number, gid: number): Omit<SessionUser, 'home'> {
       name = u.username;
       if (u.shell) shell = u.shell;
     }
-  } catch { /* no passwd entry for this uid */ }
+  } catch {
+    /* no passwd entry for this uid */
+  }
   try {
-    const line = readFileSync('/etc/passwd', 'utf8').split('\n').map((l) => l.split(':')).find((f) => Number(f[2]) === uid && f[0] === name);
+    const line = readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .map((l) => l.split(':'))
+      .find((f) => Number(f[2]) === uid && f[0] === name);
     if (line) gecos = line[4] ?? '';
-  } catch { /* none */ }
+  } catch {
+    /* none */
+  }
   let groupName = gid === 0 ? 'root' : name;
   try {
-    const g = readFileSync('/etc/group', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f.length >= 3 && Number(f[2]) === gid);
+    const g = readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .map((l) => l.split(':'))
+      .find((f) => f.length >= 3 && Number(f[2]) === gid);
     if (g) groupName = g[0];
-  } catch { /* none */ }
+  } catch {
+    /* none */
+  }
   return { name, uid, gid, groupName, shell, gecos };
 }
 
@@ -61,7 +73,10 @@ function lookUpHostUser(uid: number, gid: number): Omit<SessionUser, 'home'> {
  */
 async function imageTable(rootfs: string, file: string): Promise<string[]> {
   try {
-    return readFileInRoot(rootfs, file, 4 << 20).toString('utf8').split('\n').filter((l) => l.trim() !== '');
+    return readFileInRoot(rootfs, file, 4 << 20)
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
   } catch (e) {
     if ((e as InRootReadError).code === 'ENOENT' || (e as InRootReadError).code === 'ENOTDIR') return [];
     throw new SpecError('image', (e as Error).message);

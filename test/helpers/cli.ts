@@ -12,7 +12,10 @@ export function requireFreshDist(): void {
   const walk = (rel: string): void => {
     for (const e of readdirSync(join(repoRoot, 'lib', rel), { withFileTypes: true })) {
       const r = join(rel, e.name);
-      if (e.isDirectory()) { walk(r); continue; }
+      if (e.isDirectory()) {
+        walk(r);
+        continue;
+      }
       if (!e.name.endsWith('.ts') || e.name.endsWith('.d.ts')) continue;
       const js = join(repoRoot, 'dist', r.replace(/\.ts$/, '.js'));
       if (!existsSync(js) || statSync(js).mtimeMs < statSync(join(repoRoot, 'lib', r)).mtimeMs)
@@ -24,10 +27,9 @@ export function requireFreshDist(): void {
 
 export function writeCliWrapper(path: string): void {
   requireFreshDist();
-  writeFileSync(path, [
-    '#!/bin/sh',
-    'unset NODE_OPTIONS',
-    `exec '${join(repoRoot, 'bin', 'nodularity')}' "$@"`,
-    '',
-  ].join('\n'), { mode: 0o755 });
+  writeFileSync(
+    path,
+    ['#!/bin/sh', 'unset NODE_OPTIONS', `exec '${join(repoRoot, 'bin', 'nodularity')}' "$@"`, ''].join('\n'),
+    { mode: 0o755 },
+  );
 }

@@ -50,14 +50,16 @@ export function spec(args: string[], o: Partial<SpecOptions> = {}): Spec {
 
 /** Open fds of this process (numbers). */
 export function openFds(): number[] {
-  return readdirSync('/proc/self/fd').map(Number).filter((fd) => {
-    try {
-      readlinkSync(`/proc/self/fd/${fd}`);
-      return true;
-    } catch {
-      return false; // the directory stream itself
-    }
-  });
+  return readdirSync('/proc/self/fd')
+    .map(Number)
+    .filter((fd) => {
+      try {
+        readlinkSync(`/proc/self/fd/${fd}`);
+        return true;
+      } catch {
+        return false; // the directory stream itself
+      }
+    });
 }
 
 /** Pids of our children that are zombies. */
@@ -70,7 +72,9 @@ export function zombieChildren(): number[] {
       const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
       const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       if (rest[0] === 'Z' && Number(rest[1]) === me) out.push(Number(d));
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   return out;
 }

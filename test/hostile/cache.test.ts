@@ -5,7 +5,17 @@
 // owned by, the unprivileged test user; as that user the same rules are
 // checked through modes and links it can make itself.
 import t from 'tap';
-import { chmodSync, cpSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  lchownSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { isRoot, scratch, testRootfs, type Tap } from '../helpers/env.js';
@@ -21,7 +31,10 @@ function canaryDir(t: T, name = 'canary'): { dir: string; snapshot: () => string
   mkdirSync(join(dir, 'sub'), { recursive: true });
   writeFileSync(join(dir, 'precious'), 'do not delete\n');
   writeFileSync(join(dir, 'sub', 'deep'), 'nor this\n');
-  const snapshot = () => readdirSync(dir, { recursive: true }).map(String).sort().join(',') + '|' + readFileSync(join(dir, 'precious'), 'utf8');
+  const snapshot = () =>
+    readdirSync(dir, { recursive: true }).map(String).sort().join(',') +
+    '|' +
+    readFileSync(join(dir, 'precious'), 'utf8');
   return { dir, snapshot };
 }
 
@@ -31,11 +44,18 @@ function plantEntry(cache: string, digest: string): string {
   mkdirSync(entry, { recursive: true });
   cpSync(testRootfs(), join(entry, 'rootfs'), { recursive: true, verbatimSymlinks: true });
   writeFileSync(join(entry, 'rootfs', 'PLANTED'), 'the planted tree\n');
-  writeFileSync(join(entry, 'image.json'), JSON.stringify({
-    manifestDigest: digest, source: 'planted', unpacked: new Date().toISOString(), manifest: { layers: [] },
-    config: { architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'] } },
-    stats: { files: 0, directories: 0, symlinks: 0, hardlinks: 0, bytes: 0 }, unpackedBy: 0,
-  }));
+  writeFileSync(
+    join(entry, 'image.json'),
+    JSON.stringify({
+      manifestDigest: digest,
+      source: 'planted',
+      unpacked: new Date().toISOString(),
+      manifest: { layers: [] },
+      config: { architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'] } },
+      stats: { files: 0, directories: 0, symlinks: 0, hardlinks: 0, bytes: 0 },
+      unpackedBy: 0,
+    }),
+  );
   return entry;
 }
 
@@ -49,7 +69,10 @@ function assertRefused(t: T, cache: string, layout: string, at: RegExp): void {
   const host = scratch(t, 'nodularity-hostdir-');
   chmodSync(host, 0o777);
   const ran = join(host, 'ran');
-  const ex = cli(['exec', '-B', host, `oci:${layout}:latest`, '/bin/sh', '-c', `test -e /PLANTED && touch ${ran}; cat /hello.txt`], { NODULARITY_CACHE: cache });
+  const ex = cli(
+    ['exec', '-B', host, `oci:${layout}:latest`, '/bin/sh', '-c', `test -e /PLANTED && touch ${ran}; cat /hello.txt`],
+    { NODULARITY_CACHE: cache },
+  );
   t.equal(ex.code, 255, `exec refused: ${ex.err}`);
   t.match(ex.err, at, 'the message names the path at fault');
   t.match(ex.err, /refusing to use it/);
@@ -69,27 +92,38 @@ t.test('a planted entry in a world-writable (1777) cache is not run', async (t) 
   chmodSync(cache, 0o1777);
   const entry = plantEntry(cache, manifestDigest);
   // As root: the attacker is the test user, who owns what was planted.
-  if (isRoot) { const u = testUser(); chownTree(join(cache, 'roots'), u.uid, u.gid); }
+  if (isRoot) {
+    const u = testUser();
+    chownTree(join(cache, 'roots'), u.uid, u.gid);
+  }
   assertRefused(t, cache, layout, new RegExp(`cache ${cache}: is writable by group and others \\(mode 1777\\)`));
   t.ok(existsSync(join(entry, 'rootfs', 'PLANTED')), 'nothing was repaired or deleted');
 });
 
-t.test('a planted entry in a private cache: an entry the caller does not own, or others can write, is not run', async (t) => {
-  const d = scratch(t);
-  const { layout, manifestDigest } = await makeLayout(d);
-  const cache = join(d, 'cache');
-  mkdirSync(cache, { mode: 0o700 });
-  const entry = plantEntry(cache, manifestDigest);
-  if (isRoot) {
-    // roots/ and roots/sha256/ are root's; the entry in them is someone else's.
-    const u = testUser();
-    chownTree(entry, u.uid, u.gid);
-    assertRefused(t, cache, layout, new RegExp(`cache ${entry}: is owned by uid ${u.uid}, not by you \\(uid 0\\) or root`));
-  } else {
-    chmodSync(entry, 0o777);
-    assertRefused(t, cache, layout, new RegExp(`cache ${entry}: is writable by group and others \\(mode 0777\\)`));
-  }
-});
+t.test(
+  'a planted entry in a private cache: an entry the caller does not own, or others can write, is not run',
+  async (t) => {
+    const d = scratch(t);
+    const { layout, manifestDigest } = await makeLayout(d);
+    const cache = join(d, 'cache');
+    mkdirSync(cache, { mode: 0o700 });
+    const entry = plantEntry(cache, manifestDigest);
+    if (isRoot) {
+      // roots/ and roots/sha256/ are root's; the entry in them is someone else's.
+      const u = testUser();
+      chownTree(entry, u.uid, u.gid);
+      assertRefused(
+        t,
+        cache,
+        layout,
+        new RegExp(`cache ${entry}: is owned by uid ${u.uid}, not by you \\(uid 0\\) or root`),
+      );
+    } else {
+      chmodSync(entry, 0o777);
+      assertRefused(t, cache, layout, new RegExp(`cache ${entry}: is writable by group and others \\(mode 0777\\)`));
+    }
+  },
+);
 
 t.test('a symlinked roots/sha256 is not followed: not run, not listed', async (t) => {
   const d = scratch(t);
@@ -114,7 +148,12 @@ t.test('cache clean never follows a planted tmp or roots/sha256 symlink out of t
     symlinkSync(canary.dir, join(cache, ...link));
     const r = cli(['cache', 'clean', '--cache', cache]);
     t.equal(r.code, 255, `${link.join('/')} -> canary: ${r.err}`);
-    t.match(r.err, new RegExp(`^nodularity: cache ${join(cache, ...link)}: is a symbolic link; refusing .*cache clean --cache ${cache}\`\\)\n$`));
+    t.match(
+      r.err,
+      new RegExp(
+        `^nodularity: cache ${join(cache, ...link)}: is a symbolic link; refusing .*cache clean --cache ${cache}\`\\)\n$`,
+      ),
+    );
     t.equal(canary.snapshot(), before, `${link.join('/')} -> canary: the canary dir is intact`);
   }
 });
@@ -137,25 +176,30 @@ t.test('links inside a trusted cache are removed, not followed; a good cache cle
   t.equal(canary.snapshot(), before, 'what the links pointed at is intact');
 });
 
-t.test('a cache owned by someone else (root pass), or that the group can write (user pass), is not cleaned', async (t) => {
-  const d = scratch(t);
-  const cache = join(d, 'users-cache');
-  mkdirSync(join(cache, 'tmp', 'stale-1-x'), { recursive: true });
-  writeFileSync(join(cache, 'tmp', 'stale-1-x', 'file'), 'the user\'s\n');
-  let at: RegExp;
-  if (isRoot) {
-    const u = testUser();
-    chownTree(cache, u.uid, u.gid);
-    at = new RegExp(`cache ${cache}: is owned by uid ${u.uid}, not by you \\(uid 0\\) or root.*runuser -u USER -- nodularity cache clean`);
-  } else {
-    chmodSync(cache, 0o770);
-    at = new RegExp(`cache ${cache}: is writable by group \\(mode 0770\\)`);
-  }
-  const r = cli(['cache', 'clean', '--cache', cache]);
-  t.equal(r.code, 255, r.err);
-  t.match(r.err, at);
-  t.ok(existsSync(join(cache, 'tmp', 'stale-1-x', 'file')), 'nothing removed');
-});
+t.test(
+  'a cache owned by someone else (root pass), or that the group can write (user pass), is not cleaned',
+  async (t) => {
+    const d = scratch(t);
+    const cache = join(d, 'users-cache');
+    mkdirSync(join(cache, 'tmp', 'stale-1-x'), { recursive: true });
+    writeFileSync(join(cache, 'tmp', 'stale-1-x', 'file'), "the user's\n");
+    let at: RegExp;
+    if (isRoot) {
+      const u = testUser();
+      chownTree(cache, u.uid, u.gid);
+      at = new RegExp(
+        `cache ${cache}: is owned by uid ${u.uid}, not by you \\(uid 0\\) or root.*runuser -u USER -- nodularity cache clean`,
+      );
+    } else {
+      chmodSync(cache, 0o770);
+      at = new RegExp(`cache ${cache}: is writable by group \\(mode 0770\\)`);
+    }
+    const r = cli(['cache', 'clean', '--cache', cache]);
+    t.equal(r.code, 255, r.err);
+    t.match(r.err, at);
+    t.ok(existsSync(join(cache, 'tmp', 'stale-1-x', 'file')), 'nothing removed');
+  },
+);
 
 /**
  * Make `p` (a tree) belong to another user for the length of `fn`: the test
@@ -166,10 +210,15 @@ async function ownedByOther(p: string, fn: (uid: number) => Promise<void>): Prom
   if (isRoot) {
     const u = testUser();
     chownTree(p, u.uid, u.gid);
-    try { await fn(u.uid); } finally { chownTree(p, 0, 0); }
+    try {
+      await fn(u.uid);
+    } finally {
+      chownTree(p, 0, 0);
+    }
     return;
   }
-  const inNs = (cmd: string) => execFileSync('unshare', ['--map-auto', '--map-root-user', 'sh', '-c', cmd], { encoding: 'utf8' });
+  const inNs = (cmd: string) =>
+    execFileSync('unshare', ['--map-auto', '--map-root-user', 'sh', '-c', cmd], { encoding: 'utf8' });
   inNs(`chown -R 5:5 '${p}'`);
   try {
     const uid = Number(execFileSync('stat', ['-c', '%u', p], { encoding: 'utf8' }).trim());
@@ -189,7 +238,12 @@ t.test('a cache owned by another user is neither run from nor cleaned', async (t
   chmodSync(d, 0o755);
   await ownedByOther(cache, async (uid) => {
     t.not(uid, process.geteuid!(), `the cache belongs to uid ${uid}`);
-    assertRefused(t, cache, layout, new RegExp(`cache ${cache}: is owned by uid ${uid}, not by you \\(uid ${process.geteuid!()}\\) or root`));
+    assertRefused(
+      t,
+      cache,
+      layout,
+      new RegExp(`cache ${cache}: is owned by uid ${uid}, not by you \\(uid ${process.geteuid!()}\\) or root`),
+    );
     const r = cli(['cache', 'clean', '--cache', cache]);
     t.equal(r.code, 255, r.err);
     t.match(r.err, new RegExp(`cache ${cache}: is owned by uid ${uid}.*runuser -u USER -- nodularity cache clean`));

@@ -10,14 +10,22 @@ import { makeTar } from '../image/fixtures/tarball.js';
 import { requireFreshDist } from '../helpers/cli.js';
 
 /** package.json's bin, made executable as npm install/link makes it. */
-export const binPath = join(repoRoot, (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.nodularity!);
+export const binPath = join(
+  repoRoot,
+  (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.nodularity!,
+);
 if (existsSync(binPath) && !(statSync(binPath).mode & 0o100)) chmodSync(binPath, statSync(binPath).mode | 0o111);
 export const mainJs = join(repoRoot, 'dist', 'cli', 'main.js');
 
 /** Throw unless dist/ is at least as new as every lib/ source: the CLI under test is this checkout's. */
 export const requireBuiltCli = requireFreshDist;
 
-export interface CliResult { code: number | null; signal: NodeJS.Signals | null; out: string; err: string }
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+  err: string;
+}
 
 /**
  * argv that runs `argv` without NODE_OPTIONS in its environment. Deleting it
@@ -58,27 +66,53 @@ function blob(layout: string, data: Buffer): { digest: string; size: number } {
  * given) and the given config fields; returns the layout dir and its
  * manifest digest (the cache key).
  */
-export async function makeLayout(dir: string, config: Record<string, unknown> = {}, layerTar?: Buffer): Promise<{ layout: string; manifestDigest: string }> {
+export async function makeLayout(
+  dir: string,
+  config: Record<string, unknown> = {},
+  layerTar?: Buffer,
+): Promise<{ layout: string; manifestDigest: string }> {
   const layout = join(dir, 'layout');
   mkdirSync(layout, { recursive: true });
   writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  const tarBuf = layerTar ?? await makeTar([{ name: 'hello.txt', content: 'from the real image\n' }]);
+  const tarBuf = layerTar ?? (await makeTar([{ name: 'hello.txt', content: 'from the real image\n' }]));
   const layer = blob(layout, tarBuf);
-  const cfg = blob(layout, Buffer.from(JSON.stringify({
-    architecture: process.arch === 'x64' ? 'amd64' : process.arch, os: 'linux',
-    config: { Env: ['PATH=/bin'], ...config },
-    rootfs: { type: 'layers', diff_ids: [layer.digest] },
-    history: [{ created_by: 'nodularity hostile test' }],
-  })));
-  const manifest = blob(layout, Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
-  })));
-  writeFileSync(join(layout, 'index.json'), JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
-  }));
+  const cfg = blob(
+    layout,
+    Buffer.from(
+      JSON.stringify({
+        architecture: process.arch === 'x64' ? 'amd64' : process.arch,
+        os: 'linux',
+        config: { Env: ['PATH=/bin'], ...config },
+        rootfs: { type: 'layers', diff_ids: [layer.digest] },
+        history: [{ created_by: 'nodularity hostile test' }],
+      }),
+    ),
+  );
+  const manifest = blob(
+    layout,
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
+      }),
+    ),
+  );
+  writeFileSync(
+    join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
+        },
+      ],
+    }),
+  );
   return { layout, manifestDigest: manifest.digest };
 }
 

@@ -17,7 +17,11 @@ t.before(async () => {
   fx = await buildFixtureImage();
   home = scratch('skopeo-home');
   reg = await startRegistry();
-  run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${fx.layout}:v1`, `docker://${reg.host}/test/small:v1`], { env: skopeoEnv(home) });
+  run(
+    'skopeo',
+    ['copy', '--quiet', '--dest-tls-verify=false', `oci:${fx.layout}:v1`, `docker://${reg.host}/test/small:v1`],
+    { env: skopeoEnv(home) },
+  );
 });
 t.teardown(async () => {
   await reg?.stop();
@@ -28,7 +32,12 @@ t.teardown(async () => {
 function cli(args: string[], env: Record<string, string> = {}) {
   const cache = scratch('cache');
   try {
-    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, NODULARITY_CACHE: cache, ...env }, cwd: '/', timeout: 120_000 });
+    const r = spawnSync(process.execPath, [CLI, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, NODULARITY_CACHE: cache, ...env },
+      cwd: '/',
+      timeout: 120_000,
+    });
     return { code: r.status, out: r.stdout, err: r.stderr };
   } finally {
     removeAll(cache);
@@ -37,7 +46,13 @@ function cli(args: string[], env: Record<string, string> = {}) {
 
 t.test('--no-https, --nohttps, --insecure and APPTAINER_NOHTTPS reach a plain-http registry', async (t) => {
   const ref = `docker://${reg.host}/test/small:v1`;
-  for (const [args, env] of [[['--no-https'], {}], [['--nohttps'], {}], [['--insecure'], {}], [[], { APPTAINER_NOHTTPS: '1' }], [[], { SINGULARITY_NOHTTPS: 'true' }]] as [string[], Record<string, string>][]) {
+  for (const [args, env] of [
+    [['--no-https'], {}],
+    [['--nohttps'], {}],
+    [['--insecure'], {}],
+    [[], { APPTAINER_NOHTTPS: '1' }],
+    [[], { SINGULARITY_NOHTTPS: 'true' }],
+  ] as [string[], Record<string, string>][]) {
     const r = cli(['exec', ...args, ref, '/bin/sh', '-c', 'echo inside'], env);
     t.equal(r.code, 0, `${args.join(' ')} ${JSON.stringify(env)}: ${r.err}`);
     t.equal(r.out, 'inside\n');

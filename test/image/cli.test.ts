@@ -15,7 +15,9 @@ t.before(async () => {
   requireFreshDist(); // a stale dist/ would test old code
   fx = await buildFixtureImage();
 });
-t.teardown(() => { if (fx) removeAll(fx.dir); });
+t.teardown(() => {
+  if (fx) removeAll(fx.dir);
+});
 
 function nodularity(args: string[], env: NodeJS.ProcessEnv = {}) {
   const e: NodeJS.ProcessEnv = { ...process.env, ...env };
@@ -38,7 +40,10 @@ t.test('pull prints the rootfs, plain progress lines when not a TTY; cache list 
   const list = nodularity(['cache', 'list', '--json'], { NODULARITY_CACHE: cacheDir });
   t.equal(list.code, 0, list.stderr);
   const entries = JSON.parse(list.stdout) as { rootfs: string }[];
-  t.same(entries.map((e) => e.rootfs), [rootfs]);
+  t.same(
+    entries.map((e) => e.rootfs),
+    [rootfs],
+  );
   const clean = nodularity(['cache', 'clean'], { NODULARITY_CACHE: cacheDir });
   t.match(clean.stdout, /removed 1 image\(s\), freed [\d.]+ MiB/);
   t.notOk(fs.existsSync(rootfs));
@@ -47,7 +52,9 @@ t.test('pull prints the rootfs, plain progress lines when not a TTY; cache list 
 t.test('pull SOURCE DEST, quiet', async (t) => {
   const base = scratch('dest');
   t.teardown(() => removeAll(base));
-  const r = nodularity(['pull', '-q', `oci:${fx.layout}:v1`, path.join(base, 'b')], { NODULARITY_CACHE: path.join(base, 'cache') });
+  const r = nodularity(['pull', '-q', `oci:${fx.layout}:v1`, path.join(base, 'b')], {
+    NODULARITY_CACHE: path.join(base, 'cache'),
+  });
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout.trim(), path.join(base, 'b/rootfs'));
   t.equal(r.stderr, '');

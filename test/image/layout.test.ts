@@ -14,7 +14,9 @@ const me = { uid: process.getuid!(), gid: process.getgid!() };
 t.before(async () => {
   fx = await buildFixtureImage();
 });
-t.teardown(() => { if (fx) removeAll(fx.dir); });
+t.teardown(() => {
+  if (fx) removeAll(fx.dir);
+});
 
 /** `umoci unpack` of a tag, as the reference tree. */
 function umociTree(tag: string): Map<string, TreeEntry> {
@@ -34,14 +36,20 @@ function umociTree(tag: string): Map<string, TreeEntry> {
  * setuid/setgid bits on the caller's files, where nodularity drops them by
  * design; both skip devices.
  */
-function expectedFromUmoci(ref: Map<string, TreeEntry>, options: { keepDevices?: boolean } = {}): Map<string, TreeEntry> {
+function expectedFromUmoci(
+  ref: Map<string, TreeEntry>,
+  options: { keepDevices?: boolean } = {},
+): Map<string, TreeEntry> {
   if (isRoot && options.keepDevices) return ref;
   const out = new Map<string, TreeEntry>();
   for (const [k, e] of ref) {
     // umoci --rootless writes an empty regular file in place of a device
     // node; nodularity creates nothing and counts it (stats.devicesSkipped).
     if (k === 'dev/null2') {
-      if (isRoot ? e.type !== 'char' : e.type !== 'file' || e.size !== 0) throw new Error(`umoci made dev/null2 a ${e.type} of ${e.size} bytes; the test assumed ${isRoot ? 'a char device' : 'an empty file'}`);
+      if (isRoot ? e.type !== 'char' : e.type !== 'file' || e.size !== 0)
+        throw new Error(
+          `umoci made dev/null2 a ${e.type} of ${e.size} bytes; the test assumed ${isRoot ? 'a char device' : 'an empty file'}`,
+        );
       continue;
     }
     out.set(k, isRoot ? e : { ...e, mode: e.mode & ~0o6000 });
@@ -60,7 +68,13 @@ t.test('oci layout: v3 unpacks exactly as umoci unpacks it', async (t) => {
   const ref = umociTree('v3');
   t.ok(ref.size > 280, `reference tree has ${ref.size} entries`);
   // Directory mtimes are compared too: both apply them after the children.
-  t.same(diffTrees(ours, expectedFromUmoci(ref), { fields: ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'target', 'hardlinkGroup', 'rdev', 'mtime'] }), [], 'no differences');
+  t.same(
+    diffTrees(ours, expectedFromUmoci(ref), {
+      fields: ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'target', 'hardlinkGroup', 'rdev', 'mtime'],
+    }),
+    [],
+    'no differences',
+  );
 
   // The layer semantics, spelled out, so a shared bug with umoci cannot hide.
   t.notOk(ours.has('deleteme.txt'), 'whiteout removed deleteme.txt');
@@ -88,7 +102,13 @@ t.test('oci layout: v3 unpacks exactly as umoci unpacks it', async (t) => {
     const kept = await pullImage(`oci:${fx.layout}:v3`, { cacheDir, keepDevices: true });
     t.not(kept.rootfs, img.rootfs, 'keepDevices: another cache entry');
     const withDevices = describeTree(kept.rootfs);
-    t.same(diffTrees(withDevices, expectedFromUmoci(ref, { keepDevices: true }), { fields: ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'target', 'hardlinkGroup', 'rdev', 'mtime'] }), [], 'keepDevices: no differences from umoci');
+    t.same(
+      diffTrees(withDevices, expectedFromUmoci(ref, { keepDevices: true }), {
+        fields: ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'target', 'hardlinkGroup', 'rdev', 'mtime'],
+      }),
+      [],
+      'keepDevices: no differences from umoci',
+    );
     t.equal(withDevices.get('dev/null2')?.type, 'char', 'root creates device nodes when asked');
     t.equal(withDevices.get('dev/null2')?.rdev, fs.statSync('/dev/null').rdev);
     t.equal(kept.stats.devicesSkipped, 0);
@@ -98,7 +118,8 @@ t.test('oci layout: v3 unpacks exactly as umoci unpacks it', async (t) => {
     t.notOk(ours.has('dev/null2'), 'device node not created');
     t.equal(img.stats.devicesSkipped, 1, 'device node counted as skipped');
     t.ok(img.stats.setidDropped >= 2, `setuid/setgid drops counted (${img.stats.setidDropped})`);
-    for (const [k, e] of ours) if (e.uid !== me.uid || e.gid !== me.gid) t.fail(`${k} owned by ${e.uid}:${e.gid}, not the caller`);
+    for (const [k, e] of ours)
+      if (e.uid !== me.uid || e.gid !== me.gid) t.fail(`${k} owned by ${e.uid}:${e.gid}, not the caller`);
   }
   t.equal(img.stats.opaqueDirs, 1);
   t.ok(img.stats.whiteouts >= 3, `whiteouts counted (${img.stats.whiteouts})`);
@@ -110,7 +131,11 @@ t.test('oci layout: v2 keeps the crafted layer 2 view (opaque dir then new file)
   const img = await pullImage(`oci:${fx.layout}:v2`, { cacheDir });
   const ours = describeTree(img.rootfs);
   t.same(diffTrees(ours, expectedFromUmoci(umociTree('v2'))), []);
-  t.same([...ours.keys()].filter((k) => k.startsWith('replaced/')), ['replaced/new.txt'], 'only the layer-2 content is under the opaque dir');
+  t.same(
+    [...ours.keys()].filter((k) => k.startsWith('replaced/')),
+    ['replaced/new.txt'],
+    'only the layer-2 content is under the opaque dir',
+  );
   t.equal(ours.get('data/hardlink.txt')?.hardlinkGroup, 'data/hardlink.txt', 'hardlink pair shares an inode');
   t.equal(ours.get('data/hello.txt')?.hardlinkGroup, 'data/hardlink.txt');
   t.equal(ours.get('data/hello.txt')?.mtime, Date.parse('2001-02-03T04:05:06Z') / 1000, 'mtime from the layer');
@@ -128,12 +153,19 @@ t.test('image config: env, entrypoint, cmd, workdir, user by name, labels', asyn
   t.same(img.config.labels, { 'org.example.test': 'nodularity' });
   const proc = await imageProcessDefaults(img.config, img.rootfs);
   t.same(proc.args, ['/bin/sh', '-c', 'echo $GREETING']);
-  t.same(proc.user, { uid: 1234, gid: 2345, additionalGids: [3456], home: '/home/app' }, 'user resolved through the image /etc/passwd and /etc/group');
+  t.same(
+    proc.user,
+    { uid: 1234, gid: 2345, additionalGids: [3456], home: '/home/app' },
+    'user resolved through the image /etc/passwd and /etc/group',
+  );
   t.equal(proc.cwd, '/data');
   const over = await imageProcessDefaults({ ...img.config, user: '42:appgrp' }, img.rootfs, ['id']);
   t.same(over.args, ['/bin/sh', 'id'], 'args replace Cmd, not Entrypoint');
   t.same(over.user, { uid: 42, gid: 2345, additionalGids: [] });
-  await t.rejects(imageProcessDefaults({ ...img.config, user: 'nosuchuser' }, img.rootfs), /no user `nosuchuser` in the image's \/etc\/passwd/);
+  await t.rejects(
+    imageProcessDefaults({ ...img.config, user: 'nosuchuser' }, img.rootfs),
+    /no user `nosuchuser` in the image's \/etc\/passwd/,
+  );
 });
 
 t.test('cache: a second pull is a hit, list shows one entry, clean empties it', async (t) => {
@@ -147,7 +179,10 @@ t.test('cache: a second pull is a hit, list shows one entry, clean empties it', 
   t.equal(fs.statSync(second.dir).mtimeMs, mtime, 'entry not rewritten');
   const cache = new ImageCache(cacheDir);
   const listed = await cache.list();
-  t.same(listed.map((e) => e.manifestDigest), [first.manifestDigest]);
+  t.same(
+    listed.map((e) => e.manifestDigest),
+    [first.manifestDigest],
+  );
   t.same(fs.readdirSync(path.join(cacheDir, 'tmp')), [], 'no temp leftovers');
   const cleaned = await cache.clean();
   t.same(cleaned.removed, [first.manifestDigest]);
@@ -161,7 +196,10 @@ t.test('inspect describes without unpacking', async (t) => {
   t.teardown(() => removeAll(cacheDir));
   const info = await inspectImage(`oci:${fx.layout}:v3`, { cacheDir });
   t.equal(info.layers.length, 3, 'umoci repack v1, the crafted layer, umoci repack v3');
-  t.equal(info.size, info.layers.reduce((a, l) => a + l.size, 0));
+  t.equal(
+    info.size,
+    info.layers.reduce((a, l) => a + l.size, 0),
+  );
   t.equal(info.config.workingDir, '/data');
   t.notOk(fs.existsSync(path.join(cacheDir, 'roots')), 'nothing unpacked');
 });
@@ -174,14 +212,26 @@ t.test('pull into DEST writes DEST/rootfs and DEST/image.json, refuses a non-emp
   t.equal(img.rootfs, path.join(dest, 'rootfs'));
   t.ok(fs.existsSync(path.join(dest, 'rootfs/bin/busybox')));
   t.equal(JSON.parse(fs.readFileSync(path.join(dest, 'image.json'), 'utf8')).manifestDigest, img.manifestDigest);
-  await t.rejects(pullImage(`oci:${fx.layout}:v1`, { dest, cacheDir: path.join(base, 'cache') }), { name: 'ImageError', message: /is not empty/ });
+  await t.rejects(pullImage(`oci:${fx.layout}:v1`, { dest, cacheDir: path.join(base, 'cache') }), {
+    name: 'ImageError',
+    message: /is not empty/,
+  });
   t.same(fs.readdirSync(base).sort(), ['bundle'], 'no temp sibling left behind (and no cache needed for a layout)');
 });
 
 t.test('source errors name the source', async (t) => {
-  await t.rejects(pullImage(`oci:${fx.layout}:nope`, { cacheDir: scratch('c') }), { reason: 'NOT_FOUND', message: /no image tagged `nope`.*tags: .*v1/ });
-  await t.rejects(pullImage(`oci:${fx.layout}`, { cacheDir: scratch('c') }), { reason: 'BAD_SOURCE', message: /holds \d+ images; name one/ });
-  await t.rejects(pullImage('oci:/nonexistent/layout', { cacheDir: scratch('c') }), { reason: 'BAD_SOURCE', message: /not an OCI image layout/ });
+  await t.rejects(pullImage(`oci:${fx.layout}:nope`, { cacheDir: scratch('c') }), {
+    reason: 'NOT_FOUND',
+    message: /no image tagged `nope`.*tags: .*v1/,
+  });
+  await t.rejects(pullImage(`oci:${fx.layout}`, { cacheDir: scratch('c') }), {
+    reason: 'BAD_SOURCE',
+    message: /holds \d+ images; name one/,
+  });
+  await t.rejects(pullImage('oci:/nonexistent/layout', { cacheDir: scratch('c') }), {
+    reason: 'BAD_SOURCE',
+    message: /not an OCI image layout/,
+  });
   await t.rejects(pullImage('bogus:thing'), ImageError);
 });
 
@@ -189,14 +239,28 @@ t.test('docker-archive from skopeo unpacks to the same tree', async (t) => {
   const work = scratch('archive');
   t.teardown(() => removeAll(work));
   const archive = path.join(work, 'img.tar');
-  run('skopeo', ['copy', '--quiet', `oci:${fx.layout}:v3`, `docker-archive:${archive}:test/img:v3`], { env: skopeoEnv(path.join(work, 'home')) });
+  run('skopeo', ['copy', '--quiet', `oci:${fx.layout}:v3`, `docker-archive:${archive}:test/img:v3`], {
+    env: skopeoEnv(path.join(work, 'home')),
+  });
   const fromArchive = await pullImage(`docker-archive:${archive}`, { cacheDir: path.join(work, 'cache') });
   const fromLayout = await pullImage(`oci:${fx.layout}:v3`, { cacheDir: path.join(work, 'cache') });
-  t.not(fromArchive.manifestDigest, fromLayout.manifestDigest, 'a different manifest (docker-archive layers are uncompressed)');
-  t.same(diffTrees(describeTree(fromArchive.rootfs), describeTree(fromLayout.rootfs), { fields: ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'target', 'hardlinkGroup', 'rdev', 'mtime'] }), []);
+  t.not(
+    fromArchive.manifestDigest,
+    fromLayout.manifestDigest,
+    'a different manifest (docker-archive layers are uncompressed)',
+  );
+  t.same(
+    diffTrees(describeTree(fromArchive.rootfs), describeTree(fromLayout.rootfs), {
+      fields: ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'target', 'hardlinkGroup', 'rdev', 'mtime'],
+    }),
+    [],
+  );
   t.same(fromArchive.config.cmd, ['-c', 'echo $GREETING']);
   const byTag = await pullImage(`docker-archive:${archive}:test/img:v3`, { cacheDir: path.join(work, 'cache') });
   t.equal(byTag.cached, true, 'same archive, same digest: cache hit');
-  await t.rejects(pullImage(`docker-archive:${archive}:test/img:nope`, { cacheDir: path.join(work, 'cache') }), { name: 'ImageError', reason: 'NOT_FOUND' });
+  await t.rejects(pullImage(`docker-archive:${archive}:test/img:nope`, { cacheDir: path.join(work, 'cache') }), {
+    name: 'ImageError',
+    reason: 'NOT_FOUND',
+  });
   t.same(fs.readdirSync(path.join(work, 'cache', 'tmp')), [], 'staging removed');
 });

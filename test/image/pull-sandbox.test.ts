@@ -15,10 +15,17 @@ t.before(async () => {
   fx = await buildFixtureImage();
   base = scratch('sandbox');
 });
-t.teardown(() => { if (fx) removeAll(fx.dir); if (base) removeAll(base); });
+t.teardown(() => {
+  if (fx) removeAll(fx.dir);
+  if (base) removeAll(base);
+});
 
 function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, NODULARITY_CACHE: path.join(base, 'cache'), HOME: base }, cwd: '/' });
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, NODULARITY_CACHE: path.join(base, 'cache'), HOME: base },
+    cwd: '/',
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -28,7 +35,10 @@ t.test('pull SRC DEST: DEST and DEST/rootfs run with the image config', async (t
   t.equal(p.code, 0, p.err);
   const sd = path.join(dest, 'rootfs', '.singularity.d');
   t.ok(fs.statSync(path.join(sd, 'runscript')).mode & 0o111, 'a runscript from Entrypoint + Cmd');
-  t.match(fs.readFileSync(path.join(sd, 'env', '10-docker2singularity.sh'), 'utf8'), /^export GREETING='hello world'$/m);
+  t.match(
+    fs.readFileSync(path.join(sd, 'env', '10-docker2singularity.sh'), 'utf8'),
+    /^export GREETING='hello world'$/m,
+  );
   t.same(JSON.parse(fs.readFileSync(path.join(sd, 'labels.json'), 'utf8')), { 'org.example.test': 'nodularity' });
   for (const img of [dest, path.join(dest, 'rootfs')]) {
     // The fixture's Entrypoint is /bin/sh, its Cmd `-c 'echo $GREETING'`.

@@ -33,8 +33,21 @@ t.before(async () => {
   // skopeo goes through the same token dance to push. Run asynchronously:
   // the token server lives on this process's event loop.
   for (const repo of ['private/img', 'private/other']) {
-    await promisify(execFile)(requireTool('skopeo'), ['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', `${pilot.username}:${pilot.password}`, `oci:${fx.layout}:v1`, `docker://${registry.host}/${repo}:v1`], { env: skopeoEnv(path.join(work, 'home')) })
-      .catch((err: Error & { stderr?: string }) => { throw new Error(`skopeo push to ${registry.host}/${repo} failed: ${err.stderr ?? err.message}`); });
+    await promisify(execFile)(
+      requireTool('skopeo'),
+      [
+        'copy',
+        '--quiet',
+        '--dest-tls-verify=false',
+        '--dest-creds',
+        `${pilot.username}:${pilot.password}`,
+        `oci:${fx.layout}:v1`,
+        `docker://${registry.host}/${repo}:v1`,
+      ],
+      { env: skopeoEnv(path.join(work, 'home')) },
+    ).catch((err: Error & { stderr?: string }) => {
+      throw new Error(`skopeo push to ${registry.host}/${repo} failed: ${err.stderr ?? err.message}`);
+    });
   }
 });
 
@@ -59,10 +72,19 @@ t.test('right credentials: token fetched with them, pull succeeds, same tree as 
   const cacheDir = scratch('cache');
   t.teardown(() => removeAll(cacheDir));
   const before = tokens.requests.length;
-  const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot, tlsCa: tokens.ca });
+  const img = await pullImage(`docker://${registry.host}/private/img:v1`, {
+    insecure: true,
+    cacheDir,
+    credentials: pilot,
+    tlsCa: tokens.ca,
+  });
   const asked = tokens.requests.slice(before);
   t.ok(asked.length >= 1, `${asked.length} token request(s)`);
-  t.same(asked[0], { user: 'pilot', service: tokens.service, scopes: ['repository:private/img:pull'] }, 'basic credentials, service and pull scope from the challenge');
+  t.same(
+    asked[0],
+    { user: 'pilot', service: tokens.service, scopes: ['repository:private/img:pull'] },
+    'basic credentials, service and pull scope from the challenge',
+  );
   const local = await pullImage(`oci:${fx.layout}:v1`, { cacheDir: path.join(cacheDir, 'local') });
   t.same(diffTrees(describeTree(img.rootfs), describeTree(local.rootfs)), []);
   t.equal(img.manifestDigest, local.manifestDigest);
@@ -71,10 +93,22 @@ t.test('right credentials: token fetched with them, pull succeeds, same tree as 
 t.test('wrong password: AUTH error naming the repository, the token server and the user; nothing cached', async (t) => {
   const cacheDir = scratch('cache');
   t.teardown(() => removeAll(cacheDir));
-  const err = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: { username: 'pilot', password: 'wrong' }, tlsCa: tokens.ca })
-    .then(() => undefined, (e: unknown) => e as Error & { reason?: string });
+  const err = await pullImage(`docker://${registry.host}/private/img:v1`, {
+    insecure: true,
+    cacheDir,
+    credentials: { username: 'pilot', password: 'wrong' },
+    tlsCa: tokens.ca,
+  }).then(
+    () => undefined,
+    (e: unknown) => e as Error & { reason?: string },
+  );
   t.equal(err?.reason, 'AUTH');
-  t.match(err?.message, new RegExp(`on ${registry.host.replace(/\./g, '\\.')}/private/img: credentials for user \`pilot\` refused by token server ${new URL(tokens.realm).origin.replace(/[./]/g, '\\$&')} \\(HTTP 401: UNAUTHORIZED: invalid username or password\\)`));
+  t.match(
+    err?.message,
+    new RegExp(
+      `on ${registry.host.replace(/\./g, '\\.')}/private/img: credentials for user \`pilot\` refused by token server ${new URL(tokens.realm).origin.replace(/[./]/g, '\\$&')} \\(HTTP 401: UNAUTHORIZED: invalid username or password\\)`,
+    ),
+  );
   t.same(await new ImageCache(cacheDir).list(), []);
 });
 
@@ -89,27 +123,56 @@ t.test('no credentials: the anonymous token grants nothing and the registry refu
     if (saved.p !== undefined) process.env.NODULARITY_DOCKER_PASSWORD = saved.p;
   });
   const before = tokens.requests.length;
-  await t.rejects(pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, tlsCa: tokens.ca }),
-    { reason: 'AUTH', message: /private\/img: credentials refused \(401\); set NODULARITY_DOCKER_USERNAME\/PASSWORD/ });
+  await t.rejects(
+    pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, tlsCa: tokens.ca }),
+    { reason: 'AUTH', message: /private\/img: credentials refused \(401\); set NODULARITY_DOCKER_USERNAME\/PASSWORD/ },
+  );
   t.equal(tokens.requests[before]?.user, '', 'asked for a token anonymously');
 });
 
 t.test('the scope is enforced: a user granted one repository cannot pull another', async (t) => {
   const cacheDir = scratch('cache');
   t.teardown(() => removeAll(cacheDir));
-  const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: reader, tlsCa: tokens.ca });
+  const img = await pullImage(`docker://${registry.host}/private/img:v1`, {
+    insecure: true,
+    cacheDir,
+    credentials: reader,
+    tlsCa: tokens.ca,
+  });
   t.ok(fs.existsSync(path.join(img.rootfs, 'bin/busybox')));
-  await t.rejects(pullImage(`docker://${registry.host}/private/other:v1`, { insecure: true, cacheDir, credentials: reader, tlsCa: tokens.ca }),
-    { reason: 'AUTH', message: /private\/other: credentials refused \(401\) for user `reader`/ });
+  await t.rejects(
+    pullImage(`docker://${registry.host}/private/other:v1`, {
+      insecure: true,
+      cacheDir,
+      credentials: reader,
+      tlsCa: tokens.ca,
+    }),
+    { reason: 'AUTH', message: /private\/other: credentials refused \(401\) for user `reader`/ },
+  );
 });
 
 t.test('a token the registry cannot verify is refused (the signature is really checked)', async (t) => {
   const cacheDir = scratch('cache');
-  t.teardown(() => { tokens.forgeSignatures = false; removeAll(cacheDir); });
+  t.teardown(() => {
+    tokens.forgeSignatures = false;
+    removeAll(cacheDir);
+  });
   tokens.forgeSignatures = true;
-  await t.rejects(pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot, tlsCa: tokens.ca }),
-    { reason: 'AUTH', message: /private\/img: credentials refused \(401\) for user `pilot`/ });
+  await t.rejects(
+    pullImage(`docker://${registry.host}/private/img:v1`, {
+      insecure: true,
+      cacheDir,
+      credentials: pilot,
+      tlsCa: tokens.ca,
+    }),
+    { reason: 'AUTH', message: /private\/img: credentials refused \(401\) for user `pilot`/ },
+  );
   tokens.forgeSignatures = false;
-  const img = await pullImage(`docker://${registry.host}/private/img:v1`, { insecure: true, cacheDir, credentials: pilot, tlsCa: tokens.ca });
+  const img = await pullImage(`docker://${registry.host}/private/img:v1`, {
+    insecure: true,
+    cacheDir,
+    credentials: pilot,
+    tlsCa: tokens.ca,
+  });
   t.equal(img.cached, false, 'and the same pull works once tokens are signed by the trusted key');
 });

@@ -15,9 +15,19 @@ t.test('pull an OCI layout into the cache and run it', async (t) => {
   // Unpacked images hold read-only directories: removeAll copes with them.
   t.teardown(() => removeAll(cacheDir));
   const pulled = await pullImage(`oci:${img.layout}:v2`, { cacheDir });
-  const r = await run(createSpec({ rootfs: pulled.rootfs, args: ['/bin/sh', '-c', 'cat /data/hello.txt; test -e /deleteme.txt && echo present || echo deleted; id -u'] }), {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const r = await run(
+    createSpec({
+      rootfs: pulled.rootfs,
+      args: ['/bin/sh', '-c', 'cat /data/hello.txt; test -e /deleteme.txt && echo present || echo deleted; id -u'],
+    }),
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   t.equal(r.exitCode, 0, String(r.stderr));
-  t.equal(String(r.stdout), `hello from layer 1\ndeleted\n${process.geteuid!()}\n`, 'layer contents and the whiteout, seen from inside');
+  t.equal(
+    String(r.stdout),
+    `hello from layer 1\ndeleted\n${process.geteuid!()}\n`,
+    'layer contents and the whiteout, seen from inside',
+  );
 });

@@ -17,7 +17,12 @@ function sha256(b: Uint8Array): string {
 
 function layer(tarBytes: Buffer, opts: { gzip?: boolean; diffId?: boolean } = {}): LayerInput {
   const blob = opts.gzip === false ? tarBytes : gzipSync(tarBytes);
-  const l: LayerInput = { digest: 'sha256:' + sha256(blob), size: blob.length, compression: opts.gzip === false ? 'none' : 'gzip', open: () => Readable.from([blob]) };
+  const l: LayerInput = {
+    digest: 'sha256:' + sha256(blob),
+    size: blob.length,
+    compression: opts.gzip === false ? 'none' : 'gzip',
+    open: () => Readable.from([blob]),
+  };
   if (opts.diffId !== false) l.diffId = 'sha256:' + sha256(tarBytes);
   return l;
 }
@@ -31,14 +36,25 @@ t.test('files larger than a content arena and than the whole-file limit keep con
   const mid = randomBytes(3 << 20);
   const big = randomBytes((9 << 20) + 123);
   const rootfs = path.join(dir, 'rootfs');
-  await unpackLayers(rootfs, [layer(await makeTar([
-    { name: 'd/', type: 'directory', mode: 0o750 },
-    { name: 'd/mid.bin', content: mid, mode: 0o640, mtime },
-    { name: 'd/big.bin', content: big, mode: 0o751, mtime },
-    { name: 'd/after', content: 'after\n' },
-    { name: 'd/big-link', type: 'link', linkname: 'd/big.bin' },
-  ]))], { preserveOwnership: false });
-  for (const [name, data, mode] of [['mid.bin', mid, 0o640], ['big.bin', big, 0o751]] as const) {
+  await unpackLayers(
+    rootfs,
+    [
+      layer(
+        await makeTar([
+          { name: 'd/', type: 'directory', mode: 0o750 },
+          { name: 'd/mid.bin', content: mid, mode: 0o640, mtime },
+          { name: 'd/big.bin', content: big, mode: 0o751, mtime },
+          { name: 'd/after', content: 'after\n' },
+          { name: 'd/big-link', type: 'link', linkname: 'd/big.bin' },
+        ]),
+      ),
+    ],
+    { preserveOwnership: false },
+  );
+  for (const [name, data, mode] of [
+    ['mid.bin', mid, 0o640],
+    ['big.bin', big, 0o751],
+  ] as const) {
     const p = path.join(rootfs, 'd', name);
     const st = fs.statSync(p);
     t.equal(st.size, data.length, `${name} size`);
@@ -47,7 +63,11 @@ t.test('files larger than a content arena and than the whole-file limit keep con
     t.equal(st.mtimeMs, mtime.getTime(), `${name} mtime`);
   }
   t.equal(fs.readFileSync(path.join(rootfs, 'd/after'), 'utf8'), 'after\n', 'the entry after a large file');
-  t.equal(fs.statSync(path.join(rootfs, 'd/big-link')).ino, fs.statSync(path.join(rootfs, 'd/big.bin')).ino, 'hard link to the large file');
+  t.equal(
+    fs.statSync(path.join(rootfs, 'd/big-link')).ino,
+    fs.statSync(path.join(rootfs, 'd/big.bin')).ino,
+    'hard link to the large file',
+  );
   t.equal(fs.statSync(path.join(rootfs, 'd')).mode & 0o7777, 0o750, 'directory mode applied at the end');
 });
 
@@ -65,8 +85,9 @@ t.test('thousands of small files across many arenas: every content intact', asyn
   const stats = await unpackLayers(rootfs, [layer(await makeTar(entries))]);
   t.equal(stats.files, 3000);
   let bad = 0;
-  for (let i = 0; i < contents.length; i++) if (!fs.readFileSync(path.join(rootfs, `m/f${i}`)).equals(contents[i]!)) bad++;
-  t.equal(bad, 0, 'no file has another one\'s bytes');
+  for (let i = 0; i < contents.length; i++)
+    if (!fs.readFileSync(path.join(rootfs, `m/f${i}`)).equals(contents[i]!)) bad++;
+  t.equal(bad, 0, "no file has another one's bytes");
 });
 
 t.test('a tar cut off inside a large file is a bad layer naming the digest', async (t) => {
@@ -75,7 +96,10 @@ t.test('a tar cut off inside a large file is a bad layer naming the digest', asy
   const full = await makeTar([{ name: 'big.bin', content: randomBytes(6 << 20) }]);
   const cut = full.subarray(0, 5 << 20);
   const l = layer(Buffer.from(cut), { diffId: false });
-  const err = await unpackLayers(path.join(dir, 'rootfs'), [l]).then(() => undefined, (e: unknown) => e);
+  const err = await unpackLayers(path.join(dir, 'rootfs'), [l]).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.ok(err instanceof ImageError, String(err));
   t.equal((err as ImageError).reason, 'BAD_LAYER');
   t.equal((err as ImageError).digest, l.digest);
@@ -88,7 +112,11 @@ t.test('a gzip layer whose content does not match its diff_id is refused', async
   t.teardown(() => removeAll(dir));
   const l = layer(await makeTar([{ name: 'f', content: 'x\n' }]));
   l.diffId = 'sha256:' + '0'.repeat(64);
-  await t.rejects(unpackLayers(path.join(dir, 'rootfs'), [l]), { reason: 'DIGEST_MISMATCH', digest: l.digest, message: /uncompressed content does not match/ });
+  await t.rejects(unpackLayers(path.join(dir, 'rootfs'), [l]), {
+    reason: 'DIGEST_MISMATCH',
+    digest: l.digest,
+    message: /uncompressed content does not match/,
+  });
 });
 
 t.test('a blob that does not match its digest or size is refused', async (t) => {
@@ -96,7 +124,14 @@ t.test('a blob that does not match its digest or size is refused', async (t) => 
   t.teardown(() => removeAll(dir));
   const good = layer(await makeTar([{ name: 'f', content: 'x\n' }]));
   const wrongDigest = { ...good, digest: 'sha256:' + '1'.repeat(64) };
-  await t.rejects(unpackLayers(path.join(dir, 'r1'), [wrongDigest]), { reason: 'DIGEST_MISMATCH', digest: wrongDigest.digest, message: /content hashes to sha256:/ });
+  await t.rejects(unpackLayers(path.join(dir, 'r1'), [wrongDigest]), {
+    reason: 'DIGEST_MISMATCH',
+    digest: wrongDigest.digest,
+    message: /content hashes to sha256:/,
+  });
   const wrongSize = { ...good, size: good.size! - 1 };
-  await t.rejects(unpackLayers(path.join(dir, 'r2'), [wrongSize]), { reason: 'SIZE_MISMATCH', message: /more than the/ });
+  await t.rejects(unpackLayers(path.join(dir, 'r2'), [wrongSize]), {
+    reason: 'SIZE_MISMATCH',
+    message: /more than the/,
+  });
 });

@@ -20,5 +20,8 @@ t.test('a broken config.json is named', async (t) => {
   const dir = scratch(t);
   writeFileSync(join(dir, 'config.json'), '{ nope');
   await t.rejects(loadBundle(dir), { name: 'SpecError', message: /config.json is not valid JSON/ });
-  await t.rejects(loadBundle(join(dir, 'missing')), { name: 'SpecError', message: /cannot read .*config.json: ENOENT/ });
+  await t.rejects(loadBundle(join(dir, 'missing')), {
+    name: 'SpecError',
+    message: /cannot read .*config.json: ENOENT/,
+  });
 });

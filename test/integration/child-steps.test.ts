@@ -27,9 +27,11 @@ t.test('an overlay root keeps the mode of the image directories it recreates in 
   // /tmp/x is missing in the image: the overlay's upper layer gets /tmp/ and
   // /tmp/x/. Made 0755, the upper /tmp would hide the image's 1777 one.
   const mounts = [{ destination: '/tmp/x', type: 'tmpfs', source: 'tmpfs', options: ['mode=0755'] }];
-  const r = await capture(spec(['/bin/stat', '-c', '%a %n', '/tmp', '/tmp/x', '/root'], { mounts }), { rootOverlay: 'always' });
+  const r = await capture(spec(['/bin/stat', '-c', '%a %n', '/tmp', '/tmp/x', '/root'], { mounts }), {
+    rootOverlay: 'always',
+  });
   t.equal(r.exitCode, 0, r.err);
-  t.match(r.out, /^1777 \/tmp$/m, 'the image\'s /tmp mode, sticky bit included');
+  t.match(r.out, /^1777 \/tmp$/m, "the image's /tmp mode, sticky bit included");
   t.match(r.out, /^755 \/tmp\/x$/m);
 });
 
@@ -62,7 +64,13 @@ t.test('a missing masked path is skipped because the plan says so, not by native
   const d = scratch(t);
   mkdirSync(join(d, 'x'));
   const prepared = prepareLaunch(spec(['/bin/true']));
-  prepared.plan.ops.push({ kind: OP.MASK, source: '/dev/null', target: '/no/such/path', resolve: 1, skipMissing: true });
+  prepared.plan.ops.push({
+    kind: OP.MASK,
+    source: '/dev/null',
+    target: '/no/such/path',
+    resolve: 1,
+    skipMissing: true,
+  });
   t.equal(await launchError(prepared), undefined, 'skipped');
   const strict = prepareLaunch(spec(['/bin/true']));
   strict.plan.ops.push({ kind: OP.MASK, source: '/dev/null', target: '/no/such/path', resolve: 1 });
@@ -78,17 +86,33 @@ t.test('a failure of the addon before clone is a ContainerError, not a plain Err
   const prepared = prepareLaunch(spec(['/bin/true']));
   prepared.plan.rootfs = gone + '-removed';
   const mounts = hostMounts();
-  t.throws(() => new Container(prepared, { stdio: 'ignore' }), { name: 'ContainerError', step: 'prepare', code: 'ENOENT', syscall: 'open', path: gone + '-removed' });
+  t.throws(() => new Container(prepared, { stdio: 'ignore' }), {
+    name: 'ContainerError',
+    step: 'prepare',
+    code: 'ENOENT',
+    syscall: 'open',
+    path: gone + '-removed',
+  });
   t.equal(hostMounts(), mounts);
 });
 
 t.test('openInRoot refusals are ContainerErrors with the errno name as code', async (t) => {
   const binding = loadBinding();
-  t.throws(() => binding.openInRoot(testRootfs(), '/no/such/file'), { name: 'ContainerError', step: 'open-in-root', code: 'ENOENT', syscall: 'openat2', path: '/no/such/file' });
+  t.throws(() => binding.openInRoot(testRootfs(), '/no/such/file'), {
+    name: 'ContainerError',
+    step: 'open-in-root',
+    code: 'ENOENT',
+    syscall: 'openat2',
+    path: '/no/such/file',
+  });
   t.throws(() => binding.openInRoot(testRootfs(), '/etc'), { name: 'ContainerError', code: 'EISDIR' });
   const d = scratch(t);
   execFileSync('mkfifo', [join(d, 'fifo')]);
-  t.throws(() => binding.openInRoot(d, '/fifo'), { name: 'ContainerError', code: 'EINVAL', message: /^not a regular file: \/fifo in / });
+  t.throws(() => binding.openInRoot(d, '/fifo'), {
+    name: 'ContainerError',
+    code: 'EINVAL',
+    message: /^not a regular file: \/fifo in /,
+  });
 });
 
 t.test('plan_from_js: defaults for missing keys, types checked, 64-bit values lossless', async (t) => {
@@ -97,7 +121,9 @@ t.test('plan_from_js: defaults for missing keys, types checked, 64-bit values lo
   delete (prepared.plan as Partial<typeof prepared.plan>).noNewPrivileges;
   const c = new Container(prepared, { stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
-  c.stdout!.on('data', (d) => { out += d; });
+  c.stdout!.on('data', (d) => {
+    out += d;
+  });
   await new Promise((r) => c.once('close', r));
   t.match(out, /NoNewPrivs:\s+1/, 'no_new_privs set by default');
   const bad = (edit: (p: Record<string, unknown>) => void) => {
@@ -105,8 +131,28 @@ t.test('plan_from_js: defaults for missing keys, types checked, 64-bit values lo
     edit(p.plan as unknown as Record<string, unknown>);
     return () => new Container(p, { stdio: 'ignore' });
   };
-  t.throws(bad((p) => { p.loopback = 'yes'; }), { name: 'TypeError', message: 'plan.loopback must be a boolean' });
-  t.throws(bad((p) => { p.capBounding = 1n << 70n; }), { name: 'TypeError', message: /plan.capBounding must be a bigint between 0 and 2\^64-1/ });
-  t.throws(bad((p) => { p.capBounding = -1n; }), { name: 'TypeError', message: /plan.capBounding/ });
-  t.throws(bad((p) => { p.rootPropagation = 1.5; }), { name: 'TypeError', message: 'plan.rootPropagation must be a non-negative integer' });
+  t.throws(
+    bad((p) => {
+      p.loopback = 'yes';
+    }),
+    { name: 'TypeError', message: 'plan.loopback must be a boolean' },
+  );
+  t.throws(
+    bad((p) => {
+      p.capBounding = 1n << 70n;
+    }),
+    { name: 'TypeError', message: /plan.capBounding must be a bigint between 0 and 2\^64-1/ },
+  );
+  t.throws(
+    bad((p) => {
+      p.capBounding = -1n;
+    }),
+    { name: 'TypeError', message: /plan.capBounding/ },
+  );
+  t.throws(
+    bad((p) => {
+      p.rootPropagation = 1.5;
+    }),
+    { name: 'TypeError', message: 'plan.rootPropagation must be a non-negative integer' },
+  );
 });

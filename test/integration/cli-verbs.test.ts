@@ -7,7 +7,16 @@
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { haveCommand, isRoot, repoRoot, scratch, testRootfs, type Tap } from '../helpers/env.js';
 import { bare, makeLayout, requireBuiltCli, testUser } from '../hostile/fixtures.js';
@@ -20,17 +29,29 @@ const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 t.before(() => requireBuiltCli());
 
-interface R { code: number | null; out: string; err: string }
+interface R {
+  code: number | null;
+  out: string;
+  err: string;
+}
 
 /** `node dist/cli/main.js ARGS` without tap's NODE_OPTIONS; env added to ours. */
 function cli(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): R {
-  const r = spawnSync(...bare([node, ...nodeArgs, '--', CLI, ...args]), { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  const r = spawnSync(...bare([node, ...nodeArgs, '--', CLI, ...args]), {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
 /** A shell command line (for ulimit, unshare, setpriv); its result. */
 function shell(cmd: string, env: NodeJS.ProcessEnv = {}): R {
-  const r = spawnSync(...bare(['/bin/sh', '-c', cmd]), { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  const r = spawnSync(...bare(['/bin/sh', '-c', cmd]), {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -63,19 +84,41 @@ async function bigLayout(dir: string, mib: number): Promise<string> {
     { name: 'big.bin', content: randomBytes(mib << 20) },
   ]);
   const layer = blob(layout, tarBuf);
-  const cfg = blob(layout, Buffer.from(JSON.stringify({
-    architecture: process.arch === 'x64' ? 'amd64' : process.arch, os: 'linux',
-    config: { Env: ['PATH=/bin'] }, rootfs: { type: 'layers', diff_ids: [layer.digest] },
-  })));
-  const manifest = blob(layout, Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
-  })));
-  writeFileSync(join(layout, 'index.json'), JSON.stringify({
-    schemaVersion: 2,
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
-  }));
+  const cfg = blob(
+    layout,
+    Buffer.from(
+      JSON.stringify({
+        architecture: process.arch === 'x64' ? 'amd64' : process.arch,
+        os: 'linux',
+        config: { Env: ['PATH=/bin'] },
+        rootfs: { type: 'layers', diff_ids: [layer.digest] },
+      }),
+    ),
+  );
+  const manifest = blob(
+    layout,
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
+      }),
+    ),
+  );
+  writeFileSync(
+    join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
+        },
+      ],
+    }),
+  );
   return layout;
 }
 
@@ -88,12 +131,18 @@ async function bigLayout(dir: string, mib: number): Promise<string> {
 function loadRecorder(dir: string): { args: string[]; loaded: () => string[] } {
   const file = join(dir, 'loaded.txt');
   const hooks = join(dir, 'hooks.mjs');
-  writeFileSync(hooks, `import { appendFileSync } from 'node:fs';
+  writeFileSync(
+    hooks,
+    `import { appendFileSync } from 'node:fs';
 export async function load(url, context, next) { appendFileSync(${JSON.stringify(file)}, url + '\\n'); return next(url, context); }
-`);
+`,
+  );
   const reg = join(dir, 'register.mjs');
   writeFileSync(reg, `import { register } from 'node:module';\nregister(${JSON.stringify(`file://${hooks}`)});\n`);
-  return { args: ['--import', reg], loaded: () => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : []) };
+  return {
+    args: ['--import', reg],
+    loaded: () => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : []),
+  };
 }
 
 t.test('exec loads neither lib/bench nor the bundle verbs; bench and --help do load bench (item 1)', async (t) => {
@@ -103,18 +152,44 @@ t.test('exec loads neither lib/bench nor the bundle verbs; bench and --help do l
   const r = cli(['exec', img, '/bin/true'], {}, rec.args);
   t.equal(r.code, 0, r.err);
   const loaded = rec.loaded();
-  t.ok(loaded.some((u) => u.endsWith('/dist/singularity/index.js')), 'the recorder saw the modules exec needs');
-  t.same(loaded.filter((u) => u.includes('/dist/bench/') || u.includes('/dist/cli/bench-command')), [], 'no lib/bench module was loaded for exec');
-  t.same(loaded.filter((u) => u.includes('/dist/cli/bundle-command')), [], 'nor the bundle verbs');
+  t.ok(
+    loaded.some((u) => u.endsWith('/dist/singularity/index.js')),
+    'the recorder saw the modules exec needs',
+  );
+  t.same(
+    loaded.filter((u) => u.includes('/dist/bench/') || u.includes('/dist/cli/bench-command')),
+    [],
+    'no lib/bench module was loaded for exec',
+  );
+  t.same(
+    loaded.filter((u) => u.includes('/dist/cli/bundle-command')),
+    [],
+    'nor the bundle verbs',
+  );
 
   const rec2 = loadRecorder(scratch(t));
   const h = cli(['bench', '--help'], {}, rec2.args);
   t.equal(h.code, 0, h.err);
-  t.ok(rec2.loaded().some((u) => u.includes('/dist/bench/')), 'bench loads lib/bench (the recorder would see it)');
+  t.ok(
+    rec2.loaded().some((u) => u.includes('/dist/bench/')),
+    'bench loads lib/bench (the recorder would see it)',
+  );
 
   const all = cli(['--help']);
   t.equal(all.code, 0);
-  for (const verb of ['exec', 'run', 'shell', 'test', 'version', 'pull', 'inspect', 'cache', 'run-bundle', 'oci', 'bench'])
+  for (const verb of [
+    'exec',
+    'run',
+    'shell',
+    'test',
+    'version',
+    'pull',
+    'inspect',
+    'cache',
+    'run-bundle',
+    'oci',
+    'bench',
+  ])
     t.match(all.out, new RegExp(`^  ${verb}\\b`, 'm'), `--help lists ${verb}`);
   const unknown = cli(['exce', img, '/bin/true']);
   t.equal(unknown.code, 255);
@@ -129,13 +204,37 @@ t.test('unsupported schemes and bare names say which references exist (item 12)'
   for (const verb of ['exec', 'run', 'shell', 'test'] as const) {
     const extra = verb === 'exec' ? ['/bin/true'] : [];
     for (const ref of ['library://alpine:3.19', 'shub://x/y', 'foo:bar'])
-      oneLine(t, cli([verb, ref, ...extra]), /oci:DIR\[:TAG\], docker-archive:FILE\[:NAME:TAG\] or docker:\/\/HOST/, 255, `${verb} ${ref}`);
-    oneLine(t, cli([verb, 'ubuntu:22.04', ...extra]), /a reference needs a scheme.*docker:\/\/ubuntu:22\.04\)$/m, 255, `${verb} ubuntu:22.04`);
+      oneLine(
+        t,
+        cli([verb, ref, ...extra]),
+        /oci:DIR\[:TAG\], docker-archive:FILE\[:NAME:TAG\] or docker:\/\/HOST/,
+        255,
+        `${verb} ${ref}`,
+      );
+    oneLine(
+      t,
+      cli([verb, 'ubuntu:22.04', ...extra]),
+      /a reference needs a scheme.*docker:\/\/ubuntu:22\.04\)$/m,
+      255,
+      `${verb} ubuntu:22.04`,
+    );
   }
   oneLine(t, cli(['exec', 'library://alpine', '/bin/true']), /the `library:` scheme is not supported/);
   for (const verb of ['pull', 'inspect']) {
-    oneLine(t, cli([verb, 'library://alpine']), /the `library:\/\/` scheme is not supported; use oci:DIR/, 255, `${verb} library://`);
-    oneLine(t, cli([verb, 'ubuntu:22.04']), /\(for a registry image: docker:\/\/ubuntu:22\.04\)$/m, 255, `${verb} ubuntu:22.04`);
+    oneLine(
+      t,
+      cli([verb, 'library://alpine']),
+      /the `library:\/\/` scheme is not supported; use oci:DIR/,
+      255,
+      `${verb} library://`,
+    );
+    oneLine(
+      t,
+      cli([verb, 'ubuntu:22.04']),
+      /\(for a registry image: docker:\/\/ubuntu:22\.04\)$/m,
+      255,
+      `${verb} ubuntu:22.04`,
+    );
   }
 });
 
@@ -143,12 +242,30 @@ t.test('a command that is not executable exits 126, one that does not exist 127,
   const img = testRootfs();
   // /etc/passwd exists in the test rootfs and has no x bit.
   t.equal(statSync(join(img, 'etc', 'passwd')).mode & 0o111, 0);
-  oneLine(t, cli(['exec', img, '/etc/passwd']), /\/etc\/passwd in the image .* is not an executable file \(permission denied\)/, 126, 'not executable');
+  oneLine(
+    t,
+    cli(['exec', img, '/etc/passwd']),
+    /\/etc\/passwd in the image .* is not an executable file \(permission denied\)/,
+    126,
+    'not executable',
+  );
   oneLine(t, cli(['exec', img, '/etc']), /\/etc in the image .* is not an executable file/, 126, 'a directory');
   oneLine(t, cli(['exec', img, '/no/such/cmd']), /executable "\/no\/such\/cmd" not found/, 127, 'absent path');
-  oneLine(t, cli(['exec', img, 'no-such-cmd']), /executable "no-such-cmd" not found .*searched PATH=/, 127, 'absent from PATH');
-  oneLine(t, cli(['exec', '--env', 'PATH=/etc', img, 'passwd']), /\/etc\/passwd .* is not an executable file/, 126, 'found on PATH, not executable');
-  t.equal(cli(['exec', img, '/bin/sh', '-c', 'exit 126']).code, 126, 'the payload\'s own 126 passes through');
+  oneLine(
+    t,
+    cli(['exec', img, 'no-such-cmd']),
+    /executable "no-such-cmd" not found .*searched PATH=/,
+    127,
+    'absent from PATH',
+  );
+  oneLine(
+    t,
+    cli(['exec', '--env', 'PATH=/etc', img, 'passwd']),
+    /\/etc\/passwd .* is not an executable file/,
+    126,
+    'found on PATH, not executable',
+  );
+  t.equal(cli(['exec', img, '/bin/sh', '-c', 'exit 126']).code, 126, "the payload's own 126 passes through");
 });
 
 // ---- item 5: one line per failure, every verb ----------------------------
@@ -161,14 +278,44 @@ t.test('every verb fails with one line and no stack trace; -d adds the stack (it
   for (const verb of ['exec', 'run', 'shell', 'test']) {
     const extra = verb === 'exec' ? ['/bin/true'] : [];
     oneLine(t, cli([verb, missing, ...extra]), /image .*missing does not exist \(ENOENT\)/, 255, `${verb} missing dir`);
-    oneLine(t, cli([verb, `oci:${missing}`, ...extra], { NODULARITY_CACHE: cache }), /is not an OCI image layout/, 255, `${verb} oci:missing`);
+    oneLine(
+      t,
+      cli([verb, `oci:${missing}`, ...extra], { NODULARITY_CACHE: cache }),
+      /is not an OCI image layout/,
+      255,
+      `${verb} oci:missing`,
+    );
   }
-  oneLine(t, cli(['pull', '--platform', 'x', `oci:${layout}`]), /^nodularity: --platform `x`: expected OS\/ARCH/, 255, 'pull --platform x');
-  oneLine(t, cli(['inspect', '--platform', 'linux', `oci:${layout}`]), /--platform `linux`/, 255, 'inspect --platform linux');
-  oneLine(t, cli(['pull', '-q', '--username', 'u', `oci:${layout}`], { NODULARITY_DOCKER_PASSWORD: undefined }), /--username needs --password-stdin or NODULARITY_DOCKER_PASSWORD/, 255, 'pull --username');
+  oneLine(
+    t,
+    cli(['pull', '--platform', 'x', `oci:${layout}`]),
+    /^nodularity: --platform `x`: expected OS\/ARCH/,
+    255,
+    'pull --platform x',
+  );
+  oneLine(
+    t,
+    cli(['inspect', '--platform', 'linux', `oci:${layout}`]),
+    /--platform `linux`/,
+    255,
+    'inspect --platform linux',
+  );
+  oneLine(
+    t,
+    cli(['pull', '-q', '--username', 'u', `oci:${layout}`], { NODULARITY_DOCKER_PASSWORD: undefined }),
+    /--username needs --password-stdin or NODULARITY_DOCKER_PASSWORD/,
+    255,
+    'pull --username',
+  );
   // The destination's parent does not exist: mkdir ENOENT.
   const dest = join(dir, 'a', 'b', 'dest');
-  oneLine(t, cli(['pull', '-q', '--cache', cache, `oci:${layout}`, dest]), /^nodularity: (destination \S+\/a\/b\/dest: its parent directory does not exist|cannot create \S+\/a\/b\/dest: the directory \S+\/a\/b does not exist \(ENOENT, mkdir\); create it first)$/m, 255, 'pull SRC a/b/dest');
+  oneLine(
+    t,
+    cli(['pull', '-q', '--cache', cache, `oci:${layout}`, dest]),
+    /^nodularity: (destination \S+\/a\/b\/dest: its parent directory does not exist|cannot create \S+\/a\/b\/dest: the directory \S+\/a\/b does not exist \(ENOENT, mkdir\); create it first)$/m,
+    255,
+    'pull SRC a/b/dest',
+  );
   t.notOk(existsSync(join(dir, 'a')), 'nothing made on the way');
   oneLine(t, cli(['inspect', `oci:${missing}`]), /is not an OCI image layout/, 255, 'inspect');
   const file = join(dir, 'file');
@@ -188,12 +335,20 @@ t.test('every verb fails with one line and no stack trace; -d adds the stack (it
   t.equal(b.err, `nodularity bench: --image ${missing}: no such directory\n`);
   const bo = cli(['bench', '--runs', '0']);
   t.equal(bo.code, 255);
-  t.match(bo.err, /^error: option '--runs <n>' argument '0' is invalid\. must be an integer >= 1\.\n\nUsage: nodularity bench/, 'usage only for a wrong command line');
+  t.match(
+    bo.err,
+    /^error: option '--runs <n>' argument '0' is invalid\. must be an integer >= 1\.\n\nUsage: nodularity bench/,
+    'usage only for a wrong command line',
+  );
   t.notMatch(bo.err, /^\s+at /m);
   // -d: the same line, then the stack.
   const d = cli(['-d', 'pull', '--platform', 'x', `oci:${layout}`]);
   t.equal(d.code, 255);
-  t.match(d.err, /^nodularity: --platform `x`: expected OS\/ARCH[^\n]*\n[^\n]*Error[^\n]*\n\s+at /, 'with -d, a stack trace follows the line');
+  t.match(
+    d.err,
+    /^nodularity: --platform `x`: expected OS\/ARCH[^\n]*\n[^\n]*Error[^\n]*\n\s+at /,
+    'with -d, a stack trace follows the line',
+  );
 });
 
 t.test('an unwritable default cache dir says to set NODULARITY_CACHE (item 5)', async (t) => {
@@ -204,63 +359,94 @@ t.test('an unwritable default cache dir says to set NODULARITY_CACHE (item 5)', 
   const home = isRoot ? join(dir, 'home-is-a-file') : '/nonexistent';
   if (isRoot) writeFileSync(home, '');
   const env = { NODULARITY_CACHE: '', XDG_CACHE_HOME: '', HOME: home };
-  for (const args of [['pull', '-q', `oci:${layout}`], ['exec', `oci:${layout}`, '/bin/true']]) {
+  for (const args of [
+    ['pull', '-q', `oci:${layout}`],
+    ['exec', `oci:${layout}`, '/bin/true'],
+  ]) {
     const r = cli(args, env);
-    oneLine(t, r, /^(FATAL: {3}|nodularity: )the default cache directory \S+\/\.cache\/nodularity.*\((EACCES|ENOTDIR), (mkdir|stat)\): set NODULARITY_CACHE \(or pass --cache\) to a directory you can write$/m, 255, args[0]);
+    oneLine(
+      t,
+      r,
+      /^(FATAL: {3}|nodularity: )the default cache directory \S+\/\.cache\/nodularity.*\((EACCES|ENOTDIR), (mkdir|stat)\): set NODULARITY_CACHE \(or pass --cache\) to a directory you can write$/m,
+      255,
+      args[0],
+    );
   }
   t.notOk(existsSync('/nonexistent'), 'nothing created');
 });
 
-t.test('an OCI layout the user cannot read (umoci makes 0600 files) is one line naming the file (item 5)', async (t) => {
-  const dir = scratch(t);
-  chmodSync(dir, 0o755);
-  const { layout } = await makeLayout(dir);
-  const cache = join(dir, 'cache');
-  let r: R;
-  if (isRoot) {
-    // Root made the layout with umoci's 0600 files; the test user pulls it.
-    for (const f of ['index.json', 'oci-layout']) chmodSync(join(layout, f), 0o600);
-    for (const f of readdirSync(join(layout, 'blobs', 'sha256'))) chmodSync(join(layout, 'blobs', 'sha256', f), 0o600);
-    mkdirSync(cache);
-    const u = testUser();
-    chownSync(cache, u.uid, u.gid);
-    r = shell(`setpriv --reuid=${u.uid} --regid=${u.gid} --clear-groups ${sq(node)} -- ${sq(CLI)} pull -q --cache ${sq(cache)} ${sq(`oci:${layout}`)}`);
-  } else {
-    // This pass cannot make a file another user owns: one of its own with no read permission fails the same way.
-    chmodSync(join(layout, 'index.json'), 0o000);
-    r = cli(['pull', '-q', '--cache', cache, `oci:${layout}`]);
-  }
-  oneLine(t, r, /(oci-layout|index\.json): permission denied \(EACCES, open\)/, 255, 'unreadable layout');
-  t.match(r.err, /make it readable|run as its owner|EACCES/, 'says what to do');
-});
-
-t.test('ENOSPC (a small tmpfs, as root) or EFBIG (ulimit -f, any user) during unpack is one line (item 5)', async (t) => {
-  const dir = scratch(t);
-  chmodSync(dir, 0o755);
-  const layout = await bigLayout(dir, 6);
-  if (isRoot) {
-    // A 2 MiB tmpfs as the cache, in a mount namespace of its own: the host's mount table is untouched.
+t.test(
+  'an OCI layout the user cannot read (umoci makes 0600 files) is one line naming the file (item 5)',
+  async (t) => {
+    const dir = scratch(t);
+    chmodSync(dir, 0o755);
+    const { layout } = await makeLayout(dir);
     const cache = join(dir, 'cache');
-    mkdirSync(cache);
-    const r = shell(`unshare -m --propagation private sh -c ${sq(`mount -t tmpfs -o size=2m,mode=0700 nodularity-enospc ${sq(cache)} && exec ${sq(node)} -- ${sq(CLI)} pull -q --cache ${sq(cache)} ${sq(`oci:${layout}`)}`)}`);
-    oneLine(t, r, /no space left on the device while writing .*cache.*pass another --cache/, 255, 'ENOSPC');
-  }
-  // ulimit -f: the shell counts 1024-byte blocks; Node ignores SIGXFSZ, so the write fails with EFBIG.
-  const cache = join(dir, 'cache-efbig');
-  const r = shell(`ulimit -f 2048 && exec ${sq(node)} -- ${sq(CLI)} pull -q --cache ${sq(cache)} ${sq(`oci:${layout}`)}`);
-  oneLine(t, r, /file too large \(EFBIG, write; the file size limit, `ulimit -f`, was reached\): raise the limit, or pass another --cache$/m, 255, 'EFBIG');
-});
+    let r: R;
+    if (isRoot) {
+      // Root made the layout with umoci's 0600 files; the test user pulls it.
+      for (const f of ['index.json', 'oci-layout']) chmodSync(join(layout, f), 0o600);
+      for (const f of readdirSync(join(layout, 'blobs', 'sha256')))
+        chmodSync(join(layout, 'blobs', 'sha256', f), 0o600);
+      mkdirSync(cache);
+      const u = testUser();
+      chownSync(cache, u.uid, u.gid);
+      r = shell(
+        `setpriv --reuid=${u.uid} --regid=${u.gid} --clear-groups ${sq(node)} -- ${sq(CLI)} pull -q --cache ${sq(cache)} ${sq(`oci:${layout}`)}`,
+      );
+    } else {
+      // This pass cannot make a file another user owns: one of its own with no read permission fails the same way.
+      chmodSync(join(layout, 'index.json'), 0o000);
+      r = cli(['pull', '-q', '--cache', cache, `oci:${layout}`]);
+    }
+    oneLine(t, r, /(oci-layout|index\.json): permission denied \(EACCES, open\)/, 255, 'unreadable layout');
+    t.match(r.err, /make it readable|run as its owner|EACCES/, 'says what to do');
+  },
+);
 
-t.test('SIGTERM during a pull ends the CLI (signal-exit\'s late listeners no longer swallow it)', async (t) => {
+t.test(
+  'ENOSPC (a small tmpfs, as root) or EFBIG (ulimit -f, any user) during unpack is one line (item 5)',
+  async (t) => {
+    const dir = scratch(t);
+    chmodSync(dir, 0o755);
+    const layout = await bigLayout(dir, 6);
+    if (isRoot) {
+      // A 2 MiB tmpfs as the cache, in a mount namespace of its own: the host's mount table is untouched.
+      const cache = join(dir, 'cache');
+      mkdirSync(cache);
+      const r = shell(
+        `unshare -m --propagation private sh -c ${sq(`mount -t tmpfs -o size=2m,mode=0700 nodularity-enospc ${sq(cache)} && exec ${sq(node)} -- ${sq(CLI)} pull -q --cache ${sq(cache)} ${sq(`oci:${layout}`)}`)}`,
+      );
+      oneLine(t, r, /no space left on the device while writing .*cache.*pass another --cache/, 255, 'ENOSPC');
+    }
+    // ulimit -f: the shell counts 1024-byte blocks; Node ignores SIGXFSZ, so the write fails with EFBIG.
+    const cache = join(dir, 'cache-efbig');
+    const r = shell(
+      `ulimit -f 2048 && exec ${sq(node)} -- ${sq(CLI)} pull -q --cache ${sq(cache)} ${sq(`oci:${layout}`)}`,
+    );
+    oneLine(
+      t,
+      r,
+      /file too large \(EFBIG, write; the file size limit, `ulimit -f`, was reached\): raise the limit, or pass another --cache$/m,
+      255,
+      'EFBIG',
+    );
+  },
+);
+
+t.test("SIGTERM during a pull ends the CLI (signal-exit's late listeners no longer swallow it)", async (t) => {
   const dir = scratch(t);
   const layout = await bigLayout(dir, 300);
   const cache = join(dir, 'cache');
-  const p = spawn(...bare([node, '--', CLI, 'pull', '-q', '--cache', cache, `oci:${layout}`]), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(...bare([node, '--', CLI, 'pull', '-q', '--cache', cache, `oci:${layout}`]), {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   p.stdout.on('data', (d) => (out += d));
   const exited = new Promise<[number | null, string | null]>((r) => p.once('exit', (c, s) => r([c, s])));
   // Once the unpack runs (its temp dir exists) the cache holds a lock, and signal-exit listens.
-  for (let i = 0; i < 400 && !(existsSync(join(cache, 'tmp')) && readdirSync(join(cache, 'tmp')).length); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 400 && !(existsSync(join(cache, 'tmp')) && readdirSync(join(cache, 'tmp')).length); i++)
+    await new Promise((r) => setTimeout(r, 10));
   t.ok(existsSync(join(cache, 'tmp')) && readdirSync(join(cache, 'tmp')).length > 0, 'caught the pull mid-unpack');
   p.kill('SIGTERM');
   const [code, signal] = await exited;
@@ -270,32 +456,35 @@ t.test('SIGTERM during a pull ends the CLI (signal-exit\'s late listeners no lon
 
 // ---- item 10: progress on first use, at a terminal only ------------------
 
-t.test('exec of an uncached image shows pull progress at a terminal, not on a pipe nor with -q (item 10)', async (t) => {
-  t.ok(haveCommand('script'), 'util-linux script is installed');
-  const dir = scratch(t);
-  const layout = await bigLayout(dir, 8);
-  const run = (cache: string, flags: string, redirect = '') => {
-    const cmd = `${sq(node)} -- ${sq(CLI)} ${flags} exec ${sq(`oci:${layout}`)} /bin/sh -c 'echo payload-ran' ${redirect}`;
-    return shell(`script -qefc ${sq(cmd)} /dev/null`, { NODULARITY_CACHE: cache });
-  };
-  const tty = run(join(dir, 'c1'), '');
-  t.equal(tty.code, 0, tty.err);
-  t.match(tty.out, /unpack|fetch|done/, 'progress bars on the terminal');
-  t.match(tty.out, /\d+(\.\d)? MiB/, 'with sizes');
-  t.match(tty.out, /payload-ran/, 'then the payload ran');
-  t.ok(tty.out.indexOf('payload-ran') > tty.out.lastIndexOf('MiB'), 'the bars end before the payload writes');
-  const again = run(join(dir, 'c1'), '');
-  t.equal(again.code, 0);
-  t.notMatch(again.out, /MiB/, 'cached: no bars');
+t.test(
+  'exec of an uncached image shows pull progress at a terminal, not on a pipe nor with -q (item 10)',
+  async (t) => {
+    t.ok(haveCommand('script'), 'util-linux script is installed');
+    const dir = scratch(t);
+    const layout = await bigLayout(dir, 8);
+    const run = (cache: string, flags: string, redirect = '') => {
+      const cmd = `${sq(node)} -- ${sq(CLI)} ${flags} exec ${sq(`oci:${layout}`)} /bin/sh -c 'echo payload-ran' ${redirect}`;
+      return shell(`script -qefc ${sq(cmd)} /dev/null`, { NODULARITY_CACHE: cache });
+    };
+    const tty = run(join(dir, 'c1'), '');
+    t.equal(tty.code, 0, tty.err);
+    t.match(tty.out, /unpack|fetch|done/, 'progress bars on the terminal');
+    t.match(tty.out, /\d+(\.\d)? MiB/, 'with sizes');
+    t.match(tty.out, /payload-ran/, 'then the payload ran');
+    t.ok(tty.out.indexOf('payload-ran') > tty.out.lastIndexOf('MiB'), 'the bars end before the payload writes');
+    const again = run(join(dir, 'c1'), '');
+    t.equal(again.code, 0);
+    t.notMatch(again.out, /MiB/, 'cached: no bars');
 
-  const pipe = run(join(dir, 'c2'), '', '2>&1 | cat');
-  t.equal(pipe.code, 0, pipe.err);
-  t.notMatch(pipe.out, /MiB|unpack|fetch|manifest/, 'stderr a pipe: nothing but the payload');
-  t.match(pipe.out, /payload-ran/);
-  for (const q of ['-q', '-s']) {
-    const quiet = run(join(dir, `c-${q}`), q);
-    t.equal(quiet.code, 0, quiet.err);
-    t.notMatch(quiet.out, /MiB|unpack|fetch/, `${q}: no progress`);
-    t.match(quiet.out, /payload-ran/);
-  }
-});
+    const pipe = run(join(dir, 'c2'), '', '2>&1 | cat');
+    t.equal(pipe.code, 0, pipe.err);
+    t.notMatch(pipe.out, /MiB|unpack|fetch|manifest/, 'stderr a pipe: nothing but the payload');
+    t.match(pipe.out, /payload-ran/);
+    for (const q of ['-q', '-s']) {
+      const quiet = run(join(dir, `c-${q}`), q);
+      t.equal(quiet.code, 0, quiet.err);
+      t.notMatch(quiet.out, /MiB|unpack|fetch/, `${q}: no progress`);
+      t.match(quiet.out, /payload-ran/);
+    }
+  },
+);

@@ -20,7 +20,9 @@ const BOUND = 60_000;
 /** The container's exit, or a failure (and SIGKILL to it, by pid) after BOUND ms. */
 async function exitWithin(t: { fail(msg: string): void }, c: Container, ms = BOUND): Promise<ExitResult | null> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<null>((res) => { timer = setTimeout(() => res(null), ms); });
+  const late = new Promise<null>((res) => {
+    timer = setTimeout(() => res(null), ms);
+  });
   const r = await Promise.race([c.exited, late]);
   clearTimeout(timer);
   if (r === null) {
@@ -36,11 +38,17 @@ function start(args: string[], o: SpawnOptions = {}): Container {
 }
 
 /** Start a DEAF/POLITE payload (stdout piped); `ready` resolves at its "ready" line. */
-function startReady(args: string[], o: SpawnOptions = {}): { c: Container; ready: Promise<boolean>; isReady: () => boolean } {
+function startReady(
+  args: string[],
+  o: SpawnOptions = {},
+): { c: Container; ready: Promise<boolean>; isReady: () => boolean } {
   const c = spawn(spec(args), { stdio: ['ignore', 'pipe', 'ignore'], ...o });
   let out = '';
   const ready = new Promise<boolean>((res) => {
-    c.stdout!.on('data', (d) => { out += d; if (out.includes('ready\n')) res(true); });
+    c.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('ready\n')) res(true);
+    });
     c.stdout!.once('close', () => res(out.includes('ready\n')));
   });
   return { c, ready, isReady: () => out.includes('ready\n') };
@@ -52,7 +60,10 @@ function startReady(args: string[], o: SpawnOptions = {}): { c: Container; ready
  * saying "ready", and the run is repeated with a longer timeout. A payload
  * that said "ready" had ignored SIGTERM when the timeout's signal came.
  */
-async function deafTimeout(t: { fail(msg: string): void; comment(msg: string): void }, o: SpawnOptions): Promise<ExitResult | null> {
+async function deafTimeout(
+  t: { fail(msg: string): void; comment(msg: string): void },
+  o: SpawnOptions,
+): Promise<ExitResult | null> {
   for (let timeout = o.timeout!; timeout <= 16 * o.timeout!; timeout *= 2) {
     const { c, ready } = startReady(DEAF, { ...o, timeout });
     const r = await exitWithin(t, c);
@@ -74,21 +85,24 @@ function procState(pid: number): string | null {
   }
 }
 
-t.test('timeout ends a PID 1 payload (init: false) that never sees SIGTERM: SIGKILL after the grace period', async (t) => {
-  // The issue's case: the kernel drops SIGTERM to a pid namespace's init
-  // without a handler, so only the escalation ends it.
-  for (const args of [SLEEP, DEAF]) {
-    const c = start(args, { init: false, timeout: 300, forceKillAfterDelay: 1000 });
-    const r = await exitWithin(t, c);
-    if (!r) continue;
-    t.equal(r.signal, 'SIGKILL', `${args.join(' ')}: ended by SIGKILL`);
-    t.equal(r.exitCode, 137);
-    t.equal(r.timedOut, true);
-    t.equal(r.initDied, false, 'there is no init');
-    t.equal(r.rusage.maxRSS, null, 'no init, no figure of the payload\'s own');
-  }
-  t.same(zombieChildren(), []);
-});
+t.test(
+  'timeout ends a PID 1 payload (init: false) that never sees SIGTERM: SIGKILL after the grace period',
+  async (t) => {
+    // The issue's case: the kernel drops SIGTERM to a pid namespace's init
+    // without a handler, so only the escalation ends it.
+    for (const args of [SLEEP, DEAF]) {
+      const c = start(args, { init: false, timeout: 300, forceKillAfterDelay: 1000 });
+      const r = await exitWithin(t, c);
+      if (!r) continue;
+      t.equal(r.signal, 'SIGKILL', `${args.join(' ')}: ended by SIGKILL`);
+      t.equal(r.exitCode, 137);
+      t.equal(r.timedOut, true);
+      t.equal(r.initDied, false, 'there is no init');
+      t.equal(r.rusage.maxRSS, null, "no init, no figure of the payload's own");
+    }
+    t.same(zombieChildren(), []);
+  },
+);
 
 t.test('timeout with init: a payload ignoring SIGTERM gets SIGKILL after the grace period', async (t) => {
   const r = await deafTimeout(t, { timeout: 500, forceKillAfterDelay: 1000 });
@@ -97,7 +111,7 @@ t.test('timeout with init: a payload ignoring SIGTERM gets SIGKILL after the gra
   t.equal(r.signal, 'SIGKILL');
   t.equal(r.exitCode, 137);
   t.equal(r.timedOut, true);
-  t.equal(r.initDied, true, 'the SIGKILL went to the init: the payload\'s status is unknown');
+  t.equal(r.initDied, true, "the SIGKILL went to the init: the payload's status is unknown");
   t.equal(r.rusage.maxRSS, null);
   t.equal(procState(pid), null, 'the init is gone (reaped)');
 });
@@ -119,7 +133,7 @@ t.test('a payload that ends on SIGTERM within the grace period is not escalated'
   ac.abort();
   const polite = await exitWithin(t, c);
   if (polite) t.match(polite, { exitCode: 3, signal: null, timedOut: false, initDied: false });
-  t.ok(polite && polite.rusage.maxRSS! > 0, 'the init reported the payload\'s peak RSS');
+  t.ok(polite && polite.rusage.maxRSS! > 0, "the init reported the payload's peak RSS");
   const plain = await exitWithin(t, start(SLEEP, { timeout: 300, forceKillAfterDelay: 60_000 }));
   if (plain) t.match(plain, { exitCode: 143, signal: 'SIGTERM', timedOut: true, initDied: false });
 });
@@ -136,7 +150,10 @@ t.test('forceKillAfterDelay: false never escalates; bad values are refused', asy
   const r = await exitWithin(t, c);
   if (r) t.match(r, { signal: 'SIGKILL', timedOut: false });
   for (const bad of [-1, NaN, Infinity, '10' as unknown as number, true as unknown as number])
-    t.throws(() => start(SLEEP, { forceKillAfterDelay: bad }), /options\.forceKillAfterDelay must be a number of ms \(0 or more\) or false/);
+    t.throws(
+      () => start(SLEEP, { forceKillAfterDelay: bad }),
+      /options\.forceKillAfterDelay must be a number of ms \(0 or more\) or false/,
+    );
 });
 
 t.test('AbortSignal escalates as the timeout does, and rejects run()', async (t) => {
@@ -152,8 +169,13 @@ t.test('AbortSignal escalates as the timeout does, and rejects run()', async (t)
   setTimeout(() => ac2.abort(), 200);
   let guard: NodeJS.Timeout | undefined;
   const outcome = await Promise.race([
-    p.then(() => 'resolved', (e: Error) => e.name),
-    new Promise((res) => { guard = setTimeout(() => res(`still running after ${BOUND / 1000} s`), BOUND); }),
+    p.then(
+      () => 'resolved',
+      (e: Error) => e.name,
+    ),
+    new Promise((res) => {
+      guard = setTimeout(() => res(`still running after ${BOUND / 1000} s`), BOUND);
+    }),
   ]);
   clearTimeout(guard);
   t.equal(outcome, 'AbortError', 'run() rejects once the PID 1 payload is gone');
@@ -178,7 +200,7 @@ t.test('a kill asked for before the launch completes is delivered once the paylo
   const c = start(SLEEP);
   t.equal(c.pid, undefined, 'no pid yet');
   t.ok(c.kill('SIGTERM'));
-  await c.spawned;  // not cancelled: the payload was exec'd, then got the signal
+  await c.spawned; // not cancelled: the payload was exec'd, then got the signal
   const r = await exitWithin(t, c);
   if (r) t.match(r, { signal: 'SIGTERM', exitCode: 143, timedOut: false, initDied: false });
 
@@ -195,13 +217,13 @@ t.test('a kill asked for before the launch completes is delivered once the paylo
 t.test('the init killed by another process: SIGKILL, initDied, maxRSS unknown, not timed out', async (t) => {
   const c = start(SLEEP, { timeout: 30_000 });
   await c.spawned;
-  process.kill(c.pid!, 'SIGKILL');  // the init, by pid (as a cleanup by uid would)
+  process.kill(c.pid!, 'SIGKILL'); // the init, by pid (as a cleanup by uid would)
   const r = await exitWithin(t, c);
   if (!r) return;
   t.equal(r.signal, 'SIGKILL');
   t.equal(r.exitCode, 137);
   t.equal(r.initDied, true);
-  t.equal(r.rusage.maxRSS, null, 'unknown, not the figure that includes Node\'s memory');
+  t.equal(r.rusage.maxRSS, null, "unknown, not the figure that includes Node's memory");
   t.equal(r.timedOut, false);
   t.ok(r.rusage.userCPUTime >= 0 && r.rusage.minorPageFault > 0, 'the rest of rusage is still there');
 });
@@ -217,7 +239,9 @@ t.test('the init dies just before the timeout fires: timedOut stays false, signa
   const pid = c.pid!;
   process.kill(pid, 'SIGKILL');
   const until = Date.now() + BOUND;
-  while ((procState(pid) !== 'Z' || Date.now() - started < 1200) && Date.now() < until) { /* block the loop */ }
+  while ((procState(pid) !== 'Z' || Date.now() - started < 1200) && Date.now() < until) {
+    /* block the loop */
+  }
   t.equal(procState(pid), 'Z', 'the init is dead, not yet reaped');
   const r = await exitWithin(t, c);
   if (r) t.match(r, { signal: 'SIGKILL', timedOut: false, initDied: true });

@@ -27,8 +27,11 @@ t.test('1000 sequential launches leak no fd, zombie or memory', async (t) => {
 
 t.test('50 concurrent launches', async (t) => {
   const fds = openFds().length;
-  const results = await Promise.all(Array.from({ length: 50 }, (_, i) =>
-    run(spec(['/bin/sh', '-c', `echo ${i}; exit $((${i} % 7))`]), { stdio: ['ignore', 'pipe', 'ignore'] })));
+  const results = await Promise.all(
+    Array.from({ length: 50 }, (_, i) =>
+      run(spec(['/bin/sh', '-c', `echo ${i}; exit $((${i} % 7))`]), { stdio: ['ignore', 'pipe', 'ignore'] }),
+    ),
+  );
   results.forEach((r, i) => {
     t.equal(r.exitCode, i % 7);
     t.equal(r.stdout!.toString(), `${i}\n`);
@@ -41,7 +44,7 @@ t.test('50 concurrent launches', async (t) => {
 t.test('timeout kills the container', async (t) => {
   const r = await run(spec(['/bin/sleep', '30']), { stdio: 'ignore', timeout: 300 });
   // initDied: another process SIGKILLed the init first (kill.test.ts covers that case).
-  t.equal(r.initDied, false, 'the init reported the payload\'s status');
+  t.equal(r.initDied, false, "the init reported the payload's status");
   t.equal(r.timedOut, true);
   t.equal(r.signal, 'SIGTERM');
 });
@@ -78,23 +81,42 @@ t.test('when the Node process dies, its containers die', async (t) => {
       console.log(c.pid);
       setInterval(() => {}, 1000);
     `;
-    const child = spawnNode(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawnNode(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const pid = await new Promise<number>((res) => child.stdout!.once('data', (d) => res(Number(String(d).trim()))));
     // The payload: the init's one child, or the process itself without an init.
     let payload = pid;
     for (let i = 0; init && i < 50 && payload === pid; i++) {
-      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number);
       if (kids.length) payload = kids[0];
       else await new Promise((r) => setTimeout(r, 100));
     }
-    t.equal(readFileSync(`/proc/${payload}/cmdline`, 'utf8'), '/bin/sleep\x0060\x00', `init: ${init}: the payload runs`);
+    t.equal(
+      readFileSync(`/proc/${payload}/cmdline`, 'utf8'),
+      '/bin/sleep\x0060\x00',
+      `init: ${init}: the payload runs`,
+    );
     const ids = [procId(pid), procId(payload)] as string[];
     t.ok(ids.every(Boolean), 'both seen');
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     for (let i = 0; i < 50 && ids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
-    t.same(ids.filter(alive), [], `init: ${init}: the container (${init ? 'init and payload' : 'payload'}) went with it`);
-    for (const id of ids.filter(alive)) try { process.kill(Number(id.split('@')[0]), 'SIGKILL'); } catch { /* gone meanwhile */ }
+    t.same(
+      ids.filter(alive),
+      [],
+      `init: ${init}: the container (${init ? 'init and payload' : 'payload'}) went with it`,
+    );
+    for (const id of ids.filter(alive))
+      try {
+        process.kill(Number(id.split('@')[0]), 'SIGKILL');
+      } catch {
+        /* gone meanwhile */
+      }
   }
 });
 
@@ -108,14 +130,19 @@ t.test('detached containers outlive the caller', async (t) => {
   await c.exited;
 });
 
-t.test('rusage.maxRSS is the payload\'s peak, not the Node process\'s', async (t) => {
+t.test("rusage.maxRSS is the payload's peak, not the Node process's", async (t) => {
   const ballast = Buffer.alloc(256 * 1024 * 1024, 1); // Node's RSS well above any payload's
   const small = await run(spec(['/bin/true']), { stdio: 'ignore' });
-  const big = await run(spec(['/bin/sh', '-c', 'x=$(head -c 40000000 /dev/zero | tr "\\0" a); echo ${#x}']), { stdio: 'ignore' });
+  const big = await run(spec(['/bin/sh', '-c', 'x=$(head -c 40000000 /dev/zero | tr "\\0" a); echo ${#x}']), {
+    stdio: 'ignore',
+  });
   const nodeKiB = process.memoryUsage().rss / 1024;
   t.same([small.initDied, big.initDied], [false, false], 'both inits reported (else maxRSS is null)');
   t.ok(small.rusage.maxRSS! > 0 && small.rusage.maxRSS! < 32 * 1024, `/bin/true: ${small.rusage.maxRSS} KiB`);
-  t.ok(big.rusage.maxRSS! > 40000 && big.rusage.maxRSS! < nodeKiB, `a 40 MB shell string: ${big.rusage.maxRSS} KiB (Node: ${Math.round(nodeKiB)} KiB)`);
+  t.ok(
+    big.rusage.maxRSS! > 40000 && big.rusage.maxRSS! < nodeKiB,
+    `a 40 MB shell string: ${big.rusage.maxRSS} KiB (Node: ${Math.round(nodeKiB)} KiB)`,
+  );
   // Without an init nothing measures the payload alone: the kernel's figure
   // for the process we clone includes Node's memory. Unknown, not wrong.
   const bare = await run(spec(['/bin/true']), { stdio: 'ignore', init: false });
@@ -129,7 +156,7 @@ t.test('exec() resolves once the payload runs: c.pid is set', async (t) => {
   const hostEnv = { HOME: scratch(t), PATH: '/host/bin' };
   const c = await exec(testRootfs(), ['/bin/sleep', '300'], { stdio: 'ignore', hostEnv, hostCwd: '/' });
   t.type(c.pid, 'number', 'pid set when exec() resolves');
-  t.ok(existsSync(`/proc/${c.pid}`), 'and it is the running container\'s init');
+  t.ok(existsSync(`/proc/${c.pid}`), "and it is the running container's init");
   t.equal(c.exitCode, null);
   t.ok(c.kill('SIGKILL'));
   const r = await c.exited;

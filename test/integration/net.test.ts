@@ -5,9 +5,16 @@ import { spec } from '../helpers/env.js';
 import { capture } from '../helpers/run.js';
 
 t.test('a new network namespace has only lo, and it is up', async (t) => {
-  const r = await capture(spec(['/bin/sh', '-c', 'ls /sys/class/net; cat /proc/net/dev | tail -n +3 | cut -d: -f1; ip -o link show lo'], { network: 'none' }));
+  const r = await capture(
+    spec(['/bin/sh', '-c', 'ls /sys/class/net; cat /proc/net/dev | tail -n +3 | cut -d: -f1; ip -o link show lo'], {
+      network: 'none',
+    }),
+  );
   t.equal(r.exitCode, 0, r.err);
-  const lines = r.out.trim().split('\n').map((l) => l.trim());
+  const lines = r.out
+    .trim()
+    .split('\n')
+    .map((l) => l.trim());
   t.equal(lines[0], 'lo', '/sys/class/net has only lo');
   t.equal(lines[1], 'lo', '/proc/net/dev has only lo');
   t.match(lines[2], /<LOOPBACK,UP,LOWER_UP>/);

@@ -5,13 +5,22 @@ import { spec } from '../helpers/env.js';
 import { capture } from '../helpers/run.js';
 
 t.test('PID 1 is the init and host pids are invisible', async (t) => {
-  const r = await capture(spec(['/bin/sh', '-c', 'cat /proc/1/cmdline | tr "\\0" " "; echo; echo self=$$; ls /proc | grep -E "^[0-9]+$" | sort -n | tr "\\n" " "']));
+  const r = await capture(
+    spec([
+      '/bin/sh',
+      '-c',
+      'cat /proc/1/cmdline | tr "\\0" " "; echo; echo self=$$; ls /proc | grep -E "^[0-9]+$" | sort -n | tr "\\n" " "',
+    ]),
+  );
   t.equal(r.exitCode, 0, r.err);
   const [cmdline, self, pids] = r.out.split('\n');
   t.match(cmdline, /^nodularity-init \d+ \/bin\/sh \/bin\/sh -c /, 'pid 1 is our init');
   t.equal(self, 'self=2', 'the payload is pid 2');
   const visible = pids.trim().split(' ').map(Number);
-  t.ok(visible.every((p) => p < 10), `only the container's own pids are visible: ${pids}`);
+  t.ok(
+    visible.every((p) => p < 10),
+    `only the container's own pids are visible: ${pids}`,
+  );
   t.notOk(visible.includes(process.pid), 'the Node process is not visible');
 });
 
@@ -48,7 +57,12 @@ for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1'] as const) {
   t.test(`${sig} is forwarded by the init to the payload`, async (t) => {
     const c = spawn(spec(['/payload', 'trap']), { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    await new Promise<void>((res) => c.stdout!.on('data', (d) => { out += d; if (out.includes('ready')) res(); }));
+    await new Promise<void>((res) =>
+      c.stdout!.on('data', (d) => {
+        out += d;
+        if (out.includes('ready')) res();
+      }),
+    );
     t.ok(c.kill(sig));
     const r = await c.exited;
     const n = { SIGTERM: 15, SIGINT: 2, SIGHUP: 1, SIGUSR1: 10 }[sig];
@@ -61,7 +75,9 @@ for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1'] as const) {
 t.test('the init reaps orphans and exits with the payload', async (t) => {
   // The shell leaves a background sleep (reparented to the init) behind.
   const started = Date.now();
-  const r = await capture(spec(['/bin/sh', '-c', '(sleep 30 &) ; (true &); sleep 0.2; ps -o stat,comm | grep -c Z; exit 5']));
+  const r = await capture(
+    spec(['/bin/sh', '-c', '(sleep 30 &) ; (true &); sleep 0.2; ps -o stat,comm | grep -c Z; exit 5']),
+  );
   t.equal(r.exitCode, 5);
   t.equal(r.out.trim(), '0', 'no zombie inside');
   t.ok(Date.now() - started < 10000, 'the orphaned sleep did not keep the container alive');

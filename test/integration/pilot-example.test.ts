@@ -5,14 +5,22 @@
 // step says what it saw from inside.
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { haveCommand, hostMounts, isRoot, repoRoot, testRootfs } from '../helpers/env.js';
 import type { StepRecord } from '../../examples/pilot.js';
 
 const pilot = join(repoRoot, 'examples', 'pilot.ts');
-
 
 interface PilotRun {
   code: number | null;
@@ -32,16 +40,30 @@ function pilotEnv(): NodeJS.ProcessEnv {
  * Run the pilot with the command the README gives (the tests' TypeScript
  * loader, not the rest of tap's). `onStderr` sees its stderr as it comes.
  */
-function runPilot(args: string[], onStderr?: (all: string, child: ReturnType<typeof spawn>) => void): Promise<PilotRun> {
+function runPilot(
+  args: string[],
+  onStderr?: (all: string, child: ReturnType<typeof spawn>) => void,
+): Promise<PilotRun> {
   // Through env(1), which execs node: tap's process-info hook adds itself to
   // NODE_OPTIONS of every child it sees spawned, and the pilot is not a test.
-  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, '--import', '@tapjs/typescript/import', pilot, ...args], {
-    cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: pilotEnv(),
-  });
+  const child = spawn(
+    'env',
+    ['-u', 'NODE_OPTIONS', process.execPath, '--import', '@tapjs/typescript/import', pilot, ...args],
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: pilotEnv(),
+    },
+  );
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; onStderr?.(stderr, child); });
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+    onStderr?.(stderr, child);
+  });
   return new Promise((res, rej) => {
     child.once('error', rej);
     child.once('close', (code, signal) => {
@@ -50,7 +72,9 @@ function runPilot(args: string[], onStderr?: (all: string, child: ReturnType<typ
       try {
         records = lines.map((l) => JSON.parse(l) as StepRecord);
       } catch (e) {
-        return rej(new Error(`stdout holds more than JSON records (${(e as Error).message}):\n${stdout}\nstderr:\n${stderr}`));
+        return rej(
+          new Error(`stdout holds more than JSON records (${(e as Error).message}):\n${stdout}\nstderr:\n${stderr}`),
+        );
       }
       res({ code, signal, stderr, records });
     });
@@ -96,13 +120,19 @@ function ociImage(dir: string): { layout: string; digest: string } {
 }
 
 /** Every step reports, one `key=value` a line, what it sees from inside. */
-const REPORT = 'echo "pid=$$"; echo "pidns=$(readlink /proc/self/ns/pid)"; echo "job=$PILOT_JOB_ID"; echo "pwd=$(pwd)"; '
-  + 'echo "os=$(. /etc/os-release; echo $NAME)"; echo "cvmfs=$(cat /cvmfs/atlas.cern.ch/marker)"; '
-  + 'echo "tmp=$(ls -A /tmp)"; touch /tmp/left-by-an-earlier-step';
+const REPORT =
+  'echo "pid=$$"; echo "pidns=$(readlink /proc/self/ns/pid)"; echo "job=$PILOT_JOB_ID"; echo "pwd=$(pwd)"; ' +
+  'echo "os=$(. /etc/os-release; echo $NAME)"; echo "cvmfs=$(cat /cvmfs/atlas.cern.ch/marker)"; ' +
+  'echo "tmp=$(ls -A /tmp)"; touch /tmp/left-by-an-earlier-step';
 const job = (id: string, image: string, payloadTail = '') => ({
-  id, image,
+  id,
+  image,
   stageIn: ['/bin/sh', '-c', `${REPORT}; echo "input for ${id}" > input.txt`],
-  payload: ['/bin/sh', '-c', `${REPORT}; echo "input=$(cat input.txt)"; echo "output of ${id}" > output.txt${payloadTail}`],
+  payload: [
+    '/bin/sh',
+    '-c',
+    `${REPORT}; echo "input=$(cat input.txt)"; echo "output of ${id}" > output.txt${payloadTail}`,
+  ],
   stageOut: ['/bin/sh', '-c', `${REPORT}; echo "output=$(cat output.txt)"`],
 });
 
@@ -137,11 +167,24 @@ t.test('jobs at once, each step in its own container, with its own image, scratc
   const jobFile = join(dir, 'jobs.json');
   writeFileSync(jobFile, JSON.stringify(jobs, null, 2));
 
-  const r = await runPilot([jobFile, '--parallel', '3', '--scratch-root', scratchRoot, '--cvmfs', cvmfs, '--logs', logs, '--cache', cache]);
+  const r = await runPilot([
+    jobFile,
+    '--parallel',
+    '3',
+    '--scratch-root',
+    scratchRoot,
+    '--cvmfs',
+    cvmfs,
+    '--logs',
+    logs,
+    '--cache',
+    cache,
+  ]);
   t.equal(r.code, 1, `one job failed and one could not start, so the pilot exits 1; stderr:\n${r.stderr}`);
   const rec = (id: string, step: string) => r.records.find((x) => x.job === id && x.step === step)!;
   t.equal(r.records.length, 12, 'one record per step of every job');
-  for (const j of jobs) for (const step of ['stage-in', 'payload', 'stage-out']) t.ok(rec(j.id, step), `a record for ${j.id} ${step}`);
+  for (const j of jobs)
+    for (const step of ['stage-in', 'payload', 'stage-out']) t.ok(rec(j.id, step), `a record for ${j.id} ${step}`);
 
   // The two directory jobs ran all their steps.
   const launched = r.records.filter((x) => x.pid !== null);
@@ -152,7 +195,10 @@ t.test('jobs at once, each step in its own container, with its own image, scratc
       t.equal(x.exitCode, 0);
       t.equal(x.signal, null);
       t.equal(x.digest, 'directory', 'a directory image is reported as such');
-      t.same(x.argv, jobs.find((j) => j.id === id)![step === 'stage-in' ? 'stageIn' : step === 'payload' ? 'payload' : 'stageOut']);
+      t.same(
+        x.argv,
+        jobs.find((j) => j.id === id)![step === 'stage-in' ? 'stageIn' : step === 'payload' ? 'payload' : 'stageOut'],
+      );
       t.ok(x.durationMs! > 0, 'a wall time');
       t.ok(x.rusage && x.rusage.userMs >= 0 && x.rusage.sysMs >= 0 && x.rusage.maxRssKiB! > 0, 'rusage');
     }
@@ -179,8 +225,10 @@ t.test('jobs at once, each step in its own container, with its own image, scratc
   }
 
   // The scratch dir carries data from step to step, per job.
-  for (const id of ['alpha', 'beta', 'gamma']) t.equal(report(rec(id, 'payload')).input, `input for ${id}`, `${id}: the payload reads what stage-in wrote`);
-  for (const id of ['alpha', 'beta']) t.equal(report(rec(id, 'stage-out')).output, `output of ${id}`, `${id}: stage-out reads what the payload wrote`);
+  for (const id of ['alpha', 'beta', 'gamma'])
+    t.equal(report(rec(id, 'payload')).input, `input for ${id}`, `${id}: the payload reads what stage-in wrote`);
+  for (const id of ['alpha', 'beta'])
+    t.equal(report(rec(id, 'stage-out')).output, `output of ${id}`, `${id}: stage-out reads what the payload wrote`);
 
   // Per-job images.
   t.equal(report(rec('alpha', 'payload')).os, 'nodularity busybox');
@@ -232,12 +280,18 @@ t.test('SIGTERM stops the pilot: the running payload is killed, later steps skip
   mkdirSync(scratchRoot);
   mkdirSync(cvmfs);
   const jobFile = join(dir, 'jobs.json');
-  writeFileSync(jobFile, JSON.stringify([{
-    id: 'long', image: testRootfs(),
-    stageIn: ['/bin/true'],
-    payload: ['/bin/sh', '-c', 'echo running; exec sleep 600'],
-    stageOut: ['/bin/true'],
-  }]));
+  writeFileSync(
+    jobFile,
+    JSON.stringify([
+      {
+        id: 'long',
+        image: testRootfs(),
+        stageIn: ['/bin/true'],
+        payload: ['/bin/sh', '-c', 'echo running; exec sleep 600'],
+        stageOut: ['/bin/true'],
+      },
+    ]),
+  );
   let sent = false;
   const r = await runPilot([jobFile, '--scratch-root', scratchRoot, '--cvmfs', cvmfs], (err, child) => {
     // The payload printed its line: it runs, so the signal reaches it.

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { createSpec } from '../../lib/index.js';
 import { repoRoot, scratch, testRootfs } from '../helpers/env.js';
 
-const blocks = [...readFileSync(join(repoRoot, 'README.md'), 'utf8').matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
+const blocks = [...readFileSync(join(repoRoot, 'README.md'), 'utf8').matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map(
+  (m) => m[1],
+);
 
 t.test('README has its two examples', async (t) => {
   t.equal(blocks.length, 2);
@@ -36,10 +38,11 @@ t.test('the API example: spawn, run and a bundle', async (t) => {
   symlinkSync(testRootfs(), join(dir, 'bundle', 'rootfs'));
   const b = createSpec({ rootfs: 'rootfs', args: ['/bin/sh', '-c', 'echo bundle ran'] });
   writeFileSync(join(dir, 'bundle', 'config.json'), JSON.stringify(b));
-  const code = blocks[0]
-    .replace("'/images/el9/rootfs'", JSON.stringify(testRootfs()))
-    .replace("source: '/cvmfs'", `source: ${JSON.stringify(cvmfs)}`)
-    + '\nconsole.log(JSON.stringify({ exitCode, signal, r: r.exitCode, out: r.stdout.toString() }));\n';
+  const code =
+    blocks[0]
+      .replace("'/images/el9/rootfs'", JSON.stringify(testRootfs()))
+      .replace("source: '/cvmfs'", `source: ${JSON.stringify(cvmfs)}`) +
+    '\nconsole.log(JSON.stringify({ exitCode, signal, r: r.exitCode, out: r.stdout.toString() }));\n';
   const res = runModule(dir, code);
   t.equal(res.status, 0, res.stderr);
   const lines = res.stdout.trim().split('\n');
@@ -62,10 +65,12 @@ t.test('the Apptainer example: exec with binds, containall, pwd, env', async (t)
   mkdirSync(jobDir);
   writeFileSync(join(jobDir, 'run.sh'), '#!/bin/sh\necho "job $JOB_ID in $(pwd) with $1"\n');
   chmodSync(join(jobDir, 'run.sh'), 0o755);
-  const code = `const jobDir = ${JSON.stringify(jobDir)};\n` + blocks[1]
-    .replace("'/cvmfs/unpacked.cern.ch/registry.hub.docker.com/library/centos:7'", JSON.stringify(image))
-    .replace("binds: ['/cvmfs',", `binds: [${JSON.stringify(cvmfs)},`)
-    + '\nlet out = ""; c.stdout.on("data", (d) => (out += d));\nawait new Promise((r) => c.once("close", r));\nconsole.log(JSON.stringify({ exitCode, out, maxRSS: rusage.maxRSS }));\n';
+  const code =
+    `const jobDir = ${JSON.stringify(jobDir)};\n` +
+    blocks[1]
+      .replace("'/cvmfs/unpacked.cern.ch/registry.hub.docker.com/library/centos:7'", JSON.stringify(image))
+      .replace("binds: ['/cvmfs',", `binds: [${JSON.stringify(cvmfs)},`) +
+    '\nlet out = ""; c.stdout.on("data", (d) => (out += d));\nawait new Promise((r) => c.once("close", r));\nconsole.log(JSON.stringify({ exitCode, out, maxRSS: rusage.maxRSS }));\n';
   const res = runModule(dir, code);
   t.equal(res.status, 0, res.stderr);
   const last = JSON.parse(res.stdout.trim().split('\n').pop()!);

@@ -9,7 +9,9 @@ import { capture } from '../helpers/run.js';
 
 t.test('NoNewPrivs 1 and no capabilities at all', async (t) => {
   for (const user of [{}, { uid: 0, gid: 0 }]) {
-    const r = await capture(spec(['/bin/sh', '-c', 'grep -E "^(NoNewPrivs|Cap(Inh|Prm|Eff|Bnd|Amb))" /proc/self/status'], user));
+    const r = await capture(
+      spec(['/bin/sh', '-c', 'grep -E "^(NoNewPrivs|Cap(Inh|Prm|Eff|Bnd|Amb))" /proc/self/status'], user),
+    );
     t.equal(r.exitCode, 0, r.err);
     t.match(r.out, /NoNewPrivs:\s+1/);
     for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb'])
@@ -59,9 +61,20 @@ t.test('a setuid-root file in the image gives no privilege (no_new_privs), and w
   } else {
     // Two ids are needed (0 owns the file, 1000 runs it): newuidmap and /etc/subuid.
     const user = execFileSync('id', ['-un'], { encoding: 'utf8' }).trim();
-    const start = Number(readFileSync('/etc/subuid', 'utf8').split('\n').find((l) => l.startsWith(`${user}:`))!.split(':')[1]);
-    s.linux!.uidMappings = [{ containerID: 0, hostID: uid, size: 1 }, { containerID: 1, hostID: start, size: 65536 }];
-    s.linux!.gidMappings = [{ containerID: 0, hostID: gid, size: 1 }, { containerID: 1, hostID: start, size: 65536 }];
+    const start = Number(
+      readFileSync('/etc/subuid', 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith(`${user}:`))!
+        .split(':')[1],
+    );
+    s.linux!.uidMappings = [
+      { containerID: 0, hostID: uid, size: 1 },
+      { containerID: 1, hostID: start, size: 65536 },
+    ];
+    s.linux!.gidMappings = [
+      { containerID: 0, hostID: gid, size: 1 },
+      { containerID: 1, hostID: start, size: 65536 },
+    ];
   }
   t.equal(s.process!.noNewPrivileges, true, 'the default spec asks for no_new_privs');
   const r = await capture(s);

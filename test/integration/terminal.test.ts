@@ -26,7 +26,10 @@ async function atTerminal(cmd: string, keys: [ready: RegExp | (() => boolean), t
   t.ok(haveCommand('script'), 'util-linux script is installed');
   // script runs cmd with $SHELL: pin it to /bin/sh so a developer's bash
   // and CI's unset SHELL give the same test.
-  const p = spawn('script', ['-qefc', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SHELL: '/bin/sh' } });
+  const p = spawn('script', ['-qefc', cmd, '/dev/null'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, SHELL: '/bin/sh' },
+  });
   let out = '';
   p.stdout.on('data', (d) => (out += d));
   p.stderr.on('data', (d) => (out += d));
@@ -61,22 +64,31 @@ t.test('stdin and stdout stay blocking for the payload: nothing is lost through 
   t.equal(big.status, 0, big.err);
   t.equal(big.out.trim(), '20000000', 'a slow reader got every byte');
   // A Python pilot reading the CLI's output through a pipe.
-  const py = shell(`python3 -c ${sq(`import subprocess,sys; r = subprocess.run([${JSON.stringify(node)}, ${JSON.stringify(CLI)}, 'exec', ${JSON.stringify(img)}, 'seq', '200000'], stdout=subprocess.PIPE); print(r.returncode, len(r.stdout.splitlines()))`)}`);
+  const py = shell(
+    `python3 -c ${sq(`import subprocess,sys; r = subprocess.run([${JSON.stringify(node)}, ${JSON.stringify(CLI)}, 'exec', ${JSON.stringify(img)}, 'seq', '200000'], stdout=subprocess.PIPE); print(r.returncode, len(r.stdout.splitlines()))`)}`,
+  );
   t.equal(py.out.trim(), '0 200000', py.err);
 });
 
 t.test('shell at a real terminal: its own tty, job control, the exit status (item 8)', async (t) => {
   const r = await atTerminal(`${node} ${CLI} shell ${testRootfs()}`, [
-    [/Apptainer> /, 'tty; for f in 0 1 2; do [ -t $f ] && echo "fd$f=tty"; done; echo "pgrp=$(cut -d" " -f5 /proc/self/stat) tpgid=$(cut -d" " -f8 /proc/self/stat)"\n'],
+    [
+      /Apptainer> /,
+      'tty; for f in 0 1 2; do [ -t $f ] && echo "fd$f=tty"; done; echo "pgrp=$(cut -d" " -f5 /proc/self/stat) tpgid=$(cut -d" " -f8 /proc/self/stat)"\n',
+    ],
     [/tpgid=\d+/, 'exit 4\n'],
   ]);
   t.equal(r.status, 4, 'exit 4 comes back as 4');
-  t.match(r.out, /\/dev\/pts\/\d+\r\n/, 'tty names the container\'s terminal');
+  t.match(r.out, /\/dev\/pts\/\d+\r\n/, "tty names the container's terminal");
   t.notMatch(r.out, /not a tty|NDELAY/);
-  t.match(r.out, /fd0=tty\r\nfd1=tty\r\nfd2=tty\r\n/, 'stdin, stdout and stderr are all the terminal (bash is interactive only if stderr is too)');
+  t.match(
+    r.out,
+    /fd0=tty\r\nfd1=tty\r\nfd2=tty\r\n/,
+    'stdin, stdout and stderr are all the terminal (bash is interactive only if stderr is too)',
+  );
   const m = /pgrp=(\d+) tpgid=(\d+)/.exec(r.out);
   t.ok(m, 'the shell reported its process group');
-  t.match(m?.[1], m?.[2], 'the shell is its terminal\'s foreground process group (job control)');
+  t.match(m?.[1], m?.[2], "the shell is its terminal's foreground process group (job control)");
 });
 
 /** A copy of the test rootfs (it has /payload) where the output file of the redirected case can live. */
@@ -102,18 +114,23 @@ t.test('Ctrl-C at a terminal reaches the payload exactly once (item 7)', async (
   // `exec`: the CLI replaces script's shell, so no shell shares the
   // foreground process group (dash, CI's /bin/sh, dies of the same Ctrl-C;
   // bash waits for its child); the file is read here, not by a shell.
-  const plain = await atTerminal(`exec ${node} ${CLI} exec ${img} /payload countsig 2 4 > ${file}`, [[() => readFileSync(file, 'utf8').includes('ready'), '\x03']]);
+  const plain = await atTerminal(`exec ${node} ${CLI} exec ${img} /payload countsig 2 4 > ${file}`, [
+    [() => readFileSync(file, 'utf8').includes('ready'), '\x03'],
+  ]);
   const got = readFileSync(file, 'utf8');
   t.equal(plain.status, 0, `the CLI exits with the payload's status: ${JSON.stringify(plain.out)}`);
   t.match(got, /(?<![0-9])2=1(?![0-9])/, `one SIGINT through the CLI: ${JSON.stringify(got)}`);
 });
 
-t.test('a signal to the CLI\'s process group (batch systems) reaches the payload exactly once (item 7)', async (t) => {
-  const p = spawn(node, [CLI, 'exec', testRootfs(), '/payload', 'countsig', '15', '3'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+t.test("a signal to the CLI's process group (batch systems) reaches the payload exactly once (item 7)", async (t) => {
+  const p = spawn(node, [CLI, 'exec', testRootfs(), '/payload', 'countsig', '15', '3'], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   p.stdout.on('data', (d) => (out += d));
   await waitFor(() => out, /ready/);
-  process.kill(-p.pid!, 'SIGTERM');  // the whole process group, as Slurm and HTCondor signal a job
+  process.kill(-p.pid!, 'SIGTERM'); // the whole process group, as Slurm and HTCondor signal a job
   const code = await new Promise((r) => p.once('exit', r));
   t.equal(code, 0);
   t.match(out, /(?<![0-9])15=1(?![0-9])/, out);

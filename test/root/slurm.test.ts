@@ -6,7 +6,19 @@
 // path is covered here by running srun as that user.
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,20 +30,42 @@ import { clusterLogs, SLURM_BINARIES, startCluster, type Cluster } from './slurm
 const TEST_USER = process.env.NODULARITY_TEST_USER || 'nodularity-test';
 
 /** Our environment without tap's hooks (NODE_OPTIONS loads its process-info recorder into every node). */
-const cleanEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('TAP')));
+const cleanEnv: NodeJS.ProcessEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('TAP')),
+);
 
-interface Result { code: number | null; signal: string | null; out: string; err: string }
+interface Result {
+  code: number | null;
+  signal: string | null;
+  out: string;
+  err: string;
+}
 
-function runCmd(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<Result> {
+function runCmd(
+  argv: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const p = spawn(argv[0], argv.slice(1), { env: opts.env ?? cleanEnv, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
+    const p = spawn(argv[0], argv.slice(1), {
+      env: opts.env ?? cleanEnv,
+      cwd: opts.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '',
+      err = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+    });
+    p.stderr.on('data', (d) => {
+      err += d;
+    });
     // A safety net against a hung step, not a timing assertion: the kill shows up as a failure.
     const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     p.on('error', reject);
-    p.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, out, err }); });
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, out, err });
+    });
   });
 }
 
@@ -58,11 +92,14 @@ function fields(out: string): Record<string, string> {
 const ok = SLURM_BINARIES.every(haveCommand);
 t.ok(ok, `${SLURM_BINARIES.join(', ')} are installed (Debian packages slurm-wlm, munge, util-linux)`);
 t.equal(process.geteuid!(), 0, 'runs as root (test/root/ files run in the root pass only)');
-let testUid = -1, testGid = -1;
+let testUid = -1,
+  testGid = -1;
 try {
   testUid = Number(execFileSync('id', ['-u', TEST_USER], { encoding: 'utf8' }).trim());
   testGid = Number(execFileSync('id', ['-g', TEST_USER], { encoding: 'utf8' }).trim());
-} catch { /* asserted below */ }
+} catch {
+  /* asserted below */
+}
 t.ok(testUid > 0, `user ${TEST_USER} exists (bash scripts/test-user.sh)`);
 
 if (ok && process.geteuid!() === 0 && testUid > 0) {
@@ -87,7 +124,9 @@ if (ok && process.geteuid!() === 0 && testUid > 0) {
     cluster = await startCluster(join(base, 'slurm'), ociConf);
   });
   // Also when a test failed or threw (the last subtest then never ran).
-  t.teardown(async () => { await cluster?.stop(); });
+  t.teardown(async () => {
+    await cluster?.stop();
+  });
 
   const hostPidNs = readlinkSync('/proc/self/ns/pid');
   const hostUserNs = readlinkSync('/proc/self/ns/user');
@@ -114,83 +153,124 @@ if (ok && process.geteuid!() === 0 && testUid > 0) {
   for (const who of ['root', 'user'] as const) {
     const uid = who === 'root' ? 0 : testUid;
     const gid = who === 'root' ? 0 : testGid;
-    t.test(`srun --container as ${who === 'root' ? 'root' : TEST_USER}: the step runs in the bundle, as the job's user, and its exit status comes back`, async (t) => {
-      const r = await srunAs(who, [`--container=${bundle}`, '/bin/sh', '-c', script]);
-      const f = fields(r.out);
-      t.equal(r.code, 37, `srun exits with the payload's 37\n${r.err}${r.code === 37 ? '' : clusterLogs(cluster!)}`);
-      t.equal(f.out, 'hello from the step', 'the step\'s stdout reaches srun');
-      t.equal(f.marker, token, 'the root file system is the bundle\'s (its marker file is there)');
-      t.equal(f.hostconf, 'absent', 'host files are not visible');
-      t.equal(f.uid, String(uid), `uid inside is the job user's (${uid})`);
-      t.equal(f.gid, String(gid), `gid inside is the job user's (${gid})`);
-      t.equal(f.uidmap?.trim().split(/\s+/).join(' '), `${uid} ${uid} 1`, 'its uid maps to the same uid outside, and only that');
-      t.not(f.pidns, hostPidNs, 'a new PID namespace');
-      t.not(f.userns, hostUserNs, 'a new user namespace');
-      t.ok(Number(f.pid) <= 2, `the step is PID 1 or the init's first child (pid ${f.pid})`);
-      t.match(f.job, /^\d+$/, 'Slurm\'s job environment is passed in');
-    });
+    t.test(
+      `srun --container as ${who === 'root' ? 'root' : TEST_USER}: the step runs in the bundle, as the job's user, and its exit status comes back`,
+      async (t) => {
+        const r = await srunAs(who, [`--container=${bundle}`, '/bin/sh', '-c', script]);
+        const f = fields(r.out);
+        t.equal(r.code, 37, `srun exits with the payload's 37\n${r.err}${r.code === 37 ? '' : clusterLogs(cluster!)}`);
+        t.equal(f.out, 'hello from the step', "the step's stdout reaches srun");
+        t.equal(f.marker, token, "the root file system is the bundle's (its marker file is there)");
+        t.equal(f.hostconf, 'absent', 'host files are not visible');
+        t.equal(f.uid, String(uid), `uid inside is the job user's (${uid})`);
+        t.equal(f.gid, String(gid), `gid inside is the job user's (${gid})`);
+        t.equal(
+          f.uidmap?.trim().split(/\s+/).join(' '),
+          `${uid} ${uid} 1`,
+          'its uid maps to the same uid outside, and only that',
+        );
+        t.not(f.pidns, hostPidNs, 'a new PID namespace');
+        t.not(f.userns, hostUserNs, 'a new user namespace');
+        t.ok(Number(f.pid) <= 2, `the step is PID 1 or the init's first child (pid ${f.pid})`);
+        t.match(f.job, /^\d+$/, "Slurm's job environment is passed in");
+      },
+    );
   }
 
   t.test('a bundle asking for OCI hooks fails the step with the runtime status and says why', async (t) => {
     const r = await srunAs('user', [`--container=${hooked}`, '/bin/true']);
-    t.equal(r.code, 255, 'the runtime\'s own failure status');
+    t.equal(r.code, 255, "the runtime's own failure status");
     t.match(r.err, /\/hooks\/prestart: .*config\.json asks for OCI hooks, which nodularity does not run/);
   });
 
-  t.test('oci state, kill and delete find a running container; a state file may not point at another user\'s process', async (t) => {
-    const root = join(base, 'state');
-    mkdirSync(root, { mode: 0o700 });
-    const sleeper = join(base, 'sleeper');
-    mkdirSync(sleeper, { mode: 0o755 });
-    writeFileSync(join(sleeper, 'config.json'), JSON.stringify(createSpec({ rootfs: join(bundle, 'rootfs'), args: ['/bin/sh', '-c', 'exec sleep 120'] })));
-    const nod = (...a: string[]) => runCmd([cli, 'oci', `--root=${root}`, ...a]);
-    const run = nod('run', '--bundle', sleeper, 'c1');
-    // Wait for the record to name the init (each CLI call costs a second or two of TypeScript loading).
-    const recorded = () => { try { return JSON.parse(readFileSync(join(root, 'c1.json'), 'utf8')).pid > 0; } catch { return false; } };
-    for (let i = 0; i < 300 && !recorded(); i++) await new Promise((r) => setTimeout(r, 100));
-    const s1 = await nod('state', 'c1');
-    t.equal(s1.code, 0, s1.err);
-    const state = JSON.parse(s1.out || '{}') as { status?: string; pid?: number; bundle?: string };
-    t.equal(state.status, 'running', 'state says running');
-    t.equal(state.bundle, sleeper);
-    t.match(readFileSync(`/proc/${state.pid}/cmdline`, 'latin1'), /nodularity-init|sleep/, 'its pid is the container\'s init');
+  t.test(
+    "oci state, kill and delete find a running container; a state file may not point at another user's process",
+    async (t) => {
+      const root = join(base, 'state');
+      mkdirSync(root, { mode: 0o700 });
+      const sleeper = join(base, 'sleeper');
+      mkdirSync(sleeper, { mode: 0o755 });
+      writeFileSync(
+        join(sleeper, 'config.json'),
+        JSON.stringify(createSpec({ rootfs: join(bundle, 'rootfs'), args: ['/bin/sh', '-c', 'exec sleep 120'] })),
+      );
+      const nod = (...a: string[]) => runCmd([cli, 'oci', `--root=${root}`, ...a]);
+      const run = nod('run', '--bundle', sleeper, 'c1');
+      // Wait for the record to name the init (each CLI call costs a second or two of TypeScript loading).
+      const recorded = () => {
+        try {
+          return JSON.parse(readFileSync(join(root, 'c1.json'), 'utf8')).pid > 0;
+        } catch {
+          return false;
+        }
+      };
+      for (let i = 0; i < 300 && !recorded(); i++) await new Promise((r) => setTimeout(r, 100));
+      const s1 = await nod('state', 'c1');
+      t.equal(s1.code, 0, s1.err);
+      const state = JSON.parse(s1.out || '{}') as { status?: string; pid?: number; bundle?: string };
+      t.equal(state.status, 'running', 'state says running');
+      t.equal(state.bundle, sleeper);
+      t.match(
+        readFileSync(`/proc/${state.pid}/cmdline`, 'latin1'),
+        /nodularity-init|sleep/,
+        "its pid is the container's init",
+      );
 
-    // A job user's file naming a root process: root (as Slurm runs RunTimeKill) must not signal it.
-    const victim = spawn('sleep', ['120'], { stdio: 'ignore' });
-    t.teardown(() => { victim.kill('SIGKILL'); });
-    const victimStat = () => readFileSync(`/proc/${victim.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    const forged = join(root, 'c2.json');
-    writeFileSync(forged, JSON.stringify({ ociVersion: '1.0.0', id: 'c2', bundle: sleeper, created: '', pid: victim.pid, pidStart: victimStat()[19], runtimePid: 0, runtimeStart: '' }));
-    chownSync(forged, testUid, testGid);
-    const link = join(root, 'c3.json');
-    execFileSync('ln', ['-s', '/etc/shadow', link]);
-    // Independent calls, at once: each costs a second or more of TypeScript loading.
-    const [del, k2, s3] = await Promise.all([nod('delete', 'c1'), nod('kill', 'c2', 'KILL'), nod('state', 'c3')]);
-    t.equal(del.code, 255);
-    t.match(del.err, /container `c1` is running; stop it first or pass --force/);
-    t.equal(k2.code, 255);
-    t.match(k2.err, new RegExp(`pid ${victim.pid} does not belong to uid ${testUid}`));
-    t.equal(victimStat()[0], 'S', 'the root process was not signalled (still sleeping, not a zombie)');
-    t.equal(s3.code, 255);
-    t.match(s3.err, /state file .*c3\.json is a symbolic link/);
-    t.notMatch(s3.out + s3.err, /root:/, 'nothing of the target is echoed');
-    rmSync(forged);
-    rmSync(link);
+      // A job user's file naming a root process: root (as Slurm runs RunTimeKill) must not signal it.
+      const victim = spawn('sleep', ['120'], { stdio: 'ignore' });
+      t.teardown(() => {
+        victim.kill('SIGKILL');
+      });
+      const victimStat = () => readFileSync(`/proc/${victim.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      const forged = join(root, 'c2.json');
+      writeFileSync(
+        forged,
+        JSON.stringify({
+          ociVersion: '1.0.0',
+          id: 'c2',
+          bundle: sleeper,
+          created: '',
+          pid: victim.pid,
+          pidStart: victimStat()[19],
+          runtimePid: 0,
+          runtimeStart: '',
+        }),
+      );
+      chownSync(forged, testUid, testGid);
+      const link = join(root, 'c3.json');
+      execFileSync('ln', ['-s', '/etc/shadow', link]);
+      // Independent calls, at once: each costs a second or more of TypeScript loading.
+      const [del, k2, s3] = await Promise.all([nod('delete', 'c1'), nod('kill', 'c2', 'KILL'), nod('state', 'c3')]);
+      t.equal(del.code, 255);
+      t.match(del.err, /container `c1` is running; stop it first or pass --force/);
+      t.equal(k2.code, 255);
+      t.match(k2.err, new RegExp(`pid ${victim.pid} does not belong to uid ${testUid}`));
+      t.equal(victimStat()[0], 'S', 'the root process was not signalled (still sleeping, not a zombie)');
+      t.equal(s3.code, 255);
+      t.match(s3.err, /state file .*c3\.json is a symbolic link/);
+      t.notMatch(s3.out + s3.err, /root:/, 'nothing of the target is echoed');
+      rmSync(forged);
+      rmSync(link);
 
-    const k1 = await nod('kill', 'c1', 'USR1');
-    t.equal(k1.code, 0, k1.err);
-    const r = await run;
-    t.equal(r.code, 128 + 10, 'the payload died of SIGUSR1, and oci run says so');
-    t.notOk(existsSync(join(root, 'c1.json')), 'oci run removed its state file');
-    const [gone, forced] = await Promise.all([nod('state', 'c1'), nod('delete', '--force', 'c1')]);
-    t.equal(gone.code, 255);
-    t.match(gone.err, /container `c1` does not exist/);
-    t.equal(forced.code, 0, 'delete --force of a container that is gone succeeds');
-  });
+      const k1 = await nod('kill', 'c1', 'USR1');
+      t.equal(k1.code, 0, k1.err);
+      const r = await run;
+      t.equal(r.code, 128 + 10, 'the payload died of SIGUSR1, and oci run says so');
+      t.notOk(existsSync(join(root, 'c1.json')), 'oci run removed its state file');
+      const [gone, forced] = await Promise.all([nod('state', 'c1'), nod('delete', '--force', 'c1')]);
+      t.equal(gone.code, 255);
+      t.match(gone.err, /container `c1` does not exist/);
+      t.equal(forced.code, 0, 'delete --force of a container that is gone succeeds');
+    },
+  );
 
   t.test('the daemons stop and leave no process behind', async (t) => {
     const strays = await cluster!.stop();
     t.same(strays, [], 'no slurmstepd, runtime or payload outlives the daemons');
-    t.same(readdirSync(join(base, 'slurm', 'spool')).filter((e) => e.startsWith('oci-job')), [], 'Slurm removed every step\'s spool directory (our state files were gone)');
+    t.same(
+      readdirSync(join(base, 'slurm', 'spool')).filter((e) => e.startsWith('oci-job')),
+      [],
+      "Slurm removed every step's spool directory (our state files were gone)",
+    );
   });
 }

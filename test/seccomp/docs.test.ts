@@ -11,30 +11,38 @@ t.test('the default profile table in docs/seccomp.md matches DEFAULT_BLOCKED', a
   const doc = readFileSync(join(repoRoot, 'docs', 'seccomp.md'), 'utf8');
   const section = doc.slice(doc.indexOf('## The default profile'), doc.indexOf('**Foreign ABIs.**'));
   const rows = section.split('\n').filter((l) => l.startsWith('| `'));
-  const documented = new Set(rows.flatMap((r) => [...r.split('|')[1].matchAll(/`([a-z_][a-z0-9_]*)`/g)].map((m) => m[1])));
+  const documented = new Set(
+    rows.flatMap((r) => [...r.split('|')[1].matchAll(/`([a-z_][a-z0-9_]*)`/g)].map((m) => m[1])),
+  );
   const listed = DEFAULT_BLOCKED.flatMap(([names]) => names);
   for (const n of listed) t.ok(documented.has(n), `${n} is documented`);
   for (const n of documented) t.ok(n === 'personality' || listed.includes(n), `${n} is in the profile`);
   const p = defaultSeccompProfile();
   const groups = p.syscalls!.filter((s) => s.names[0] !== 'personality');
-  t.same(groups.flatMap((s) => s.names).sort(), [...listed].sort(), 'the profile refuses exactly the listed calls (and personality)');
+  t.same(
+    groups.flatMap((s) => s.names).sort(),
+    [...listed].sort(),
+    'the profile refuses exactly the listed calls (and personality)',
+  );
   t.ok(p.syscalls!.slice(groups.length).every((s) => s.names.length === 1 && s.names[0] === 'personality'));
   for (const [names, , errno] of DEFAULT_BLOCKED) {
     const row = rows.find((r) => r.includes(`\`${names[0]}\``))!;
     t.match(row.split('|')[2], errno === 38 ? /ENOSYS/ : /EPERM/, `${names[0]}: the errno is documented`);
   }
   const personalityRow = rows.find((r) => r.startsWith('| `personality`'))!;
-  for (const v of SAFE_PERSONALITIES) t.match(personalityRow, `\`0x${v.toString(16)}\``.replace('`0x0`', '`0`'), `safe value ${v} documented`);
+  for (const v of SAFE_PERSONALITIES)
+    t.match(personalityRow, `\`0x${v.toString(16)}\``.replace('`0x0`', '`0`'), `safe value ${v} documented`);
 });
 
 t.test('the personality rules refuse exactly the values that are not safe', async (t) => {
   const { personalityRules } = await import('../../lib/seccomp/default.js');
   const rules = personalityRules();
-  const refused = (x: bigint) => rules.some((r) => {
-    const a = r.args![0];
-    if (a.op === 'SCMP_CMP_GT') return x > BigInt(a.value);
-    return (x & BigInt(a.value)) === BigInt(a.valueTwo!);
-  });
+  const refused = (x: bigint) =>
+    rules.some((r) => {
+      const a = r.args![0];
+      if (a.op === 'SCMP_CMP_GT') return x > BigInt(a.value);
+      return (x & BigInt(a.value)) === BigInt(a.valueTwo!);
+    });
   const safe = new Set(SAFE_PERSONALITIES.map(BigInt));
   const values: bigint[] = [0n, 0xffffffffn, 0x100000000n, 0xffffffffffffffffn];
   // Every value with one or two bits set or clear, plus random ones.

@@ -10,7 +10,11 @@ import { repoRoot, scratch } from '../helpers/env.js';
 
 type T = Parameters<typeof scratch>[0];
 
-export interface Ran { code: number | null; out: string; err: string }
+export interface Ran {
+  code: number | null;
+  out: string;
+  err: string;
+}
 
 /** A directory holding `name` -> bin/nodularity; its path. */
 export function installAs(t: T, name: 'apptainer' | 'singularity' | 'nodularity' = 'apptainer'): string {
@@ -32,7 +36,18 @@ export function jobEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return clean;
 }
 
-export function run(cli: string, args: string[], env: NodeJS.ProcessEnv = {}, o: { cwd?: string; input?: string } = {}): Ran {
-  const r = spawnSync(cli, args, { encoding: 'utf8', env: jobEnv(env), cwd: o.cwd ?? '/', input: o.input, timeout: 120_000 });
+export function run(
+  cli: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  o: { cwd?: string; input?: string } = {},
+): Ran {
+  const r = spawnSync(cli, args, {
+    encoding: 'utf8',
+    env: jobEnv(env),
+    cwd: o.cwd ?? '/',
+    input: o.input,
+    timeout: 120_000,
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }

@@ -38,14 +38,40 @@ t.test('exec -C IMAGE /exit_37 exits 37', async (t) => {
   t.equal(nodularity(['exec', '-C', image, '/exit_37']).code, 37);
 });
 
-t.test('HTCondor\'s argument form, as given, with APPTAINERENV_ reaching the payload', async (t) => {
+t.test("HTCondor's argument form, as given, with APPTAINERENV_ reaching the payload", async (t) => {
   const slot = scratch(t);
   const scratchDir = join(slot, 'execute', 'dir_1');
   mkdirSync(scratchDir, { recursive: true });
-  writeFileSync(join(scratchDir, 'condor_exec.exe'), '#!/bin/sh\necho "args: $*"; pwd; echo "home=$HOME"; echo "job=$JOB_ID"; ls /tmp | wc -l; echo data > out.txt; exit 3\n');
+  writeFileSync(
+    join(scratchDir, 'condor_exec.exe'),
+    '#!/bin/sh\necho "args: $*"; pwd; echo "home=$HOME"; echo "job=$JOB_ID"; ls /tmp | wc -l; echo data > out.txt; exit 3\n',
+  );
   chmodSync(join(scratchDir, 'condor_exec.exe'), 0o755);
-  const r = nodularity(['-s', 'exec', '-S', '/tmp', '-S', '/var/tmp', '-W', scratchDir, '--pwd', scratchDir, '-B', slot, '--home', scratchDir, '-C', image,
-    join(scratchDir, 'condor_exec.exe'), 'a1', '-x', '--long'], { APPTAINERENV_JOB_ID: '1234.0', HOST_SECRET: 'no' });
+  const r = nodularity(
+    [
+      '-s',
+      'exec',
+      '-S',
+      '/tmp',
+      '-S',
+      '/var/tmp',
+      '-W',
+      scratchDir,
+      '--pwd',
+      scratchDir,
+      '-B',
+      slot,
+      '--home',
+      scratchDir,
+      '-C',
+      image,
+      join(scratchDir, 'condor_exec.exe'),
+      'a1',
+      '-x',
+      '--long',
+    ],
+    { APPTAINERENV_JOB_ID: '1234.0', HOST_SECRET: 'no' },
+  );
   t.equal(r.code, 3, r.err);
   // /tmp is fresh (-S), holding only the mount point of the slot dir (-B), which is under the host's /tmp here.
   t.equal(r.out, `args: a1 -x --long\n${scratchDir}\nhome=${scratchDir}\njob=1234.0\n1\n`);
@@ -63,13 +89,19 @@ t.test('a SIGTERM while the payload is being started reaches the payload, not th
   for (let i = 0; i < 14; i++) {
     const marker = join(dir, `started-${i}`);
     const c = spawn(cli, ['exec', image, '/bin/sh', '-c', `touch ${marker}; exec sleep 20`], { stdio: 'ignore' });
-    const ended = new Promise<[number | null, NodeJS.Signals | null]>((r) => c.once('exit', (code, sig) => r([code, sig])));
+    const ended = new Promise<[number | null, NodeJS.Signals | null]>((r) =>
+      c.once('exit', (code, sig) => r([code, sig])),
+    );
     await new Promise((r) => setTimeout(r, 100 + i * 100));
     c.kill('SIGTERM');
     const [code, sig] = await ended;
     if (existsSync(marker)) {
       started++;
-      t.same([code, sig], [143, null], `delay ${100 + i * 100} ms, payload running: the CLI exits 143, the payload's status`);
+      t.same(
+        [code, sig],
+        [143, null],
+        `delay ${100 + i * 100} ms, payload running: the CLI exits 143, the payload's status`,
+      );
     } else {
       t.ok(code === 143 || sig === 'SIGTERM', `delay ${100 + i * 100} ms, before the payload: ${code} ${sig}`);
     }
@@ -77,10 +109,12 @@ t.test('a SIGTERM while the payload is being started reaches the payload, not th
   t.ok(started > 0, `some signals came after the payload started (${started} of 14)`);
 });
 
-t.test('the payload is the CLI\'s child or grandchild', async (t) => {
+t.test("the payload is the CLI's child or grandchild", async (t) => {
   const marker = `nodularity-marker-${process.pid}`;
   const c = spawn(cli, ['exec', image, '/bin/sh', '-c', `sleep 30; echo ${marker}`], { stdio: 'ignore' });
-  t.teardown(() => { c.kill('SIGKILL'); });
+  t.teardown(() => {
+    c.kill('SIGKILL');
+  });
   let found: number | undefined;
   for (let i = 0; i < 400 && !found; i++) {
     await new Promise((r) => setTimeout(r, 50));
@@ -88,7 +122,9 @@ t.test('the payload is the CLI\'s child or grandchild', async (t) => {
       try {
         const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
         if (argv[0] === '/bin/sh' && argv.some((a) => a.includes(marker))) found = Number(p);
-      } catch { /* gone */ }
+      } catch {
+        /* gone */
+      }
     }
   }
   t.ok(found, 'payload found');
@@ -112,7 +148,21 @@ t.test('run and test', async (t) => {
 t.test('env, cleanenv and env-file on the command line', async (t) => {
   const d = scratch(t);
   writeFileSync(join(d, 'f.env'), 'FROM_FILE=1\n');
-  const r = nodularity(['exec', '-e', '--env', 'A=1,B=2', '--env-file', join(d, 'f.env'), image, '/bin/sh', '-c', 'echo $A$B$FROM_FILE${HOST_SECRET:-clean}'], { HOST_SECRET: 'leak' });
+  const r = nodularity(
+    [
+      'exec',
+      '-e',
+      '--env',
+      'A=1,B=2',
+      '--env-file',
+      join(d, 'f.env'),
+      image,
+      '/bin/sh',
+      '-c',
+      'echo $A$B$FROM_FILE${HOST_SECRET:-clean}',
+    ],
+    { HOST_SECRET: 'leak' },
+  );
   t.equal(r.out, '121clean\n', r.err);
 });
 

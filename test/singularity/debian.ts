@@ -11,7 +11,10 @@ import { isRoot, repoRoot } from '../helpers/env.js';
 export function debianImage(): string {
   const args = isRoot ? [] : [userInfo().username];
   try {
-    return execFileSync('sh', [join(repoRoot, 'scripts', 'debian-image.sh'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    return execFileSync('sh', [join(repoRoot, 'scripts', 'debian-image.sh'), ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
   } catch (e) {
     throw new Error(`the Debian test image is missing: ${(e as { stderr?: string }).stderr ?? e}`);
   }
@@ -22,7 +25,10 @@ export function makeDeb(dir: string, name: string): string {
   const root = join(dir, `${name}-pkg`);
   mkdirSync(join(root, 'DEBIAN'), { recursive: true });
   mkdirSync(join(root, 'usr', 'bin'), { recursive: true });
-  writeFileSync(join(root, 'DEBIAN', 'control'), `Package: ${name}\nVersion: 1.0\nArchitecture: all\nMaintainer: nodularity <dev@nodularity>\nDescription: fakeroot test package\n`);
+  writeFileSync(
+    join(root, 'DEBIAN', 'control'),
+    `Package: ${name}\nVersion: 1.0\nArchitecture: all\nMaintainer: nodularity <dev@nodularity>\nDescription: fakeroot test package\n`,
+  );
   writeFileSync(join(root, 'usr', 'bin', name), `#!/bin/sh\necho "${name} installed"\n`);
   chmodSync(join(root, 'usr', 'bin', name), 0o755);
   const deb = join(dir, `${name}.deb`);

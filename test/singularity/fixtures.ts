@@ -16,12 +16,19 @@ export interface SandboxParts {
 }
 
 /** A Singularity sandbox: the test rootfs plus /.singularity.d (env scripts, runscript, test). */
-export function makeSandbox(t: T, parts: SandboxParts = {}, dir = join(scratch(t, 'nodularity-sandbox-'), 'img')): string {
+export function makeSandbox(
+  t: T,
+  parts: SandboxParts = {},
+  dir = join(scratch(t, 'nodularity-sandbox-'), 'img'),
+): string {
   execFileSync('cp', ['-a', testRootfs(), dir]);
   const sd = join(dir, '.singularity.d');
   mkdirSync(join(sd, 'env'), { recursive: true });
   for (const [name, text] of Object.entries(parts.env ?? {})) writeFileSync(join(sd, 'env', name), text);
-  const exe = (p: string, text: string) => { writeFileSync(p, text); chmodSync(p, 0o755); };
+  const exe = (p: string, text: string) => {
+    writeFileSync(p, text);
+    chmodSync(p, 0o755);
+  };
   if (parts.runscript) exe(join(sd, 'runscript'), parts.runscript);
   if (parts.test) exe(join(sd, 'test'), parts.test);
   for (const [p, text] of Object.entries(parts.files ?? {})) exe(join(dir, p), text);
@@ -31,7 +38,8 @@ export function makeSandbox(t: T, parts: SandboxParts = {}, dir = join(scratch(t
 /** exec() a shell script in an image, output collected. */
 export async function sh(image: string, script: string, o: ExecOptions = {}) {
   const c = await exec(image, ['/bin/sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'], ...o });
-  let out = '', err = '';
+  let out = '',
+    err = '';
   c.stdout!.on('data', (d) => (out += d));
   c.stderr!.on('data', (d) => (err += d));
   const closed = new Promise((res) => c.once('close', res));

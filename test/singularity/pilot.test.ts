@@ -47,8 +47,10 @@ t.test('a pilot written for Apptainer runs unchanged with nodularity as apptaine
   const slot = base;
   const jobDir = join(slot, 'execute', 'dir_7');
   mkdirSync(jobDir, { recursive: true });
-  writeFileSync(join(jobDir, 'condor_exec.exe'),
-    '#!/bin/sh\necho "job: $* in $(pwd) home=$HOME cvmfs=$(cat /cvmfs/repo/README) id=$JOB_ID"; echo result > out.txt\n');
+  writeFileSync(
+    join(jobDir, 'condor_exec.exe'),
+    '#!/bin/sh\necho "job: $* in $(pwd) home=$HOME cvmfs=$(cat /cvmfs/repo/README) id=$JOB_ID"; echo result > out.txt\n',
+  );
   chmodSync(join(jobDir, 'condor_exec.exe'), 0o755);
   const pkgs = join(base, 'pkgs');
   mkdirSync(pkgs);
@@ -59,10 +61,17 @@ t.test('a pilot written for Apptainer runs unchanged with nodularity as apptaine
     PATH: `${dirname(cli)}:${process.env.PATH}`,
     APPTAINER_BIND: `${cvmfs}:/cvmfs`, // the site's
     APPTAINERENV_JOB_ID: '7.0', // HTCondor's
-    JOB_DIR: jobDir, SLOT_DIR: slot, JOB_IMAGE: makeSandbox(t), PKG_DIR: pkgs, DEBIAN_IMAGE: debian,
+    JOB_DIR: jobDir,
+    SLOT_DIR: slot,
+    JOB_IMAGE: makeSandbox(t),
+    PKG_DIR: pkgs,
+    DEBIAN_IMAGE: debian,
     SHELL: '/bin/sh',
   });
-  const p = spawn('script', ['-qefc', `sh ${join(base, 'pilot.sh')}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env });
+  const p = spawn('script', ['-qefc', `sh ${join(base, 'pilot.sh')}`, '/dev/null'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env,
+  });
   let out = '';
   p.stdout.on('data', (d) => (out += d));
   p.stderr.on('data', (d) => (out += d));
@@ -76,11 +85,19 @@ t.test('a pilot written for Apptainer runs unchanged with nodularity as apptaine
   const text = out.replace(/\r/g, '').replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
   t.equal(status, 5, `the shell's exit status is the pilot's: ${text}`);
   t.match(text, /^pilot: apptainer version \d+\.\d+\.\d+\+nodularity/m);
-  t.match(text, new RegExp(`^job: arg1 --flag in ${jobDir} home=${jobDir} cvmfs=site-data id=7\\.0$`, 'm'), 'the HTCondor job, with the site\'s bind');
+  t.match(
+    text,
+    new RegExp(`^job: arg1 --flag in ${jobDir} home=${jobDir} cvmfs=site-data id=7\\.0$`, 'm'),
+    "the HTCondor job, with the site's bind",
+  );
   t.match(text, /^pilot: job done, output result$/m);
   t.equal(readFileSync(join(jobDir, 'out.txt'), 'utf8'), 'result\n');
   t.match(text, /^nodularity-hello installed\nfakeroot job sees site-data$/m, 'the fakeroot package install');
-  t.match(text, new RegExp(`^in shell as ${process.geteuid!()} cvmfs=site-data$`, 'm'), 'the shell, with the site\'s bind');
+  t.match(
+    text,
+    new RegExp(`^in shell as ${process.geteuid!()} cvmfs=site-data$`, 'm'),
+    "the shell, with the site's bind",
+  );
   t.match(text, /^\/dev\/pts\/\d+$/m, 'at a terminal of its own');
   t.notMatch(text, /FATAL|nodularity:/, 'no failure on the way');
   t.equal(treeState(debian), before, 'the Debian image is unchanged');

@@ -14,19 +14,35 @@ t.test('--pwd to a missing directory warns and starts in home; an existing one i
   const home = join(scratch(t, 'nodularity-home-'), 'h');
   mkdirSync(home);
   const env = { ...process.env, HOME: home };
-  const r = spawnSync(process.execPath, [CLI, 'exec', '--pwd', '/nonexistent/dir', image, 'pwd'], { encoding: 'utf8', env, cwd: '/' });
+  const r = spawnSync(process.execPath, [CLI, 'exec', '--pwd', '/nonexistent/dir', image, 'pwd'], {
+    encoding: 'utf8',
+    env,
+    cwd: '/',
+  });
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout, `${home}\n`);
   t.equal(r.stderr, `WARNING: --pwd /nonexistent/dir is not a directory in the container: starting in ${home}\n`);
   t.notOk(existsSync(join(image, 'nonexistent')), 'nothing made in the image');
-  const q = spawnSync(process.execPath, [CLI, '-q', 'exec', '--pwd', '/nonexistent', image, 'pwd'], { encoding: 'utf8', env, cwd: '/' });
+  const q = spawnSync(process.execPath, [CLI, '-q', 'exec', '--pwd', '/nonexistent', image, 'pwd'], {
+    encoding: 'utf8',
+    env,
+    cwd: '/',
+  });
   t.equal(q.stderr, '', '-q silences the warning');
-  const ok = spawnSync(process.execPath, [CLI, 'exec', '--pwd', '/etc', image, 'pwd'], { encoding: 'utf8', env, cwd: '/' });
+  const ok = spawnSync(process.execPath, [CLI, 'exec', '--pwd', '/etc', image, 'pwd'], {
+    encoding: 'utf8',
+    env,
+    cwd: '/',
+  });
   t.equal(ok.stdout, '/etc\n');
   t.equal(ok.stderr, '');
   // A directory that exists only through a bind is a directory in the container too.
   const data = scratch(t, 'nodularity-data-');
   mkdirSync(join(data, 'sub'));
-  const b = spawnSync(process.execPath, [CLI, 'exec', '-B', `${data}:/data`, '--pwd', '/data/sub', image, 'pwd'], { encoding: 'utf8', env, cwd: '/' });
+  const b = spawnSync(process.execPath, [CLI, 'exec', '-B', `${data}:/data`, '--pwd', '/data/sub', image, 'pwd'], {
+    encoding: 'utf8',
+    env,
+    cwd: '/',
+  });
   t.equal(b.stdout, '/data/sub\n', b.stderr);
 });

@@ -13,7 +13,9 @@ const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
 const section = /^## Differences from Apptainer\n([\s\S]*?)(?=^## )/m.exec(readme)?.[1] ?? '';
 /** A table cell's code span, with the table's escaped pipes as pipes. */
 const code = (cell: string) => /^\s*`(.*)`\s*$/.exec(cell)?.[1]?.replace(/\\\|/g, '|');
-const rows = section.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| What'))
+const rows = section
+  .split('\n')
+  .filter((l) => l.startsWith('| ') && !l.startsWith('| What'))
   .map((l) => l.slice(2, -2).split(/ \| /));
 
 t.test('the section and its table are there', async (t) => {
@@ -27,11 +29,15 @@ t.test('each documented example prints what the table says', async (t) => {
   const image = makeSandbox(t);
   const cwd = scratch(t, 'nodularity-readme-diff-');
   for (const [what, , , example, output] of rows) {
-    const cmd = code(example), want = code(output);
+    const cmd = code(example),
+      want = code(output);
     t.ok(cmd && want !== undefined, `${what}: an example and its output in code spans`);
     if (!cmd || want === undefined) continue;
     const r = spawnSync('/bin/sh', ['-c', cmd.replace(/\bIMAGE\b/g, image)], {
-      cwd, encoding: 'utf8', timeout: 60_000, env: jobEnv({ PATH: `${dirname(cli)}:${process.env.PATH}` }),
+      cwd,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: jobEnv({ PATH: `${dirname(cli)}:${process.env.PATH}` }),
     });
     t.equal(r.stdout.replace(/\n$/, ''), want, `${what}: ${cmd} (stderr: ${r.stderr})`);
   }

@@ -19,7 +19,9 @@ function squashfuse(t: Parameters<typeof scratch>[0], src: string, mnt: string):
   mkdirSync(mnt, { recursive: true });
   const r = spawnSync('squashfuse', [img, mnt], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`squashfuse ${img} ${mnt}: ${r.stderr}`);
-  t.teardown(() => { spawnSync('fusermount3', ['-u', mnt]); });
+  t.teardown(() => {
+    spawnSync('fusermount3', ['-u', mnt]);
+  });
 }
 
 let sandbox: string;
@@ -31,8 +33,9 @@ t.before(() => {
   const src = makeSandbox(t, {
     env: {
       '01-base.sh': 'export IMAGE_BASE=base\nexport OVERRIDDEN=image\nexport ORDER=01\n',
-      '90-environment.sh': 'export ORDER="$ORDER 90"\nexport GLOB=*\nexport PATH="/opt/tool/bin:$PATH"\necho noise-on-stdout\n',
-      'README': 'not a script: ignored\n',
+      '90-environment.sh':
+        'export ORDER="$ORDER 90"\nexport GLOB=*\nexport PATH="/opt/tool/bin:$PATH"\necho noise-on-stdout\n',
+      README: 'not a script: ignored\n',
     },
     runscript: '#!/bin/sh\necho "runscript: $*"; echo "IMAGE_BASE=$IMAGE_BASE"\n',
     test: '#!/bin/sh\n[ "$IMAGE_BASE" = base ] && echo test-ok\n',
@@ -51,8 +54,11 @@ t.test('a read-only FUSE sandbox runs as it is, binds onto targets missing in it
   if (!tools) return;
   const job = scratch(t);
   writeFileSync(join(job, 'input'), 'payload input\n');
-  const r = await sh(sandbox, 'cat /srv/job/input; echo out > /srv/job/output; touch /usr/x 2>/dev/null || echo image-ro; grep -c "^overlay / overlay ro," /proc/mounts',
-    { hostEnv, hostCwd: '/', binds: [`${job}:/srv/job`] });
+  const r = await sh(
+    sandbox,
+    'cat /srv/job/input; echo out > /srv/job/output; touch /usr/x 2>/dev/null || echo image-ro; grep -c "^overlay / overlay ro," /proc/mounts',
+    { hostEnv, hostCwd: '/', binds: [`${job}:/srv/job`] },
+  );
   t.equal(r.code, 0, r.err);
   t.same(r.out.trim().split('\n'), ['payload input', 'image-ro', '1']);
   t.equal(execFileSync('cat', [join(job, 'output')], { encoding: 'utf8' }), 'out\n');
@@ -63,11 +69,16 @@ t.test('env scripts: in lexical order, no glob expansion, image PATH kept, prefi
   const cwd = scratch(t);
   writeFileSync(join(cwd, 'a-file-that-a-glob-would-find'), '');
   const r = await sh(sandbox, 'echo "$ORDER|$GLOB|$IMAGE_BASE|$OVERRIDDEN|$FROM_ENV|$PATH"', {
-    hostEnv: { ...hostEnv, APPTAINERENV_OVERRIDDEN: 'apptainerenv' }, hostCwd: cwd, env: ['FROM_ENV=env'],
+    hostEnv: { ...hostEnv, APPTAINERENV_OVERRIDDEN: 'apptainerenv' },
+    hostCwd: cwd,
+    env: ['FROM_ENV=env'],
   });
   t.equal(r.code, 0, r.err);
-  t.equal(r.out.trim(), '01 90|*|base|apptainerenv|env|/opt/tool/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    'scripts sourced in order, * left alone, the scripts\' stdout is not the payload\'s');
+  t.equal(
+    r.out.trim(),
+    '01 90|*|base|apptainerenv|env|/opt/tool/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    "scripts sourced in order, * left alone, the scripts' stdout is not the payload's",
+  );
   const e = await sh(sandbox, 'echo $OVERRIDDEN', { hostEnv, hostCwd: cwd, env: { OVERRIDDEN: 'env-wins' } });
   t.equal(e.out.trim(), 'env-wins');
 });
@@ -76,9 +87,15 @@ t.test('env scripts are bounded in time and their failure is reported', async (t
   if (!tools) return;
   const slow = makeSandbox(t, { env: { '50-slow.sh': 'sleep 30\n' } });
   const mounts = hostMounts();
-  await t.rejects(exec(slow, ['true'], { hostEnv, hostCwd: '/', envScriptTimeout: 300 }), /\.singularity\.d\/env: the environment scripts did not finish within 0\.3 s/);
+  await t.rejects(
+    exec(slow, ['true'], { hostEnv, hostCwd: '/', envScriptTimeout: 300 }),
+    /\.singularity\.d\/env: the environment scripts did not finish within 0\.3 s/,
+  );
   const bad = makeSandbox(t, { env: { '50-bad.sh': 'echo broken >&2; exit 3\n' } });
-  await t.rejects(exec(bad, ['true'], { hostEnv, hostCwd: '/' }), /the environment scripts failed with status 3:\nbroken/);
+  await t.rejects(
+    exec(bad, ['true'], { hostEnv, hostCwd: '/' }),
+    /the environment scripts failed with status 3:\nbroken/,
+  );
   t.equal(hostMounts(), mounts);
 });
 
@@ -109,9 +126,15 @@ t.test('/cvmfs stand-in: repositories bound recursively, one mounted after the s
   };
   squashfuse(t, repoSrc('first.example.org'), join(cvmfs, 'first.example.org'));
   mkdirSync(join(cvmfs, 'late.example.org'));
-  const c = await exec(sandbox, ['/bin/sh', '-c',
-    'cat /cvmfs/first.example.org/marker; for i in $(seq 100); do [ -e /cvmfs/late.example.org/marker ] && exec cat /cvmfs/late.example.org/marker; sleep 0.1; done; echo timeout'],
-  { hostEnv, hostCwd: '/', binds: [`${cvmfs}:/cvmfs`], containall: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const c = await exec(
+    sandbox,
+    [
+      '/bin/sh',
+      '-c',
+      'cat /cvmfs/first.example.org/marker; for i in $(seq 100); do [ -e /cvmfs/late.example.org/marker ] && exec cat /cvmfs/late.example.org/marker; sleep 0.1; done; echo timeout',
+    ],
+    { hostEnv, hostCwd: '/', binds: [`${cvmfs}:/cvmfs`], containall: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   c.stdout!.on('data', (d) => (out += d));
   await c.spawned;
@@ -119,6 +142,8 @@ t.test('/cvmfs stand-in: repositories bound recursively, one mounted after the s
   t.equal((await c.exited).exitCode, 0);
   await new Promise((r) => setImmediate(r));
   t.equal(out, 'first.example.org\nlate.example.org\n');
-  await t.rejects(exec(sandbox, ['true'], { hostEnv, binds: [`${cvmfs}/missing.example.org:/cvmfs/missing.example.org`] }),
-    /--bind: bind source .*missing\.example\.org does not exist \(ENOENT\)/);
+  await t.rejects(
+    exec(sandbox, ['true'], { hostEnv, binds: [`${cvmfs}/missing.example.org:/cvmfs/missing.example.org`] }),
+    /--bind: bind source .*missing\.example\.org does not exist \(ENOENT\)/,
+  );
 });

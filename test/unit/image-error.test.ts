@@ -11,7 +11,9 @@ t.test('ImageError: the kind is reason, code is the errno behind it or absent', 
   const io = new ImageError('BAD_LAYER', 'layer sha256:x: cannot read its blob', { cause });
   t.equal(io.reason, 'BAD_LAYER');
   t.equal(io.code, 'EACCES');
-  const notErrno = new ImageError('REGISTRY', 'bad answer', { cause: Object.assign(new Error('x'), { code: 'ERR_HTTP2' }) });
+  const notErrno = new ImageError('REGISTRY', 'bad answer', {
+    cause: Object.assign(new Error('x'), { code: 'ERR_HTTP2' }),
+  });
   t.equal(notErrno.code, undefined, 'a code that is not an errno name is not copied');
 });
 

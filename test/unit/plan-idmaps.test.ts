@@ -32,14 +32,22 @@ t.test('ranges: the parent as root, the helpers otherwise; the setup runs as the
   const user = planIdMaps(s, true, 1000, 1000, helper);
   t.equal(user.idMode, IDMAP.HELPER);
   t.same(user.uidHelperArgs, ['/usr/bin/newuidmap', '0', '200000', '65536']);
-  t.throws(() => planIdMaps(s, true, 1000, 1000, noHelper), { name: 'SpecError', pointer: '/linux/uidMappings', message: /newuidmap/ });
+  t.throws(() => planIdMaps(s, true, 1000, 1000, noHelper), {
+    name: 'SpecError',
+    pointer: '/linux/uidMappings',
+    message: /newuidmap/,
+  });
 });
 
 t.test('refusals name the field', async (t) => {
   const s = createSpec({ rootfs: '/r', args: ['/bin/true'], uid: 5 });
   s.linux!.uidMappings = [{ containerID: 0, hostID: 1000, size: 1 }];
   t.throws(() => planIdMaps(s, true, 1000, 1000, noHelper), { name: 'SpecError', pointer: '/process/user/uid' });
-  t.throws(() => planIdMaps(s, false, 1000, 1000, noHelper), { name: 'SpecError', pointer: '/linux/namespaces', message: /user namespace is required/ });
+  t.throws(() => planIdMaps(s, false, 1000, 1000, noHelper), {
+    name: 'SpecError',
+    pointer: '/linux/namespaces',
+    message: /user namespace is required/,
+  });
   const r = planIdMaps(createSpec({ rootfs: '/r', args: ['/bin/true'] }), false, 0, 0, noHelper);
   t.equal(r.idMode, IDMAP.NONE, 'root without a user namespace');
 });

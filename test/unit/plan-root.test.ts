@@ -16,8 +16,15 @@ t.test('the rootfs is resolved to a symlink-free directory, relative to the bund
   t.equal(r.rootfs, join(d, 'rootfs'));
   t.equal(r.cloneFlags & CLONE.NEWNS, CLONE.NEWNS);
   t.equal(r.rootPropagation, MS.SLAVE, 'rslave by default');
-  t.throws(() => planRoot(createSpec({ rootfs: '/', args: ['/bin/true'] }), d), { name: 'SpecError', pointer: '/root/path' });
-  t.throws(() => planRoot(createSpec({ rootfs: 'nope', args: ['/bin/true'] }), d), { name: 'SpecError', pointer: '/root/path', message: /is not a directory \(ENOENT\)/ });
+  t.throws(() => planRoot(createSpec({ rootfs: '/', args: ['/bin/true'] }), d), {
+    name: 'SpecError',
+    pointer: '/root/path',
+  });
+  t.throws(() => planRoot(createSpec({ rootfs: 'nope', args: ['/bin/true'] }), d), {
+    name: 'SpecError',
+    pointer: '/root/path',
+    message: /is not a directory \(ENOENT\)/,
+  });
 });
 
 t.test('namespaces: mount required, uts for a hostname, unknown refused', async (t) => {
@@ -26,7 +33,11 @@ t.test('namespaces: mount required, uts for a hostname, unknown refused', async 
   s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== 'uts');
   t.throws(() => planRoot(s, d), { name: 'SpecError', pointer: '/hostname' });
   s.linux!.namespaces = [{ type: 'pid' }];
-  t.throws(() => planRoot(s, d), { name: 'SpecError', pointer: '/linux/namespaces', message: /mount namespace is required/ });
+  t.throws(() => planRoot(s, d), {
+    name: 'SpecError',
+    pointer: '/linux/namespaces',
+    message: /mount namespace is required/,
+  });
   s.linux!.namespaces = [{ type: 'mount' }, { type: 'time' as never }];
   t.throws(() => planRoot(s, d), { name: 'SpecError', pointer: '/linux/namespaces/1/type' });
 });
@@ -38,6 +49,13 @@ t.test('overlay: only when asked or needed; options checked; escaped paths', asy
   t.equal(o.overlayData, 'lowerdir=/a\\,b\\:c/lower,upperdir=/a\\,b\\:c/upper,workdir=/a\\,b\\:c/work');
   t.equal(o.overlayTmpfsData, 'mode=0755,size=8m');
   t.same(o.overlayPrep, ['/a,b:c/upper/tmp/', '/a,b:c/upper/tmp/x/'], 'each once, in order');
-  t.throws(() => planOverlay('/r', { rootOverlay: 'sometimes' as never }, []), { name: 'SpecError', pointer: '', option: 'rootOverlay' });
-  t.throws(() => planOverlay('/r', { rootOverlay: 'always', overlaySize: 'big' }, []), { name: 'SpecError', option: 'overlaySize' });
+  t.throws(() => planOverlay('/r', { rootOverlay: 'sometimes' as never }, []), {
+    name: 'SpecError',
+    pointer: '',
+    option: 'rootOverlay',
+  });
+  t.throws(() => planOverlay('/r', { rootOverlay: 'always', overlaySize: 'big' }, []), {
+    name: 'SpecError',
+    option: 'overlaySize',
+  });
 });

@@ -22,7 +22,11 @@ function enumMembers(h: string, name: string, prefix: string): string[] {
 
 /** Whether every word of the C name (STEP_CAP_BOUNDING: cap, bounding) is in the TS name (drop-bounding-caps). */
 const sameThing = (cName: string, prefix: string, tsName: string) =>
-  cName.slice(prefix.length).toLowerCase().split('_').every((w) => tsName.toLowerCase().includes(w));
+  cName
+    .slice(prefix.length)
+    .toLowerCase()
+    .split('_')
+    .every((w) => tsName.toLowerCase().includes(w));
 
 t.test('step names agree with native/protocol.h, value by value', async (t) => {
   const h = readFileSync(join(repoRoot, 'native/protocol.h'), 'utf8');
@@ -33,8 +37,12 @@ t.test('step names agree with native/protocol.h, value by value', async (t) => {
   t.equal(MOUNT_CALLS.length, calls.length, 'one name per mount call');
   // Three calls are named for what the user sees, not for the enum's word.
   const alias: Record<string, string> = { CALL_MKFILE: 'create', CALL_RESOLVE: 'openat2', CALL_IDENTITY: 'fstat' };
-  calls.forEach((c, i) => t.ok(alias[c] ? MOUNT_CALLS[i] === alias[c] : sameThing(c, 'CALL_', MOUNT_CALLS[i] ?? ''),
-    `${c} = ${i} is named ${MOUNT_CALLS[i]}`));
+  calls.forEach((c, i) =>
+    t.ok(
+      alias[c] ? MOUNT_CALLS[i] === alias[c] : sameThing(c, 'CALL_', MOUNT_CALLS[i] ?? ''),
+      `${c} = ${i} is named ${MOUNT_CALLS[i]}`,
+    ),
+  );
 });
 
 /** The least root file system prepareLaunch accepts: an executable /bin/true (never run here). */
@@ -62,7 +70,10 @@ t.test('a /dev tmpfs expands into the minimal device set, created inside the tmp
   const { plan } = prepareLaunch(createSpec({ rootfs: tinyRootfs(t), args: ['/bin/true'] }));
   const binds = plan.ops.filter((o) => o.kind === OP.BIND).map((o) => o.source);
   t.same(binds, ['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty']);
-  t.ok(plan.ops.some((o) => o.kind === OP.MKDIR && o.target.endsWith('/dev/pts')), '/dev/pts made inside the tmpfs');
+  t.ok(
+    plan.ops.some((o) => o.kind === OP.MKDIR && o.target.endsWith('/dev/pts')),
+    '/dev/pts made inside the tmpfs',
+  );
   t.equal(plan.idMode, 1, 'single-ID map written by the child');
   t.equal(plan.init, true);
   t.equal(plan.noNewPrivileges, true);
@@ -71,10 +82,16 @@ t.test('a /dev tmpfs expands into the minimal device set, created inside the tmp
 
 t.test('binds are nosuid,nodev unless asked, read-only as asked', async (t) => {
   const d = scratch(t);
-  const { plan } = prepareLaunch(createSpec({ rootfs: tinyRootfs(t), args: ['/bin/true'], mounts: [
-    { destination: '/a', source: d, options: ['rbind', 'ro'] },
-    { destination: '/b', source: d, options: ['bind', 'suid', 'dev'] },
-  ] }));
+  const { plan } = prepareLaunch(
+    createSpec({
+      rootfs: tinyRootfs(t),
+      args: ['/bin/true'],
+      mounts: [
+        { destination: '/a', source: d, options: ['rbind', 'ro'] },
+        { destination: '/b', source: d, options: ['bind', 'suid', 'dev'] },
+      ],
+    }),
+  );
   const [a, b] = plan.ops.filter((o) => o.kind === OP.BIND && o.source === d);
   t.equal(a.attrSet, 0x1 | 0x2 | 0x4);
   t.equal(a.recursive, true);
