@@ -95,9 +95,9 @@ for (const [tag, what, index, message] of cases) {
     const err = (await pullImage(`oci:${fx.layout}:${tag}`, { cacheDir }).then(
       () => undefined,
       (e: unknown) => e,
-    )) as { code?: string; digest?: string; message?: string } | undefined;
+    )) as { reason?: string; digest?: string; message?: string } | undefined;
     t.ok(err, 'pull rejected');
-    t.match(err?.code, /^(BAD_LAYER|DIGEST_MISMATCH)$/, `code ${err?.code}`);
+    t.match(err?.reason, /^(BAD_LAYER|DIGEST_MISMATCH)$/, `reason ${err?.reason}`);
     t.match(err?.message, message);
     t.equal(err?.digest, layers[index], 'the bad layer is the one named');
     t.ok(err?.message?.includes(layers[index]!), 'and its digest is in the message');
