@@ -8,8 +8,6 @@ import { DEFAULT_PATH } from '../oci/defaults.js';
 import { CAPS, RLIMITS } from './flags.js';
 import type { PlanBuilder } from './mounts.js';
 
-export { DEFAULT_PATH };
-
 let capLastCache: number | undefined;
 export function capLast(): number {
   if (capLastCache === undefined) {

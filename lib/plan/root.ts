@@ -7,7 +7,7 @@ import { SpecError } from '../errors.js';
 import type { Spec } from '../oci/spec.js';
 import { CLONE } from './flags.js';
 import { PROPAGATION } from './mount-options.js';
-import type { PlanOptions } from './types.js';
+import type { LaunchPlan, PlanOptions } from './types.js';
 
 const NS_FLAG: Record<string, number> = {
   user: CLONE.NEWUSER,
@@ -60,17 +60,18 @@ export function planRoot(spec: Spec, bundleDir: string): RootPlan {
 }
 
 /** The LaunchPlan fields of an overlay root, all undefined without one. */
-export interface OverlayPlan {
-  overlayData?: string;
-  overlayTmpfsData?: string;
-  overlayLower?: string;
-  overlayUpper?: string;
-  overlayWork?: string;
-  overlayPrep?: string[];
-  overlayPersist?: string;
-  overlayPersistAt?: string;
-  overlayPersistReadonly?: boolean;
-}
+export type OverlayPlan = Pick<
+  LaunchPlan,
+  | 'overlayData'
+  | 'overlayTmpfsData'
+  | 'overlayLower'
+  | 'overlayUpper'
+  | 'overlayWork'
+  | 'overlayPrep'
+  | 'overlayPersist'
+  | 'overlayPersistAt'
+  | 'overlayPersistReadonly'
+>;
 
 /**
  * Whether the image becomes an overlay's lower layer (options.rootOverlay;

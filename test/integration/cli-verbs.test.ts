@@ -21,7 +21,6 @@ import { join } from 'node:path';
 import { haveCommand, isRoot, repoRoot, scratch, testRootfs, type Tap } from '../helpers/env.js';
 import { bare, makeLayout, requireBuiltCli, testUser } from '../hostile/fixtures.js';
 import { makeTar } from '../image/fixtures/tarball.js';
-import { createHash } from 'node:crypto';
 
 const CLI = join(repoRoot, 'dist', 'cli', 'main.js');
 const node = process.execPath;
@@ -64,18 +63,8 @@ function oneLine(t: Tap, r: R, re: RegExp, status = 255, what = ''): void {
   t.match(r.err, re, what);
 }
 
-function blob(layout: string, data: Buffer): { digest: string; size: number } {
-  const hex = createHash('sha256').update(data).digest('hex');
-  mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true });
-  writeFileSync(join(layout, 'blobs', 'sha256', hex), data);
-  return { digest: `sha256:${hex}`, size: data.length };
-}
-
 /** An OCI layout (tag latest) with busybox (/bin/true, /bin/sh) and `mib` MiB of random data in one layer. */
 async function bigLayout(dir: string, mib: number): Promise<string> {
-  const layout = join(dir, 'big');
-  mkdirSync(layout, { recursive: true });
-  writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   const tarBuf = await makeTar([
     { name: 'bin', type: 'directory' },
     { name: 'bin/busybox', content: readFileSync(join(testRootfs(), 'bin', 'busybox')), mode: 0o755 },
@@ -83,43 +72,7 @@ async function bigLayout(dir: string, mib: number): Promise<string> {
     { name: 'bin/sh', type: 'symlink', linkname: 'busybox' },
     { name: 'big.bin', content: randomBytes(mib << 20) },
   ]);
-  const layer = blob(layout, tarBuf);
-  const cfg = blob(
-    layout,
-    Buffer.from(
-      JSON.stringify({
-        architecture: process.arch === 'x64' ? 'amd64' : process.arch,
-        os: 'linux',
-        config: { Env: ['PATH=/bin'] },
-        rootfs: { type: 'layers', diff_ids: [layer.digest] },
-      }),
-    ),
-  );
-  const manifest = blob(
-    layout,
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
-        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
-      }),
-    ),
-  );
-  writeFileSync(
-    join(layout, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          ...manifest,
-          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
-        },
-      ],
-    }),
-  );
-  return layout;
+  return (await makeLayout(dir, {}, tarBuf)).layout;
 }
 
 // ---- item 1: only the verb's module --------------------------------------
