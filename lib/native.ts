@@ -23,6 +23,13 @@ export interface SpawnSuccess {
   terminalFd?: number;
 }
 
+/** The caller's fds for one launch (borrowed: the addon never closes them); see SpawnOptions. */
+export interface LaunchFds {
+  startGate?: number;
+  consoleSocket?: number;
+  preserveFds?: number;
+}
+
 export interface NativeRusage {
   userCPUTime: number;
   systemCPUTime: number;
@@ -76,6 +83,7 @@ export interface NativeBinding {
     stdio: StdioOption[],
     onSpawn: (err: SpawnFailure | null, res?: SpawnSuccess) => void,
     onExit: (exitCode: number, signal: number | null, rusage: NativeRusage) => void,
+    launch?: LaunchFds,
   ): ContainerHandle;
 }
 

@@ -299,7 +299,54 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
-// spawn(plan, stdio, onSpawn(err, {pid, stdio}), onExit(code, signal, rusage)) -> ContainerHandle
+// The caller's per-launch fds (startGate, consoleSocket, preserveFds): each
+// must be open now; the child inherits them by number.
+bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
+  if (v.IsUndefined() || v.IsNull()) return true;
+  if (!v.IsObject()) {
+    Napi::TypeError::New(env, "launch options must be an object").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Object o = v.As<Napi::Object>();
+  auto fd = [&](const char *key, int *out) {
+    Napi::Value x = o.Get(key);
+    if (x.IsUndefined()) return true;
+    int n = x.IsNumber() ? x.As<Napi::Number>().Int32Value() : -1;
+    if (!x.IsNumber() || n < 0 || x.As<Napi::Number>().DoubleValue() != n || fcntl(n, F_GETFD) < 0) {
+      Napi::TypeError::New(env, std::string(key) + " must be an open file descriptor").ThrowAsJavaScriptException();
+      return false;
+    }
+    *out = n;
+    return true;
+  };
+  if (!fd("startGate", &job->gate_fd) || !fd("consoleSocket", &job->console_socket)) return false;
+  Napi::Value pv = o.Get("preserveFds");
+  if (!pv.IsUndefined()) {
+    double n = pv.IsNumber() ? pv.As<Napi::Number>().DoubleValue() : -1;
+    if (!(n >= 0 && n <= 4096 && n == (int)n)) {
+      Napi::TypeError::New(env, "preserveFds must be a number of fds (0 to 4096)").ThrowAsJavaScriptException();
+      return false;
+    }
+    for (int i = 3; i < 3 + (int)n; i++)
+      if (fcntl(i, F_GETFD) < 0) {
+        Napi::TypeError::New(env, "preserveFds: fd " + std::to_string(i) + " is not open").ThrowAsJavaScriptException();
+        return false;
+      }
+    job->preserve_fds = (int)n;
+  }
+  if (job->gate_fd >= 0 && !job->view()->use_init) {
+    Napi::TypeError::New(env, "startGate needs the init (plan.init)").ThrowAsJavaScriptException();
+    return false;
+  }
+  if (job->console_socket >= 0 && !job->view()->terminal) {
+    Napi::TypeError::New(env, "consoleSocket needs process.terminal").ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+// spawn(plan, stdio, onSpawn(err, {pid, stdio}), onExit(code, signal, rusage), launch?) -> ContainerHandle
+// launch: {startGate?, consoleSocket?, preserveFds?}, the caller's fds for this launch.
 Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsFunction() ||
@@ -317,6 +364,7 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   }
   job->init_fd = g_init_fd;
   job->parent_pidfd = g_self_pidfd;
+  if (!launch_fds_from_js(env, info.Length() > 4 ? info[4] : env.Undefined(), job.get())) return env.Undefined();
   Napi::Array stdio = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < 3 && i < stdio.Length(); i++) {
     Napi::Value v = stdio.Get(i);

@@ -14,7 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 
 static const char *errname(int e) {
@@ -294,6 +296,30 @@ int main(int argc, char **argv) {
 #else
     printf("x32=unsupported\n");
 #endif
+    return 0;
+  }
+  if (!strcmp(verb, "subreaper") && argc > 2) {
+    // Run on the HOST by the tests, as conmon or containerd's shim: become a
+    // child subreaper (PR_SET_CHILD_SUBREAPER), run argv[2..] (a launcher
+    // that creates a detached container and exits), then adopt what it left
+    // behind. Prints "launcher-exited STATUS" and "reaped PID STATUS" for
+    // every orphan it reaps, "done" when it has no child left.
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) { printf("subreaper: prctl=%s\n", errname(errno)); return 1; }
+    printf("subreaper %d\n", getpid());
+    fflush(stdout);
+    pid_t launcher = fork();
+    if (launcher == 0) {
+      execvp(argv[2], argv + 2);
+      _exit(127);
+    }
+    int st;
+    pid_t p;
+    while ((p = wait(&st)) > 0) {
+      if (p == launcher) printf("launcher-exited %d\n", st);
+      else printf("reaped %d %d\n", p, st);
+      fflush(stdout);
+    }
+    printf("done\n");
     return 0;
   }
   fprintf(stderr, "payload: unknown verb '%s'\n", verb);
