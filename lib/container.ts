@@ -373,6 +373,19 @@ export class Container extends EventEmitter {
   }
 }
 
+/**
+ * Connect to a console socket (runc's --console-socket PATH, where conmon or
+ * containerd's shim listen) and return the fd for SpawnOptions.consoleSocket
+ * (close-on-exec; the caller closes it once the container is spawned).
+ * Throws an Error with `code` (ENOENT, ECONNREFUSED, ...) naming the path.
+ */
+export function openConsoleSocket(path: string): number {
+  const r = loadBinding().connectUnixSocket(path);
+  if (r >= 0) return r;
+  const code = Object.entries(osc.errno).find(([, n]) => n === -r)?.[0] ?? `errno ${-r}`;
+  throw Object.assign(new Error(`console socket ${path}: cannot connect (${code})`), { code, errno: -r, path });
+}
+
 /** Launch a container from an OCI runtime spec. Throws SpecError before clone for bad specs. */
 export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   if (options.startGate !== undefined) {

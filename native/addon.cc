@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/ioctl.h>
 #include <termios.h>
@@ -518,6 +520,36 @@ Napi::Value JsRestoreTerminal(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, 0);
 }
 
+// connectUnixSocket(path) -> fd: a connected AF_UNIX stream socket
+// (SOCK_CLOEXEC, blocking), e.g. runc's --console-socket, which Node's net
+// module cannot hand out as an fd. -errno on failure.
+Napi::Value JsConnectUnixSocket(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "Usage: connectUnixSocket(path: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof sa.sun_path || path.find('\0') != std::string::npos)
+    return Napi::Number::New(env, -ENAMETOOLONG);
+  memcpy(sa.sun_path, path.c_str(), path.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  int r;
+  do {
+    r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int e = errno;
+    close(fd);
+    return Napi::Number::New(env, -e);
+  }
+  return Napi::Number::New(env, fd);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ContainerHandle::Define(env);
   auto *data = new addon_data;
@@ -529,6 +561,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setWindowSize", Napi::Function::New(env, JsSetWindowSize, "setWindowSize"));
   exports.Set("makeRaw", Napi::Function::New(env, JsMakeRaw, "makeRaw"));
   exports.Set("restoreTerminal", Napi::Function::New(env, JsRestoreTerminal, "restoreTerminal"));
+  exports.Set("connectUnixSocket", Napi::Function::New(env, JsConnectUnixSocket, "connectUnixSocket"));
   exports.Set("ContainerHandle", ctor);
   seccomp_register(env, exports);
   return exports;

@@ -3,11 +3,12 @@
 // subreaper (conmon, containerd's shim) use them.
 import t from 'tap';
 import { execFileSync, spawn as spawnNode } from 'node:child_process';
-import { closeSync, constants as fsc, existsSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run, spawn, type Spec } from '../../lib/index.js';
 import { openFds, payloadBinary, repoRoot, scratch, spec, testRootfs, zombieChildren } from '../helpers/env.js';
+import { children, fifoGate, lineReader, sleep, startGate, tagged } from './helpers.js';
 
 /** A spec whose payload writes `ran` to /st/marker (the scratch dir st, bound), tagged for the process check. */
 function markerSpec(st: string, tag: string, extra = ''): Spec {
@@ -15,40 +16,6 @@ function markerSpec(st: string, tag: string, extra = ''): Spec {
   s.mounts!.push({ destination: '/st', source: st, type: 'bind', options: ['rbind'] });
   return s;
 }
-
-/** Pids of host processes whose command line holds the tag (never by name or user). */
-function tagged(tag: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(tag)) out.push(Number(d));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
-
-function children(pid: number): number[] {
-  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-}
-
-/** A FIFO in dir, opened O_RDWR as runc's exec.fifo would be: the gate. */
-function fifoGate(dir: string): { path: string; fd: number } {
-  const path = join(dir, 'exec.fifo');
-  execFileSync('mkfifo', ['-m', '0600', path]);
-  return { path, fd: openSync(path, fsc.O_RDWR | fsc.O_CLOEXEC) };
-}
-
-/** `start`: one byte, without blocking (the init holds the FIFO open for reading). */
-function startGate(path: string): void {
-  const w = openSync(path, fsc.O_WRONLY | fsc.O_NONBLOCK | fsc.O_CLOEXEC);
-  writeSync(w, Buffer.from([0]));
-  closeSync(w);
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 t.test('startGate: set up, waiting at the gate, and the payload runs only once a byte comes', async (t) => {
   const st = scratch(t);
@@ -155,32 +122,7 @@ t.test('detached + startGate: the container outlives the node process that creat
     ['subreaper', process.execPath, ...process.execArgv, '--input-type=module', '-e', script],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const lines: string[] = [];
-  const waiters: Array<() => void> = [];
-  let buf = '';
-  reaper.stdout!.on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      lines.push(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-      waiters.splice(0).forEach((w) => w());
-    }
-  });
-  const waitLine = async (re: RegExp, what: string): Promise<RegExpMatchArray> => {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      for (const l of lines) {
-        const m = l.match(re);
-        if (m) return m;
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(lines)}`);
-      await new Promise<void>((res) => {
-        waiters.push(res);
-        setTimeout(res, 200);
-      });
-    }
-  };
+  const { waitLine } = lineReader(reaper);
   t.teardown(() => {
     for (const p of tagged(tag)) process.kill(p, 'SIGKILL');
     reaper.kill('SIGKILL');
