@@ -8,6 +8,7 @@ import type { Readable, Writable } from 'node:stream';
 import { ContainerError, SpecError } from './errors.js';
 import { loadBinding, type ContainerHandle, type NativeRusage } from './native.js';
 import { prepareLaunch, type PlanOptions, type PreparedLaunch } from './plan/plan.js';
+import { prepareEnter } from './plan/enter.js';
 import type { Spec } from './oci/spec.js';
 import { signalName, signalNumber } from './signals.js';
 
@@ -396,7 +397,8 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   }
   if (options.consoleSocket !== undefined && spec.process?.terminal !== true)
     throw SpecError.inOption('consoleSocket', 'needs process.terminal: true');
-  return new Container(prepareLaunch(spec, options), options);
+  const prepared = options.joinPid !== undefined ? prepareEnter(spec, options) : prepareLaunch(spec, options);
+  return new Container(prepared, options);
 }
 
 export interface RunResult extends ExitResult {
