@@ -126,3 +126,25 @@ t.test('time namespace: linux.timeOffsets moves the monotonic and boottime clock
   none.linux!.timeOffsets = { boottime: { secs: 1 } };
   t.throws(() => spawn(none), { name: 'SpecError', pointer: '/linux/timeOffsets', message: /new time namespace/ });
 });
+
+t.test('join mode failures, before and after the fork, leave no process and no fd', async (t) => {
+  await run(spec(['/bin/true']), { stdio: 'ignore' });
+  const fds = openFds();
+  // Before the fork: setns into our own user namespace is EINVAL (the kernel's rule).
+  const own = spec(['/bin/true']);
+  own.linux!.namespaces![0] = { type: 'user', path: `/proc/${process.pid}/ns/user` };
+  await t.rejects(run(own, { stdio: 'ignore' }), {
+    name: 'ContainerError',
+    step: 'join-namespaces',
+    code: 'EINVAL',
+    message: new RegExp(
+      `join the user namespace /proc/${process.pid}/ns/user \\(linux.namespaces\\[0\\].path\\): setns`,
+    ),
+  });
+  // After the fork (a time namespace forks into it): a later step fails in the process that goes on.
+  const late = spec(['/bin/true'], { cwd: '/etc/passwd' });
+  late.linux!.namespaces!.push({ type: 'time' });
+  await t.rejects(run(late, { stdio: 'ignore' }), { name: 'ContainerError', step: 'chdir', code: 'ENOTDIR' });
+  t.same(zombieChildren(), [], 'both processes reaped');
+  t.same(openFds(), fds, 'no fd left open');
+});
