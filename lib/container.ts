@@ -5,7 +5,7 @@ import { Socket } from 'node:net';
 import { ReadStream } from 'node:tty';
 import { constants as osc } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import { ContainerError } from './errors.js';
+import { ContainerError, SpecError } from './errors.js';
 import { loadBinding, type ContainerHandle, type NativeRusage } from './native.js';
 import { prepareLaunch, type PlanOptions, type PreparedLaunch } from './plan/plan.js';
 import type { Spec } from './oci/spec.js';
@@ -30,6 +30,26 @@ export interface SpawnOptions extends PlanOptions {
    * escalate. An explicit kill() sends only what it is asked to.
    */
   forceKillAfterDelay?: number | false;
+  /**
+   * The create/start split (runc's create, then start): an fd of the caller's
+   * (a FIFO opened O_RDWR, or a pipe's read end). The container is set up
+   * completely and its init (always used then) waits, holding nothing of this
+   * process, for one byte on it before it runs the payload; EOF or an error
+   * ends the container (127) without running the payload, and a terminating
+   * signal (SIGTERM, ...) ends it as that signal. 'spawn' and `spawned` come
+   * once the init waits there (`pid` is the init's, PID 1 of the container);
+   * starting is writing one byte. The fd stays the caller's to close.
+   */
+  startGate?: number;
+  /**
+   * With `process.terminal`: a connected AF_UNIX stream socket of the caller
+   * (runc's --console-socket). The pty is made in the container's devpts and
+   * its master sent over it with SCM_RIGHTS (the data is the slave's name,
+   * "/dev/pts/N"), as runc does; `terminal` stays null then.
+   */
+  consoleSocket?: number;
+  /** The caller's fds 3 .. 3+N-1 stay open in the payload at the same numbers (runc's --preserve-fds). */
+  preserveFds?: number;
 }
 
 /** Default of SpawnOptions.forceKillAfterDelay, in ms. */
@@ -90,7 +110,7 @@ function normalizeStdio(s: SpawnOptions['stdio']): [StdioOption, StdioOption, St
 
 /**
  * A running (or starting) container, shaped like Node's ChildProcess.
- * Events: 'spawn' (payload exec'd), 'exit' (code, signal), 'close' (exit and
+ * Events: 'spawn' (payload exec'd; with startGate: the init waits at the gate), 'exit' (code, signal), 'close' (exit and
  * stdio drained), 'error' (launch failed; emitted only when listened to, the
  * `spawned` and `exited` promises reject as well).
  */
@@ -232,7 +252,14 @@ export class Container extends EventEmitter {
       this.emit('exit', code, this.signalCode);
       maybeClose();
     };
-    this.handle = binding.spawn(prepared.plan, slots, onSpawn, onExit);
+    this.handle = binding.spawn(prepared.plan, slots, onSpawn, onExit, {
+      startGate: options.startGate,
+      consoleSocket: options.consoleSocket,
+      preserveFds: options.preserveFds,
+    });
+    // Detached: the container outlives us, so its exit must not keep the loop
+    // alive (the launch itself still does, until 'spawn').
+    if (options.detached) this.handle.unref();
     const fds = this.handle.stdio;
     const wrap = (fd: number, readable: boolean) => {
       if (fd < 0) return null;
@@ -346,8 +373,29 @@ export class Container extends EventEmitter {
   }
 }
 
+/**
+ * Connect to a console socket (runc's --console-socket PATH, where conmon or
+ * containerd's shim listen) and return the fd for SpawnOptions.consoleSocket
+ * (close-on-exec; the caller closes it once the container is spawned).
+ * Throws an Error with `code` (ENOENT, ECONNREFUSED, ...) naming the path.
+ */
+export function openConsoleSocket(path: string): number {
+  const r = loadBinding().connectUnixSocket(path);
+  if (r >= 0) return r;
+  const code = Object.entries(osc.errno).find(([, n]) => n === -r)?.[0] ?? `errno ${-r}`;
+  throw Object.assign(new Error(`console socket ${path}: cannot connect (${code})`), { code, errno: -r, path });
+}
+
 /** Launch a container from an OCI runtime spec. Throws SpecError before clone for bad specs. */
 export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
+  if (options.startGate !== undefined) {
+    // The init waits on the gate: the clone child (which shares our memory
+    // until its exec) must not.
+    if (options.init === false) throw SpecError.inOption('init', 'startGate needs the init (init: false was given)');
+    options = { ...options, init: true };
+  }
+  if (options.consoleSocket !== undefined && spec.process?.terminal !== true)
+    throw SpecError.inOption('consoleSocket', 'needs process.terminal: true');
   return new Container(prepareLaunch(spec, options), options);
 }
 
