@@ -12,6 +12,8 @@ export { loadBundle } from './oci/bundle.js';
 export type { Bundle } from './oci/bundle.js';
 export { validateSpec } from './oci/validate.js';
 export { ContainerError, SpecError } from './errors.js';
+export { Cgroup, CgroupError } from './cgroups/cgroup.js';
+export type { CgroupStats, LinuxResources } from './cgroups/types.js';
 export { defaultSeccompProfile, resolveSeccomp, DEFAULT_BLOCKED, DOCKER_DEFAULT_PATH } from './seccomp/index.js';
 export type { LinuxSeccomp, LinuxSyscall, LinuxSeccompArg, SeccompChoice, SecurityOptions } from './seccomp/index.js';
 export type * from './oci/spec.js';

@@ -307,7 +307,10 @@ async function runPass(label, prefix, env, passFiles) {
       console.log(`${status} ${n} - ${f} # time=${r.seconds.toFixed(1)}s exit=${r.code ?? r.signal}\n`);
       if (!ok && !c.failed) {
         c.failed++;
-        c.failedNames.push(`${f} (file failed: ${r.killed ? 'killed on timeout' : `exit ${r.code ?? r.signal}`})`);
+        const tail = r.err.trim().split('\n').slice(-12).join('\n        ');
+        c.failedNames.push(
+          `${f} (file failed: ${r.killed ? 'killed on timeout' : `exit ${r.code ?? r.signal}`})${tail ? `\n        ${tail}` : ''}`,
+        );
       }
       counts.passed += c.passed;
       counts.failed += c.failed;

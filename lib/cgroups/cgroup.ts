@@ -336,6 +336,11 @@ export class Cgroup {
     }
   }
 
+  /** Remove what we made now; only for a cgroup that never held a process (a launch that failed before clone). */
+  removeEmpty(): void {
+    this.removeMade();
+  }
+
   private removeMade(): void {
     while (this.made.length) {
       const d = this.made[this.made.length - 1];
