@@ -505,6 +505,7 @@ function containerCgroup(spec: Spec, options: SpawnOptions, required: boolean): 
       path: spec.linux?.cgroupsPath,
       id: options.cgroupName ?? `${process.pid}-${++cgroupCount}`,
       resources: spec.linux?.resources,
+      devices: (spec.linux as { devices?: { type: string; major: number; minor: number }[] } | undefined)?.devices,
     });
   } catch (e) {
     if (!required && e instanceof CgroupError && e.code === 'EACCES') return null;

@@ -34,6 +34,8 @@ export interface CgroupOptions {
   /** The container id, for the default path. */
   id: string;
   resources?: LinuxResources;
+  /** The spec's linux.devices, allowed by the devices controller too. */
+  devices?: { type: string; major: number; minor: number }[];
   /** For tests and callers that know better than /proc/self. */
   hierarchies?: Hierarchies;
 }
@@ -79,7 +81,7 @@ export class Cgroup {
   /** Directories we made, deepest last: removed in reverse. */
   private readonly made: string[] = [];
 
-  private constructor() {}
+  private constructor(private readonly h: Hierarchies) {}
 
   /**
    * Make the cgroup and write its limits. Atomic for the caller: on any
@@ -87,7 +89,7 @@ export class Cgroup {
    */
   static create(o: CgroupOptions): Cgroup {
     const h = o.hierarchies ?? hierarchies();
-    const cg = new Cgroup();
+    const cg = new Cgroup(h);
     const rel = o.path ?? `nodularity-${o.id}`;
     const parts = check(rel);
     if (!parts.length)
@@ -120,7 +122,7 @@ export class Cgroup {
           `no cgroup hierarchy is writable for ${rel} (own v2 cgroup ${h.v2?.own ?? 'none'}): run as root, or inside a delegated subtree, e.g. \`systemd-run --user --scope -p Delegate=yes ...\``,
           { code: 'EACCES', path: rel },
         );
-      if (o.resources) cg.apply(o.resources, h);
+      if (o.resources) cg.apply(o.resources, o.devices ?? []);
       return cg;
     } catch (e) {
       cg.removeMade();
@@ -162,9 +164,10 @@ export class Cgroup {
       }
   }
 
-  private apply(r: LinuxResources, h: Hierarchies): void {
+  private apply(r: LinuxResources, nodes: { type: string; major: number; minor: number }[]): void {
+    const h = this.h;
     const versionOf = (ctl: string): 1 | 2 => (this.v1.has(ctl) ? 1 : 2);
-    const { writes, warnings } = resourceWrites(r, versionOf);
+    const { writes, warnings } = resourceWrites(r, versionOf, nodes);
     this.warnings.push(...warnings);
     // v2: the controllers the writes need, enabled from our own cgroup down.
     const needV2 = new Set(writes.filter((w) => w.controller && !this.v1.has(w.controller)).map((w) => w.controller));
@@ -334,6 +337,38 @@ export class Cgroup {
         await sleep(10);
       }
     }
+  }
+
+  /** The directories this object made (parents of an absolute path included), to record for a later destroy. */
+  get created(): string[] {
+    return [...this.made];
+  }
+
+  /**
+   * The cgroup another process made (`oci create` recorded `dirs` and
+   * `created` in the container's state): for kill, stats and destroy. A
+   * directory that is not under one of this host's cgroup mounts, or climbs
+   * with "..", is refused: the record may come from a file another user wrote.
+   */
+  static fromDirs(dirs: string[], created: string[] = dirs, h: Hierarchies = hierarchies()): Cgroup {
+    const cg = new Cgroup(h);
+    const under = (d: string, mount: string) => d.startsWith(`${mount}/`) && !d.split('/').includes('..');
+    for (const d of dirs) {
+      const v1 = [...h.v1.values()].find((x) => under(d, x.mount));
+      if (v1) {
+        cg.dirs.push(d);
+        for (const c of v1.controllers) cg.v1.set(c, d);
+      } else if (h.v2 && under(d, h.v2.mount)) {
+        cg.dirs.push(d);
+        (cg as { v2: string | null }).v2 = d;
+      } else throw new CgroupError(`${d} is not a cgroup directory of this host`, { path: d });
+    }
+    for (const d of created) {
+      if (!dirs.some((x) => x === d || x.startsWith(`${d}/`)))
+        throw new CgroupError(`${d} is not one of the container's cgroup directories or their parents`, { path: d });
+      cg.made.push(d);
+    }
+    return cg;
   }
 
   /** Remove what we made now; only for a cgroup that never held a process (a launch that failed before clone). */

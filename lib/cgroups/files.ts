@@ -47,8 +47,29 @@ export function blkioToIoWeight(weight: number): number {
   return weight === 0 ? 0 : 1 + Math.floor(((weight - 10) * 9999) / 990);
 }
 
-/** Device rules for the v1 devices controller: deny-all first when the list starts by allowing. */
-function deviceRules(r: LinuxResources): CgroupWrite[] {
+/**
+ * Allowed after the spec's own rules, as runc and crun do (runc's
+ * specconv.AllowedDevices): the nodes of the minimal /dev every container
+ * gets, and mknod of anything (a node made is useless without an allow rule).
+ * A spec that starts with "deny all" (runc spec's and every client's default)
+ * still has a working /dev/null.
+ */
+export const DEFAULT_ALLOWED_DEVICES = [
+  'c *:* m',
+  'b *:* m',
+  'c 1:3 rwm', // null
+  'c 1:5 rwm', // zero
+  'c 1:7 rwm', // full
+  'c 1:8 rwm', // random
+  'c 1:9 rwm', // urandom
+  'c 5:0 rwm', // tty
+  'c 5:2 rwm', // ptmx
+  'c 136:* rwm', // pts
+  'c 10:200 rwm', // net/tun
+];
+
+/** Device rules for the v1 devices controller, in order, then the defaults and the spec's linux.devices. */
+function deviceRules(r: LinuxResources, nodes: { type: string; major: number; minor: number }[]): CgroupWrite[] {
   const out: CgroupWrite[] = [];
   (r.devices ?? []).forEach((d, i) => {
     const p = `${P}/devices/${i}`;
@@ -62,6 +83,22 @@ function deviceRules(r: LinuxResources): CgroupWrite[] {
     const rule = type === 'a' ? 'a' : `${type} ${num(d.major, 'major')}:${num(d.minor, 'minor')} ${access}`;
     out.push({ controller: 'devices', file: d.allow ? 'devices.allow' : 'devices.deny', value: rule, pointer: p });
   });
+  if (!out.length) return out; // no rules: the controller is left as it is (allow all)
+  for (const rule of DEFAULT_ALLOWED_DEVICES)
+    out.push({ controller: 'devices', file: 'devices.allow', value: rule, pointer: `${P}/devices` });
+  nodes.forEach((n, i) => {
+    if (
+      (n.type === 'c' || n.type === 'b' || n.type === 'u') &&
+      Number.isSafeInteger(n.major) &&
+      Number.isSafeInteger(n.minor)
+    )
+      out.push({
+        controller: 'devices',
+        file: 'devices.allow',
+        value: `${n.type === 'u' ? 'c' : n.type} ${n.major}:${n.minor} rwm`,
+        pointer: `/linux/devices/${i}`,
+      });
+  });
   return out;
 }
 
@@ -72,6 +109,8 @@ function deviceRules(r: LinuxResources): CgroupWrite[] {
 export function resourceWrites(
   r: LinuxResources,
   versionOf: (controller: string) => 1 | 2,
+  /** The spec's linux.devices: the nodes made in the container are allowed too. */
+  nodes: { type: string; major: number; minor: number }[] = [],
 ): { writes: CgroupWrite[]; warnings: string[] } {
   const w: CgroupWrite[] = [];
   const warnings: string[] = [];
@@ -192,7 +231,7 @@ export function resourceWrites(
       `${p}/limit`,
     );
   });
-  const devices = deviceRules(r);
+  const devices = deviceRules(r, nodes);
   if (versionOf('devices') === 1) w.push(...devices);
   else if (devices.length)
     // runc and crun attach a BPF program (BPF_CGROUP_DEVICE) on v2. Not done

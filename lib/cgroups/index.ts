@@ -4,6 +4,6 @@ export { Cgroup, CgroupError } from './cgroup.js';
 export type { CgroupOptions } from './cgroup.js';
 export { hierarchies, parseHierarchies } from './hierarchy.js';
 export type { Hierarchies, V1Hierarchy, V2Hierarchy } from './hierarchy.js';
-export { resourceWrites, sharesToWeight, blkioToIoWeight } from './files.js';
+export { resourceWrites, sharesToWeight, blkioToIoWeight, DEFAULT_ALLOWED_DEVICES } from './files.js';
 export type { CgroupWrite } from './files.js';
 export type * from './types.js';

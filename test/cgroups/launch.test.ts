@@ -95,3 +95,44 @@ t.test('a hostile cgroupsPath is refused before anything is made', async (t) => 
     [],
   );
 });
+
+t.test(
+  'device rules: deny-all as clients send it keeps /dev/null working; the rules are in the devices controller',
+  async (t) => {
+    if (!isRoot) return t.pass("the v1 devices controller is root's here");
+    const s = withResources(spec(['/bin/sh', '-c', 'echo ok > /dev/null && echo null-ok; read x']), {
+      devices: [{ allow: false, access: 'rwm' }],
+    });
+    const c = spawn(s, { stdio: ['pipe', 'pipe', 'pipe'], cgroupName: name('dev') });
+    let out = '';
+    c.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    await c.spawned;
+    const list = readFileSync(`${c.cgroup!.v1.get('devices')}/devices.list`, 'utf8');
+    t.match(list, /^c 1:3 rwm$/m, 'the default nodes are allowed after the deny-all');
+    t.notMatch(list, /^a \*:\* rwm$/m, 'not everything');
+    t.notMatch(list, /^b 7:/m, 'no loop device');
+    c.stdin!.end('\n');
+    const r = await c.exited;
+    t.equal(r.exitCode, 0);
+    t.equal(out, 'null-ok\n');
+    t.same(leftovers(name('dev')), []);
+  },
+);
+
+t.test('a recorded cgroup is found again; records outside the cgroup mounts are refused', async (t) => {
+  const { Cgroup } = await import('../../lib/cgroups/index.js');
+  t.throws(() => Cgroup.fromDirs(['/etc']), { name: 'CgroupError', message: /not a cgroup directory/ });
+  t.throws(() => Cgroup.fromDirs([`${h.v2!.mount}/../../etc`]), { name: 'CgroupError' });
+  t.throws(() => Cgroup.fromDirs([`${h.v2!.mount}/a`], ['/tmp']), { name: 'CgroupError', message: /not one of/ });
+  if (!isRoot) return;
+  const made = Cgroup.create({ id: name('rec'), path: `/${name('rec')}/c` });
+  const again = Cgroup.fromDirs(made.dirs, made.created);
+  t.same(again.dirs, made.dirs);
+  await again.destroy();
+  t.same(
+    made.dirs.filter((d) => existsSync(d)),
+    [],
+    'removed, with the parent it made',
+  );
+  t.notOk(existsSync(`/sys/fs/cgroup/pids/${name('rec')}`));
+});

@@ -1,6 +1,12 @@
 // linux.resources -> cgroup files, and the host's hierarchies from /proc: pure parts of lib/cgroups.
 import t from 'tap';
-import { parseHierarchies, resourceWrites, sharesToWeight, blkioToIoWeight } from '../../lib/cgroups/index.js';
+import {
+  DEFAULT_ALLOWED_DEVICES,
+  parseHierarchies,
+  resourceWrites,
+  sharesToWeight,
+  blkioToIoWeight,
+} from '../../lib/cgroups/index.js';
 
 const HYBRID_MOUNTINFO = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
@@ -102,11 +108,18 @@ t.test('v1 device rules in order; v2 device rules are a warning, not silence', a
     { allow: true, type: 'c' as const, major: 1, minor: 3, access: 'rw' },
     { allow: true, type: 'c' as const, major: 136, minor: null, access: 'rwm' },
   ];
-  t.same(files(resourceWrites({ devices }, v1)), [
+  t.same(files(resourceWrites({ devices }, v1, [{ type: 'c', major: 10, minor: 229 }])), [
     'devices.deny=a',
     'devices.allow=c 1:3 rw',
     'devices.allow=c 136:* rwm',
+    ...DEFAULT_ALLOWED_DEVICES.map((d) => `devices.allow=${d}`),
+    'devices.allow=c 10:229 rwm',
   ]);
+  t.same(
+    files(resourceWrites({ devices: [] }, v1, [{ type: 'c', major: 10, minor: 229 }])),
+    [],
+    'no rules: left alone',
+  );
   const w2 = resourceWrites({ devices }, v2);
   t.same(w2.writes, []);
   t.match(w2.warnings[0], /devices.*not applied/);
