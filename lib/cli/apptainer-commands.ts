@@ -6,10 +6,10 @@
 import { Command, Option } from 'commander';
 import { SpecError } from '../errors.js';
 import { applyEnvKnobs, type EnvApplied } from './apptainer-env.js';
-import { exec, runImage, shell, testImage, type ExecOptions, type ImageContainer } from '../singularity/index.js';
+import { exec, runscript, shell, testImage, type ExecOptions, type ImageContainer } from '../singularity/index.js';
 import type { PullOptions } from '../image/index.js';
 import { interactiveTerminal } from './payload-exit.js';
-import { forwardAndExit as runAndExit } from './forwarding.js';
+import { forwardAndExit } from './forwarding.js';
 import { progressReporter } from './progress.js';
 import { onSeccompWarning, parseSecurityFlags } from '../seccomp/index.js';
 
@@ -267,7 +267,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
     .passThroughOptions()
     .action(async (image: string, command: string[], f: ActionFlags, cmd: Command) => {
       settle(program, cmd, 'exec', f);
-      await runAndExit(report(program, await launch(program, f, (o) => exec(image, command, o))));
+      await forwardAndExit(report(program, await launch(program, f, (o) => exec(image, command, o))));
     });
 
   actionOptions(program.command('run'))
@@ -277,7 +277,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
     .passThroughOptions()
     .action(async (image: string, args: string[], f: ActionFlags, cmd: Command) => {
       settle(program, cmd, 'run', f);
-      await runAndExit(report(program, await launch(program, f, (o) => runImage(image, args, o))));
+      await forwardAndExit(report(program, await launch(program, f, (o) => runscript(image, args, o))));
     });
 
   actionOptions(program.command('shell'))
@@ -289,7 +289,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
     )
     .action(async (image: string, f: ActionFlags, cmd: Command) => {
       settle(program, cmd, 'shell', f);
-      await runAndExit(report(program, await launch(program, f, (o) => shell(image, { ...o, shell: f.shell }))));
+      await forwardAndExit(report(program, await launch(program, f, (o) => shell(image, { ...o, shell: f.shell }))));
     });
 
   actionOptions(program.command('test'))
@@ -302,7 +302,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
         say(program, 'INFO', ['No test script found in container, exiting']);
         process.exit(0);
       }
-      await runAndExit(report(program, c));
+      await forwardAndExit(report(program, c));
     });
 
   program
