@@ -520,7 +520,9 @@ export interface RunResult extends ExitResult {
 }
 
 /**
- * Launch and wait for the exit. stdio defaults to 'inherit'; streams given as
+ * Launch and wait for the exit. "run" always means this here, as in `crun
+ * run`, `nodularity run-bundle` and `oci run`; Apptainer's run verb is
+ * `runscript()`. stdio defaults to 'inherit'; streams given as
  * 'pipe' are collected into the result. Rejects with ContainerError when the
  * launch fails, with the AbortSignal's reason when aborted (after the exit).
  */
