@@ -493,8 +493,8 @@ function cgroupWanted(spec: Spec): 'required' | 'wanted' | false {
   const r = spec.linux?.resources;
   const some = (v: unknown) =>
     v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v as object).length > 0);
-  if (r && (['memory', 'cpu', 'pids', 'blockIO', 'hugepageLimits', 'unified'] as const).some((k) => some(r[k])))
-    return 'required';
+  // Every key but devices is a limit (or one we refuse by name: network, rdma).
+  if (r && Object.entries(r).some(([k, v]) => k !== 'devices' && some(v))) return 'required';
   if ((r?.devices?.length ?? 0) > 0 || spec.linux?.cgroupsPath) return 'wanted';
   return false;
 }
