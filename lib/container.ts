@@ -1,6 +1,7 @@
 // The public launcher: spawn() returns a ChildProcess-like Container, run()
 // awaits one. One path from spec to addon: prepareLaunch -> binding.spawn.
 import { EventEmitter } from 'node:events';
+import { closeSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { ReadStream } from 'node:tty';
 import { constants as osc } from 'node:os';
@@ -11,6 +12,8 @@ import { prepareLaunch, type PlanOptions, type PreparedLaunch } from './plan/pla
 import { prepareEnter } from './plan/enter.js';
 import type { Spec } from './oci/spec.js';
 import { signalName, signalNumber } from './signals.js';
+import { Cgroup, CgroupError } from './cgroups/cgroup.js';
+import type { CgroupStats } from './cgroups/types.js';
 
 /** One stdio slot: a pipe, the caller's own (inherit), /dev/null (ignore), or an fd of ours. */
 export type StdioOption = 'pipe' | 'inherit' | 'ignore' | number;
@@ -62,6 +65,12 @@ export interface SpawnOptions extends PlanOptions {
    * rejects with that error.
    */
   beforePivot?: (pid: number) => Promise<void>;
+  /**
+   * The name of the container's cgroup when `linux.resources` or
+   * `linux.cgroupsPath` asks for one and the path does not say
+   * (default `nodularity-<pid>-<n>`, under the caller's own cgroup).
+   */
+  cgroupName?: string;
 }
 
 /** Default of SpawnOptions.forceKillAfterDelay, in ms. */
@@ -100,6 +109,11 @@ export interface ExitResult {
    * rusage.maxRSS is null. Always false with `init: false`.
    */
   initDied: boolean;
+  /**
+   * The container's cgroup figures at exit (peak memory, OOM kills, CPU),
+   * when it had a cgroup (linux.resources or linux.cgroupsPath); else absent.
+   */
+  cgroup?: CgroupStats;
 }
 
 function normalizeStdio(s: SpawnOptions['stdio']): [StdioOption, StdioOption, StdioOption] {
@@ -159,9 +173,17 @@ export class Container extends EventEmitter {
   private readonly killSignalNumber: number;
   private readonly forceKillAfterDelay: number | false;
 
+  /**
+   * The container's cgroup, when linux.resources or linux.cgroupsPath asked
+   * for one: every process of the container is in it from the payload's
+   * first instruction. killAll(), freeze(), stats().
+   */
+  readonly cgroup: Cgroup | null;
+
   /** @internal use spawn() */
-  constructor(prepared: PreparedLaunch, options: SpawnOptions) {
+  constructor(prepared: PreparedLaunch, options: SpawnOptions, cgroup: Cgroup | null = null) {
     super();
+    this.cgroup = cgroup;
     const stdio = normalizeStdio(options.stdio);
     const killSignal = signalNumber(options.killSignal ?? 'SIGTERM');
     this.killSignalNumber = killSignal;
@@ -190,6 +212,18 @@ export class Container extends EventEmitter {
     this.exited.catch(() => {});
 
     const binding = loadBinding();
+    // A cgroup takes the init at the gate, before the payload runs: the
+    // caller's gate (create/start), else one of ours released at once.
+    let ownGate: [number, number] | undefined;
+    if (cgroup && options.startGate === undefined) {
+      const p = binding.makePipe();
+      if (typeof p === 'number') throw new ContainerError('start gate', { step: 'prepare', errno: -p });
+      ownGate = p;
+    }
+    const closeGate = () => {
+      if (ownGate) for (const fd of ownGate) closeSync(fd);
+      ownGate = undefined;
+    };
     // With a terminal the child puts the pty on 0, 1, 2 itself.
     const slots: StdioOption[] = prepared.plan.terminal
       ? ['ignore', 'ignore', 'ignore']
@@ -217,15 +251,31 @@ export class Container extends EventEmitter {
           );
         return;
       }
-      if (err) {
+      if (!err && cgroup) {
+        try {
+          cgroup.addProcess(res!.pid);
+        } catch (e) {
+          // The init waits at the gate: end it; the cgroup goes once it is gone (onExit).
+          cgroupFailure = e as Error;
+          this.handle.kill(osc.signals.SIGKILL);
+        }
+      }
+      if (err || cgroupFailure) {
         this.state = 'failed';
         this.clearKillers();
-        const error = hookError ?? prepared.describeFailure(err);
+        closeGate();
+        if (err) cgroup?.removeEmpty();
+        const error = hookError ?? cgroupFailure ?? prepared.describeFailure(err!);
         for (const s of [this.stdin, this.stdout, this.stderr]) s?.destroy();
         rejectSpawned(error);
         rejectExited(error);
         if (this.listenerCount('error') > 0) this.emit('error', error);
         return;
+      }
+      if (ownGate) {
+        // In its cgroup: let the init run the payload.
+        writeSync(ownGate[1], 'g');
+        closeGate();
       }
       this.state = 'running';
       this.pid = res!.pid;
@@ -258,7 +308,13 @@ export class Container extends EventEmitter {
       }
     };
     const useInit = prepared.plan.init;
+    let cgroupFailure: Error | undefined;
     const onExit = (code: number, sig: number | null, native: NativeRusage) => {
+      if (cgroupFailure) {
+        // The init we killed at the gate; the launch was reported failed.
+        void cgroup!.destroy().catch(() => {});
+        return;
+      }
       this.state = 'exited';
       this.clearKillers();
       this.exitCode = code;
@@ -267,19 +323,32 @@ export class Container extends EventEmitter {
       // exit_watch.cc: maxRSS -1 = no status record from the init.
       const known = native.maxRSS >= 0;
       const rusage: Rusage = { ...native, maxRSS: known ? native.maxRSS : null };
-      resolveExited({
+      const result: ExitResult = {
         pid: this.pid!,
         exitCode: code,
         signal: this.signalCode,
         rusage,
         timedOut: this.timedOut,
         initDied: useInit && !known,
+      };
+      const finish = () => {
+        resolveExited(result);
+        this.emit('exit', code, this.signalCode);
+        maybeClose();
+      };
+      if (!cgroup) return finish();
+      // The figures first, then what is left (a payload that left the pid
+      // namespace's reach, or had none) is killed and the cgroup removed,
+      // unless the container was detached: its owner removes it (oci delete).
+      result.cgroup = cgroup.stats();
+      if (options.detached) return finish();
+      cgroup.destroy().then(finish, (e: Error) => {
+        this.emit('cgroupError', e);
+        finish();
       });
-      this.emit('exit', code, this.signalCode);
-      maybeClose();
     };
     this.handle = binding.spawn(prepared.plan, slots, onSpawn, onExit, {
-      startGate: options.startGate,
+      startGate: options.startGate ?? ownGate?.[0],
       consoleSocket: options.consoleSocket,
       preserveFds: options.preserveFds,
     });
@@ -356,6 +425,9 @@ export class Container extends EventEmitter {
    */
   private deliver(signal: number, stop: boolean, timeout: boolean): boolean {
     const ok = this.handle.kill(signal) === 0;
+    // SIGKILL ends the whole container: with a cgroup, every process in it,
+    // those outside the init's reach included (no pid namespace, a double fork).
+    if (signal === osc.signals.SIGKILL && this.cgroup) void this.cgroup.killAll().catch(() => {});
     if (!ok || !stop) return ok;
     // Only a kill that reached a running container makes the result "timed out".
     if (timeout) this.timedOut = true;
@@ -422,13 +494,55 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   }
   if (options.consoleSocket !== undefined && spec.process?.terminal !== true)
     throw SpecError.inOption('consoleSocket', 'needs process.terminal: true');
+  // exec (joinPid) enters the container's own cgroup with its namespaces: none of its own.
+  const cg = options.joinPid !== undefined ? false : cgroupWanted(spec);
+  if (cg && options.init === false) throw SpecError.inOption('init', 'a cgroup needs the init (init: false was given)');
+  if (cg) options = { ...options, init: true };
   const prepared = options.joinPid !== undefined ? prepareEnter(spec, options) : prepareLaunch(spec, options);
   if (options.beforePivot !== undefined) {
     if (typeof options.beforePivot !== 'function') throw new TypeError('options.beforePivot must be a function');
     if (options.joinPid !== undefined) throw SpecError.inOption('beforePivot', 'an exec has no pivot_root');
     prepared.plan.hooksPause = true;
   }
-  return new Container(prepared, options);
+  const cgroup = cg ? containerCgroup(spec, options, cg === 'required') : null;
+  try {
+    return new Container(prepared, options, cgroup);
+  } catch (e) {
+    cgroup?.removeEmpty();
+    throw e;
+  }
+}
+
+let cgroupCount = 0;
+
+/**
+ * Whether the spec asks for a cgroup: 'required' with limits (they must hold
+ * or the launch fails), 'wanted' with only device rules or a cgroupsPath
+ * (made where the caller may, else the container runs without one, as it
+ * would without a cgroup manager), false otherwise (no cost at all).
+ */
+function cgroupWanted(spec: Spec): 'required' | 'wanted' | false {
+  const r = spec.linux?.resources;
+  const some = (v: unknown) =>
+    v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v as object).length > 0);
+  // Every key but devices is a limit (or one we refuse by name: network, rdma).
+  if (r && Object.entries(r).some(([k, v]) => k !== 'devices' && some(v))) return 'required';
+  if ((r?.devices?.length ?? 0) > 0 || spec.linux?.cgroupsPath) return 'wanted';
+  return false;
+}
+
+function containerCgroup(spec: Spec, options: SpawnOptions, required: boolean): Cgroup | null {
+  try {
+    return Cgroup.create({
+      path: spec.linux?.cgroupsPath,
+      id: options.cgroupName ?? `${process.pid}-${++cgroupCount}`,
+      resources: spec.linux?.resources,
+      devices: (spec.linux as { devices?: { type: string; major: number; minor: number }[] } | undefined)?.devices,
+    });
+  } catch (e) {
+    if (!required && e instanceof CgroupError && e.code === 'EACCES') return null;
+    throw e;
+  }
 }
 
 export interface RunResult extends ExitResult {
@@ -438,7 +552,9 @@ export interface RunResult extends ExitResult {
 }
 
 /**
- * Launch and wait for the exit. stdio defaults to 'inherit'; streams given as
+ * Launch and wait for the exit. "run" always means this here, as in `crun
+ * run`, `nodularity run-bundle` and `oci run`; Apptainer's run verb is
+ * `runscript()`. stdio defaults to 'inherit'; streams given as
  * 'pipe' are collected into the result. Rejects with ContainerError when the
  * launch fails, with the AbortSignal's reason when aborted (after the exit).
  */

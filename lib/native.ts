@@ -71,6 +71,8 @@ export interface NativeBinding {
   nsType(path: string): number;
   /** A connected AF_UNIX stream socket (CLOEXEC, blocking): the fd, or -errno. */
   connectUnixSocket(path: string): number;
+  /** pipe2(O_CLOEXEC): [read, write], or -errno. */
+  makePipe(): [number, number] | number;
   /** libseccomp: a checked profile -> struct sock_filter[] bytes (native/seccomp.cc); throws with `pointer`. */
   compileSeccomp(profile: {
     defaultAction: string;

@@ -558,6 +558,19 @@ Napi::Value JsRestoreTerminal(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, 0);
 }
 
+// makePipe() -> [read, write] or -errno: a close-on-exec pipe, for a start
+// gate the library holds itself (lib/container.ts: a container with a cgroup
+// is released once its init is in it). Node has no pipe(2) of its own.
+Napi::Value JsMakePipe(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) return Napi::Number::New(env, -errno);
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, fds[0]));
+  a.Set(1u, Napi::Number::New(env, fds[1]));
+  return a;
+}
+
 // connectUnixSocket(path) -> fd: a connected AF_UNIX stream socket
 // (SOCK_CLOEXEC, blocking), e.g. runc's --console-socket, which Node's net
 // module cannot hand out as an fd. -errno on failure.
@@ -618,6 +631,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("restoreTerminal", Napi::Function::New(env, JsRestoreTerminal, "restoreTerminal"));
   exports.Set("nsType", Napi::Function::New(env, JsNsType, "nsType"));
   exports.Set("connectUnixSocket", Napi::Function::New(env, JsConnectUnixSocket, "connectUnixSocket"));
+  exports.Set("makePipe", Napi::Function::New(env, JsMakePipe, "makePipe"));
   exports.Set("ContainerHandle", ctor);
   seccomp_register(env, exports);
   return exports;

@@ -53,8 +53,8 @@ t.test('startGate: EOF on the gate ends the container (127) without running the 
   const path = join(st, 'gate.fifo');
   execFileSync('mkfifo', ['-m', '0600', path]);
   // A reader and a writer: the writer's close is the reader's EOF.
-  const rd = openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_CLOEXEC);
-  const wr = openSync(path, fsc.O_WRONLY | fsc.O_CLOEXEC);
+  const rd = openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  const wr = openSync(path, fsc.O_WRONLY);
   const c = spawn(markerSpec(st, tag), { stdio: 'ignore', startGate: rd });
   await c.spawned;
   closeSync(rd);

@@ -27,12 +27,12 @@ export function children(pid: number): number[] {
 export function fifoGate(dir: string): { path: string; fd: number } {
   const path = join(dir, 'exec.fifo');
   execFileSync('mkfifo', ['-m', '0600', path]);
-  return { path, fd: openSync(path, fsc.O_RDWR | fsc.O_CLOEXEC) };
+  return { path, fd: openSync(path, fsc.O_RDWR) };
 }
 
 /** `start`: one byte, without blocking (the init holds the FIFO open for reading). */
 export function startGate(path: string): void {
-  const w = openSync(path, fsc.O_WRONLY | fsc.O_NONBLOCK | fsc.O_CLOEXEC);
+  const w = openSync(path, fsc.O_WRONLY | fsc.O_NONBLOCK);
   writeSync(w, Buffer.from([0]));
   closeSync(w);
 }
