@@ -1004,9 +1004,46 @@ static int step_close_fds(const child_args *a, child_fail *) {
   }
   long r = cx_close_range(first, ~0U, CLOSE_RANGE_CLOEXEC);
   if (r == 0) return 0;
-  if (r != -ENOSYS && r != -EINVAL) return (int)r;
-  for (unsigned fd = first; fd < 65536; fd++) cx_fcntl((int)fd, F_SETFD, FD_CLOEXEC);  // kernels before 5.11
-  return 0;
+  // Kernels before 5.11 (ENOSYS, EINVAL), or a seccomp profile loaded before
+  // this step (no_new_privs off) that lacks close_range: EPERM under
+  // runtime-tools' profile. As runc's CloseExecFrom: each fd listed in
+  // /proc/self/fd (the container's proc: our own fd table), else by number.
+  if (r != -ENOSYS && r != -EINVAL && r != -EPERM) return (int)r;
+  int dir = (int)cx_openat(AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  if (dir < 0) {
+    for (unsigned fd = first; fd < 65536; fd++) cx_fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+    return 0;
+  }
+  alignas(8) char buf[2048];
+  long n;
+  while ((n = cx_getdents64(dir, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      const char *rec = buf + off;
+      unsigned short reclen;
+      __builtin_memcpy(&reclen, rec + 16,
+                       sizeof reclen);  // struct linux_dirent64: d_ino, d_off, d_reclen, d_type, d_name
+      const char *name = rec + 19;
+      unsigned long fd = 0;
+      bool num = *name != 0;
+      for (const char *c = name; *c; c++) {
+        if (*c < '0' || *c > '9') {
+          num = false;
+          break;
+        }
+        fd = fd * 10 + (unsigned long)(*c - '0');
+      }
+      if (num && fd >= first && (int)fd != dir) {
+        long e = cx_fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+        if (e < 0 && e != -EBADF) {
+          cx_close(dir);
+          return (int)e;  // a profile that refuses fcntl too: better no container than a leaked fd
+        }
+      }
+      off += reclen;
+    }
+  }
+  cx_close(dir);
+  return n < 0 ? (int)n : 0;
 }
 
 // linux.seccomp: load the program compiled before clone (lib/seccomp). With

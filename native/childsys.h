@@ -45,6 +45,9 @@ CX cx_openat2(int dfd, const char *path, uint64_t flags, uint64_t resolve) {
 CX cx_fcntl(int fd, int cmd, long arg) {
   return SYS3(__NR_fcntl, fd, cmd, arg);
 }
+CX cx_getdents64(int fd, void *buf, unsigned long n) {
+  return SYS3(__NR_getdents64, fd, buf, n);
+}
 CX cx_dup3(int from, int to) {
   return SYS3(__NR_dup3, from, to, 0);
 }

@@ -363,6 +363,19 @@ t.test('without no_new_privs the filter is loaded before the capabilities go', a
   t.match(r.out, `bpf=${EPERM}`);
 });
 
+t.test('without no_new_privs, a profile that refuses close_range still gets every fd above 2 closed', async (t) => {
+  // runtime-tools' profile (and older Docker ones) lack close_range: the
+  // close-fds step runs under the filter then, and falls back to /proc/self/fd.
+  const s = spec(['/bin/sh', '-c', 'ls /proc/self/fd | sort -n | tr "\\n" " "']);
+  s.process!.noNewPrivileges = false;
+  s.linux!.seccomp = allowBut([{ names: ['close_range'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }]);
+  const r = await capture(s);
+  t.equal(r.exitCode, 0, r.err);
+  // 0-2, and 3: ls's own directory fd
+  t.equal(r.out.trim(), '0 1 2 3', "none of the launcher's fds reached the payload");
+  t.ok(openFds().length > 6, 'the launcher had fds to leak (so the check can fail)');
+});
+
 t.test('malformed profiles: a SpecError naming the field, before anything starts', async (t) => {
   const base = (): LinuxSeccomp & Record<string, unknown> => <LinuxSeccomp & Record<string, unknown>>allowBut([
       {
