@@ -154,6 +154,12 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
          InstanceMethod("unref", &ContainerHandle::Unref_), InstanceMethod("resume", &ContainerHandle::Resume)});
   }
   explicit ContainerHandle(const Napi::CallbackInfo &info) : Napi::ObjectWrap<ContainerHandle>(info) {}
+  // Finalized with the watch still running only at environment teardown
+  // (a running container holds a Ref() on us): the watch, which may still
+  // fire in the loop runs of that teardown, must not call into freed memory.
+  ~ContainerHandle() override {
+    if (watch_) watch_->data = nullptr;
+  }
 
   void Started(Napi::Env env, spawn_job *job, Napi::Function on_exit) {
     on_exit_ = Napi::Persistent(on_exit);
@@ -190,11 +196,24 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
  private:
   static void OnExit(exit_watch *w, const exit_info *info) {
     ContainerHandle *self = static_cast<ContainerHandle *>(w->data);
+    if (!self) return;  // finalized at teardown (see the destructor)
     self->watch_ = nullptr;
     self->Finish(self->Env(), info);
   }
 
   void Finish(Napi::Env env, const exit_info *info) {
+    // Node tearing down its environment (exiting with a container still
+    // running, an unref'd or detached one) runs the loop once more to close
+    // handles, and our exit watch may fire there. JS cannot be called then:
+    // N-API calls with a JS preamble (setting a property) fail, and
+    // node-addon-api turns any failure into a fatal error. Probe with raw
+    // calls first; if JS is gone, only release what we hold.
+    napi_handle_scope raw;
+    if (napi_open_handle_scope(env, &raw) != napi_ok) return ReleaseQuietly();
+    napi_value probe;
+    bool js = napi_create_object(env, &probe) == napi_ok && napi_set_named_property(env, probe, "p", probe) == napi_ok;
+    napi_close_handle_scope(env, raw);
+    if (!js) return ReleaseQuietly();
     Napi::HandleScope scope(env);
     Napi::Value sig = info->signal ? Napi::Value(Napi::Number::New(env, info->signal)) : env.Null();
     Napi::FunctionReference cb = std::move(on_exit_);
@@ -212,6 +231,11 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
       if (st == napi_pending_exception) napi_fatal_exception(env, e);  // the callback threw: uncaughtException
     }
   }
+
+  // The environment is going away: whatever we hold is freed with it (the
+  // callback reference and our wrapper by their finalizers); calling into
+  // anything that can throw would abort the exit.
+  void ReleaseQuietly() {}
 
   Napi::Value Kill(const Napi::CallbackInfo &info) {
     int sig = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : SIGTERM;
