@@ -9,6 +9,7 @@ import type { Readable, Writable } from 'node:stream';
 import { ContainerError, SpecError } from './errors.js';
 import { loadBinding, type ContainerHandle, type NativeRusage } from './native.js';
 import { prepareLaunch, type PlanOptions, type PreparedLaunch } from './plan/plan.js';
+import { prepareEnter } from './plan/enter.js';
 import type { Spec } from './oci/spec.js';
 import { signalName, signalNumber } from './signals.js';
 import { Cgroup, CgroupError } from './cgroups/cgroup.js';
@@ -468,6 +469,7 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   }
   if (options.consoleSocket !== undefined && spec.process?.terminal !== true)
     throw SpecError.inOption('consoleSocket', 'needs process.terminal: true');
+  if (options.joinPid !== undefined) return new Container(prepareEnter(spec, options), options, null);
   const cg = cgroupWanted(spec);
   if (cg && options.init === false) throw SpecError.inOption('init', 'a cgroup needs the init (init: false was given)');
   if (cg) options = { ...options, init: true };
