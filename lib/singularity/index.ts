@@ -215,7 +215,9 @@ async function start(
       },
       launch: hooks.launch,
     };
-    return presetImage.run(inst.image, () => start(inst.image.ref, argv, options, mode, join));
+    // A contained instance has no host cwd inside: start where exec -c would.
+    const o = inst.record.contain && options.pwd === undefined ? { ...options, contain: true } : options;
+    return presetImage.run(inst.image, () => start(inst.image.ref, argv, o, mode, join));
   }
   // The image's cache entry is held from its resolution until the container
   // exits; every way out before the container exists releases it.

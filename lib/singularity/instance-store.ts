@@ -79,6 +79,8 @@ export interface InstanceRecord {
   };
   cgroup?: { dirs: string[]; created: string[] } | null;
   logs?: { out: string; err: string };
+  /** Started with --contain/--containall: no host cwd inside, so joining processes start in home (as exec -c). */
+  contain?: boolean;
   /** The instance has its own network namespace. */
   net?: boolean;
 }

@@ -331,6 +331,7 @@ export async function startInstance(image: string, name: string, options: Instan
       cgroup: c!.cgroup ? { dirs: c!.cgroup.dirs, created: c!.cgroup.created } : null,
       logs,
       net: !!spec!.linux?.namespaces?.some((n) => n.type === 'network'),
+      contain: !!(options.contain || options.containall),
     };
     store.write(record);
     started = true;
