@@ -6,7 +6,7 @@
 // and stopped leave no process, mount, record or fd behind.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { exec, getInstance, listInstances, startInstance } from '../../lib/singularity/index.js';
