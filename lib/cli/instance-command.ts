@@ -31,7 +31,7 @@ interface StopFlags {
 function listLines(instances: Instance[], logs: boolean): string[] {
   const row = (cells: string[]) =>
     cells
-      .map((c, k) => (k === 0 ? c.padEnd(17) : k === 1 ? c.padEnd(9) : k < cells.length - 1 ? c.padEnd(16) : c))
+      .map((c, k) => (k === cells.length - 1 ? c : `${c.padEnd([16, 8, 15][k]!)} `))
       .join('')
       .trimEnd();
   const lines = [row(logs ? ['INSTANCE NAME', 'PID', 'LOGS'] : ['INSTANCE NAME', 'PID', 'IP', 'IMAGE'])];

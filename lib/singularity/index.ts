@@ -8,6 +8,7 @@
 // waits for its exit, as `crun run` and `nodularity run-bundle` do. Apptainer's
 // `run` verb, which starts the image's runscript, is runscript() here (the CLI
 // verb keeps Apptainer's name); runImage() is its deprecated old name.
+import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { spawn, type Container } from '../container.js';
 import { SpecError } from '../errors.js';
@@ -210,6 +211,13 @@ async function start(
     const join: LaunchHooks = {
       prepare: (c) => {
         joinSpec(c.spec, inst.record);
+        // The instance's mounts are not the image's: --pwd is looked up in
+        // the live instance when the process joins (an error there if missing).
+        if (options.pwd !== undefined) {
+          c.spec.process!.cwd = posix.resolve('/', options.pwd);
+          const note = `--pwd ${options.pwd} is not a directory in the container`;
+          c.warnings = c.warnings.filter((w) => !w.startsWith(note));
+        }
         c.spawnOptions = { ...c.spawnOptions, joinPid: inst.pid };
         hooks.prepare?.(c);
       },
@@ -232,9 +240,9 @@ async function start(
     release();
     throw e;
   }
+  hooks.prepare?.(c);
   for (const w of c.warnings) options.onNotice?.('WARNING', w);
   for (const i of c.infos) options.onNotice?.('INFO', i);
-  hooks.prepare?.(c);
   const self: PendingLaunch = { dispose: c.dispose };
   pending.add(self);
   let started: ImageContainer;

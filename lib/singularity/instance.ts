@@ -19,6 +19,7 @@ import { closeSync, constants as fsc, openSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Cgroup } from '../cgroups/index.js';
+import type { Container } from '../container.js';
 import { SpecError } from '../errors.js';
 import type { Spec } from '../oci/spec.js';
 import { readFileInRoot } from '../plan/inroot.js';
@@ -84,6 +85,8 @@ export class Instance {
   readonly record: InstanceRecord;
   /** @internal */
   readonly store: InstanceStore;
+  /** @internal the container, when this process started the instance (its init is our child). */
+  container?: Container;
 
   /** @internal use startInstance(), getInstance() or listInstances() */
   constructor(store: InstanceStore, record: InstanceRecord) {
@@ -112,7 +115,7 @@ export class Instance {
 
   /** SIGTERM (or `signal`), SIGKILL after `timeout` s; resolves when every process of the instance is gone. */
   async stop(options: StopOptions = {}): Promise<StopResult> {
-    return stopRecord(this.store, this.record, options);
+    return stopRecord(this.store, this.record, options, this.container);
   }
 }
 
@@ -138,7 +141,12 @@ function sendTo(r: InstanceRecord, sig: number): void {
   }
 }
 
-async function stopRecord(store: InstanceStore, r: InstanceRecord, o: StopOptions): Promise<StopResult> {
+async function stopRecord(
+  store: InstanceStore,
+  r: InstanceRecord,
+  o: StopOptions,
+  own?: Container,
+): Promise<StopResult> {
   const timeout = o.timeout ?? 10;
   if (!(Number.isFinite(timeout) && timeout >= 0))
     throw SpecError.inOption('--timeout', `must be a number of seconds (0 or more), not ${JSON.stringify(o.timeout)}`);
@@ -160,6 +168,13 @@ async function stopRecord(store: InstanceStore, r: InstanceRecord, o: StopOption
       if (!(await waitGone(r, cg, 30_000)))
         throw new SpecError('instance', `instance ${r.name} (pid ${r.pid}) did not end within 30 s of SIGKILL`);
     }
+  }
+  // Started by this process: the init is our child, a zombie until the
+  // container's exit watch reaps it; let it (the timer keeps the loop alive).
+  if (own) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([own.exited.catch(() => {}), new Promise((res) => (timer = setTimeout(res, 5000)))]);
+    clearTimeout(timer);
   }
   await cleanRecord(store, r);
   return { name: r.name, wasRunning, killed };
@@ -335,7 +350,9 @@ export async function startInstance(image: string, name: string, options: Instan
     };
     store.write(record);
     started = true;
-    return new Instance(store, record);
+    const inst = new Instance(store, record);
+    inst.container = c!;
+    return inst;
   } finally {
     closeAll();
     if (!started) store.remove(name);
