@@ -7,6 +7,7 @@
 // A VO-box style service: busybox httpd on 127.0.0.1 from the startscript,
 // reached from the host, stopped cleanly.
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
@@ -194,4 +195,48 @@ t.test('a killed init is noticed: not listed, cleaned, the name free again', asy
   process.kill(again!.pid, 'SIGKILL');
   t.equal(icli(base, ['instance', 'stop', 'victim']).code, 0);
   t.same(mountsUnder(base), [], 'no mount on the host names the store');
+});
+
+t.test('instance run: the runscript is the instance; run|test instance://NAME join it', async (t) => {
+  const base = storeBase(t);
+  const image = imageWithStartscript(t, 'exit 9');
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(
+    join(image, '.singularity.d', 'runscript'),
+    '#!/bin/sh\necho "runscript $*"\n[ "$1" = a ] && exec sleep 300\nexit 0\n',
+    {
+      mode: 0o755,
+    },
+  );
+  writeFileSync(
+    join(image, '.singularity.d', 'test'),
+    '#!/bin/sh\necho "test in pidns $(readlink /proc/self/ns/pid)"\n',
+    {
+      mode: 0o755,
+    },
+  );
+  t.teardown(() => void icli(base, ['instance', 'stop', '--all', '--force']));
+  const s = icli(base, ['instance', 'run', image, 'svc', 'a', 'b']);
+  t.equal(s.code, 0, s.err);
+  const log = join(userStore(base), 'logs', 'svc.out');
+  t.ok(
+    await until(() => existsSync(log) && readFileSync(log, 'utf8').includes('runscript a b')),
+    'runscript ran with its args',
+  );
+  const [svc] = listJson(base);
+  t.ok(svc && running(svc.pid));
+  const run = icli(base, ['run', 'instance://svc', 'again']);
+  t.equal(run.code, 0, run.err);
+  t.equal(run.out, 'runscript again\n', 'run instance:// runs the runscript in the instance');
+  const test = icli(base, ['test', 'instance://svc']);
+  t.equal(test.code, 0, test.err);
+  const pidns = (pid: number) => execFileSync('readlink', [`/proc/${pid}/ns/pid`], { encoding: 'utf8' }).trim();
+  t.equal(
+    test.out,
+    `test in pidns ${pidns(svc!.pid)}\n`,
+    "test instance:// runs the test script in the instance's pid namespace",
+  );
+  t.not(pidns(svc!.pid), pidns(process.pid));
+  t.equal(icli(base, ['instance', 'stop', 'svc']).code, 0);
+  t.notOk(running(svc!.pid));
 });
