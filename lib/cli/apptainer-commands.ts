@@ -13,6 +13,8 @@ import { forwardAndExit } from './forwarding.js';
 import { progressReporter } from './progress.js';
 import { onSeccompWarning, parseSecurityFlags } from '../seccomp/index.js';
 import { registerInstanceCommand } from './instance-command.js';
+import { LIMIT_FLAGS, resourcesFromFlags, resourcesFromToml, type LimitFlags } from '../cgroups/flags.js';
+import type { LinuxResources } from '../cgroups/types.js';
 
 const list = (v: string, acc: string[]) => acc.concat(v.split(',').filter(Boolean));
 const repeat = (v: string, acc: string[]) => acc.concat(v);
@@ -88,6 +90,18 @@ export function actionOptions(cmd: Command): Command {
       list,
       [],
     )
+    .option('--memory <size>', 'memory limit, e.g. 2g (a cgroup of its own; README "Resource limits")')
+    .option('--memory-reservation <size>', 'memory soft limit, e.g. 1g')
+    .option('--memory-swap <size>', 'memory plus swap limit, or -1 for unlimited swap')
+    .option('--memory-swappiness <0-100>', 'swappiness of the container (cgroup v1)')
+    .option('--oom-kill-disable', 'do not let the OOM killer end the container (cgroup v1)')
+    .option('--cpus <n>', 'CPUs the container may use, e.g. 1.5 (a CFS quota)')
+    .option('--cpu-shares <n>', 'relative CPU weight (2-262144, default 1024)')
+    .option('--cpuset-cpus <list>', 'CPUs to run on, e.g. 0-3,7')
+    .option('--cpuset-mems <list>', 'memory nodes to use, e.g. 0')
+    .option('--pids-limit <n>', 'most processes at once (-1: unlimited)')
+    .option('--blkio-weight <n>', 'relative block I/O weight (10-1000)')
+    .option('--apply-cgroups <file>', 'resource limits from a TOML file (linux.resources keys, as Apptainer)')
     .option('--no-https', 'talk plain http to a docker:// registry (also APPTAINER_NOHTTPS=1)')
     .addOption(new Option('--nohttps', "the same as --no-https (Apptainer's older spelling)").hideHelp())
     .option('--insecure', 'the same as --no-https (as for pull)');
@@ -144,9 +158,24 @@ export interface ActionFlags {
   authfile?: string;
   shell?: string;
   security: string[];
+  applyCgroups?: string;
 }
 
-function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): ExecOptions {
+/** --apply-cgroups FILE, or the limit flags (not both, as Apptainer says). */
+async function limits(f: ActionFlags & LimitFlags): Promise<LinuxResources | undefined> {
+  const given = (Object.keys(LIMIT_FLAGS) as (keyof LimitFlags)[]).filter((k) => f[k] !== undefined);
+  if (f.applyCgroups) {
+    if (given.length)
+      throw SpecError.inOption(
+        '--apply-cgroups',
+        `cannot be used with ${LIMIT_FLAGS[given[0]]}: give the limits one way`,
+      );
+    return await resourcesFromToml(f.applyCgroups);
+  }
+  return resourcesFromFlags(f);
+}
+
+async function toOptions(f: ActionFlags & LimitFlags, onProgress?: PullOptions['onProgress']): Promise<ExecOptions> {
   if (f.network !== undefined && f.network !== 'none' && f.network !== 'host')
     throw new SpecError('--network', `must be host or none, not ${JSON.stringify(f.network)}`);
   return {
@@ -174,6 +203,7 @@ function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): Exec
     init: f.init,
     stdio: 'inherit',
     security: parseSecurityFlags(f.security),
+    resources: await limits(f),
     overlay: f.overlay,
     noMount: f.noMount,
     noEval: f.eval === false,
@@ -246,7 +276,10 @@ export async function launch<T>(program: Command, f: ActionFlags, start: (o: Exe
   const progress = progressReporter(Boolean(g.quiet || g.silent), false);
   try {
     // Apptainer's remarks on stderr before the payload's own output.
-    return await start({ ...toOptions(f, progress.onProgress), onNotice: (level, m) => say(program, level, [m]) });
+    return await start({
+      ...(await toOptions(f, progress.onProgress)),
+      onNotice: (level, m) => say(program, level, [m]),
+    });
   } finally {
     progress.stop();
   }

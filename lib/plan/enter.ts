@@ -77,7 +77,7 @@ function statSafe(p: string): boolean {
  * root (/proc/PID/root, with openat2 RESOLVE_IN_ROOT: no symlink or `..` of
  * the container leads out), PATH searched as execvp would.
  */
-export function findInContainer(pid: number, arg0: string, env: string[], cwd: string): string {
+export function findInContainer(pid: number | 'self', arg0: string, env: string[], cwd: string): string {
   const root = `/proc/${pid}/root`;
   const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH;
   const candidates = arg0.includes('/')
@@ -120,7 +120,14 @@ export function prepareEnter(spec: Spec, options: PlanOptions): PreparedLaunch {
   if (options.init === false)
     throw SpecError.inOption('init', "an exec needs the init: it forks the payload into the container's pid namespace");
   const proc = spec.process!;
-  const joins = targetNamespaces(pid);
+  const only = options.joinNamespaces;
+  if (only !== undefined) {
+    const known = NS_ORDER.map(([, ns]) => ns);
+    for (const n of only)
+      if (!known.includes(n)) throw SpecError.inOption('joinNamespaces', `unknown namespace ${JSON.stringify(n)}`);
+  }
+  const joins = targetNamespaces(pid).filter((j) => only === undefined || only.includes(j.ns));
+  const inMount = only === undefined || only.includes('mount');
   const userJoined = joins.some((j) => j.ns === 'user');
   if (!userJoined && process.geteuid!() !== 0)
     throw SpecError.inOption('joinPid', `process ${pid} is in our own user namespace: only root can enter it`);
@@ -143,7 +150,8 @@ export function prepareEnter(spec: Spec, options: PlanOptions): PreparedLaunch {
     }
   }
   const env = proc.env ?? [`PATH=${DEFAULT_PATH}`];
-  const execPath = findInContainer(pid, proc.args[0], env, proc.cwd);
+  // The executable where the process will look for it: the container's root, or ours.
+  const execPath = findInContainer(inMount ? pid : 'self', proc.args[0], env, proc.cwd);
   const sec = planProcessSecurity(spec);
   specWarnings(spec, true);
   const attrs = planProcessAttrs(spec);

@@ -68,6 +68,8 @@ export interface LaunchPlan {
   personality?: number;
   /** process.user.umask. */
   umask?: number;
+  /** Pause before pivot_root for the caller's hooks (SpawnOptions.beforePivot). */
+  hooksPause?: boolean;
   rootReadonly: boolean;
   /** Overlay root (see native/plan.h): set together, or all undefined. */
   overlayData?: string;
@@ -154,6 +156,13 @@ export interface PlanOptions {
    * init of its own in the container's pid namespace.
    */
   joinPid?: number;
+  /**
+   * With joinPid: only these of the target's namespaces (runtime-spec names:
+   * user, mount, pid, network, ipc, uts, cgroup, time); default all. Without
+   * 'mount' the process stays in our mount namespace (root, cwd and the
+   * executable are the host's), as a createContainer hook runs.
+   */
+  joinNamespaces?: string[];
 }
 
 /** A plan plus what is needed to explain a failure in the plan's own words. */

@@ -151,3 +151,28 @@ t.test(
       });
   },
 );
+
+t.test('joinNamespaces: all but the mount namespace, as a createContainer hook runs', async (t) => {
+  const tag = `exec-nomnt-${randomBytes(4).toString('hex')}`;
+  const c = await target(t, tag);
+  // A host program (the host's /bin/sh: the mount namespace stays ours), in the container's other namespaces.
+  const s = execSpec([
+    '/bin/sh',
+    '-c',
+    'for n in net uts ipc pid mnt; do echo $n=$(readlink /proc/self/ns/$n); done; hostname; test -e /tmp/made-at-runtime || echo host-tmp',
+  ]);
+  const r = await run(s, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    joinPid: c.pid,
+    joinNamespaces: ['user', 'network', 'uts', 'ipc', 'pid', 'cgroup'],
+  });
+  t.equal(r.exitCode, 0, r.stderr!.toString());
+  const out = r.stdout!.toString();
+  for (const ns of ['net', 'uts', 'ipc']) t.match(out, `${ns}=${nsInode(c.pid!, ns)}\n`, `${ns}: the container's`);
+  t.match(out, `mnt=${nsInode('self', 'mnt')}\n`, 'mnt: ours');
+  t.match(out, 'exec-target\nhost-tmp\n', "the container's hostname, the host's files");
+  t.throws(() => spawn(execSpec(['/bin/true']), { joinPid: c.pid, joinNamespaces: ['bogus'] }), {
+    name: 'SpecError',
+    message: /joinNamespaces.*unknown namespace "bogus"/,
+  });
+});

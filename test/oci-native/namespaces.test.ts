@@ -84,7 +84,7 @@ t.test('a namespace path that is not a namespace of that type is refused before 
   const cases: [Spec, RegExp][] = [
     [withNs(5, { type: 'network', path: join(dir, 'missing') }), /missing does not exist \(ENOENT\)/],
     [withNs(5, { type: 'network', path: file }), /plain is not a namespace file/],
-    [withNs(5, { type: 'network', path: `/proc/${a.pid}/ns/ipc` }), /is a ipc namespace, not a network namespace/],
+    [withNs(5, { type: 'network', path: `/proc/${a.pid}/ns/ipc` }), /is an ipc namespace, not a network namespace/],
   ];
   for (const [s, msg] of cases)
     t.throws(() => spawn(s, { stdio: 'ignore' }), {
@@ -125,4 +125,26 @@ t.test('time namespace: linux.timeOffsets moves the monotonic and boottime clock
   const none = spec(['/bin/true']);
   none.linux!.timeOffsets = { boottime: { secs: 1 } };
   t.throws(() => spawn(none), { name: 'SpecError', pointer: '/linux/timeOffsets', message: /new time namespace/ });
+});
+
+t.test('join mode failures, before and after the fork, leave no process and no fd', async (t) => {
+  await run(spec(['/bin/true']), { stdio: 'ignore' });
+  const fds = openFds();
+  // Before the fork: setns into our own user namespace is EINVAL (the kernel's rule).
+  const own = spec(['/bin/true']);
+  own.linux!.namespaces![0] = { type: 'user', path: `/proc/${process.pid}/ns/user` };
+  await t.rejects(run(own, { stdio: 'ignore' }), {
+    name: 'ContainerError',
+    step: 'join-namespaces',
+    code: 'EINVAL',
+    message: new RegExp(
+      `join the user namespace /proc/${process.pid}/ns/user \\(linux.namespaces\\[0\\].path\\): setns`,
+    ),
+  });
+  // After the fork (a time namespace forks into it): a later step fails in the process that goes on.
+  const late = spec(['/bin/true'], { cwd: '/etc/passwd' });
+  late.linux!.namespaces!.push({ type: 'time' });
+  await t.rejects(run(late, { stdio: 'ignore' }), { name: 'ContainerError', step: 'chdir', code: 'ENOTDIR' });
+  t.same(zombieChildren(), [], 'both processes reaped');
+  t.same(openFds(), fds, 'no fd left open');
 });

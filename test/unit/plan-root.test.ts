@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { createSpec } from '../../lib/index.js';
 import { CLONE, MS } from '../../lib/plan/flags.js';
 import { planOverlay, planRoot } from '../../lib/plan/root.js';
-import { CLONE } from '../../lib/plan/flags.js';
 import { scratch } from '../helpers/env.js';
 
 t.test('the rootfs is resolved to a symlink-free directory, relative to the bundle', async (t) => {
@@ -66,7 +65,7 @@ t.test('namespaces by path: joined (user first), checked to be of their type, th
   t.throws(() => planRoot(s, d, (p) => (p === '/run/netns/a' ? CLONE.NEWIPC : types[p])), {
     name: 'SpecError',
     pointer: '/linux/namespaces/1/path',
-    message: /\/run\/netns\/a is a ipc namespace, not a network namespace/,
+    message: /\/run\/netns\/a is an ipc namespace, not a network namespace/,
   });
   t.throws(() => planRoot(s, d, (p) => (p === '/run/netns/a' ? -25 : types[p])), {
     pointer: '/linux/namespaces/1/path',

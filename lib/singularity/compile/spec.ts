@@ -39,6 +39,7 @@ export function assembleSpec(o: ExecOptions, i: SpecInput): Spec {
     security: o.security,
   });
   if (i.noMount.has('sys')) spec.mounts = spec.mounts!.filter((m) => m.destination !== '/sys');
+  if (o.resources) spec.linux!.resources = o.resources;
   if (i.identity.uidMappings) spec.linux!.uidMappings = i.identity.uidMappings;
   if (i.identity.gidMappings) spec.linux!.gidMappings = i.identity.gidMappings;
   const caps = i.identity.capabilities;

@@ -8,6 +8,7 @@ import type { SecurityOptions } from '../../seccomp/types.js';
 import type { BindSpec } from '../binds.js';
 import type { EnvMap } from '../environment.js';
 import type { ResolvedRunImage } from '../image.js';
+import type { LinuxResources } from '../../cgroups/types.js';
 
 export interface ExecOptions extends Omit<SpawnOptions, 'rootOverlay' | 'overlayDir' | 'bundleDir' | 'init'> {
   /** `src[:dst[:ro|rw]]` strings (comma lists allowed) or objects, as `-B`. */
@@ -99,6 +100,12 @@ export interface ExecOptions extends Omit<SpawnOptions, 'rootOverlay' | 'overlay
   terminal?: boolean | { rows: number; columns: number };
   /** seccomp: 'default' when not given (docs/seccomp.md), 'docker-default', 'unconfined', a profile file or object. */
   security?: SecurityOptions;
+  /**
+   * Resource limits (runtime-spec linux.resources): the container gets a
+   * cgroup of its own (see README "Resource limits"); the CLI's --memory,
+   * --cpus, --pids-limit, ... and --apply-cgroups FILE.
+   */
+  resources?: LinuxResources;
 }
 
 export type ActionMode = 'exec' | 'run' | 'shell' | 'test';
