@@ -195,6 +195,20 @@ t.test('a killed init is noticed: not listed, cleaned, the name free again', asy
   process.kill(again!.pid, 'SIGKILL');
   t.equal(icli(base, ['instance', 'stop', 'victim']).code, 0);
   t.same(mountsUnder(base), [], 'no mount on the host names the store');
+  // stop --all: every instance of the user
+  t.equal(icli(base, ['instance', 'start', rootfs, 'all-1']).code, 0);
+  t.equal(icli(base, ['instance', 'start', rootfs, 'all-2']).code, 0);
+  const both = listJson(base);
+  t.equal(both.length, 2);
+  const all = icli(base, ['instance', 'stop', '--all']);
+  t.equal(all.code, 0, all.err);
+  t.match(all.err, /Stopping all-1 instance/);
+  t.match(all.err, /Stopping all-2 instance/);
+  t.same(
+    both.filter((x) => running(x.pid)),
+    [],
+  );
+  t.same(recorded(base), []);
 });
 
 t.test('instance run: the runscript is the instance; run|test instance://NAME join it', async (t) => {

@@ -138,6 +138,24 @@ t.test("another user's store, or a store others may write, is refused", async (t
   t.ok(running(i.pid));
 });
 
+t.test('a name is claimed once: of concurrent starts under one name, one wins', async (t) => {
+  const base = storeBase(t);
+  const tries = await Promise.allSettled(
+    Array.from({ length: 6 }, () => startInstance(testRootfs(), 'contested', { instanceDir: base })),
+  );
+  const won = tries.filter((x) => x.status === 'fulfilled');
+  t.equal(won.length, 1, 'exactly one start succeeded');
+  for (const x of tries)
+    if (x.status === 'rejected') t.match((x.reason as Error).message, /an instance contested already exists/);
+  const i = (won[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof startInstance>>>).value;
+  t.same(
+    (await listInstances({ instanceDir: base })).map((x) => [x.name, x.pid]),
+    [['contested', i.pid]],
+  );
+  await i.stop();
+  t.same(recorded(base), []);
+});
+
 t.test('20 instances started and stopped leave nothing behind', async (t) => {
   const base = storeBase(t);
   const rootfs = testRootfs();
