@@ -2,6 +2,7 @@
 // messages. The instance is joined by the ordinary verbs with an IMAGE of
 // `instance://NAME` (exec, run, shell, test): see lib/singularity/instance.ts.
 import type { Command } from 'commander';
+import { writeFileSync } from 'node:fs';
 import { SpecError } from '../errors.js';
 import {
   getInstance,
@@ -78,13 +79,29 @@ export function registerInstanceCommand(program: Command): void {
       .argument('<image>', 'directory, oci:, docker-archive: or docker:// image')
       .argument('<name>', 'instance name (letters, digits, . _ + -; at most 128)')
       .argument('[args...]', `arguments for the ${verb === 'start' ? 'startscript' : 'runscript'}`)
+      .option('--pid-file <file>', "write the instance's PID (its init, on the host) to this file")
       .passThroughOptions()
-      .action(async (image: string, name: string, args: string[], f: ActionFlags, cmd: Command) => {
-        settle(program, cmd, 'instance', f);
-        await launch(program, f, (o) => startInstance(image, name, { ...o, args, mode: verb, onNotice: o.onNotice }));
-        say(program, 'INFO', ['instance started successfully']);
-        process.exit(0);
-      });
+      .action(
+        async (image: string, name: string, args: string[], f: ActionFlags & { pidFile?: string }, cmd: Command) => {
+          settle(program, cmd, 'instance', f);
+          const i = await launch(program, f, (o) =>
+            startInstance(image, name, { ...o, args, mode: verb, onNotice: o.onNotice }),
+          );
+          if (f.pidFile !== undefined) {
+            try {
+              writeFileSync(f.pidFile, `${i.pid}\n`);
+            } catch (e) {
+              await i.stop({ timeout: 0 });
+              throw SpecError.inOption(
+                '--pid-file',
+                `cannot write ${f.pidFile} (${(e as NodeJS.ErrnoException).code}); the instance was stopped`,
+              );
+            }
+          }
+          say(program, 'INFO', ['instance started successfully']);
+          process.exit(0);
+        },
+      );
   startVerb('start');
   startVerb('run');
 

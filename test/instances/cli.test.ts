@@ -57,7 +57,8 @@ t.test('start, list, join, refuse the name twice, stop', async (t) => {
   const base = storeBase(t);
   const rootfs = testRootfs();
   t.teardown(() => void icli(base, ['instance', 'stop', '--all', '--force']));
-  const s = icli(base, ['instance', 'start', '--contain', rootfs, 'one']);
+  const pidFile = join(base, '..', 'one.pid');
+  const s = icli(base, ['instance', 'start', '--contain', '--pid-file', pidFile, rootfs, 'one']);
   t.equal(s.code, 0, `instance start (stderr: ${s.err})`);
   t.match(s.err, /^INFO: +instance started successfully$/m);
   // The CLI has exited: the instance is still there.
@@ -65,6 +66,7 @@ t.test('start, list, join, refuse the name twice, stop', async (t) => {
   t.equal(one?.instance, 'one');
   t.ok(one && running(one.pid), 'the init runs after the CLI exited');
   t.equal(one?.img, rootfs);
+  t.equal(readFileSync(pidFile, 'utf8'), `${one!.pid}\n`, '--pid-file');
   t.equal(one?.logOutPath, join(userStore(base), 'logs', 'one.out'));
   t.ok(existsSync(one!.logErrPath), 'log file made');
 
