@@ -192,6 +192,8 @@ export interface LaunchHooks {
   prepare?: (c: CompiledLaunch) => void;
   /** Spawn options for the payload's container only (not the scripts' evaluation). */
   launch?: Partial<SpawnOptions>;
+  /** Called (synchronously) as soon as the payload's container is spawned. */
+  spawned?: (c: Container) => void;
 }
 
 /** The image, or `instance://NAME` / an Instance: joined (its namespaces, its security). */
@@ -268,6 +270,10 @@ async function start(
       pending.delete(self);
       c.dispose();
     };
+    container.spawned.then(
+      () => hooks.spawned?.(container),
+      () => {},
+    );
     container.spawned.then(done, done);
     container.exited.then(release, release);
     started = Object.assign(container, {

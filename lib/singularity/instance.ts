@@ -288,6 +288,18 @@ export async function startInstance(image: string, name: string, options: Instan
     out = err = gate = undefined;
   };
   let started = false;
+  // Spawned but not yet recorded: should this process end now (an exit, an
+  // uncaught error), the instance would run on with no record: it goes too.
+  let unrecorded: number | undefined;
+  const killUnrecorded = () => {
+    if (unrecorded !== undefined)
+      try {
+        process.kill(unrecorded, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+  };
+  process.on('exit', killUnrecorded);
   try {
     store.write(base);
     const logs = store.logPaths(name);
@@ -309,6 +321,9 @@ export async function startInstance(image: string, name: string, options: Instan
     const hooks = {
       prepare: (c: { spec: Spec }) => {
         spec = c.spec;
+      },
+      spawned: (c: Container) => {
+        unrecorded = c.pid;
       },
       launch: {
         detached: true,
@@ -350,12 +365,17 @@ export async function startInstance(image: string, name: string, options: Instan
     };
     store.write(record);
     started = true;
+    unrecorded = undefined;
     const inst = new Instance(store, record);
     inst.container = c!;
     return inst;
   } finally {
+    process.removeListener('exit', killUnrecorded);
     closeAll();
-    if (!started) store.remove(name);
+    if (!started) {
+      killUnrecorded();
+      store.remove(name);
+    }
   }
 }
 
