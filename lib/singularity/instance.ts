@@ -247,6 +247,28 @@ export async function stopInstance(
   return stopRecord(store, r, options);
 }
 
+// Spawned but not yet recorded: should this process end then (an exit, an
+// uncaught error), the instance would run on with no record: it goes too.
+const unrecordedPids = new Set<number>();
+let exitHook = false;
+
+function killPid(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+}
+
+function watchUnrecorded(pid: number): void {
+  unrecordedPids.add(pid);
+  if (exitHook) return;
+  exitHook = true;
+  process.on('exit', () => {
+    for (const p of unrecordedPids) killPid(p);
+  });
+}
+
 function hasStartscript(rootfs: string): boolean {
   try {
     readFileInRoot(rootfs, '/.singularity.d/startscript', 1 << 20);
@@ -288,18 +310,15 @@ export async function startInstance(image: string, name: string, options: Instan
     out = err = gate = undefined;
   };
   let started = false;
-  // Spawned but not yet recorded: should this process end now (an exit, an
-  // uncaught error), the instance would run on with no record: it goes too.
   let unrecorded: number | undefined;
   const killUnrecorded = () => {
-    if (unrecorded !== undefined)
-      try {
-        process.kill(unrecorded, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
+    if (unrecorded !== undefined) killPid(unrecorded);
+    forget();
   };
-  process.on('exit', killUnrecorded);
+  const forget = () => {
+    if (unrecorded !== undefined) unrecordedPids.delete(unrecorded);
+    unrecorded = undefined;
+  };
   try {
     store.write(base);
     const logs = store.logPaths(name);
@@ -324,6 +343,7 @@ export async function startInstance(image: string, name: string, options: Instan
       },
       spawned: (c: Container) => {
         unrecorded = c.pid;
+        watchUnrecorded(c.pid!);
       },
       launch: {
         detached: true,
@@ -365,12 +385,11 @@ export async function startInstance(image: string, name: string, options: Instan
     };
     store.write(record);
     started = true;
-    unrecorded = undefined;
+    forget();
     const inst = new Instance(store, record);
     inst.container = c!;
     return inst;
   } finally {
-    process.removeListener('exit', killUnrecorded);
     closeAll();
     if (!started) {
       killUnrecorded();
