@@ -30,16 +30,38 @@
 //   --logs DIR         write each step's stdout+stderr to DIR/JOB/STEP.log
 //                      (default: copy them to stderr, prefixed by job/step)
 //   --cache DIR        image cache for oci:, docker-archive:, docker:// images
+//   --instance         run each job's three steps in ONE instance (Apptainer's
+//                      `instance start` + `exec instance://`): one set of
+//                      namespaces, one /tmp, the scratch bound once; the
+//                      instance is stopped when the job ends
+//   --instance-dir DIR where instances are recorded (default
+//                      $NODULARITY_INSTANCE_DIR, else ~/.nodularity/instances)
+//   --vobox PORT       instead of jobs: a VO-box style service, busybox httpd
+//                      on 127.0.0.1:PORT as an instance (its startscript),
+//                      probed from the host, then stopped cleanly; one JSON
+//                      line for each
 //
 // Exit status: 0 when every job succeeded, 1 when one failed, 2 for a bad
 // command line or job file, 130/143 after SIGINT/SIGTERM (which kill the
 // running containers; a second one kills them with SIGKILL).
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { get } from 'node:http';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { exec, type ImageContainer, type ExecOptions } from '../lib/index.js';
+import { exec, startInstance, type ImageContainer, type ExecOptions, type Instance } from '../lib/index.js';
 
 /** Where the job's scratch directory appears inside its containers. */
 const JOB_DIR = '/srv';
@@ -77,6 +99,8 @@ export interface StepRecord {
   rusage: { userMs: number; sysMs: number; maxRssKiB: number | null } | null;
   error?: string;
   log?: string;
+  /** The instance the step ran in (--instance). */
+  instance?: string;
 }
 
 const { values: opt, positionals } = (() => {
@@ -90,6 +114,9 @@ const { values: opt, positionals } = (() => {
         cvmfs: { type: 'string' },
         logs: { type: 'string' },
         cache: { type: 'string' },
+        instance: { type: 'boolean', default: false },
+        'instance-dir': { type: 'string' },
+        vobox: { type: 'string' },
       },
     });
   } catch (e) {
@@ -99,7 +126,7 @@ const { values: opt, positionals } = (() => {
 
 function usage(message: string): never {
   process.stderr.write(
-    `pilot: ${message}\nusage: pilot.ts [JOBS.json] [--parallel N] [--scratch-root DIR] [--keep-scratch] [--cvmfs DIR] [--logs DIR] [--cache DIR]\n`,
+    `pilot: ${message}\nusage: pilot.ts [JOBS.json] [--parallel N] [--scratch-root DIR] [--keep-scratch] [--cvmfs DIR] [--logs DIR] [--cache DIR] [--instance] [--instance-dir DIR] [--vobox PORT]\n`,
   );
   process.exit(2);
 }
@@ -180,7 +207,9 @@ function print(r: StepRecord): StepRecord {
 
 /** Copy a step's output stream to stderr, one prefixed line at a time; resolves when it closes. */
 function relay(stream: Readable | null, tag: string): Promise<void> {
-  if (!stream) return Promise.resolve();
+  // A payload that wrote nothing and ended before we got here: its empty
+  // stream has seen EOF and closed already (a net.Socket reads at once).
+  if (!stream || stream.closed) return Promise.resolve();
   let rest = '';
   stream.setEncoding('utf8');
   stream.on('data', (d: string) => {
@@ -202,6 +231,7 @@ async function runStep(
   argv: string[],
   scratch: string,
   binds: string[],
+  instance?: Instance,
 ): Promise<StepRecord> {
   const rec: StepRecord = {
     job: job.id,
@@ -233,7 +263,18 @@ async function runStep(
       timeout: job.timeoutMs,
       pull: opt.cache ? { cacheDir: opt.cache } : undefined,
     };
-    const c = await exec(job.image, argv, options);
+    // In an instance the scratch is bound already and the environment is the
+    // instance's: the step says only where it starts and what it adds.
+    const c = instance
+      ? await exec(instance, argv, {
+          pwd: JOB_DIR,
+          cleanenv: true,
+          env: options.env,
+          stdio: options.stdio,
+          timeout: options.timeout,
+        })
+      : await exec(job.image, argv, options);
+    if (instance) rec.instance = instance.name;
     rec.digest = c.image.digest ?? 'directory';
     running.add(c);
     if (stopping) c.kill(stopping); // the signal came while the image was being resolved
@@ -268,8 +309,23 @@ async function runStep(
 async function runJob(job: Job, binds: string[]): Promise<StepRecord[]> {
   const records: StepRecord[] = [];
   const scratch = mkdtempSync(join(opt['scratch-root']!, `pilot-${job.id}-`));
+  let instance: Instance | undefined;
   try {
     let blocker: string | undefined;
+    let startError: string | undefined;
+    if (opt.instance && !stopping) {
+      try {
+        instance = await startInstance(job.image, `pilot-${job.id}-${process.pid}`, {
+          binds: [`${scratch}:${JOB_DIR}`, ...binds],
+          containall: true,
+          env: { ...job.env, PILOT_JOB_ID: job.id },
+          pull: opt.cache ? { cacheDir: opt.cache } : undefined,
+          instanceDir: opt['instance-dir'],
+        });
+      } catch (e) {
+        startError = `the job's instance could not be started: ${(e as Error).message}`;
+      }
+    }
     for (const [step, key] of STEPS) {
       const argv = job[key];
       if (!argv) continue;
@@ -293,16 +349,112 @@ async function runJob(job: Job, binds: string[]): Promise<StepRecord[]> {
         );
         continue;
       }
-      const r = await runStep(job, step, argv, scratch, binds);
+      if (startError) {
+        records.push(print({ ...blankRecord(job, step, argv), error: startError }));
+        blocker = startError;
+        continue;
+      }
+      const r = await runStep(job, step, argv, scratch, binds, instance);
       records.push(r);
       if (r.status !== 'ok')
         blocker = `${step} ${r.status === 'error' ? 'could not be launched' : `ended with ${r.signal ?? `exit ${r.exitCode}`}`}`;
     }
   } finally {
+    // Every process of the instance is gone when stop() resolves.
+    if (instance)
+      await instance.stop({ timeout: 5 }).catch((e: Error) => process.stderr.write(`pilot: ${e.message}\n`));
     if (opt['keep-scratch']) process.stderr.write(`pilot: ${job.id} scratch kept in ${scratch}\n`);
     else rmSync(scratch, { recursive: true, force: true });
   }
   return records;
+}
+
+function blankRecord(job: Job, step: StepName, argv: string[]): StepRecord {
+  return {
+    job: job.id,
+    step,
+    status: 'error',
+    image: job.image,
+    digest: null,
+    argv,
+    pid: null,
+    exitCode: null,
+    signal: null,
+    durationMs: null,
+    rusage: null,
+  };
+}
+
+/**
+ * The VO-box: a long-running service in an instance, as ALICE runs its
+ * services in a container. busybox httpd from the image's startscript on
+ * 127.0.0.1:PORT, serving a host directory bound read-only; probed from the
+ * host, then stopped (SIGTERM, SIGKILL after 5 s).
+ */
+async function vobox(port: number): Promise<number> {
+  const cache =
+    process.env.NODULARITY_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'nodularity');
+  const image = join(cache, 'demo-vobox-rootfs');
+  if (!existsSync(join(image, '.singularity.d/startscript'))) {
+    mkdirSync(image, { recursive: true });
+    const { makeBusyboxRootfs } = await import(new URL('../scripts/busybox-rootfs.mjs', import.meta.url).href);
+    makeBusyboxRootfs(image);
+    mkdirSync(join(image, '.singularity.d'), { recursive: true });
+    writeFileSync(
+      join(image, '.singularity.d/startscript'),
+      '#!/bin/sh\necho "vobox: httpd on 127.0.0.1:$1"\nexec httpd -f -p "127.0.0.1:$1" -h /srv/www\n',
+      { mode: 0o755 },
+    );
+  }
+  const www = mkdtempSync(join(opt['scratch-root']!, 'pilot-vobox-'));
+  chmodSync(www, 0o755);
+  writeFileSync(join(www, 'index.html'), `VO-box of pilot ${process.pid}\n`);
+  const url = `http://127.0.0.1:${port}/index.html`;
+  let instance: Instance | undefined;
+  try {
+    instance = await startInstance(image, `vobox-${process.pid}`, {
+      binds: [`${www}:/srv/www:ro`],
+      containall: true,
+      args: [String(port)],
+      instanceDir: opt['instance-dir'],
+    });
+    const fetch1 = () =>
+      new Promise<string>((res, rej) =>
+        get(url, { timeout: 2000 }, (r) => {
+          let body = '';
+          r.setEncoding('utf8').on('data', (d: string) => (body += d));
+          r.on('end', () => (r.statusCode === 200 ? res(body) : rej(new Error(`HTTP ${r.statusCode}`))));
+        }).on('error', rej),
+      );
+    let body: string | undefined;
+    let error: string | undefined;
+    for (let i = 0; i < 100 && body === undefined && !stopping; i++) {
+      body = await fetch1().catch((e: Error) => {
+        error = e.message;
+        return undefined;
+      });
+      if (body === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    process.stdout.write(
+      JSON.stringify({
+        service: 'vobox',
+        instance: instance.name,
+        pid: instance.pid,
+        url,
+        status: body !== undefined ? 'ok' : 'failed',
+        body,
+        error: body === undefined ? error : undefined,
+        logs: instance.logs,
+      }) + '\n',
+    );
+    const s = await instance.stop({ timeout: 5 });
+    instance = undefined;
+    process.stdout.write(JSON.stringify({ service: 'vobox', stopped: true, killed: s.killed }) + '\n');
+    return body !== undefined ? 0 : 1;
+  } finally {
+    if (instance) await instance.stop({ timeout: 0 });
+    rmSync(www, { recursive: true, force: true });
+  }
 }
 
 function table(records: StepRecord[]): string {
@@ -325,6 +477,11 @@ function table(records: StepRecord[]): string {
 }
 
 async function main(): Promise<number> {
+  if (opt.vobox !== undefined) {
+    const port = Number(opt.vobox);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) usage(`--vobox must be a TCP port, not ${opt.vobox}`);
+    return vobox(port);
+  }
   if (positionals.length > 1) usage('at most one job file');
   const jobs = positionals.length ? loadJobs(positionals[0]) : await demoJobs();
   const parallel = Number(opt.parallel);

@@ -19,6 +19,13 @@ export type { LinuxSeccomp, LinuxSyscall, LinuxSeccompArg, SeccompChoice, Securi
 export type * from './oci/spec.js';
 export { exec, runscript, runImage, shell, testImage, parseBindList, parseMountSpec } from './singularity/index.js';
 export type { ExecOptions, ImageContainer, BindSpec } from './singularity/index.js';
+export { startInstance, getInstance, listInstances, stopInstance, Instance } from './singularity/index.js';
+export type {
+  InstanceOptions,
+  InstanceStoreOptions,
+  InstanceStopOptions,
+  InstanceStopResult,
+} from './singularity/index.js';
 export {
   pullImage,
   inspectImage,

@@ -12,6 +12,7 @@ import { interactiveTerminal } from './payload-exit.js';
 import { forwardAndExit } from './forwarding.js';
 import { progressReporter } from './progress.js';
 import { onSeccompWarning, parseSecurityFlags } from '../seccomp/index.js';
+import { registerInstanceCommand } from './instance-command.js';
 import { LIMIT_FLAGS, resourcesFromFlags, resourcesFromToml, type LimitFlags } from '../cgroups/flags.js';
 import type { LinuxResources } from '../cgroups/types.js';
 
@@ -19,7 +20,7 @@ const list = (v: string, acc: string[]) => acc.concat(v.split(',').filter(Boolea
 const repeat = (v: string, acc: string[]) => acc.concat(v);
 
 /** The flags every action takes (Apptainer's names and short forms). */
-function actionOptions(cmd: Command): Command {
+export function actionOptions(cmd: Command): Command {
   return cmd
     .option('-B, --bind <spec>', 'src[:dst[:ro|rw]] host path to bind (repeatable, comma-separated)', repeat, [])
     .option('--mount <spec>', 'type=bind,source=...,destination=...[,ro] (repeatable)', repeat, [])
@@ -119,7 +120,7 @@ function noMountOption(): Option {
   return o;
 }
 
-interface ActionFlags {
+export interface ActionFlags {
   bind: string[];
   mount: string[];
   contain?: boolean;
@@ -228,7 +229,7 @@ export interface GlobalFlags {
 }
 
 /** Apptainer's message forms on stderr (log scrapers look for them). */
-function say(program: Command, level: 'WARNING' | 'INFO', lines: string[]): void {
+export function say(program: Command, level: 'WARNING' | 'INFO', lines: string[]): void {
   const g = program.opts<GlobalFlags>();
   if (g.quiet || g.silent) return;
   const tag = `${level}:`.padEnd(9);
@@ -252,7 +253,7 @@ function report(program: Command, c: ImageContainer): ImageContainer {
  * precedence), with Apptainer's remarks about the environment and the
  * namespaces nodularity always creates.
  */
-function settle<F extends ActionFlags>(program: Command, cmd: Command, verb: string, f: F): F {
+export function settle<F extends ActionFlags>(program: Command, cmd: Command, verb: string, f: F): F {
   const applied: EnvApplied = applyEnvKnobs(
     verb,
     f as unknown as Record<string, unknown>,
@@ -270,7 +271,7 @@ function settle<F extends ActionFlags>(program: Command, cmd: Command, verb: str
  * is a terminal and neither -s nor -q is given; nothing otherwise, as stderr
  * is then the payload's) and launch it.
  */
-async function launch<T>(program: Command, f: ActionFlags, start: (o: ExecOptions) => Promise<T>): Promise<T> {
+export async function launch<T>(program: Command, f: ActionFlags, start: (o: ExecOptions) => Promise<T>): Promise<T> {
   const g = program.opts<GlobalFlags>();
   const progress = progressReporter(Boolean(g.quiet || g.silent), false);
   try {
@@ -337,6 +338,8 @@ export function registerApptainerCommands(program: Command, versionLine: string)
       }
       await forwardAndExit(report(program, c));
     });
+
+  registerInstanceCommand(program);
 
   program
     .command('version')

@@ -126,6 +126,7 @@ const VERBS: Record<string, string> = {
   shell: 'apptainer',
   test: 'apptainer',
   version: 'apptainer',
+  instance: 'apptainer',
   pull: 'image',
   inspect: 'image',
   cache: 'image',
@@ -157,7 +158,7 @@ const program = new Command(commandName)
   .exitOverride();
 // Every subcommand reports a wrong command line through the same path; the
 // Apptainer verbs in Apptainer's form.
-const APPTAINER_VERBS = new Set(['exec', 'run', 'shell', 'test', 'version']);
+const APPTAINER_VERBS = new Set(['exec', 'run', 'shell', 'test', 'version', 'instance']);
 const configure = (c: Command) => {
   c.exitOverride();
   c.showHelpAfterError();

@@ -43,6 +43,13 @@ export interface ResolvedRunImage {
  */
 export const launchHolds = new AsyncLocalStorage<CacheHold[]>();
 
+/**
+ * An image already resolved for this launch: a process joining an instance
+ * runs with the instance's image as recorded at its start (not resolved, nor
+ * pulled, again).
+ */
+export const presetImage = new AsyncLocalStorage<ResolvedRunImage>();
+
 const REFERENCE = /^(oci|docker-archive|oci-archive|docker):/;
 
 function isDir(p: string): boolean {
@@ -81,6 +88,10 @@ export async function resolveRunImage(
 ): Promise<ResolvedRunImage> {
   if (typeof image !== 'string' || image === '')
     throw new SpecError(option, 'an image is required (a directory, oci:DIR, docker-archive:FILE or docker://REF)');
+  const preset = presetImage.getStore();
+  if (preset && preset.ref === image) return preset;
+  if (image.startsWith('instance://'))
+    throw new SpecError(option, `${image}: an instance is joined by exec, run, shell or test, not started from`);
   if (REFERENCE.test(image)) {
     // The entry is held from here until the container exits. A clean
     // between the pull and the hold removed it: pull again (rarely more than once).

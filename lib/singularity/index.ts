@@ -8,18 +8,33 @@
 // waits for its exit, as `crun run` and `nodularity run-bundle` do. Apptainer's
 // `run` verb, which starts the image's runscript, is runscript() here (the CLI
 // verb keeps Apptainer's name); runImage() is its deprecated old name.
+import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { spawn, type Container } from '../container.js';
 import { SpecError } from '../errors.js';
 import { compileLaunch, type ActionMode, type CompiledLaunch, type ExecOptions } from './compile.js';
 import { applyUserLayers, envFromList, envToList, SHELL_VARIABLES, type EnvMap } from './environment.js';
-import { launchHolds, type ResolvedRunImage } from './image.js';
+import { launchHolds, presetImage, type ResolvedRunImage } from './image.js';
+import type { SpawnOptions } from '../container.js';
+import { checkJoinable, Instance, instanceFromRef, joinSpec } from './instance.js';
 
 export type { ExecOptions, ActionMode, CompiledLaunch } from './compile.js';
 export type { BindSpec } from './binds.js';
 export type { ResolvedRunImage } from './image.js';
 export { parseBindList, parseMountSpec } from './binds.js';
 export { compileLaunch } from './compile.js';
+export {
+  startInstance,
+  getInstance,
+  listInstances,
+  stopInstance,
+  Instance,
+  MAX_NAME as MAX_INSTANCE_NAME,
+  type InstanceOptions,
+  type InstanceStoreOptions,
+  type StopOptions as InstanceStopOptions,
+  type StopResult as InstanceStopResult,
+} from './instance.js';
 
 /** A started container, with the image it runs. */
 export interface ImageContainer extends Container {
@@ -171,12 +186,49 @@ async function evaluateEnvScripts(c: CompiledLaunch, input: EnvMap, self: Pendin
   }
 }
 
+/** What a caller inside the library adds to a launch: instances (instance.ts). */
+export interface LaunchHooks {
+  /** Called with the compiled launch before the image's scripts run (they run with its spawnOptions). */
+  prepare?: (c: CompiledLaunch) => void;
+  /** Spawn options for the payload's container only (not the scripts' evaluation). */
+  launch?: Partial<SpawnOptions>;
+  /** Called (synchronously) as soon as the payload's container is spawned. */
+  spawned?: (c: Container) => void;
+}
+
+/** The image, or `instance://NAME` / an Instance: joined (its namespaces, its security). */
+export type ImageOrInstance = string | Instance;
+
 async function start(
-  image: string,
+  image: ImageOrInstance,
   argv: string[],
   options: ExecOptions,
   mode: ActionMode,
+  hooks: LaunchHooks = {},
 ): Promise<ImageContainer | null> {
+  if (typeof image === 'string' && image.startsWith('instance://')) image = await instanceFromRef(image);
+  if (image instanceof Instance) {
+    const inst = image;
+    checkJoinable(inst);
+    const join: LaunchHooks = {
+      prepare: (c) => {
+        joinSpec(c.spec, inst.record);
+        // The instance's mounts are not the image's: --pwd is looked up in
+        // the live instance when the process joins (an error there if missing).
+        if (options.pwd !== undefined) {
+          c.spec.process!.cwd = posix.resolve('/', options.pwd);
+          const note = `--pwd ${options.pwd} is not a directory in the container`;
+          c.warnings = c.warnings.filter((w) => !w.startsWith(note));
+        }
+        c.spawnOptions = { ...c.spawnOptions, joinPid: inst.pid };
+        hooks.prepare?.(c);
+      },
+      launch: hooks.launch,
+    };
+    // A contained instance has no host cwd inside: start where exec -c would.
+    const o = inst.record.contain && options.pwd === undefined ? { ...options, contain: true } : options;
+    return presetImage.run(inst.image, () => start(inst.image.ref, argv, o, mode, join));
+  }
   // The image's cache entry is held from its resolution until the container
   // exits; every way out before the container exists releases it.
   const holds: NonNullable<ResolvedRunImage['hold']>[] = [];
@@ -190,6 +242,7 @@ async function start(
     release();
     throw e;
   }
+  hooks.prepare?.(c);
   for (const w of c.warnings) options.onNotice?.('WARNING', w);
   for (const i of c.infos) options.onNotice?.('INFO', i);
   const self: PendingLaunch = { dispose: c.dispose };
@@ -205,7 +258,7 @@ async function start(
     const imageEnv = await evaluateEnvScripts(c, c.baseEnv, self);
     const env = envToList(applyUserLayers(imageEnv, c.hostEnv, c.envFile, c.envOption));
     c.spec.process!.env = env;
-    const container = spawn(c.spec, c.spawnOptions);
+    const container = spawn(c.spec, { ...c.spawnOptions, ...hooks.launch });
     self.forward = (sig) => {
       try {
         container.kill(sig);
@@ -217,6 +270,10 @@ async function start(
       pending.delete(self);
       c.dispose();
     };
+    container.spawned.then(
+      () => hooks.spawned?.(container),
+      () => {},
+    );
     container.spawned.then(done, done);
     container.exited.then(release, release);
     started = Object.assign(container, {
@@ -237,8 +294,11 @@ async function start(
   return started;
 }
 
-/** Run `argv` in the image (`apptainer exec IMAGE CMD...`). */
-export async function exec(image: string, argv: string[], options: ExecOptions = {}): Promise<ImageContainer> {
+/** @internal a launch with hooks (instances). */
+export const launchImage = start;
+
+/** Run `argv` in the image (`apptainer exec IMAGE CMD...`), or in a running instance (`instance://NAME`). */
+export async function exec(image: ImageOrInstance, argv: string[], options: ExecOptions = {}): Promise<ImageContainer> {
   return (await start(image, argv, options, 'exec'))!;
 }
 
@@ -247,7 +307,7 @@ export async function exec(image: string, argv: string[], options: ExecOptions =
  * [ARGS]`); resolves with the started container, as exec() does.
  */
 export async function runscript(
-  image: string,
+  image: ImageOrInstance,
   args: string[] = [],
   options: ExecOptions = {},
 ): Promise<ImageContainer> {
@@ -267,11 +327,14 @@ export const runImage: typeof runscript = runscript;
  * to inherit. `shell` when it is executable there, else /bin/bash --norc when
  * the image has it, else /bin/sh (Apptainer's order).
  */
-export async function shell(image: string, options: ExecOptions & { shell?: string } = {}): Promise<ImageContainer> {
+export async function shell(
+  image: ImageOrInstance,
+  options: ExecOptions & { shell?: string } = {},
+): Promise<ImageContainer> {
   return (await start(image, options.shell ? [options.shell] : [], { stdio: 'inherit', ...options }, 'shell'))!;
 }
 
 /** Run the image's test script (`apptainer test IMAGE`); null when it has none. */
-export async function testImage(image: string, options: ExecOptions = {}): Promise<ImageContainer | null> {
+export async function testImage(image: ImageOrInstance, options: ExecOptions = {}): Promise<ImageContainer | null> {
   return start(image, [], options, 'test');
 }

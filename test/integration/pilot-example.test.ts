@@ -309,3 +309,77 @@ t.test('SIGTERM stops the pilot: the running payload is killed, later steps skip
   t.match(r.stderr, /SIGTERM, stopping 1 running container/);
   t.same(readdirSync(scratchRoot), [], 'no scratch dir left');
 });
+
+t.test('--instance: the three steps of a job in one instance, stopped when the job ends', async (t) => {
+  const dir = workDir(t);
+  const scratchRoot = join(dir, 'scratch');
+  const cvmfs = join(dir, 'cvmfs');
+  const logs = join(dir, 'logs');
+  const store = join(dir, 'instances');
+  mkdirSync(scratchRoot);
+  mkdirSync(join(cvmfs, 'atlas.cern.ch'), { recursive: true });
+  writeFileSync(join(cvmfs, 'atlas.cern.ch/marker'), 'stand-in repository\n');
+  chmodSync(dir, 0o755);
+  const jobFile = join(dir, 'jobs.json');
+  writeFileSync(jobFile, JSON.stringify([job('i1', testRootfs()), job('i2', testRootfs(), '; exit 5')]));
+  const r = await runPilot([
+    jobFile,
+    '--instance',
+    '--instance-dir',
+    store,
+    '--scratch-root',
+    scratchRoot,
+    '--cvmfs',
+    cvmfs,
+    '--logs',
+    logs,
+  ]);
+  t.equal(r.code, 1, `i2's payload fails; stderr:\n${r.stderr}`);
+  const rec = (id: string, step: string) => r.records.find((x) => x.job === id && x.step === step)!;
+  for (const step of ['stage-in', 'payload', 'stage-out']) {
+    t.equal(rec('i1', step).status, 'ok', `i1 ${step} (${rec('i1', step).error ?? ''})`);
+    t.match(rec('i1', step).instance, /^pilot-i1-\d+$/, 'ran in the job instance');
+  }
+  const steps = ['stage-in', 'payload', 'stage-out'].map((s) => report(rec('i1', s)));
+  t.equal(new Set(steps.map((x) => x.pidns)).size, 1, 'one PID namespace for the three steps');
+  t.match(steps[1].tmp, /left-by-an-earlier-step/, 'one /tmp: the payload sees what stage-in left');
+  t.equal(steps[2].output, 'output of i1', 'the scratch dir carries data');
+  t.equal(steps[1].cvmfs, 'stand-in repository', '/cvmfs bound in the instance');
+  t.equal(steps[1].job, 'i1');
+  t.equal(steps[1].pwd, '/srv');
+  t.equal(rec('i2', 'payload').exitCode, 5);
+  t.equal(rec('i2', 'stage-out').status, 'skipped');
+  const { recorded } = await import('../instances/helpers.js');
+  t.same(recorded(store), [], 'both instances stopped and their records removed when their jobs ended');
+  t.same(readdirSync(scratchRoot), [], 'no scratch dir left');
+});
+
+t.test('--vobox: busybox httpd as an instance on 127.0.0.1, reached from the host, stopped cleanly', async (t) => {
+  const dir = workDir(t);
+  const store = join(dir, 'instances');
+  const { freePort, recorded, running } = await import('../instances/helpers.js');
+  const port = await freePort();
+  chmodSync(dir, 0o755);
+  const r = await runPilot(['--vobox', String(port), '--instance-dir', store, '--scratch-root', dir]);
+  t.equal(r.code, 0, r.stderr);
+  const [served, stopped] = r.records as unknown as [
+    { status: string; body: string; url: string; pid: number },
+    { stopped: boolean; killed: boolean },
+  ];
+  t.equal(served.status, 'ok');
+  t.match(served.body, /^VO-box of pilot \d+\n$/, 'the page came from the service');
+  t.equal(served.url, `http://127.0.0.1:${port}/index.html`);
+  t.same(stopped, { service: 'vobox', stopped: true, killed: false }, 'httpd ended on SIGTERM');
+  t.notOk(running(served.pid), 'no process of the service left');
+  t.same(recorded(store), []);
+  const { connect } = await import('node:net');
+  const refused = await new Promise<boolean>((res) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), res(false)));
+    s.once('error', () => res(true));
+  });
+  t.ok(refused, 'the port is closed');
+  const bad = await runPilot(['--vobox', 'eighty']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--vobox must be a TCP port, not eighty/);
+});
