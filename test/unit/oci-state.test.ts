@@ -145,6 +145,51 @@ t.test('the lock: one holder at a time; a dead holder is seen at once; a symlink
   d2.close();
 });
 
+t.test('status follows the recorded processes by pid and start time, and the FIFO', async (t) => {
+  const root = scratch(t);
+  const dir = await ContainerDir.claim(root, 'x');
+  t.teardown(() => dir.close());
+  const load = (over: Partial<StateRecord>): LoadedState => ({ dir, owner: uid, rec: record('x', over) });
+  t.equal(statusOf(load({})), 'creating', 'the runtime lives, no payload yet');
+  t.equal(statusOf(load({ runtimeStart: '1' })), 'stopped', 'the runtime pid is another process now');
+  t.equal(statusOf(load({ pid: process.pid, pidStart: self[1] })), 'running');
+  t.equal(statusOf(load({ pid: process.pid, pidStart: '1' })), 'stopped', 'a reused pid is not the container');
+  execFileSync('mkfifo', [join(root, 'x', 'exec.fifo')]);
+  t.equal(statusOf(load({ pid: process.pid, pidStart: self[1] })), 'created', 'alive, waiting at exec.fifo');
+  t.equal(statusOf(load({ pid: process.pid, pidStart: self[1], started: true })), 'running', 'started says running');
+  t.equal(statusOf(load({ pid: process.pid, pidStart: '1' })), 'stopped', 'died before start: stopped');
+  unlinkSync(join(root, 'x', 'exec.fifo'));
+  const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+  t.teardown(() => {
+    sleeper.kill('SIGKILL');
+  });
+  await new Promise((r) => sleeper.once('spawn', r));
+  let st = procStat(sleeper.pid!)!;
+  for (let i = 0; i < 50 && readFileSync(`/proc/${sleeper.pid}/cmdline`, 'utf8').startsWith(process.execPath); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    st = procStat(sleeper.pid!)!;
+  }
+  const running = load({ pid: sleeper.pid!, pidStart: st[1] });
+  t.throws(
+    () => signalChecked(running, sleeper.pid!, '1', 'SIGTERM'),
+    { message: /container not running/ },
+    'no signal to a reused pid',
+  );
+  if (isRoot) {
+    // Root reads a record a job's user wrote: a pid of someone else is not signalled.
+    const foreign: LoadedState = { ...running, owner: 12345 };
+    t.throws(() => signalChecked(foreign, sleeper.pid!, st[1], 'SIGTERM'), { message: /does not belong to uid 12345/ });
+    t.equal(statusOf(running), 'running', 'and it still runs');
+  } else {
+    t.comment('a record written by another uid needs root to read it: the root pass checks that');
+  }
+  signalChecked(running, sleeper.pid!, st[1], 'SIGTERM');
+  const [, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((r) =>
+    sleeper.once('exit', (c, s) => r([c, s])),
+  );
+  t.equal(sig, 'SIGTERM', "the owner's own process is signalled");
+});
+
 t.test('one signal table: names, numbers and what users type', async (t) => {
   t.equal(signalNumber('SIGKILL'), 9);
   t.equal(signalNumber(15), 15);
