@@ -95,6 +95,8 @@ export async function bundleSpec(
   try {
     b = await loadBundle(dir);
   } catch (e) {
+    // The file as a whole (unreadable, not JSON): its own message names it.
+    if (e instanceof SpecError && !e.pointer && !e.option) throw new OciStateError(e.message.replace(/^\/: /, ''));
     if (e instanceof SpecError && e.pointer)
       throw new SpecError(
         e.pointer,
@@ -399,7 +401,7 @@ export function containerPids(pid: number): number[] {
 export function kill(root: string, id: string, signal: string, all: boolean): void {
   const sig = parseSignal(signal);
   if (!sig)
-    throw new OciStateError(`unknown signal "${signal}" (a name such as TERM or SIGKILL, or a number)`, 'usage');
+    throw new OciStateError(`unknown signal \`${signal}\` (a name such as TERM or SIGKILL, or a number)`, 'usage');
   const s = mustLoad(root, checkId(id));
   try {
     const status = statusOf(s);
