@@ -277,7 +277,7 @@ export async function create(root: string, id: string, o: CreateOptions, log: Lo
     }
     if (fifo !== undefined) closeSync(fifo);
     try {
-      dir.remove();
+      await dir.remove();
     } catch {
       /* the error that brought us here is the one to report */
     }
@@ -436,7 +436,7 @@ export async function remove(root: string, id: string, force: boolean, log: Logg
     if (dir) {
       try {
         await dir.lock(2000);
-        if (!dir.readRecord()) dir.remove();
+        if (!dir.readRecord()) await dir.remove();
       } finally {
         dir.close();
       }
@@ -453,8 +453,14 @@ export async function remove(root: string, id: string, force: boolean, log: Logg
       if (!(await waitStopped(s, 5000)))
         throw new OciStateError(`container ${id} is still ${statusOf(s)} 5 s after SIGKILL`);
     }
-    await s.dir.lock();
-    s.dir.remove();
+    try {
+      await s.dir.lock();
+    } catch (e) {
+      // Another delete got there first.
+      if (force && e instanceof OciStateError && e.kind === 'not-exist') return;
+      throw e;
+    }
+    await s.dir.remove();
     if (mayRunRecordedHooks(s, log, 'poststop'))
       await runHooks('poststop', s.rec.hooks?.poststop, ociState(s, 'stopped'), log.warn);
   } finally {
@@ -612,7 +618,7 @@ export async function afterRun(created: Created, log: Logger): Promise<void> {
   const { dir, rec } = created;
   try {
     await dir.lock().catch(() => undefined);
-    dir.remove();
+    await dir.remove();
   } catch (e) {
     log.warn(`cannot remove the state of ${rec.id}: ${(e as Error).message}`);
   } finally {

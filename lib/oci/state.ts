@@ -315,6 +315,17 @@ export class ContainerDir {
     return true;
   }
 
+  /** Whether ROOT/ID is still the directory we opened. */
+  private stillThere(): boolean {
+    try {
+      const a = lstatSync(this.path);
+      const b = fstatSync(this.fd);
+      return a.ino === b.ino && a.dev === b.dev;
+    } catch {
+      return false;
+    }
+  }
+
   /** Remove exec.fifo (start, before it releases the init). */
   unlinkFifo(): void {
     try {
@@ -337,6 +348,11 @@ export class ContainerDir {
         const fd = openSync(this.at('lock'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
         writeSync(fd, `${pid} ${start}\n`);
         closeSync(fd);
+        // Deleted while we waited: the directory we hold was renamed away.
+        if (!this.stillThere()) {
+          unlinkSync(this.at('lock'));
+          throw new OciStateError(`container does not exist: ${this.id} (deleted meanwhile)`, 'not-exist');
+        }
         this.locked = true;
         return;
       } catch (e) {
@@ -426,27 +442,37 @@ export class ContainerDir {
    * our own entries (state.json, exec.fifo, lock, temp files) and removed.
    * An entry we did not make is left, and said.
    */
-  remove(): void {
+  async remove(): Promise<void> {
     const grave = join(this.root, `.deleted-${this.id}-${randomBytes(4).toString('hex')}`);
     renameSync(this.path, grave);
     this.locked = false;
-    const left: string[] = [];
-    for (const name of readdirSync(this.at('.'))) {
-      if (!/^(state\.json(\.\d+\.[0-9a-f]+)?|exec\.fifo|lock(\.stale\.\d+\.[0-9a-f]+)?)$/.test(name)) {
-        left.push(name);
-        continue;
+    // A verb that was waiting for the lock may create one in the renamed
+    // directory before it sees the rename (lock() checks, and removes it).
+    for (let tries = 0; ; tries++) {
+      const left: string[] = [];
+      for (const name of readdirSync(this.at('.'))) {
+        if (!/^(state\.json(\.\d+\.[0-9a-f]+)?|exec\.fifo|lock(\.stale\.\d+\.[0-9a-f]+)?)$/.test(name)) {
+          left.push(name);
+          continue;
+        }
+        try {
+          unlinkSync(this.at(name));
+        } catch (e) {
+          if (errno(e) !== 'ENOENT') throw e;
+        }
       }
+      if (left.length)
+        throw new OciStateError(
+          `state directory of ${this.id} held unknown entries (${left.join(', ')}); left in ${grave}`,
+        );
       try {
-        unlinkSync(this.at(name));
+        rmdirSync(grave);
+        return;
       } catch (e) {
-        if (errno(e) !== 'ENOENT') throw e;
+        if (errno(e) !== 'ENOTEMPTY' || tries > 100) throw e;
       }
+      await new Promise((r) => setTimeout(r, 10));
     }
-    if (left.length)
-      throw new OciStateError(
-        `state directory of ${this.id} held unknown entries (${left.join(', ')}); left in ${grave}`,
-      );
-    rmdirSync(grave);
   }
 }
 

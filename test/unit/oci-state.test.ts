@@ -98,7 +98,7 @@ t.test(
     t.throws(() => a.dir.hasFifo(), { message: /exec.fifo is not a FIFO/ });
     unlinkSync(join(root, 'a', 'exec.fifo'));
     t.equal(a.dir.hasFifo(), false);
-    a.dir.remove();
+    await a.dir.remove();
     a.dir.close();
     d.close();
     t.same(
