@@ -1,15 +1,18 @@
 // The public launcher: spawn() returns a ChildProcess-like Container, run()
 // awaits one. One path from spec to addon: prepareLaunch -> binding.spawn.
 import { EventEmitter } from 'node:events';
+import { closeSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { ReadStream } from 'node:tty';
 import { constants as osc } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import { ContainerError } from './errors.js';
+import { ContainerError, SpecError } from './errors.js';
 import { loadBinding, type ContainerHandle, type NativeRusage } from './native.js';
 import { prepareLaunch, type PlanOptions, type PreparedLaunch } from './plan/plan.js';
 import type { Spec } from './oci/spec.js';
 import { signalName, signalNumber } from './signals.js';
+import { Cgroup, CgroupError } from './cgroups/cgroup.js';
+import type { CgroupStats } from './cgroups/types.js';
 
 /** One stdio slot: a pipe, the caller's own (inherit), /dev/null (ignore), or an fd of ours. */
 export type StdioOption = 'pipe' | 'inherit' | 'ignore' | number;
@@ -30,6 +33,32 @@ export interface SpawnOptions extends PlanOptions {
    * escalate. An explicit kill() sends only what it is asked to.
    */
   forceKillAfterDelay?: number | false;
+  /**
+   * The create/start split (runc's create, then start): an fd of the caller's
+   * (a FIFO opened O_RDWR, or a pipe's read end). The container is set up
+   * completely and its init (always used then) waits, holding nothing of this
+   * process, for one byte on it before it runs the payload; EOF or an error
+   * ends the container (127) without running the payload, and a terminating
+   * signal (SIGTERM, ...) ends it as that signal. 'spawn' and `spawned` come
+   * once the init waits there (`pid` is the init's, PID 1 of the container);
+   * starting is writing one byte. The fd stays the caller's to close.
+   */
+  startGate?: number;
+  /**
+   * With `process.terminal`: a connected AF_UNIX stream socket of the caller
+   * (runc's --console-socket). The pty is made in the container's devpts and
+   * its master sent over it with SCM_RIGHTS (the data is the slave's name,
+   * "/dev/pts/N"), as runc does; `terminal` stays null then.
+   */
+  consoleSocket?: number;
+  /** The caller's fds 3 .. 3+N-1 stay open in the payload at the same numbers (runc's --preserve-fds). */
+  preserveFds?: number;
+  /**
+   * The name of the container's cgroup when `linux.resources` or
+   * `linux.cgroupsPath` asks for one and the path does not say
+   * (default `nodularity-<pid>-<n>`, under the caller's own cgroup).
+   */
+  cgroupName?: string;
 }
 
 /** Default of SpawnOptions.forceKillAfterDelay, in ms. */
@@ -68,6 +97,11 @@ export interface ExitResult {
    * rusage.maxRSS is null. Always false with `init: false`.
    */
   initDied: boolean;
+  /**
+   * The container's cgroup figures at exit (peak memory, OOM kills, CPU),
+   * when it had a cgroup (linux.resources or linux.cgroupsPath); else absent.
+   */
+  cgroup?: CgroupStats;
 }
 
 function normalizeStdio(s: SpawnOptions['stdio']): [StdioOption, StdioOption, StdioOption] {
@@ -90,7 +124,7 @@ function normalizeStdio(s: SpawnOptions['stdio']): [StdioOption, StdioOption, St
 
 /**
  * A running (or starting) container, shaped like Node's ChildProcess.
- * Events: 'spawn' (payload exec'd), 'exit' (code, signal), 'close' (exit and
+ * Events: 'spawn' (payload exec'd; with startGate: the init waits at the gate), 'exit' (code, signal), 'close' (exit and
  * stdio drained), 'error' (launch failed; emitted only when listened to, the
  * `spawned` and `exited` promises reject as well).
  */
@@ -127,9 +161,17 @@ export class Container extends EventEmitter {
   private readonly killSignalNumber: number;
   private readonly forceKillAfterDelay: number | false;
 
+  /**
+   * The container's cgroup, when linux.resources or linux.cgroupsPath asked
+   * for one: every process of the container is in it from the payload's
+   * first instruction. killAll(), freeze(), stats().
+   */
+  readonly cgroup: Cgroup | null;
+
   /** @internal use spawn() */
-  constructor(prepared: PreparedLaunch, options: SpawnOptions) {
+  constructor(prepared: PreparedLaunch, options: SpawnOptions, cgroup: Cgroup | null = null) {
     super();
+    this.cgroup = cgroup;
     const stdio = normalizeStdio(options.stdio);
     const killSignal = signalNumber(options.killSignal ?? 'SIGTERM');
     this.killSignalNumber = killSignal;
@@ -158,6 +200,18 @@ export class Container extends EventEmitter {
     this.exited.catch(() => {});
 
     const binding = loadBinding();
+    // A cgroup takes the init at the gate, before the payload runs: the
+    // caller's gate (create/start), else one of ours released at once.
+    let ownGate: [number, number] | undefined;
+    if (cgroup && options.startGate === undefined) {
+      const p = binding.makePipe();
+      if (typeof p === 'number') throw new ContainerError('start gate', { step: 'prepare', errno: -p });
+      ownGate = p;
+    }
+    const closeGate = () => {
+      if (ownGate) for (const fd of ownGate) closeSync(fd);
+      ownGate = undefined;
+    };
     // With a terminal the child puts the pty on 0, 1, 2 itself.
     const slots: StdioOption[] = prepared.plan.terminal
       ? ['ignore', 'ignore', 'ignore']
@@ -171,15 +225,31 @@ export class Container extends EventEmitter {
       err: Parameters<Parameters<typeof binding.spawn>[2]>[0],
       res?: { pid: number; cloneMicros: number; terminalFd?: number },
     ) => {
-      if (err) {
+      if (!err && cgroup) {
+        try {
+          cgroup.addProcess(res!.pid);
+        } catch (e) {
+          // The init waits at the gate: end it; the cgroup goes once it is gone (onExit).
+          cgroupFailure = e as Error;
+          this.handle.kill(osc.signals.SIGKILL);
+        }
+      }
+      if (err || cgroupFailure) {
         this.state = 'failed';
         this.clearKillers();
-        const error = prepared.describeFailure(err);
+        closeGate();
+        if (err) cgroup?.removeEmpty();
+        const error = cgroupFailure ?? prepared.describeFailure(err!);
         for (const s of [this.stdin, this.stdout, this.stderr]) s?.destroy();
         rejectSpawned(error);
         rejectExited(error);
         if (this.listenerCount('error') > 0) this.emit('error', error);
         return;
+      }
+      if (ownGate) {
+        // In its cgroup: let the init run the payload.
+        writeSync(ownGate[1], 'g');
+        closeGate();
       }
       this.state = 'running';
       this.pid = res!.pid;
@@ -212,7 +282,13 @@ export class Container extends EventEmitter {
       }
     };
     const useInit = prepared.plan.init;
+    let cgroupFailure: Error | undefined;
     const onExit = (code: number, sig: number | null, native: NativeRusage) => {
+      if (cgroupFailure) {
+        // The init we killed at the gate; the launch was reported failed.
+        void cgroup!.destroy().catch(() => {});
+        return;
+      }
       this.state = 'exited';
       this.clearKillers();
       this.exitCode = code;
@@ -221,18 +297,38 @@ export class Container extends EventEmitter {
       // exit_watch.cc: maxRSS -1 = no status record from the init.
       const known = native.maxRSS >= 0;
       const rusage: Rusage = { ...native, maxRSS: known ? native.maxRSS : null };
-      resolveExited({
+      const result: ExitResult = {
         pid: this.pid!,
         exitCode: code,
         signal: this.signalCode,
         rusage,
         timedOut: this.timedOut,
         initDied: useInit && !known,
+      };
+      const finish = () => {
+        resolveExited(result);
+        this.emit('exit', code, this.signalCode);
+        maybeClose();
+      };
+      if (!cgroup) return finish();
+      // The figures first, then what is left (a payload that left the pid
+      // namespace's reach, or had none) is killed and the cgroup removed,
+      // unless the container was detached: its owner removes it (oci delete).
+      result.cgroup = cgroup.stats();
+      if (options.detached) return finish();
+      cgroup.destroy().then(finish, (e: Error) => {
+        this.emit('cgroupError', e);
+        finish();
       });
-      this.emit('exit', code, this.signalCode);
-      maybeClose();
     };
-    this.handle = binding.spawn(prepared.plan, slots, onSpawn, onExit);
+    this.handle = binding.spawn(prepared.plan, slots, onSpawn, onExit, {
+      startGate: options.startGate ?? ownGate?.[0],
+      consoleSocket: options.consoleSocket,
+      preserveFds: options.preserveFds,
+    });
+    // Detached: the container outlives us, so its exit must not keep the loop
+    // alive (the launch itself still does, until 'spawn').
+    if (options.detached) this.handle.unref();
     const fds = this.handle.stdio;
     const wrap = (fd: number, readable: boolean) => {
       if (fd < 0) return null;
@@ -303,6 +399,9 @@ export class Container extends EventEmitter {
    */
   private deliver(signal: number, stop: boolean, timeout: boolean): boolean {
     const ok = this.handle.kill(signal) === 0;
+    // SIGKILL ends the whole container: with a cgroup, every process in it,
+    // those outside the init's reach included (no pid namespace, a double fork).
+    if (signal === osc.signals.SIGKILL && this.cgroup) void this.cgroup.killAll().catch(() => {});
     if (!ok || !stop) return ok;
     // Only a kill that reached a running container makes the result "timed out".
     if (timeout) this.timedOut = true;
@@ -346,9 +445,72 @@ export class Container extends EventEmitter {
   }
 }
 
+/**
+ * Connect to a console socket (runc's --console-socket PATH, where conmon or
+ * containerd's shim listen) and return the fd for SpawnOptions.consoleSocket
+ * (close-on-exec; the caller closes it once the container is spawned).
+ * Throws an Error with `code` (ENOENT, ECONNREFUSED, ...) naming the path.
+ */
+export function openConsoleSocket(path: string): number {
+  const r = loadBinding().connectUnixSocket(path);
+  if (r >= 0) return r;
+  const code = Object.entries(osc.errno).find(([, n]) => n === -r)?.[0] ?? `errno ${-r}`;
+  throw Object.assign(new Error(`console socket ${path}: cannot connect (${code})`), { code, errno: -r, path });
+}
+
 /** Launch a container from an OCI runtime spec. Throws SpecError before clone for bad specs. */
 export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
-  return new Container(prepareLaunch(spec, options), options);
+  if (options.startGate !== undefined) {
+    // The init waits on the gate: the clone child (which shares our memory
+    // until its exec) must not.
+    if (options.init === false) throw SpecError.inOption('init', 'startGate needs the init (init: false was given)');
+    options = { ...options, init: true };
+  }
+  if (options.consoleSocket !== undefined && spec.process?.terminal !== true)
+    throw SpecError.inOption('consoleSocket', 'needs process.terminal: true');
+  const cg = cgroupWanted(spec);
+  if (cg && options.init === false) throw SpecError.inOption('init', 'a cgroup needs the init (init: false was given)');
+  if (cg) options = { ...options, init: true };
+  const prepared = prepareLaunch(spec, options);
+  const cgroup = cg ? containerCgroup(spec, options, cg === 'required') : null;
+  try {
+    return new Container(prepared, options, cgroup);
+  } catch (e) {
+    cgroup?.removeEmpty();
+    throw e;
+  }
+}
+
+let cgroupCount = 0;
+
+/**
+ * Whether the spec asks for a cgroup: 'required' with limits (they must hold
+ * or the launch fails), 'wanted' with only device rules or a cgroupsPath
+ * (made where the caller may, else the container runs without one, as it
+ * would without a cgroup manager), false otherwise (no cost at all).
+ */
+function cgroupWanted(spec: Spec): 'required' | 'wanted' | false {
+  const r = spec.linux?.resources;
+  const some = (v: unknown) =>
+    v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v as object).length > 0);
+  if (r && (['memory', 'cpu', 'pids', 'blockIO', 'hugepageLimits', 'unified'] as const).some((k) => some(r[k])))
+    return 'required';
+  if ((r?.devices?.length ?? 0) > 0 || spec.linux?.cgroupsPath) return 'wanted';
+  return false;
+}
+
+function containerCgroup(spec: Spec, options: SpawnOptions, required: boolean): Cgroup | null {
+  try {
+    return Cgroup.create({
+      path: spec.linux?.cgroupsPath,
+      id: options.cgroupName ?? `${process.pid}-${++cgroupCount}`,
+      resources: spec.linux?.resources,
+      devices: (spec.linux as { devices?: { type: string; major: number; minor: number }[] } | undefined)?.devices,
+    });
+  } catch (e) {
+    if (!required && e instanceof CgroupError && e.code === 'EACCES') return null;
+    throw e;
+  }
 }
 
 export interface RunResult extends ExitResult {

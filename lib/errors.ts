@@ -52,6 +52,7 @@ export const STEP_NAMES = [
   'root-nodev',
   'protocol',
   'seccomp',
+  'start-gate',
 ] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 

@@ -4,7 +4,7 @@
 // testImage), images (pullImage, inspectImage, ImageCache) and the three error
 // classes. How a launch goes from here to native/child.cc: docs/architecture.md.
 // The stages themselves (prepareLaunch, compileLaunch) are in 'nodularity/internal'.
-export { spawn, run, Container, DEFAULT_FORCE_KILL_AFTER_DELAY } from './container.js';
+export { spawn, run, Container, DEFAULT_FORCE_KILL_AFTER_DELAY, openConsoleSocket } from './container.js';
 export type { SpawnOptions, ExitResult, RunResult, Rusage, StdioOption } from './container.js';
 export { createSpec, defaultMounts, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './oci/defaults.js';
 export type { SpecOptions } from './oci/defaults.js';
@@ -12,6 +12,8 @@ export { loadBundle } from './oci/bundle.js';
 export type { Bundle } from './oci/bundle.js';
 export { validateSpec } from './oci/validate.js';
 export { ContainerError, SpecError } from './errors.js';
+export { Cgroup, CgroupError } from './cgroups/cgroup.js';
+export type { CgroupStats, LinuxResources } from './cgroups/types.js';
 export { defaultSeccompProfile, resolveSeccomp, DEFAULT_BLOCKED, DOCKER_DEFAULT_PATH } from './seccomp/index.js';
 export type { LinuxSeccomp, LinuxSyscall, LinuxSeccompArg, SeccompChoice, SecurityOptions } from './seccomp/index.js';
 export type * from './oci/spec.js';

@@ -23,6 +23,13 @@ export interface SpawnSuccess {
   terminalFd?: number;
 }
 
+/** The caller's fds for one launch (borrowed: the addon never closes them); see SpawnOptions. */
+export interface LaunchFds {
+  startGate?: number;
+  consoleSocket?: number;
+  preserveFds?: number;
+}
+
 export interface NativeRusage {
   userCPUTime: number;
   systemCPUTime: number;
@@ -56,6 +63,10 @@ export interface NativeBinding {
   /** cfmakeraw on a terminal; the previous termios, or -errno. */
   makeRaw(fd: number): Buffer | number;
   restoreTerminal(fd: number, saved: Buffer): number;
+  /** A connected AF_UNIX stream socket (CLOEXEC, blocking): the fd, or -errno. */
+  connectUnixSocket(path: string): number;
+  /** pipe2(O_CLOEXEC): [read, write], or -errno. */
+  makePipe(): [number, number] | number;
   /** libseccomp: a checked profile -> struct sock_filter[] bytes (native/seccomp.cc); throws with `pointer`. */
   compileSeccomp(profile: {
     defaultAction: string;
@@ -76,6 +87,7 @@ export interface NativeBinding {
     stdio: StdioOption[],
     onSpawn: (err: SpawnFailure | null, res?: SpawnSuccess) => void,
     onExit: (exitCode: number, signal: number | null, rusage: NativeRusage) => void,
+    launch?: LaunchFds,
   ): ContainerHandle;
 }
 

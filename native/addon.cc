@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/ioctl.h>
 #include <termios.h>
@@ -299,7 +301,54 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
-// spawn(plan, stdio, onSpawn(err, {pid, stdio}), onExit(code, signal, rusage)) -> ContainerHandle
+// The caller's per-launch fds (startGate, consoleSocket, preserveFds): each
+// must be open now; the child inherits them by number.
+bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
+  if (v.IsUndefined() || v.IsNull()) return true;
+  if (!v.IsObject()) {
+    Napi::TypeError::New(env, "launch options must be an object").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Object o = v.As<Napi::Object>();
+  auto fd = [&](const char *key, int *out) {
+    Napi::Value x = o.Get(key);
+    if (x.IsUndefined()) return true;
+    int n = x.IsNumber() ? x.As<Napi::Number>().Int32Value() : -1;
+    if (!x.IsNumber() || n < 0 || x.As<Napi::Number>().DoubleValue() != n || fcntl(n, F_GETFD) < 0) {
+      Napi::TypeError::New(env, std::string(key) + " must be an open file descriptor").ThrowAsJavaScriptException();
+      return false;
+    }
+    *out = n;
+    return true;
+  };
+  if (!fd("startGate", &job->gate_fd) || !fd("consoleSocket", &job->console_socket)) return false;
+  Napi::Value pv = o.Get("preserveFds");
+  if (!pv.IsUndefined()) {
+    double n = pv.IsNumber() ? pv.As<Napi::Number>().DoubleValue() : -1;
+    if (!(n >= 0 && n <= 4096 && n == (int)n)) {
+      Napi::TypeError::New(env, "preserveFds must be a number of fds (0 to 4096)").ThrowAsJavaScriptException();
+      return false;
+    }
+    for (int i = 3; i < 3 + (int)n; i++)
+      if (fcntl(i, F_GETFD) < 0) {
+        Napi::TypeError::New(env, "preserveFds: fd " + std::to_string(i) + " is not open").ThrowAsJavaScriptException();
+        return false;
+      }
+    job->preserve_fds = (int)n;
+  }
+  if (job->gate_fd >= 0 && !job->view()->use_init) {
+    Napi::TypeError::New(env, "startGate needs the init (plan.init)").ThrowAsJavaScriptException();
+    return false;
+  }
+  if (job->console_socket >= 0 && !job->view()->terminal) {
+    Napi::TypeError::New(env, "consoleSocket needs process.terminal").ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+// spawn(plan, stdio, onSpawn(err, {pid, stdio}), onExit(code, signal, rusage), launch?) -> ContainerHandle
+// launch: {startGate?, consoleSocket?, preserveFds?}, the caller's fds for this launch.
 Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsFunction() ||
@@ -317,6 +366,7 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   }
   job->init_fd = g_init_fd;
   job->parent_pidfd = g_self_pidfd;
+  if (!launch_fds_from_js(env, info.Length() > 4 ? info[4] : env.Undefined(), job.get())) return env.Undefined();
   Napi::Array stdio = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < 3 && i < stdio.Length(); i++) {
     Napi::Value v = stdio.Get(i);
@@ -470,6 +520,49 @@ Napi::Value JsRestoreTerminal(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, 0);
 }
 
+// makePipe() -> [read, write] or -errno: a close-on-exec pipe, for a start
+// gate the library holds itself (lib/container.ts: a container with a cgroup
+// is released once its init is in it). Node has no pipe(2) of its own.
+Napi::Value JsMakePipe(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) return Napi::Number::New(env, -errno);
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, fds[0]));
+  a.Set(1u, Napi::Number::New(env, fds[1]));
+  return a;
+}
+
+// connectUnixSocket(path) -> fd: a connected AF_UNIX stream socket
+// (SOCK_CLOEXEC, blocking), e.g. runc's --console-socket, which Node's net
+// module cannot hand out as an fd. -errno on failure.
+Napi::Value JsConnectUnixSocket(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "Usage: connectUnixSocket(path: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof sa.sun_path || path.find('\0') != std::string::npos)
+    return Napi::Number::New(env, -ENAMETOOLONG);
+  memcpy(sa.sun_path, path.c_str(), path.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  int r;
+  do {
+    r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int e = errno;
+    close(fd);
+    return Napi::Number::New(env, -e);
+  }
+  return Napi::Number::New(env, fd);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ContainerHandle::Define(env);
   auto *data = new addon_data;
@@ -481,6 +574,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setWindowSize", Napi::Function::New(env, JsSetWindowSize, "setWindowSize"));
   exports.Set("makeRaw", Napi::Function::New(env, JsMakeRaw, "makeRaw"));
   exports.Set("restoreTerminal", Napi::Function::New(env, JsRestoreTerminal, "restoreTerminal"));
+  exports.Set("connectUnixSocket", Napi::Function::New(env, JsConnectUnixSocket, "connectUnixSocket"));
+  exports.Set("makePipe", Napi::Function::New(env, JsMakePipe, "makePipe"));
   exports.Set("ContainerHandle", ctor);
   seccomp_register(env, exports);
   return exports;

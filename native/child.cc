@@ -750,8 +750,26 @@ static int step_terminal(const child_args *a, child_fail *) {
   }
   if (r == 0 && p->set_ids) r = (int)cx_fchown(slave, p->uid, -1);
   if (r == 0) {
-    char byte = 'T';
-    struct iovec iov = {&byte, 1};
+    // To our own socketpair one byte; to a caller's console socket (runc's
+    // --console-socket protocol, what conmon and containerd's shim read) the
+    // pty's name, "/dev/pts/N", as the data beside the fd, as runc sends it.
+    char name[32] = "T";
+    unsigned long len = 1;
+    unsigned ptn = 0;
+    if (a->console_named && cx_ioctl(master, TIOCGPTN, (long)&ptn) == 0) {
+      static const char prefix[] = "/dev/pts/";
+      char digits[12];
+      int n = 0;
+      do {
+        digits[n++] = (char)('0' + ptn % 10);
+        ptn /= 10;
+      } while (ptn && n < 11);
+      memcpy(name, prefix, sizeof prefix - 1);
+      len = sizeof prefix - 1;
+      while (n) name[len++] = digits[--n];
+      name[len] = '\0';
+    }
+    struct iovec iov = {name, len};
     union {
       struct cmsghdr h;
       char buf[CMSG_SPACE(sizeof(int))];
@@ -772,7 +790,7 @@ static int step_terminal(const child_args *a, child_fail *) {
     do {
       n = cx_sendmsg(a->console_fd, &msg, MSG_NOSIGNAL);
     } while (n == -EINTR);
-    r = n == 1 ? 0 : n < 0 ? (int)n : -EIO;
+    r = n == (long)len ? 0 : n < 0 ? (int)n : -EIO;
   }
   cx_close(master);
   cx_close(a->console_fd);
@@ -845,12 +863,19 @@ static int step_no_new_privs(const child_args *a, child_fail *) {
 
 // Every fd above stdio closes at exec: the Node process's sockets, files
 // and pipes must not reach the payload. Marking (not closing) keeps the
-// report pipe usable until exec succeeds.
-static int step_close_fds(const child_args *, child_fail *) {
-  long r = cx_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+// report pipe usable until exec succeeds. The caller's fds 3 .. 3+N-1
+// (preserveFds, runc's --preserve-fds) stay open at their numbers: the
+// launcher checked they are open, so every fd it opened itself lies above.
+static int step_close_fds(const child_args *a, child_fail *) {
+  unsigned first = 3 + (unsigned)a->preserve_fds;
+  for (unsigned fd = 3; fd < first; fd++) {
+    long r = cx_fcntl((int)fd, F_SETFD, 0);
+    if (r < 0) return (int)r;
+  }
+  long r = cx_close_range(first, ~0U, CLOSE_RANGE_CLOEXEC);
   if (r == 0) return 0;
   if (r != -ENOSYS && r != -EINVAL) return (int)r;
-  for (int fd = 3; fd < 65536; fd++) cx_fcntl(fd, F_SETFD, FD_CLOEXEC);  // kernels before 5.11
+  for (unsigned fd = first; fd < 65536; fd++) cx_fcntl((int)fd, F_SETFD, FD_CLOEXEC);  // kernels before 5.11
   return 0;
 }
 
@@ -880,6 +905,7 @@ static int step_exec_init(const child_args *a, child_fail *) {
   if (!a->plan->use_init) return 0;
   long r = cx_fcntl(a->report_fd, F_SETFD, 0);
   if (r < 0) return (int)r;
+  if (a->gate_fd >= 0 && (r = cx_fcntl(a->gate_fd, F_SETFD, 0)) < 0) return (int)r;  // the init closes it
   return (int)cx_execveat(a->init_fd, "", a->init_argv, a->plan->envp, AT_EMPTY_PATH);
 }
 

@@ -8,7 +8,9 @@
 //
 // Built -nostdlib -static (see rawsys.h for why): no libc, raw syscalls only.
 //
-// usage: nodularity-init REPORT_FD PATH ARGV0 [ARGS...]   (environment = payload's)
+// usage: nodularity-init REPORT_FD GATE_FD PATH ARGV0 [ARGS...]   (environment = payload's)
+//   GATE_FD: "-", or an fd to read one byte from before the payload is forked
+//   (the create/start split, SpawnOptions.startGate).
 
 #include <stdint.h>
 
@@ -34,6 +36,8 @@ enum {
 #define O_CLOEXEC_ 02000000
 #define PR_SET_DUMPABLE_ 4
 #define TIOCSPGRP_ 0x5410
+#define POLLIN_ 0x001
+#define RAW_EAGAIN 11
 
 // The compiler may emit calls to these for struct copies and zeroing.
 void *memset(void *s, int c, unsigned long n) {
@@ -81,6 +85,54 @@ static int is_forwarded(int sig) {
   return 0;
 }
 
+struct pollfd_ {
+  int fd;
+  short events, revents;
+};
+
+// The start gate: the container is set up and waits, with nothing of the
+// launcher's, for one byte on the gate (runtime-spec's "created" state).
+// The launcher learns it is here from MSG_GATE; a byte starts the payload.
+// EOF or an error ends the container without running it (127, and a
+// STEP_START_GATE record). A terminating signal (the forwarded set but
+// WINCH/CONT) sent now ends it as that signal would end the payload: there is
+// none to forward to, and kill of a created container must stop it.
+static void wait_gate(int gate) {
+  SYS3(__NR_fcntl, gate, F_SETFD_, FD_CLOEXEC_);
+  uint64_t all = ~(uint64_t)0;
+  long sfd = SYS4(__NR_signalfd4, -1, &all, sizeof all, O_CLOEXEC_);
+  send_msg(MSG_GATE, 0, 0);
+  for (;;) {
+    struct pollfd_ p[2] = {{gate, POLLIN_, 0}, {(int)sfd, POLLIN_, 0}};
+    long r = SYS5(__NR_ppoll, p, sfd >= 0 ? 2 : 1, 0, 0, sizeof all);
+    if (r == -RAW_EINTR) continue;
+    if (r < 0) {
+      send_msg(MSG_ERROR, STEP_START_GATE, (int)-r);
+      do_exit(127);
+    }
+    if (sfd >= 0 && p[1].revents) {
+      unsigned char info[128];  // struct signalfd_siginfo; ssi_signo is the first u32
+      if (SYS3(__NR_read, sfd, info, sizeof info) == (long)sizeof info) {
+        int sig = (int)*(uint32_t *)info;
+        if (is_forwarded(sig) && sig != SIGWINCH_ && sig != SIGCONT_) {
+          send_msg3(MSG_STATUS, 0, sig, 0);  // as a wait status: killed by sig
+          do_exit(128 + sig);
+        }
+      }
+    }
+    if (p[0].revents) {
+      unsigned char b;
+      r = SYS3(__NR_read, gate, &b, 1);
+      if (r == 1) break;
+      if (r == -RAW_EINTR || r == -RAW_EAGAIN) continue;
+      send_msg(MSG_ERROR, STEP_START_GATE, r < 0 ? (int)-r : 0);
+      do_exit(127);
+    }
+  }
+  SYS1(__NR_close, gate);
+  if (sfd >= 0) SYS1(__NR_close, sfd);
+}
+
 static int parse_int(const char *s) {
   int v = 0;
   while (*s >= '0' && *s <= '9') v = v * 10 + (*s++ - '0');
@@ -91,8 +143,10 @@ __attribute__((used)) void init_main(long *sp) {
   int argc = (int)sp[0];
   char **argv = (char **)(sp + 1);
   char **envp = argv + argc + 1;
-  if (argc < 4) do_exit(127);
+  if (argc < 5) do_exit(127);
   report_fd = parse_int(argv[1]);
+  int gate = argv[2][0] == '-' ? -1 : parse_int(argv[2]);
+  argv += 1;  // from here on: argv[2] PATH, argv + 3 the payload's argv
   // The payload must not inherit the report pipe.
   SYS3(__NR_fcntl, report_fd, F_SETFD_, FD_CLOEXEC_);
   // Not dumpable: the payload (same uid) may not ptrace us or open
@@ -111,6 +165,8 @@ __attribute__((used)) void init_main(long *sp) {
   // SIGKILL from the launcher's namespace ends us, and the namespace with us.
   uint64_t all = ~(uint64_t)0;
   SYS4(__NR_rt_sigprocmask, SIG_BLOCK_, &all, 0, sizeof all);
+
+  if (gate >= 0) wait_gate(gate);
 
   int exec_pipe[2];
   long r = SYS2(__NR_pipe2, exec_pipe, O_CLOEXEC_);

@@ -32,6 +32,8 @@
 //   STEP_EXEC             child (no init) or init: execve of the payload
 //   STEP_PROTOCOL         parent: the report pipe broke the protocol; index: enum protocol_fault
 //   STEP_SECCOMP          index: 0 loaded before the credentials (no_new_privs off), 1 last before exec
+//   STEP_START_GATE       init: the start gate ended (EOF, err 0) or failed (err) before a byte came;
+//                         the payload was never run. Not a launch failure: read after MSG_GATE.
 enum child_step {
   STEP_CLONE = 0,
   STEP_SIGNALS,
@@ -71,7 +73,8 @@ enum child_step {
   STEP_SETUP_IDS,
   STEP_ROOT_NODEV,
   STEP_PROTOCOL,
-  STEP_SECCOMP,  // seccomp(SECCOMP_SET_MODE_FILTER) of the plan's program
+  STEP_SECCOMP,     // seccomp(SECCOMP_SET_MODE_FILTER) of the plan's program
+  STEP_START_GATE,  // init: waiting on the start gate (SpawnOptions.startGate)
   STEP_COUNT
 };
 
@@ -113,6 +116,7 @@ enum msg_type {
   MSG_ERROR = 1,    // setup or exec failed: step, err (errno), index, detail
   MSG_EXEC_OK = 2,  // init only: the payload was exec'd
   MSG_STATUS = 3,   // init only: the payload's raw wait status in `err`
+  MSG_GATE = 4,     // init only: set up and waiting on the start gate (the launch is complete)
 };
 
 // Fixed-size record; 20 bytes < PIPE_BUF, so every write is atomic.

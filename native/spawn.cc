@@ -10,8 +10,11 @@
 //    or run newuidmap/newgidmap;            or write own maps (single ID)
 //    write SYNC_MAPS_WRITTEN]               mounts, pivot_root, creds ...
 //   read(report) <------------------------  MSG_ERROR on failure, _exit(127)
-//                                           execve(init)  ---------->   fork + execve(payload)
+//                                           execve(init)  ---------->   [start gate: MSG_GATE, then
+//                                                                         read 1 byte of the gate]
+//                                                                        fork + execve(payload)
 //   read(report) <----------------------------------------------------- MSG_EXEC_OK | MSG_ERROR
+//     (with a start gate the launch completes at MSG_GATE; MSG_EXEC_OK and the rest stay queued)
 //   ... later, on the loop (exit_watch.cc):
 //   pidfd readable, read(report) <------------------------------------- MSG_STATUS (wait status)
 //
@@ -249,7 +252,7 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
     job->sync_rd = fds[0];
     job->sync_wr = fds[1];
   }
-  if (p->terminal) {
+  if (p->terminal && job->console_socket < 0) {
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
       *failed_call = "socketpair";
       return -errno;
@@ -259,10 +262,12 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
   }
   if (p->use_init) {
     job->report_fd_arg = std::to_string(job->report_wr);
-    // argv: init REPORT_FD PATH ARGV...
+    job->gate_fd_arg = job->gate_fd >= 0 ? std::to_string(job->gate_fd) : "-";
+    // argv: init REPORT_FD GATE_FD PATH ARGV...
     job->init_argv.clear();
     job->init_argv.push_back(const_cast<char *>("nodularity-init"));
     job->init_argv.push_back(const_cast<char *>(job->report_fd_arg.c_str()));
+    job->init_argv.push_back(const_cast<char *>(job->gate_fd_arg.c_str()));
     job->init_argv.push_back(const_cast<char *>(p->exec_path));
     for (char *const *a = p->argv; *a; a++) job->init_argv.push_back(*a);
     job->init_argv.push_back(nullptr);
@@ -278,11 +283,14 @@ void spawn_run(spawn_job *job) {
                   job->sync_rd,
                   job->init_fd,
                   job->parent_pidfd,
-                  job->console_child,
+                  job->console_socket >= 0 ? job->console_socket : job->console_child,
                   job->rootfs_fd,
                   job->persist_fd,
                   {job->stdio[0], job->stdio[1], job->stdio[2]},
-                  p->use_init ? job->init_argv.data() : nullptr};
+                  p->use_init ? job->init_argv.data() : nullptr,
+                  job->gate_fd,
+                  job->preserve_fds,
+                  job->console_socket >= 0};
 
   void *stack = child_stack();
   if (!stack) {
@@ -345,12 +353,12 @@ void spawn_run(spawn_job *job) {
     } else if (m.type == MSG_ERROR) {
       job->failed = true;
       job->error = m;
-    } else if (m.type != MSG_EXEC_OK) {
+    } else if (m.type != (job->gate_fd >= 0 ? MSG_GATE : MSG_EXEC_OK)) {
       set_error(job, STEP_PROTOCOL, EPROTO, PROTO_TYPE);
     }
   }
 
-  if (!job->failed && p->terminal) {
+  if (!job->failed && p->terminal && job->console_socket < 0) {
     // The child sent the pty master before it exec'd; it is queued already.
     int r = recv_fd(job->console_parent);
     if (r < 0)

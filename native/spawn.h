@@ -26,7 +26,14 @@ struct spawn_job {
   int persist_fd = -1;                          // O_PATH fd of plan.overlay_persist, checked the same way
   int rootfs_fd = -1;                           // O_PATH fd of plan.rootfs, checked by the child against its own lookup
   int stdio[3] = {-1, -1, -1};                  // fds the child places on 0, 1, 2
-  std::string report_fd_arg;                    // init argv[1]
+  // Per-launch fds of the caller (borrowed, never closed here): the start
+  // gate the init reads one byte from before the payload runs, the console
+  // socket the pty master is sent over (instead of our socketpair), and how
+  // many fds from 3 up stay open in the payload.
+  int gate_fd = -1;
+  int console_socket = -1;
+  int preserve_fds = 0;
+  std::string report_fd_arg, gate_fd_arg;  // init argv[1], argv[2]
   std::vector<char *> init_argv;  // nodularity-init REPORT_FD PATH ARGV... (pointers into the plan and report_fd_arg)
 
   // Results.

@@ -145,6 +145,27 @@ function tally(tap, fileOk, file, fileNote) {
   attach(parser, top);
   parser.end(tap);
 
+  /**
+   * The failed assertions of NODE with what tap said of each (found, wanted,
+   * where), a few lines each: the final "Failed:" list is often all a CI log
+   * keeps, so it must say why and not only what.
+   */
+  const why = (node) => {
+    const lines = [];
+    for (const { res, sub } of node.items) {
+      if (res.ok || sub || res.skip !== false || res.todo !== false) continue;
+      lines.push(`not ok ${res.id} - ${res.name || ''}`.slice(0, 1500).replace(/\n/g, '\n        '));
+      const d = res.diag || {};
+      for (const k of ['found', 'wanted', 'pattern', 'doNotWant', 'message', 'diff']) {
+        if (d[k] === undefined) continue;
+        const v = typeof d[k] === 'string' ? d[k] : JSON.stringify(d[k]);
+        lines.push(`  ${k}: ${v.length > 1200 ? `${v.slice(0, 1200)}…` : v}`.trimEnd().replace(/\n/g, '\n          '));
+      }
+      if (d.at) lines.push(`  at: ${d.at.fileName ?? ''}:${d.at.lineNumber ?? ''}`);
+    }
+    return lines.length ? `\n      ${lines.slice(0, 40).join('\n      ')}` : '';
+  };
+
   /** Count NODE (reached by PATH, finished with OK); returns whether a failure was counted in it. */
   const count = (node, path, ok) => {
     let failedBelow = false;
@@ -173,7 +194,10 @@ function tally(tap, fileOk, file, fileNote) {
       if (failedBelow) return true;
       c.failed++;
       if (path.length === 1) c.failedNames.push(`${file} (file failed: ${fileNote})`);
-      else c.failedNames.push(subtests ? `${path.join(' > ')} (failed outside its subtests)` : path.join(' > '));
+      else
+        c.failedNames.push(
+          (subtests ? `${path.join(' > ')} (failed outside its subtests)` : path.join(' > ')) + why(node),
+        );
       return true;
     }
     if (node.skipAll && !skippedHere) {
@@ -283,7 +307,10 @@ async function runPass(label, prefix, env, passFiles) {
       console.log(`${status} ${n} - ${f} # time=${r.seconds.toFixed(1)}s exit=${r.code ?? r.signal}\n`);
       if (!ok && !c.failed) {
         c.failed++;
-        c.failedNames.push(`${f} (file failed: ${r.killed ? 'killed on timeout' : `exit ${r.code ?? r.signal}`})`);
+        const tail = r.err.trim().split('\n').slice(-12).join('\n        ');
+        c.failedNames.push(
+          `${f} (file failed: ${r.killed ? 'killed on timeout' : `exit ${r.code ?? r.signal}`})${tail ? `\n        ${tail}` : ''}`,
+        );
       }
       counts.passed += c.passed;
       counts.failed += c.failed;

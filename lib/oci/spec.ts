@@ -3,6 +3,7 @@
 // a Linux runtime acts on are typed; unknown fields are kept and ignored.
 
 import type { LinuxSeccomp } from '../seccomp/types.js';
+import type { LinuxResources } from '../cgroups/types.js';
 
 export interface Spec {
   ociVersion: string;
@@ -81,7 +82,7 @@ export interface Linux {
   readonlyPaths?: string[];
   rootfsPropagation?: 'private' | 'rprivate' | 'slave' | 'rslave' | 'shared' | 'rshared' | 'unbindable' | 'runbindable';
   sysctl?: Record<string, string>;
-  resources?: unknown;
+  resources?: LinuxResources;
   cgroupsPath?: string;
   seccomp?: LinuxSeccomp;
 }

@@ -160,6 +160,7 @@ const ROWS: Record<StepName, Row> = {
     `load the seccomp filter (linux.seccomp, ${c.seccompInstructions} BPF instructions${r.index === 0 ? ', before the credentials: no_new_privs is off' : ''})`,
     { syscall: 'seccomp' },
   ],
+  'start-gate': () => ['wait on the start gate (startGate) for the byte that starts the payload', { syscall: 'read' }],
   protocol: (r) => [
     `launch protocol: ${PROTOCOL_FAULTS[r.index] ?? `fault ${r.index}`}`,
     { syscall: r.index === 0 ? 'read' : undefined },

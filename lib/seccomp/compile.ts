@@ -134,6 +134,9 @@ export const INIT_SYSCALLS = [
   'exit_group',
   'rt_sigtimedwait',
   'kill',
+  // waiting on the start gate (SpawnOptions.startGate)
+  'signalfd4',
+  'ppoll',
 ];
 export const EXEC_SYSCALLS = ['rt_sigprocmask', 'execve'];
 

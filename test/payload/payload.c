@@ -14,7 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 
 static const char *errname(int e) {
@@ -294,6 +298,67 @@ int main(int argc, char **argv) {
 #else
     printf("x32=unsupported\n");
 #endif
+    return 0;
+  }
+  if (!strcmp(verb, "subreaper") && argc > 2) {
+    // Run on the HOST by the tests, as conmon or containerd's shim: become a
+    // child subreaper (PR_SET_CHILD_SUBREAPER), run argv[2..] (a launcher
+    // that creates a detached container and exits), then adopt what it left
+    // behind. Prints "launcher-exited STATUS" and "reaped PID STATUS" for
+    // every orphan it reaps, "done" when it has no child left.
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) { printf("subreaper: prctl=%s\n", errname(errno)); return 1; }
+    printf("subreaper %d\n", getpid());
+    fflush(stdout);
+    pid_t launcher = fork();
+    if (launcher == 0) {
+      execvp(argv[2], argv + 2);
+      _exit(127);
+    }
+    int st;
+    pid_t p;
+    while ((p = wait(&st)) > 0) {
+      if (p == launcher) printf("launcher-exited %d\n", st);
+      else printf("reaped %d %d\n", p, st);
+      fflush(stdout);
+    }
+    printf("done\n");
+    return 0;
+  }
+  if (!strcmp(verb, "recvtty") && argc > 2) {
+    // Run on the HOST by the tests, as runc's contrib/cmd/recvtty (and conmon,
+    // containerd's shim): listen on the console socket argv[2], take one pty
+    // master sent with SCM_RIGHTS, print "name NAME" (the data sent beside
+    // it) and "master chr=1 tty=1", then relay what the container's terminal
+    // shows to stdout until its last slave closes ("eof").
+    int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {0};
+    sa.sun_family = AF_UNIX;
+    strncpy(sa.sun_path, argv[2], sizeof sa.sun_path - 1);
+    if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 1) < 0) { perror("recvtty"); return 1; }
+    printf("listening\n");
+    fflush(stdout);
+    int c = accept(ls, NULL, NULL);
+    char name[4096];
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+    struct iovec iov = {name, sizeof name - 1};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    ssize_t n = c < 0 ? -1 : recvmsg(c, &msg, 0);
+    struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+    if (!cm || cm->cmsg_type != SCM_RIGHTS) { printf("no fd (n=%zd)\n", n); return 1; }
+    int master;
+    memcpy(&master, CMSG_DATA(cm), sizeof master);
+    name[n] = 0;
+    struct stat st;
+    fstat(master, &st);
+    printf("name %s\nmaster chr=%d tty=%d\n", name, S_ISCHR(st.st_mode) ? 1 : 0, isatty(master));
+    fflush(stdout);
+    char buf[4096];
+    while ((n = read(master, buf, sizeof buf)) > 0) fwrite(buf, 1, n, stdout);
+    printf("\neof\n");
     return 0;
   }
   fprintf(stderr, "payload: unknown verb '%s'\n", verb);

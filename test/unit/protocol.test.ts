@@ -71,6 +71,7 @@ const STEPS: [string, string][] = [
   ['STEP_ROOT_NODEV', 'root-nodev'],
   ['STEP_PROTOCOL', 'protocol'],
   ['STEP_SECCOMP', 'seccomp'],
+  ['STEP_START_GATE', 'start-gate'],
 ];
 
 t.test('every step of enum child_step has its name at the same number in STEP_NAMES', async (t) => {
