@@ -14,8 +14,7 @@
 // exist" (containerd's delete and kill, Podman's state), "container not
 // running" (containerd's kill).
 import { Command, Option } from 'commander';
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { appendFileSync, closeSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeFailure } from './failure.js';
@@ -79,21 +78,12 @@ const pkg = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url))
 
 /** A unix socket's fd, connected (--console-socket): the native side sends the terminal's master over it. */
 async function connectSocket(path: string): Promise<number> {
-  const sock = createConnection({ path });
-  await new Promise<void>((res, rej) => {
-    sock.once('connect', res);
-    sock.once('error', (e: NodeJS.ErrnoException) =>
-      rej(
-        Object.assign(new Error(`--console-socket ${path}: cannot connect: ${e.code ?? e.message}`), {
-          name: 'OciStateError',
-        }),
-      ),
-    );
-  });
-  sock.pause();
-  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new Error(`--console-socket ${path}: no file descriptor`);
-  return fd;
+  const { openConsoleSocket } = await import('../container.js');
+  try {
+    return openConsoleSocket(path);
+  } catch (e) {
+    throw Object.assign(new Error(`--console-socket: ${(e as Error).message}`), { name: 'OciStateError' });
+  }
 }
 
 function positiveInt(option: string) {
@@ -199,8 +189,10 @@ export function registerOciCommand(program: Command): void {
     .action(
       act('create', async (log, root, id: string, o: CreateFlags) => {
         const r = await rt();
-        await r.create(await rootFor(root, true), id, await createArgs(o), log);
-        // The init lives on (detached); our fds of the fifo and the directory close with us.
+        const created = await r.create(await rootFor(root, true), id, await createArgs(o), log);
+        // The init lives on (detached) with its own fd of the fifo; ours, the lock and the directory go.
+        closeSync(created.fifo);
+        created.dir.close();
         process.exit(0);
       }),
     );

@@ -66,18 +66,8 @@ export interface Logger {
   debug(message: string): void;
 }
 
-/**
- * The options the native side takes for the create/start split, consoles and
- * exec (issue 16, /work/notes/oci-contract.md); typed here until
- * SpawnOptions has them.
- */
-type OciSpawnOptions = SpawnOptions & {
-  startGate?: number;
-  detached?: boolean;
-  consoleSocket?: number;
-  preserveFds?: number;
-  joinPid?: number;
-};
+/** exec's option (join every namespace of a running container's init), typed here until SpawnOptions has it. */
+type OciSpawnOptions = SpawnOptions & { joinPid?: number };
 
 export interface BundleOptions {
   /** Run the payload as the calling user whatever config.json says; its id mappings are dropped (Slurm). */
@@ -244,6 +234,7 @@ export async function create(root: string, id: string, o: CreateOptions, log: Lo
       ...(o.attached ? {} : { detached: true }),
       ...(o.consoleSocket !== undefined ? { consoleSocket: o.consoleSocket } : {}),
       ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
+      cgroupName: id,
     };
     container = spawn(b.spec, options);
     if (o.attached) o.onSpawn?.(container);
@@ -252,6 +243,8 @@ export async function create(root: string, id: string, o: CreateOptions, log: Lo
     const st = procStat(pid);
     if (!st) throw new OciStateError(`the container's init (pid ${pid}) ended during create`);
     Object.assign(rec, { pid, pidStart: st[1] });
+    // A detached container's cgroup outlives create: delete removes it.
+    if (container.cgroup) rec.cgroup = { dirs: container.cgroup.dirs, created: container.cgroup.created };
     dir.writeRecord(rec);
     log.debug(`container ${id}: init pid ${pid}`);
     const state: OciState = {
@@ -276,6 +269,7 @@ export async function create(root: string, id: string, o: CreateOptions, log: Lo
       }
     }
     if (fifo !== undefined) closeSync(fifo);
+    await container?.cgroup?.destroy().catch(() => undefined);
     try {
       await dir.remove();
     } catch {
@@ -460,12 +454,25 @@ export async function remove(root: string, id: string, force: boolean, log: Logg
       if (force && e instanceof OciStateError && e.kind === 'not-exist') return;
       throw e;
     }
+    await removeCgroup(s, log);
     await s.dir.remove();
     if (mayRunRecordedHooks(s, log, 'poststop'))
       await runHooks('poststop', s.rec.hooks?.poststop, ociState(s, 'stopped'), log.warn);
   } finally {
     s.dir.close();
   }
+}
+
+/** The cgroup create recorded, removed at delete; only for the state's owner (the record names directories). */
+async function removeCgroup(s: LoadedState, log: Logger): Promise<void> {
+  const cg = s.rec.cgroup;
+  if (!cg) return;
+  if (s.owner !== process.geteuid!()) {
+    log.warn(`not removing the cgroup of container ${s.rec.id}: its state belongs to uid ${s.owner}`);
+    return;
+  }
+  const { Cgroup } = await import('../cgroups/cgroup.js');
+  await Cgroup.fromDirs(cg.dirs, cg.created).destroy();
 }
 
 /** list: every container under ROOT with its state. A directory that cannot be read is reported, not fatal. */
@@ -653,7 +660,7 @@ export async function features(): Promise<Record<string, unknown>> {
     linux: {
       namespaces: ['cgroup', 'ipc', 'mount', 'network', 'pid', 'user', 'uts'],
       capabilities: Object.keys(CAPS).sort(),
-      cgroup: { v1: false, v2: false, systemd: false, systemdUser: false, rdma: false },
+      cgroup: { v1: true, v2: true, systemd: false, systemdUser: false, rdma: false },
       seccomp: {
         enabled,
         actions: [...SECCOMP_ACTIONS],

@@ -85,6 +85,8 @@ export interface StateRecord {
   /** True once `start` (or `run`) released the payload. */
   started?: boolean;
   hooks?: { poststart?: RecordedHook[]; poststop?: RecordedHook[] };
+  /** The container's cgroup (lib/cgroups), which delete removes: its directories and those create made. */
+  cgroup?: { dirs: string[]; created: string[] };
 }
 
 export type Status = 'creating' | 'created' | 'running' | 'stopped';

@@ -37,7 +37,7 @@ t.test("features: runtime-spec's features document", async (t) => {
   t.ok(f.linux.seccomp.supportedFlags.includes('SECCOMP_FILTER_FLAG_LOG'), 'flags the kernel has');
   t.same(f.linux.apparmor, { enabled: false });
   t.same(f.linux.selinux, { enabled: false });
-  t.same(f.linux.cgroup.v2, false, 'no cgroup management yet');
+  t.same(f.linux.cgroup.v2, true, 'lib/cgroups manages v1 and v2');
 });
 
 t.test('spec: a default config.json in the bundle directory, never over an existing one', async (t) => {
