@@ -60,7 +60,7 @@ export class OciStateError extends Error {
   }
 }
 
-/** The hooks a later verb runs (start: poststart; delete: poststop), copied from config.json at create. */
+/** The hooks a later verb runs (start: prestart, poststart; delete: poststop), copied from config.json at create. */
 export interface RecordedHook {
   path: string;
   args?: string[];
@@ -84,7 +84,7 @@ export interface StateRecord {
   annotations?: Record<string, string>;
   /** True once `start` (or `run`) released the payload. */
   started?: boolean;
-  hooks?: { poststart?: RecordedHook[]; poststop?: RecordedHook[] };
+  hooks?: { prestart?: RecordedHook[]; poststart?: RecordedHook[]; poststop?: RecordedHook[] };
   /** The container's cgroup (lib/cgroups), which delete removes: its directories and those create made. */
   cgroup?: { dirs: string[]; created: string[] };
 }

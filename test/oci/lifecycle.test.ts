@@ -195,24 +195,27 @@ t.test(
 );
 
 t.test(
-  'a failing prestart hook fails create: the container is destroyed before its payload ran, poststop runs',
+  'a failing prestart hook fails start: the container is destroyed before its payload ran, poststop runs',
   async (t) => {
     const root = scratch(t);
     const out = scratch(t);
     const tag = `oci-prestart-${process.pid}`;
     const bundle = makeBundle(scratch(t), ['/bin/sh', '-c', `touch /payload-ran; sleep 300 # ${tag}`], {
       hooks: {
-        prestart: [{ path: '/bin/sh', args: ['sh', '-c', 'echo nope >&2; exit 3'] }],
+        prestart: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${out}/prestart.json; echo nope >&2; exit 3`] }],
         poststop: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${out}/poststop.json`] }],
       },
     } as Record<string, unknown>);
     const c = await create(root, bundle, 'p1');
-    t.equal(c.code, 1);
-    t.match(c.err, /prestart hook #0 failed: \/bin\/sh exited with status 3 \(output: nope\)/);
+    t.equal(c.code, 0, c.err);
+    const st = await oci(root, 'start', 'p1');
+    t.equal(st.code, 1);
+    t.match(st.err, /prestart hook #0 failed: \/bin\/sh exited with status 3 \(output: nope\)/);
+    t.equal(JSON.parse(readFileSync(join(out, 'prestart.json'), 'utf8')).status, 'created', 'prestart saw "created"');
     t.same(readdirSync(root), [], 'no state left');
     t.same(pidsTagged(tag), [], 'no container process left');
     t.notOk(existsSync(join(bundle, 'rootfs', 'payload-ran')), 'the payload never ran');
-    t.ok(existsSync(join(out, 'poststop.json')), 'poststop ran');
+    t.equal(JSON.parse(readFileSync(join(out, 'poststop.json'), 'utf8')).status, 'stopped', 'poststop ran');
     const slow = makeBundle(scratch(t), ['/bin/true'], {
       hooks: { createRuntime: [{ path: '/bin/sleep', args: ['sleep', '30'], timeout: 1 }] },
     } as Record<string, unknown>);

@@ -194,7 +194,7 @@ if (ok && process.geteuid!() === 0 && testUid > 0) {
     t.equal(r.code, 5, `the step's own status comes back\n${r.err}`);
     for (const [kind, status] of [
       ['createRuntime', 'creating'],
-      ['prestart', 'creating'],
+      ['prestart', 'created'],
       ['poststart', 'running'],
       ['poststop', 'stopped'],
     ] as const) {
