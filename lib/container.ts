@@ -9,6 +9,7 @@ import type { Readable, Writable } from 'node:stream';
 import { ContainerError, SpecError } from './errors.js';
 import { loadBinding, type ContainerHandle, type NativeRusage } from './native.js';
 import { prepareLaunch, type PlanOptions, type PreparedLaunch } from './plan/plan.js';
+import { prepareEnter } from './plan/enter.js';
 import type { Spec } from './oci/spec.js';
 import { signalName, signalNumber } from './signals.js';
 import { Cgroup, CgroupError } from './cgroups/cgroup.js';
@@ -468,10 +469,11 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   }
   if (options.consoleSocket !== undefined && spec.process?.terminal !== true)
     throw SpecError.inOption('consoleSocket', 'needs process.terminal: true');
-  const cg = cgroupWanted(spec);
+  // exec (joinPid) enters the container's own cgroup with its namespaces: none of its own.
+  const cg = options.joinPid !== undefined ? false : cgroupWanted(spec);
   if (cg && options.init === false) throw SpecError.inOption('init', 'a cgroup needs the init (init: false was given)');
   if (cg) options = { ...options, init: true };
-  const prepared = prepareLaunch(spec, options);
+  const prepared = options.joinPid !== undefined ? prepareEnter(spec, options) : prepareLaunch(spec, options);
   const cgroup = cg ? containerCgroup(spec, options, cg === 'required') : null;
   try {
     return new Container(prepared, options, cgroup);

@@ -53,6 +53,9 @@ export const STEP_NAMES = [
   'protocol',
   'seccomp',
   'start-gate',
+  'join-namespaces',
+  'sysctl',
+  'process-attrs',
 ] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
@@ -73,6 +76,7 @@ export const MOUNT_CALLS = [
   'split-path',
   'fchmodat',
   'fstat',
+  'mknod',
 ] as const;
 
 const errnoMap = getSystemErrorMap();

@@ -63,6 +63,8 @@ export interface NativeBinding {
   /** cfmakeraw on a terminal; the previous termios, or -errno. */
   makeRaw(fd: number): Buffer | number;
   restoreTerminal(fd: number, saved: Buffer): number;
+  /** CLONE_NEW* of a namespace file (NS_GET_NSTYPE), or -errno (-ENOTTY: not a namespace). */
+  nsType(path: string): number;
   /** A connected AF_UNIX stream socket (CLOEXEC, blocking): the fd, or -errno. */
   connectUnixSocket(path: string): number;
   /** pipe2(O_CLOEXEC): [read, write], or -errno. */

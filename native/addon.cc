@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/nsfs.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -393,7 +394,7 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   int r = spawn_prepare(job.get(), &call);
   if (r < 0) {
     spawn_close_all(job.get());
-    std::string rootfs = job->view()->rootfs;
+    std::string rootfs = job->view()->rootfs ? job->view()->rootfs : "";
     throw_container_error(env, std::string("prepare the launch: ") + call, "prepare", -r,
                           strncmp(call, "open", 4) == 0 ? "open" : call,
                           strcmp(call, "open rootfs") == 0 ? &rootfs : nullptr);
@@ -563,6 +564,23 @@ Napi::Value JsConnectUnixSocket(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, fd);
 }
 
+// nsType(path) -> CLONE_NEW* of the namespace file at path (NS_GET_NSTYPE),
+// or -errno (ENOTTY/EINVAL: not a namespace file).
+Napi::Value JsNsType(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "Usage: nsType(path: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  int t = ioctl(fd, NS_GET_NSTYPE);
+  int e = errno;
+  close(fd);
+  return Napi::Number::New(env, t < 0 ? -e : t);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ContainerHandle::Define(env);
   auto *data = new addon_data;
@@ -574,6 +592,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setWindowSize", Napi::Function::New(env, JsSetWindowSize, "setWindowSize"));
   exports.Set("makeRaw", Napi::Function::New(env, JsMakeRaw, "makeRaw"));
   exports.Set("restoreTerminal", Napi::Function::New(env, JsRestoreTerminal, "restoreTerminal"));
+  exports.Set("nsType", Napi::Function::New(env, JsNsType, "nsType"));
   exports.Set("connectUnixSocket", Napi::Function::New(env, JsConnectUnixSocket, "connectUnixSocket"));
   exports.Set("makePipe", Napi::Function::New(env, JsMakePipe, "makePipe"));
   exports.Set("ContainerHandle", ctor);

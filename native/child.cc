@@ -216,6 +216,17 @@ static int create_entry(int rootfd, const mount_op *op, int *call) {
       *call = CALL_SYMLINK;
       r = (int)cx_symlinkat(op->source, dfd, name);
       break;
+    case OP_MKNOD:
+      // A device of linux.devices, made by root outside any user namespace
+      // (the planner binds the host's node otherwise); owner and mode as
+      // the spec says, whatever our umask.
+      *call = CALL_MKNOD;
+      r = (int)cx_mknodat(dfd, name, op->mode, op->rdev);
+      if (r == 0 && (op->uid >= 0 || op->gid >= 0))
+        r = (int)cx_fchownat(dfd, name, op->uid, op->gid, AT_SYMLINK_NOFOLLOW);
+      if (r == 0) r = (int)cx_fchmodat(dfd, name, op->mode & 07777);
+      cx_close(dfd);
+      return r;
   }
   if (r == -EEXIST && op->kind != OP_SYMLINK) {
     // Already there: fine, unless it is a symlink (which the planner would
@@ -243,7 +254,8 @@ static bool falls_back(const mount_op *op, int r) {
 // syscall failed. Every target is found from rootfd (openat2), so no image
 // symlink and no earlier mount can send an op to a host path.
 static int run_op(int rootfd, const mount_op *op, int *call) {
-  if (op->kind == OP_MKDIR || op->kind == OP_MKFILE || op->kind == OP_SYMLINK) return create_entry(rootfd, op, call);
+  if (op->kind == OP_MKDIR || op->kind == OP_MKFILE || op->kind == OP_SYMLINK || op->kind == OP_MKNOD)
+    return create_entry(rootfd, op, call);
   *call = CALL_RESOLVE;
   int tfd = resolve_in_root(rootfd, op->target, op->resolve);
   if (tfd < 0) return op->skip_missing && tfd == -ENOENT ? 0 : tfd;
@@ -510,6 +522,57 @@ static int step_parent_death(const child_args *a, child_fail *f) {
   return parent_death(a, f, 1);
 }
 
+// Join mode: the namespaces given by path (or an exec's target's), user
+// first, so that the others are joined, and the new ones made, with the
+// capabilities and ownership of that user namespace; then the new ones,
+// user first again; then a fork into the pid and time namespaces, which a
+// process's setns/unshare gives only to its children. The fork is
+// CLONE_PARENT (the launcher's child, as the rest of the setup expects);
+// this process reports its pid and exits, and the new one waits until that
+// record is written, so the launcher reads MSG_PID before anything of it.
+static int step_join_namespaces(const child_args *a, child_fail *f) {
+  const launch_plan *p = a->plan;
+  long r;
+  for (int i = 0; i < p->n_joins; i++) {
+    f->index = i;
+    if ((r = cx_setns(a->ns_fds[i], p->joins[i].type)) < 0) return (int)r;
+  }
+  for (int i = 0; i < p->n_joins; i++) cx_close(a->ns_fds[i]);
+  f->index = JOIN_UNSHARE_USER;
+  if ((p->unshare_flags & CLONE_NEWUSER) && (r = cx_unshare(CLONE_NEWUSER)) < 0) return (int)r;
+  f->index = JOIN_UNSHARE;
+  int rest = p->unshare_flags & ~CLONE_NEWUSER;
+  if (rest && (r = cx_unshare(rest)) < 0) return (int)r;
+  if (p->time_offsets) {
+    // Only before any process is in the new time namespace: us, its maker, not yet.
+    f->index = JOIN_TIME_OFFSETS;
+    if ((r = write_file("/proc/self/timens_offsets", p->time_offsets)) < 0) return (int)r;
+  }
+  if (!p->fork_after_join) return 0;
+  f->index = JOIN_FORK;
+  int gate[2];
+  if ((r = cx_pipe2(gate, O_CLOEXEC)) < 0) return (int)r;
+  long pid = cx_fork(CLONE_PARENT | SIGCHLD);
+  if (pid < 0) return (int)pid;
+  if (pid == 0) {
+    char b;
+    cx_close(gate[1]);
+    do {
+      r = cx_read(gate[0], &b, 1);
+    } while (r == -EINTR);
+    cx_close(gate[0]);
+    return r == 1 ? 0 : -ECANCELED;
+  }
+  struct child_msg m = {MSG_PID, STEP_JOIN_NAMESPACES, 0, (int32_t)pid, 0};
+  long n;
+  do {
+    n = cx_write(a->report_fd, &m, sizeof m);
+  } while (n == -EINTR);
+  char b = 'P';
+  cx_write(gate[1], &b, 1);
+  cx_exit(0);
+}
+
 // Place the requested fds on 0, 1, 2. Sources below 3 are first moved up so
 // that placing one cannot clobber another (e.g. stdout given as fd 0).
 static int step_stdio(const child_args *a, child_fail *) {
@@ -617,7 +680,7 @@ static int step_root_propagation(const child_args *a, child_fail *) {
 // point): a recursive clone of the checked directory attached onto it, whose
 // fd is the root fd every later path is resolved from.
 static int step_bind_rootfs(const child_args *a, child_fail *f) {
-  if (a->plan->overlay_data) return 0;
+  if (a->plan->overlay_data || !a->plan->rootfs) return 0;
   int rfd = open_rootfs_checked(a, &f->detail);
   if (rfd < 0) return rfd;
   f->detail = CALL_OPEN_TREE;
@@ -698,10 +761,56 @@ static int step_loopback(const child_args *a, child_fail *) {
   return r;
 }
 
+// linux.sysctl, before pivot_root: /proc here is still the launcher's
+// procfs, and /proc/sys/net and the ipc keys show the namespaces of the
+// process that opens them, which are our own (the planner allows only
+// those). Written before the container's /proc/sys is made read-only.
+static int step_sysctl(const child_args *a, child_fail *f) {
+  const launch_plan *p = a->plan;
+  for (int i = 0; i < p->n_sysctls; i++) {
+    f->index = i;
+    int r = write_file(p->sysctls[i].path, p->sysctls[i].value);
+    if (r < 0) return r;
+  }
+  return 0;
+}
+
+// process.oomScoreAdj (index 0; lowering it needs CAP_SYS_RESOURCE of the
+// host), linux.personality (index 1), process.user.umask: attributes the
+// payload inherits across exec.
+static int step_process_attrs(const child_args *a, child_fail *f) {
+  const launch_plan *p = a->plan;
+  if (p->set_oom_score_adj) {
+    f->index = 0;
+    char buf[16];
+    int v = p->oom_score_adj, n = 0;
+    unsigned u = v < 0 ? (unsigned)-v : (unsigned)v;
+    char digits[12];
+    int k = 0;
+    do {
+      digits[k++] = (char)('0' + u % 10);
+      u /= 10;
+    } while (u && k < 11);
+    if (v < 0) buf[n++] = '-';
+    while (k) buf[n++] = digits[--k];
+    buf[n] = '\0';
+    int r = write_file("/proc/self/oom_score_adj", buf);
+    if (r < 0) return r;
+  }
+  if (p->personality >= 0) {
+    f->index = 1;
+    long r = cx_personality((unsigned long)p->personality);
+    if (r < 0) return (int)r;
+  }
+  if (p->umask >= 0) cx_umask(p->umask);
+  return 0;
+}
+
 // pivot_root(".", ".") stacks the old root on the new one; making it slave
 // before the detach keeps the unmount from propagating to the host (crun,
 // runc and LXC do the same).
 static int step_pivot_root(const child_args *a, child_fail *) {
+  if (!a->plan->rootfs) return 0;  // an exec: setns into the mount namespace set root and cwd to its root
   int rootfd = STATE(a)->rootfd;
   long r;
   if ((r = cx_fchdir(rootfd)) < 0) return (int)r;
@@ -915,19 +1024,19 @@ static int step_exec(const child_args *a, child_fail *) {
   return (int)cx_execve(a->plan->exec_path, a->plan->argv, a->plan->envp);
 }
 
-// The steps in the order they run. Why this order: the parent-death signal
-// first (a launcher killed from here on takes the child with it); the id maps
-// before anything that needs capabilities in the new namespace; every mount
-// before pivot_root; the terminal after it (the container's devpts); the
-// bounding set before the uid change (it needs CAP_SETPCAP); chdir as the
-// payload's user; the parent-death signal again after the uid change, which
-// clears it; exec last.
+// The steps in the order they run. Why this order: the joins (join mode)
+// first, since they may fork and the process that goes on arms its own
+// parent-death signal; the parent-death signal then (a launcher killed from here on takes the child with it); the id
+// maps before anything that needs capabilities in the new namespace; every mount before pivot_root; the terminal after
+// it (the container's devpts); the bounding set before the uid change (it needs CAP_SETPCAP); chdir as the payload's
+// user; the parent-death signal again after the uid change, which clears it; exec last.
 struct step_row {
   int step;
   int (*run)(const child_args *, child_fail *);
 };
 static const step_row STEPS[] = {
     {STEP_SIGNALS, step_reset_signals},
+    {STEP_JOIN_NAMESPACES, step_join_namespaces},
     {STEP_PARENT_DEATH, step_parent_death_early},
     {STEP_STDIO, step_stdio},
     {STEP_SETSID, step_setsid},
@@ -945,6 +1054,8 @@ static const step_row STEPS[] = {
     {STEP_ROOT_NODEV, step_root_nodev},
     {STEP_MOUNT, step_mounts},
     {STEP_LOOPBACK, step_loopback},
+    {STEP_SYSCTL, step_sysctl},
+    {STEP_PROCESS_ATTRS, step_process_attrs},
     {STEP_PIVOT_ROOT, step_pivot_root},
     {STEP_ROOT_READONLY, step_root_readonly},
     {STEP_TERMINAL, step_terminal},

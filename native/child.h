@@ -17,10 +17,11 @@ struct child_args {
   int rootfs_fd;           // O_PATH fd of plan->rootfs, opened by the launcher before clone
   int persist_fd;          // O_PATH fd of plan->overlay_persist (same), or -1
   int stdio[3];            // fds to place on 0, 1, 2 (-1: leave as is)
-  char *const *init_argv;  // nodularity-init REPORT_FD GATE_FD PATH ARGV..., when plan->use_init
+  char *const *init_argv;  // nodularity-init REPORT_FD[:GATE_FD] PATH ARGV..., when plan->use_init
   int gate_fd;             // the caller's start gate, inherited by the init, or -1
   int preserve_fds;        // fds 3 .. 3+N-1 stay open in the payload
   int console_named;       // console_fd is the caller's console socket: send the pty's name with the master
+  const int *ns_fds;       // plan->joins[i] opened by the launcher (plan->n_joins of them)
 };
 
 // Where a step says what failed, beyond its errno: the step's wire value

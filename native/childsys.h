@@ -180,6 +180,28 @@ CX cx_execveat(int fd, const char *path, char *const *argv, char *const *envp, i
 CX cx_seccomp(unsigned op, unsigned flags, const void *args) {
   return SYS3(__NR_seccomp, op, flags, args);
 }
+CX cx_mknodat(int dfd, const char *name, unsigned mode, uint64_t dev) {
+  return SYS4(__NR_mknodat, dfd, name, mode, dev);
+}
+CX cx_personality(unsigned long persona) {
+  return SYS1(__NR_personality, persona);
+}
+CX cx_umask(int mask) {
+  return SYS1(__NR_umask, mask);
+}
+CX cx_pipe2(int fds[2], int flags) {
+  return SYS2(__NR_pipe2, fds, flags);
+}
+CX cx_setns(int fd, int nstype) {
+  return SYS2(__NR_setns, fd, nstype);
+}
+CX cx_unshare(int flags) {
+  return SYS1(__NR_unshare, flags);
+}
+// fork(2) as a raw clone: the child runs on a copy of our stack (no CLONE_VM).
+CX cx_fork(unsigned long flags) {
+  return SYS5(__NR_clone, flags, 0, 0, 0, 0);
+}
 static inline __attribute__((noreturn)) void cx_exit(int code) {
   for (;;) SYS1(__NR_exit_group, code);
 }

@@ -8,9 +8,9 @@
 //
 // Built -nostdlib -static (see rawsys.h for why): no libc, raw syscalls only.
 //
-// usage: nodularity-init REPORT_FD GATE_FD PATH ARGV0 [ARGS...]   (environment = payload's)
-//   GATE_FD: "-", or an fd to read one byte from before the payload is forked
-//   (the create/start split, SpawnOptions.startGate).
+// usage: nodularity-init REPORT_FD[:GATE_FD] PATH ARGV0 [ARGS...]   (environment = payload's)
+//   GATE_FD: an fd to read one byte from before the payload is forked (the
+//   create/start split, SpecOptions.startGate).
 
 #include <stdint.h>
 
@@ -143,10 +143,11 @@ __attribute__((used)) void init_main(long *sp) {
   int argc = (int)sp[0];
   char **argv = (char **)(sp + 1);
   char **envp = argv + argc + 1;
-  if (argc < 5) do_exit(127);
+  if (argc < 4) do_exit(127);
   report_fd = parse_int(argv[1]);
-  int gate = argv[2][0] == '-' ? -1 : parse_int(argv[2]);
-  argv += 1;  // from here on: argv[2] PATH, argv + 3 the payload's argv
+  int gate = -1;
+  for (const char *c = argv[1]; *c; c++)
+    if (*c == ':') gate = parse_int(c + 1);
   // The payload must not inherit the report pipe.
   SYS3(__NR_fcntl, report_fd, F_SETFD_, FD_CLOEXEC_);
   // Not dumpable: the payload (same uid) may not ptrace us or open

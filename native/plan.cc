@@ -145,7 +145,54 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
   p.hostname = r.str(o, "hostname", "hostname", true);
   p.domainname = r.str(o, "domainname", "domainname", true);
   p.root_propagation = r.u64(o, "rootPropagation", "rootPropagation");
-  p.rootfs = r.str(o, "rootfs", "rootfs");
+  p.rootfs = r.str(o, "rootfs", "rootfs", true);  // absent: an exec into a running container
+
+  Napi::Array joins = r.arr(o, "joins", "joins");
+  for (uint32_t i = 0; i < joins.Length() && !r.failed; i++) {
+    std::string f = "joins[" + std::to_string(i) + "]";
+    Napi::Value v = joins.Get(i);
+    if (!v.IsObject() || i >= MAX_NS_JOINS) {
+      r.fail(f, "an object {type, path} (at most 8)");
+      break;
+    }
+    Napi::Object jo = v.As<Napi::Object>();
+    st.joins.push_back({(int)r.num(jo, "type", f + ".type", 0, false), r.str(jo, "path", f + ".path")});
+  }
+  p.joins = st.joins.data();
+  p.n_joins = (int)st.joins.size();
+  p.unshare_flags = (int)r.num(o, "unshareFlags", "unshareFlags");
+  p.fork_after_join = r.flag(o, "forkAfterJoin", "forkAfterJoin");
+  p.join_pid = (int)r.num(o, "joinPid", "joinPid");
+  p.time_offsets = r.str(o, "timeOffsets", "timeOffsets", true);
+  Napi::Array sysctls = r.arr(o, "sysctls", "sysctls");
+  for (uint32_t i = 0; i < sysctls.Length() && !r.failed; i++) {
+    std::string f = "sysctls[" + std::to_string(i) + "]";
+    Napi::Value v = sysctls.Get(i);
+    if (!v.IsObject()) {
+      r.fail(f, "an object {path, value}");
+      break;
+    }
+    Napi::Object so = v.As<Napi::Object>();
+    const char *path = r.str(so, "path", f + ".path");
+    if (path && strncmp(path, "/proc/sys/", 10) != 0) {
+      r.fail(f + ".path", "a path under /proc/sys/");
+      break;
+    }
+    st.sysctls.push_back({path, r.str(so, "value", f + ".value")});
+  }
+  p.sysctls = st.sysctls.data();
+  p.n_sysctls = (int)st.sysctls.size();
+  Napi::Value oom = o.Get("oomScoreAdj");
+  if (!oom.IsUndefined()) {
+    p.set_oom_score_adj = 1;
+    p.oom_score_adj = (int)r.num(o, "oomScoreAdj", "oomScoreAdj");
+  }
+  p.personality = (long)r.num(o, "personality", "personality", -1);
+  p.umask = (int)r.num(o, "umask", "umask", -1);
+  if ((p.n_joins || p.unshare_flags || p.fork_after_join) && p.clone_flags && !r.failed)
+    r.fail("cloneFlags", "0 in join mode (joins/unshareFlags: the child makes the namespaces)");
+  if ((p.id_mode == IDMAP_PARENT || p.id_mode == IDMAP_HELPER) && (p.n_joins || p.unshare_flags) && !r.failed)
+    r.fail("idMode", "the child's own (single ID) or none in join mode");
   p.root_readonly = r.flag(o, "rootReadonly", "rootReadonly");
   p.overlay_data = r.str(o, "overlayData", "overlayData", true);
   if (p.overlay_data) {
@@ -186,8 +233,8 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
     Napi::Object op = v.As<Napi::Object>();
     mount_op m{};
     m.kind = (int)r.num(op, "kind", f + ".kind", 0, false);
-    if (m.kind < OP_MOUNT || m.kind > OP_READONLY) {
-      r.fail(f + ".kind", "a known op kind (0..6)");
+    if (m.kind < OP_MOUNT || m.kind > OP_MKNOD) {
+      r.fail(f + ".kind", "a known op kind (0..7)");
       break;
     }
     m.source = r.str(op, "source", f + ".source", true);
@@ -206,6 +253,9 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
     m.rattr_set = r.u64(op, "rattrSet", f + ".rattrSet");
     m.rattr_clr = r.u64(op, "rattrClr", f + ".rattrClr");
     m.resolve = (int)r.num(op, "resolve", f + ".resolve", RES_EXACT);
+    m.rdev = r.u64(op, "rdev", f + ".rdev");
+    m.uid = (long)r.num(op, "uid", f + ".uid", -1);
+    m.gid = (long)r.num(op, "gid", f + ".gid", -1);
     if (m.resolve != RES_EXACT && m.resolve != RES_FOLLOW) {
       r.fail(f + ".resolve", "0 (exact) or 1 (follow)");
       break;

@@ -26,6 +26,7 @@ enum op_kind {
   OP_SYMLINK = 4,   // symlink(source, target); EEXIST is fine
   OP_MASK = 5,      // maskedPaths: /dev/null over files, empty ro tmpfs over dirs
   OP_READONLY = 6,  // readonlyPaths: bind onto itself, recursively read-only
+  OP_MKNOD = 7,     // linux.devices as root without a user namespace: mknod(target, mode, rdev), chown, chmod
 };
 
 // How the child finds an op's target inside the new root (openat2 from an fd
@@ -67,6 +68,13 @@ struct mount_op {
                              // in fallback_errnos; set by the planner only where the caller allowed it
   uint64_t fallback_errnos;  // bit N set: errno N falls back (N < 64)
   int skip_missing;          // a target that does not exist (ENOENT) skips the op (maskedPaths, readonlyPaths)
+  uint64_t rdev;             // OP_MKNOD: makedev(major, minor); mode holds S_IFCHR/S_IFBLK and the permissions
+  long uid, gid;             // OP_MKNOD: owner, -1 to leave
+};
+
+struct sysctl_op {
+  const char *path;  // /proc/sys/... (of the child's own namespaces: it writes before pivot_root)
+  const char *value;
 };
 
 // A mount point made in the overlay's upper layer before the overlay is mounted.
@@ -74,6 +82,14 @@ struct prep_op {
   const char *path;  // host path under the upper layer (a trailing '/' for a directory)
   int dir;  // directory (its mode and owner copied from the lower layer when it exists there), else an empty file
 };
+
+// A namespace to join (setns) instead of creating it: linux.namespaces[].path,
+// or /proc/PID/ns/* of the process an exec enters.
+struct ns_join {
+  int type;          // CLONE_NEW*
+  const char *path;  // opened (and its type checked) by the launcher before clone
+};
+#define MAX_NS_JOINS 8
 
 struct rlimit_op {
   int resource;
@@ -92,10 +108,30 @@ struct launch_plan {
   char *const *uid_helper_argv = nullptr;
   char *const *gid_helper_argv = nullptr;
 
+  // Join mode (any join, or an exec into a running container): the clone
+  // makes no namespace (clone_flags has none) and is fork-style; the child
+  // joins these in order (user first), then unshares unshare_flags (user
+  // first), then, when fork_after_join, forks (CLONE_PARENT) so that the
+  // pid and time namespaces, which apply to children, hold the init.
+  const ns_join *joins = nullptr;
+  int n_joins = 0;
+  int unshare_flags = 0;
+  int fork_after_join = 0;
+  int join_pid = 0;  // exec: the target, whose pidfd is checked alive after its ns files are opened
+  // linux.timeOffsets for a new time namespace: "monotonic S NS\nboottime S NS\n" (timens_offsets format)
+  const char *time_offsets = nullptr;
+
+  const sysctl_op *sysctls = nullptr;  // linux.sysctl (namespaced keys only: the planner checked)
+  int n_sysctls = 0;
+  int oom_score_adj = 0, set_oom_score_adj = 0;
+  long personality = -1;  // PER_LINUX / PER_LINUX32, or -1 to leave
+  int umask = -1;         // process.user.umask, or -1 to leave
+
   const char *hostname = nullptr;
   const char *domainname = nullptr;
   uint64_t root_propagation = 0;  // applied to "/" first, recursively
-  const char *rootfs = nullptr;   // absolute host path, no symlinks (the launcher opens it before clone)
+  const char *rootfs = nullptr;   // absolute host path, no symlinks (the launcher opens it before clone);
+                                  // null for an exec into a running container (no root steps at all)
   int root_readonly = 0;
   // Overlay root: the image becomes the read-only lower layer of an overlay
   // whose upper layer lives in a tmpfs mounted over the rootfs path, so that
@@ -162,6 +198,8 @@ struct plan_store {
   std::vector<std::unique_ptr<char[]>> strings;
   std::vector<mount_op> ops;
   std::vector<rlimit_op> rlimits;
+  std::vector<ns_join> joins;
+  std::vector<sysctl_op> sysctls;
   std::vector<prep_op> overlay_prep;
   std::vector<char *> argv, envp, uid_helper_argv, gid_helper_argv;
   std::vector<gid_t> groups;

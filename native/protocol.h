@@ -32,6 +32,11 @@
 //   STEP_EXEC             child (no init) or init: execve of the payload
 //   STEP_PROTOCOL         parent: the report pipe broke the protocol; index: enum protocol_fault
 //   STEP_SECCOMP          index: 0 loaded before the credentials (no_new_privs off), 1 last before exec
+//   STEP_JOIN_NAMESPACES          index: 0..n-1 setns of plan.joins[index]; JOIN_UNSHARE_USER, JOIN_UNSHARE, JOIN_FORK
+//                         (enum join_index) the namespaces made after the joins, the fork into them;
+//                         parent: JOIN_PIDFD, pidfd_open of the process that continues after the fork
+//   STEP_SYSCTL           index: the entry's index in plan.sysctls
+//   STEP_PROCESS_ATTRS    index: 0 oom_score_adj, 1 personality (umask cannot fail)
 //   STEP_START_GATE       init: the start gate ended (EOF, err 0) or failed (err) before a byte came;
 //                         the payload was never run. Not a launch failure: read after MSG_GATE.
 enum child_step {
@@ -73,8 +78,11 @@ enum child_step {
   STEP_SETUP_IDS,
   STEP_ROOT_NODEV,
   STEP_PROTOCOL,
-  STEP_SECCOMP,     // seccomp(SECCOMP_SET_MODE_FILTER) of the plan's program
-  STEP_START_GATE,  // init: waiting on the start gate (SpawnOptions.startGate)
+  STEP_SECCOMP,          // seccomp(SECCOMP_SET_MODE_FILTER) of the plan's program
+  STEP_START_GATE,       // init: waiting on the start gate (SpawnOptions.startGate)
+  STEP_JOIN_NAMESPACES,  // setns into namespaces given by path (or a process's), unshare the new ones, fork into them
+  STEP_SYSCTL,           // linux.sysctl: /proc/sys/KEY of our own namespaces, before pivot_root
+  STEP_PROCESS_ATTRS,    // process.oomScoreAdj, linux.personality, process.user.umask
   STEP_COUNT
 };
 
@@ -95,6 +103,16 @@ enum mount_call {
   CALL_SPLIT_PATH,  // the target has no parent to create it in (the root itself, or too long)
   CALL_CHMOD,       // copying the lower layer's mode onto an overlay mount point
   CALL_IDENTITY,    // the rootfs path no longer names the directory the launcher opened (ESTALE)
+  CALL_MKNOD,       // mknodat of a linux.devices node (or its chown/chmod)
+};
+
+// STEP_JOIN_NAMESPACES's index beyond the joins themselves (0..n-1).
+enum join_index {
+  JOIN_UNSHARE_USER = 100,  // unshare(CLONE_NEWUSER) after the joins
+  JOIN_UNSHARE = 101,       // unshare() of the other new namespaces
+  JOIN_FORK = 102,          // the fork (CLONE_PARENT) into the pid/time namespaces, which apply to children
+  JOIN_PIDFD = 103,         // parent: pidfd_open of the forked process
+  JOIN_TIME_OFFSETS = 104,  // writing /proc/self/timens_offsets (linux.timeOffsets)
 };
 
 // STEP_PROTOCOL's index: what the parent read on the report pipe.
@@ -117,6 +135,7 @@ enum msg_type {
   MSG_EXEC_OK = 2,  // init only: the payload was exec'd
   MSG_STATUS = 3,   // init only: the payload's raw wait status in `err`
   MSG_GATE = 4,     // init only: set up and waiting on the start gate (the launch is complete)
+  MSG_PID = 5,      // child, after the joins: it forked (CLONE_PARENT) and exits; `index` is the pid that goes on
 };
 
 // Fixed-size record; 20 bytes < PIPE_BUF, so every write is atomic.

@@ -34,7 +34,10 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <linux/nsfs.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -225,10 +228,46 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
   // The rootfs as the launcher finds it now: the child walks the path again
   // in its own mount namespace (an fd of ours names a mount of this one,
   // which it cannot bind from) and refuses anything but this directory.
-  job->rootfs_fd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (job->rootfs_fd < 0) {
-    *failed_call = "open rootfs";
+  if (p->rootfs) {
+    job->rootfs_fd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (job->rootfs_fd < 0) {
+      *failed_call = "open rootfs";
+      return -errno;
+    }
+  }
+  // Namespaces to join, opened now (the child only calls setns), each checked
+  // to be a namespace of the type the plan says. For an exec, the target's
+  // pidfd is taken first and checked after: a target that died meanwhile
+  // (its pid free for reuse) is refused rather than some other process's
+  // namespaces joined.
+  int target = -1;
+  if (p->join_pid > 0 && (target = sys_pidfd_open(p->join_pid, 0)) < 0) {
+    *failed_call = "pidfd_open of the process to enter";
     return -errno;
+  }
+  for (int i = 0; i < p->n_joins; i++) {
+    job->ns_fds[i] = open(p->joins[i].path, O_RDONLY | O_CLOEXEC);
+    if (job->ns_fds[i] < 0) {
+      *failed_call = "open a namespace to join";
+      int e = errno;
+      if (target >= 0) close(target);
+      return -e;
+    }
+    int t = ioctl(job->ns_fds[i], NS_GET_NSTYPE);
+    if (t != p->joins[i].type) {
+      *failed_call = "check a namespace's type (NS_GET_NSTYPE)";
+      if (target >= 0) close(target);
+      return t < 0 ? -errno : -EINVAL;
+    }
+  }
+  if (target >= 0) {
+    struct pollfd pfd = {target, POLLIN, 0};
+    int gone = poll(&pfd, 1, 0) == 1;
+    close(target);
+    if (gone) {
+      *failed_call = "enter the process (it exited)";
+      return -ESRCH;
+    }
   }
   if (p->overlay_persist) {
     job->persist_fd = open(p->overlay_persist, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -262,12 +301,11 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
   }
   if (p->use_init) {
     job->report_fd_arg = std::to_string(job->report_wr);
-    job->gate_fd_arg = job->gate_fd >= 0 ? std::to_string(job->gate_fd) : "-";
-    // argv: init REPORT_FD GATE_FD PATH ARGV...
+    if (job->gate_fd >= 0) job->report_fd_arg += ":" + std::to_string(job->gate_fd);
+    // argv: init REPORT_FD[:GATE_FD] PATH ARGV...
     job->init_argv.clear();
     job->init_argv.push_back(const_cast<char *>("nodularity-init"));
     job->init_argv.push_back(const_cast<char *>(job->report_fd_arg.c_str()));
-    job->init_argv.push_back(const_cast<char *>(job->gate_fd_arg.c_str()));
     job->init_argv.push_back(const_cast<char *>(p->exec_path));
     for (char *const *a = p->argv; *a; a++) job->init_argv.push_back(*a);
     job->init_argv.push_back(nullptr);
@@ -277,7 +315,10 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
 
 void spawn_run(spawn_job *job) {
   const launch_plan *p = job->view();
-  bool vfork_style = p->id_mode == IDMAP_SELF || p->id_mode == IDMAP_NONE;
+  // Join mode is fork-style: setns into a user namespace (and into a time
+  // namespace) is refused to a process that shares its memory.
+  bool join_mode = p->n_joins || p->unshare_flags || p->fork_after_join;
+  bool vfork_style = (p->id_mode == IDMAP_SELF || p->id_mode == IDMAP_NONE) && !join_mode;
   child_args args{p,
                   job->report_wr,
                   job->sync_rd,
@@ -290,7 +331,8 @@ void spawn_run(spawn_job *job) {
                   p->use_init ? job->init_argv.data() : nullptr,
                   job->gate_fd,
                   job->preserve_fds,
-                  job->console_socket >= 0};
+                  job->console_socket >= 0,
+                  job->ns_fds};
 
   void *stack = child_stack();
   if (!stack) {
@@ -322,6 +364,7 @@ void spawn_run(spawn_job *job) {
   close_fd(&job->console_child);
   close_fd(&job->rootfs_fd);
   close_fd(&job->persist_fd);
+  for (int i = 0; i < MAX_NS_JOINS; i++) close_fd(&job->ns_fds[i]);
   for (int i = 0; i < 3; i++) close_fd(&job->child_stdio[i]);
   if (job->failed) {
     close_fd(&job->sync_wr);
@@ -344,6 +387,29 @@ void spawn_run(spawn_job *job) {
   if (!job->failed) {
     child_msg m;
     int r = read_msg(job->report_rd, &m);
+    if (r == 1 && m.type == MSG_PID && p->fork_after_join) {
+      // The child joined and forked (CLONE_PARENT: ours) into the pid/time
+      // namespaces, and exits: reap it, and go on with the process that
+      // continues the setup, which is our child and so cannot be reaped or
+      // its pid reused before we open its pidfd.
+      siginfo_t si;
+      while (sys_waitid(P_PIDFD, job->pidfd, &si, WEXITED, nullptr) < 0 && errno == EINTR) {
+      }
+      close_fd(&job->pidfd);
+      job->pid = m.index;
+      job->pidfd = sys_pidfd_open(m.index, 0);
+      if (job->pidfd < 0) {
+        int e = errno;
+        kill(m.index, SIGKILL);
+        while (waitpid(m.index, nullptr, __WALL) < 0 && errno == EINTR) {
+        }
+        job->pid = -1;
+        close_fd(&job->report_rd);
+        set_error(job, STEP_JOIN_NAMESPACES, e, JOIN_PIDFD);
+        return;
+      }
+      r = read_msg(job->report_rd, &m);
+    }
     if (r < 0) {
       set_error(job, STEP_PROTOCOL, r == -EPROTO ? EPROTO : -r, r == -EPROTO ? PROTO_SHORT : PROTO_READ);
     } else if (r == 0) {
@@ -398,4 +464,5 @@ void spawn_close_all(spawn_job *job) {
   close_fd(&job->persist_fd);
   close_fd(&job->terminal_fd);
   close_fd(&job->pidfd);
+  for (int i = 0; i < MAX_NS_JOINS; i++) close_fd(&job->ns_fds[i]);
 }

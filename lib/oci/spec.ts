@@ -26,6 +26,9 @@ export interface Process {
   capabilities?: Capabilities;
   rlimits?: Rlimit[];
   noNewPrivileges?: boolean;
+  oomScoreAdj?: number;
+  apparmorProfile?: string;
+  selinuxLabel?: string;
 }
 
 export interface User {
@@ -85,4 +88,19 @@ export interface Linux {
   resources?: LinuxResources;
   cgroupsPath?: string;
   seccomp?: LinuxSeccomp;
+  /** Offsets of a new time namespace's clocks (runtime-spec 1.1). */
+  timeOffsets?: Record<string, { secs?: number; nanosecs?: number }>;
+  personality?: { domain: string; flags?: string[] };
+  devices?: LinuxDevice[];
+  mountLabel?: string;
+}
+
+export interface LinuxDevice {
+  type: string;
+  path: string;
+  major?: number;
+  minor?: number;
+  fileMode?: number;
+  uid?: number;
+  gid?: number;
 }

@@ -40,8 +40,12 @@ export interface DescribeContext {
   cwd: string;
   execPath: string;
   cloneFlags: number;
+  /** Namespaces joined, in join order (index: linux.namespaces index, or -1 for an exec's target). */
+  joins?: { ns: string; path: string; index: number }[];
   hostname?: string;
   domainname?: string;
+  /** linux.sysctl in plan order. */
+  sysctls?: { key: string; path: string; value: string }[];
   rootPropagation: string;
   uidMap?: string;
   gidMap?: string;
@@ -160,6 +164,39 @@ const ROWS: Record<StepName, Row> = {
     `load the seccomp filter (linux.seccomp, ${c.seccompInstructions} BPF instructions${r.index === 0 ? ', before the credentials: no_new_privs is off' : ''})`,
     { syscall: 'seccomp' },
   ],
+  'join-namespaces': (r, c) => {
+    const j = c.joins?.[r.index];
+    if (r.index < 100)
+      return [
+        j
+          ? `join the ${j.ns} namespace ${j.path}${j.index >= 0 ? ` (linux.namespaces[${j.index}].path)` : ''}`
+          : `join namespace ${r.index}`,
+        { syscall: 'setns', path: j?.path },
+      ];
+    const what: Record<number, [string, string]> = {
+      100: ['make the new user namespace after the joins', 'unshare'],
+      101: [`make the new namespaces after the joins (${cloneFlagNames(c.cloneFlags)})`, 'unshare'],
+      102: ['fork into the pid/time namespaces', 'clone'],
+      103: ['open a pidfd of the process forked into the namespaces', 'pidfd_open'],
+      104: ['write the time namespace offsets (linux.timeOffsets)', 'write'],
+    };
+    const [w, syscall] = what[r.index] ?? [`join namespaces (${r.index})`, 'setns'];
+    return [w, { syscall, path: r.index === 104 ? '/proc/self/timens_offsets' : undefined }];
+  },
+  sysctl: (r, c) => {
+    const e = c.sysctls?.[r.index];
+    return [
+      e ? `set sysctl ${e.key}=${JSON.stringify(e.value)} (linux.sysctl)` : 'set a sysctl',
+      { syscall: 'write', path: e?.path },
+    ];
+  },
+  'process-attrs': (r) =>
+    r.index === 0
+      ? [
+          'set process.oomScoreAdj (lowering it needs CAP_SYS_RESOURCE)',
+          { syscall: 'write', path: '/proc/self/oom_score_adj' },
+        ]
+      : ['set linux.personality', { syscall: 'personality' }],
   'start-gate': () => ['wait on the start gate (startGate) for the byte that starts the payload', { syscall: 'read' }],
   protocol: (r) => [
     `launch protocol: ${PROTOCOL_FAULTS[r.index] ?? `fault ${r.index}`}`,

@@ -3,6 +3,7 @@
 // stringifyMountFlags does.
 
 export const CLONE = {
+  NEWTIME: 0x00000080,
   NEWNS: 0x00020000,
   NEWCGROUP: 0x02000000,
   NEWUTS: 0x04000000,

@@ -47,9 +47,23 @@ export function planIdMaps(
   euid: number,
   egid: number,
   helper: (name: string) => string | null = findHelper,
+  userJoined = false,
 ): IdMapPlan {
   const proc = spec.process!;
   const linux = spec.linux ?? {};
+  if (userJoined) {
+    // A user namespace joined by path has its maps already; nothing to write.
+    // Its setgroups may be denied (a single-ID namespace): groups are set only
+    // when the spec asks for some, and then a denial is the step's error.
+    return {
+      idMode: IDMAP.NONE,
+      setgroupsDeny: false,
+      setupUid: -1,
+      setupGid: -1,
+      groups: proc.user.additionalGids?.length ? proc.user.additionalGids : undefined,
+      mapsGid5: false,
+    };
+  }
   if (!userns) {
     if (euid !== 0) throw new SpecError('/linux/namespaces', 'a user namespace is required when not running as root');
     if (linux.uidMappings?.length || linux.gidMappings?.length)

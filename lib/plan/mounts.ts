@@ -8,6 +8,7 @@ import { constants as osc } from 'node:os';
 import { posix, resolve as resolvePath } from 'node:path';
 import { SpecError } from '../errors.js';
 import type { Mount, Spec } from '../oci/spec.js';
+import { planDevices } from './attrs.js';
 import type { PlannedOp } from './describe.js';
 import { MOUNT_ATTR, MS } from './flags.js';
 import { ATIME_MASK, OPTION_TABLE, parseOptions } from './mount-options.js';
@@ -279,6 +280,8 @@ export interface MountContext {
   /** Directory relative bind sources are relative to. */
   bundleDir: string;
   allowHostProc: boolean;
+  /** linux.devices made with mknod (root outside any user namespace) rather than bound from the host. */
+  mknodDevices?: boolean;
 }
 
 /** The mount ops of a spec over the image at rootfs, and the canonical cwd. */
@@ -287,6 +290,10 @@ export function planMounts(spec: Spec, rootfs: string, ctx: MountContext): { b: 
   // Mounts, in spec order, then masked and read-only paths.
   const b = new PlanBuilder(rootfs);
   (spec.mounts ?? []).forEach((m, i) => addMount(b, m, i, ctx));
+  const devTmpfs = (spec.mounts ?? []).some(
+    (m) => m.type === 'tmpfs' && posix.normalize(m.destination).replace(/(.)\/+$/, '$1') === '/dev',
+  );
+  planDevices(b, spec, ctx.mknodDevices === true, devTmpfs);
   // Working directory: created like any other mount point when missing.
   const cwd = posix.normalize(spec.process!.cwd);
   if (cwd !== '/') b.target(cwd, 'dir', '/process/cwd');

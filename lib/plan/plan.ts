@@ -15,6 +15,36 @@ import { planProcess } from './process.js';
 import { planOverlay, planRoot } from './root.js';
 import type { LaunchPlan, PlanOptions, PreparedLaunch } from './types.js';
 import { seccompForPlan } from '../seccomp/index.js';
+import { loadBinding } from '../native.js';
+import { SpecError } from '../errors.js';
+import { IDMAP } from './types.js';
+import { planProcessAttrs, planSysctls, specWarnings } from './attrs.js';
+
+/**
+ * linux.timeOffsets for a new time namespace, in /proc/self/timens_offsets'
+ * format ("monotonic SECS NANOSECS" per clock). Only monotonic and boottime
+ * can be offset (the kernel's time namespace has no other clocks).
+ */
+export function planTimeOffsets(spec: Spec, newTime: boolean): string | undefined {
+  const offs = spec.linux?.timeOffsets;
+  if (offs === undefined) return undefined;
+  if (!newTime)
+    throw new SpecError('/linux/timeOffsets', 'needs a new time namespace ({"type": "time"} in linux.namespaces)');
+  const lines: string[] = [];
+  for (const [clock, o] of Object.entries(offs)) {
+    const ptr = `/linux/timeOffsets/${clock}`;
+    if (clock !== 'monotonic' && clock !== 'boottime')
+      throw new SpecError(ptr, 'only the monotonic and boottime clocks can be offset');
+    const secs = (o as { secs?: unknown }).secs ?? 0;
+    const nanosecs = (o as { nanosecs?: unknown }).nanosecs ?? 0;
+    if (typeof secs !== 'number' || !Number.isSafeInteger(secs))
+      throw new SpecError(`${ptr}/secs`, 'must be an integer');
+    if (typeof nanosecs !== 'number' || !Number.isInteger(nanosecs) || nanosecs < 0 || nanosecs > 999_999_999)
+      throw new SpecError(`${ptr}/nanosecs`, 'must be an integer from 0 to 999999999');
+    lines.push(`${clock} ${secs} ${nanosecs}\n`);
+  }
+  return lines.length ? lines.join('') : undefined;
+}
 
 export * from './types.js';
 export { cloneFlagNames };
@@ -26,19 +56,44 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
   validateSpec(spec);
   const proc = spec.process!;
   const bundleDir = resolvePath(options.bundleDir ?? process.cwd());
-  const root = planRoot(spec, bundleDir);
-  const ids = planIdMaps(spec, root.namespaces.has('user'), process.geteuid!(), process.getegid!());
+  const root = planRoot(spec, bundleDir, (p) => loadBinding().nsType(p));
+  const userJoined = root.joins.some((j) => j.ns === 'user');
+  const ids = planIdMaps(spec, root.created.has('user'), process.geteuid!(), process.getegid!(), undefined, userJoined);
+  // Join mode: namespaces joined by path, or a time namespace (its offsets
+  // are written between unshare and the first process in it): the child
+  // joins, then unshares what is new, then forks into the pid and time
+  // namespaces (docs/architecture.md, native/plan.h).
+  const joinMode = root.joins.length > 0 || root.created.has('time');
+  if (joinMode && (ids.idMode === IDMAP.PARENT || ids.idMode === IDMAP.HELPER))
+    throw new SpecError(
+      '/linux/uidMappings',
+      'id map ranges (written by the parent or newuidmap) cannot be combined with namespaces joined by path or a time namespace yet',
+    );
+  const timeOffsets = planTimeOffsets(spec, root.created.has('time'));
+  specWarnings(spec);
+  const sysctls = planSysctls(spec, root.namespaces);
+  const attrs = planProcessAttrs(spec);
   const { b, cwd } = planMounts(spec, root.rootfs, {
     mapsGid5: ids.mapsGid5,
     bundleDir,
     allowHostProc: options.allowHostProc === true,
+    // mknod works for root outside any user namespace only.
+    mknodDevices: process.geteuid!() === 0 && !root.namespaces.has('user'),
   });
   const run = planProcess(spec, b, cwd);
   const overlay = planOverlay(root.rootfs, options, b.imageCreates);
 
   const init = options.init ?? root.namespaces.has('pid');
   const plan: LaunchPlan = {
-    cloneFlags: root.cloneFlags,
+    cloneFlags: joinMode ? 0 : root.cloneFlags,
+    ...(joinMode
+      ? {
+          joins: root.joins.map((j) => ({ type: j.type, path: j.path })),
+          unshareFlags: root.cloneFlags,
+          forkAfterJoin: root.namespaces.has('pid') || root.namespaces.has('time'),
+          timeOffsets,
+        }
+      : {}),
     idMode: ids.idMode,
     uidMap: ids.uidMap,
     gidMap: ids.gidMap,
@@ -54,7 +109,9 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     rootReadonly: spec.root!.readonly === true,
     ...overlay,
     ops: b.ops,
-    loopback: root.namespaces.has('network'),
+    loopback: root.created.has('network'),
+    ...(sysctls.length ? { sysctls: sysctls.map(({ path, value }) => ({ path, value })) } : {}),
+    ...attrs,
     cwd,
     rlimits: run.rlimits,
     setIds: true,
@@ -90,6 +147,8 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     overlayDir: overlay.overlayPersist,
     overlayDirReadonly: overlay.overlayPersistReadonly,
     cloneFlags: root.cloneFlags,
+    joins: root.joins,
+    sysctls,
     hostname: spec.hostname,
     domainname: spec.domainname,
     rootPropagation: root.propagation,

@@ -86,6 +86,12 @@ export function planProcess(spec: Spec, b: PlanBuilder, cwd: string, last: numbe
   const proc = spec.process!;
   const env = proc.env ?? [`PATH=${DEFAULT_PATH}`];
   const execPath = findExecutable(b, proc.args[0], env, cwd);
+  return { execPath, env, ...planProcessSecurity(spec, last) };
+}
+
+/** rlimits and capability masks of spec.process (also for an exec into a running container). */
+export function planProcessSecurity(spec: Spec, last: number = capLast()): Omit<ProcessPlan, 'execPath' | 'env'> {
+  const proc = spec.process!;
   const rlimits = (proc.rlimits ?? []).map((r, i) => {
     const resource = RLIMITS[r.type.toUpperCase()];
     if (resource === undefined)
@@ -102,5 +108,5 @@ export function planProcess(spec: Spec, b: PlanBuilder, cwd: string, last: numbe
     throw new SpecError('/process/capabilities/effective', 'must be a subset of permitted');
   if ((capAmbient & ~(capPermitted & capInheritable)) !== 0n)
     throw new SpecError('/process/capabilities/ambient', 'must be a subset of both permitted and inheritable');
-  return { execPath, env, rlimits, capLast: last, capBounding, capEffective, capPermitted, capInheritable, capAmbient };
+  return { rlimits, capLast: last, capBounding, capEffective, capPermitted, capInheritable, capAmbient };
 }

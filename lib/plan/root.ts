@@ -2,6 +2,7 @@
 // propagation, and (once the mounts are planned) whether and how the image
 // becomes the lower layer of an overlay root.
 import { lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { constants as osc } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { SpecError } from '../errors.js';
 import type { Spec } from '../oci/spec.js';
@@ -9,7 +10,7 @@ import { CLONE } from './flags.js';
 import { PROPAGATION } from './mount-options.js';
 import type { LaunchPlan, PlanOptions } from './types.js';
 
-const NS_FLAG: Record<string, number> = {
+export const NS_FLAG: Record<string, number> = {
   user: CLONE.NEWUSER,
   mount: CLONE.NEWNS,
   pid: CLONE.NEWPID,
@@ -17,20 +18,60 @@ const NS_FLAG: Record<string, number> = {
   uts: CLONE.NEWUTS,
   network: CLONE.NEWNET,
   cgroup: CLONE.NEWCGROUP,
+  time: CLONE.NEWTIME,
 };
+
+/** A namespace joined by path (linux.namespaces[index].path). */
+export interface NsJoin {
+  type: number;
+  path: string;
+  /** The spec's name of the type (network, ipc, ...). */
+  ns: string;
+  /** Index in linux.namespaces, for messages. */
+  index: number;
+}
+
+/** The kernel's type of a namespace file (NS_GET_NSTYPE), injected so the stage stays testable. */
+export type NsTypeOf = (path: string) => number;
 
 export interface RootPlan {
   /** Absolute, symlink-free host path of the image's root directory. */
   rootfs: string;
+  /** The namespaces created (by clone, or by unshare in join mode). */
   cloneFlags: number;
+  /** Every namespace listed, created or joined. */
   namespaces: Set<string>;
+  /** Those created (not joined). */
+  created: Set<string>;
+  /** Those joined by path, user first (the order the child joins them in). */
+  joins: NsJoin[];
   /** linux.rootfsPropagation (default rslave) and its MS_* flag. */
   propagation: string;
   rootPropagation: number;
 }
 
+const NS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(NS_FLAG).map(([k, v]) => [v, k]));
+
+/** linux.namespaces[].path checked to be a namespace of its type (before anything is made). */
+function checkJoin(path: string, type: string, i: number, nsTypeOf: NsTypeOf): void {
+  const ptr = `/linux/namespaces/${i}/path`;
+  const t = nsTypeOf(path);
+  if (t === -2) throw new SpecError(ptr, `${path} does not exist (ENOENT)`);
+  if (t < 0) {
+    const code = Object.entries(osc.errno).find(([, n]) => n === -t)?.[0] ?? `errno ${-t}`;
+    throw new SpecError(
+      ptr,
+      code === 'ENOTTY' || code === 'EINVAL'
+        ? `${path} is not a namespace file (a ${type} namespace is expected, e.g. /proc/PID/ns/${type === 'network' ? 'net' : type === 'mount' ? 'mnt' : type})`
+        : `cannot open ${path} (${code})`,
+    );
+  }
+  if (t !== NS_FLAG[type])
+    throw new SpecError(ptr, `${path} is a ${NS_NAMES[t] ?? `type ${t}`} namespace, not a ${type} namespace`);
+}
+
 /** The root directory and namespaces of a spec (root.path relative to bundleDir). */
-export function planRoot(spec: Spec, bundleDir: string): RootPlan {
+export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): RootPlan {
   const linux = spec.linux ?? {};
   const rootPath = resolvePath(bundleDir, spec.root!.path);
   let rootfs: string;
@@ -43,12 +84,28 @@ export function planRoot(spec: Spec, bundleDir: string): RootPlan {
   if (rootfs === '/') throw new SpecError('/root/path', 'the host root cannot be the container root');
 
   const namespaces = new Set((linux.namespaces ?? []).map((n) => n.type as string));
+  const created = new Set<string>();
+  const joins: NsJoin[] = [];
   let cloneFlags = 0;
   (linux.namespaces ?? []).forEach((n, i) => {
     if (!(n.type in NS_FLAG))
       throw new SpecError(`/linux/namespaces/${i}/type`, `namespace ${n.type} is not supported`);
-    cloneFlags |= NS_FLAG[n.type];
+    if (n.path !== undefined) {
+      if (!nsTypeOf) throw new SpecError(`/linux/namespaces/${i}/path`, 'joining namespaces needs the addon');
+      checkJoin(n.path, n.type, i, nsTypeOf);
+      joins.push({ type: NS_FLAG[n.type], path: n.path, ns: n.type, index: i });
+    } else {
+      created.add(n.type);
+      cloneFlags |= NS_FLAG[n.type];
+    }
   });
+  // The user namespace first: the others are then joined with its capabilities.
+  joins.sort((a, b) => Number(b.ns === 'user') - Number(a.ns === 'user'));
+  if (joins.some((j) => j.ns === 'user') && (linux.uidMappings?.length || linux.gidMappings?.length))
+    throw new SpecError(
+      linux.uidMappings?.length ? '/linux/uidMappings' : '/linux/gidMappings',
+      'a joined user namespace (linux.namespaces path) brings its own id maps: leave uidMappings/gidMappings out',
+    );
   if (!namespaces.has('mount'))
     throw new SpecError('/linux/namespaces', 'a mount namespace is required (the rootfs is entered with pivot_root)');
   if (spec.hostname !== undefined && !namespaces.has('uts'))
@@ -56,7 +113,15 @@ export function planRoot(spec: Spec, bundleDir: string): RootPlan {
   if (spec.domainname !== undefined && !namespaces.has('uts'))
     throw new SpecError('/domainname', 'setting a domainname needs a uts namespace');
   const propagation = linux.rootfsPropagation ?? 'rslave';
-  return { rootfs, cloneFlags, namespaces, propagation, rootPropagation: PROPAGATION[propagation][0] };
+  return {
+    rootfs,
+    cloneFlags,
+    namespaces,
+    created,
+    joins,
+    propagation,
+    rootPropagation: PROPAGATION[propagation][0],
+  };
 }
 
 /** The LaunchPlan fields of an overlay root, all undefined without one. */

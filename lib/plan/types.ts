@@ -3,7 +3,7 @@
 import type { ContainerError } from '../errors.js';
 import type { FailureRecord } from './describe.js';
 
-export const OP = { MOUNT: 0, BIND: 1, MKDIR: 2, MKFILE: 3, SYMLINK: 4, MASK: 5, READONLY: 6 } as const;
+export const OP = { MOUNT: 0, BIND: 1, MKDIR: 2, MKFILE: 3, SYMLINK: 4, MASK: 5, READONLY: 6, MKNOD: 7 } as const;
 export const IDMAP = { NONE: 0, SELF: 1, PARENT: 2, HELPER: 3 } as const;
 /** How the child finds a target (native/plan.h enum resolve_mode). */
 export const RESOLVE = { EXACT: 0, FOLLOW: 1 } as const;
@@ -29,6 +29,10 @@ export interface MountOp {
   skipMissing?: boolean;
   /** Bit N: mount(2) failing with errno N binds `fallback` instead. */
   fallbackErrnos?: number;
+  /** OP.MKNOD: makedev(major, minor) (mode holds S_IFCHR/S_IFBLK), owner. */
+  rdev?: number;
+  uid?: number;
+  gid?: number;
 }
 
 /** What the addon receives: plain data only (see native/plan.cc). */
@@ -45,7 +49,25 @@ export interface LaunchPlan {
   hostname?: string;
   domainname?: string;
   rootPropagation: number;
-  rootfs: string;
+  /** Absent for an exec into a running container (PlanOptions.joinPid): no root steps at all. */
+  rootfs?: string;
+  /** Join mode (native/plan.h): namespaces to setns into, user first; cloneFlags is then 0. */
+  joins?: { type: number; path: string }[];
+  /** Join mode: the namespaces the child unshares after the joins. */
+  unshareFlags?: number;
+  /** Join mode: fork (CLONE_PARENT) after the joins, into the pid/time namespaces. */
+  forkAfterJoin?: boolean;
+  /** An exec: the process whose namespaces are joined (checked alive after its ns files are opened). */
+  joinPid?: number;
+  /** linux.timeOffsets as /proc/self/timens_offsets lines. */
+  timeOffsets?: string;
+  /** linux.sysctl as /proc/sys paths (namespaced keys only). */
+  sysctls?: { path: string; value: string }[];
+  oomScoreAdj?: number;
+  /** linux.personality: PER_LINUX (0) or PER_LINUX32 (8). */
+  personality?: number;
+  /** process.user.umask. */
+  umask?: number;
   rootReadonly: boolean;
   /** Overlay root (see native/plan.h): set together, or all undefined. */
   overlayData?: string;
@@ -123,6 +145,22 @@ export interface PlanOptions {
   allowHostProc?: boolean;
   /** Keep the image's device nodes usable (default: the root is mounted nodev, recursively). */
   allowImageDevices?: boolean;
+  /**
+   * Exec into a running container (runc exec): join every namespace of this
+   * process (the container's init) that differs from ours, set up no mounts
+   * or root (the mount namespace's root is the container's), and apply only
+   * spec.process: user, groups, capabilities, no_new_privs, seccomp
+   * (linux.seccomp), rlimits, cwd, env, terminal. The payload is run by an
+   * init of its own in the container's pid namespace.
+   */
+  joinPid?: number;
+  /**
+   * With joinPid: only these of the target's namespaces (runtime-spec names:
+   * user, mount, pid, network, ipc, uts, cgroup, time); default all. Without
+   * 'mount' the process stays in our mount namespace (root, cwd and the
+   * executable are the host's), as a createContainer hook runs.
+   */
+  joinNamespaces?: string[];
 }
 
 /** A plan plus what is needed to explain a failure in the plan's own words. */

@@ -2,7 +2,7 @@
 // command line (never by name or user), and a line reader for the host-side
 // helpers (the test payload's `subreaper` and `recvtty` verbs).
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as fsc, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Pids of host processes whose command line holds the tag. */
@@ -68,4 +68,9 @@ export function lineReader(child: ChildProcess) {
     }
   };
   return { lines, waitLine };
+}
+
+/** Inode of a namespace file as the host sees it (/proc/PID/ns/X). */
+export function nsInode(pid: number | 'self', ns: string): string {
+  return `${ns}:[${statSync(`/proc/${pid}/ns/${ns}`).ino}]`;
 }

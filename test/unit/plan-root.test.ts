@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createSpec } from '../../lib/index.js';
 import { CLONE, MS } from '../../lib/plan/flags.js';
 import { planOverlay, planRoot } from '../../lib/plan/root.js';
+import { CLONE } from '../../lib/plan/flags.js';
 import { scratch } from '../helpers/env.js';
 
 t.test('the rootfs is resolved to a symlink-free directory, relative to the bundle', async (t) => {
@@ -38,8 +39,42 @@ t.test('namespaces: mount required, uts for a hostname, unknown refused', async 
     pointer: '/linux/namespaces',
     message: /mount namespace is required/,
   });
-  s.linux!.namespaces = [{ type: 'mount' }, { type: 'time' as never }];
+  s.linux!.namespaces = [{ type: 'mount' }, { type: 'bogus' as never }];
   t.throws(() => planRoot(s, d), { name: 'SpecError', pointer: '/linux/namespaces/1/type' });
+});
+
+t.test('namespaces by path: joined (user first), checked to be of their type, the rest created', async (t) => {
+  const d = scratch(t);
+  const s = createSpec({ rootfs: d, args: ['/bin/true'], network: 'none' });
+  s.linux!.namespaces = [
+    { type: 'mount' },
+    { type: 'network', path: '/run/netns/a' },
+    { type: 'pid' },
+    { type: 'user', path: '/proc/9/ns/user' },
+  ];
+  const types: Record<string, number> = { '/run/netns/a': CLONE.NEWNET, '/proc/9/ns/user': CLONE.NEWUSER };
+  const r = planRoot(s, d, (p) => types[p] ?? -2);
+  t.same(
+    r.joins.map((j) => [j.ns, j.path, j.index]),
+    [
+      ['user', '/proc/9/ns/user', 3],
+      ['network', '/run/netns/a', 1],
+    ],
+  );
+  t.equal(r.cloneFlags, CLONE.NEWNS | CLONE.NEWPID, 'only the others are created');
+  t.same([...r.created].sort(), ['mount', 'pid']);
+  t.throws(() => planRoot(s, d, (p) => (p === '/run/netns/a' ? CLONE.NEWIPC : types[p])), {
+    name: 'SpecError',
+    pointer: '/linux/namespaces/1/path',
+    message: /\/run\/netns\/a is a ipc namespace, not a network namespace/,
+  });
+  t.throws(() => planRoot(s, d, (p) => (p === '/run/netns/a' ? -25 : types[p])), {
+    pointer: '/linux/namespaces/1/path',
+    message: /is not a namespace file/,
+  });
+  t.throws(() => planRoot(s, d, () => -2), { pointer: '/linux/namespaces/1/path', message: /does not exist/ });
+  s.linux!.namespaces.push({ type: 'time' });
+  t.ok(planRoot(s, d, (p) => types[p]).created.has('time'), 'time is a namespace like the others');
 });
 
 t.test('overlay: only when asked or needed; options checked; escaped paths', async (t) => {

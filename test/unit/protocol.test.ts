@@ -72,6 +72,9 @@ const STEPS: [string, string][] = [
   ['STEP_PROTOCOL', 'protocol'],
   ['STEP_SECCOMP', 'seccomp'],
   ['STEP_START_GATE', 'start-gate'],
+  ['STEP_JOIN_NAMESPACES', 'join-namespaces'],
+  ['STEP_SYSCTL', 'sysctl'],
+  ['STEP_PROCESS_ATTRS', 'process-attrs'],
 ];
 
 t.test('every step of enum child_step has its name at the same number in STEP_NAMES', async (t) => {

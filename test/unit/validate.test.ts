@@ -31,7 +31,12 @@ t.test('each structural fault names its JSON pointer', async (t) => {
     ],
     ['unknown namespace type', (s) => s.linux.namespaces.push({ type: 'bogus' }), '/linux/namespaces/5/type'],
     ['namespace listed twice', (s) => s.linux.namespaces.push({ type: 'pid' }), '/linux/namespaces/5'],
-    ['joining a namespace', (s) => (s.linux.namespaces[2].path = '/proc/1/ns/pid'), '/linux/namespaces/2/path'],
+    ['a relative namespace path', (s) => (s.linux.namespaces[2].path = 'proc/1/ns/pid'), '/linux/namespaces/2/path'],
+    [
+      'joining a mount namespace',
+      (s) => (s.linux.namespaces.find((n: { type: string }) => n.type === 'mount').path = '/proc/1/ns/mnt'),
+      '/linux/namespaces/1/path',
+    ],
     [
       'overlapping uid maps',
       (s) =>
