@@ -495,8 +495,8 @@ function cgroupWanted(spec: Spec): 'required' | 'wanted' | false {
   const r = spec.linux?.resources;
   const some = (v: unknown) =>
     v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v as object).length > 0);
-  if (r && (['memory', 'cpu', 'pids', 'blockIO', 'hugepageLimits', 'unified'] as const).some((k) => some(r[k])))
-    return 'required';
+  // Every key but devices is a limit (or one we refuse by name: network, rdma).
+  if (r && Object.entries(r).some(([k, v]) => k !== 'devices' && some(v))) return 'required';
   if ((r?.devices?.length ?? 0) > 0 || spec.linux?.cgroupsPath) return 'wanted';
   return false;
 }
@@ -522,7 +522,9 @@ export interface RunResult extends ExitResult {
 }
 
 /**
- * Launch and wait for the exit. stdio defaults to 'inherit'; streams given as
+ * Launch and wait for the exit. "run" always means this here, as in `crun
+ * run`, `nodularity run-bundle` and `oci run`; Apptainer's run verb is
+ * `runscript()`. stdio defaults to 'inherit'; streams given as
  * 'pipe' are collected into the result. Rejects with ContainerError when the
  * launch fails, with the AbortSignal's reason when aborted (after the exit).
  */

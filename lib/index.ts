@@ -1,8 +1,8 @@
 // nodularity: run OCI root file systems in Linux namespaces from Node.js.
 // The public API: launching (spawn, run, Container), specs (createSpec,
-// loadBundle, validateSpec), Apptainer-style verbs (exec, runImage, shell,
-// testImage), images (pullImage, inspectImage, ImageCache) and the three error
-// classes. How a launch goes from here to native/child.cc: docs/architecture.md.
+// loadBundle, validateSpec), Apptainer-style verbs (exec, runscript, shell,
+// testImage; runImage is runscript's deprecated old name), images (pullImage,
+// inspectImage, ImageCache) and the three error classes. How a launch goes from here to native/child.cc: docs/architecture.md.
 // The stages themselves (prepareLaunch, compileLaunch) are in 'nodularity/internal'.
 export { spawn, run, Container, DEFAULT_FORCE_KILL_AFTER_DELAY, openConsoleSocket } from './container.js';
 export type { SpawnOptions, ExitResult, RunResult, Rusage, StdioOption } from './container.js';
@@ -17,7 +17,7 @@ export type { CgroupStats, LinuxResources } from './cgroups/types.js';
 export { defaultSeccompProfile, resolveSeccomp, DEFAULT_BLOCKED, DOCKER_DEFAULT_PATH } from './seccomp/index.js';
 export type { LinuxSeccomp, LinuxSyscall, LinuxSeccompArg, SeccompChoice, SecurityOptions } from './seccomp/index.js';
 export type * from './oci/spec.js';
-export { exec, runImage, shell, testImage, parseBindList, parseMountSpec } from './singularity/index.js';
+export { exec, runscript, runImage, shell, testImage, parseBindList, parseMountSpec } from './singularity/index.js';
 export type { ExecOptions, ImageContainer, BindSpec } from './singularity/index.js';
 export {
   pullImage,

@@ -8,7 +8,7 @@ import type { Spec } from '../oci/spec.js';
 import { benchSpec, type Network, type RuntimeProbe } from './setup.js';
 import { defaultSeccompProfile } from '../seccomp/default.js';
 
-/** The part of the library a driver needs; bench/index.mjs may pass another checkout's build. */
+/** The part of the library a driver needs; bench/index.mjs may pass another checkout's build (--dist, --baseline). */
 export interface NodularityModule {
   run(spec: Spec, options?: SpawnOptions & { stdio?: unknown }): Promise<Pick<ExitResult, 'exitCode' | 'signal'>>;
   spawn(
@@ -27,8 +27,10 @@ export interface DriverContext {
   network: Network;
   uid: number;
   runtimes: Record<string, RuntimeProbe>;
-  /** bench/floor/floor.c, compiled (bench/index.mjs only). */
+  /** bench/floor/floor.c, compiled (floor.ts), when the floor driver or section is asked for. */
   floor?: string | null;
+  /** Why there is no floor binary. */
+  floorError?: string;
 }
 
 export const LABELS: Record<string, string> = {
@@ -37,6 +39,7 @@ export const LABELS: Record<string, string> = {
   'nodularity-noinit': 'nodularity init off',
   'nodularity-parentmaps': 'nodularity parent writes maps',
   'nodularity-seccomp': 'nodularity +seccomp (default profile)',
+  'nodularity-baseline': 'nodularity baseline build',
   host: 'host (no container)',
   floor: 'floor.c via child_process',
   bwrap: 'bwrap',
@@ -168,7 +171,7 @@ export function makeDrivers(
       else d.launch = nodularityLauncher(nod, ctx, id);
     } else if (id === 'floor') {
       if (ctx.floor) d.launch = execLauncher(ctx.floor, [ctx.rootfs]);
-      else Object.assign(d, { status: 'missing', detail: 'floor.c not compiled' });
+      else Object.assign(d, { status: 'missing', detail: ctx.floorError ?? 'floor.c not compiled' });
     } else {
       const rt = ctx.runtimes[id];
       if (!rt) Object.assign(d, { status: 'missing', detail: 'not probed' });

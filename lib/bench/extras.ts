@@ -222,6 +222,7 @@ export async function heapSection(x: ExtraContext, heapMib: number, runs: number
           x.network,
           '--args',
           JSON.stringify(x.args),
+          ...(x.nodUrl ? ['--module', x.nodUrl] : []),
         ],
         { encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'pipe'] },
       );
@@ -253,6 +254,14 @@ export async function heapSection(x: ExtraContext, heapMib: number, runs: number
     line('host child_process.spawn -> exit', (t) => t.child_process.samples),
     line('nodularity spawn() call (loop held)', (t) => t.nodularity.block),
   ];
+  // Where the loop-held time goes, when the build reports it: the TS half
+  // (prepareLaunch), the vfork window of clone(), and spawn() -> 'spawned'.
+  for (const [label, f] of [
+    ['  of which prepareLaunch() (TS)', (t: HeapTrialResult) => t.nodularity.plan],
+    ['nodularity clone() vfork window (worker thread)', (t: HeapTrialResult) => t.nodularity.cloneWindow],
+    ['nodularity spawn() -> spawned', (t: HeapTrialResult) => t.nodularity.toSpawned],
+  ] as const)
+    if (trials.every((t) => f(t).length)) rows.push(line(label, f));
   const big = trials.find((t) => t.heapMib > 0)!;
   const small = trials.find((t) => t.heapMib === 0)!;
   const h = ['ms, samples pooled', 'p50 small', 'p50 big', 'diff'];
@@ -264,6 +273,10 @@ export async function heapSection(x: ExtraContext, heapMib: number, runs: number
       runs,
       rounds,
       pairs,
+      /** p50 difference, % big over small, median pair (what the targets read). */
+      medianPct: { nodularity: median(pairs.map((p) => p.nodularity)), host: median(pairs.map((p) => p.host)) },
+      /** The spawn() call in the small-heap processes, pooled. */
+      blockSmall: pool(false, (t) => t.nodularity.block),
       trials: trials.map((t) => ({
         heapMib: t.heapMib,
         heapUsedMiB: t.heapUsedMiB,

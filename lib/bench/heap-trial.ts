@@ -9,7 +9,7 @@
 // event loop), the TS half of it (prepareLaunch) and when `spawned` resolves.
 //
 // As a program: node heap-trial.js --rootfs DIR --heap-mib N --runs N
-// [--network host|none] [--args JSON] prints one JSON document on stdout.
+// [--network host|none] [--args JSON] [--module URL] prints one JSON document on stdout.
 import { spawn as cpSpawn } from 'node:child_process';
 import { hrtime } from 'node:process';
 import { fileURLToPath } from 'node:url';
@@ -152,9 +152,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       runs: { type: 'string' },
       network: { type: 'string' },
       args: { type: 'string' },
+      module: { type: 'string' },
     },
   });
-  const mod = (await import('../index.js')) as unknown as NodularityModule;
+  // --module URL: another build's entry (bench/index.mjs --dist); default this build's.
+  const mod = (await import(v.module ?? '../index.js')) as unknown as NodularityModule;
   const r = await runHeapTrial(
     {
       rootfs: v.rootfs!,

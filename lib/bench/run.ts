@@ -1,14 +1,19 @@
-// `nodularity bench`: one start-latency run, end to end. Prepares the image
-// and the runtimes, measures nodularity in this process side by side with
-// every other runtime asked for (interleaved), optionally the phases of one
-// launch, the Node heap effect and a CPU-bound payload, and writes JSON,
-// Markdown, an SVG chart and, where rsvg-convert is installed, a PNG.
+// The one bench runner, behind both `nodularity bench` (lib/cli/bench-command.ts)
+// and `npm run bench` (bench/index.mjs, which only chooses other defaults):
+// prepares the image and the runtimes, measures nodularity in this process
+// side by side with its variants and every other runtime asked for
+// (interleaved), then the optional sections in a fixed order (the phases of
+// one launch, throughput, the Node heap effect, a CPU-bound payload, the C
+// floor, the targets), and writes one report in one format: JSON, Markdown,
+// an SVG chart and, where rsvg-convert is installed, a PNG.
 import { spawnSync } from 'node:child_process';
 import { lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { latencyChartSvg } from './chart.js';
-import { makeDrivers, type DriverContext, type NodularityModule } from './drivers.js';
+import { makeDrivers, type Driver, type DriverContext, type NodularityModule } from './drivers.js';
+import { cpuSection, heapSection, phasesSection } from './extras.js';
+import { floorBinary, floorSection } from './floor.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { driverRows, latencyTable, rowNotes, type DriverRow } from './report.js';
 import {
@@ -22,9 +27,22 @@ import {
   type Network,
   type RuntimeProbe,
 } from './setup.js';
-import type { ExtraContext, ExtraSection } from './section.js';
+import type { ExtraSection, SectionRunner } from './section.js';
+import { targetsSection } from './targets.js';
+import { throughputSection, type ThroughputOptions } from './throughput.js';
 
-export type { ExtraSection };
+export type { ExtraSection, SectionRunner };
+export { writableDir };
+
+/** nodularity variants a run may measure beside the default container, and the C floor through child_process. */
+export const VARIANT_IDS = [
+  'nodularity-seccomp',
+  'nodularity-netns',
+  'nodularity-noinit',
+  'nodularity-parentmaps',
+  'floor',
+] as const;
+export type VariantId = (typeof VARIANT_IDS)[number];
 
 /** Raised for bad input; the message names the option at fault. */
 export class BenchUsageError extends Error {
@@ -47,8 +65,52 @@ export interface BenchOptions {
   command?: string;
   onProgress?: (done: number, total: number) => void;
   log?: (msg: string) => void;
-  /** Extra trials, each adding a section to the report. */
-  extras?: Record<string, ((x: ExtraContext, rows: DriverRow[]) => Promise<ExtraSection>) | undefined>;
+  /** Other latency drivers: nodularity variants, the C floor; after nodularity, before `compare`. */
+  variants?: VariantId[];
+  /** Another build's module (e.g. main's dist/index.js): its default container as driver nodularity-baseline. */
+  baseline?: NodularityModule | { error: string };
+  /** File URL of the module measured when it is not this build (sections in fresh processes load it). */
+  nodUrl?: string;
+  /** A driver whose warm-up says it would take longer than this (ms) is sampled one round in k. */
+  budgetMs?: number;
+  /** Notes to put first (e.g. a stale build). */
+  notes?: string[];
+  /** Sections after the latency run, in report order (benchSections makes them). */
+  sections?: Record<string, SectionRunner | undefined>;
+}
+
+/** Which optional sections to run, with their sizes. */
+export interface SectionChoice {
+  phases?: { runs: number };
+  throughput?: ThroughputOptions;
+  heap?: { mib: number; runs: number; rounds?: number };
+  cpu?: boolean;
+  floor?: { loops: number };
+  targets?: boolean;
+}
+
+/** The optional sections, in the one order every report has. */
+export function benchSections(c: SectionChoice): Record<string, SectionRunner> {
+  const out: Record<string, SectionRunner> = {};
+  if (c.phases) {
+    const runs = c.phases.runs;
+    out.phases = (x) => phasesSection(x, runs, x.rows.find((r) => r.id === 'nodularity')?.p50);
+  }
+  if (c.throughput) {
+    const t = c.throughput;
+    out.throughput = (x) => throughputSection(x, t);
+  }
+  if (c.heap) {
+    const h = c.heap;
+    out.heap = (x) => heapSection(x, h.mib, h.runs, h.rounds);
+  }
+  if (c.cpu) out.cpu = (x) => cpuSection(x);
+  if (c.floor) {
+    const loops = c.floor.loops;
+    out.floor = (x) => floorSection(x, loops);
+  }
+  if (c.targets) out.targets = (x) => targetsSection(x);
+  return out;
 }
 
 export interface BenchResult {
@@ -63,12 +125,13 @@ export interface BenchResult {
     args: string[];
     block: number;
     warmup: number;
+    variants: string[];
   };
   runtimes: Record<string, RuntimeProbe>;
   latency: LatencyResult;
   rows: DriverRow[];
   notes: string[];
-  extras: Record<string, ExtraSection>;
+  sections: Record<string, ExtraSection>;
   elapsedSeconds: number;
   loadavgAtEnd: number[];
   files: { json: string; markdown: string; svg: string; png: string | null };
@@ -119,8 +182,15 @@ export async function runBench(o: BenchOptions, nod: NodularityModule | { error:
   for (const rt of Object.values(runtimes))
     log(`${rt.name}: ${rt.status}${rt.version ? ` (${rt.version})` : ''}${rt.detail ? ` - ${rt.detail}` : ''}`);
 
+  const variants = o.variants ?? [];
   const ctx: DriverContext = { rootfs, args: o.args, network: o.network, uid: process.getuid!(), runtimes };
-  const drivers = makeDrivers(ctx, ['nodularity', ...o.compare], nod);
+  if (variants.includes('floor') || o.sections?.floor) {
+    const f = floorBinary(workDir);
+    if ('bin' in f) ctx.floor = f.bin;
+    else ctx.floorError = f.error;
+  }
+  const drivers: Driver[] = makeDrivers(ctx, ['nodularity', ...variants, ...o.compare], nod);
+  if (o.baseline) drivers.splice(1, 0, ...makeDrivers(ctx, ['nodularity-baseline'], o.baseline));
   const block = o.block ?? 5;
   const warmup = o.warmup ?? Math.min(10, o.runs);
   const latency = await runLatency(drivers, {
@@ -128,23 +198,34 @@ export async function runBench(o: BenchOptions, nod: NodularityModule | { error:
     block,
     warmup,
     concurrency: o.concurrency,
+    budgetMs: o.budgetMs,
     onProgress: o.onProgress,
     log,
   });
   const rows = driverRows(latency);
-  const notes = rowNotes(rows);
+  const notes = [...(o.notes ?? []), ...rowNotes(rows)];
   const busiest = Math.max(machine.loadavg[0] ?? 0, loadavg()[0] ?? 0);
   if (busiest > machine.nproc / 2)
     notes.push(
       `other work kept the machine busy (1-min load average up to ${busiest.toFixed(2)} on ${machine.nproc} CPUs): absolute times are inflated; ratios within one run suffer less`,
     );
 
-  const extras: Record<string, ExtraSection> = {};
-  for (const [name, fn] of Object.entries(o.extras ?? {})) {
+  const sections: Record<string, ExtraSection> = {};
+  for (const [name, fn] of Object.entries(o.sections ?? {})) {
     if (!fn) continue;
     log(`${name} trial`);
     if ('error' in nod) throw new Error(`${name}: ${nod.error}`);
-    extras[name] = await fn({ rootfs, out, args: o.args, network: o.network, nod }, rows);
+    sections[name] = await fn({
+      rootfs,
+      out,
+      args: o.args,
+      network: o.network,
+      nod,
+      nodUrl: o.nodUrl,
+      drivers: ctx,
+      rows,
+      before: { ...sections },
+    });
   }
 
   const stamp = machine.date.replace(/[:.]/g, '-');
@@ -166,12 +247,13 @@ export async function runBench(o: BenchOptions, nod: NodularityModule | { error:
       args: o.args,
       block,
       warmup,
+      variants,
     },
     runtimes,
     latency,
     rows,
     notes,
-    extras,
+    sections,
     elapsedSeconds: (Date.now() - started) / 1000,
     loadavgAtEnd: loadavg(),
     files,
@@ -234,7 +316,7 @@ function latencyTitle(r: BenchResult): string {
 export function renderText(r: BenchResult): string {
   const parts = [header(r).join('\n'), `\n${latencyTitle(r)}\n${latencyTable(r.rows)}`];
   if (r.notes.length) parts.push(`\nNotes\n${r.notes.map((n) => `- ${n}`).join('\n')}`);
-  for (const e of Object.values(r.extras)) parts.push(`\n${e.title}\n${e.text}`);
+  for (const e of Object.values(r.sections)) parts.push(`\n${e.title}\n${e.text}`);
   parts.push(`\nwrote ${[r.files.json, r.files.markdown, r.files.svg, r.files.png].filter(Boolean).join(', ')}`);
   if (!r.files.png) parts.push('(no PNG: rsvg-convert not found; Debian package librsvg2-bin)');
   return parts.join('\n');
@@ -249,7 +331,7 @@ export function renderMarkdown(r: BenchResult): string {
     `### ${latencyTitle(r)}\n\n${latencyTable(r.rows, true)}`,
   ];
   if (r.notes.length) parts.push(`### Notes\n\n${r.notes.map((n) => `- ${n}`).join('\n')}`);
-  for (const e of Object.values(r.extras)) parts.push(`### ${e.title}\n\n${e.markdown}`);
+  for (const e of Object.values(r.sections)) parts.push(`### ${e.title}\n\n${e.markdown}`);
   parts.push(`![latency chart](${r.files.svg.split('/').pop()})`);
   return parts.join('\n\n') + '\n';
 }

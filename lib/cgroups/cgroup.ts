@@ -92,6 +92,8 @@ export class Cgroup {
     const cg = new Cgroup(h);
     const rel = o.path ?? `nodularity-${o.id}`;
     const parts = check(rel);
+    // Bad values are SpecErrors before anything is made, whoever may write where.
+    if (o.resources) resourceWrites(o.resources, (c) => (h.v1.has(c) ? 1 : 2), o.devices ?? []);
     if (!parts.length)
       throw new SpecError('/linux/cgroupsPath', `must name a cgroup below the root: ${JSON.stringify(rel)}`);
     const base = (mount: string, own: string) => (rel.startsWith('/') ? mount : own);

@@ -115,6 +115,18 @@ export function resourceWrites(
   const w: CgroupWrite[] = [];
   const warnings: string[] = [];
   let v2 = false;
+  // Nothing asked for is dropped in silence: what is not applied is an error, or a warning where runc warns too.
+  const known = ['memory', 'cpu', 'pids', 'blockIO', 'hugepageLimits', 'devices', 'unified'];
+  for (const k of Object.keys(r))
+    if (!known.includes(k))
+      throw new SpecError(
+        `${P}/${k}`,
+        k === 'network' || k === 'rdma'
+          ? `the ${k === 'network' ? 'net_cls/net_prio' : 'rdma'} controller is not supported by nodularity`
+          : 'is not a runtime-spec resource',
+      );
+  if (r.memory?.kernel !== undefined || r.memory?.kernelTCP !== undefined)
+    warnings.push('linux.resources.memory.kernel and kernelTCP are deprecated by the kernel and not applied (as runc)');
   const add = (controller: string, file: string, value: string | number, pointer: string) =>
     w.push({ controller, file, value: String(value), pointer });
   const m = r.memory;

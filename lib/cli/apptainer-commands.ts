@@ -6,12 +6,14 @@
 import { Command, Option } from 'commander';
 import { SpecError } from '../errors.js';
 import { applyEnvKnobs, type EnvApplied } from './apptainer-env.js';
-import { exec, runImage, shell, testImage, type ExecOptions, type ImageContainer } from '../singularity/index.js';
+import { exec, runscript, shell, testImage, type ExecOptions, type ImageContainer } from '../singularity/index.js';
 import type { PullOptions } from '../image/index.js';
 import { interactiveTerminal } from './payload-exit.js';
-import { forwardAndExit as runAndExit } from './forwarding.js';
+import { forwardAndExit } from './forwarding.js';
 import { progressReporter } from './progress.js';
 import { onSeccompWarning, parseSecurityFlags } from '../seccomp/index.js';
+import { LIMIT_FLAGS, resourcesFromFlags, resourcesFromToml, type LimitFlags } from '../cgroups/flags.js';
+import type { LinuxResources } from '../cgroups/types.js';
 
 const list = (v: string, acc: string[]) => acc.concat(v.split(',').filter(Boolean));
 const repeat = (v: string, acc: string[]) => acc.concat(v);
@@ -87,6 +89,18 @@ function actionOptions(cmd: Command): Command {
       list,
       [],
     )
+    .option('--memory <size>', 'memory limit, e.g. 2g (a cgroup of its own; README "Resource limits")')
+    .option('--memory-reservation <size>', 'memory soft limit, e.g. 1g')
+    .option('--memory-swap <size>', 'memory plus swap limit, or -1 for unlimited swap')
+    .option('--memory-swappiness <0-100>', 'swappiness of the container (cgroup v1)')
+    .option('--oom-kill-disable', 'do not let the OOM killer end the container (cgroup v1)')
+    .option('--cpus <n>', 'CPUs the container may use, e.g. 1.5 (a CFS quota)')
+    .option('--cpu-shares <n>', 'relative CPU weight (2-262144, default 1024)')
+    .option('--cpuset-cpus <list>', 'CPUs to run on, e.g. 0-3,7')
+    .option('--cpuset-mems <list>', 'memory nodes to use, e.g. 0')
+    .option('--pids-limit <n>', 'most processes at once (-1: unlimited)')
+    .option('--blkio-weight <n>', 'relative block I/O weight (10-1000)')
+    .option('--apply-cgroups <file>', 'resource limits from a TOML file (linux.resources keys, as Apptainer)')
     .option('--no-https', 'talk plain http to a docker:// registry (also APPTAINER_NOHTTPS=1)')
     .addOption(new Option('--nohttps', "the same as --no-https (Apptainer's older spelling)").hideHelp())
     .option('--insecure', 'the same as --no-https (as for pull)');
@@ -143,9 +157,24 @@ interface ActionFlags {
   authfile?: string;
   shell?: string;
   security: string[];
+  applyCgroups?: string;
 }
 
-function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): ExecOptions {
+/** --apply-cgroups FILE, or the limit flags (not both, as Apptainer says). */
+function limits(f: ActionFlags & LimitFlags): LinuxResources | undefined {
+  const given = (Object.keys(LIMIT_FLAGS) as (keyof LimitFlags)[]).filter((k) => f[k] !== undefined);
+  if (f.applyCgroups) {
+    if (given.length)
+      throw SpecError.inOption(
+        '--apply-cgroups',
+        `cannot be used with ${LIMIT_FLAGS[given[0]]}: give the limits one way`,
+      );
+    return resourcesFromToml(f.applyCgroups);
+  }
+  return resourcesFromFlags(f);
+}
+
+function toOptions(f: ActionFlags & LimitFlags, onProgress?: PullOptions['onProgress']): ExecOptions {
   if (f.network !== undefined && f.network !== 'none' && f.network !== 'host')
     throw new SpecError('--network', `must be host or none, not ${JSON.stringify(f.network)}`);
   return {
@@ -173,6 +202,7 @@ function toOptions(f: ActionFlags, onProgress?: PullOptions['onProgress']): Exec
     init: f.init,
     stdio: 'inherit',
     security: parseSecurityFlags(f.security),
+    resources: limits(f),
     overlay: f.overlay,
     noMount: f.noMount,
     noEval: f.eval === false,
@@ -267,7 +297,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
     .passThroughOptions()
     .action(async (image: string, command: string[], f: ActionFlags, cmd: Command) => {
       settle(program, cmd, 'exec', f);
-      await runAndExit(report(program, await launch(program, f, (o) => exec(image, command, o))));
+      await forwardAndExit(report(program, await launch(program, f, (o) => exec(image, command, o))));
     });
 
   actionOptions(program.command('run'))
@@ -277,7 +307,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
     .passThroughOptions()
     .action(async (image: string, args: string[], f: ActionFlags, cmd: Command) => {
       settle(program, cmd, 'run', f);
-      await runAndExit(report(program, await launch(program, f, (o) => runImage(image, args, o))));
+      await forwardAndExit(report(program, await launch(program, f, (o) => runscript(image, args, o))));
     });
 
   actionOptions(program.command('shell'))
@@ -289,7 +319,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
     )
     .action(async (image: string, f: ActionFlags, cmd: Command) => {
       settle(program, cmd, 'shell', f);
-      await runAndExit(report(program, await launch(program, f, (o) => shell(image, { ...o, shell: f.shell }))));
+      await forwardAndExit(report(program, await launch(program, f, (o) => shell(image, { ...o, shell: f.shell }))));
     });
 
   actionOptions(program.command('test'))
@@ -302,7 +332,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
         say(program, 'INFO', ['No test script found in container, exiting']);
         process.exit(0);
       }
-      await runAndExit(report(program, c));
+      await forwardAndExit(report(program, c));
     });
 
   program

@@ -59,6 +59,18 @@ export const ENV_KNOBS: EnvKnob[] = [
   { attr: 'https', keys: ['NOHTTPS', 'NO_HTTPS'], kind: 'negated' },
   { attr: 'authfile', keys: ['AUTH_FILE'], kind: 'string' },
   { attr: 'security', keys: ['SECURITY'], kind: 'list' },
+  { attr: 'memory', keys: ['MEMORY'], kind: 'string' },
+  { attr: 'memoryReservation', keys: ['MEMORY_RESERVATION'], kind: 'string' },
+  { attr: 'memorySwap', keys: ['MEMORY_SWAP'], kind: 'string' },
+  { attr: 'memorySwappiness', keys: ['MEMORY_SWAPPINESS'], kind: 'string' },
+  { attr: 'oomKillDisable', keys: ['OOM_KILL_DISABLE'], kind: 'bool' },
+  { attr: 'cpus', keys: ['CPUS'], kind: 'string' },
+  { attr: 'cpuShares', keys: ['CPU_SHARES'], kind: 'string' },
+  { attr: 'cpusetCpus', keys: ['CPUSET_CPUS'], kind: 'string' },
+  { attr: 'cpusetMems', keys: ['CPUSET_MEMS'], kind: 'string' },
+  { attr: 'pidsLimit', keys: ['PIDS_LIMIT'], kind: 'string' },
+  { attr: 'blkioWeight', keys: ['BLKIO_WEIGHT'], kind: 'string' },
+  { attr: 'applyCgroups', keys: ['APPLY_CGROUPS'], kind: 'string' },
 ];
 
 /** Go's strconv.ParseBool, as Apptainer reads a boolean variable. */

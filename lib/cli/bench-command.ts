@@ -1,13 +1,22 @@
 // `nodularity bench`: container start latency as a feature. Measures
 // nodularity in this process side by side with the other runtimes installed
-// here and writes a table, JSON, Markdown and a chart (lib/bench/*).
+// here and writes a table, JSON, Markdown and a chart. The runner and the
+// report are lib/bench/run.ts, the same that `npm run bench` (bench/index.mjs)
+// uses; this file is the command line only.
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import * as nodularity from '../index.js';
-import { BenchUsageError, renderText, runBench, type BenchOptions } from '../bench/run.js';
+import {
+  benchSections,
+  BenchUsageError,
+  renderText,
+  runBench,
+  VARIANT_IDS,
+  type BenchOptions,
+  type VariantId,
+} from '../bench/run.js';
 import { COMPARE_IDS, type CompareId } from '../bench/setup.js';
-import { cpuSection, heapSection, phasesSection } from '../bench/extras.js';
 
 /** Commander parser for an integer option with a lower bound; the error names the option. */
 function intAtLeast(min: number) {
@@ -31,6 +40,19 @@ function compareList(v: string): CompareId[] {
       throw new InvalidArgumentError(`unknown runtime \`${id}\` (known: ${COMPARE_IDS.join(', ')}, or none).`);
   }
   return [...new Set(ids)] as CompareId[];
+}
+
+/** Commander parser for --variants: a comma list of nodularity variants (and floor). */
+function variantList(v: string): VariantId[] {
+  const ids = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const id of ids) {
+    if (!(VARIANT_IDS as readonly string[]).includes(id))
+      throw new InvalidArgumentError(`unknown variant \`${id}\` (known: ${VARIANT_IDS.join(', ')}).`);
+  }
+  return [...new Set(ids)] as VariantId[];
 }
 
 /**
@@ -95,6 +117,14 @@ export function registerBenchCommand(program: Command): void {
         .argParser(compareList)
         .default([...COMPARE_IDS], COMPARE_IDS.join(',')),
     )
+    .addOption(
+      new Option(
+        '--variants <list>',
+        `also measure these beside the default container, comma-separated (${VARIANT_IDS.join(',')})`,
+      )
+        .argParser(variantList)
+        .default([], 'none'),
+    )
     .option('--image <dir>', 'unpacked root file system (default: a busybox rootfs built offline in --out)')
     .option('--out <dir>', 'where the image, JSON, Markdown and chart go', 'nodularity-bench')
     .addOption(
@@ -110,6 +140,10 @@ export function registerBenchCommand(program: Command): void {
     .option('--heap', 'also compare launches from a Node process holding ~1 GiB of heap with one holding none')
     .addOption(new Option('--heap-mib <n>', 'heap retained for --heap').argParser(intAtLeast(1)).default(1024))
     .option('--cpu', 'also run a CPU-bound payload inside and outside a container (native-performance ratio)')
+    .option('--throughput', 'also measure containers per second with --inflight launches in flight')
+    .addOption(new Option('--inflight <n>', 'launches in flight for --throughput').argParser(intAtLeast(1)).default(2))
+    .option('--floor', 'also time bench/floor/floor.c launching in a loop without Node (from a checkout)')
+    .option('--targets', "also report the project's speed targets as PASS/MISS (never asserted)")
     .option('--json', 'print the JSON result on stdout instead of the table')
     .action(async (command: string[], o) => {
       const args = command.length ? command : ['/bin/true'];
@@ -129,13 +163,17 @@ export function registerBenchCommand(program: Command): void {
         command: `nodularity ${process.argv.slice(2).join(' ')}`,
         onProgress: bar.onProgress,
         log: (m) => process.stderr.write(`bench: ${m}\n`),
-        extras: {
-          phases: o.phases
-            ? (x, rows) => phasesSection(x, 20, rows.find((r) => r.id === 'nodularity')?.p50)
+        variants: o.variants,
+        sections: benchSections({
+          phases: o.phases ? { runs: 20 } : undefined,
+          throughput: o.throughput
+            ? { inflight: o.inflight, count: Math.max(60, Math.round(o.runs * 1.5)) }
             : undefined,
-          heap: o.heap ? (x) => heapSection(x, o.heapMib, Math.max(20, Math.round(o.runs / 2))) : undefined,
-          cpu: o.cpu ? (x) => cpuSection(x) : undefined,
-        },
+          heap: o.heap ? { mib: o.heapMib, runs: Math.max(20, Math.round(o.runs / 2)) } : undefined,
+          cpu: !!o.cpu,
+          floor: o.floor ? { loops: Math.max(20, Math.round(o.runs / 2)) } : undefined,
+          targets: !!o.targets,
+        }),
       };
       try {
         const r = await runBench(options, mod);

@@ -29,7 +29,7 @@ export interface ResolvedRunImage {
   digest?: string;
   /**
    * The hold on the cache entry (image through the cache): `cache clean`
-   * leaves the entry alone until it is released. exec()/runImage()/...
+   * leaves the entry alone until it is released. exec()/runscript()/...
    * release it when the container exits; a caller of compileLaunch() or
    * resolveRunImage() who spawns by itself releases it then too.
    */

@@ -1,6 +1,13 @@
-// The Apptainer-compatible API: exec, runImage, shell, testImage. Each
+// The Apptainer-compatible API: exec, runscript, shell, testImage. Each
 // compiles its options into an OCI spec (compile.ts), evaluates the image's
 // environment scripts, and launches through the same spawn() as everything.
+// Each resolves once the payload runs, with the started container (as
+// spawn(), not as run(), which waits for the exit).
+//
+// "run" names one thing in the library: run(spec) starts a container and
+// waits for its exit, as `crun run` and `nodularity run-bundle` do. Apptainer's
+// `run` verb, which starts the image's runscript, is runscript() here (the CLI
+// verb keeps Apptainer's name); runImage() is its deprecated old name.
 import type { Readable } from 'node:stream';
 import { spawn, type Container } from '../container.js';
 import { SpecError } from '../errors.js';
@@ -235,10 +242,25 @@ export async function exec(image: string, argv: string[], options: ExecOptions =
   return (await start(image, argv, options, 'exec'))!;
 }
 
-/** Run the image's runscript, else its Entrypoint + Cmd (`apptainer run IMAGE [ARGS]`). */
-export async function runImage(image: string, args: string[] = [], options: ExecOptions = {}): Promise<ImageContainer> {
+/**
+ * Start the image's runscript, else its Entrypoint + Cmd (`apptainer run IMAGE
+ * [ARGS]`); resolves with the started container, as exec() does.
+ */
+export async function runscript(
+  image: string,
+  args: string[] = [],
+  options: ExecOptions = {},
+): Promise<ImageContainer> {
   return (await start(image, args, options, 'run'))!;
 }
+
+/**
+ * @deprecated Renamed {@link runscript} (same arguments, same result): this
+ * name read as run() on an image, but run() waits for the exit and this
+ * resolves with the started container. Kept as an alias; it will be removed
+ * in a later major version.
+ */
+export const runImage: typeof runscript = runscript;
 
 /**
  * An interactive shell in the image (`apptainer shell IMAGE`); stdio defaults

@@ -1,6 +1,8 @@
 // `nodularity bench` end to end through the installed command (bin/nodularity):
 // the default image, nodularity and at least one other runtime, consistent
-// figures, a chart naming every runtime, and errors naming the option.
+// figures, a chart naming every runtime, and errors naming the option. And the
+// one runner behind both it and `npm run bench` (bench/index.mjs): variants,
+// the optional sections and the targets, in one report format.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -11,13 +13,22 @@ import { haveCommand } from '../helpers/env.js';
 import type { BenchResult } from '../../lib/bench/run.js';
 
 const cli = fileURLToPath(new URL('../../bin/nodularity', import.meta.url));
+const npmBench = fileURLToPath(new URL('../../bench/index.mjs', import.meta.url));
 const CI = process.env.CI === 'true' || process.env.CI === '1';
 
-function nodularity(args: string[]) {
+function nodularity(args: string[], file = cli) {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.NODE_OPTIONS; // tap's loader hooks are not the CLI's
-  const r = spawnSync(cli, args, { encoding: 'utf8', timeout: 120_000, env });
+  const [cmd, argv] = file === cli ? [cli, args] : [process.execPath, [file, ...args]];
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', timeout: 180_000, env });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The one JSON result a run wrote into `out`. */
+function resultIn(out: string): BenchResult {
+  const json = readdirSync(out).filter((f) => /^bench-.*\.json$/.test(f));
+  if (json.length !== 1) throw new Error(`expected one result JSON in ${out}, got ${json.join(', ')}`);
+  return JSON.parse(readFileSync(join(out, json[0]), 'utf8')) as BenchResult;
 }
 
 function outDir(t: { teardown(fn: () => void): void }): string {
@@ -128,6 +139,8 @@ t.test('bad input names the option', async (t) => {
     [['--runs', 'many'], /--runs <n>.*'many' is invalid/],
     [['--concurrency', '0'], /--concurrency <k>.*integer >= 1/],
     [['--compare', 'bwrap,podman'], /--compare <list>.*unknown runtime `podman`/],
+    [['--variants', 'nodularity-netns,fast'], /--variants <list>.*unknown variant `fast`/],
+    [['--throughput', '--inflight', '0'], /--inflight <n>.*integer >= 1/],
     [['--network', 'bridge'], /--network <mode>.*'bridge' is invalid.*host, none/],
     [['--image', join(out, 'no-such-dir')], /--image .*no-such-dir: no such directory/],
     [
@@ -162,3 +175,146 @@ t.test('a failing payload is reported with its error, not dropped', async (t) =>
   t.equal(res.rows.find((x) => x.id === 'host')!.status, 'failed');
   t.match(r.stdout, /nodularity: failed: .*exit code 3/);
 });
+
+t.test(
+  'one runner: `nodularity bench` and `npm run bench` measure variants and sections with lib/bench/run.ts, one report format',
+  async (t) => {
+    if (!others.length) {
+      if (CI) t.fail('neither bwrap nor ch-run is installed (apt-get install bubblewrap charliecloud-runtime)');
+      else t.skip('neither bwrap nor ch-run is installed', () => {});
+      return;
+    }
+    const runs = 6;
+    const compare = ['host', others[0]];
+    const sectionsOf = (r: BenchResult) => Object.keys(r.sections);
+    const targetNames = [
+      'nodularity p50 <= child_process.spawn p50',
+      'nodularity p50 < 1.2 ms',
+      /p50 < 1\.5 ms$/,
+      '>= 4x faster than bwrap (p50)',
+      '>= 2x faster than ch-run (p50)',
+      '>= 8x faster than crun (p50)',
+      '2 in flight: >= 1500 containers/s (no netns)',
+      /MiB heap adds < 10 %/,
+      'spawn() holds the loop < 0.2 ms (p50)',
+      'spawn() holds the loop < 0.2 ms (p99)',
+    ];
+    type Target = { name: string; result: string; measured: string; why?: string };
+
+    /** What both entry points must give: the rows asked for, the sections in order, targets read from them. */
+    function checkResult(r: BenchResult, want: { rows: string[]; sections: string[]; heap: boolean }, what: string) {
+      t.same(
+        r.rows.map((x) => x.id),
+        want.rows,
+        `${what}: a row per driver: nodularity, the variants, the runtimes`,
+      );
+      for (const id of ['nodularity', 'nodularity-noinit', 'floor', 'host'])
+        t.equal(r.rows.find((x) => x.id === id)?.n, runs, `${what}: ${id} measured ${runs} times`);
+      t.same(sectionsOf(r), want.sections, `${what}: the sections, in the one order`);
+      const tp = r.sections.throughput.data as { drivers: { id: string; status: string; launches: number }[] };
+      t.same(
+        tp.drivers.map((d) => [d.id, d.status]),
+        [
+          ['nodularity', 'ok'],
+          ['host', 'ok'],
+        ],
+        `${what}: throughput of nodularity and the host`,
+      );
+      t.ok(tp.drivers[0].launches >= 60, `${what}: throughput launches counted`);
+      const floor = r.sections.floor.data as Record<string, { n?: number; error: string | null }>;
+      for (const mode of ['vfork', 'fork', 'vfork+netns'])
+        t.ok(floor[mode].n! > 0 && floor[mode].error === null, `${what}: floor ${mode} measured: ${floor[mode].error}`);
+      const targets = r.sections.targets.data as Target[];
+      t.equal(targets.length, targetNames.length, `${what}: every target reported`);
+      targetNames.forEach((n, i) => t.match(targets[i]?.name, n, `${what}: target ${i}`));
+      for (const x of targets) {
+        t.ok(['PASS', 'MISS', 'N/A'].includes(x.result), `${what}: ${x.name}: ${x.result}`);
+        if (x.result === 'N/A') t.ok(x.why, `${what}: ${x.name}: N/A says why`);
+        else t.notOk(x.why, `${what}: ${x.name}: measured, no excuse`);
+      }
+      const byName = (re: RegExp) => targets.find((x) => re.test(x.name))!;
+      t.not(byName(/child_process\.spawn/).result, 'N/A', `${what}: nodularity vs host judged`);
+      t.not(byName(/containers\/s/).result, 'N/A', `${what}: throughput target read from the throughput section`);
+      t.equal(byName(/MiB heap/).result === 'N/A', !want.heap, `${what}: the heap target follows the heap section`);
+      t.equal(byName(/crun/).result, 'N/A', `${what}: crun not asked for: N/A`);
+    }
+
+    // The verb: nodularity + variants beside the runtimes, every section that is quick enough here.
+    const out = outDir(t);
+    const r = nodularity([
+      'bench',
+      '--runs',
+      String(runs),
+      '--compare',
+      compare.join(','),
+      '--variants',
+      'nodularity-noinit,floor',
+      '--throughput',
+      '--heap',
+      '--heap-mib',
+      '8',
+      '--floor',
+      '--targets',
+      '--out',
+      out,
+    ]);
+    t.equal(r.code, 0, r.stderr);
+    const verb = resultIn(out);
+    checkResult(
+      verb,
+      {
+        rows: ['nodularity', 'nodularity-noinit', 'floor', ...compare],
+        sections: ['throughput', 'heap', 'floor', 'targets'],
+        heap: true,
+      },
+      'nodularity bench',
+    );
+    for (const s of Object.values(verb.sections)) t.ok(r.stdout.includes(`\n${s.title}\n`), `table for ${s.title}`);
+    const md = readFileSync(
+      join(
+        out,
+        readdirSync(out).find((f) => /^bench-.*\.md$/.test(f))!,
+      ),
+      'utf8',
+    );
+    t.match(md, /^### Targets \(reported, not asserted\)$/m, 'the Markdown report has the sections too');
+
+    // npm run bench: the same runner with its own defaults; --render prints exactly what the run printed.
+    const out2 = outDir(t);
+    const n = nodularity(
+      [
+        '--quick',
+        '--runs',
+        String(runs),
+        '--only',
+        'latency,throughput,floor',
+        '--drivers',
+        ['nodularity', 'nodularity-noinit', 'floor', ...compare].join(','),
+        '--out',
+        out2,
+      ],
+      npmBench,
+    );
+    t.equal(n.code, 0, n.stderr);
+    const npm = resultIn(out2);
+    checkResult(
+      npm,
+      {
+        rows: ['nodularity', 'nodularity-noinit', 'floor', ...compare],
+        sections: ['throughput', 'floor', 'targets'],
+        heap: false,
+      },
+      'npm run bench',
+    );
+    t.same(Object.keys(npm).sort(), Object.keys(verb).sort(), 'one result format');
+    const json = join(
+      out2,
+      readdirSync(out2).find((f) => /^bench-.*\.json$/.test(f))!,
+    );
+    const again = nodularity(['--render', json], npmBench);
+    t.equal(again.code, 0, again.stderr);
+    t.equal(again.stdout, n.stdout, '--render prints the report the run printed');
+    const headerOf = (s: string) => s.split('\n').find((l) => l.startsWith('runtime '));
+    t.equal(headerOf(n.stdout), headerOf(r.stdout), 'the same latency table');
+  },
+);

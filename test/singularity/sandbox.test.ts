@@ -6,7 +6,7 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { exec, runImage, testImage } from '../../lib/index.js';
+import { exec, runImage, runscript, testImage } from '../../lib/index.js';
 import { haveCommand, hostMounts, scratch } from '../helpers/env.js';
 import { makeSandbox, sh } from './fixtures.js';
 
@@ -101,7 +101,8 @@ t.test('env scripts are bounded in time and their failure is reported', async (t
 
 t.test('run uses the runscript; test runs the test script', async (t) => {
   if (!tools) return;
-  const c = await runImage(sandbox, ['a', 'b c'], { hostEnv, hostCwd: '/', stdio: ['ignore', 'pipe', 'inherit'] });
+  t.equal(runImage, runscript, 'runImage: the deprecated name of runscript');
+  const c = await runscript(sandbox, ['a', 'b c'], { hostEnv, hostCwd: '/', stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   c.stdout!.on('data', (d) => (out += d));
   t.equal((await c.exited).exitCode, 0);
