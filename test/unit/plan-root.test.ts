@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { createSpec } from '../../lib/index.js';
 import { CLONE, MS } from '../../lib/plan/flags.js';
 import { planOverlay, planRoot } from '../../lib/plan/root.js';
-import { CLONE } from '../../lib/plan/flags.js';
 import { scratch } from '../helpers/env.js';
 
 t.test('the rootfs is resolved to a symlink-free directory, relative to the bundle', async (t) => {
