@@ -130,6 +130,9 @@ export function registerOciCommand(program: Command): void {
       const cmd = a[a.length - 1] as Command;
       const g = globals(cmd);
       const log = new OciLog(g);
+      // The library's warnings (a spec field ignored on this host) go to the log as runc's do, not Node's stderr form.
+      process.removeAllListeners('warning');
+      process.on('warning', (w) => log.warn(w.message));
       try {
         await fn(log, g.root, ...a);
       } catch (e) {

@@ -76,8 +76,7 @@ export interface Logger {
   debug(message: string): void;
 }
 
-/** exec's option (join every namespace of a running container's init), typed here until SpawnOptions has it. */
-type OciSpawnOptions = SpawnOptions & { joinPid?: number };
+type OciSpawnOptions = SpawnOptions;
 
 export interface BundleOptions {
   /** Run the payload as the calling user whatever config.json says; its id mappings are dropped (Slurm). */

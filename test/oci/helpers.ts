@@ -2,7 +2,18 @@
 // nodularity-oci on dist/, as containerd and Podman run it), bundles on the
 // busybox test rootfs, and a way to run the CLI and collect what it says.
 import { spawn, type SpawnOptions } from 'node:child_process';
-import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSpec, type Spec } from '../../lib/index.js';
 import { requireFreshDist } from '../helpers/cli.js';
@@ -74,5 +85,28 @@ export async function until(what: string, ms: number, test: () => boolean | Prom
   while (!(await test())) {
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * A verb that leaves a process behind holding its stdio (create, exec -d, run
+ * -d): stdout and stderr go to a file, as conmon and the runtime-tools suite
+ * give them, and only the verb's own exit is awaited (a pipe would stay open
+ * as long as the container).
+ */
+export async function ociDetached(root: string, ...args: string[]): Promise<Result> {
+  requireFreshDist();
+  const dir = mkdtempSync(join(tmpdir(), 'nodularity-oci-stdio-'));
+  const file = join(dir, 'stdio');
+  const fd = openSync(file, 'w+');
+  try {
+    const p = spawn(OCI_BIN, ['--root', root, ...args], { env: cleanEnv, stdio: ['ignore', fd, fd] });
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) =>
+      p.once('exit', (c, s) => r([c, s])),
+    );
+    return { code, signal, out: '', err: readFileSync(file, 'utf8') };
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
   }
 }
