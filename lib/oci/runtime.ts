@@ -119,9 +119,16 @@ export async function bundleSpec(
       throw new SpecError(e.pointer, `${e.message.slice(e.pointer.length + 2)} (in ${join(b.dir, 'config.json')})`);
     throw e;
   }
-  // The hooks the native side would run in the container (createContainer,
-  // startContainer) stay in the spec; ours are run here.
-  if (o.ignoreHooks) delete (spec as { hooks?: unknown }).hooks;
+  // createContainer and startContainer run in the container's namespaces;
+  // this runtime does not run them yet, and running a container without the
+  // hooks its config.json asks for would fail later and obscurely.
+  for (const kind of ['createContainer', 'startContainer'] as const)
+    if (hooks[kind]?.length)
+      throw new SpecError(
+        `/hooks/${kind}`,
+        `${kind} hooks are not run by nodularity-oci yet (in ${join(b.dir, 'config.json')}); pass --ignore-hooks to run without them`,
+      );
+  delete (spec as { hooks?: unknown }).hooks;
   if (o.asCaller) {
     // The batch system ran us as the job's user: that user runs the payload,
     // whatever uid the bundle's author wrote, with its own ids mapped to themselves.
