@@ -107,10 +107,11 @@ export async function bundleSpec(
     throw e;
   }
   const spec = b.spec;
-  // runtime-spec: an absent process.noNewPrivileges is false. The library's
-  // own default is true (lib/plan), for specs it builds; a config.json means
-  // what the spec says, as in runc and crun.
-  if (spec.process && spec.process.noNewPrivileges === undefined) spec.process.noNewPrivileges = false;
+  // runtime-spec says an absent process.noNewPrivileges is false; the
+  // library's default (lib/plan) is true, and stays so for config.json until
+  // the native side can close the fds under an early-loaded seccomp profile
+  // that lacks close_range (docs/conformance.md, "noNewPrivileges"). Podman
+  // and containerd always write the field.
   let hooks: Hooks;
   try {
     hooks = o.ignoreHooks ? {} : checkHooks((spec as { hooks?: unknown }).hooks);
