@@ -11,8 +11,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 src=$(readlink -f "${1:-../shared/conformance}")
-# docs/conformance.md: the count this branch reached; a lower one is a regression.
-FLOOR=${CONFORMANCE_FLOOR:-0}
+# docs/conformance.md: 18 reached on this branch; the floor leaves two for the
+# suite's timing-dependent tests. Below it is a regression.
+FLOOR=${CONFORMANCE_FLOOR:-16}
 tarball=$src/runtime-tools-260e151.tar.gz
 work=/var/tmp/nodularity-runtime-tools-260e151
 die() {
