@@ -36,6 +36,9 @@ fi
 n=$(ls "$work"/validation/*/*.t 2>/dev/null | wc -l)
 [ "$n" -eq 58 ] || die "expected 58 validation executables in $work, found $n"
 logdir=$(mktemp -d /var/tmp/nodularity-conformance-XXXXXX)
+# The bundles live under it: a container with a user namespace of its own
+# (linux_ns_nopath) must be able to traverse it, and mktemp makes it 0700.
+chmod 755 "$logdir"
 bash "$src/run-oci-validation.sh" "$work" "$PWD/bin/nodularity-oci" "$logdir" | tee "$logdir/verdicts.txt"
 pass=$(sed -n 's/^PASS \([0-9]*\) .*/\1/p' "$logdir/verdicts.txt")
 [ -n "$pass" ] || die "the runner printed no summary (logs in $logdir)"
