@@ -55,6 +55,17 @@ export interface SpawnOptions extends PlanOptions {
   /** The caller's fds 3 .. 3+N-1 stay open in the payload at the same numbers (runc's --preserve-fds). */
   preserveFds?: number;
   /**
+   * Hooks before pivot_root (runtime-spec's prestart, createRuntime,
+   * createContainer): called with the container's pid once every namespace
+   * exists and every mount is in place, while the container waits. Its
+   * mount namespace's root is still the host's then, so a createContainer
+   * hook run with `{joinPid: pid}` finds its path (and the bundle's rootfs,
+   * with the container's mounts) as on the host. When the promise resolves
+   * the launch goes on; when it rejects the container is ended and `spawned`
+   * rejects with that error.
+   */
+  beforePivot?: (pid: number) => Promise<void>;
+  /**
    * The name of the container's cgroup when `linux.resources` or
    * `linux.cgroupsPath` asks for one and the path does not say
    * (default `nodularity-<pid>-<n>`, under the caller's own cgroup).
@@ -222,10 +233,24 @@ export class Container extends EventEmitter {
     const maybeClose = () => {
       if (exitInfo && streamsOpen === 0) this.emit('close', ...exitInfo);
     };
+    let hookError: Error | undefined;
     const onSpawn = (
       err: Parameters<Parameters<typeof binding.spawn>[2]>[0],
-      res?: { pid: number; cloneMicros: number; terminalFd?: number },
+      res?: { pid: number; cloneMicros: number; terminalFd?: number; paused?: boolean },
     ) => {
+      if (!err && res!.paused) {
+        // Set up but for pivot_root: the caller's hooks, then on.
+        Promise.resolve()
+          .then(() => options.beforePivot!(res!.pid))
+          .then(
+            () => this.handle.resume(true, onSpawn),
+            (e: unknown) => {
+              hookError = e instanceof Error ? e : new Error(String(e));
+              this.handle.resume(false, onSpawn);
+            },
+          );
+        return;
+      }
       if (!err && cgroup) {
         try {
           cgroup.addProcess(res!.pid);
@@ -240,7 +265,7 @@ export class Container extends EventEmitter {
         this.clearKillers();
         closeGate();
         if (err) cgroup?.removeEmpty();
-        const error = cgroupFailure ?? prepared.describeFailure(err!);
+        const error = hookError ?? cgroupFailure ?? prepared.describeFailure(err!);
         for (const s of [this.stdin, this.stdout, this.stderr]) s?.destroy();
         rejectSpawned(error);
         rejectExited(error);
@@ -474,6 +499,11 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   if (cg && options.init === false) throw SpecError.inOption('init', 'a cgroup needs the init (init: false was given)');
   if (cg) options = { ...options, init: true };
   const prepared = options.joinPid !== undefined ? prepareEnter(spec, options) : prepareLaunch(spec, options);
+  if (options.beforePivot !== undefined) {
+    if (typeof options.beforePivot !== 'function') throw new TypeError('options.beforePivot must be a function');
+    if (options.joinPid !== undefined) throw SpecError.inOption('beforePivot', 'an exec has no pivot_root');
+    prepared.plan.hooksPause = true;
+  }
   const cgroup = cg ? containerCgroup(spec, options, cg === 'required') : null;
   try {
     return new Container(prepared, options, cgroup);

@@ -56,6 +56,7 @@ export const STEP_NAMES = [
   'join-namespaces',
   'sysctl',
   'process-attrs',
+  'hooks',
 ] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 

@@ -21,6 +21,8 @@ export interface SpawnSuccess {
   cloneMicros: number;
   /** process.terminal: the pty master (ours to close). */
   terminalFd?: number;
+  /** Paused before pivot_root for hooks: call ContainerHandle.resume. */
+  paused?: boolean;
 }
 
 /** The caller's fds for one launch (borrowed: the addon never closes them); see SpawnOptions. */
@@ -50,6 +52,8 @@ export interface ContainerHandle {
   kill(signal: number): number;
   ref(): void;
   unref(): void;
+  /** After a paused launch: go on (true) or give up; onSpawn is called again as spawn's. */
+  resume(ok: boolean, onSpawn: (err: SpawnFailure | null, res?: SpawnSuccess) => void): void;
 }
 
 /** The addon's shape (native/addon.cc). */

@@ -125,24 +125,33 @@ Napi::Object rusage_to_js(Napi::Env env, const struct rusage &ru) {
 
 class ContainerHandle;
 
+// The launch on a libuv worker; resume >= 0: the second half after a pause
+// for hooks (1: go on, 0: give up).
 class SpawnWorker : public Napi::AsyncWorker {
  public:
-  SpawnWorker(Napi::Function cb, ContainerHandle *h, std::unique_ptr<spawn_job> job)
-      : Napi::AsyncWorker(cb, "nodularity:spawn"), handle_(h), job_(std::move(job)) {}
-  void Execute() override { spawn_run(job_.get()); }
+  SpawnWorker(Napi::Function cb, ContainerHandle *h, std::unique_ptr<spawn_job> job, int resume = -1)
+      : Napi::AsyncWorker(cb, "nodularity:spawn"), handle_(h), job_(std::move(job)), resume_(resume) {}
+  void Execute() override {
+    if (resume_ < 0)
+      spawn_run(job_.get());
+    else
+      spawn_resume(job_.get(), resume_ == 1);
+  }
   void OnOK() override;
 
  private:
   ContainerHandle *handle_;
   std::unique_ptr<spawn_job> job_;
+  int resume_;
 };
 
 class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "ContainerHandle",
-                       {InstanceMethod("kill", &ContainerHandle::Kill), InstanceMethod("ref", &ContainerHandle::Ref_),
-                        InstanceMethod("unref", &ContainerHandle::Unref_)});
+    return DefineClass(
+        env, "ContainerHandle",
+        {InstanceMethod("kill", &ContainerHandle::Kill), InstanceMethod("ref", &ContainerHandle::Ref_),
+         InstanceMethod("unref", &ContainerHandle::Unref_), InstanceMethod("resume", &ContainerHandle::Resume)});
   }
   explicit ContainerHandle(const Napi::CallbackInfo &info) : Napi::ObjectWrap<ContainerHandle>(info) {}
 
@@ -216,6 +225,20 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
     int r = sys_pidfd_send_signal(watch_->pidfd, sig);
     return Napi::Number::New(info.Env(), r < 0 ? -errno : 0);
   }
+  // resume(ok, onSpawn): after a pause for hooks, let the child go on (or
+  // give up); onSpawn is called as spawn's was.
+  Napi::Value Resume(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!paused_ || info.Length() < 2 || !info[0].IsBoolean() || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "resume(ok: boolean, onSpawn: function) after a pause for hooks")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    auto *w = new SpawnWorker(info[1].As<Napi::Function>(), this, std::move(paused_),
+                              info[0].As<Napi::Boolean>().Value() ? 1 : 0);
+    w->Queue();
+    return env.Undefined();
+  }
   Napi::Value Ref_(const Napi::CallbackInfo &info) {
     ref_ = true;
     if (watch_) exit_watch_ref(watch_, true);
@@ -229,6 +252,11 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
 
   exit_watch *watch_ = nullptr;
   bool ref_ = true;
+
+ public:
+  std::unique_ptr<spawn_job> paused_;  // a launch paused for hooks, until resume()
+
+ private:
   Napi::FunctionReference on_exit_;
   std::unique_ptr<Napi::AsyncContext> ctx_;
 
@@ -241,6 +269,15 @@ void SpawnWorker::OnOK() {
   Napi::HandleScope scope(env);
   spawn_job *job = job_.get();
   Napi::Function on_spawn = Callback().Value();
+  if (job->paused) {
+    // Set up but for pivot_root: the caller runs its hooks, then resume().
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("pid", job->pid);
+    res.Set("paused", true);
+    handle_->paused_ = std::move(job_);
+    on_spawn.Call({env.Null(), res});
+    return;
+  }
   Napi::Function on_exit = handle_->pending_on_exit_.Value();
   handle_->pending_on_exit_.Reset();
   if (job->failed) {

@@ -634,9 +634,30 @@ static int step_wait_maps(const child_args *a, child_fail *) {
   do {
     n = cx_read(a->sync_fd, &b, 1);
   } while (n == -EINTR);
-  cx_close(a->sync_fd);
+  if (!a->plan->hooks_pause) cx_close(a->sync_fd);  // else step_hooks reads it once more
   if (n < 0) return (int)n;
   return n == 1 && b == SYNC_MAPS_WRITTEN ? 0 : -ECANCELED;
+}
+
+// Hooks before pivot_root (runtime-spec's prestart, createRuntime,
+// createContainer): every namespace exists and every mount is in place; we
+// tell the launcher (MSG_HOOKS) and wait for its byte. Anything else than
+// SYNC_HOOKS_DONE (a failed hook, the launcher gone) ends the launch.
+static int step_hooks(const child_args *a, child_fail *) {
+  if (!a->plan->hooks_pause) return 0;
+  struct child_msg m = {MSG_HOOKS, STEP_HOOKS, 0, 0, 0};
+  long n;
+  do {
+    n = cx_write(a->report_fd, &m, sizeof m);
+  } while (n == -EINTR);
+  if (n != (long)sizeof m) return n < 0 ? (int)n : -EIO;
+  char b = 0;
+  do {
+    n = cx_read(a->sync_fd, &b, 1);
+  } while (n == -EINTR);
+  cx_close(a->sync_fd);
+  if (n < 0) return (int)n;
+  return n == 1 && b == SYNC_HOOKS_DONE ? 0 : -ECANCELED;
 }
 
 // When the parent mapped ranges, our own host id may be unmapped (we would
@@ -1056,6 +1077,7 @@ static const step_row STEPS[] = {
     {STEP_LOOPBACK, step_loopback},
     {STEP_SYSCTL, step_sysctl},
     {STEP_PROCESS_ATTRS, step_process_attrs},
+    {STEP_HOOKS, step_hooks},
     {STEP_PIVOT_ROOT, step_pivot_root},
     {STEP_ROOT_READONLY, step_root_readonly},
     {STEP_TERMINAL, step_terminal},

@@ -189,6 +189,8 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
   }
   p.personality = (long)r.num(o, "personality", "personality", -1);
   p.umask = (int)r.num(o, "umask", "umask", -1);
+  p.hooks_pause = r.flag(o, "hooksPause", "hooksPause");
+  if (p.hooks_pause && !p.rootfs && !r.failed) r.fail("hooksPause", "false for an exec (no root to pivot into)");
   if ((p.n_joins || p.unshare_flags || p.fork_after_join) && p.clone_flags && !r.failed)
     r.fail("cloneFlags", "0 in join mode (joins/unshareFlags: the child makes the namespaces)");
   if ((p.id_mode == IDMAP_PARENT || p.id_mode == IDMAP_HELPER) && (p.n_joins || p.unshare_flags) && !r.failed)

@@ -126,6 +126,9 @@ struct launch_plan {
   int oom_score_adj = 0, set_oom_score_adj = 0;
   long personality = -1;  // PER_LINUX / PER_LINUX32, or -1 to leave
   int umask = -1;         // process.user.umask, or -1 to leave
+  // Pause before pivot_root (MSG_HOOKS, then a sync byte) while the caller
+  // runs hooks (prestart/createRuntime/createContainer); fork-style clone.
+  int hooks_pause = 0;
 
   const char *hostname = nullptr;
   const char *domainname = nullptr;

@@ -37,6 +37,7 @@
 //                         parent: JOIN_PIDFD, pidfd_open of the process that continues after the fork
 //   STEP_SYSCTL           index: the entry's index in plan.sysctls
 //   STEP_PROCESS_ATTRS    index: 0 oom_score_adj, 1 personality (umask cannot fail)
+//   STEP_HOOKS            err ECANCELED: the caller's hooks failed (SYNC_ABORT) or it went away
 //   STEP_START_GATE       init: the start gate ended (EOF, err 0) or failed (err) before a byte came;
 //                         the payload was never run. Not a launch failure: read after MSG_GATE.
 enum child_step {
@@ -83,6 +84,7 @@ enum child_step {
   STEP_JOIN_NAMESPACES,  // setns into namespaces given by path (or a process's), unshare the new ones, fork into them
   STEP_SYSCTL,           // linux.sysctl: /proc/sys/KEY of our own namespaces, before pivot_root
   STEP_PROCESS_ATTRS,    // process.oomScoreAdj, linux.personality, process.user.umask
+  STEP_HOOKS,            // paused before pivot_root for the caller's hooks (SpawnOptions.beforePivot)
   STEP_COUNT
 };
 
@@ -122,11 +124,13 @@ enum protocol_fault {
   PROTO_TYPE = 2,   // a record of a type not allowed here
 };
 
-// Parent -> child over the sync pipe, one byte, only when the parent writes
-// the id maps (ranges through newuidmap, or root with several ranges).
+// Parent -> child over the sync pipe, one byte each, when the parent writes
+// the id maps (ranges through newuidmap, or root with several ranges), and
+// once more after the hooks when the child pauses for them.
 enum sync_msg {
   SYNC_MAPS_WRITTEN = 'M',
   SYNC_ABORT = 'A',
+  SYNC_HOOKS_DONE = 'H',  // the caller's hooks ran: go on to pivot_root (after MSG_HOOKS)
 };
 
 // Child/init -> parent over the report pipe.
@@ -136,6 +140,7 @@ enum msg_type {
   MSG_STATUS = 3,   // init only: the payload's raw wait status in `err`
   MSG_GATE = 4,     // init only: set up and waiting on the start gate (the launch is complete)
   MSG_PID = 5,      // child, after the joins: it forked (CLONE_PARENT) and exits; `index` is the pid that goes on
+  MSG_HOOKS = 6,    // child: set up but for pivot_root, waiting on the sync pipe while the caller runs hooks
 };
 
 // Fixed-size record; 20 bytes < PIPE_BUF, so every write is atomic.

@@ -197,6 +197,59 @@ uint64_t now_ns() {
 
 }  // namespace
 
+namespace {
+
+// The first record after the setup (or after the hooks): the exec verdict,
+// or MSG_GATE with a start gate.
+void launch_verdict(spawn_job *job, int r, child_msg *mp) {
+  const launch_plan *p = job->view();
+  child_msg &m = *mp;
+  if (r < 0) {
+    set_error(job, STEP_PROTOCOL, r == -EPROTO ? EPROTO : -r, r == -EPROTO ? PROTO_SHORT : PROTO_READ);
+  } else if (r == 0) {
+    // EOF: without init, the CLOEXEC pipe closed at a successful execve.
+    // With init, the init died before it could say anything.
+    if (p->use_init) set_error(job, STEP_EXEC_INIT, ECHILD);
+  } else if (m.type == MSG_ERROR) {
+    job->failed = true;
+    job->error = m;
+  } else if (m.type != (job->gate_fd >= 0 ? MSG_GATE : MSG_EXEC_OK)) {
+    set_error(job, STEP_PROTOCOL, EPROTO, PROTO_TYPE);
+  }
+}
+
+// The pty master (terminal without a console socket), and on failure the
+// reaping, so that a failed launch leaves no zombie.
+void launch_tail(spawn_job *job) {
+  const launch_plan *p = job->view();
+  if (!job->failed && p->terminal && job->console_socket < 0) {
+    // The child sent the pty master before it exec'd; it is queued already.
+    int r = recv_fd(job->console_parent);
+    if (r < 0)
+      set_error(job, STEP_TERMINAL, -r);
+    else
+      job->terminal_fd = r;
+  }
+  close_fd(&job->console_parent);
+
+  if (job->failed) {
+    // Reap now, so a failed launch leaves no zombie. The child is exiting
+    // (127) or never heard SYNC_MAPS_WRITTEN; make sure.
+    sys_pidfd_send_signal(job->pidfd, SIGKILL);
+    siginfo_t si;
+    while (sys_waitid(P_PIDFD, job->pidfd, &si, WEXITED, nullptr) < 0 && errno == EINTR) {
+    }
+    close_fd(&job->pidfd);
+    close_fd(&job->report_rd);
+    close_fd(&job->sync_wr);
+    job->pid = -1;
+  } else if (!p->use_init) {
+    close_fd(&job->report_rd);  // nothing more will come
+  }
+}
+
+}  // namespace
+
 int spawn_prepare(spawn_job *job, const char **failed_call) {
   const launch_plan *p = job->view();
   for (int i = 0; i < 3; i++) {
@@ -283,7 +336,7 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
   }
   job->report_rd = fds[0];
   job->report_wr = fds[1];
-  if (p->id_mode == IDMAP_PARENT || p->id_mode == IDMAP_HELPER) {
+  if (p->id_mode == IDMAP_PARENT || p->id_mode == IDMAP_HELPER || p->hooks_pause) {
     if (pipe2(fds, O_CLOEXEC) < 0) {
       *failed_call = "pipe2";
       return -errno;
@@ -318,7 +371,8 @@ void spawn_run(spawn_job *job) {
   // Join mode is fork-style: setns into a user namespace (and into a time
   // namespace) is refused to a process that shares its memory.
   bool join_mode = p->n_joins || p->unshare_flags || p->fork_after_join;
-  bool vfork_style = (p->id_mode == IDMAP_SELF || p->id_mode == IDMAP_NONE) && !join_mode;
+  // So is a launch that pauses for hooks: this thread runs on meanwhile.
+  bool vfork_style = (p->id_mode == IDMAP_SELF || p->id_mode == IDMAP_NONE) && !join_mode && !p->hooks_pause;
   child_args args{p,
                   job->report_wr,
                   job->sync_rd,
@@ -371,12 +425,12 @@ void spawn_run(spawn_job *job) {
     return;
   }
 
-  if (job->sync_wr >= 0) {
+  if (job->sync_wr >= 0 && (p->id_mode == IDMAP_PARENT || p->id_mode == IDMAP_HELPER)) {
     int r = write_maps_for_child(job);
     char b = r < 0 ? SYNC_ABORT : SYNC_MAPS_WRITTEN;
     ssize_t n = write(job->sync_wr, &b, 1);
     (void)n;
-    close_fd(&job->sync_wr);
+    if (r < 0 || !p->hooks_pause) close_fd(&job->sync_wr);
     if (r < 0) {
       job->failed = true;
       job->error.type = MSG_ERROR;
@@ -410,43 +464,29 @@ void spawn_run(spawn_job *job) {
       }
       r = read_msg(job->report_rd, &m);
     }
-    if (r < 0) {
-      set_error(job, STEP_PROTOCOL, r == -EPROTO ? EPROTO : -r, r == -EPROTO ? PROTO_SHORT : PROTO_READ);
-    } else if (r == 0) {
-      // EOF: without init, the CLOEXEC pipe closed at a successful execve.
-      // With init, the init died before it could say anything.
-      if (p->use_init) set_error(job, STEP_EXEC_INIT, ECHILD);
-    } else if (m.type == MSG_ERROR) {
-      job->failed = true;
-      job->error = m;
-    } else if (m.type != (job->gate_fd >= 0 ? MSG_GATE : MSG_EXEC_OK)) {
-      set_error(job, STEP_PROTOCOL, EPROTO, PROTO_TYPE);
+    if (r == 1 && m.type == MSG_HOOKS && p->hooks_pause) {
+      // Paused before pivot_root: the caller runs its hooks, then spawn_resume.
+      job->paused = true;
+      return;
     }
+    launch_verdict(job, r, &m);
   }
+  launch_tail(job);
+}
 
-  if (!job->failed && p->terminal && job->console_socket < 0) {
-    // The child sent the pty master before it exec'd; it is queued already.
-    int r = recv_fd(job->console_parent);
-    if (r < 0)
-      set_error(job, STEP_TERMINAL, -r);
-    else
-      job->terminal_fd = r;
+void spawn_resume(spawn_job *job, bool ok) {
+  job->paused = false;
+  char b = ok ? SYNC_HOOKS_DONE : SYNC_ABORT;
+  ssize_t n = write(job->sync_wr, &b, 1);
+  close_fd(&job->sync_wr);
+  if (!ok || n != 1) {
+    set_error(job, STEP_HOOKS, ECANCELED);
+  } else {
+    child_msg m;
+    int r = read_msg(job->report_rd, &m);
+    launch_verdict(job, r, &m);
   }
-  close_fd(&job->console_parent);
-
-  if (job->failed) {
-    // Reap now, so a failed launch leaves no zombie. The child is exiting
-    // (127) or never heard SYNC_MAPS_WRITTEN; make sure.
-    sys_pidfd_send_signal(job->pidfd, SIGKILL);
-    siginfo_t si;
-    while (sys_waitid(P_PIDFD, job->pidfd, &si, WEXITED, nullptr) < 0 && errno == EINTR) {
-    }
-    close_fd(&job->pidfd);
-    close_fd(&job->report_rd);
-    job->pid = -1;
-  } else if (!p->use_init) {
-    close_fd(&job->report_rd);  // nothing more will come
-  }
+  launch_tail(job);
 }
 
 void spawn_close_all(spawn_job *job) {

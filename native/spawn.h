@@ -45,6 +45,7 @@ struct spawn_job {
   std::string helper_output;  // stderr of newuidmap/newgidmap when they failed
   uint64_t clone_ns = 0;      // time the clone call blocked this thread
   int terminal_fd = -1;       // the pty master received from the child, handed to JS
+  bool paused = false;        // stopped before pivot_root for the caller's hooks (MSG_HOOKS)
 };
 
 // Main thread, before queueing: opens pipes, /dev/null and the rootfs fd,
@@ -55,6 +56,10 @@ int spawn_prepare(spawn_job *job, const char **failed_call);
 // Worker thread: clone, id maps, wait for the exec verdict. Never throws;
 // sets job->failed and job->error. On failure the child is already reaped.
 void spawn_run(spawn_job *job);
+
+// Worker thread, after a pause for hooks (job->paused): tell the child to go
+// on (ok) or to give up, then the rest of spawn_run.
+void spawn_resume(spawn_job *job, bool ok);
 
 // Close every fd the job still owns (after failure, or the parent's pipe
 // ends that JS never took).

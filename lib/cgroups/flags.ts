@@ -3,7 +3,6 @@
 // with Docker's meanings and units); the TOML file is the OCI LinuxResources
 // in TOML, keys as in config.json, which is what Apptainer's cgroups.toml is.
 import { readFileSync } from 'node:fs';
-import { parse as parseToml } from 'smol-toml';
 import { SpecError } from '../errors.js';
 import type { LinuxResources } from './types.js';
 
@@ -98,7 +97,9 @@ export function resourcesFromFlags(f: LimitFlags): LinuxResources | undefined {
  * Apptainer's --apply-cgroups FILE: linux.resources in TOML. A file that is
  * not TOML, or not a table of the spec's resource keys, is one line naming it.
  */
-export function resourcesFromToml(file: string): LinuxResources {
+export async function resourcesFromToml(file: string): Promise<LinuxResources> {
+  // Loaded here, not at the top: only --apply-cgroups needs a TOML parser (the CLI starts faster without it).
+  const { parse: parseToml } = await import('smol-toml');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

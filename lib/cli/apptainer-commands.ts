@@ -161,7 +161,7 @@ interface ActionFlags {
 }
 
 /** --apply-cgroups FILE, or the limit flags (not both, as Apptainer says). */
-function limits(f: ActionFlags & LimitFlags): LinuxResources | undefined {
+async function limits(f: ActionFlags & LimitFlags): Promise<LinuxResources | undefined> {
   const given = (Object.keys(LIMIT_FLAGS) as (keyof LimitFlags)[]).filter((k) => f[k] !== undefined);
   if (f.applyCgroups) {
     if (given.length)
@@ -169,12 +169,12 @@ function limits(f: ActionFlags & LimitFlags): LinuxResources | undefined {
         '--apply-cgroups',
         `cannot be used with ${LIMIT_FLAGS[given[0]]}: give the limits one way`,
       );
-    return resourcesFromToml(f.applyCgroups);
+    return await resourcesFromToml(f.applyCgroups);
   }
   return resourcesFromFlags(f);
 }
 
-function toOptions(f: ActionFlags & LimitFlags, onProgress?: PullOptions['onProgress']): ExecOptions {
+async function toOptions(f: ActionFlags & LimitFlags, onProgress?: PullOptions['onProgress']): Promise<ExecOptions> {
   if (f.network !== undefined && f.network !== 'none' && f.network !== 'host')
     throw new SpecError('--network', `must be host or none, not ${JSON.stringify(f.network)}`);
   return {
@@ -202,7 +202,7 @@ function toOptions(f: ActionFlags & LimitFlags, onProgress?: PullOptions['onProg
     init: f.init,
     stdio: 'inherit',
     security: parseSecurityFlags(f.security),
-    resources: limits(f),
+    resources: await limits(f),
     overlay: f.overlay,
     noMount: f.noMount,
     noEval: f.eval === false,
@@ -275,7 +275,10 @@ async function launch<T>(program: Command, f: ActionFlags, start: (o: ExecOption
   const progress = progressReporter(Boolean(g.quiet || g.silent), false);
   try {
     // Apptainer's remarks on stderr before the payload's own output.
-    return await start({ ...toOptions(f, progress.onProgress), onNotice: (level, m) => say(program, level, [m]) });
+    return await start({
+      ...(await toOptions(f, progress.onProgress)),
+      onNotice: (level, m) => say(program, level, [m]),
+    });
   } finally {
     progress.stop();
   }

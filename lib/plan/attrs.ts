@@ -3,8 +3,8 @@
 // refused), process.oomScoreAdj, linux.personality, process.user.umask,
 // linux.devices (mknod as root outside a user namespace, else the host's node
 // bound), and the fields accepted with a warning: SELinux/AppArmor labels on a
-// host without that LSM (as crun does), linux.resources and cgroupsPath
-// (cgroups are not managed yet).
+// host without that LSM (as crun does). linux.resources and cgroupsPath are
+// applied by spawn() (lib/cgroups).
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { SpecError } from '../errors.js';
@@ -118,15 +118,13 @@ function apparmorEnabled(): boolean {
 
 /**
  * Fields accepted without being applied, each with a warning: labels of an
- * LSM this host does not have (as crun: nothing to apply them to), and
- * cgroups (not managed yet). A label for an LSM the host has is refused: it
+ * LSM this host does not have (as crun: nothing to apply them to). (Cgroups
+ * are applied: lib/cgroups, from spawn().) A label for an LSM the host has is refused: it
  * would be a confinement the caller asked for and does not get.
  */
 export function specWarnings(spec: Spec, exec = false): void {
   const linux = spec.linux ?? {};
   const proc = spec.process!;
-  if (!exec && (linux.resources !== undefined || linux.cgroupsPath !== undefined))
-    warnOnce('linux.resources and linux.cgroupsPath are accepted but not applied: cgroups are not managed yet');
   const selinux = existsSync('/sys/fs/selinux/enforce');
   for (const [ptr, v] of [
     ['/linux/mountLabel', exec ? undefined : linux.mountLabel],

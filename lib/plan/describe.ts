@@ -197,6 +197,7 @@ const ROWS: Record<StepName, Row> = {
           { syscall: 'write', path: '/proc/self/oom_score_adj' },
         ]
       : ['set linux.personality', { syscall: 'personality' }],
+  hooks: () => ['wait before pivot_root for the hooks (beforePivot)', { syscall: 'read' }],
   'start-gate': () => ['wait on the start gate (startGate) for the byte that starts the payload', { syscall: 'read' }],
   protocol: (r) => [
     `launch protocol: ${PROTOCOL_FAULTS[r.index] ?? `fault ${r.index}`}`,

@@ -52,6 +52,8 @@ export interface RootPlan {
 
 const NS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(NS_FLAG).map(([k, v]) => [v, k]));
 
+const article = (w: string) => `${/^[aeiou]/.test(w) ? 'an' : 'a'} ${w}`;
+
 /** linux.namespaces[].path checked to be a namespace of its type (before anything is made). */
 function checkJoin(path: string, type: string, i: number, nsTypeOf: NsTypeOf): void {
   const ptr = `/linux/namespaces/${i}/path`;
@@ -67,7 +69,10 @@ function checkJoin(path: string, type: string, i: number, nsTypeOf: NsTypeOf): v
     );
   }
   if (t !== NS_FLAG[type])
-    throw new SpecError(ptr, `${path} is a ${NS_NAMES[t] ?? `type ${t}`} namespace, not a ${type} namespace`);
+    throw new SpecError(
+      ptr,
+      `${path} is ${article(NS_NAMES[t] ?? `type ${t}`)} namespace, not ${article(type)} namespace`,
+    );
 }
 
 /** The root directory and namespaces of a spec (root.path relative to bundleDir). */

@@ -68,6 +68,8 @@ export interface LaunchPlan {
   personality?: number;
   /** process.user.umask. */
   umask?: number;
+  /** Pause before pivot_root for the caller's hooks (SpawnOptions.beforePivot). */
+  hooksPause?: boolean;
   rootReadonly: boolean;
   /** Overlay root (see native/plan.h): set together, or all undefined. */
   overlayData?: string;

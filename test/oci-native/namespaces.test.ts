@@ -84,7 +84,7 @@ t.test('a namespace path that is not a namespace of that type is refused before 
   const cases: [Spec, RegExp][] = [
     [withNs(5, { type: 'network', path: join(dir, 'missing') }), /missing does not exist \(ENOENT\)/],
     [withNs(5, { type: 'network', path: file }), /plain is not a namespace file/],
-    [withNs(5, { type: 'network', path: `/proc/${a.pid}/ns/ipc` }), /is a ipc namespace, not a network namespace/],
+    [withNs(5, { type: 'network', path: `/proc/${a.pid}/ns/ipc` }), /is an ipc namespace, not a network namespace/],
   ];
   for (const [s, msg] of cases)
     t.throws(() => spawn(s, { stdio: 'ignore' }), {

@@ -1,6 +1,6 @@
 // Spec fields applied, not ignored: linux.sysctl (namespaced keys only),
 // process.oomScoreAdj, process.user.umask, linux.personality, linux.devices;
-// and the fields accepted with a warning (labels without the LSM, cgroups).
+// and the fields accepted with a warning (labels without the LSM).
 // Each is checked from inside the container, and the host afterwards.
 import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
@@ -121,7 +121,7 @@ t.test('linux.devices as root without a user namespace: mknod with the given own
   t.notOk(existsSync('/dev/mynull'), 'nothing made on the host');
 });
 
-t.test('fields accepted with one warning: cgroups, and labels of an LSM the host lacks', async (t) => {
+t.test('fields accepted with one warning: labels of an LSM the host lacks', async (t) => {
   const warnings: string[] = [];
   const onWarning = (w: Error & { code?: string }) => {
     if (w.code === 'NODULARITY_SPEC_IGNORED') warnings.push(w.message);
@@ -129,8 +129,6 @@ t.test('fields accepted with one warning: cgroups, and labels of an LSM the host
   process.on('warning', onWarning);
   t.teardown(() => process.off('warning', onWarning));
   const s = sh('true');
-  s.linux!.resources = { memory: { limit: 1 << 30 } };
-  s.linux!.cgroupsPath = '/nodularity/test';
   s.process!.apparmorProfile = 'nodularity-test';
   s.process!.selinuxLabel = 'system_u:system_r:container_t:s0';
   s.linux!.mountLabel = 'system_u:object_r:container_file_t:s0';
@@ -150,7 +148,6 @@ t.test('fields accepted with one warning: cgroups, and labels of an LSM the host
     warnings.sort(),
     [
       'linux.mountLabel ignored: this host has no SELinux',
-      'linux.resources and linux.cgroupsPath are accepted but not applied: cgroups are not managed yet',
       'process.apparmorProfile ignored: this host has no AppArmor',
       'process.selinuxLabel ignored: this host has no SELinux',
     ],

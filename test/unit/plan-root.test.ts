@@ -65,7 +65,7 @@ t.test('namespaces by path: joined (user first), checked to be of their type, th
   t.throws(() => planRoot(s, d, (p) => (p === '/run/netns/a' ? CLONE.NEWIPC : types[p])), {
     name: 'SpecError',
     pointer: '/linux/namespaces/1/path',
-    message: /\/run\/netns\/a is a ipc namespace, not a network namespace/,
+    message: /\/run\/netns\/a is an ipc namespace, not a network namespace/,
   });
   t.throws(() => planRoot(s, d, (p) => (p === '/run/netns/a' ? -25 : types[p])), {
     pointer: '/linux/namespaces/1/path',

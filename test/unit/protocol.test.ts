@@ -75,6 +75,7 @@ const STEPS: [string, string][] = [
   ['STEP_JOIN_NAMESPACES', 'join-namespaces'],
   ['STEP_SYSCTL', 'sysctl'],
   ['STEP_PROCESS_ATTRS', 'process-attrs'],
+  ['STEP_HOOKS', 'hooks'],
 ];
 
 t.test('every step of enum child_step has its name at the same number in STEP_NAMES', async (t) => {
