@@ -14,7 +14,7 @@ export function payloadForwarding(): boolean {
 }
 
 /** runAndExit, after telling main.ts's signal handler to step aside. */
-export function forwardAndExit(c: Container): Promise<never> {
+export function forwardAndExit(c: Container, after?: () => Promise<void>): Promise<never> {
   forwarding = true;
-  return runAndExit(c);
+  return runAndExit(c, after);
 }

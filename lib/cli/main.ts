@@ -118,6 +118,7 @@ const MODULES: Record<string, () => Promise<Registrar>> = {
   apptainer: async () => (await import('./apptainer-commands.js')).registerApptainerCommands,
   image: async () => (await import('./image-commands.js')).registerImageCommands,
   bundle: async () => (await import('./bundle-command.js')).registerBundleCommand,
+  oci: async () => (await import('./oci-command.js')).registerOciCommand,
   bench: async () => (await import('./bench-command.js')).registerBenchCommand,
 };
 const VERBS: Record<string, string> = {
@@ -131,7 +132,7 @@ const VERBS: Record<string, string> = {
   inspect: 'image',
   cache: 'image',
   'run-bundle': 'bundle',
-  oci: 'bundle',
+  oci: 'oci',
   bench: 'bench',
 };
 

@@ -18,6 +18,24 @@ export function interactiveTerminal(): { rows: number; columns: number } | false
   return { rows: process.stdout.rows || 24, columns: process.stdout.columns || 80 };
 }
 
+const closes = new WeakMap<Container, Promise<unknown>>();
+/**
+ * The container's 'close', listened to from the first call on: a caller that
+ * does other work between spawn and runAndExit (the OCI verbs run hooks) calls
+ * this right after spawn, so a container that ends meanwhile is not waited
+ * for forever (once() after the event never resolves, and the loop would
+ * empty: exit 0).
+ */
+export function closedPromise(c: Container): Promise<unknown> {
+  let p = closes.get(c);
+  if (!p) {
+    p = once(c, 'close');
+    p.catch(() => {});
+    closes.set(c, p);
+  }
+  return p;
+}
+
 /**
  * Forward the usual batch signals to the container, relay its terminal if it
  * has one, then exit with its status. The container runs in a session of its
@@ -25,10 +43,10 @@ export function interactiveTerminal(): { rows: number; columns: number } | false
  * through us, or (with a terminal, ours in raw mode) as a keystroke its own
  * terminal turns into SIGINT for its foreground job.
  */
-export async function runAndExit(c: Container): Promise<never> {
+export async function runAndExit(c: Container, after?: () => Promise<void>): Promise<never> {
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const)
     process.on(sig, () => c.kill(sig));
-  const closed = once(c, 'close');
+  const closed = closedPromise(c);
   let restore = () => {};
   await c.spawned; // the terminal exists from 'spawn' on
   if (c.terminal) restore = relayTerminal(c);
@@ -38,6 +56,8 @@ export async function runAndExit(c: Container): Promise<never> {
   // The image's cache hold (exec of a cached image) is released on exit;
   // let that finish, or a --force-parked root waits for the next clean.
   await (c as { image?: { hold?: { release(): Promise<void> | void } } }).image?.hold?.release();
+  // `nodularity-oci run`: the container's state goes, and its poststop hooks run.
+  await after?.();
   process.exit(r.exitCode);
 }
 

@@ -112,8 +112,19 @@ if (ok && process.geteuid!() === 0 && testUid > 0) {
   const token = randomBytes(8).toString('hex');
   const bundle = join(base, 'bundle');
   makeBundle(bundle, token);
+  // A bundle with hooks: each writes the state JSON it gets on stdin to a file the job's user may write.
+  const hookOut = join(base, 'hook-out');
+  mkdirSync(hookOut, { mode: 0o755 });
   const hooked = join(base, 'hooked');
-  makeBundle(hooked, token, { hooks: { prestart: [{ path: '/usr/bin/true' }] } });
+  const hook = (kind: string) => [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${hookOut}/${kind}.json`] }];
+  makeBundle(hooked, token, {
+    hooks: {
+      createRuntime: hook('createRuntime'),
+      prestart: hook('prestart'),
+      poststart: hook('poststart'),
+      poststop: hook('poststop'),
+    },
+  });
   const example = readFileSync(join(repoRoot, 'examples', 'slurm', 'oci.conf'), 'utf8');
   t.match(example, /^RunTimeRun=/m, 'examples/slurm/oci.conf sets RunTimeRun');
   const ociConf = example.replaceAll('/usr/local/bin/nodularity', cli);
@@ -177,10 +188,28 @@ if (ok && process.geteuid!() === 0 && testUid > 0) {
     );
   }
 
-  t.test('a bundle asking for OCI hooks fails the step with the runtime status and says why', async (t) => {
-    const r = await srunAs('user', [`--container=${hooked}`, '/bin/true']);
-    t.equal(r.code, 255, "the runtime's own failure status");
-    t.match(r.err, /\/hooks\/prestart: .*config\.json asks for OCI hooks, which nodularity does not run/);
+  t.test("a bundle's OCI hooks run as the job's user at their lifecycle points, the state JSON on stdin", async (t) => {
+    chownSync(hookOut, testUid, testGid);
+    const r = await srunAs('user', [`--container=${hooked}`, '/bin/sh', '-c', 'exit 5']);
+    t.equal(r.code, 5, `the step's own status comes back\n${r.err}`);
+    for (const [kind, status] of [
+      ['createRuntime', 'creating'],
+      ['prestart', 'created'],
+      ['poststart', 'running'],
+      ['poststop', 'stopped'],
+    ] as const) {
+      let st: { status?: string; id?: string; bundle?: string; pid?: number } = {};
+      try {
+        st = JSON.parse(readFileSync(join(hookOut, `${kind}.json`), 'utf8'));
+      } catch (e) {
+        t.fail(`${kind} hook output: ${(e as Error).message}`);
+        continue;
+      }
+      t.equal(st.status, status, `${kind}: status ${status}`);
+      t.match(st.id, /\.\d+\./, `${kind}: the id Slurm gave`);
+      t.ok(typeof st.bundle === 'string' && st.bundle.length > 0, `${kind}: the bundle Slurm made`);
+      if (kind !== 'poststop') t.ok(Number(st.pid) > 0, `${kind}: the init's pid`);
+    }
   });
 
   t.test(
@@ -199,7 +228,7 @@ if (ok && process.geteuid!() === 0 && testUid > 0) {
       // Wait for the record to name the init (each CLI call costs a second or two of TypeScript loading).
       const recorded = () => {
         try {
-          return JSON.parse(readFileSync(join(root, 'c1.json'), 'utf8')).pid > 0;
+          return JSON.parse(readFileSync(join(root, 'c1', 'state.json'), 'utf8')).pid > 0;
         } catch {
           return false;
         }
@@ -222,7 +251,9 @@ if (ok && process.geteuid!() === 0 && testUid > 0) {
         victim.kill('SIGKILL');
       });
       const victimStat = () => readFileSync(`/proc/${victim.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      const forged = join(root, 'c2.json');
+      mkdirSync(join(root, 'c2'), { mode: 0o700 });
+      chownSync(join(root, 'c2'), testUid, testGid);
+      const forged = join(root, 'c2', 'state.json');
       writeFileSync(
         forged,
         JSON.stringify({
@@ -237,29 +268,30 @@ if (ok && process.geteuid!() === 0 && testUid > 0) {
         }),
       );
       chownSync(forged, testUid, testGid);
-      const link = join(root, 'c3.json');
+      mkdirSync(join(root, 'c3'), { mode: 0o700 });
+      const link = join(root, 'c3', 'state.json');
       execFileSync('ln', ['-s', '/etc/shadow', link]);
       // Independent calls, at once: each costs a second or more of TypeScript loading.
       const [del, k2, s3] = await Promise.all([nod('delete', 'c1'), nod('kill', 'c2', 'KILL'), nod('state', 'c3')]);
-      t.equal(del.code, 255);
-      t.match(del.err, /container `c1` is running; stop it first or pass --force/);
-      t.equal(k2.code, 255);
+      t.equal(del.code, 1, "runc's status for a failed verb");
+      t.match(del.err, /cannot delete container c1 that is not stopped: running/);
+      t.equal(k2.code, 1);
       t.match(k2.err, new RegExp(`pid ${victim.pid} does not belong to uid ${testUid}`));
       t.equal(victimStat()[0], 'S', 'the root process was not signalled (still sleeping, not a zombie)');
-      t.equal(s3.code, 255);
-      t.match(s3.err, /state file .*c3\.json is a symbolic link/);
+      t.equal(s3.code, 1);
+      t.match(s3.err, /state file .*c3\/state\.json is a symbolic link/);
       t.notMatch(s3.out + s3.err, /root:/, 'nothing of the target is echoed');
-      rmSync(forged);
-      rmSync(link);
+      rmSync(join(root, 'c2'), { recursive: true });
+      rmSync(join(root, 'c3'), { recursive: true });
 
       const k1 = await nod('kill', 'c1', 'USR1');
       t.equal(k1.code, 0, k1.err);
       const r = await run;
       t.equal(r.code, 128 + 10, 'the payload died of SIGUSR1, and oci run says so');
-      t.notOk(existsSync(join(root, 'c1.json')), 'oci run removed its state file');
+      t.notOk(existsSync(join(root, 'c1')), 'oci run removed its state directory');
       const [gone, forced] = await Promise.all([nod('state', 'c1'), nod('delete', '--force', 'c1')]);
-      t.equal(gone.code, 255);
-      t.match(gone.err, /container `c1` does not exist/);
+      t.equal(gone.code, 1);
+      t.match(gone.err, /container does not exist: c1/);
       t.equal(forced.code, 0, 'delete --force of a container that is gone succeeds');
     },
   );

@@ -1,20 +1,21 @@
-// The state store of `nodularity oci` (lib/oci/state.ts), without the CLI:
-// what a file another user wrote can make a root process do.
+// The state store of the OCI verbs (lib/oci/state.ts), without the CLI: the
+// directory per container, its lock, and what a directory another user wrote
+// can make a root process do. Through the CLI: test/oci/*.test.ts.
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   checkId,
-  mustRead,
+  ContainerDir,
+  listIds,
+  load,
+  mustLoad,
   OciStateError,
   procStat,
-  readState,
-  removeState,
   signalChecked,
   stateRoot,
   statusOf,
-  writeState,
   type LoadedState,
   type StateRecord,
 } from '../../lib/oci/state.js';
@@ -58,43 +59,106 @@ t.test('the state directory must be ours and not writable by others', async (t) 
   t.equal(stateRoot(undefined, false), join(shared, 'nodularity'));
 });
 
-t.test("write claims an id once; read refuses links, junk and another id's record", async (t) => {
+t.test(
+  'a container is a directory: claimed once, its record read without following links, removed whole',
+  async (t) => {
+    const root = scratch(t);
+    const d = await ContainerDir.claim(root, 'a');
+    d.writeRecord(record('a'));
+    await t.rejects(ContainerDir.claim(root, 'a'), { message: /container with given ID already exists: a/ });
+    d.writeRecord(record('a', { bundle: '/other' }));
+    const s = mustLoad(root, 'a');
+    t.equal(s.rec.bundle, '/other', 'a rewrite replaces the record');
+    t.equal(s.owner, uid);
+    s.dir.close();
+    t.equal(load(root, 'none'), undefined);
+    t.throws(() => mustLoad(root, 'none'), { message: /container does not exist: none/ });
+    // The directory itself a symlink (to a directory with a valid record): refused, not followed.
+    symlinkSync(join(root, 'a'), join(root, 'link'));
+    t.throws(() => load(root, 'link'), { message: /is not a directory \(a symbolic link or a file\)/ });
+    // state.json a symlink, junk, another id's record, too big.
+    const mk = (id: string, content?: string) => {
+      mkdirSync(join(root, id), { mode: 0o700 });
+      if (content !== undefined) writeFileSync(join(root, id, 'state.json'), content);
+    };
+    mk('sl');
+    symlinkSync(join(root, 'a', 'state.json'), join(root, 'sl', 'state.json'));
+    t.throws(() => load(root, 'sl'), { message: /state file \S+ is a symbolic link/ });
+    mk('junk', 'SECRET{');
+    t.throws(() => load(root, 'junk'), { message: /^state file \S+ is not valid JSON$/ }, 'the content is not echoed');
+    mk('other', JSON.stringify(record('a')));
+    t.throws(() => load(root, 'other'), { message: /not a nodularity state record for `other`/ });
+    mk('big', ' '.repeat(300_000));
+    t.throws(() => load(root, 'big'), { message: /at most 256 KiB/ });
+    mk('empty');
+    t.equal(load(root, 'empty'), undefined, 'a directory without a record (a create that died early) is no container');
+    // exec.fifo must be a FIFO.
+    writeFileSync(join(root, 'a', 'exec.fifo'), '');
+    const a = mustLoad(root, 'a');
+    t.throws(() => a.dir.hasFifo(), { message: /exec.fifo is not a FIFO/ });
+    unlinkSync(join(root, 'a', 'exec.fifo'));
+    t.equal(a.dir.hasFifo(), false);
+    await a.dir.remove();
+    a.dir.close();
+    d.close();
+    t.same(
+      readdirSync(root).filter((n) => !['sl', 'junk', 'other', 'big', 'empty', 'link'].includes(n)),
+      [],
+      'nothing of `a` is left',
+    );
+    t.same(listIds(root), ['big', 'empty', 'junk', 'link', 'other', 'sl']);
+  },
+);
+
+t.test('the lock: one holder at a time; a dead holder is seen at once; a symlink is refused', async (t) => {
   const root = scratch(t);
-  const file = writeState(root, record('a'), true);
-  t.throws(() => writeState(root, record('a'), true), { message: /container `a` already exists/ });
-  writeState(root, record('a', { bundle: '/other' }), false);
-  t.equal(mustRead(root, 'a').rec.bundle, '/other', 'a rewrite replaces the record');
-  t.equal(mustRead(root, 'a').owner, uid);
-  t.equal(readState(root, 'none'), undefined);
-  t.throws(() => mustRead(root, 'none'), { message: /container `none` does not exist/ });
-  symlinkSync(file, join(root, 'link.json'));
-  t.throws(() => readState(root, 'link'), { message: /is a symbolic link/ });
-  writeFileSync(join(root, 'junk.json'), 'SECRET{');
-  t.throws(
-    () => readState(root, 'junk'),
-    { message: /^state file \S+ is not valid JSON$/ },
-    'the content is not echoed',
-  );
-  writeFileSync(join(root, 'other.json'), JSON.stringify(record('a')));
-  t.throws(() => readState(root, 'other'), { message: /not a nodularity state record for `other`/ });
-  writeFileSync(join(root, 'big.json'), ' '.repeat(70000));
-  t.throws(() => readState(root, 'big'), { message: /at most 64 KiB/ });
-  removeState(file);
-  removeState(file); // gone already: fine
-  t.equal(readState(root, 'a'), undefined);
+  const d1 = await ContainerDir.claim(root, 'c');
+  d1.writeRecord(record('c'));
+  const d2 = ContainerDir.open(root, 'c')!;
+  let second = false;
+  const p = d2.lock().then(() => {
+    second = true;
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(second, false, 'the second locker waits while the first holds the lock');
+  d1.unlock();
+  await p;
+  t.equal(second, true, 'and gets it once released');
+  d2.unlock();
+  // A lock left by a dead process (pid+start time of a finished child).
+  const dead = spawn('true', { stdio: 'ignore' });
+  await new Promise((r) => dead.once('spawn', r));
+  const st = procStat(dead.pid!) ?? ['Z', '1'];
+  await new Promise((r) => dead.once('exit', r));
+  writeFileSync(join(root, 'c', 'lock'), `${dead.pid} ${st[1]}\n`);
+  const t0 = Date.now();
+  await d2.lock();
+  t.ok(Date.now() - t0 < 1000, `a dead holder's lock is broken at once (${Date.now() - t0} ms)`);
+  t.equal(readFileSync(join(root, 'c', 'lock'), 'utf8'), `${process.pid} ${self[1]}\n`, 'and the lock is ours');
+  d2.unlock();
+  const canary = join(root, 'canary');
+  writeFileSync(canary, 'canary');
+  symlinkSync(canary, join(root, 'c', 'lock'));
+  await t.rejects(d2.lock(), { message: /lock file \S+ is a symbolic link/ });
+  t.equal(readFileSync(canary, 'utf8'), 'canary', 'the link target is untouched');
+  d1.close();
+  d2.close();
 });
 
-t.test('status follows the recorded processes by pid and start time', async (t) => {
+t.test('status follows the recorded processes by pid and start time, and the FIFO', async (t) => {
   const root = scratch(t);
-  const load = (over: Partial<StateRecord>): LoadedState => ({
-    file: join(root, 'x.json'),
-    owner: uid,
-    rec: record('x', over),
-  });
+  const dir = await ContainerDir.claim(root, 'x');
+  t.teardown(() => dir.close());
+  const load = (over: Partial<StateRecord>): LoadedState => ({ dir, owner: uid, rec: record('x', over) });
   t.equal(statusOf(load({})), 'creating', 'the runtime lives, no payload yet');
   t.equal(statusOf(load({ runtimeStart: '1' })), 'stopped', 'the runtime pid is another process now');
   t.equal(statusOf(load({ pid: process.pid, pidStart: self[1] })), 'running');
   t.equal(statusOf(load({ pid: process.pid, pidStart: '1' })), 'stopped', 'a reused pid is not the container');
+  execFileSync('mkfifo', [join(root, 'x', 'exec.fifo')]);
+  t.equal(statusOf(load({ pid: process.pid, pidStart: self[1] })), 'created', 'alive, waiting at exec.fifo');
+  t.equal(statusOf(load({ pid: process.pid, pidStart: self[1], started: true })), 'running', 'started says running');
+  t.equal(statusOf(load({ pid: process.pid, pidStart: '1' })), 'stopped', 'died before start: stopped');
+  unlinkSync(join(root, 'x', 'exec.fifo'));
   const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
   t.teardown(() => {
     sleeper.kill('SIGKILL');
@@ -108,7 +172,7 @@ t.test('status follows the recorded processes by pid and start time', async (t) 
   const running = load({ pid: sleeper.pid!, pidStart: st[1] });
   t.throws(
     () => signalChecked(running, sleeper.pid!, '1', 'SIGTERM'),
-    { message: /is not running/ },
+    { message: /container not running/ },
     'no signal to a reused pid',
   );
   if (isRoot) {

@@ -1,0 +1,161 @@
+// OCI hooks (runtime-spec config.md "POSIX-platform Hooks", runtime.md
+// "Lifecycle"): programs the runtime runs at points of a container's life,
+// each given the container's state JSON on stdin. The runtime namespace ones
+// run here, as children of the verb's process: createRuntime and prestart
+// once the container exists (create), poststart after start, poststop after
+// delete. createContainer and startContainer run in the container's
+// namespaces and belong to the native side.
+//
+// Failure (runtime.md): a failing createRuntime/prestart/createContainer/
+// startContainer hook fails the operation, and the container is destroyed;
+// a failing poststart or poststop hook is a warning, and the remaining hooks
+// and the lifecycle continue as if it had succeeded. "Failing" is: the program
+// could not be started, exited non-zero, died of a signal, or outlived its
+// `timeout` (seconds; it is then killed).
+import { spawn } from 'node:child_process';
+import { isAbsolute } from 'node:path';
+import { SpecError } from '../errors.js';
+
+export const HOOK_KINDS = [
+  'prestart',
+  'createRuntime',
+  'createContainer',
+  'startContainer',
+  'poststart',
+  'poststop',
+] as const;
+export type HookKind = (typeof HOOK_KINDS)[number];
+
+export interface Hook {
+  path: string;
+  args?: string[];
+  env?: string[];
+  timeout?: number;
+}
+
+export type Hooks = Partial<Record<HookKind, Hook[]>>;
+
+/** What runtime-spec's state JSON holds (runtime.md "State"). */
+export interface OciState {
+  ociVersion: string;
+  id: string;
+  status: 'creating' | 'created' | 'running' | 'stopped';
+  pid?: number;
+  bundle: string;
+  annotations?: Record<string, string>;
+}
+
+/** A hook that failed: which one and how (the message says it). */
+export class HookError extends Error {
+  readonly kind: HookKind;
+  readonly index: number;
+  constructor(kind: HookKind, index: number, message: string) {
+    super(message);
+    this.name = 'HookError';
+    this.kind = kind;
+    this.index = index;
+  }
+}
+
+/** Check `hooks` of a config.json; SpecError with a pointer at the first fault. */
+export function checkHooks(hooks: unknown): Hooks {
+  if (hooks === undefined) return {};
+  if (!hooks || typeof hooks !== 'object' || Array.isArray(hooks))
+    throw new SpecError('/hooks', 'must be an object of hook lists');
+  const out: Hooks = {};
+  for (const [kind, list] of Object.entries(hooks)) {
+    if (!(HOOK_KINDS as readonly string[]).includes(kind)) continue; // unknown kinds: ignored, as other runtimes do
+    if (!Array.isArray(list)) throw new SpecError(`/hooks/${kind}`, 'must be an array of hooks');
+    list.forEach((h: unknown, i) => {
+      const at = `/hooks/${kind}/${i}`;
+      if (!h || typeof h !== 'object') throw new SpecError(at, 'must be an object with a path');
+      const { path, args, env, timeout } = h as Record<string, unknown>;
+      if (typeof path !== 'string' || !isAbsolute(path))
+        throw new SpecError(`${at}/path`, 'must be an absolute path (runtime-spec: hooks are not searched in PATH)');
+      if (args !== undefined && !(Array.isArray(args) && args.every((a) => typeof a === 'string')))
+        throw new SpecError(`${at}/args`, 'must be an array of strings');
+      if (env !== undefined && !(Array.isArray(env) && env.every((a) => typeof a === 'string' && a.includes('='))))
+        throw new SpecError(`${at}/env`, 'must be an array of NAME=VALUE strings');
+      if (timeout !== undefined && !(Number.isInteger(timeout) && (timeout as number) > 0))
+        throw new SpecError(`${at}/timeout`, 'must be a whole number of seconds greater than zero');
+    });
+    out[kind as HookKind] = list as Hook[];
+  }
+  return out;
+}
+
+/** The tail of a hook's output for a message: one line, at most 512 characters. */
+function tail(b: Buffer): string {
+  const s = b.toString('utf8').replace(/\s+/g, ' ').trim();
+  return s.length > 512 ? `...${s.slice(-512)}` : s;
+}
+
+/** Run one hook to its end; resolves with a failure text, or undefined when it succeeded. */
+export function runHook(h: Hook, state: OciState): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const args = h.args && h.args.length ? h.args : [h.path];
+    // runc's rule: no `env` means the runtime's own environment (Go's exec.Cmd with a nil Env).
+    const env = h.env
+      ? Object.fromEntries(h.env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]))
+      : process.env;
+    let child;
+    try {
+      child = spawn(h.path, args.slice(1), { argv0: args[0], env, stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (e) {
+      resolve(`cannot run ${h.path}: ${(e as Error).message}`);
+      return;
+    }
+    const out: Buffer[] = [];
+    let size = 0;
+    const keep = (d: Buffer) => {
+      if (size < 65536) out.push(d);
+      size += d.length;
+    };
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    let timedOut = false;
+    const timer =
+      h.timeout !== undefined
+        ? setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+          }, h.timeout * 1000)
+        : undefined;
+    // A hook that does not read its stdin makes the write fail with EPIPE: not a failure of the hook.
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(JSON.stringify(state));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(`cannot run ${h.path}: ${e.code ?? e.message}`);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const said = tail(Buffer.concat(out));
+      const output = said ? ` (output: ${said})` : '';
+      if (timedOut) resolve(`${h.path} did not finish within its timeout of ${h.timeout} s; killed${output}`);
+      else if (signal) resolve(`${h.path} was killed by ${signal}${output}`);
+      else if (code !== 0) resolve(`${h.path} exited with status ${code}${output}`);
+      else resolve(undefined);
+    });
+  });
+}
+
+/**
+ * Run the hooks of one kind in order. For poststart and poststop a failure is
+ * passed to `warn` and the next hook runs; for the others the first failure
+ * throws HookError and no further hook of the list runs.
+ */
+export async function runHooks(
+  kind: HookKind,
+  hooks: Hook[] | undefined,
+  state: OciState,
+  warn: (message: string) => void,
+): Promise<void> {
+  for (const [i, h] of (hooks ?? []).entries()) {
+    const failure = await runHook(h, state);
+    if (failure === undefined) continue;
+    const message = `${kind} hook #${i} failed: ${failure}`;
+    if (kind === 'poststart' || kind === 'poststop') warn(message);
+    else throw new HookError(kind, i, message);
+  }
+}

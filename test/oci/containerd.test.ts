@@ -1,0 +1,128 @@
+// test-runner: serial — one containerd daemon, and its shim's runtime root is host-wide (/run/containerd/runc)
+// containerd 1.6 (Debian's), the path Kubernetes' CRI takes, with
+// nodularity-oci as its runc binary: a containerd started by the test with its
+// own root, state and socket in a scratch dir (CRI and the snapshotters that
+// need a host setup disabled; the native snapshotter), a docker-archive of the
+// test rootfs imported with `ctr image import`, then `ctr run --runc-binary
+// ... --rm`, --tty (ctr wants a terminal of its own: run under script(1)),
+// `ctr task exec`, `ctr task ps`, `ctr task kill`. Root-only: containerd
+// runs as root here (rootless containerd needs RootlessKit, not installed).
+import t from 'tap';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { haveCommand, isRoot, scratch, testRootfs } from '../helpers/env.js';
+import { requireFreshDist } from '../helpers/cli.js';
+import { cleanEnv, OCI_BIN, runCmd, until, type Result } from './helpers.js';
+
+const ok = haveCommand('containerd') && haveCommand('ctr');
+t.ok(ok, 'containerd and ctr are installed (Debian package containerd)');
+
+if (!isRoot) {
+  t.comment('containerd runs as root (rootless containerd needs RootlessKit): the root pass runs this file');
+  t.pass('unprivileged pass: nothing to run');
+} else if (ok) {
+  requireFreshDist();
+  const base = scratch(t, 'nodularity-containerd-');
+  const sock = join(base, 'containerd.sock');
+  writeFileSync(
+    join(base, 'config.toml'),
+    [
+      'version = 2',
+      `root = "${join(base, 'root')}"`,
+      `state = "${join(base, 'state')}"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]',
+      '[grpc]',
+      `  address = "${sock}"`,
+      '[ttrpc]',
+      `  address = "${sock}.ttrpc"`,
+      '',
+    ].join('\n'),
+  );
+  let daemon: ChildProcess | undefined;
+  const ctr = (args: string[], timeoutMs = 60_000): Promise<Result> =>
+    runCmd(['ctr', '--address', sock, ...args], { timeoutMs, stdio: ['ignore', 'pipe', 'pipe'] });
+  const run = ['run', '--snapshotter', 'native', '--runc-binary', OCI_BIN];
+  const image = 'localhost/nodularity-test:1';
+  // The shim's --root for our state: /run/containerd/runc/<namespace>.
+  const ourState = (id: string) => join('/run/containerd/runc/default', id);
+
+  t.before(async () => {
+    daemon = spawn('containerd', ['--config', join(base, 'config.toml')], {
+      env: cleanEnv,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let log = '';
+    daemon.stderr!.on('data', (d) => (log += d));
+    await until(`containerd to listen (${log.slice(-500)})`, 20_000, () => existsSync(sock));
+    // A docker-archive of the test rootfs: one layer, its config, the manifest.
+    const img = join(base, 'img');
+    mkdirSync(img);
+    execFileSync('tar', ['-C', testRootfs(), '-cf', join(img, 'layer.tar'), '.']);
+    const diff = createHash('sha256')
+      .update(readFileSync(join(img, 'layer.tar')))
+      .digest('hex');
+    writeFileSync(
+      join(img, 'config.json'),
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [`sha256:${diff}`] },
+        config: { Cmd: ['/bin/sh'] },
+      }),
+    );
+    writeFileSync(
+      join(img, 'manifest.json'),
+      JSON.stringify([{ Config: 'config.json', RepoTags: [image], Layers: ['layer.tar'] }]),
+    );
+    execFileSync('tar', ['-C', img, '-cf', join(base, 'image.tar'), 'manifest.json', 'config.json', 'layer.tar']);
+    const r = await ctr(['image', 'import', '--snapshotter', 'native', join(base, 'image.tar')]);
+    if (r.code !== 0) throw new Error(`ctr image import: ${r.err}`);
+  });
+  t.teardown(async () => {
+    for (const id of ['c-run', 'c-tty', 'c-task']) {
+      await ctr(['task', 'kill', '-s', 'SIGKILL', id]).catch(() => undefined);
+      await ctr(['task', 'rm', '-f', id]).catch(() => undefined);
+      await ctr(['container', 'rm', id]).catch(() => undefined);
+    }
+    daemon?.kill('SIGTERM');
+    await new Promise((r) => (daemon?.exitCode !== null ? r(null) : daemon.once('exit', r)));
+  });
+
+  t.test('ctr run --rm: output, exit status, and our state gone', async (t) => {
+    const r = await ctr([...run, '--rm', image, 'c-run', 'sh', '-c', 'echo hello from containerd; exit 3']);
+    t.equal(r.code, 3, `the payload's status\n${r.err}`);
+    t.equal(r.out, 'hello from containerd\n');
+    t.notOk(existsSync(ourState('c-run')), 'the shim deleted our state');
+  });
+
+  t.test('ctr run --tty: the payload has the pty the shim received over the console socket', async (t) => {
+    const cmd = ['ctr', '--address', sock, ...run, '--rm', '--tty', image, 'c-tty', 'sh', '-c', 'tty; exit 6'];
+    const r = await runCmd(['script', '-qec', cmd.map((a) => `'${a}'`).join(' '), '/dev/null']);
+    t.equal(r.code, 6, r.err);
+    // Two terminals in a row (the payload's, then script's) each add a CR.
+    t.match(r.out, /\/dev\/pts\/\d+\r*\n/);
+  });
+
+  t.test('ctr task exec, task ps, task kill on a detached task', async (t) => {
+    const d = await ctr([...run, '-d', image, 'c-task', 'sleep', '300']);
+    t.equal(d.code, 0, d.err);
+    t.ok(existsSync(ourState('c-task')), 'our state exists while it runs');
+    const e = await ctr(['task', 'exec', '--exec-id', 'e1', 'c-task', 'sh', '-c', 'echo exec-ok; exit 4']);
+    t.equal(e.code, 4, `exec's status\n${e.err}`);
+    t.equal(e.out, 'exec-ok\n');
+    const ps = await ctr(['task', 'ps', 'c-task']);
+    t.equal(ps.code, 0, ps.err);
+    t.equal(
+      ps.out.trim().split('\n').length,
+      3,
+      `ps: a header, the init and sleep (from our ps --format json)\n${ps.out}`,
+    );
+    t.equal((await ctr(['task', 'kill', '-s', 'SIGKILL', 'c-task'])).code, 0);
+    await until('stopped', 10_000, async () => /c-task\s+\d+\s+STOPPED/.test((await ctr(['task', 'ls'])).out));
+    t.equal((await ctr(['task', 'rm', 'c-task'])).code, 0);
+    t.equal((await ctr(['container', 'rm', 'c-task'])).code, 0);
+    t.notOk(existsSync(ourState('c-task')), 'our state is gone');
+  });
+}
