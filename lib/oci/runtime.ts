@@ -107,11 +107,11 @@ export async function bundleSpec(
     throw e;
   }
   const spec = b.spec;
-  // runtime-spec says an absent process.noNewPrivileges is false; the
-  // library's default (lib/plan) is true, and stays so for config.json until
-  // the native side can close the fds under an early-loaded seccomp profile
-  // that lacks close_range (docs/conformance.md, "noNewPrivileges"). Podman
-  // and containerd always write the field.
+  // runtime-spec: an absent process.noNewPrivileges is false (the library's
+  // own default, for specs it builds, is true). The close-fds step then runs
+  // under the early-loaded seccomp profile, and falls back from close_range
+  // to /proc/self/fd when the profile lacks it (runtime-tools' does).
+  if (spec.process && spec.process.noNewPrivileges === undefined) spec.process.noNewPrivileges = false;
   let hooks: Hooks;
   try {
     hooks = o.ignoreHooks ? {} : checkHooks((spec as { hooks?: unknown }).hooks);
