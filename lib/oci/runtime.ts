@@ -495,10 +495,21 @@ export function kill(root: string, id: string, signal: string, all: boolean): vo
       throw new OciStateError(`cannot signal ${id}: container is being created (not created or running)`, 'state');
     if (all && sig !== 'SIGKILL') {
       // SIGKILL to the init ends its whole PID namespace; other signals go to each process.
+      // A process may end while we go (the signals themselves end some, and
+      // the init's end takes the namespace with it): one that is gone is no
+      // error, as in runc's signalAllProcesses; the init must have been there.
+      let signalled = 0;
       for (const p of containerPids(s.rec.pid)) {
         const st = procStat(p);
-        if (st) signalChecked(s, p, st[1], sig);
+        if (!st) continue;
+        try {
+          signalChecked(s, p, st[1], sig);
+          signalled++;
+        } catch (e) {
+          if (!(e instanceof OciStateError && e.kind === 'not-running') || p === s.rec.pid) throw e;
+        }
       }
+      if (!signalled) throw new OciStateError(`cannot signal ${id}: container not running`, 'not-running');
       return;
     }
     signalChecked(s, s.rec.pid, s.rec.pidStart, sig);

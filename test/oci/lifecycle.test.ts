@@ -151,7 +151,8 @@ t.test('kill --all signals every process of the container, kill only its init', 
   await new Promise((r) => setTimeout(r, 500));
   t.equal((await stateOf(root, 'a1'))?.status, 'running', 'the init forwarded USR1 to the shell, which survives it');
   const before = JSON.parse((await oci(root, 'ps', '--format', 'json', 'a1')).out) as number[];
-  t.equal((await oci(root, 'kill', '--all', 'a1', 'USR1')).code, 0);
+  const all = await oci(root, 'kill', '--all', 'a1', 'USR1');
+  t.equal(all.code, 0, all.err);
   await until('stopped', 10_000, async () => (await stateOf(root, 'a1'))?.status === 'stopped');
   t.same(before.filter(alive), [], 'the sleeps died of it, the shell ended, the container stopped');
   t.equal((await oci(root, 'delete', 'a1')).code, 0);
