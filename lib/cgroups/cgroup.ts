@@ -105,7 +105,7 @@ export class Cgroup {
           cg.v1.set(ctl, cg.v1.get(hier.controllers[0])!);
           continue;
         }
-        const dir = cg.mkdirs(base(hier.mount, hier.own), parts, ctl);
+        const dir = cg.mkdirs(base(hier.mount, hier.own), parts, ctl, o.path === undefined);
         if (!dir) continue; // not ours to write (unprivileged on v1): that controller is simply unavailable
         seen.add(hier.mount);
         cg.dirs.push(dir);
@@ -113,7 +113,7 @@ export class Cgroup {
         if (hier.controllers.includes('cpuset')) cg.inheritCpuset(dir);
       }
       if (h.v2) {
-        const dir = cg.mkdirs(base(h.v2.mount, h.v2.own), parts, '');
+        const dir = cg.mkdirs(base(h.v2.mount, h.v2.own), parts, '', o.path === undefined);
         if (dir) {
           (cg as { v2: string | null }).v2 = dir;
           cg.dirs.push(dir);
@@ -133,15 +133,23 @@ export class Cgroup {
   }
 
   /** mkdir each component under `from`; null when the first one we would make is not ours to make (EACCES/EROFS). */
-  private mkdirs(from: string, parts: string[], controller: string): string | null {
+  private mkdirs(from: string, parts: string[], controller: string, fresh: boolean): string | null {
     let dir = from;
-    for (const p of parts) {
+    for (const [i, p] of parts.entries()) {
       dir = join(dir, p);
       try {
         mkdirSync(dir, { mode: 0o755 });
         this.made.push(dir);
       } catch (e) {
         const code = errCode(e);
+        // A name we chose must be ours alone: joining another container's
+        // cgroup would share its limits, and our destroy would kill it.
+        if (code === 'EEXIST' && fresh && i === parts.length - 1)
+          throw new CgroupError(`the cgroup ${dir} already exists (another container of the same name?)`, {
+            code,
+            path: dir,
+            controller,
+          });
         if (code === 'EEXIST') continue;
         if ((code === 'EACCES' || code === 'EPERM' || code === 'EROFS') && !this.made.some((m) => dir.startsWith(m)))
           return null;
@@ -287,6 +295,17 @@ export class Cgroup {
     if (!f) throw new CgroupError('freezing needs the freezer controller (v1) or cgroup v2', { controller: 'freezer' });
     writeFile(join(f, 'freezer.state'), 'FROZEN');
     await this.waitFor(() => readFileSync(join(f, 'freezer.state'), 'utf8').trim() === 'FROZEN');
+  }
+
+  /** Whether the cgroup is frozen now (v2 cgroup.events, else the v1 freezer); false when it cannot say. */
+  frozen(): boolean {
+    try {
+      if (this.v2) return /^frozen 1$/m.test(readFileSync(join(this.v2, 'cgroup.events'), 'utf8'));
+      const f = this.v1.get('freezer');
+      return f ? readFileSync(join(f, 'freezer.state'), 'utf8').trim() === 'FROZEN' : false;
+    } catch {
+      return false;
+    }
   }
 
   async thaw(): Promise<void> {

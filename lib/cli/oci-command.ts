@@ -385,19 +385,18 @@ export function registerOciCommand(program: Command): void {
       }),
     );
 
-  for (const verb of ['pause', 'resume'])
+  for (const verb of ['pause', 'resume'] as const)
     oci
       .command(verb)
-      .description(`refused: ${verb} needs the freezer cgroup, which nodularity does not manage yet`)
+      .description(
+        verb === 'pause'
+          ? 'freeze every process of container ID (its cgroup; status "paused")'
+          : 'thaw a paused container ID',
+      )
       .argument('<id>', 'container id')
       .action(
-        act(verb, () => {
-          throw Object.assign(
-            new Error(
-              `${verb} is not supported: it needs the freezer cgroup, and nodularity does not manage cgroups yet`,
-            ),
-            { name: 'OciStateError' },
-          );
+        act(verb, async (_log, root, id: string) => {
+          await (await rt()).freeze(await rootFor(root, false), id, verb === 'pause');
         }),
       );
 

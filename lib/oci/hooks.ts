@@ -39,7 +39,8 @@ export type Hooks = Partial<Record<HookKind, Hook[]>>;
 export interface OciState {
   ociVersion: string;
   id: string;
-  status: 'creating' | 'created' | 'running' | 'stopped';
+  /** runtime-spec's four, and runc's "paused" (a frozen cgroup), which clients such as containerd read. */
+  status: 'creating' | 'created' | 'running' | 'paused' | 'stopped';
   pid?: number;
   bundle: string;
   annotations?: Record<string, string>;

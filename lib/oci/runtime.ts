@@ -150,7 +150,7 @@ export function ociState(s: LoadedState, status: Status = statusOf(s)): OciState
   return {
     ociVersion: SPEC_VERSION,
     id: rec.id,
-    pid: status === 'created' || status === 'running' || status === 'creating' ? rec.pid : 0,
+    pid: status === 'stopped' ? 0 : rec.pid,
     status,
     bundle: rec.bundle,
     rootfs: (rec as { rootfs?: string }).rootfs ?? '',
@@ -255,7 +255,8 @@ export async function create(root: string, id: string, o: CreateOptions, log: Lo
       ...(o.attached ? {} : { detached: true }),
       ...(o.consoleSocket !== undefined ? { consoleSocket: o.consoleSocket } : {}),
       ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
-      cgroupName: id,
+      // Unique on the host while it lives (two --root dirs may hold the same id): the create process's pid.
+      cgroupName: `${id}-${process.pid}`,
     };
     container = spawn(b.spec, options);
     if (o.attached) o.onSpawn?.(container);
@@ -560,6 +561,41 @@ export async function remove(root: string, id: string, force: boolean, log: Logg
     await s.dir.remove();
     if (mayRunRecordedHooks(s, log, 'poststop'))
       await runHooks('poststop', s.rec.hooks?.poststop, ociState(s, 'stopped'), log.warn);
+  } finally {
+    s.dir.close();
+  }
+}
+
+/**
+ * pause / resume: freeze or thaw every process of the container through its
+ * cgroup (v2 cgroup.freeze, else the v1 freezer), as runc. A container
+ * without a cgroup (no linux.resources and no cgroupsPath, or a caller who
+ * may write no hierarchy) cannot be paused, and says why.
+ */
+export async function freeze(root: string, id: string, pause: boolean): Promise<void> {
+  const verb = pause ? 'pause' : 'resume';
+  const s = mustLoad(root, checkId(id));
+  try {
+    await s.dir.lock();
+    const rec = s.dir.readRecord();
+    if (!rec) throw notExist(id);
+    s.rec = rec;
+    const status = statusOf(s);
+    if (pause && status !== 'running')
+      throw new OciStateError(`cannot pause ${id}: container not running (${status})`, 'state');
+    if (!pause && status !== 'paused')
+      throw new OciStateError(`cannot resume ${id}: container not paused (${status})`, 'state');
+    if (!rec.cgroup)
+      throw new OciStateError(
+        `cannot ${verb} ${id}: it has no cgroup (the freezer needs one: give the bundle linux.resources or linux.cgroupsPath, as root or in a delegated cgroup)`,
+        'state',
+      );
+    if (s.owner !== process.geteuid!())
+      throw new OciStateError(`cannot ${verb} ${id}: its state belongs to uid ${s.owner}`, 'state');
+    const { Cgroup } = await import('../cgroups/cgroup.js');
+    const cg = Cgroup.fromDirs(rec.cgroup.dirs, rec.cgroup.created);
+    if (pause) await cg.freeze();
+    else await cg.thaw();
   } finally {
     s.dir.close();
   }

@@ -25,6 +25,7 @@
 // containerd's and Podman's own timeouts for kill and delete. Our verbs hold
 // the lock for milliseconds, and a holder is named by pid and start time, so
 // a dead holder is seen at once (the scheme of the image cache's holds).
+import { Cgroup } from '../cgroups/cgroup.js';
 import {
   constants as fsc,
   closeSync,
@@ -89,7 +90,7 @@ export interface StateRecord {
   cgroup?: { dirs: string[]; created: string[] };
 }
 
-export type Status = 'creating' | 'created' | 'running' | 'stopped';
+export type Status = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
 
 export const ID_RE = /^[A-Za-z0-9_+@-][A-Za-z0-9_.+@:-]{0,250}$/;
 
@@ -496,7 +497,17 @@ export function statusOf(s: LoadedState): Status {
   if (!(rec.pid > 0)) return isAlive(rec.runtimePid, rec.runtimeStart) ? 'creating' : 'stopped';
   if (!isAlive(rec.pid, rec.pidStart)) return 'stopped';
   if (!rec.started && s.dir.hasFifo()) return 'created';
+  if (rec.cgroup && frozen(rec.cgroup)) return 'paused';
   return 'running';
+}
+
+/** Whether the recorded cgroup is frozen (pause); a record naming directories that are not cgroups says no. */
+function frozen(cg: { dirs: string[]; created: string[] }): boolean {
+  try {
+    return Cgroup.fromDirs(cg.dirs, cg.created).frozen();
+  } catch {
+    return false;
+  }
 }
 
 export function notExist(id: string): OciStateError {

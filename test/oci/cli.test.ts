@@ -100,7 +100,7 @@ t.test("--log FILE --log-format json: the shim's JSON lines in the file, the bar
   t.match(bad.err, /--log-format.*xml.*(text|json)/s, 'a wrong format is named');
 });
 
-t.test('refusals name the option: --no-pivot, pause/resume, a bad id, a bad signal', async (t) => {
+t.test('refusals name the option: --no-pivot, pause/resume of no container, a bad id, a bad signal', async (t) => {
   const root = scratch(t);
   const np = await oci(root, 'create', '--no-pivot', '--bundle', root, 'x');
   t.equal(np.code, 1);
@@ -108,7 +108,7 @@ t.test('refusals name the option: --no-pivot, pause/resume, a bad id, a bad sign
   for (const verb of ['pause', 'resume']) {
     const r = await oci(root, verb, 'x');
     t.equal(r.code, 1);
-    t.match(r.err, new RegExp(`${verb} is not supported: it needs the freezer cgroup`));
+    t.match(r.err, /container does not exist: x/);
   }
   const id = await oci(root, 'state', '../etc');
   t.equal(id.code, 1);
