@@ -115,22 +115,42 @@ t.test("the payload is the CLI's child or grandchild", async (t) => {
   t.teardown(() => {
     c.kill('SIGKILL');
   });
+  const ppid = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
   let found: number | undefined;
   for (let i = 0; i < 400 && !found; i++) {
     await new Promise((r) => setTimeout(r, 50));
+    const shells: number[] = [];
     for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
       try {
         const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-        if (argv[0] === '/bin/sh' && argv.some((a) => a.includes(marker))) found = Number(p);
+        if (argv[0] === '/bin/sh' && argv.some((a) => a.includes(marker))) shells.push(Number(p));
       } catch {
         /* gone */
       }
     }
+    // The payload's shell, not a child it forked for `sleep` that has not
+    // exec'd yet (the same argv for a moment: the test once took that one).
+    found = shells.find((p) => {
+      try {
+        return !shells.includes(ppid(p));
+      } catch {
+        return false;
+      }
+    });
   }
   t.ok(found, 'payload found');
-  const ppid = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
   const parent = ppid(found!);
-  t.ok(parent === c.pid || ppid(parent) === c.pid, `payload ${found} -> ${parent} -> ${ppid(parent)}; CLI ${c.pid}`);
+  const cmd = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').slice(0, 120);
+    } catch {
+      return '(gone)';
+    }
+  };
+  t.ok(
+    parent === c.pid || ppid(parent) === c.pid,
+    `payload ${found} -> ${parent} (${cmd(parent)}) -> ${ppid(parent)} (${cmd(ppid(parent))}); CLI ${c.pid}`,
+  );
   process.kill(c.pid!, 'SIGTERM');
   const code = await new Promise((r) => c.on('exit', (code, sig) => r(code ?? sig)));
   t.equal(code, 143, 'SIGTERM forwarded to the payload: 128+15');
