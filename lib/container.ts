@@ -264,7 +264,14 @@ export class Container extends EventEmitter {
         this.state = 'failed';
         this.clearKillers();
         closeGate();
-        if (err) cgroup?.removeEmpty();
+        if (err) {
+          // It never held a process; a failure to remove it must not become an uncaught exception here.
+          try {
+            cgroup?.removeEmpty();
+          } catch (e) {
+            this.emit('cgroupError', e);
+          }
+        }
         const error = hookError ?? cgroupFailure ?? prepared.describeFailure(err!);
         for (const s of [this.stdin, this.stdout, this.stderr]) s?.destroy();
         rejectSpawned(error);
