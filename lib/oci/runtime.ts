@@ -323,14 +323,20 @@ async function waitGone(pid: number, start: string, ms: number): Promise<boolean
   return false;
 }
 
+/** Take the container's lock, then read its record again: another verb may have changed it while we waited. */
+async function lockFresh(s: LoadedState): Promise<NonNullable<LoadedState['rec']>> {
+  await s.dir.lock();
+  const rec = s.dir.readRecord();
+  if (!rec) throw notExist(s.rec.id);
+  s.rec = rec;
+  return rec;
+}
+
 /** start: release a created container's payload (see the file's head); then the poststart hooks. */
 export async function start(root: string, id: string, log: Logger): Promise<void> {
   const s = mustLoad(root, checkId(id));
   try {
-    await s.dir.lock();
-    const rec = s.dir.readRecord();
-    if (!rec) throw notExist(id);
-    s.rec = rec;
+    const rec = await lockFresh(s);
     const status = statusOf(s);
     if (status === 'stopped') throw new OciStateError(`cannot start a container that has stopped: ${id}`, 'state');
     if (status === 'running') throw new OciStateError(`cannot start an already running container: ${id}`, 'state');
@@ -576,10 +582,7 @@ export async function freeze(root: string, id: string, pause: boolean): Promise<
   const verb = pause ? 'pause' : 'resume';
   const s = mustLoad(root, checkId(id));
   try {
-    await s.dir.lock();
-    const rec = s.dir.readRecord();
-    if (!rec) throw notExist(id);
-    s.rec = rec;
+    const rec = await lockFresh(s);
     const status = statusOf(s);
     if (pause && status !== 'running')
       throw new OciStateError(`cannot pause ${id}: container not running (${status})`, 'state');
