@@ -233,19 +233,7 @@ async function runStep(
   binds: string[],
   instance?: Instance,
 ): Promise<StepRecord> {
-  const rec: StepRecord = {
-    job: job.id,
-    step,
-    status: 'error',
-    image: job.image,
-    digest: null,
-    argv,
-    pid: null,
-    exitCode: null,
-    signal: null,
-    durationMs: null,
-    rusage: null,
-  };
+  const rec = blankRecord(job, step, argv);
   let logFd: number | undefined;
   const t0 = performance.now();
   try {
