@@ -285,13 +285,16 @@ export async function launch<T>(program: Command, f: ActionFlags, start: (o: Exe
   }
 }
 
-export function registerApptainerCommands(program: Command, versionLine: string): void {
+export function registerApptainerCommands(program: Command, versionLine: string, verb?: string): void {
+  // The action flags for the verb that runs (all of them when main.ts does
+  // not know the verb: --help, an unknown verb).
+  const flags = (cmd: Command): Command => (verb === undefined || verb === cmd.name() ? actionOptions(cmd) : cmd);
   // A profile's unknown syscall names: one line, as Apptainer words its warnings.
   onSeccompWarning((w) => {
     if (!program.opts<GlobalFlags>().silent) process.stderr.write(`WARNING: ${w}\n`);
   });
   // The global options (-s, -q, -d, -v) are main.ts's.
-  actionOptions(program.command('exec'))
+  flags(program.command('exec'))
     .description('run a command in an image')
     .argument(
       '<image>',
@@ -304,7 +307,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
       await forwardAndExit(report(program, await launch(program, f, (o) => exec(image, command, o))));
     });
 
-  actionOptions(program.command('run'))
+  flags(program.command('run'))
     .description("run the image's runscript, or its Entrypoint and Cmd")
     .argument('<image>', 'directory, oci:, docker-archive: or docker:// image')
     .argument('[args...]', 'arguments for the runscript')
@@ -314,7 +317,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
       await forwardAndExit(report(program, await launch(program, f, (o) => runscript(image, args, o))));
     });
 
-  actionOptions(program.command('shell'))
+  flags(program.command('shell'))
     .description('an interactive shell in the image')
     .argument('<image>', 'directory, oci:, docker-archive: or docker:// image')
     .option(
@@ -326,7 +329,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
       await forwardAndExit(report(program, await launch(program, f, (o) => shell(image, { ...o, shell: f.shell }))));
     });
 
-  actionOptions(program.command('test'))
+  flags(program.command('test'))
     .description("run the image's test script (/.singularity.d/test)")
     .argument('<image>', 'directory, oci:, docker-archive: or docker:// image')
     .action(async (image: string, f: ActionFlags, cmd: Command) => {
@@ -339,7 +342,7 @@ export function registerApptainerCommands(program: Command, versionLine: string)
       await forwardAndExit(report(program, c));
     });
 
-  registerInstanceCommand(program);
+  registerInstanceCommand(program, verb === undefined || verb === 'instance');
 
   program
     .command('version')

@@ -13,7 +13,7 @@ import {
   type InstanceStopResult,
 } from '../singularity/index.js';
 import { namedUser } from '../singularity/instance-store.js';
-import { jsonPrintable, printable } from './image-commands.js';
+import { jsonPrintable, printable } from './printable.js';
 import { actionOptions, launch, say, settle, type ActionFlags, type GlobalFlags } from './apptainer-commands.js';
 
 interface ListFlags {
@@ -64,13 +64,14 @@ function signalArg(v: string | undefined): NodeJS.Signals | number | undefined {
   return name;
 }
 
-export function registerInstanceCommand(program: Command): void {
+/** `full`: with the action flags of `instance start|run` (false: another verb runs). */
+export function registerInstanceCommand(program: Command, full = true): void {
   const instance = program
     .command('instance')
     .description('long-lived containers: start, run, list, stop (join one with exec|run|shell|test instance://NAME)');
 
   const startVerb = (verb: 'start' | 'run') =>
-    actionOptions(instance.command(verb))
+    (full ? actionOptions(instance.command(verb)) : instance.command(verb))
       .description(
         verb === 'start'
           ? 'start an instance: its /.singularity.d/startscript, else the instance alone (its init keeps it)'

@@ -113,7 +113,11 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 // shares), nor pay for the image or bundle code it does not use. --help, a
 // bare `nodularity` and an unknown verb load them all, so the command list
 // and commander's suggestions stay complete.
-type Registrar = (program: Command, versionLine: string) => void;
+// The verb is passed on so that a module registers the full option set of
+// that verb only (Apptainer's action flags are about a hundred options per
+// verb, and commander builds each one): the other verbs are listed, with their
+// descriptions, for --help and suggestions.
+type Registrar = (program: Command, versionLine: string, verb: string | undefined) => void;
 const MODULES: Record<string, () => Promise<Registrar>> = {
   apptainer: async () => (await import('./apptainer-commands.js')).registerApptainerCommands,
   image: async () => (await import('./image-commands.js')).registerImageCommands,
@@ -136,15 +140,19 @@ const VERBS: Record<string, string> = {
   bench: 'bench',
 };
 
-/** The modules to load for these arguments (the global options take no values). */
-function modulesFor(args: string[]): string[] {
+/**
+ * The modules to load for these arguments (the global options take no
+ * values), and the verb when it is one of ours (undefined: --help, a bare
+ * `nodularity` or an unknown verb, and every module registers everything).
+ */
+function modulesFor(args: string[]): { modules: string[]; verb?: string } {
   const i = args.findIndex((a) => !a.startsWith('-') || a === '--');
   const verb = i < 0 || args[i] === '--' ? undefined : args[i]!;
-  if (verb !== undefined && Object.hasOwn(VERBS, verb)) return [VERBS[verb]!];
+  if (verb !== undefined && Object.hasOwn(VERBS, verb)) return { modules: [VERBS[verb]!], verb };
   const before = i < 0 ? args : args.slice(0, i);
   if (verb === undefined && before.includes('--version') && !before.some((a) => a === '-h' || a === '--help'))
-    return [];
-  return Object.keys(MODULES);
+    return { modules: [] };
+  return { modules: Object.keys(MODULES) };
 }
 
 const program = new Command(commandName)
@@ -168,8 +176,8 @@ const configure = (c: Command) => {
 };
 
 async function main(): Promise<void> {
-  const wanted = modulesFor(process.argv.slice(2));
-  for (const m of wanted) (await MODULES[m]!())(program, versionLine);
+  const { modules: wanted, verb } = modulesFor(process.argv.slice(2));
+  for (const m of wanted) (await MODULES[m]!())(program, versionLine, verb);
   if (wanted.includes('apptainer')) {
     const launches = await import('../singularity/index.js');
     abortLaunches = launches.abortPendingLaunches;

@@ -1,7 +1,10 @@
 // Pull and unpack progress on stderr, shared by `pull` and the verbs that
 // pull an image on first use (exec, run, shell, test).
-import cliProgress from 'cli-progress';
+import type cliProgressModule from 'cli-progress';
+import { createRequire } from 'node:module';
 import type { PullProgress } from '../image/index.js';
+
+type CliProgress = typeof cliProgressModule;
 
 export function human(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -39,29 +42,38 @@ export function progressReporter(
       stop: () => undefined,
     };
   }
-  const multi = new cliProgress.MultiBar(
-    {
-      stream: process.stderr,
-      format: ' {phase} {digest} [{bar}] {percentage}% {done}/{size} {speed}',
-      hideCursor: true,
-      clearOnComplete: false,
-      autopadding: true,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  // The bars (and the cli-progress module) are made at the first event: an
+  // exec of a directory or of a cached image never loads it.
+  let multi: InstanceType<CliProgress['MultiBar']> | undefined;
+  const multiBar = (): InstanceType<CliProgress['MultiBar']> => {
+    if (multi) return multi;
+    const cliProgress = createRequire(import.meta.url)('cli-progress') as CliProgress;
+    multi = new cliProgress.MultiBar(
+      {
+        stream: process.stderr,
+        format: ' {phase} {digest} [{bar}] {percentage}% {done}/{size} {speed}',
+        hideCursor: true,
+        clearOnComplete: false,
+        autopadding: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    return multi;
+  };
   let stopped = false;
   const stop = (): void => {
     if (!stopped) {
       stopped = true;
-      multi.stop();
+      multi?.stop();
     }
   };
-  const bars = new Map<number, { bar: cliProgress.SingleBar; started: number }>();
+  const bars = new Map<number, { bar: cliProgressModule.SingleBar; started: number }>();
   const update = (index: number, digest: string, phase: string, bytes: number, total: number): void => {
+    if (stopped) return;
     let b = bars.get(index);
     if (!b) {
       b = {
-        bar: multi.create(total, 0, {
+        bar: multiBar().create(total, 0, {
           digest: digest.slice(7, 19),
           phase,
           done: human(0),

@@ -5,16 +5,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { lstatSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SpecError } from '../errors.js';
-import {
-  parseImageConfig,
-  pullImage,
-  ImageCache,
-  ImageError,
-  type CacheHold,
-  type ImageConfig,
-  type PullOptions,
-} from '../image/index.js';
-import { MAX_JSON, readImageFile } from '../image/image-file.js';
+// The image code (registry client, tar and layer decoders, the cache) is
+// loaded when an IMAGE needs it, not for a directory: `exec DIR` starts as
+// fast as the launch itself allows.
+import type { CacheHold, ImageConfig, PullOptions } from '../image/index.js';
 
 export interface ResolvedRunImage {
   /** What the caller gave. */
@@ -95,6 +89,7 @@ export async function resolveRunImage(
   if (REFERENCE.test(image)) {
     // The entry is held from here until the container exits. A clean
     // between the pull and the hold removed it: pull again (rarely more than once).
+    const { ImageCache, ImageError, pullImage } = await import('../image/index.js');
     const cache = new ImageCache(pull.cacheDir);
     for (let attempt = 1; ; attempt++) {
       const p = await pullImage(image, pull);
@@ -140,6 +135,10 @@ export async function resolveRunImage(
   const pulledConfig = resolve(path, 'image.json');
   if (isDir(resolve(path, 'rootfs')) && isFile(pulledConfig)) {
     let config: ImageConfig, digest: string;
+    const [{ parseImageConfig }, { MAX_JSON, readImageFile }] = await Promise.all([
+      import('../image/config.js'),
+      import('../image/image-file.js'),
+    ]);
     try {
       const meta = JSON.parse(
         (await readImageFile(pulledConfig, { what: pulledConfig, code: 'BAD_MANIFEST', max: MAX_JSON })).toString(

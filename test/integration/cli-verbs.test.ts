@@ -83,7 +83,10 @@ async function bigLayout(dir: string, mib: number): Promise<string> {
 
 /**
  * A module hook (module.register) that appends every module URL Node loads
- * to FILE: the record of what a CLI run loaded, bench included or not.
+ * to FILE: the record of what a CLI run loaded, bench included or not. The
+ * hook sees what `import` loads; what is loaded with require() (createRequire
+ * in an ES module, or inside a CommonJS package) is in require's cache, which
+ * the preload appends at exit.
  */
 function loadRecorder(dir: string): { args: string[]; loaded: () => string[] } {
   const file = join(dir, 'loaded.txt');
@@ -95,14 +98,22 @@ export async function load(url, context, next) { appendFileSync(${JSON.stringify
 `,
   );
   const reg = join(dir, 'register.mjs');
-  writeFileSync(reg, `import { register } from 'node:module';\nregister(${JSON.stringify(`file://${hooks}`)});\n`);
+  writeFileSync(
+    reg,
+    `import { appendFileSync } from 'node:fs';
+import { createRequire, register } from 'node:module';
+register(${JSON.stringify(`file://${hooks}`)});
+const cache = createRequire(import.meta.url).cache;
+process.on('exit', () => appendFileSync(${JSON.stringify(file)}, Object.keys(cache).map((p) => 'require:' + p + '\\n').join('')));
+`,
+  );
   return {
     args: ['--import', reg],
     loaded: () => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : []),
   };
 }
 
-t.test('exec loads neither lib/bench nor the bundle verbs; bench and --help do load bench (item 1)', async (t) => {
+t.test('exec of a directory loads neither lib/bench, the bundle verbs, nor the image code; bench does', async (t) => {
   const img = testRootfs();
   const dir = scratch(t);
   const rec = loadRecorder(dir);
@@ -122,6 +133,36 @@ t.test('exec loads neither lib/bench nor the bundle verbs; bench and --help do l
     loaded.filter((u) => u.includes('/dist/cli/bundle-command')),
     [],
     'nor the bundle verbs',
+  );
+  // Issue 19: a directory needs no registry client, layer decoder, cache
+  // lock or progress bar (each of these was loaded for every exec before).
+  t.same(
+    loaded.filter((u) =>
+      /\/dist\/(image|oci\/runtime)|\/node_modules\/(tar-stream|cli-progress|proper-lockfile|fzstd|smol-toml|simple-statistics)\//.test(
+        u,
+      ),
+    ),
+    [],
+    'nor the image, registry and progress code, nor the OCI runtime',
+  );
+  t.ok(
+    loaded.some((u) => u.startsWith('require:') && u.includes('/node_modules/commander/lib/')),
+    "the require cache is in the record (commander's own files are required)",
+  );
+
+  // An image through the cache does load the image code, and the progress
+  // bar at a terminal (test 'exec of an uncached image shows pull progress').
+  const rec3 = loadRecorder(scratch(t));
+  const layout = await bigLayout(scratch(t), 1);
+  const pulled = cli(
+    ['exec', `oci:${layout}`, '/bin/true'],
+    { NODULARITY_CACHE: join(scratch(t), 'cache') },
+    rec3.args,
+  );
+  t.equal(pulled.code, 0, pulled.err);
+  t.ok(
+    rec3.loaded().some((u) => u.includes('/node_modules/tar-stream/')),
+    'an oci: image loads the layer code (the recorder would see it)',
   );
 
   const rec2 = loadRecorder(scratch(t));
