@@ -6,7 +6,7 @@ import { constants as osc } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { SpecError } from '../errors.js';
 import type { Spec } from '../oci/spec.js';
-import { CLONE } from './flags.js';
+import { CLONE, MS } from './flags.js';
 import { PROPAGATION } from './mount-options.js';
 import type { LaunchPlan, PlanOptions } from './types.js';
 
@@ -45,9 +45,12 @@ export interface RootPlan {
   created: Set<string>;
   /** Those joined by path, user first (the order the child joins them in). */
   joins: NsJoin[];
-  /** linux.rootfsPropagation (default rslave) and its MS_* flag. */
+  /** linux.rootfsPropagation (default rslave). */
   propagation: string;
+  /** MS_* applied recursively to "/" before anything is mounted: slave, or private when asked; never shared. */
   rootPropagation: number;
+  /** MS_* (with MS_REC for the r-forms) applied to the new "/" after pivot_root; 0 for the default rslave. */
+  rootPropagationAfter: number;
 }
 
 const NS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(NS_FLAG).map(([k, v]) => [v, k]));
@@ -117,7 +120,12 @@ export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): Ro
     throw new SpecError('/hostname', 'setting a hostname needs a uts namespace');
   if (spec.domainname !== undefined && !namespaces.has('uts'))
     throw new SpecError('/domainname', 'setting a domainname needs a uts namespace');
+  // The asked propagation is applied to the container's "/" after pivot_root,
+  // as runc does; before it, the copies of the host's mounts are slaves
+  // (private when asked), so that nothing mounted while the root is built
+  // reaches the host and pivot_root finds no shared parent mount.
   const propagation = linux.rootfsPropagation ?? 'rslave';
+  const [flag, recursive] = PROPAGATION[propagation];
   return {
     rootfs,
     cloneFlags,
@@ -125,7 +133,8 @@ export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): Ro
     created,
     joins,
     propagation,
-    rootPropagation: PROPAGATION[propagation][0],
+    rootPropagation: flag === MS.PRIVATE ? MS.PRIVATE : MS.SLAVE,
+    rootPropagationAfter: propagation === 'rslave' ? 0 : flag | (recursive ? MS.REC : 0),
   };
 }
 
