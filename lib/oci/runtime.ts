@@ -66,6 +66,7 @@ import {
   type Status,
 } from './state.js';
 import { parseSignal } from '../signals.js';
+import { isBindMount, splitBindOptions } from '../plan/mount-options.js';
 
 /** The runtime-spec version this runtime follows (lib/oci/spec.ts's types). */
 export const SPEC_VERSION = '1.2.0';
@@ -112,6 +113,21 @@ export async function bundleSpec(
   // under the early-loaded seccomp profile, and falls back from close_range
   // to /proc/self/fd when the profile lacks it (runtime-tools' does).
   if (spec.process && spec.process.noNewPrivileges === undefined) spec.process.noNewPrivileges = false;
+  // A bind's fs data and superblock options (runtime-tools' `mode=755`):
+  // runc and crun hand them to the bind, where the kernel ignores them, so
+  // bundles written for them carry such options. Dropped here with one
+  // warning each; the library refuses them (lib/plan/mount-options.ts).
+  (spec.mounts ?? []).forEach((m, i) => {
+    if (!isBindMount(m) || !Array.isArray(m.options)) return;
+    const { kept, ignored } = splitBindOptions(m.options);
+    if (!ignored.length) return;
+    m.options = kept;
+    for (const o of ignored)
+      process.emitWarning(
+        `/mounts/${i} (${m.destination}): option ${JSON.stringify(o)} ignored: a bind mount cannot apply it (as runc and crun)`,
+        { code: 'NODULARITY_SPEC_IGNORED' },
+      );
+  });
   let hooks: Hooks;
   try {
     hooks = o.ignoreHooks ? {} : checkHooks((spec as { hooks?: unknown }).hooks);
