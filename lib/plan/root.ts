@@ -78,6 +78,35 @@ function checkJoin(path: string, type: string, i: number, nsTypeOf: NsTypeOf): v
     );
 }
 
+/** dev:ino of a namespace file, or undefined when it cannot be seen (gone, or not ours to look at). */
+function nsIdentity(path: string): string | undefined {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A mount namespace given by path is joined and the root is built in it, as
+ * runc does: pivot_root there moves the root of every process of that
+ * namespace whose root was its root. That is the caller's to choose for a
+ * namespace it made (joining needs CAP_SYS_ADMIN over it: root, or the user
+ * namespace that owns it), but never for the runtime's own mount namespace
+ * or the host's (PID 1's): refused.
+ */
+function checkMountJoin(path: string, i: number): void {
+  const id = nsIdentity(path);
+  const mine = nsIdentity('/proc/self/ns/mnt');
+  const host = nsIdentity('/proc/1/ns/mnt');
+  if (id !== undefined && (id === mine || id === host))
+    throw new SpecError(
+      `/linux/namespaces/${i}/path`,
+      `${path} is ${id === host ? "the host's" : "the runtime's own"} mount namespace: the container's root cannot be built in it (pivot_root would move the root of every process there); give a mount namespace made for the container, or none to have a new one`,
+    );
+}
+
 /** The root directory and namespaces of a spec (root.path relative to bundleDir). */
 export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): RootPlan {
   const linux = spec.linux ?? {};
@@ -101,6 +130,7 @@ export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): Ro
     if (n.path !== undefined) {
       if (!nsTypeOf) throw new SpecError(`/linux/namespaces/${i}/path`, 'joining namespaces needs the addon');
       checkJoin(n.path, n.type, i, nsTypeOf);
+      if (n.type === 'mount') checkMountJoin(n.path, i);
       joins.push({ type: NS_FLAG[n.type], path: n.path, ns: n.type, index: i });
     } else {
       created.add(n.type);
@@ -116,6 +146,13 @@ export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): Ro
     );
   if (!namespaces.has('mount'))
     throw new SpecError('/linux/namespaces', 'a mount namespace is required (the rootfs is entered with pivot_root)');
+  // A user namespace made after the joins owns none of them: no mount would be allowed in the joined one (EPERM).
+  const mountJoin = joins.find((j) => j.ns === 'mount');
+  if (mountJoin && created.has('user'))
+    throw new SpecError(
+      `/linux/namespaces/${mountJoin.index}/path`,
+      'a mount namespace joined by path belongs to an existing user namespace: join that one too (a user namespace with a path), or list no user namespace (root)',
+    );
   if (spec.hostname !== undefined && !namespaces.has('uts'))
     throw new SpecError('/hostname', 'setting a hostname needs a uts namespace');
   if (spec.domainname !== undefined && !namespaces.has('uts'))
