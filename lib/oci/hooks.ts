@@ -14,7 +14,7 @@
 // could not be started, exited non-zero, died of a signal, or outlived its
 // `timeout` (seconds; it is then killed).
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { spawn as spawnContainer } from '../container.js';
 import { SpecError } from '../errors.js';
@@ -205,14 +205,21 @@ export async function runHookIn(
   };
   let c;
   try {
-    c = spawnContainer(hookSpec, {
-      joinPid: pid,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      ...(h.timeout !== undefined ? { timeout: h.timeout * 1000, killSignal: 'SIGKILL' as const } : {}),
-    });
+    c = spawnContainer(hookSpec, { joinPid: pid, stdio: ['pipe', 'pipe', 'pipe'] });
   } catch (e) {
     return `cannot run ${h.path}: ${(e as Error).message}`;
   }
+  // The timeout kills the hook and whatever it started: the exec's init is
+  // not PID 1 of the container's pid namespace, so its own death would
+  // leave them running there (reparented to the container's init).
+  let timedOut = false;
+  const timer =
+    h.timeout !== undefined
+      ? setTimeout(() => {
+          timedOut = true;
+          if (c.pid) killTree(c.pid);
+        }, h.timeout * 1000)
+      : undefined;
   const out: Buffer[] = [];
   let size = 0;
   const keep = (d: Buffer) => {
@@ -236,14 +243,46 @@ export async function runHookIn(
   } catch (e) {
     for (const s of [c.stdout!, c.stderr!]) s.destroy();
     return `cannot run ${h.path}: ${(e as Error).message}`;
+  } finally {
+    clearTimeout(timer);
   }
-  await Promise.all(closed);
+  // Its output to the end, unless something it left behind keeps the pipes open.
+  await Promise.race([Promise.all(closed), new Promise((res) => setTimeout(res, 2000).unref())]);
+  for (const s of [c.stdout!, c.stderr!]) s.destroy();
   const said = tail(Buffer.concat(out));
   const output = said ? ` (output: ${said})` : '';
-  if (r.timedOut) return `${h.path} did not finish within its timeout of ${h.timeout} s; killed${output}`;
+  if (timedOut) return `${h.path} did not finish within its timeout of ${h.timeout} s; killed${output}`;
   if (r.signal) return `${h.path} was killed by ${r.signal}${output}`;
   if (r.exitCode !== 0) return `${h.path} exited with status ${r.exitCode}${output}`;
   return undefined;
+}
+
+/** SIGKILL to pid's descendants (found through /proc/PID/task/TID/children), then to pid. */
+function killTree(pid: number): void {
+  const all: number[] = [];
+  const walk = (p: number) => {
+    let kids: number[] = [];
+    try {
+      for (const tid of readdirSync(`/proc/${p}/task`))
+        kids = kids.concat(
+          readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
+        );
+    } catch {
+      /* gone */
+    }
+    for (const k of kids) {
+      walk(k);
+      all.push(k);
+    }
+  };
+  walk(pid);
+  for (const p of [...all, pid]) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
 }
 
 /** runHooks for the container-namespace kinds (createContainer, startContainer): the first failure throws HookError. */

@@ -97,6 +97,8 @@ export interface BundleOptions {
   asCaller?: boolean;
   /** Do not run the bundle's hooks. */
   ignoreHooks?: boolean;
+  /** Read for an exec (its mounts are not made): no warnings about them again. */
+  forExec?: boolean;
 }
 
 /** BUNDLE/config.json checked, with its hooks; errors name the file. */
@@ -135,11 +137,12 @@ export async function bundleSpec(
     const { kept, ignored } = splitBindOptions(m.options);
     if (!ignored.length) return;
     m.options = kept;
-    for (const o of ignored)
-      process.emitWarning(
-        `/mounts/${i} (${m.destination}): option ${JSON.stringify(o)} ignored: a bind mount cannot apply it (as runc and crun)`,
-        { code: 'NODULARITY_SPEC_IGNORED' },
-      );
+    if (!o.forExec)
+      for (const opt of ignored)
+        process.emitWarning(
+          `/mounts/${i} (${m.destination}): option ${JSON.stringify(opt)} ignored: a bind mount cannot apply it (as runc and crun)`,
+          { code: 'NODULARITY_SPEC_IGNORED' },
+        );
   });
   let hooks: Hooks;
   try {
@@ -798,7 +801,7 @@ export async function exec(root: string, id: string, o: ExecOptions): Promise<Co
     if (s.owner !== process.geteuid!())
       throw new OciStateError(`container ${id} belongs to uid ${s.owner}: exec into it only as that user`);
     pid = s.rec.pid;
-    spec = (await bundleSpec(s.rec.bundle, { ignoreHooks: true })).spec;
+    spec = (await bundleSpec(s.rec.bundle, { ignoreHooks: true, forExec: true })).spec;
   } finally {
     s.dir.close();
   }

@@ -387,6 +387,19 @@ t.test(
     t.equal(JSON.parse(readFileSync(join(out, 'poststop-s.json'), 'utf8')).status, 'stopped', 'poststop ran');
     t.notMatch(readFileSync('/proc/self/mountinfo', 'utf8'), late, 'no mount of the bundle on the host');
 
+    // A createContainer hook that outlives its timeout is killed (in the container) and fails create.
+    const slowSecs = String(3000 + (process.pid % 1000)); // its command line, to look for it afterwards
+    const slow = makeBundle(scratch(t), ['/bin/true'], {
+      hooks: { createContainer: [{ path: '/bin/sleep', args: ['sleep', slowSecs], timeout: 1 }] },
+    } as Record<string, unknown>);
+    const t0 = Date.now();
+    const sl = await create(root, slow, 'ct1');
+    t.equal(sl.code, 1);
+    t.match(sl.err, /createContainer hook #0 failed: \/bin\/sleep did not finish within its timeout of 1 s; killed/);
+    t.ok(Date.now() - t0 < 15_000, 'the timeout is kept');
+    t.same(pidsTagged(`sleep\0${slowSecs}\0`), [], 'the hook is gone');
+    t.same(readdirSync(root), []);
+
     // --ignore-hooks: the same failing hooks are not run.
     const quiet = makeBundle(scratch(t), ['/bin/true'], {
       hooks: { createContainer: [{ path: '/bin/false' }], startContainer: [{ path: '/bin/false' }] },

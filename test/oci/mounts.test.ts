@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from '../../lib/index.js';
 import { scratch, spec } from '../helpers/env.js';
-import { makeBundle, OCI_BIN, runCmd } from './helpers.js';
+import { makeBundle, OCI_BIN, oci, ociDetached, runCmd } from './helpers.js';
 
 function hostDir(t: Parameters<typeof scratch>[0]): string {
   const d = mkdtempSync(join(tmpdir(), 'nodularity-oci-mnt-'));
@@ -53,4 +53,24 @@ t.test('the library (spawn) still refuses a data option on a bind, naming it', a
     mounts: [{ destination: '/data', type: 'bind', source: d, options: ['rbind', 'mode=755'] }],
   });
   t.throws(() => spawn(s), { name: 'SpecError', message: /mount option "mode=755" cannot be applied to a bind mount/ });
+});
+
+t.test('exec into such a container: the bundle is read again, the warnings are not repeated', async (t) => {
+  const root = scratch(t);
+  const d = hostDir(t);
+  const bundle = makeBundle(scratch(t), ['/bin/sleep', '300'], {
+    mounts: [
+      ...(JSON.parse(JSON.stringify(spec(['true']).mounts)) as object[]),
+      { destination: '/data', type: 'bind', source: d, options: ['rbind', 'mode=755'] },
+    ],
+  });
+  const c = await ociDetached(root, 'create', '--bundle', bundle, 'm2');
+  t.equal(c.code, 0, c.err);
+  t.match(c.err, /option \\"mode=755\\" ignored/, 'create warns');
+  const e = await oci(root, 'exec', 'm2', 'cat', '/data/hello');
+  t.equal(e.code, 0, e.err);
+  t.equal(e.out, 'from the host\n');
+  t.equal(e.err, '', 'exec says nothing');
+  t.equal((await oci(root, 'delete', '--force', 'm2')).code, 0);
+  t.same(readdirSync(root), []);
 });
