@@ -7,7 +7,7 @@ import t from 'tap';
 import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from '../../lib/index.js';
+import { spawn, type Mount } from '../../lib/index.js';
 import { scratch, spec } from '../helpers/env.js';
 import { makeBundle, OCI_BIN, oci, ociDetached, runCmd } from './helpers.js';
 
@@ -26,7 +26,7 @@ t.test(
     const d = hostDir(t);
     const bundle = makeBundle(scratch(t), ['/bin/sh', '-c', 'cat /data/hello; grep " /data " /proc/self/mountinfo'], {
       mounts: [
-        ...(JSON.parse(JSON.stringify(spec(['true']).mounts)) as object[]),
+        ...(JSON.parse(JSON.stringify(spec(['true']).mounts)) as Mount[]),
         { destination: '/data', type: 'bind', source: d, options: ['rbind', 'mode=755', 'ro', 'sync'] },
       ],
     });
@@ -60,7 +60,7 @@ t.test('exec into such a container: the bundle is read again, the warnings are n
   const d = hostDir(t);
   const bundle = makeBundle(scratch(t), ['/bin/sleep', '300'], {
     mounts: [
-      ...(JSON.parse(JSON.stringify(spec(['true']).mounts)) as object[]),
+      ...(JSON.parse(JSON.stringify(spec(['true']).mounts)) as Mount[]),
       { destination: '/data', type: 'bind', source: d, options: ['rbind', 'mode=755'] },
     ],
   });
