@@ -691,10 +691,25 @@ static int step_domainname(const child_args *a, child_fail *) {
 }
 
 // Nothing we mount may propagate back to the host; slave (the default)
-// still lets host mounts (autofs under /cvmfs) propagate in.
+// still lets host mounts (autofs under /cvmfs) propagate in. Never shared
+// here, whatever linux.rootfsPropagation asks: the copies of a shared host
+// mount stay in the host's peer group (root without a user namespace), so
+// the rootfs bind and every mount under it would appear on the host, and
+// pivot_root(2) refuses a new root whose parent mount is shared (EINVAL).
 static int step_root_propagation(const child_args *a, child_fail *) {
   uint64_t prop = a->plan->root_propagation;
   return prop ? (int)cx_mount(NULL, "/", NULL, MS_REC | prop, NULL) : 0;
+}
+
+// linux.rootfsPropagation on the container's own "/" once it is the root
+// (as runc applies it after pivot_root): a shared "/" here starts a peer
+// group of the container's own, still a slave of the host's, so mounts made
+// inside reach binds of "/" inside and nothing of the host.
+static int step_root_propagation_after(const child_args *a, child_fail *f) {
+  uint64_t prop = a->plan->root_propagation_after;
+  if (!prop || !a->plan->rootfs) return 0;
+  f->index = 1;
+  return (int)cx_mount(NULL, "/", NULL, prop, NULL);
 }
 
 // The rootfs bound onto itself (pivot_root needs the new root to be a mount
@@ -1116,6 +1131,7 @@ static const step_row STEPS[] = {
     {STEP_PROCESS_ATTRS, step_process_attrs},
     {STEP_HOOKS, step_hooks},
     {STEP_PIVOT_ROOT, step_pivot_root},
+    {STEP_ROOT_PROPAGATION, step_root_propagation_after},
     {STEP_ROOT_READONLY, step_root_readonly},
     {STEP_TERMINAL, step_terminal},
     {STEP_RLIMIT, step_rlimits},

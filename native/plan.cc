@@ -145,6 +145,7 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
   p.hostname = r.str(o, "hostname", "hostname", true);
   p.domainname = r.str(o, "domainname", "domainname", true);
   p.root_propagation = r.u64(o, "rootPropagation", "rootPropagation");
+  p.root_propagation_after = r.u64(o, "rootPropagationAfter", "rootPropagationAfter");
   p.rootfs = r.str(o, "rootfs", "rootfs", true);  // absent: an exec into a running container
 
   Napi::Array joins = r.arr(o, "joins", "joins");

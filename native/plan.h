@@ -132,9 +132,10 @@ struct launch_plan {
 
   const char *hostname = nullptr;
   const char *domainname = nullptr;
-  uint64_t root_propagation = 0;  // applied to "/" first, recursively
-  const char *rootfs = nullptr;   // absolute host path, no symlinks (the launcher opens it before clone);
-                                  // null for an exec into a running container (no root steps at all)
+  uint64_t root_propagation = 0;        // applied to "/" first, recursively (slave or private: never shared)
+  uint64_t root_propagation_after = 0;  // linux.rootfsPropagation on the new "/" after pivot_root (MS_REC for r*)
+  const char *rootfs = nullptr;         // absolute host path, no symlinks (the launcher opens it before clone);
+                                        // null for an exec into a running container (no root steps at all)
   int root_readonly = 0;
   // Overlay root: the image becomes the read-only lower layer of an overlay
   // whose upper layer lives in a tmpfs mounted over the rootfs path, so that

@@ -4,15 +4,20 @@
 //
 //   create: bundle checked -> ROOT/ID claimed (state.json "creating") ->
 //           exec.fifo made and opened -> spawn with the fifo as start gate,
-//           detached: the init sets everything up and waits at the gate ->
-//           state.json gets the init's pid -> createRuntime hooks (a
-//           failure kills the container and removes its state) ->
-//           --pid-file -> exit; the init lives on, reparented to the
-//           caller's subreaper (conmon, the containerd shim)      => created
+//           detached. With createRuntime/createContainer hooks the launch
+//           pauses before pivot_root (beforePivot): createRuntime here,
+//           createContainer as an exec into every namespace of the
+//           container (a failure of either ends the launch: nothing is
+//           left). Then the init waits at the gate -> state.json gets the
+//           init's pid -> --pid-file -> exit; the init lives on,
+//           reparented to the caller's subreaper (conmon, the containerd
+//           shim)                                                  => created
 //   start:  only from created: exec.fifo opened O_WRONLY|O_NONBLOCK (no reader:
-//           the init is gone) -> prestart hooks (state "created"; a failure
-//           destroys the container) -> fifo removed, one byte written ->
-//           the payload's exec awaited -> poststart                    => running
+//           the init is gone) -> prestart hooks (state "created") ->
+//           startContainer hooks, an exec into the container as its
+//           payload's user (a failure of either destroys the container) ->
+//           fifo removed, one byte written -> the payload's exec awaited
+//           -> poststart                                          => running
 //   kill:   created or running: the signal to the init (--all: to every
 //           process of the container)
 //   delete: only stopped (--force: SIGKILL first) -> state removed -> poststop
@@ -25,9 +30,8 @@
 // start operation is called but before the user-specified program command is
 // executed", and the runtime-tools suite (prestart, hooks_stdin: status
 // "created") checks that; 1.1 moved it into create "before pivot_root",
-// which a runtime whose setup ends at the gate cannot offer either. Both
-// keep the promise hooks rely on: the namespaces exist, the payload has not
-// run. createRuntime stays in create.
+// which would fail hooks_stdin and prestart. Both keep the promise hooks
+// rely on: the namespaces exist, the payload has not run. createRuntime and createContainer run in create, before pivot_root.
 import { execFileSync } from 'node:child_process';
 import {
   constants as fsc,
@@ -46,7 +50,16 @@ import { spawn, type Container, type SpawnOptions } from '../container.js';
 import { SpecError } from '../errors.js';
 import { loadBundle } from './bundle.js';
 import type { Process, Spec } from './spec.js';
-import { checkHooks, HookError, runHooks, type Hooks, type OciState } from './hooks.js';
+import {
+  checkHooks,
+  HookError,
+  runHooks,
+  runHooksIn,
+  setupIdentity,
+  type HookIdentity,
+  type Hooks,
+  type OciState,
+} from './hooks.js';
 import {
   checkId,
   ContainerDir,
@@ -66,6 +79,7 @@ import {
   type Status,
 } from './state.js';
 import { parseSignal } from '../signals.js';
+import { isBindMount, splitBindOptions } from '../plan/mount-options.js';
 
 /** The runtime-spec version this runtime follows (lib/oci/spec.ts's types). */
 export const SPEC_VERSION = '1.2.0';
@@ -83,6 +97,8 @@ export interface BundleOptions {
   asCaller?: boolean;
   /** Do not run the bundle's hooks. */
   ignoreHooks?: boolean;
+  /** Read for an exec (its mounts are not made): no warnings about them again. */
+  forExec?: boolean;
 }
 
 /** BUNDLE/config.json checked, with its hooks; errors name the file. */
@@ -112,6 +128,22 @@ export async function bundleSpec(
   // under the early-loaded seccomp profile, and falls back from close_range
   // to /proc/self/fd when the profile lacks it (runtime-tools' does).
   if (spec.process && spec.process.noNewPrivileges === undefined) spec.process.noNewPrivileges = false;
+  // A bind's fs data and superblock options (runtime-tools' `mode=755`):
+  // runc and crun hand them to the bind, where the kernel ignores them, so
+  // bundles written for them carry such options. Dropped here with one
+  // warning each; the library refuses them (lib/plan/mount-options.ts).
+  (spec.mounts ?? []).forEach((m, i) => {
+    if (!isBindMount(m) || !Array.isArray(m.options)) return;
+    const { kept, ignored } = splitBindOptions(m.options);
+    if (!ignored.length) return;
+    m.options = kept;
+    if (!o.forExec)
+      for (const opt of ignored)
+        process.emitWarning(
+          `/mounts/${i} (${m.destination}): option ${JSON.stringify(opt)} ignored: a bind mount cannot apply it (as runc and crun)`,
+          { code: 'NODULARITY_SPEC_IGNORED' },
+        );
+  });
   let hooks: Hooks;
   try {
     hooks = o.ignoreHooks ? {} : checkHooks((spec as { hooks?: unknown }).hooks);
@@ -120,15 +152,6 @@ export async function bundleSpec(
       throw new SpecError(e.pointer, `${e.message.slice(e.pointer.length + 2)} (in ${join(b.dir, 'config.json')})`);
     throw e;
   }
-  // createContainer and startContainer run in the container's namespaces;
-  // this runtime does not run them yet, and running a container without the
-  // hooks its config.json asks for would fail later and obscurely.
-  for (const kind of ['createContainer', 'startContainer'] as const)
-    if (hooks[kind]?.length)
-      throw new SpecError(
-        `/hooks/${kind}`,
-        `${kind} hooks are not run by nodularity-oci yet (in ${join(b.dir, 'config.json')}); pass --ignore-hooks to run without them`,
-      );
   delete (spec as { hooks?: unknown }).hooks;
   if (o.asCaller) {
     // The batch system ran us as the job's user: that user runs the payload,
@@ -238,7 +261,13 @@ export async function create(root: string, id: string, o: CreateOptions, log: Lo
     runtimePid,
     runtimeStart,
     annotations: b.spec.annotations ?? {},
-    hooks: { prestart: b.hooks.prestart, poststart: b.hooks.poststart, poststop: b.hooks.poststop },
+    hooks: {
+      prestart: b.hooks.prestart,
+      startContainer: b.hooks.startContainer,
+      poststart: b.hooks.poststart,
+      poststop: b.hooks.poststop,
+    },
+    ...(b.hooks.startContainer?.length ? { hookIdentity: payloadIdentity(b.spec) } : {}),
   };
   let fifo: number | undefined;
   let container: Container | undefined;
@@ -248,10 +277,33 @@ export async function create(root: string, id: string, o: CreateOptions, log: Lo
     execFileSync('mkfifo', ['-m', '0600', dir.atForChild('exec.fifo')], { stdio: ['ignore', 'ignore', 'pipe'] });
     fifo = openSync(dir.at('exec.fifo'), fsc.O_RDWR | fsc.O_NOFOLLOW);
     if (!fstatSync(fifo).isFIFO()) throw new OciStateError(`${join(dir.path, 'exec.fifo')} is not a FIFO`);
+    // createRuntime (runtime namespace) then createContainer (the
+    // container's): while the launch waits before pivot_root, with every
+    // namespace and mount made, as runtime-spec places them. A failure ends
+    // the launch: spawned rejects with the HookError.
+    const creating = (pid: number): OciState => ({
+      ociVersion: SPEC_VERSION,
+      id,
+      status: 'creating',
+      pid,
+      bundle: b.dir,
+      annotations: rec.annotations,
+    });
+    const beforePivot =
+      b.hooks.createRuntime?.length || b.hooks.createContainer?.length
+        ? async (pid: number) => {
+            await runHooks('createRuntime', b.hooks.createRuntime, creating(pid), log.warn);
+            if (b.hooks.createContainer?.length) {
+              const who = setupIdentity(pid, b.spec.process!.user);
+              await runHooksIn('createContainer', b.hooks.createContainer, pid, b.spec, who, creating(pid));
+            }
+          }
+        : undefined;
     const options: OciSpawnOptions = {
       bundleDir: b.dir,
       stdio: 'inherit',
       startGate: fifo,
+      ...(beforePivot ? { beforePivot } : {}),
       ...(o.attached ? {} : { detached: true }),
       ...(o.consoleSocket !== undefined ? { consoleSocket: o.consoleSocket } : {}),
       ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
@@ -269,15 +321,6 @@ export async function create(root: string, id: string, o: CreateOptions, log: Lo
     if (container.cgroup) rec.cgroup = { dirs: container.cgroup.dirs, created: container.cgroup.created };
     dir.writeRecord(rec);
     log.debug(`container ${id}: init pid ${pid}`);
-    const state: OciState = {
-      ociVersion: SPEC_VERSION,
-      id,
-      status: 'creating',
-      pid,
-      bundle: b.dir,
-      annotations: rec.annotations,
-    };
-    await runHooks('createRuntime', b.hooks.createRuntime, state, log.warn);
     if (o.pidFile) writePidFile(o.pidFile, pid);
     return { container, dir, rec, hooks: b.hooks, fifo };
   } catch (e) {
@@ -356,6 +399,7 @@ export async function start(root: string, id: string, log: Logger): Promise<void
       if (!fstatSync(fd).isFIFO())
         throw new OciStateError(`${join(s.dir.path, 'exec.fifo')} is not a FIFO: refusing it`);
       await prestart(s, log);
+      await startContainer(s, log);
       // Removed first: a start killed after this leaves no writer, and the init reads EOF (stopped, not wedged).
       s.dir.unlinkFifo();
       s.rec = { ...rec, started: true };
@@ -389,6 +433,34 @@ async function prestart(s: LoadedState, log: Logger): Promise<void> {
     );
   try {
     await runHooks('prestart', hooks, ociState(s, 'created'), log.warn);
+  } catch (e) {
+    await destroy(s, log);
+    throw e;
+  }
+}
+
+/** What startContainer hooks run as: the payload's identity, as runc's init runs them once it has taken it. */
+function payloadIdentity(spec: Spec): HookIdentity {
+  const p = spec.process!;
+  return { user: p.user, capabilities: p.capabilities, noNewPrivileges: p.noNewPrivileges };
+}
+
+/**
+ * The startContainer hooks of a created container, in its namespaces (path
+ * resolved in the container), before the payload is released; a failure
+ * destroys the container as prestart's does. Its owner only, as prestart.
+ */
+async function startContainer(s: LoadedState, log: Logger): Promise<void> {
+  const hooks = s.rec.hooks?.startContainer;
+  if (!hooks?.length) return;
+  if (s.owner !== process.geteuid!())
+    throw new OciStateError(
+      `container ${s.rec.id} has startContainer hooks and its state belongs to uid ${s.owner}: only that user may start it`,
+    );
+  const rec = s.rec as StateRecord & { rootfs?: string };
+  const spec: Spec = { ociVersion: rec.ociVersion, root: { path: rec.rootfs ?? '/' }, linux: {} };
+  try {
+    await runHooksIn('startContainer', hooks, rec.pid, spec, rec.hookIdentity!, ociState(s, 'created'));
   } catch (e) {
     await destroy(s, log);
     throw e;
@@ -729,7 +801,7 @@ export async function exec(root: string, id: string, o: ExecOptions): Promise<Co
     if (s.owner !== process.geteuid!())
       throw new OciStateError(`container ${id} belongs to uid ${s.owner}: exec into it only as that user`);
     pid = s.rec.pid;
-    spec = (await bundleSpec(s.rec.bundle, { ignoreHooks: true })).spec;
+    spec = (await bundleSpec(s.rec.bundle, { ignoreHooks: true, forExec: true })).spec;
   } finally {
     s.dir.close();
   }
@@ -752,12 +824,18 @@ export async function exec(root: string, id: string, o: ExecOptions): Promise<Co
 /** run: start a container this process created (its own fd of the fifo), then the poststart hooks. */
 export async function startCreated(created: Created, log: Logger): Promise<void> {
   const { dir, rec } = created;
-  if (created.hooks.prestart?.length) {
+  if (created.hooks.prestart?.length || created.hooks.startContainer?.length) {
     const s: LoadedState = { dir, rec, owner: dir.owner };
     try {
       await runHooks('prestart', created.hooks.prestart, ociState(s, 'created'), log.warn);
     } catch (e) {
       await destroy(s, log);
+      dir.close();
+      throw e;
+    }
+    try {
+      await startContainer(s, log); // destroys the container when a hook fails
+    } catch (e) {
       dir.close();
       throw e;
     }
@@ -805,7 +883,7 @@ export async function features(): Promise<Record<string, unknown>> {
   return {
     ociVersionMin: '1.0.0',
     ociVersionMax: SPEC_VERSION,
-    hooks: ['prestart', 'createRuntime', 'poststart', 'poststop'],
+    hooks: ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
     mountOptions: [...Object.keys(OPTION_TABLE), ...Object.keys(PROPAGATION), 'bind', 'rbind', 'ro']
       .filter((v, i, a) => a.indexOf(v) === i)
       .sort(),

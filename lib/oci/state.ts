@@ -45,6 +45,7 @@ import {
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Process } from './spec.js';
 
 /**
  * A failure of the state verbs. `kind` is what runc's clients test its
@@ -85,7 +86,14 @@ export interface StateRecord {
   annotations?: Record<string, string>;
   /** True once `start` (or `run`) released the payload. */
   started?: boolean;
-  hooks?: { prestart?: RecordedHook[]; poststart?: RecordedHook[]; poststop?: RecordedHook[] };
+  hooks?: {
+    prestart?: RecordedHook[];
+    startContainer?: RecordedHook[];
+    poststart?: RecordedHook[];
+    poststop?: RecordedHook[];
+  };
+  /** The payload's user, capabilities and no_new_privs, which startContainer hooks run with (as runc's). */
+  hookIdentity?: Pick<Process, 'user' | 'capabilities' | 'noNewPrivileges'>;
   /** The container's cgroup (lib/cgroups), which delete removes: its directories and those create made. */
   cgroup?: { dirs: string[]; created: string[] };
 }

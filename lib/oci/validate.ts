@@ -151,12 +151,6 @@ export function validateSpec(spec: unknown): asserts spec is Spec {
           checkAbsolute(ns.path, `/linux/namespaces/${i}/path`);
           if ((ns.path as string).includes('\0'))
             throw new SpecError(`/linux/namespaces/${i}/path`, 'must not contain a NUL byte');
-          // Joining a mount namespace would mean no rootfs of ours: nothing to pivot into.
-          if (ns.type === 'mount')
-            throw new SpecError(
-              `/linux/namespaces/${i}/path`,
-              'joining an existing mount namespace is not supported (the container root is set up in a new one)',
-            );
         }
       });
     }

@@ -95,8 +95,10 @@ const ROWS: Record<StepName, Row> = {
   'wait-id-maps': () => ['wait for the parent to write the id maps', { syscall: 'read' }],
   sethostname: (_, c) => [`set hostname ${JSON.stringify(c.hostname)}`, { syscall: 'sethostname' }],
   setdomainname: (_, c) => [`set domainname ${JSON.stringify(c.domainname)}`, { syscall: 'setdomainname' }],
-  'root-propagation': (_, c) => [
-    `make / ${c.rootPropagation} (linux.rootfsPropagation)`,
+  'root-propagation': (r, c) => [
+    r.index === 1
+      ? `make the new / ${c.rootPropagation} (linux.rootfsPropagation)`
+      : `make / ${/private$/.test(c.rootPropagation) ? 'rprivate' : 'rslave'} before the mounts`,
     { syscall: 'mount', path: '/' },
   ],
   'bind-rootfs': (r, c) => [`bind-rootfs ${c.rootfs}`, { syscall: call(r), path: c.rootfs }],

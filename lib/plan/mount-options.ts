@@ -117,3 +117,36 @@ export function parseOptions(options: string[] | undefined, ptr: string): Parsed
   });
   return r;
 }
+
+/**
+ * A bind's options split into those a bind applies and those it cannot (fs
+ * data such as `mode=755`, superblock flags such as `sync`): runc and crun
+ * pass the latter to a bind mount, where the kernel ignores them. The OCI
+ * front end (config.json) drops them with a warning, as those runtimes
+ * silently do; the library itself refuses them (parseOptions' notForBind),
+ * so that nobody who wrote a spec by hand loses an option without knowing.
+ * Unsupported options (tmpcopyup, idmap, ...) stay, to be refused.
+ */
+export function splitBindOptions(options: string[]): { kept: string[]; ignored: string[] } {
+  const kept: string[] = [];
+  const ignored: string[] = [];
+  for (const o of options) {
+    const known =
+      typeof o !== 'string' ||
+      o === 'bind' ||
+      o === 'rbind' ||
+      o === 'defaults' ||
+      o.startsWith('x-') ||
+      o in PROPAGATION ||
+      OPTION_TABLE[o]?.attr !== undefined ||
+      (o.length > 1 && o[0] === 'r' && OPTION_TABLE[o.slice(1)]?.attr !== undefined) ||
+      /^(tmpcopyup|idmap|ridmap|copy-symlink)/.test(o);
+    (known ? kept : ignored).push(o);
+  }
+  return { kept, ignored };
+}
+
+/** Whether a runtime-spec mount is a bind (type bind, or a bind/rbind option with any type, as runc reads it). */
+export function isBindMount(m: { type?: string; options?: unknown }): boolean {
+  return m.type === 'bind' || (Array.isArray(m.options) && m.options.some((o) => o === 'bind' || o === 'rbind'));
+}

@@ -105,6 +105,7 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     hostname: spec.hostname,
     domainname: spec.domainname,
     rootPropagation: root.rootPropagation,
+    rootPropagationAfter: root.rootPropagationAfter,
     rootfs: root.rootfs,
     rootReadonly: spec.root!.readonly === true,
     ...overlay,

@@ -6,7 +6,7 @@ import { constants as osc } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { SpecError } from '../errors.js';
 import type { Spec } from '../oci/spec.js';
-import { CLONE } from './flags.js';
+import { CLONE, MS } from './flags.js';
 import { PROPAGATION } from './mount-options.js';
 import type { LaunchPlan, PlanOptions } from './types.js';
 
@@ -45,9 +45,12 @@ export interface RootPlan {
   created: Set<string>;
   /** Those joined by path, user first (the order the child joins them in). */
   joins: NsJoin[];
-  /** linux.rootfsPropagation (default rslave) and its MS_* flag. */
+  /** linux.rootfsPropagation (default rslave). */
   propagation: string;
+  /** MS_* applied recursively to "/" before anything is mounted: slave, or private when asked; never shared. */
   rootPropagation: number;
+  /** MS_* (with MS_REC for the r-forms) applied to the new "/" after pivot_root; 0 for the default rslave. */
+  rootPropagationAfter: number;
 }
 
 const NS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(NS_FLAG).map(([k, v]) => [v, k]));
@@ -75,6 +78,35 @@ function checkJoin(path: string, type: string, i: number, nsTypeOf: NsTypeOf): v
     );
 }
 
+/** dev:ino of a namespace file, or undefined when it cannot be seen (gone, or not ours to look at). */
+function nsIdentity(path: string): string | undefined {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A mount namespace given by path is joined and the root is built in it, as
+ * runc does: pivot_root there moves the root of every process of that
+ * namespace whose root was its root. That is the caller's to choose for a
+ * namespace it made (joining needs CAP_SYS_ADMIN over it: root, or the user
+ * namespace that owns it), but never for the runtime's own mount namespace
+ * or the host's (PID 1's): refused.
+ */
+function checkMountJoin(path: string, i: number): void {
+  const id = nsIdentity(path);
+  const mine = nsIdentity('/proc/self/ns/mnt');
+  const host = nsIdentity('/proc/1/ns/mnt');
+  if (id !== undefined && (id === mine || id === host))
+    throw new SpecError(
+      `/linux/namespaces/${i}/path`,
+      `${path} is ${id === host ? "the host's" : "the runtime's own"} mount namespace: the container's root cannot be built in it (pivot_root would move the root of every process there); give a mount namespace made for the container, or none to have a new one`,
+    );
+}
+
 /** The root directory and namespaces of a spec (root.path relative to bundleDir). */
 export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): RootPlan {
   const linux = spec.linux ?? {};
@@ -98,6 +130,7 @@ export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): Ro
     if (n.path !== undefined) {
       if (!nsTypeOf) throw new SpecError(`/linux/namespaces/${i}/path`, 'joining namespaces needs the addon');
       checkJoin(n.path, n.type, i, nsTypeOf);
+      if (n.type === 'mount') checkMountJoin(n.path, i);
       joins.push({ type: NS_FLAG[n.type], path: n.path, ns: n.type, index: i });
     } else {
       created.add(n.type);
@@ -113,11 +146,23 @@ export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): Ro
     );
   if (!namespaces.has('mount'))
     throw new SpecError('/linux/namespaces', 'a mount namespace is required (the rootfs is entered with pivot_root)');
+  // A user namespace made after the joins owns none of them: no mount would be allowed in the joined one (EPERM).
+  const mountJoin = joins.find((j) => j.ns === 'mount');
+  if (mountJoin && created.has('user'))
+    throw new SpecError(
+      `/linux/namespaces/${mountJoin.index}/path`,
+      'a mount namespace joined by path belongs to an existing user namespace: join that one too (a user namespace with a path), or list no user namespace (root)',
+    );
   if (spec.hostname !== undefined && !namespaces.has('uts'))
     throw new SpecError('/hostname', 'setting a hostname needs a uts namespace');
   if (spec.domainname !== undefined && !namespaces.has('uts'))
     throw new SpecError('/domainname', 'setting a domainname needs a uts namespace');
+  // The asked propagation is applied to the container's "/" after pivot_root,
+  // as runc does; before it, the copies of the host's mounts are slaves
+  // (private when asked), so that nothing mounted while the root is built
+  // reaches the host and pivot_root finds no shared parent mount.
   const propagation = linux.rootfsPropagation ?? 'rslave';
+  const [flag, recursive] = PROPAGATION[propagation];
   return {
     rootfs,
     cloneFlags,
@@ -125,7 +170,8 @@ export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): Ro
     created,
     joins,
     propagation,
-    rootPropagation: PROPAGATION[propagation][0],
+    rootPropagation: flag === MS.PRIVATE ? MS.PRIVATE : MS.SLAVE,
+    rootPropagationAfter: propagation === 'rslave' ? 0 : flag | (recursive ? MS.REC : 0),
   };
 }
 

@@ -49,6 +49,8 @@ export interface LaunchPlan {
   hostname?: string;
   domainname?: string;
   rootPropagation: number;
+  /** linux.rootfsPropagation applied to the new "/" after pivot_root (MS_REC for the r-forms); absent: none. */
+  rootPropagationAfter?: number;
   /** Absent for an exec into a running container (PlanOptions.joinPid): no root steps at all. */
   rootfs?: string;
   /** Join mode (native/plan.h): namespaces to setns into, user first; cloneFlags is then 0. */

@@ -23,7 +23,11 @@ t.test("features: runtime-spec's features document", async (t) => {
   const f = JSON.parse(r.out);
   t.equal(f.ociVersionMin, '1.0.0');
   t.equal(f.ociVersionMax, '1.2.0');
-  t.ok(f.hooks.includes('prestart') && f.hooks.includes('poststop'), 'the hooks it runs');
+  t.same(
+    f.hooks,
+    ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
+    'the hooks it runs: all six',
+  );
   t.ok(
     ['bind', 'rbind', 'ro', 'nosuid', 'rshared'].every((o) => f.mountOptions.includes(o)),
     'mount options',

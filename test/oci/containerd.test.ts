@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { haveCommand, isRoot, scratch, testRootfs } from '../helpers/env.js';
 import { requireFreshDist } from '../helpers/cli.js';
-import { cleanEnv, OCI_BIN, runCmd, until, type Result } from './helpers.js';
+import { cleanEnv, OCI_BIN, pidsTagged, runCmd, until, type Result } from './helpers.js';
 
 const ok = haveCommand('containerd') && haveCommand('ctr');
 t.ok(ok, 'containerd and ctr are installed (Debian package containerd)');
@@ -81,7 +81,7 @@ if (!isRoot) {
     if (r.code !== 0) throw new Error(`ctr image import: ${r.err}`);
   });
   t.teardown(async () => {
-    for (const id of ['c-run', 'c-tty', 'c-task']) {
+    for (const id of ['c-run', 'c-tty', 'c-task', 'c-created']) {
       await ctr(['task', 'kill', '-s', 'SIGKILL', id]).catch(() => undefined);
       await ctr(['task', 'rm', '-f', id]).catch(() => undefined);
       await ctr(['container', 'rm', id]).catch(() => undefined);
@@ -125,4 +125,75 @@ if (!isRoot) {
     t.equal((await ctr(['container', 'rm', 'c-task'])).code, 0);
     t.notOk(existsSync(ourState('c-task')), 'our state is gone');
   });
+
+  t.test(
+    'a task created and never started is removed as containerd removes one: kill, then delete; nothing is left',
+    async (t) => {
+      // A task stays "created" when its start fails (here: a runtime wrapper
+      // that logs each call and runs nodularity-oci for all but `start`). The
+      // containerd client deletes a created task with a pid only once it is
+      // stopped ("task must be stopped before deletion"): `ctr task rm -f`,
+      // like CRI's RemoveContainer, kills it first (WithProcessKill), and the
+      // shim then calls `delete ID` without --force (Podman's rm always passes
+      // --force). So a created container must die of the kill at its gate and
+      // then delete like any stopped one.
+      const dir = scratch(t, 'nodularity-ctr-wrap-');
+      const calls = join(dir, 'calls');
+      const wrapper = join(dir, 'runtime');
+      const tag = `ctr-created-${process.pid}`;
+      writeFileSync(
+        wrapper,
+        `#!/bin/sh
+printf '%s\\n' "$*" >> ${calls}
+for a; do [ "$a" = start ] && { echo 'start refused by the test' >&2; exit 1; }; done
+${OCI_BIN} "$@"
+rc=$?
+echo "rc=$rc" >> ${calls}
+exit $rc
+`,
+        { mode: 0o755 },
+      );
+      const r = await ctr([
+        'run',
+        '--snapshotter',
+        'native',
+        '--runc-binary',
+        wrapper,
+        image,
+        'c-created',
+        'sh',
+        '-c',
+        `sleep 300 # ${tag}`,
+      ]);
+      t.not(r.code, 0, 'ctr run fails: its start failed');
+      const state = await runCmd([OCI_BIN, '--root', '/run/containerd/runc/default', 'state', 'c-created']);
+      t.equal(JSON.parse(state.out || '{}').status, 'created', `the task is left created\n${state.err}`);
+      const rm = await ctr(['task', 'rm', '-f', 'c-created']);
+      t.equal(rm.code, 0, rm.err);
+      // Each call and its status: "delete c-created rc=0".
+      const lines = readFileSync(calls, 'utf8').split('\n').filter(Boolean);
+      const verbs = lines.flatMap((l, i) => {
+        if (l.startsWith('rc=')) return [];
+        const w = l.split(' ');
+        const v = w.find((x) => ['create', 'start', 'delete', 'kill', 'state'].includes(x))!;
+        const rc = lines[i + 1]?.startsWith('rc=') ? ` ${lines[i + 1]}` : '';
+        if (v === 'state') return [];
+        return [`${v === 'kill' ? `kill ${w[w.length - 1]}` : v}${w.includes('--force') ? ' --force' : ''}${rc}`];
+      });
+      t.same(
+        verbs.slice(0, 4),
+        ['create rc=0', 'start', 'kill 9 rc=0', 'delete rc=0'],
+        `create, the failed start, the kill and a delete without --force, which succeeds (${verbs.join(', ')})`,
+      );
+      // After it the shim, exiting, cleans up with `delete --force`, which finds nothing (no error, as runc).
+      t.ok(
+        verbs.slice(4).every((v) => v === 'delete --force rc=0'),
+        `only the shim's cleanup after it (${verbs.slice(4).join(', ')})`,
+      );
+      t.same(pidsTagged(tag), [], 'no process of the container is left');
+      t.notOk(existsSync(ourState('c-created')), 'no state dir');
+      t.notMatch(readFileSync('/proc/self/mountinfo', 'utf8'), '/c-created/', 'no mount of its rootfs');
+      t.equal((await ctr(['container', 'rm', 'c-created'])).code, 0);
+    },
+  );
 }

@@ -6,9 +6,19 @@
 // the container. Bundles on the busybox test rootfs.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { createSpec } from '../../lib/index.js';
 import { join } from 'node:path';
-import { scratch } from '../helpers/env.js';
+import { isRoot, scratch, uid } from '../helpers/env.js';
 import { cleanEnv, makeBundle, OCI_BIN, oci, pidsTagged, runCmd, until, type Result } from './helpers.js';
 
 /** `create` with its stdio on a file (as the runtime-tools suite and conmon give it); waits for create's exit. */
@@ -229,17 +239,176 @@ t.test(
   },
 );
 
-t.test('createContainer and startContainer hooks are refused (not run yet), unless --ignore-hooks', async (t) => {
-  const root = scratch(t);
-  for (const kind of ['createContainer', 'startContainer']) {
-    const bundle = makeBundle(scratch(t), ['/bin/true'], {
-      hooks: { [kind]: [{ path: '/bin/true' }] },
+const NS = ['mnt', 'net', 'uts', 'ipc', 'pid', 'user'];
+/** A shell hook script at PATH that records, in DIR/KIND.*, its stdin, its namespaces, its uid and what it sees. */
+function hookScript(path: string, dir: string, kind: string, extra = ''): void {
+  writeFileSync(
+    path,
+    `#!/bin/sh
+cat > ${dir}/${kind}.json
+for n in ${NS.join(' ')}; do echo "$n $(readlink /proc/self/ns/$n)"; done > ${dir}/${kind}.ns
+id -u > ${dir}/${kind}.uid
+echo ${kind} >> ${dir}/order
+${extra}
+`,
+    { mode: 0o755 },
+  );
+}
+
+t.test(
+  'createContainer and startContainer hooks run in the container, in order, with the state on stdin',
+  async (t) => {
+    const root = scratch(t);
+    const out = scratch(t);
+    chmodSync(out, 0o777);
+    const host = scratch(t);
+    const tag = `oci-cchooks-${process.pid}`;
+    const bundle = makeBundle(scratch(t), ['/bin/sh', '-c', `echo payload >> /out/order; exec sleep 300 # ${tag}`], {
+      hooks: {
+        createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', `echo createRuntime >> ${out}/order`] }],
+        // A host path (runtime namespace), run before pivot_root: the container's mounts are under the rootfs path.
+        createContainer: [{ path: join(host, 'cc.sh'), args: ['cc.sh'], env: ['HOOKVAR=cc'] }],
+        prestart: [{ path: '/bin/sh', args: ['sh', '-c', `echo prestart >> ${out}/order`] }],
+        // A path inside the container (it does not exist on the host), its output in a bind of OUT.
+        startContainer: [{ path: '/sc.sh' }],
+        poststart: [{ path: '/bin/sh', args: ['sh', '-c', `echo poststart >> ${out}/order`] }],
+        poststop: [{ path: '/bin/sh', args: ['sh', '-c', `echo poststop >> ${out}/order`] }],
+      },
+      mounts: [
+        ...(createSpec({ rootfs: 'rootfs', args: ['true'] }).mounts ?? []),
+        { destination: '/out', source: out, type: 'bind', options: ['rbind'] },
+      ],
     } as Record<string, unknown>);
-    const r = await runCmd([OCI_BIN, '--root', root, 'run', '--bundle', bundle, 'h1']);
-    t.equal(r.code, 255, "run's runtime failure status");
-    t.match(r.err, new RegExp(`/hooks/${kind}: ${kind} hooks are not run by nodularity-oci yet`));
-    const ok = await runCmd([OCI_BIN, '--root', root, 'run', '--ignore-hooks', '--bundle', bundle, 'h1']);
+    chmodSync(host, 0o755);
+    hookScript(
+      join(host, 'cc.sh'),
+      out,
+      'createContainer',
+      `test -f ${bundle}/rootfs/proc/self/status && echo "proc at the rootfs path, env $HOOKVAR" > ${out}/createContainer.saw`,
+    );
+    hookScript(
+      join(bundle, 'rootfs', 'sc.sh'),
+      '/out',
+      'startContainer',
+      'test -e /sc.sh && echo root is the container > /out/startContainer.saw',
+    );
+    t.notOk(existsSync('/sc.sh'), 'no /sc.sh on the host');
+
+    const c = await create(root, bundle, 'cc1');
+    t.equal(c.code, 0, c.err);
+    const s = await stateOf(root, 'cc1');
+    t.equal(s?.status, 'created');
+    t.same(
+      readFileSync(join(out, 'order'), 'utf8').split('\n'),
+      ['createRuntime', 'createContainer', ''],
+      'create ran them in order',
+    );
+    const initNs = NS.map((n) => `${n} ${readlinkSync(`/proc/${s!.pid}/ns/${n}`)}`).join('\n') + '\n';
+    t.equal(
+      readFileSync(join(out, 'createContainer.ns'), 'utf8'),
+      initNs,
+      "createContainer: every namespace of the container's",
+    );
+    t.not(
+      readlinkSync(`/proc/${s!.pid}/ns/mnt`),
+      readlinkSync('/proc/self/ns/mnt'),
+      'which is not the host mount namespace',
+    );
+    t.equal(
+      readFileSync(join(out, 'createContainer.saw'), 'utf8'),
+      'proc at the rootfs path, env cc\n',
+      'before pivot_root, its own env',
+    );
+    // The container's root where its user namespace maps 0 (root: no user namespace); unprivileged, the bundle
+    // (createSpec's default) maps only the caller's own uid, the payload's, which the hook then runs as.
+    t.equal(
+      readFileSync(join(out, 'createContainer.uid'), 'utf8'),
+      `${isRoot ? 0 : uid}\n`,
+      "the container's root, or the only uid it maps",
+    );
+    const cs = JSON.parse(readFileSync(join(out, 'createContainer.json'), 'utf8'));
+    t.match(cs, { ociVersion: /^1\./, id: 'cc1', status: 'creating', pid: s!.pid, bundle }, 'state on stdin');
+
+    const st = await oci(root, 'start', 'cc1');
+    t.equal(st.code, 0, st.err);
+    await until('the payload ran', 10_000, () => readFileSync(join(out, 'order'), 'utf8').includes('poststart'));
+    t.same(
+      readFileSync(join(out, 'order'), 'utf8').trim().split('\n'),
+      ['createRuntime', 'createContainer', 'prestart', 'startContainer', 'payload', 'poststart'],
+      'start: prestart, startContainer, then the payload, then poststart',
+    );
+    t.equal(readFileSync(join(out, 'startContainer.ns'), 'utf8'), initNs, "startContainer: the container's namespaces");
+    t.equal(readFileSync(join(out, 'startContainer.saw'), 'utf8'), 'root is the container\n', 'after pivot_root');
+    t.match(JSON.parse(readFileSync(join(out, 'startContainer.json'), 'utf8')), {
+      id: 'cc1',
+      status: 'created',
+      pid: s!.pid,
+    });
+    t.equal((await oci(root, 'delete', '--force', 'cc1')).code, 0);
+    t.same(pidsTagged(tag), []);
+    t.same(readdirSync(root), []);
+  },
+);
+
+t.test(
+  'a failing createContainer hook fails create, a failing startContainer hook fails start: nothing left',
+  async (t) => {
+    const root = scratch(t);
+    const out = scratch(t);
+    const tag = `oci-ccfail-${process.pid}`;
+    const failing = makeBundle(scratch(t), ['/bin/sh', '-c', `touch /payload-ran; sleep 300 # ${tag}`], {
+      hooks: {
+        createContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'echo no way >&2; exit 4'] }],
+        poststop: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${out}/poststop-c.json`] }],
+      },
+    } as Record<string, unknown>);
+    const c = await create(root, failing, 'cf1');
+    t.equal(c.code, 1);
+    t.match(c.err, /createContainer hook #0 failed: \/bin\/sh exited with status 4 \(output: no way\)/);
+    t.same(readdirSync(root), [], 'no state dir');
+    t.same(pidsTagged(tag), [], 'no process');
+    t.notOk(existsSync(join(failing, 'rootfs', 'payload-ran')), 'the payload never ran');
+    t.equal(JSON.parse(readFileSync(join(out, 'poststop-c.json'), 'utf8')).status, 'stopped', 'poststop ran');
+    t.notMatch(readFileSync('/proc/self/mountinfo', 'utf8'), failing, 'no mount of the bundle on the host');
+
+    const late = makeBundle(scratch(t), ['/bin/sh', '-c', `touch /payload-ran; sleep 300 # ${tag}`], {
+      hooks: {
+        startContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'exit 5'] }],
+        poststop: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${out}/poststop-s.json`] }],
+      },
+    } as Record<string, unknown>);
+    t.equal((await create(root, late, 'sf1')).code, 0);
+    const st = await oci(root, 'start', 'sf1');
+    t.equal(st.code, 1);
+    t.match(st.err, /startContainer hook #0 failed: \/bin\/sh exited with status 5/);
+    t.same(readdirSync(root), [], 'no state dir');
+    t.same(pidsTagged(tag), [], 'no process');
+    t.notOk(existsSync(join(late, 'rootfs', 'payload-ran')), 'the payload never ran');
+    t.equal(JSON.parse(readFileSync(join(out, 'poststop-s.json'), 'utf8')).status, 'stopped', 'poststop ran');
+    t.notMatch(readFileSync('/proc/self/mountinfo', 'utf8'), late, 'no mount of the bundle on the host');
+
+    // A createContainer hook that outlives its timeout is killed (in the container) and fails create.
+    const slowSecs = String(3000 + (process.pid % 1000)); // its command line, to look for it afterwards
+    const slow = makeBundle(scratch(t), ['/bin/true'], {
+      hooks: { createContainer: [{ path: '/bin/sleep', args: ['sleep', slowSecs], timeout: 1 }] },
+    } as Record<string, unknown>);
+    const t0 = Date.now();
+    const sl = await create(root, slow, 'ct1');
+    t.equal(sl.code, 1);
+    t.match(sl.err, /createContainer hook #0 failed: \/bin\/sleep did not finish within its timeout of 1 s; killed/);
+    t.ok(Date.now() - t0 < 15_000, 'the timeout is kept');
+    t.same(pidsTagged(`sleep\0${slowSecs}\0`), [], 'the hook is gone');
+    t.same(readdirSync(root), []);
+
+    // --ignore-hooks: the same failing hooks are not run.
+    const quiet = makeBundle(scratch(t), ['/bin/true'], {
+      hooks: { createContainer: [{ path: '/bin/false' }], startContainer: [{ path: '/bin/false' }] },
+    } as Record<string, unknown>);
+    const ok = await runCmd([OCI_BIN, '--root', root, 'run', '--ignore-hooks', '--bundle', quiet, 'i1']);
     t.equal(ok.code, 0, ok.err);
-  }
-  t.same(readdirSync(root), []);
-});
+    const no = await runCmd([OCI_BIN, '--root', root, 'run', '--bundle', quiet, 'i2']);
+    t.equal(no.code, 255, "without it, run fails (runc's runtime failure status)");
+    t.match(no.err, /createContainer hook #0 failed: \/bin\/false exited with status 1/);
+    t.same(readdirSync(root), []);
+  },
+);

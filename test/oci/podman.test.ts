@@ -122,4 +122,22 @@ if (ok) {
     t.equal(f.code, 0, f.err);
     t.same(stateOf(k.out.trim()), []);
   });
+
+  t.test('init (created, never started), then rm: Podman deletes with --force; nothing is left', async (t) => {
+    // Podman's DeleteContainer always passes `delete --force`, which kills a created container at its gate.
+    const c = await podman(['create', '--name', 'i1', ...limits, image, 'sleep', '300']);
+    t.equal(c.code, 0, c.err);
+    const id = c.out.trim();
+    const i = await podman(['init', 'i1']);
+    t.equal(i.code, 0, i.err);
+    t.equal(stateOf(id).length, 1, 'init ran our create');
+    const pid = Number((await podman(['inspect', '--format', '{{.State.Pid}}', 'i1'])).out.trim());
+    t.ok(pid > 0 && existsSync(`/proc/${pid}`), `the container's init waits at its gate (pid ${pid})`);
+    t.match((await podman(['ps', '-a', '--format', '{{.Names}} {{.Status}}'])).out, /^i1 Initialized/m);
+    const r = await podman(['rm', 'i1']);
+    t.equal(r.code, 0, r.err);
+    t.same(stateOf(id), [], 'our state is gone');
+    t.notOk(existsSync(`/proc/${pid}`), 'its init is gone');
+    t.equal((await podman(['ps', '-a', '-q'])).out, '', 'podman has no container left');
+  });
 }

@@ -33,8 +33,8 @@ t.test('each structural fault names its JSON pointer', async (t) => {
     ['namespace listed twice', (s) => s.linux.namespaces.push({ type: 'pid' }), '/linux/namespaces/5'],
     ['a relative namespace path', (s) => (s.linux.namespaces[2].path = 'proc/1/ns/pid'), '/linux/namespaces/2/path'],
     [
-      'joining a mount namespace',
-      (s) => (s.linux.namespaces.find((n: { type: string }) => n.type === 'mount').path = '/proc/1/ns/mnt'),
+      'a namespace path with a NUL byte',
+      (s) => (s.linux.namespaces.find((n: { type: string }) => n.type === 'mount').path = '/proc/1/ns/mnt\0'),
       '/linux/namespaces/1/path',
     ],
     [
