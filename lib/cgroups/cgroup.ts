@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SpecError } from '../errors.js';
 import { resourceWrites } from './files.js';
-import { hierarchies, type Hierarchies } from './hierarchy.js';
+import { hierarchies, processDirs, type Hierarchies } from './hierarchy.js';
 import type { CgroupStats, LinuxResources } from './types.js';
 
 /** The host could not give the container the cgroup it asked for. One line: what, where, why, what to do. */
@@ -390,6 +390,39 @@ export class Cgroup {
       cg.made.push(d);
     }
     return cg;
+  }
+
+  /**
+   * The cgroup process PID is in (an exec joins its container's), in every
+   * hierarchy where it is not ours: an exec'd process put there (addProcess)
+   * before its payload runs is under the container's limits, and kill --all,
+   * delete and pause reach it. Null when PID shares all of our cgroups (a
+   * container without one of its own): nothing to move. Nothing is made or
+   * removed through it.
+   */
+  static ofProcess(pid: number, h: Hierarchies = hierarchies()): Cgroup | null {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    } catch (e) {
+      throw new CgroupError(`cannot read the cgroups of process ${pid}: ${errCode(e)}`, { code: errCode(e) });
+    }
+    const theirs = processDirs(text, h);
+    const cg = new Cgroup(h);
+    const seen = new Set<string>();
+    for (const x of h.v1.values()) {
+      if (seen.has(x.mount)) continue;
+      seen.add(x.mount);
+      const d = theirs.v1.find((v) => v === x.mount || v.startsWith(`${x.mount}/`));
+      if (!d || d === x.own) continue;
+      cg.dirs.push(d);
+      for (const c of x.controllers) cg.v1.set(c, d);
+    }
+    if (h.v2 && theirs.v2 && theirs.v2 !== h.v2.own) {
+      cg.dirs.push(theirs.v2);
+      (cg as { v2: string | null }).v2 = theirs.v2;
+    }
+    return cg.dirs.length ? cg : null;
   }
 
   /** Remove what we made now; only for a cgroup that never held a process (a launch that failed before clone). */

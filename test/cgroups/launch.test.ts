@@ -136,3 +136,32 @@ t.test('a recorded cgroup is found again; records outside the cgroup mounts are 
   );
   t.notOk(existsSync(`/sys/fs/cgroup/pids/${name('rec')}`));
 });
+
+t.test("an exec (joinPid) is under the container's limits: it joins its cgroup before its payload runs", async (t) => {
+  if (!isRoot) {
+    // A container without a cgroup of its own: the exec moves nowhere and runs.
+    const c = spawn(spec(['/bin/sh', '-c', 'read x']), { stdio: ['pipe', 'ignore', 'ignore'] });
+    await c.spawned;
+    const e = await capture(spec(['/bin/sh', '-c', 'echo in']), { joinPid: c.pid! });
+    t.equal(e.out, 'in\n');
+    c.stdin!.end('\n');
+    await c.exited;
+    return;
+  }
+  const c = spawn(withResources(spec(['/bin/sh', '-c', 'read x']), { pids: { limit: 6 } }), {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    cgroupName: name('join'),
+  });
+  await c.spawned;
+  const e = await capture(
+    spec(['/bin/sh', '-c', 'grep pids /proc/self/cgroup; for i in 1 2 3 4 5 6; do sleep 1 & done; wait']),
+    { joinPid: c.pid! },
+  );
+  t.match(e.out, new RegExp(`pids:.*/nodularity-${name('join')}\\n`), "the exec runs in the container's cgroup");
+  t.match(e.err, /can't fork/, `the container's pids.max=6 holds for the exec:\n${e.err}`);
+  t.notOk(e.cgroup, "the container's cgroup is not the exec's to read or remove");
+  t.ok(existsSync(`${c.cgroup!.v1.get('pids')}`), 'and it is still there after the exec');
+  c.stdin!.end('\n');
+  await c.exited;
+  t.same(leftovers(name('join')), []);
+});
