@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SpecError } from '../errors.js';
 import { resourceWrites } from './files.js';
 import { hierarchies, processDirs, type Hierarchies } from './hierarchy.js';
+import { runcStats, type RuncStats } from './stats.js';
 import type { CgroupStats, LinuxResources } from './types.js';
 
 /** The host could not give the container the cgroup it asked for. One line: what, where, why, what to do. */
@@ -268,10 +269,15 @@ export class Cgroup {
         if (errCode(e) !== 'ENOENT') throw e; // before 5.14: no cgroup.kill
       }
     }
-    const frozen = await this.freeze().then(
-      () => true,
-      () => false,
-    );
+    // A paused container stays paused for any signal but SIGKILL, which
+    // takes effect only once its processes thaw (v1 freezer).
+    const paused = this.frozen();
+    const frozen =
+      paused ||
+      (await this.freeze().then(
+        () => true,
+        () => false,
+      ));
     try {
       for (const pid of this.pids()) {
         try {
@@ -281,8 +287,26 @@ export class Cgroup {
         }
       }
     } finally {
-      if (frozen) await this.thaw();
+      if (frozen && (!paused || signal === 'SIGKILL' || signal === 9)) await this.thaw();
     }
+  }
+
+  /**
+   * Change the limits of a live cgroup (`oci update`): RESOURCES as
+   * linux.resources, only the fields given are written. Device rules are not
+   * changed here (as runc's update): they return with a warning.
+   */
+  update(r: LinuxResources): string[] {
+    const { devices, ...rest } = r;
+    this.warnings.length = 0;
+    this.apply(rest, []);
+    if (devices?.length) this.warnings.push('linux.resources.devices: not changed by update (as runc)');
+    return [...this.warnings];
+  }
+
+  /** The figures in runc's stats form (`oci events --stats`). */
+  runcStats(): RuncStats {
+    return runcStats(this.v1, this.v2);
   }
 
   async freeze(): Promise<void> {

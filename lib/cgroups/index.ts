@@ -7,3 +7,5 @@ export type { Hierarchies, V1Hierarchy, V2Hierarchy } from './hierarchy.js';
 export { resourceWrites, sharesToWeight, blkioToIoWeight, DEFAULT_ALLOWED_DEVICES } from './files.js';
 export type { CgroupWrite } from './files.js';
 export type * from './types.js';
+export { runcStats, statsJson } from './stats.js';
+export type { RuncStats } from './stats.js';

@@ -90,3 +90,132 @@ t.test("exec joins the container's cgroup: listed in cgroup.procs, frozen by pau
   await until('kill --all ends the exec', 10_000, () => spinners.every(gone));
   t.pass('ended');
 });
+
+t.test('without a cgroup: ps still lists, update and events say why they cannot', async (t) => {
+  const root = scratch(t);
+  const init = await running(t, root, 'n1', null);
+  const ps = await oci(root, 'ps', '--format', 'json', 'n1');
+  t.equal(ps.code, 0, ps.err);
+  t.ok((JSON.parse(ps.out) as number[]).includes(init), 'the init is listed');
+  const u = await oci(root, 'update', '--pids-limit', '10', 'n1');
+  t.equal(u.code, 1);
+  t.match(u.err, /cannot update n1: it has no cgroup/);
+  t.notMatch(u.err, /\n\s+at /, 'no stack trace');
+  const e = await oci(root, 'events', '--stats', 'n1');
+  t.equal(e.code, 1);
+  t.match(e.err, /cannot get events of n1: it has no cgroup/);
+  const bad = await oci(root, 'update', '--pids-limit', 'many', 'n1');
+  t.equal(bad.code, 1);
+  t.match(bad.err, /--pids-limit many: must be a whole number/);
+  const none = await oci(root, 'update', 'n1');
+  t.match(none.err, /update needs --resources/);
+  const iv = await oci(root, 'events', '--interval', 'soon', 'n1');
+  t.match(iv.err, /--interval soon: must be a duration/);
+});
+
+t.test(
+  'ps and kill --all go through the cgroup: a double fork without a pid namespace is listed and ended',
+  async (t) => {
+    if (!isRoot) return t.pass("the v1 hierarchies are root's here; the unprivileged pass checks the refusals above");
+    const root = scratch(t);
+    const bundle = makeBundle(scratch(t), ['/bin/sh', '-c', '(sleep 300 &) ; exec sleep 301']);
+    const cfg = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+    cfg.linux.resources = { pids: { limit: 64 } };
+    // No pid namespace (and so no proc of its own): the orphan leaves the init's tree.
+    cfg.linux.namespaces = cfg.linux.namespaces.filter((n: { type: string }) => n.type !== 'pid');
+    cfg.mounts = cfg.mounts.filter((m: { type: string }) => m.type !== 'proc');
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(cfg));
+    t.equal((await ociDetached(root, 'create', '--bundle', bundle, 'o1')).code, 0);
+    t.teardown(() => oci(root, 'delete', '--force', 'o1'));
+    t.equal((await oci(root, 'start', 'o1')).code, 0);
+    const init = JSON.parse((await oci(root, 'state', 'o1')).out).pid as number;
+    const dir = dirsOf(init).pids;
+    const cmd = (p: number) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'latin1');
+      } catch {
+        return '';
+      }
+    };
+    let orphan = 0;
+    await until(
+      'the orphan runs',
+      10_000,
+      () => !!(orphan = procs(dir).find((p) => cmd(p) === 'sleep\x00300\x00') ?? 0),
+    );
+    const all = procs(dir);
+    t.notOk(
+      readFileSync(`/proc/${orphan}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(init),
+      "the orphan is not the init's child",
+    );
+    const ps = await oci(root, 'ps', '--format', 'json', 'o1');
+    t.equal(ps.code, 0, ps.err);
+    const listed = JSON.parse(ps.out) as number[];
+    t.ok(listed.includes(orphan), `the orphan ${orphan} is listed: ${ps.out}`);
+    t.same(
+      listed,
+      procs(dirsOf(orphan).pids).sort((a, b) => a - b),
+      'ps is cgroup.procs',
+    );
+    const k = await oci(root, 'kill', '--all', 'o1', 'KILL');
+    t.equal(k.code, 0, k.err);
+    await until('kill --all ends the orphan too', 10_000, () => all.every(gone));
+    t.pass('nothing of the container is left');
+  },
+);
+
+t.test('update changes the live limits (felt inside, recorded); events --stats reports them', async (t) => {
+  if (!isRoot) return t.pass("the v1 hierarchies are root's here; the unprivileged pass checks the refusals above");
+  const root = scratch(t);
+  await running(t, root, 'u1', { pids: { limit: 64 }, memory: { limit: 256 << 20 } });
+  const fork = ['/bin/sh', '-c', 'for i in 1 2 3 4 5 6; do sleep 1 & done; wait; echo forked'];
+  const before = await oci(root, 'exec', 'u1', ...fork);
+  t.equal(before.out, 'forked\n', 'six children fit under 64');
+  const resources = join(scratch(t), 'res.json');
+  writeFileSync(resources, JSON.stringify({ pids: { limit: 5 } }));
+  const u = await oci(root, 'update', '--resources', resources, '--memory', '128m', 'u1');
+  t.equal(u.code, 0, u.err);
+  const after = await oci(root, 'exec', 'u1', ...fork);
+  t.match(after.err, /can't fork/, `pids.max 5 is felt inside:\n${after.err}`);
+  const rec = JSON.parse(readFileSync(join(root, 'u1', 'state.json'), 'utf8'));
+  t.same(rec.cgroup.resources, { pids: { limit: 5 }, memory: { limit: 128 << 20 } }, 'the state records them');
+  const e = await oci(root, 'events', '--stats', 'u1');
+  t.equal(e.code, 0, e.err);
+  const ev = JSON.parse(e.out);
+  t.equal(ev.type, 'stats');
+  t.equal(ev.id, 'u1');
+  t.equal(ev.data.pids.limit, 5);
+  t.ok(ev.data.pids.current >= 2, `pids.current ${ev.data.pids.current}`);
+  t.equal(ev.data.memory.usage.limit, 128 << 20);
+  t.ok(ev.data.memory.usage.usage > 0 && ev.data.memory.usage.max > 0);
+  t.ok(ev.data.cpu.usage.total > 0, 'cpu time in ns');
+  t.match(e.out, /"swap":\{"limit":18446744073709551615,/, "no swap limit is Go's uint64 max, digit for digit");
+  const bad = await oci(root, 'update', '--cpuset-cpus', '0-9999', 'u1');
+  t.equal(bad.code, 1);
+  t.match(bad.err, /cpuset\.cpus/, bad.err);
+});
+
+t.test('events streams stats and reports an OOM kill, then ends with the container', async (t) => {
+  if (!isRoot) return t.pass("the v1 memory controller is root's here");
+  const root = scratch(t);
+  await running(t, root, 'm1', { memory: { limit: 32 << 20, swap: 32 << 20 } }, [
+    '/bin/sh',
+    '-c',
+    'sleep 1; x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo ${#x}',
+  ]);
+  const e = await oci(root, 'events', '--interval', '200ms', 'm1');
+  t.equal(e.code, 0, e.err);
+  const evs = e.out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  t.ok(
+    evs.some((x) => x.type === 'stats' && x.id === 'm1' && x.data.memory.usage.limit === 32 << 20),
+    'stats',
+  );
+  t.ok(
+    evs.some((x) => x.type === 'oom' && x.id === 'm1'),
+    `an oom event: ${e.out.slice(0, 300)}`,
+  );
+  t.equal(JSON.parse((await oci(root, 'state', 'm1')).out).status, 'stopped', 'it ended with the container');
+});
