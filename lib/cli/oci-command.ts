@@ -28,6 +28,7 @@ interface GlobalOptions {
   logFormat: 'text' | 'json';
   debug?: boolean;
   systemdCgroup?: boolean;
+  cgroupManager?: 'cgroupfs' | 'systemd' | 'disabled';
   rootless?: string | boolean;
   version?: boolean;
 }
@@ -108,7 +109,13 @@ export function registerOciCommand(program: Command): void {
     .option('--log <file>', 'append log lines (errors, warnings, --debug) to FILE instead of stderr')
     .addOption(new Option('--log-format <format>', 'log line format').choices(['text', 'json']).default('text'))
     .option('--debug', 'log debug lines')
-    .option('--systemd-cgroup', 'accepted for runc compatibility (cgroups are not managed yet)')
+    .addOption(
+      new Option(
+        '--cgroup-manager <manager>',
+        'cgroupfs: make cgroups in the hierarchies (default); disabled: none, resources not applied; systemd: refused',
+      ).choices(['cgroupfs', 'systemd', 'disabled']),
+    )
+    .option('--systemd-cgroup', "runc's spelling of --cgroup-manager systemd (refused: no systemd D-Bus client)")
     .option('--rootless [value]', 'accepted for runc compatibility (true, false, auto): nodularity decides by itself')
     .option('--criu <path>', 'accepted for runc compatibility (no checkpoint/restore)')
     .option('-v, --version', 'print the version');
@@ -168,7 +175,7 @@ export function registerOciCommand(program: Command): void {
     ignoreHooks?: boolean;
     detach?: boolean;
   }
-  const createArgs = async (o: CreateFlags) => {
+  const createArgs = async (o: CreateFlags, g: GlobalOptions) => {
     if (!o.pivot)
       throw Object.assign(
         new Error('--no-pivot is not supported: nodularity always pivots into the root file system'),
@@ -177,6 +184,7 @@ export function registerOciCommand(program: Command): void {
         },
       );
     return {
+      cgroupManager: g.systemdCgroup ? ('systemd' as const) : g.cgroupManager,
       bundle: o.bundle ?? process.cwd(),
       pidFile: o.pidFile,
       consoleSocket: o.consoleSocket !== undefined ? await connectSocket(o.consoleSocket) : undefined,
@@ -190,9 +198,9 @@ export function registerOciCommand(program: Command): void {
     .description('create container ID from the bundle; it waits for `start`')
     .argument('<id>', 'container id')
     .action(
-      act('create', async (log, root, id: string, o: CreateFlags) => {
+      act('create', async (log, root, id: string, o: CreateFlags, cmd: Command) => {
         const r = await rt();
-        const created = await r.create(await rootFor(root, true), id, await createArgs(o), log);
+        const created = await r.create(await rootFor(root, true), id, await createArgs(o, globals(cmd)), log);
         // The init lives on (detached) with its own fd of the fifo; ours, the lock and the directory go.
         closeSync(created.fifo);
         created.dir.close();
@@ -215,9 +223,9 @@ export function registerOciCommand(program: Command): void {
     .option('-d, --detach', 'return once the payload runs')
     .argument('<id>', 'container id')
     .action(
-      act('run', async (log, root, id: string, o: CreateFlags) => {
+      act('run', async (log, root, id: string, o: CreateFlags, cmd: Command) => {
         const r = await rt();
-        const args = await createArgs(o);
+        const args = await createArgs(o, globals(cmd));
         const created = await r.create(
           await rootFor(root, true),
           id,

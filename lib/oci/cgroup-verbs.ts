@@ -9,6 +9,36 @@ import type { LinuxResources } from '../cgroups/types.js';
 import type { RuncStats } from '../cgroups/stats.js';
 import { checkId, mustLoad, OciStateError, statusOf, type LoadedState } from './state.js';
 import type { Logger } from './runtime.js';
+import type { Spec } from './spec.js';
+
+/** nodularity-oci's --cgroup-manager (runc's --systemd-cgroup is "systemd"). */
+export type CgroupManager = 'cgroupfs' | 'systemd' | 'disabled';
+
+/**
+ * What create does with the bundle's cgroup fields under MANAGER: cgroupfs
+ * keeps them (the cgroup is made in the hierarchies, see lib/cgroups);
+ * disabled drops linux.resources and linux.cgroupsPath with one warning (the
+ * container runs in the caller's cgroups, without limits); systemd is refused:
+ * nodularity has no systemd D-Bus client (see the report in docs).
+ */
+export function applyCgroupManager(spec: Spec, manager: CgroupManager | undefined, log: Logger): void {
+  if (manager === undefined || manager === 'cgroupfs') return;
+  if (manager === 'systemd')
+    throw new OciStateError(
+      '--cgroup-manager systemd (--systemd-cgroup) is not supported: nodularity makes cgroups itself (cgroupfs); run it in a delegated systemd scope instead, e.g. `systemd-run --scope -p Delegate=yes nodularity-oci ...`',
+      'usage',
+    );
+  const linux = spec.linux;
+  const had = linux?.resources !== undefined || linux?.cgroupsPath !== undefined;
+  if (linux) {
+    delete linux.resources;
+    delete linux.cgroupsPath;
+  }
+  if (had)
+    log.warn(
+      '--cgroup-manager disabled: linux.resources and linux.cgroupsPath are not applied; the container runs without a cgroup or limits',
+    );
+}
 
 function cgroupOf(s: LoadedState, verb: string, write: boolean): Cgroup {
   const { id, cgroup } = s.rec;

@@ -201,6 +201,8 @@ export interface CreateOptions extends BundleOptions {
   attached?: boolean;
   /** Called with the container right after spawn (the CLI listens for its 'close' from then on). */
   onSpawn?: (c: Container) => void;
+  /** --cgroup-manager: cgroupfs (default), disabled (no cgroup, a warning), systemd (refused). */
+  cgroupManager?: import('./cgroup-verbs.js').CgroupManager;
 }
 
 export interface Created {
@@ -220,6 +222,7 @@ export interface Created {
 export async function create(root: string, id: string, o: CreateOptions, log: Logger): Promise<Created> {
   checkId(id);
   const b = await bundleSpec(o.bundle, o);
+  (await import('./cgroup-verbs.js')).applyCgroupManager(b.spec, o.cgroupManager, log);
   if (o.consoleSocket !== undefined && !b.spec.process?.terminal)
     throw new OciStateError('--console-socket is given but process.terminal is false in config.json', 'usage');
   if (o.consoleSocket === undefined && b.spec.process?.terminal && !o.attached)

@@ -219,3 +219,43 @@ t.test('events streams stats and reports an OOM kill, then ends with the contain
   );
   t.equal(JSON.parse((await oci(root, 'state', 'm1')).out).status, 'stopped', 'it ended with the container');
 });
+
+t.test(
+  '--cgroup-manager: disabled runs without a cgroup (one warning), systemd is refused, cgroupfs as before',
+  async (t) => {
+    const root = scratch(t);
+    const bundle = makeBundle(scratch(t), ['/bin/sh', '-c', 'exec sleep 300']);
+    const cfg = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+    cfg.linux.resources = { pids: { limit: 64 } };
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(cfg));
+    for (const flags of [['--cgroup-manager', 'systemd'], ['--systemd-cgroup']]) {
+      const s = await ociDetached(root, ...flags, 'create', '--bundle', bundle, 's1');
+      t.equal(s.code, 1, flags.join(' '));
+      t.match(s.err, /--cgroup-manager systemd \(--systemd-cgroup\) is not supported.*Delegate=yes/);
+      t.equal(s.err.trim().split('\n').length, 1, 'one line');
+      t.equal((await oci(root, 'list', '-q')).out, '', 'nothing left');
+    }
+    const d = await ociDetached(root, '--cgroup-manager', 'disabled', 'create', '--bundle', bundle, 'd1');
+    t.equal(d.code, 0, d.err);
+    t.teardown(() => oci(root, 'delete', '--force', 'd1'));
+    t.equal(d.err.match(/level=warning/g)?.length, 1, `one warning: ${d.err}`);
+    t.match(d.err, /--cgroup-manager disabled: linux.resources and linux.cgroupsPath are not applied/);
+    t.equal((await oci(root, 'start', 'd1')).code, 0);
+    const init = JSON.parse((await oci(root, 'state', 'd1')).out).pid as number;
+    t.equal(cgroupOf(init), cgroupOf(process.pid), 'the container is in our cgroups: none of its own');
+    t.match((await oci(root, 'pause', 'd1')).err, /it has no cgroup/);
+    t.equal((await oci(root, 'delete', '--force', 'd1')).code, 0);
+    const bad = await oci(root, '--cgroup-manager', 'kernel', 'list');
+    t.not(bad.code, 0);
+    t.match(
+      bad.err,
+      /^error: option '--cgroup-manager <manager>' argument 'kernel' is invalid.*cgroupfs, systemd, disabled/,
+    );
+    if (!isRoot) return;
+    const c = await ociDetached(root, '--cgroup-manager', 'cgroupfs', 'create', '--bundle', bundle, 'c1');
+    t.equal(c.code, 0, c.err);
+    t.teardown(() => oci(root, 'delete', '--force', 'c1'));
+    const cinit = JSON.parse((await oci(root, 'state', 'c1')).out).pid as number;
+    t.match(dirsOf(cinit).pids, /nodularity-c1-/, 'cgroupfs: a cgroup of its own');
+  },
+);
