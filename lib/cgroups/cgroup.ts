@@ -9,9 +9,12 @@
 // batch slot wants (HTCondor's and Slurm's job cgroup, a systemd scope with
 // Delegate=yes). A path never climbs out with "..".
 import { constants as fsc, closeSync, mkdirSync, openSync, readFileSync, rmdirSync, writeSync } from 'node:fs';
+import { constants as osc } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SpecError } from '../errors.js';
+import { loadBinding } from '../native.js';
+import { deviceProgram, type DeviceRule } from './bpf-devices.js';
 import { resourceWrites } from './files.js';
 import { hierarchies, processDirs, type Hierarchies } from './hierarchy.js';
 import { runcStats, type RuncStats } from './stats.js';
@@ -178,8 +181,9 @@ export class Cgroup {
   private apply(r: LinuxResources, nodes: { type: string; major: number; minor: number }[]): void {
     const h = this.h;
     const versionOf = (ctl: string): 1 | 2 => (this.v1.has(ctl) ? 1 : 2);
-    const { writes, warnings } = resourceWrites(r, versionOf, nodes);
+    const { writes, warnings, bpfDevices } = resourceWrites(r, versionOf, nodes);
     this.warnings.push(...warnings);
+    if (bpfDevices.length) this.attachDevices(bpfDevices);
     // v2: the controllers the writes need, enabled from our own cgroup down.
     const needV2 = new Set(writes.filter((w) => w.controller && !this.v1.has(w.controller)).map((w) => w.controller));
     if (needV2.size) this.enableV2(needV2, h);
@@ -202,6 +206,35 @@ export class Cgroup {
         );
       }
     }
+  }
+
+  /**
+   * cgroup v2 device rules: a BPF_PROG_TYPE_CGROUP_DEVICE program attached
+   * to our v2 directory (BPF_F_ALLOW_MULTI: the parents' programs still
+   * run). Loading one needs CAP_BPF or CAP_SYS_ADMIN: an unprivileged caller
+   * in a delegated subtree gets a warning instead (its container's /dev holds
+   * only the nodes the spec lists, every other mount is nodev, and it cannot
+   * make device nodes), as rootless runc and crun go without.
+   */
+  private attachDevices(rules: DeviceRule[]): void {
+    if (!this.v2)
+      throw new CgroupError(
+        '/linux/resources/devices: device rules need the v1 devices controller or a cgroup v2 directory, and this process may write neither',
+        { controller: 'devices' },
+      );
+    const r = loadBinding().attachDeviceProgram(this.v2, deviceProgram(rules));
+    if (!r.errno) return;
+    const code = Object.entries(osc.errno).find(([, n]) => n === r.errno)?.[0] ?? `errno ${r.errno}`;
+    if ((code === 'EPERM' || code === 'EACCES') && process.geteuid!() !== 0 && r.step === 'load') {
+      this.warnings.push(
+        `linux.resources.devices: not applied (loading a cgroup v2 device program needs CAP_BPF or CAP_SYS_ADMIN: ${code})`,
+      );
+      return;
+    }
+    throw new CgroupError(
+      `/linux/resources/devices: cannot ${r.step} the device program for ${this.v2}: ${code}${r.log ? `\n${r.log.trim()}` : ''}`,
+      { code, path: this.v2, controller: 'devices' },
+    );
   }
 
   private enableV2(needed: Set<string>, h: Hierarchies): void {
