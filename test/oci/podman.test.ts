@@ -39,7 +39,8 @@ if (ok) {
   const limits = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', '--network', 'none'];
   const podman = (args: string[], input?: string): Promise<Result> =>
     new Promise((resolve, reject) => {
-      const p = spawn('podman', [...global, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      // cwd: conmon writes an "oom" file into its working directory when the OOM killer strikes.
+      const p = spawn('podman', [...global, ...args], { env, cwd: base, stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '',
         err = '';
       p.stdout.on('data', (d) => (out += d));
