@@ -4,10 +4,12 @@
 // cgroup.procs; kill --all goes through the cgroup; update changes the live
 // limits; events --stats prints runc's stats object; --cgroup-manager.
 import t from 'tap';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, scratch, type Tap } from '../helpers/env.js';
-import { makeBundle, oci, ociDetached, pidsTagged, until } from './helpers.js';
+import { cleanEnv, makeBundle, OCI_BIN, oci, ociDetached, pidsTagged, until } from './helpers.js';
 
 /** utime + stime of PID, clock ticks. */
 const cpu = (pid: number) => {
@@ -198,14 +200,28 @@ t.test('update changes the live limits (felt inside, recorded); events --stats r
 t.test('events streams stats and reports an OOM kill, then ends with the container', async (t) => {
   if (!isRoot) return t.pass("the v1 memory controller is root's here");
   const root = scratch(t);
-  await running(t, root, 'm1', { memory: { limit: 32 << 20, swap: 32 << 20 } }, [
+  // The payload waits for /tmp/go, written once events is running.
+  const init = await running(t, root, 'm1', { memory: { limit: 32 << 20, swap: 32 << 20 } }, [
     '/bin/sh',
     '-c',
-    'sleep 1; x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo ${#x}',
+    'while [ ! -e /tmp/go ]; do sleep 0.1; done; x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo ${#x}',
   ]);
-  const e = await oci(root, 'events', '--interval', '200ms', 'm1');
-  t.equal(e.code, 0, e.err);
-  const evs = e.out
+  const p = spawn(OCI_BIN, ['--root', root, 'events', '--interval', '200ms', 'm1'], {
+    env: cleanEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (d) => (out += d));
+  p.stderr.on('data', (d) => (err += d));
+  const closed = once(p, 'close');
+  await until('the first stats event', 10_000, () => out.includes('"type":"stats"'));
+  writeFileSync(`/proc/${init}/root/tmp/go`, '');
+  const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
+  const [code] = (await closed) as [number | null];
+  clearTimeout(timer);
+  t.equal(code, 0, `events ends when the container stops: ${err}`);
+  const evs = out
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l));
@@ -215,7 +231,7 @@ t.test('events streams stats and reports an OOM kill, then ends with the contain
   );
   t.ok(
     evs.some((x) => x.type === 'oom' && x.id === 'm1'),
-    `an oom event: ${e.out.slice(0, 300)}`,
+    `an oom event: ${out.slice(-300)}`,
   );
   t.equal(JSON.parse((await oci(root, 'state', 'm1')).out).status, 'stopped', 'it ended with the container');
 });
