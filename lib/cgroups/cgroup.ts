@@ -8,7 +8,7 @@
 // `nodularity-<id>` under the caller's own cgroup, which is what a pilot in a
 // batch slot wants (HTCondor's and Slurm's job cgroup, a systemd scope with
 // Delegate=yes). A path never climbs out with "..".
-import { constants as fsc, closeSync, mkdirSync, openSync, readFileSync, rmdirSync, writeSync } from 'node:fs';
+import { accessSync, constants as fsc, closeSync, mkdirSync, openSync, readFileSync, rmdirSync, writeSync } from 'node:fs';
 import { constants as osc } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -73,6 +73,17 @@ function readInt(file: string, key?: string): number | null {
 }
 
 const errCode = (e: unknown) => (e as NodeJS.ErrnoException).code;
+
+/** Root may move processes anywhere; anyone else only into a cgroup whose cgroup.procs it may write. */
+function mayWrite(dir: string): boolean {
+  if (process.geteuid!() === 0) return true;
+  try {
+    accessSync(join(dir, 'cgroup.procs'), fsc.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export class Cgroup {
   /** Every directory of the container's cgroup, one per hierarchy (v1 co-mounted controllers share one). */
@@ -455,7 +466,10 @@ export class Cgroup {
    * before its payload runs is under the container's limits, and kill --all,
    * delete and pause reach it. Null when PID shares all of our cgroups (a
    * container without one of its own): nothing to move. Nothing is made or
-   * removed through it.
+   * removed through it. For a caller other than root, a cgroup it may not
+   * write is left out: not one it made for a container (those are its own,
+   * in a delegated subtree), but e.g. the login session scope the target was
+   * started from, which an exec from another session must not fail on.
    */
   static ofProcess(pid: number, h: Hierarchies = hierarchies()): Cgroup | null {
     let text: string;
@@ -471,11 +485,11 @@ export class Cgroup {
       if (seen.has(x.mount)) continue;
       seen.add(x.mount);
       const d = theirs.v1.find((v) => v === x.mount || v.startsWith(`${x.mount}/`));
-      if (!d || d === x.own) continue;
+      if (!d || d === x.own || !mayWrite(d)) continue;
       cg.dirs.push(d);
       for (const c of x.controllers) cg.v1.set(c, d);
     }
-    if (h.v2 && theirs.v2 && theirs.v2 !== h.v2.own) {
+    if (h.v2 && theirs.v2 && theirs.v2 !== h.v2.own && mayWrite(theirs.v2)) {
       cg.dirs.push(theirs.v2);
       (cg as { v2: string | null }).v2 = theirs.v2;
     }
