@@ -166,6 +166,29 @@ t.test(
   },
 );
 
+t.test('kill --all with another signal reaches every process; a paused container stays paused', async (t) => {
+  if (!isRoot) return t.pass("the v1 hierarchies are root's here; the unprivileged pass checks the refusals above");
+  const root = scratch(t);
+  const init = await running(t, root, 't1', { pids: { limit: 64 } }, [
+    '/bin/sh',
+    '-c',
+    '(sleep 300 &) ; exec sleep 301',
+  ]);
+  const dir = dirsOf(init).pids;
+  const sleeps = () => procs(dir).filter((p) => /^sleep\0/.test(readFileSync(`/proc/${p}/cmdline`, 'latin1')));
+  await until('both sleeps run', 10_000, () => sleeps().length === 2);
+  const before = sleeps();
+  t.equal((await oci(root, 'pause', 't1')).code, 0);
+  const c = await oci(root, 'kill', '--all', 't1', 'CONT');
+  t.equal(c.code, 0, c.err);
+  t.equal(JSON.parse((await oci(root, 'state', 't1')).out).status, 'paused', 'a paused container stays paused');
+  t.equal((await oci(root, 'resume', 't1')).code, 0);
+  const k = await oci(root, 'kill', '--all', 't1', 'TERM');
+  t.equal(k.code, 0, k.err);
+  await until('TERM ends both sleeps, the orphan too', 10_000, () => before.every(gone));
+  t.pass('ended');
+});
+
 t.test('update changes the live limits (felt inside, recorded); events --stats reports them', async (t) => {
   if (!isRoot) return t.pass("the v1 hierarchies are root's here; the unprivileged pass checks the refusals above");
   const root = scratch(t);
