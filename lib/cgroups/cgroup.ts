@@ -8,7 +8,16 @@
 // `nodularity-<id>` under the caller's own cgroup, which is what a pilot in a
 // batch slot wants (HTCondor's and Slurm's job cgroup, a systemd scope with
 // Delegate=yes). A path never climbs out with "..".
-import { accessSync, constants as fsc, closeSync, mkdirSync, openSync, readFileSync, rmdirSync, writeSync } from 'node:fs';
+import {
+  accessSync,
+  constants as fsc,
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmdirSync,
+  writeSync,
+} from 'node:fs';
 import { constants as osc } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
