@@ -8,7 +8,8 @@
         "native/spawn.cc",
         "native/child.cc",
         "native/exit_watch.cc",
-        "native/seccomp.cc"
+        "native/seccomp.cc",
+        "native/bpf_devices.cc"
       ],
       "libraries": ["-lseccomp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

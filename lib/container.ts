@@ -180,10 +180,20 @@ export class Container extends EventEmitter {
    */
   readonly cgroup: Cgroup | null;
 
-  /** @internal use spawn() */
-  constructor(prepared: PreparedLaunch, options: SpawnOptions, cgroup: Cgroup | null = null) {
+  /**
+   * @internal use spawn(). `enter`: an exec's target cgroup (Cgroup.ofProcess),
+   * which the init joins at the gate as a container's own does, but which is
+   * not this Container's to kill, read or remove.
+   */
+  constructor(
+    prepared: PreparedLaunch,
+    options: SpawnOptions,
+    cgroup: Cgroup | null = null,
+    enter: Cgroup | null = null,
+  ) {
     super();
     this.cgroup = cgroup;
+    const placeIn = cgroup ?? enter;
     const stdio = normalizeStdio(options.stdio);
     const killSignal = signalNumber(options.killSignal ?? 'SIGTERM');
     this.killSignalNumber = killSignal;
@@ -215,7 +225,7 @@ export class Container extends EventEmitter {
     // A cgroup takes the init at the gate, before the payload runs: the
     // caller's gate (create/start), else one of ours released at once.
     let ownGate: [number, number] | undefined;
-    if (cgroup && options.startGate === undefined) {
+    if (placeIn && options.startGate === undefined) {
       const p = binding.makePipe();
       if (typeof p === 'number') throw new ContainerError('start gate', { step: 'prepare', errno: -p });
       ownGate = p;
@@ -251,9 +261,9 @@ export class Container extends EventEmitter {
           );
         return;
       }
-      if (!err && cgroup) {
+      if (!err && placeIn) {
         try {
-          cgroup.addProcess(res!.pid);
+          placeIn.addProcess(res!.pid);
         } catch (e) {
           // The init waits at the gate: end it; the cgroup goes once it is gone (onExit).
           cgroupFailure = e as Error;
@@ -319,7 +329,7 @@ export class Container extends EventEmitter {
     const onExit = (code: number, sig: number | null, native: NativeRusage) => {
       if (cgroupFailure) {
         // The init we killed at the gate; the launch was reported failed.
-        void cgroup!.destroy().catch(() => {});
+        void cgroup?.destroy().catch(() => {});
         return;
       }
       this.state = 'exited';
@@ -501,7 +511,7 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   }
   if (options.consoleSocket !== undefined && spec.process?.terminal !== true)
     throw SpecError.inOption('consoleSocket', 'needs process.terminal: true');
-  // exec (joinPid) enters the container's own cgroup with its namespaces: none of its own.
+  // exec (joinPid) enters the target's cgroup (below), and makes none of its own.
   const cg = options.joinPid !== undefined ? false : cgroupWanted(spec);
   if (cg && options.init === false) throw SpecError.inOption('init', 'a cgroup needs the init (init: false was given)');
   if (cg) options = { ...options, init: true };
@@ -511,9 +521,13 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
     if (options.joinPid !== undefined) throw SpecError.inOption('beforePivot', 'an exec has no pivot_root');
     prepared.plan.hooksPause = true;
   }
+  // An exec joins every cgroup of the target that is not ours before its
+  // payload runs (the init waits at a gate meanwhile), so the container's
+  // limits hold for it, and kill --all, delete and pause reach it.
+  const enter = options.joinPid !== undefined ? Cgroup.ofProcess(options.joinPid) : null;
   const cgroup = cg ? containerCgroup(spec, options, cg === 'required') : null;
   try {
-    return new Container(prepared, options, cgroup);
+    return new Container(prepared, options, cgroup, enter);
   } catch (e) {
     cgroup?.removeEmpty();
     throw e;

@@ -86,6 +86,13 @@ export interface NativeBinding {
       args: { index: number; op: string; value: bigint; valueTwo: bigint }[];
     }[];
   }): { filter: Buffer; unknown: string[] };
+  /**
+   * Load a BPF_PROG_TYPE_CGROUP_DEVICE program (struct bpf_insn[] bytes, see
+   * lib/cgroups/bpf-devices.ts) and attach it to the cgroup v2 directory with
+   * BPF_F_ALLOW_MULTI (native/bpf_devices.cc). errno 0 on success; else the
+   * step that failed and, for a load, the verifier's log.
+   */
+  attachDeviceProgram(cgroupDir: string, insns: Buffer): { errno: number; step?: string; log?: string };
   /** The SECCOMP_FILTER_FLAG_* and actions this kernel offers, and libseccomp's version. */
   seccompProbe(): { flags: number; actions: string[]; libseccomp: string };
   spawn(

@@ -20,6 +20,7 @@
 
 #include "exit_watch.h"
 #include "plan_js.h"
+#include "bpf_devices.h"
 #include "seccomp.h"
 #include "spawn.h"
 #include "syscalls.h"
@@ -658,6 +659,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("makePipe", Napi::Function::New(env, JsMakePipe, "makePipe"));
   exports.Set("ContainerHandle", ctor);
   seccomp_register(env, exports);
+  bpf_devices_register(env, exports);
   return exports;
 }
 

@@ -8,12 +8,25 @@
 // `nodularity-<id>` under the caller's own cgroup, which is what a pilot in a
 // batch slot wants (HTCondor's and Slurm's job cgroup, a systemd scope with
 // Delegate=yes). A path never climbs out with "..".
-import { constants as fsc, closeSync, mkdirSync, openSync, readFileSync, rmdirSync, writeSync } from 'node:fs';
+import {
+  accessSync,
+  constants as fsc,
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmdirSync,
+  writeSync,
+} from 'node:fs';
+import { constants as osc } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SpecError } from '../errors.js';
+import { loadBinding } from '../native.js';
+import { deviceProgram, type DeviceRule } from './bpf-devices.js';
 import { resourceWrites } from './files.js';
-import { hierarchies, type Hierarchies } from './hierarchy.js';
+import { hierarchies, processDirs, type Hierarchies } from './hierarchy.js';
+import { runcStats, type RuncStats } from './stats.js';
 import type { CgroupStats, LinuxResources } from './types.js';
 
 /** The host could not give the container the cgroup it asked for. One line: what, where, why, what to do. */
@@ -69,6 +82,17 @@ function readInt(file: string, key?: string): number | null {
 }
 
 const errCode = (e: unknown) => (e as NodeJS.ErrnoException).code;
+
+/** Root may move processes anywhere; anyone else only into a cgroup whose cgroup.procs it may write. */
+function mayWrite(dir: string): boolean {
+  if (process.geteuid!() === 0) return true;
+  try {
+    accessSync(join(dir, 'cgroup.procs'), fsc.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export class Cgroup {
   /** Every directory of the container's cgroup, one per hierarchy (v1 co-mounted controllers share one). */
@@ -177,8 +201,9 @@ export class Cgroup {
   private apply(r: LinuxResources, nodes: { type: string; major: number; minor: number }[]): void {
     const h = this.h;
     const versionOf = (ctl: string): 1 | 2 => (this.v1.has(ctl) ? 1 : 2);
-    const { writes, warnings } = resourceWrites(r, versionOf, nodes);
+    const { writes, warnings, bpfDevices } = resourceWrites(r, versionOf, nodes);
     this.warnings.push(...warnings);
+    if (bpfDevices.length) this.attachDevices(bpfDevices);
     // v2: the controllers the writes need, enabled from our own cgroup down.
     const needV2 = new Set(writes.filter((w) => w.controller && !this.v1.has(w.controller)).map((w) => w.controller));
     if (needV2.size) this.enableV2(needV2, h);
@@ -201,6 +226,35 @@ export class Cgroup {
         );
       }
     }
+  }
+
+  /**
+   * cgroup v2 device rules: a BPF_PROG_TYPE_CGROUP_DEVICE program attached
+   * to our v2 directory (BPF_F_ALLOW_MULTI: the parents' programs still
+   * run). Loading one needs CAP_BPF or CAP_SYS_ADMIN: an unprivileged caller
+   * in a delegated subtree gets a warning instead (its container's /dev holds
+   * only the nodes the spec lists, every other mount is nodev, and it cannot
+   * make device nodes), as rootless runc and crun go without.
+   */
+  private attachDevices(rules: DeviceRule[]): void {
+    if (!this.v2)
+      throw new CgroupError(
+        '/linux/resources/devices: device rules need the v1 devices controller or a cgroup v2 directory, and this process may write neither',
+        { controller: 'devices' },
+      );
+    const r = loadBinding().attachDeviceProgram(this.v2, deviceProgram(rules));
+    if (!r.errno) return;
+    const code = Object.entries(osc.errno).find(([, n]) => n === r.errno)?.[0] ?? `errno ${r.errno}`;
+    if ((code === 'EPERM' || code === 'EACCES') && process.geteuid!() !== 0 && r.step === 'load') {
+      this.warnings.push(
+        `linux.resources.devices: not applied (loading a cgroup v2 device program needs CAP_BPF or CAP_SYS_ADMIN: ${code})`,
+      );
+      return;
+    }
+    throw new CgroupError(
+      `/linux/resources/devices: cannot ${r.step} the device program for ${this.v2}: ${code}${r.log ? `\n${r.log.trim()}` : ''}`,
+      { code, path: this.v2, controller: 'devices' },
+    );
   }
 
   private enableV2(needed: Set<string>, h: Hierarchies): void {
@@ -268,10 +322,15 @@ export class Cgroup {
         if (errCode(e) !== 'ENOENT') throw e; // before 5.14: no cgroup.kill
       }
     }
-    const frozen = await this.freeze().then(
-      () => true,
-      () => false,
-    );
+    // A paused container stays paused for any signal but SIGKILL, which
+    // takes effect only once its processes thaw (v1 freezer).
+    const paused = this.frozen();
+    const frozen =
+      paused ||
+      (await this.freeze().then(
+        () => true,
+        () => false,
+      ));
     try {
       for (const pid of this.pids()) {
         try {
@@ -281,8 +340,26 @@ export class Cgroup {
         }
       }
     } finally {
-      if (frozen) await this.thaw();
+      if (frozen && (!paused || signal === 'SIGKILL' || signal === 9)) await this.thaw();
     }
+  }
+
+  /**
+   * Change the limits of a live cgroup (`oci update`): RESOURCES as
+   * linux.resources, only the fields given are written. Device rules are not
+   * changed here (as runc's update): they return with a warning.
+   */
+  update(r: LinuxResources): string[] {
+    const { devices, ...rest } = r;
+    this.warnings.length = 0;
+    this.apply(rest, []);
+    if (devices?.length) this.warnings.push('linux.resources.devices: not changed by update (as runc)');
+    return [...this.warnings];
+  }
+
+  /** The figures in runc's stats form (`oci events --stats`). */
+  runcStats(): RuncStats {
+    return runcStats(this.v1, this.v2);
   }
 
   async freeze(): Promise<void> {
@@ -390,6 +467,42 @@ export class Cgroup {
       cg.made.push(d);
     }
     return cg;
+  }
+
+  /**
+   * The cgroup process PID is in (an exec joins its container's), in every
+   * hierarchy where it is not ours: an exec'd process put there (addProcess)
+   * before its payload runs is under the container's limits, and kill --all,
+   * delete and pause reach it. Null when PID shares all of our cgroups (a
+   * container without one of its own): nothing to move. Nothing is made or
+   * removed through it. For a caller other than root, a cgroup it may not
+   * write is left out: not one it made for a container (those are its own,
+   * in a delegated subtree), but e.g. the login session scope the target was
+   * started from, which an exec from another session must not fail on.
+   */
+  static ofProcess(pid: number, h: Hierarchies = hierarchies()): Cgroup | null {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    } catch (e) {
+      throw new CgroupError(`cannot read the cgroups of process ${pid}: ${errCode(e)}`, { code: errCode(e) });
+    }
+    const theirs = processDirs(text, h);
+    const cg = new Cgroup(h);
+    const seen = new Set<string>();
+    for (const x of h.v1.values()) {
+      if (seen.has(x.mount)) continue;
+      seen.add(x.mount);
+      const d = theirs.v1.find((v) => v === x.mount || v.startsWith(`${x.mount}/`));
+      if (!d || d === x.own || !mayWrite(d)) continue;
+      cg.dirs.push(d);
+      for (const c of x.controllers) cg.v1.set(c, d);
+    }
+    if (h.v2 && theirs.v2 && theirs.v2 !== h.v2.own && mayWrite(theirs.v2)) {
+      cg.dirs.push(theirs.v2);
+      (cg as { v2: string | null }).v2 = theirs.v2;
+    }
+    return cg.dirs.length ? cg : null;
   }
 
   /** Remove what we made now; only for a cgroup that never held a process (a launch that failed before clone). */

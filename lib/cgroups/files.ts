@@ -5,6 +5,7 @@
 // io.weight, swap = memory+swap - memory), so a config.json means the same
 // with either runtime.
 import { SpecError } from '../errors.js';
+import type { DeviceRule } from './bpf-devices.js';
 import type { LinuxResources, LinuxThrottleDevice } from './types.js';
 
 export interface CgroupWrite {
@@ -111,7 +112,7 @@ export function resourceWrites(
   versionOf: (controller: string) => 1 | 2,
   /** The spec's linux.devices: the nodes made in the container are allowed too. */
   nodes: { type: string; major: number; minor: number }[] = [],
-): { writes: CgroupWrite[]; warnings: string[] } {
+): { writes: CgroupWrite[]; warnings: string[]; bpfDevices: DeviceRule[] } {
   const w: CgroupWrite[] = [];
   const warnings: string[] = [];
   let v2 = false;
@@ -244,12 +245,10 @@ export function resourceWrites(
     );
   });
   const devices = deviceRules(r, nodes);
+  // v2 has no devices controller: the same rules become a BPF program (bpf-devices.ts), as runc and crun do.
+  const bpfDevices: DeviceRule[] = [];
   if (versionOf('devices') === 1) w.push(...devices);
-  else if (devices.length)
-    // runc and crun attach a BPF program (BPF_CGROUP_DEVICE) on v2. Not done
-    // yet: the container's /dev holds only the nodes the spec lists, and
-    // every other mount is nodev, which is what the rules usually say.
-    warnings.push('linux.resources.devices: cgroup v2 device rules (a BPF program) are not applied');
+  else for (const d of devices) bpfDevices.push({ allow: d.file === 'devices.allow', rule: d.value });
   for (const [k, v] of Object.entries(r.unified ?? {})) {
     v2 = true;
     const p = `${P}/unified/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`;
@@ -260,5 +259,5 @@ export function resourceWrites(
     if (ctl !== 'cgroup' && versionOf(ctl) !== 2) throw new SpecError(p, `unified key/values need ${ctl} on cgroup v2`);
     add(ctl === 'cgroup' ? '' : ctl, k, v, p);
   }
-  return { writes: w, warnings };
+  return { writes: w, warnings, bpfDevices };
 }

@@ -15,6 +15,8 @@ export interface V1Hierarchy {
   controllers: string[];
   /** The caller's own cgroup in it, as a directory under `mount`. */
   own: string;
+  /** The cgroup path the mount shows at `mount` (mountinfo field 4; "/" outside a cgroup namespace). */
+  root?: string;
 }
 
 export interface V2Hierarchy {
@@ -22,6 +24,7 @@ export interface V2Hierarchy {
   /** Controllers the root of the tree offers (cgroup.controllers of the mount). */
   controllers: Set<string>;
   own: string;
+  root?: string;
 }
 
 export interface Hierarchies {
@@ -78,19 +81,46 @@ export function parseHierarchies(
       } catch {
         /* unreadable: no controllers */
       }
-      v2 = { mount, controllers, own };
+      v2 = { mount, controllers, own, root: mountRoot };
     } else if (fstype === 'cgroup') {
       const controllers = superOpts.split(',').filter((o) => !['rw', 'ro'].includes(o) && !o.includes('='));
       if (!controllers.length) continue; // name=systemd and other named hierarchies hold no controller
       const p = paths.get(controllers[0]);
       const own = p === undefined ? null : ownDir(mount, mountRoot, p);
       if (!own) continue;
-      const h = { mount, controllers, own };
+      const h = { mount, controllers, own, root: mountRoot };
       for (const c of controllers) if (!v1.has(c)) v1.set(c, h);
     }
   }
   const mode = v1.size ? (v2 ? 'hybrid' : 'legacy') : v2 ? 'unified' : 'none';
   return { v1, v2, mode };
+}
+
+/**
+ * Where the process whose /proc/PID/cgroup reads PROC_CGROUP sits in each of
+ * H's hierarchies, as directories (one per v1 mount, then the v2 one). A
+ * hierarchy whose path is outside what the mount shows is left out.
+ */
+export function processDirs(procCgroup: string, h: Hierarchies): { v1: string[]; v2: string | null } {
+  const paths = new Map<string, string>();
+  for (const line of procCgroup.split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    if (m[1] === '0' && m[2] === '') paths.set('', m[3]);
+    else for (const c of m[2].split(',')) if (c) paths.set(c, m[3]);
+  }
+  const v1: string[] = [];
+  const seen = new Set<string>();
+  for (const x of h.v1.values()) {
+    if (seen.has(x.mount)) continue;
+    seen.add(x.mount);
+    const p = paths.get(x.controllers[0]);
+    const d = p === undefined ? null : ownDir(x.mount, x.root ?? '/', p);
+    if (d) v1.push(d);
+  }
+  const p2 = paths.get('');
+  const v2 = h.v2 && p2 !== undefined ? ownDir(h.v2.mount, h.v2.root ?? '/', p2) : null;
+  return { v1, v2 };
 }
 
 let cached: Hierarchies | undefined;

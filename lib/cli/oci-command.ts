@@ -28,6 +28,7 @@ interface GlobalOptions {
   logFormat: 'text' | 'json';
   debug?: boolean;
   systemdCgroup?: boolean;
+  cgroupManager?: 'cgroupfs' | 'systemd' | 'disabled';
   rootless?: string | boolean;
   version?: boolean;
 }
@@ -108,7 +109,13 @@ export function registerOciCommand(program: Command): void {
     .option('--log <file>', 'append log lines (errors, warnings, --debug) to FILE instead of stderr')
     .addOption(new Option('--log-format <format>', 'log line format').choices(['text', 'json']).default('text'))
     .option('--debug', 'log debug lines')
-    .option('--systemd-cgroup', 'accepted for runc compatibility (cgroups are not managed yet)')
+    .addOption(
+      new Option(
+        '--cgroup-manager <manager>',
+        'cgroupfs: make cgroups in the hierarchies (default); disabled: none, resources not applied; systemd: refused',
+      ).choices(['cgroupfs', 'systemd', 'disabled']),
+    )
+    .option('--systemd-cgroup', "runc's spelling of --cgroup-manager systemd (refused: no systemd D-Bus client)")
     .option('--rootless [value]', 'accepted for runc compatibility (true, false, auto): nodularity decides by itself')
     .option('--criu <path>', 'accepted for runc compatibility (no checkpoint/restore)')
     .option('-v, --version', 'print the version');
@@ -168,7 +175,7 @@ export function registerOciCommand(program: Command): void {
     ignoreHooks?: boolean;
     detach?: boolean;
   }
-  const createArgs = async (o: CreateFlags) => {
+  const createArgs = async (o: CreateFlags, g: GlobalOptions) => {
     if (!o.pivot)
       throw Object.assign(
         new Error('--no-pivot is not supported: nodularity always pivots into the root file system'),
@@ -177,6 +184,7 @@ export function registerOciCommand(program: Command): void {
         },
       );
     return {
+      cgroupManager: g.systemdCgroup ? ('systemd' as const) : g.cgroupManager,
       bundle: o.bundle ?? process.cwd(),
       pidFile: o.pidFile,
       consoleSocket: o.consoleSocket !== undefined ? await connectSocket(o.consoleSocket) : undefined,
@@ -190,9 +198,9 @@ export function registerOciCommand(program: Command): void {
     .description('create container ID from the bundle; it waits for `start`')
     .argument('<id>', 'container id')
     .action(
-      act('create', async (log, root, id: string, o: CreateFlags) => {
+      act('create', async (log, root, id: string, o: CreateFlags, cmd: Command) => {
         const r = await rt();
-        const created = await r.create(await rootFor(root, true), id, await createArgs(o), log);
+        const created = await r.create(await rootFor(root, true), id, await createArgs(o, globals(cmd)), log);
         // The init lives on (detached) with its own fd of the fifo; ours, the lock and the directory go.
         closeSync(created.fifo);
         created.dir.close();
@@ -215,9 +223,9 @@ export function registerOciCommand(program: Command): void {
     .option('-d, --detach', 'return once the payload runs')
     .argument('<id>', 'container id')
     .action(
-      act('run', async (log, root, id: string, o: CreateFlags) => {
+      act('run', async (log, root, id: string, o: CreateFlags, cmd: Command) => {
         const r = await rt();
-        const args = await createArgs(o);
+        const args = await createArgs(o, globals(cmd));
         const created = await r.create(
           await rootFor(root, true),
           id,
@@ -251,7 +259,7 @@ export function registerOciCommand(program: Command): void {
     .option('-a, --all', 'send it to every process of the container')
     .action(
       act('kill', async (_log, root, id: string, sig: string, o: { signal?: string; all?: boolean }) => {
-        (await rt()).kill(await rootFor(root, false), id, o.signal ?? sig, !!o.all);
+        await (await rt()).kill(await rootFor(root, false), id, o.signal ?? sig, !!o.all);
       }),
     );
 
@@ -334,7 +342,7 @@ export function registerOciCommand(program: Command): void {
     .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(
       act('ps', async (_log, root, id: string, _rest: string[], o: { format: string }) => {
-        const pids = (await rt()).ps(await rootFor(root, false), id);
+        const pids = await (await rt()).ps(await rootFor(root, false), id);
         if (o.format === 'json') {
           process.stdout.write(JSON.stringify(pids) + '\n');
           return;
@@ -399,6 +407,59 @@ export function registerOciCommand(program: Command): void {
           await (await rt()).freeze(await rootFor(root, false), id, verb === 'pause');
         }),
       );
+
+  const update = oci
+    .command('update')
+    .description("change the resource limits of container ID's live cgroup (runc's flags, or --resources JSON)")
+    .argument('<id>', 'container id')
+    .option('-r, --resources <file>', "runtime-spec LinuxResources JSON ('-': stdin); the flags below go on top");
+  for (const [flag, what] of [
+    ['blkio-weight', 'block IO weight (10 to 1000)'],
+    ['cpu-period', 'CPU CFS period (µs)'],
+    ['cpu-quota', 'CPU CFS quota (µs per period; -1: none)'],
+    ['cpu-share', 'CPU shares (relative weight)'],
+    ['cpu-rt-period', 'real-time period (µs)'],
+    ['cpu-rt-runtime', 'real-time runtime (µs)'],
+    ['cpu-idle', 'cgroup v2 cpu.idle (0 or 1)'],
+    ['cpuset-cpus', 'CPUs allowed (0-3,7)'],
+    ['cpuset-mems', 'memory nodes allowed'],
+    ['memory', 'memory limit (512m, 2g, bytes; -1: none)'],
+    ['memory-reservation', 'memory soft limit'],
+    ['memory-swap', 'memory plus swap limit (-1: none)'],
+    ['pids-limit', 'maximum number of processes (0 or -1: none)'],
+    ['l3-cache-schema', 'refused: no Intel RDT'],
+    ['mem-bw-schema', 'refused: no Intel RDT'],
+  ])
+    update.option(`--${flag} <value>`, what);
+  update.action(
+    act('update', async (log, root, id: string, o: Record<string, string>) => {
+      const v = await import('../oci/cgroup-verbs.js');
+      const r = await v.updateResources(o, () => readFileSync(0, 'utf8'));
+      await v.update(await rootFor(root, false), id, r, log);
+    }),
+  );
+
+  oci
+    .command('events')
+    .description("container ID's cgroup: runc's stats events every --interval and oom events, until it stops")
+    .argument('<id>', 'container id')
+    .option('--interval <duration>', 'time between stats events (5s, 500ms, 1m)', '5s')
+    .option('--stats', 'print one stats event and exit')
+    .action(
+      act('events', async (_log, root, id: string, o: { interval: string; stats?: boolean }) => {
+        const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(o.interval);
+        const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms'] : NaN;
+        if (!(ms > 0))
+          throw Object.assign(new Error(`--interval ${o.interval}: must be a duration such as 5s or 500ms`), {
+            name: 'OciStateError',
+          });
+        const v = await import('../oci/cgroup-verbs.js');
+        const { statsJson } = await import('../cgroups/stats.js');
+        await v.events(await rootFor(root, false), id, { stats: !!o.stats, intervalMs: ms }, (e) =>
+          process.stdout.write(statsJson(e) + '\n'),
+        );
+      }),
+    );
 
   oci
     .command('features')

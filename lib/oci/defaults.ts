@@ -4,6 +4,7 @@
 import type { Mount, NamespaceType, Spec } from './spec.js';
 import { resolveSeccomp } from '../seccomp/index.js';
 import type { SecurityOptions } from '../seccomp/types.js';
+import type { LinuxResources } from '../cgroups/types.js';
 
 export interface SpecOptions {
   /** Root file system directory. */
@@ -27,6 +28,12 @@ export interface SpecOptions {
    * 'unconfined', a profile file (OCI or Docker JSON) or a profile object.
    */
   security?: SecurityOptions;
+  /**
+   * Resource limits (runtime-spec linux.resources: memory, cpu, pids,
+   * blockIO, hugepageLimits, devices, unified): the container gets a cgroup
+   * of its own with them (lib/cgroups; as root, or in a delegated subtree).
+   */
+  resources?: LinuxResources;
 }
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -96,6 +103,7 @@ export function createSpec(o: SpecOptions): Spec {
       maskedPaths: DEFAULT_MASKED_PATHS,
       readonlyPaths: DEFAULT_READONLY_PATHS,
       ...(seccomp ? { seccomp } : {}),
+      ...(o.resources ? { resources: structuredClone(o.resources) } : {}),
     },
   };
 }

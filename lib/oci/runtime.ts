@@ -224,6 +224,8 @@ export interface CreateOptions extends BundleOptions {
   attached?: boolean;
   /** Called with the container right after spawn (the CLI listens for its 'close' from then on). */
   onSpawn?: (c: Container) => void;
+  /** --cgroup-manager: cgroupfs (default), disabled (no cgroup, a warning), systemd (refused). */
+  cgroupManager?: import('./cgroup-verbs.js').CgroupManager;
 }
 
 export interface Created {
@@ -243,6 +245,7 @@ export interface Created {
 export async function create(root: string, id: string, o: CreateOptions, log: Logger): Promise<Created> {
   checkId(id);
   const b = await bundleSpec(o.bundle, o);
+  (await import('./cgroup-verbs.js')).applyCgroupManager(b.spec, o.cgroupManager, log);
   if (o.consoleSocket !== undefined && !b.spec.process?.terminal)
     throw new OciStateError('--console-socket is given but process.terminal is false in config.json', 'usage');
   if (o.consoleSocket === undefined && b.spec.process?.terminal && !o.attached)
@@ -318,7 +321,12 @@ export async function create(root: string, id: string, o: CreateOptions, log: Lo
     if (!st) throw new OciStateError(`the container's init (pid ${pid}) ended during create`);
     Object.assign(rec, { pid, pidStart: st[1] });
     // A detached container's cgroup outlives create: delete removes it.
-    if (container.cgroup) rec.cgroup = { dirs: container.cgroup.dirs, created: container.cgroup.created };
+    if (container.cgroup)
+      rec.cgroup = {
+        dirs: container.cgroup.dirs,
+        created: container.cgroup.created,
+        ...(b.spec.linux?.resources ? { resources: b.spec.linux.resources } : {}),
+      };
     dir.writeRecord(rec);
     log.debug(`container ${id}: init pid ${pid}`);
     if (o.pidFile) writePidFile(o.pidFile, pid);
@@ -562,7 +570,7 @@ export function containerPids(pid: number): number[] {
 }
 
 /** kill: SIGNAL (name or number) to the init, or with `all` to every process of the container. */
-export function kill(root: string, id: string, signal: string, all: boolean): void {
+export async function kill(root: string, id: string, signal: string, all: boolean): Promise<void> {
   const sig = parseSignal(signal);
   if (!sig)
     throw new OciStateError(`unknown signal \`${signal}\` (a name such as TERM or SIGKILL, or a number)`, 'usage');
@@ -572,6 +580,16 @@ export function kill(root: string, id: string, signal: string, all: boolean): vo
     if (status === 'stopped') throw new OciStateError(`cannot signal ${id}: container not running`, 'not-running');
     if (status === 'creating')
       throw new OciStateError(`cannot signal ${id}: container is being created (not created or running)`, 'state');
+    if (all && s.rec.cgroup) {
+      // Through the cgroup: every process of the container, those that left
+      // the init's tree or its pid namespace's reach included (cgroup.kill on
+      // v2, else freeze, signal each, thaw, so nothing forks meanwhile).
+      if (s.owner !== process.geteuid!())
+        throw new OciStateError(`cannot signal ${id}: its state belongs to uid ${s.owner}`, 'state');
+      const { Cgroup } = await import('../cgroups/cgroup.js');
+      await Cgroup.fromDirs(s.rec.cgroup.dirs, s.rec.cgroup.created).killAll(sig);
+      return;
+    }
     if (all && sig !== 'SIGKILL') {
       // SIGKILL to the init ends its whole PID namespace; other signals go to each process.
       // A process may end while we go (the signals themselves end some, and
@@ -707,12 +725,22 @@ export function list(root: string, log: Logger): Array<Record<string, unknown>> 
   return out;
 }
 
-/** ps: host pids of the container's processes (created or running). */
-export function ps(root: string, id: string): number[] {
+/**
+ * ps: host pids of the container's processes (created, running or paused):
+ * its cgroup.procs when it has a cgroup (an exec'd process and one that left
+ * the init's tree are in it too), else the init's pid namespace or tree.
+ */
+export async function ps(root: string, id: string): Promise<number[]> {
   const s = mustLoad(root, checkId(id));
   try {
     const status = statusOf(s);
-    if (status !== 'running' && status !== 'created') return [];
+    if (status !== 'running' && status !== 'created' && status !== 'paused') return [];
+    if (s.rec.cgroup) {
+      const { Cgroup } = await import('../cgroups/cgroup.js');
+      return Cgroup.fromDirs(s.rec.cgroup.dirs, s.rec.cgroup.created)
+        .pids()
+        .sort((a, b) => a - b);
+    }
     return containerPids(s.rec.pid);
   } finally {
     s.dir.close();

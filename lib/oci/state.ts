@@ -26,6 +26,7 @@
 // the lock for milliseconds, and a holder is named by pid and start time, so
 // a dead holder is seen at once (the scheme of the image cache's holds).
 import { Cgroup } from '../cgroups/cgroup.js';
+import type { LinuxResources } from '../cgroups/types.js';
 import {
   constants as fsc,
   closeSync,
@@ -95,7 +96,12 @@ export interface StateRecord {
   /** The payload's user, capabilities and no_new_privs, which startContainer hooks run with (as runc's). */
   hookIdentity?: Pick<Process, 'user' | 'capabilities' | 'noNewPrivileges'>;
   /** The container's cgroup (lib/cgroups), which delete removes: its directories and those create made. */
-  cgroup?: { dirs: string[]; created: string[] };
+  cgroup?: {
+    dirs: string[];
+    created: string[];
+    /** linux.resources as last applied: config.json's at create, with each `update` merged in. */
+    resources?: LinuxResources;
+  };
 }
 
 export type Status = 'creating' | 'created' | 'running' | 'paused' | 'stopped';

@@ -209,6 +209,12 @@ async function start(
   if (typeof image === 'string' && image.startsWith('instance://')) image = await instanceFromRef(image);
   if (image instanceof Instance) {
     const inst = image;
+    // A process joining an instance joins its cgroup (spawn's joinPid): the instance's limits are its own.
+    if (options.resources)
+      throw SpecError.inOption(
+        'resources',
+        `a process run in instance ${inst.name} is under the instance's limits (its cgroup); set them when the instance starts`,
+      );
     checkJoinable(inst);
     const join: LaunchHooks = {
       prepare: (c) => {

@@ -4,11 +4,14 @@
 // cgroup's figures, a payload that escapes the init's reaping is killed with
 // the cgroup, and nothing is left in any hierarchy.
 import t from 'tap';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn as spawnProc } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { spawn, type Spec } from '../../lib/index.js';
 import { hierarchies } from '../../lib/cgroups/index.js';
 import { capture } from '../helpers/run.js';
-import { isRoot, openFds, spec } from '../helpers/env.js';
+import { isRoot, openFds, repoRoot, scratch, spec, testRootfs } from '../helpers/env.js';
 
 const h = hierarchies();
 const name = (s: string) => `cgtest-${process.pid}-${s}`;
@@ -136,3 +139,84 @@ t.test('a recorded cgroup is found again; records outside the cgroup mounts are 
   );
   t.notOk(existsSync(`/sys/fs/cgroup/pids/${name('rec')}`));
 });
+
+t.test("an exec (joinPid) is under the container's limits: it joins its cgroup before its payload runs", async (t) => {
+  if (!isRoot) {
+    // A container without a cgroup of its own: the exec moves nowhere and runs.
+    const c = spawn(spec(['/bin/sh', '-c', 'read x']), { stdio: ['pipe', 'ignore', 'ignore'] });
+    await c.spawned;
+    const e = await capture(spec(['/bin/sh', '-c', 'echo in']), { joinPid: c.pid! });
+    t.equal(e.out, 'in\n');
+    c.stdin!.end('\n');
+    await c.exited;
+    return;
+  }
+  const c = spawn(withResources(spec(['/bin/sh', '-c', 'read x']), { pids: { limit: 6 } }), {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    cgroupName: name('join'),
+  });
+  await c.spawned;
+  const e = await capture(
+    spec(['/bin/sh', '-c', 'grep pids /proc/self/cgroup; for i in 1 2 3 4 5 6; do sleep 1 & done; wait']),
+    { joinPid: c.pid! },
+  );
+  t.match(e.out, new RegExp(`pids:.*/nodularity-${name('join')}\\n`), "the exec runs in the container's cgroup");
+  t.match(e.err, /can't fork/, `the container's pids.max=6 holds for the exec:\n${e.err}`);
+  t.notOk(e.cgroup, "the container's cgroup is not the exec's to read or remove");
+  t.ok(existsSync(`${c.cgroup!.v1.get('pids')}`), 'and it is still there after the exec');
+  c.stdin!.end('\n');
+  await c.exited;
+  t.same(leftovers(name('join')), []);
+});
+
+t.test(
+  "an unprivileged exec into a container in a cgroup it may not write (another session's) runs, unmoved",
+  async (t) => {
+    if (!isRoot)
+      return t.pass("the root pass puts the test user's container in a root-owned cgroup and execs as that user");
+    const user = process.env.NODULARITY_TEST_USER || 'nodularity-test';
+    const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }));
+    const gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }));
+    const foreign = join(h.v1.get('pids')!.mount, name('foreign'));
+    mkdirSync(foreign);
+    t.teardown(() => rmdirSync(foreign));
+    const dir = scratch(t);
+    const script = join(dir, 'exec.mts');
+    writeFileSync(
+      script,
+      `import { spawn, run, createSpec } from ${JSON.stringify(join(repoRoot, 'lib/index.js'))};
+import { createInterface } from 'node:readline';
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const c = spawn(createSpec({ rootfs: ${JSON.stringify(testRootfs())}, args: ['/bin/sh', '-c', 'read x'] }), { stdio: ['pipe', 'ignore', 'ignore'] });
+await c.spawned;
+console.log(c.pid);
+await lines.next();
+try {
+  const r = await run(createSpec({ rootfs: '/', args: ['/bin/sh', '-c', 'grep pids /proc/self/cgroup'] }), { joinPid: c.pid, stdio: 'pipe' });
+  console.log(JSON.stringify({ code: r.exitCode, out: r.stdout.toString() }));
+} catch (e) {
+  console.log(JSON.stringify({ error: e.message }));
+}
+c.stdin.end('\\n');
+await c.exited;
+`,
+    );
+    execFileSync('chmod', ['-R', 'a+rX', dir]);
+    const p = spawnProc(
+      'setpriv',
+      [`--reuid=${uid}`, `--regid=${gid}`, '--init-groups', process.execPath, '--import=tsx', script],
+      { cwd: repoRoot, stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    p.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    for (let i = 0; i < 500 && !/^\d+\n/.test(out); i++) await new Promise((r) => setTimeout(r, 20));
+    const init = Number(/^(\d+)\n/.exec(out)![1]);
+    // As if the container had been started from another login session: its init is in a cgroup the user may not write.
+    writeFileSync(join(foreign, 'cgroup.procs'), String(init));
+    p.stdin!.end('go\n');
+    await once(p, 'close');
+    const r = JSON.parse(out.split('\n')[1]);
+    t.equal(r.code, 0, `the exec ran: ${JSON.stringify(r)}`);
+    t.match(r.out, /^\d+:pids:\/\n$/, "it stayed in the user's own cgroup");
+  },
+);

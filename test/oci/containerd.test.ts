@@ -81,7 +81,7 @@ if (!isRoot) {
     if (r.code !== 0) throw new Error(`ctr image import: ${r.err}`);
   });
   t.teardown(async () => {
-    for (const id of ['c-run', 'c-tty', 'c-task', 'c-created']) {
+    for (const id of ['c-run', 'c-tty', 'c-task', 'c-created', 'c-lim']) {
       await ctr(['task', 'kill', '-s', 'SIGKILL', id]).catch(() => undefined);
       await ctr(['task', 'rm', '-f', id]).catch(() => undefined);
       await ctr(['container', 'rm', id]).catch(() => undefined);
@@ -196,4 +196,34 @@ exit $rc
       t.equal((await ctr(['container', 'rm', 'c-created'])).code, 0);
     },
   );
+
+  t.test('with cgroups: the limits ctr sets are felt inside; ctr task ps reads our cgroup.procs', async (t) => {
+    // ctr gives every container linux.cgroupsPath /default/ID and linux.resources (cpu shares at least).
+    const cg = await ctr([
+      ...run,
+      '--rm',
+      '--memory-limit',
+      String(32 << 20),
+      image,
+      'c-lim',
+      'cat',
+      '/proc/self/cgroup',
+    ]);
+    t.equal(cg.code, 0, cg.err);
+    t.match(cg.out, /^\d+:memory:\/default\/c-lim$/m, 'in the cgroup containerd named');
+    const m = await ctr([
+      ...run,
+      '--rm',
+      '--memory-limit',
+      String(32 << 20),
+      image,
+      'c-lim',
+      'sh',
+      '-c',
+      'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo ${#x}',
+    ]);
+    t.notMatch(m.out, /100000000/, `a 32 MiB memory limit holds: the 100 MB string is never built\n${m.err}`);
+    t.equal(m.code, 137, 'the OOM killer ended it');
+    t.notOk(existsSync('/sys/fs/cgroup/memory/default/c-lim'), 'the cgroup went with the container');
+  });
 }

@@ -39,7 +39,8 @@ if (ok) {
   const limits = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', '--network', 'none'];
   const podman = (args: string[], input?: string): Promise<Result> =>
     new Promise((resolve, reject) => {
-      const p = spawn('podman', [...global, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      // cwd: conmon writes an "oom" file into its working directory when the OOM killer strikes.
+      const p = spawn('podman', [...global, ...args], { env, cwd: base, stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '',
         err = '';
       p.stdout.on('data', (d) => (out += d));
@@ -139,5 +140,39 @@ if (ok) {
     t.same(stateOf(id), [], 'our state is gone');
     t.notOk(existsSync(`/proc/${pid}`), 'its init is gone');
     t.equal((await podman(['ps', '-a', '-q'])).out, '', 'podman has no container left');
+  });
+
+  t.test('with cgroups (not --cgroups disabled): the limits Podman sets are felt inside', async (t) => {
+    const fork = 'for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait; echo forked';
+    const p = await podman(['run', '--rm', '--pids-limit', '5', ...limits, image, 'sh', '-c', fork]);
+    if (!isRoot) {
+      // Rootless Podman on cgroup v1 sets no limits (it says so); the container runs without a cgroup.
+      t.equal(p.code, 0, p.err);
+      t.match(p.err, /not supported and ignored on cgroups V1 rootless/);
+      t.equal(p.out, 'forked\n');
+      return;
+    }
+    t.match(p.err, /can't fork/, `--pids-limit 5 holds inside\n${p.err}`);
+    t.notMatch(p.out, /forked/);
+    const cg = await podman(['run', '--rm', '--memory', '32m', ...limits, image, 'sh', '-c', 'cat /proc/self/cgroup']);
+    t.equal(cg.code, 0, cg.err);
+    t.match(cg.out, /^\d+:memory:\/.*libpod/m, 'in the cgroup Podman named (linux.cgroupsPath)');
+    const m = await podman([
+      'run',
+      '--name',
+      'oom1',
+      '--memory',
+      '32m',
+      '--memory-swap',
+      '32m',
+      ...limits,
+      image,
+      'sh',
+      '-c',
+      'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo ${#x}',
+    ]);
+    t.teardown(() => podman(['rm', '-f', 'oom1']));
+    t.notMatch(m.out, /100000000/, `--memory 32m holds: the 100 MB string is never built\n${m.err}`);
+    t.equal(m.code, 137, 'the OOM killer ended it');
   });
 }

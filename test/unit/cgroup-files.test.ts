@@ -102,7 +102,7 @@ t.test('v1 and v2 files, in the order the kernel needs them', async (t) => {
   t.equal(blkioToIoWeight(1000), 10000);
 });
 
-t.test('v1 device rules in order; v2 device rules are a warning, not silence', async (t) => {
+t.test('v1 device rules in order; on v2 the same rules go to the BPF device program', async (t) => {
   const devices = [
     { allow: false, access: 'rwm' },
     { allow: true, type: 'c' as const, major: 1, minor: 3, access: 'rw' },
@@ -122,7 +122,13 @@ t.test('v1 device rules in order; v2 device rules are a warning, not silence', a
   );
   const w2 = resourceWrites({ devices }, v2);
   t.same(w2.writes, []);
-  t.match(w2.warnings[0], /devices.*not applied/);
+  t.same(w2.warnings, []);
+  t.same(w2.bpfDevices.slice(0, 3), [
+    { allow: false, rule: 'a' },
+    { allow: true, rule: 'c 1:3 rw' },
+    { allow: true, rule: 'c 136:* rwm' },
+  ]);
+  t.equal(w2.bpfDevices.length, 3 + DEFAULT_ALLOWED_DEVICES.length, 'the default nodes too');
 });
 
 t.test('bad values are SpecErrors naming the field', async (t) => {
