@@ -181,7 +181,7 @@ export class Container extends EventEmitter {
   readonly cgroup: Cgroup | null;
 
   /** @internal use spawn() */
-  constructor(prepared: PreparedLaunch, options: SpawnOptions, cgroup: Cgroup | null = null) {
+  constructor(prepared: PreparedLaunch, options: SpawnOptions, cgroup: Cgroup | null = null, rootfsFd?: number) {
     super();
     this.cgroup = cgroup;
     const stdio = normalizeStdio(options.stdio);
@@ -358,6 +358,7 @@ export class Container extends EventEmitter {
       startGate: options.startGate ?? ownGate?.[0],
       consoleSocket: options.consoleSocket,
       preserveFds: options.preserveFds,
+      rootfsFd,
     });
     // Detached: the container outlives us, so its exit must not keep the loop
     // alive (the launch itself still does, until 'spawn').
@@ -506,6 +507,22 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   if (cg && options.init === false) throw SpecError.inOption('init', 'a cgroup needs the init (init: false was given)');
   if (cg) options = { ...options, init: true };
   const prepared = options.joinPid !== undefined ? prepareEnter(spec, options) : prepareLaunch(spec, options);
+  return launchPlanned(spec, prepared, options, cg);
+}
+
+/**
+ * @internal The launch once planned (spawn(), and a prepared container's
+ * spawn()): the hooks' pause, the cgroup, the Container. `rootfsFd`: the
+ * rootfs directory a prepared container pinned, which the child checks the
+ * path against instead of the directory the path reaches now.
+ */
+export function launchPlanned(
+  spec: Spec,
+  prepared: PreparedLaunch,
+  options: SpawnOptions,
+  cg: 'required' | 'wanted' | false,
+  rootfsFd?: number,
+): Container {
   if (options.beforePivot !== undefined) {
     if (typeof options.beforePivot !== 'function') throw new TypeError('options.beforePivot must be a function');
     if (options.joinPid !== undefined) throw SpecError.inOption('beforePivot', 'an exec has no pivot_root');
@@ -513,7 +530,7 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   }
   const cgroup = cg ? containerCgroup(spec, options, cg === 'required') : null;
   try {
-    return new Container(prepared, options, cgroup);
+    return new Container(prepared, options, cgroup, rootfsFd);
   } catch (e) {
     cgroup?.removeEmpty();
     throw e;
@@ -528,7 +545,7 @@ let cgroupCount = 0;
  * (made where the caller may, else the container runs without one, as it
  * would without a cgroup manager), false otherwise (no cost at all).
  */
-function cgroupWanted(spec: Spec): 'required' | 'wanted' | false {
+export function cgroupWanted(spec: Spec): 'required' | 'wanted' | false {
   const r = spec.linux?.resources;
   const some = (v: unknown) =>
     v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v as object).length > 0);
@@ -566,7 +583,15 @@ export interface RunResult extends ExitResult {
  * launch fails, with the AbortSignal's reason when aborted (after the exit).
  */
 export async function run(spec: Spec, options: SpawnOptions & { input?: string | Buffer } = {}): Promise<RunResult> {
-  const c = spawn(spec, {
+  return awaitRun((o) => spawn(spec, o), options);
+}
+
+/** @internal run() over a launcher (spawn(), or a prepared container's spawn()). */
+export async function awaitRun<O extends { stdio?: SpawnOptions['stdio']; signal?: AbortSignal }>(
+  launch: (options: O) => Container,
+  options: O & { input?: string | Buffer },
+): Promise<RunResult> {
+  const c = launch({
     ...options,
     stdio: options.stdio ?? (options.input !== undefined ? ['pipe', 'inherit', 'inherit'] : 'inherit'),
   });

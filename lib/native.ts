@@ -30,6 +30,8 @@ export interface LaunchFds {
   startGate?: number;
   consoleSocket?: number;
   preserveFds?: number;
+  /** O_PATH fd of the rootfs pinned by prepare(): the child refuses any other directory at the rootfs path. */
+  rootfsFd?: number;
 }
 
 export interface NativeRusage {

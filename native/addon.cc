@@ -363,7 +363,7 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
-// The caller's per-launch fds (startGate, consoleSocket, preserveFds): each
+// The caller's per-launch fds (startGate, consoleSocket, preserveFds, rootfsFd): each
 // must be open now; the child inherits them by number.
 bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
   if (v.IsUndefined() || v.IsNull()) return true;
@@ -384,6 +384,14 @@ bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
     return true;
   };
   if (!fd("startGate", &job->gate_fd) || !fd("consoleSocket", &job->console_socket)) return false;
+  // A prepared launch's rootfs, pinned at prepare(): the child checks the
+  // directory its path reaches against this one, not whatever the path
+  // names now (spawn_prepare duplicates it, so the caller may close theirs).
+  if (!fd("rootfsFd", &job->pinned_rootfs)) return false;
+  if (job->pinned_rootfs >= 0 && !job->view()->rootfs) {
+    Napi::TypeError::New(env, "rootfsFd needs a plan with a rootfs").ThrowAsJavaScriptException();
+    return false;
+  }
   Napi::Value pv = o.Get("preserveFds");
   if (!pv.IsUndefined()) {
     double n = pv.IsNumber() ? pv.As<Napi::Number>().DoubleValue() : -1;
@@ -410,7 +418,7 @@ bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
 }
 
 // spawn(plan, stdio, onSpawn(err, {pid, stdio}), onExit(code, signal, rusage), launch?) -> ContainerHandle
-// launch: {startGate?, consoleSocket?, preserveFds?}, the caller's fds for this launch.
+// launch: {startGate?, consoleSocket?, preserveFds?, rootfsFd?}, the caller's fds for this launch.
 Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsFunction() ||

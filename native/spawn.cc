@@ -281,8 +281,10 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
   // The rootfs as the launcher finds it now: the child walks the path again
   // in its own mount namespace (an fd of ours names a mount of this one,
   // which it cannot bind from) and refuses anything but this directory.
+  // A prepared launch brings the directory pinned at prepare() instead.
   if (p->rootfs) {
-    job->rootfs_fd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    job->rootfs_fd = job->pinned_rootfs >= 0 ? fcntl(job->pinned_rootfs, F_DUPFD_CLOEXEC, 3)
+                                             : open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (job->rootfs_fd < 0) {
       *failed_call = "open rootfs";
       return -errno;

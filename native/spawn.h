@@ -33,7 +33,8 @@ struct spawn_job {
   int gate_fd = -1;
   int console_socket = -1;
   int preserve_fds = 0;
-  std::string report_fd_arg;                                    // init argv[1]: REPORT_FD[:GATE_FD]
+  int pinned_rootfs = -1;     // rootfs fd a prepared launch pinned (borrowed; duplicated)
+  std::string report_fd_arg;  // init argv[1]: REPORT_FD[:GATE_FD]
   int ns_fds[MAX_NS_JOINS] = {-1, -1, -1, -1, -1, -1, -1, -1};  // plan.joins opened, closed after clone
   std::vector<char *> init_argv;  // nodularity-init REPORT_FD PATH ARGV... (pointers into the plan and report_fd_arg)
 
