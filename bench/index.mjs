@@ -22,7 +22,7 @@ const DIST_RUN = join(REPO_DIR, 'dist', 'bench', 'run.js');
 
 const COMPARE = ['host', 'bwrap', 'ch-run', 'crun', 'runc'];
 const SECTIONS = ['latency', 'throughput', 'heap', 'floor', 'cpu', 'phases'];
-const DEFAULT_ONLY = 'latency,throughput,heap,floor';
+const DEFAULT_ONLY = 'latency,throughput,heap,floor,phases';
 
 const USAGE = `usage: node bench/index.mjs [options]
   --runs N          latency launches per driver; other trials scale with it (default 1000)
@@ -205,7 +205,7 @@ async function measure() {
         lastTenth = tenth;
       },
       sections: bench.benchSections({
-        phases: only.has('phases') ? { runs: 20 } : undefined,
+        phases: only.has('phases') ? { runs: Math.max(50, Math.round(runs / 5)) } : undefined,
         throughput: only.has('throughput') ? { inflight, count: Math.max(300, Math.round(runs * 1.5)) } : undefined,
         heap: only.has('heap')
           ? { mib: heapMib, runs: Math.max(100, Math.round(runs / 4)), rounds: heapRounds }

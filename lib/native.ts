@@ -23,6 +23,10 @@ export interface SpawnSuccess {
   terminalFd?: number;
   /** Paused before pivot_root for hooks: call ContainerHandle.resume. */
   paused?: boolean;
+  /** A timed launch (launch.timing): ns at each point of enum launch_time (native/spawn.h). */
+  times?: number[];
+  /** A timed vfork-style launch: [enum child_step, ns] after each row of the child's step table, [-1, start] first. */
+  stepTimes?: [number, number][];
 }
 
 /** The caller's fds for one launch (borrowed: the addon never closes them); see SpawnOptions. */
@@ -32,6 +36,8 @@ export interface LaunchFds {
   preserveFds?: number;
   /** O_PATH fd of the rootfs pinned by prepare(): the child refuses any other directory at the rootfs path. */
   rootfsFd?: number;
+  /** Time the launch's phases (SpawnSuccess.times, stepTimes; onExit's seenNs). */
+  timing?: boolean;
 }
 
 export interface NativeRusage {
@@ -94,7 +100,7 @@ export interface NativeBinding {
     plan: LaunchPlan,
     stdio: StdioOption[],
     onSpawn: (err: SpawnFailure | null, res?: SpawnSuccess) => void,
-    onExit: (exitCode: number, signal: number | null, rusage: NativeRusage) => void,
+    onExit: (exitCode: number, signal: number | null, rusage: NativeRusage, seenNs?: number) => void,
     launch?: LaunchFds,
   ): ContainerHandle;
 }

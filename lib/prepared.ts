@@ -19,6 +19,7 @@
 // executable has gone fails as exec (ENOENT), never running anything else.
 import { closeSync, constants as fsc, openSync } from 'node:fs';
 import { posix } from 'node:path';
+import { hrtime } from 'node:process';
 import { SpecError } from './errors.js';
 import type { Mount, Spec } from './oci/spec.js';
 import { DEFAULT_PATH } from './oci/defaults.js';
@@ -68,7 +69,7 @@ export interface LaunchChanges {
 export type PreparedSpawnOptions = LaunchChanges &
   Pick<
     SpawnOptions,
-    'stdio' | 'signal' | 'timeout' | 'killSignal' | 'forceKillAfterDelay' | 'cgroupName' | 'preserveFds'
+    'stdio' | 'signal' | 'timeout' | 'killSignal' | 'forceKillAfterDelay' | 'cgroupName' | 'preserveFds' | 'timing'
   >;
 
 /** Options of prepare(): the plan options, fixed for every launch of the template. */
@@ -230,6 +231,7 @@ export class PreparedContainer {
 
   /** Launch with this launch's changes; as spawn() for everything else. */
   spawn(changes: PreparedSpawnOptions = {}): Container {
+    const start = changes.timing ? Number(hrtime.bigint()) : 0;
     if (this.rootfsFd === undefined) throw new Error('this prepared container was closed: prepare() it again');
     for (const k of PLAN_KEYS)
       if ((changes as Record<string, unknown>)[k] !== undefined)
@@ -266,7 +268,8 @@ export class PreparedContainer {
     const prepared = planLaunchFinish(this.base, mounts, spec, execPath, this.options);
     const options: SpawnOptions = { ...this.options, ...changes };
     this.counts.launches++;
-    return launchPlanned(this.spec, prepared, options, this.cgroup, this.rootfsFd);
+    const started = changes.timing ? { start, planned: Number(hrtime.bigint()) } : undefined;
+    return launchPlanned(this.spec, prepared, options, this.cgroup, this.rootfsFd, started);
   }
 
   /** Launch and wait for the exit, as run(). */

@@ -218,11 +218,12 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
     Napi::Value sig = info->signal ? Napi::Value(Napi::Number::New(env, info->signal)) : env.Null();
     Napi::FunctionReference cb = std::move(on_exit_);
     Unref();  // matches the Ref() taken at spawn
-    napi_value argv[3] = {Napi::Number::New(env, info->exit_code), sig, rusage_to_js(env, info->rusage)};
+    napi_value argv[4] = {Napi::Number::New(env, info->exit_code), sig, rusage_to_js(env, info->rusage),
+                          Napi::Number::New(env, timing_ ? (double)info->seen_ns : 0)};
     napi_value result;
     // Raw call: during environment teardown (Node exiting with a container
     // still running) calling into JS fails, and that must not be fatal.
-    napi_status st = napi_make_callback(env, *ctx_, Value(), cb.Value(), 3, argv, &result);
+    napi_status st = napi_make_callback(env, *ctx_, Value(), cb.Value(), timing_ ? 4 : 3, argv, &result);
     bool pending = false;
     napi_is_exception_pending(env, &pending);
     if (pending) {
@@ -286,6 +287,7 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
 
  public:
   Napi::FunctionReference pending_on_exit_;  // onExit, held until the spawn completes
+  bool timing_ = false;                      // a timed launch: onExit gets the time the exit was seen
 };
 
 void SpawnWorker::OnOK() {
@@ -319,6 +321,24 @@ void SpawnWorker::OnOK() {
   Napi::Object res = Napi::Object::New(env);
   res.Set("pid", job->pid);
   res.Set("cloneMicros", (double)job->clone_ns / 1000.0);
+  if (job->timing) {
+    // ns, CLOCK_MONOTONIC (process.hrtime.bigint()'s clock), as doubles: exact below 2^53 ns (104 days of uptime).
+    job->t[T_ONOK] = now_ns();
+    Napi::Array t = Napi::Array::New(env, T_COUNT);
+    for (uint32_t i = 0; i < T_COUNT; i++) t.Set(i, (double)job->t[i]);
+    res.Set("times", t);
+    // [step, ns] after each row of the child's step table, after [-1, its start]; none for a fork-style launch.
+    int rows[CHILD_STEP_TIMES];
+    int n = child_step_rows(rows, CHILD_STEP_TIMES - 1);
+    Napi::Array steps = Napi::Array::New(env);
+    for (int i = 0; i <= n && job->step_ns[0]; i++) {
+      Napi::Array row = Napi::Array::New(env, 2);
+      row.Set(0u, i == 0 ? -1 : rows[i - 1]);
+      row.Set(1u, (double)job->step_ns[i]);
+      steps.Set(steps.Length(), row);
+    }
+    res.Set("stepTimes", steps);
+  }
   if (job->terminal_fd >= 0) {
     res.Set("terminalFd", job->terminal_fd);  // JS owns it now
     job->terminal_fd = -1;
@@ -388,6 +408,7 @@ bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
   // directory its path reaches against this one, not whatever the path
   // names now (spawn_prepare duplicates it, so the caller may close theirs).
   if (!fd("rootfsFd", &job->pinned_rootfs)) return false;
+  job->timing = o.Get("timing").ToBoolean().Value();
   if (job->pinned_rootfs >= 0 && !job->view()->rootfs) {
     Napi::TypeError::New(env, "rootfsFd needs a plan with a rootfs").ThrowAsJavaScriptException();
     return false;
@@ -420,6 +441,7 @@ bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
 // spawn(plan, stdio, onSpawn(err, {pid, stdio}), onExit(code, signal, rusage), launch?) -> ContainerHandle
 // launch: {startGate?, consoleSocket?, preserveFds?, rootfsFd?}, the caller's fds for this launch.
 Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
+  uint64_t t_call = now_ns();
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsFunction() ||
       !info[3].IsFunction()) {
@@ -481,7 +503,15 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   ContainerHandle *h = ContainerHandle::Unwrap(obj);
   h->Ref();  // alive until the exit (or the failed spawn) is reported
   h->pending_on_exit_ = Napi::Persistent(info[3].As<Napi::Function>());
+  if (job->timing) {
+    job->t[T_CALL] = t_call;
+    h->timing_ = true;
+  }
+  spawn_job *j = job.get();
+  bool timing = job->timing;
   auto *w = new SpawnWorker(info[2].As<Napi::Function>(), h, std::move(job));
+  // Before Queue(): once queued, the worker may run (and the job be freed) at once.
+  if (timing) j->t[T_QUEUED] = now_ns();
   w->Queue();
   return obj;
 }

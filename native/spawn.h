@@ -6,10 +6,25 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include "child.h"
 #include "plan.h"
 #include "protocol.h"
 
 enum stdio_kind { STDIO_INHERIT = 0, STDIO_PIPE = 1, STDIO_IGNORE = 2, STDIO_FD = 3 };
+
+// Points of a timed launch (spawn_job.t), in the order they happen.
+enum launch_time {
+  T_CALL,        // spawn() entered the addon (main thread)
+  T_QUEUED,      // the launch handed to the worker (main thread free again)
+  T_WORKER,      // a worker thread took it
+  T_CLONE,       // just before clone
+  T_CLONE_DONE,  // clone returned: vfork-style, the child has exec'd (the init, or the payload)
+  T_VERDICT,     // the exec verdict read (with the init: the payload exec'd)
+  T_ONOK,        // back on the main thread, before the JS callback
+  T_COUNT
+};
+
+uint64_t now_ns();
 
 struct spawn_job {
   std::unique_ptr<plan_store> plan;  // read-only from here on
@@ -33,6 +48,11 @@ struct spawn_job {
   int gate_fd = -1;
   int console_socket = -1;
   int preserve_fds = 0;
+  // Timing of this launch (launch.timing): CLOCK_MONOTONIC ns at each
+  // point of enum launch_time, and the child's step times (child.h).
+  bool timing = false;
+  uint64_t t[T_COUNT] = {};
+  uint64_t step_ns[CHILD_STEP_TIMES] = {};
   int pinned_rootfs = -1;     // rootfs fd a prepared launch pinned (borrowed; duplicated)
   std::string report_fd_arg;  // init argv[1]: REPORT_FD[:GATE_FD]
   int ns_fds[MAX_NS_JOINS] = {-1, -1, -1, -1, -1, -1, -1, -1};  // plan.joins opened, closed after clone

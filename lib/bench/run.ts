@@ -12,7 +12,8 @@ import { loadavg } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { latencyChartSvg } from './chart.js';
 import { makeDrivers, type Driver, type DriverContext, type NodularityModule } from './drivers.js';
-import { cpuSection, heapSection, phasesSection } from './extras.js';
+import { cpuSection, heapSection } from './extras.js';
+import { phasesSection } from './phases.js';
 import { floorBinary, floorSection } from './floor.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { driverRows, latencyTable, rowNotes, type DriverRow } from './report.js';
@@ -36,6 +37,7 @@ export { writableDir };
 
 /** nodularity variants a run may measure beside the default container, and the C floor through child_process. */
 export const VARIANT_IDS = [
+  'nodularity-prepared',
   'nodularity-seccomp',
   'nodularity-netns',
   'nodularity-noinit',
@@ -184,7 +186,7 @@ export async function runBench(o: BenchOptions, nod: NodularityModule | { error:
 
   const variants = o.variants ?? [];
   const ctx: DriverContext = { rootfs, args: o.args, network: o.network, uid: process.getuid!(), runtimes };
-  if (variants.includes('floor') || o.sections?.floor) {
+  if (variants.includes('floor') || o.sections?.floor || o.sections?.phases) {
     const f = floorBinary(workDir);
     if ('bin' in f) ctx.floor = f.bin;
     else ctx.floorError = f.error;
