@@ -91,6 +91,8 @@ export interface LaunchTiming {
   planned: number;
   /** The addon's spawn() entered; `queued`: it handed the launch to a worker thread and returned. */
   call: number;
+  /** The plan converted to C (the rest of the addon's main-thread part: pipes, fds, the handle). */
+  converted: number;
   queued: number;
   /** A worker thread took the launch; `clone`: just before clone(2). */
   worker: number;
@@ -399,7 +401,8 @@ export class Container extends EventEmitter {
         finish();
       });
     };
-    this.handle = binding.spawn(prepared.plan, slots, onSpawn, onExit, {
+    this.handle = binding.spawn(prepared.compiled?.plan ?? prepared.plan, slots, onSpawn, onExit, {
+      override: prepared.compiled?.override,
       startGate: options.startGate ?? ownGate?.[0],
       consoleSocket: options.consoleSocket,
       preserveFds: options.preserveFds,
@@ -546,6 +549,7 @@ function launchTiming(started: { start: number; planned: number } | undefined, r
     start: started?.start ?? t[0],
     planned: started?.planned ?? t[0],
     call: t[0],
+    converted: t[7],
     queued: t[1],
     worker: t[2],
     clone: t[3],

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ContainerError } from './errors.js';
-import type { LaunchPlan } from './plan/plan.js';
+import type { LaunchPlan, PlanOverride } from './plan/plan.js';
 import type { StdioOption } from './container.js';
 
 export interface SpawnFailure {
@@ -38,6 +38,8 @@ export interface LaunchFds {
   rootfsFd?: number;
   /** Time the launch's phases (SpawnSuccess.times, stepTimes; onExit's seenNs). */
   timing?: boolean;
+  /** With a compiled plan: this launch's changes to it. */
+  override?: PlanOverride;
 }
 
 export interface NativeRusage {
@@ -96,8 +98,10 @@ export interface NativeBinding {
   }): { filter: Buffer; unknown: string[] };
   /** The SECCOMP_FILTER_FLAG_* and actions this kernel offers, and libseccomp's version. */
   seccompProbe(): { flags: number; actions: string[]; libseccomp: string };
+  /** The plan converted to C once, for many launches (a prepared container's); throws TypeError naming a field. */
+  compilePlan(plan: LaunchPlan): object;
   spawn(
-    plan: LaunchPlan,
+    plan: LaunchPlan | object,
     stdio: StdioOption[],
     onSpawn: (err: SpawnFailure | null, res?: SpawnSuccess) => void,
     onExit: (exitCode: number, signal: number | null, rusage: NativeRusage, seenNs?: number) => void,

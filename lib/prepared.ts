@@ -29,8 +29,12 @@ import {
   planLaunchMounts,
   type LaunchBase,
   type LaunchMounts,
+  type LaunchPlan,
   type PlanOptions,
+  type PlanOverride,
+  type PreparedLaunch,
 } from './plan/plan.js';
+import { loadBinding } from './native.js';
 import { findExecutable } from './plan/process.js';
 import {
   cgroupWanted,
@@ -105,6 +109,11 @@ const PLAN_KEYS = [
 
 const CACHE_MAX = 64;
 
+/** The cache key of a mount plan: the cwd alone in the common case (no binds). */
+function mountKey(cwd: string, binds: Mount[]): string {
+  return binds.length ? `${cwd}\0${JSON.stringify(binds)}` : cwd;
+}
+
 function remember<V>(m: Map<string, V>, key: string, value: V): V {
   if (m.size >= CACHE_MAX) m.delete(m.keys().next().value!);
   m.set(key, value);
@@ -154,7 +163,8 @@ export class PreparedContainer {
   private readonly base: LaunchBase;
   private readonly cgroup: 'required' | 'wanted' | false;
   private rootfsFd: number | undefined;
-  private readonly mountPlans = new Map<string, LaunchMounts>();
+  /** Per distinct (cwd, binds): the mount plan, and the launch plan made from it, converted to C once. */
+  private readonly mountPlans = new Map<string, LaunchMounts & { plan?: LaunchPlan; compiled?: object }>();
   private readonly execPaths = new Map<string, string>();
   private readonly counts: PreparedStats = { validations: 0, mountPlans: 0, execLookups: 0, launches: 0 };
 
@@ -194,8 +204,8 @@ export class PreparedContainer {
     return this.base.root.rootfs;
   }
 
-  private mountsFor(cwd: string, binds: Mount[]): LaunchMounts {
-    const key = JSON.stringify([cwd, binds]);
+  private mountsFor(cwd: string, binds: Mount[]): LaunchMounts & { plan?: LaunchPlan; compiled?: object } {
+    const key = mountKey(cwd, binds);
     const hit = this.mountPlans.get(key);
     if (hit) return hit;
     const spec: Spec = {
@@ -219,8 +229,8 @@ export class PreparedContainer {
   }
 
   private execFor(cwd: string, binds: Mount[], arg0: string, env: string[]): string {
-    const path = env.find((e) => e.startsWith('PATH='));
-    const key = JSON.stringify([cwd, binds, arg0, arg0.includes('/') ? null : (path ?? null)]);
+    const path = arg0.includes('/') ? '' : (env.find((e) => e.startsWith('PATH=')) ?? '-');
+    const key = `${mountKey(cwd, binds)}\0${arg0}\0${path}`;
     const hit = this.execPaths.get(key);
     if (hit !== undefined) return hit;
     const m = this.mountsFor(cwd, binds);
@@ -264,8 +274,34 @@ export class PreparedContainer {
       if (changes.args === undefined || !(e instanceof SpecError) || e.pointer !== '/process/args/0') throw e;
       throw new SpecError('args[0]', e.message.replace(/^[^:]*: /, ''), { code: e.code });
     }
-    const spec: Spec = { ...this.spec, hostname, process: { ...proc, args, env, cwd } };
-    const prepared = planLaunchFinish(this.base, mounts, spec, execPath, this.options);
+    const specOf = (): Spec => ({ ...this.spec, hostname, process: { ...proc, args, env, cwd } });
+    if (!mounts.compiled) {
+      // The first launch with these mounts: the whole plan (with the spec's
+      // own hostname), converted to C once; later launches send the addon
+      // only what they change in it.
+      const full = planLaunchFinish(
+        this.base,
+        mounts,
+        { ...this.spec, process: { ...proc, args, env, cwd } },
+        execPath,
+        this.options,
+      );
+      mounts.plan = full.plan;
+      mounts.compiled = loadBinding().compilePlan(full.plan);
+    }
+    const override: PlanOverride = {
+      execPath,
+      args,
+      env,
+      ...(changes.hostname !== undefined ? { hostname: changes.hostname } : {}),
+    };
+    const prepared: PreparedLaunch = {
+      plan: { ...mounts.plan!, ...override },
+      // What a failure record means, worked out only when there is one.
+      describeFailure: (rec) =>
+        planLaunchFinish(this.base, mounts, specOf(), execPath, this.options).describeFailure(rec),
+      compiled: { plan: mounts.compiled, override },
+    };
     const options: SpawnOptions = { ...this.options, ...changes };
     this.counts.launches++;
     const started = changes.timing ? { start, planned: Number(hrtime.bigint()) } : undefined;

@@ -38,6 +38,7 @@ namespace {
 // that what native throws is already a ContainerError, never a plain Error.
 struct addon_data {
   Napi::FunctionReference handle_ctor;
+  Napi::FunctionReference compiled_ctor;
   Napi::FunctionReference container_error;  // new ContainerError(what, {step, errno, syscall, path})
 };
 
@@ -383,6 +384,33 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// A launch plan converted to C once (compilePlan), shared by the launches of
+// a prepared container: spawn() then converts only the launch's changes.
+class CompiledPlan : public Napi::ObjectWrap<CompiledPlan> {
+ public:
+  static Napi::Function Define(Napi::Env env) { return DefineClass(env, "CompiledPlan", {}); }
+  explicit CompiledPlan(const Napi::CallbackInfo &info) : Napi::ObjectWrap<CompiledPlan>(info) {}
+  std::shared_ptr<const plan_store> store;
+};
+
+// compilePlan(plan) -> CompiledPlan, or throws the TypeError plan_from_js names.
+Napi::Value JsCompilePlan(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    Napi::TypeError::New(env, "Usage: compilePlan(plan: object)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::unique_ptr<plan_store> st = plan_from_js(env, info[0].As<Napi::Object>());
+  if (!st) return env.Undefined();
+  if (st->plan.hooks_pause) {
+    Napi::TypeError::New(env, "a compiled plan cannot pause for hooks").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object obj = env.GetInstanceData<addon_data>()->compiled_ctor.New({});
+  CompiledPlan::Unwrap(obj)->store = std::move(st);
+  return obj;
+}
+
 // The caller's per-launch fds (startGate, consoleSocket, preserveFds, rootfsFd): each
 // must be open now; the child inherits them by number.
 bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
@@ -450,8 +478,21 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
     return env.Undefined();
   }
   auto job = std::make_unique<spawn_job>();
-  job->plan = plan_from_js(env, info[0].As<Napi::Object>());
-  if (!job->plan) return env.Undefined();
+  Napi::Object plan_obj = info[0].As<Napi::Object>();
+  if (plan_obj.InstanceOf(env.GetInstanceData<addon_data>()->compiled_ctor.Value())) {
+    job->base = CompiledPlan::Unwrap(plan_obj)->store;
+    job->own = std::make_unique<plan_store>();
+    job->plan_view = job->base->plan;
+    Napi::Value ov =
+        info.Length() > 4 && info[4].IsObject() ? info[4].As<Napi::Object>().Get("override") : env.Undefined();
+    if (ov.IsObject() && !plan_override_from_js(env, ov.As<Napi::Object>(), job->own.get(), &job->plan_view))
+      return env.Undefined();
+  } else {
+    job->own = plan_from_js(env, plan_obj);
+    if (!job->own) return env.Undefined();
+    job->plan_view = job->own->plan;
+  }
+  uint64_t t_converted = now_ns();
   if (job->view()->use_init && g_init_fd < 0) {
     throw_container_error(env, "init() was not called: the init binary is not loaded", "init", ENOENT);
     return env.Undefined();
@@ -505,6 +546,7 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   h->pending_on_exit_ = Napi::Persistent(info[3].As<Napi::Function>());
   if (job->timing) {
     job->t[T_CALL] = t_call;
+    job->t[T_CONVERTED] = t_converted;
     h->timing_ = true;
   }
   spawn_job *j = job.get();
@@ -684,9 +726,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ContainerHandle::Define(env);
   auto *data = new addon_data;
   data->handle_ctor = Napi::Persistent(ctor);
+  data->compiled_ctor = Napi::Persistent(CompiledPlan::Define(env));
   env.SetInstanceData(data);
   exports.Set("init", Napi::Function::New(env, JsInit, "init"));
   exports.Set("spawn", Napi::Function::New(env, JsSpawn, "spawn"));
+  exports.Set("compilePlan", Napi::Function::New(env, JsCompilePlan, "compilePlan"));
   exports.Set("openInRoot", Napi::Function::New(env, JsOpenInRoot, "openInRoot"));
   exports.Set("setWindowSize", Napi::Function::New(env, JsSetWindowSize, "setWindowSize"));
   exports.Set("makeRaw", Napi::Function::New(env, JsMakeRaw, "makeRaw"));

@@ -21,14 +21,20 @@ enum launch_time {
   T_CLONE_DONE,  // clone returned: vfork-style, the child has exec'd (the init, or the payload)
   T_VERDICT,     // the exec verdict read (with the init: the payload exec'd)
   T_ONOK,        // back on the main thread, before the JS callback
+  T_CONVERTED,   // the JS plan converted to C (main thread, between T_CALL and T_QUEUED)
   T_COUNT
 };
 
 uint64_t now_ns();
 
 struct spawn_job {
-  std::unique_ptr<plan_store> plan;  // read-only from here on
-  const launch_plan *view() const { return &plan->plan; }
+  // The plan: converted for this launch (own), or a compiled plan shared by
+  // a prepared container's launches (base) with this launch's changes in
+  // own's storage. plan_view is what everything reads; read-only once set.
+  std::shared_ptr<const plan_store> base;
+  std::unique_ptr<plan_store> own;
+  launch_plan plan_view;
+  const launch_plan *view() const { return &plan_view; }
   int stdio_kind[3] = {STDIO_INHERIT, STDIO_INHERIT, STDIO_INHERIT};
   int stdio_fd[3] = {0, 1, 2};         // for STDIO_FD / STDIO_INHERIT
   int parent_stdio[3] = {-1, -1, -1};  // our ends of pipes, handed to JS

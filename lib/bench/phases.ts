@@ -15,7 +15,9 @@ import { median } from './stats.js';
 /** The phases, in launch order: key, what happens in it. */
 export const PHASES = [
   ['plan', 'JS: validate and plan (spawn() -> plan made)'],
-  ['addon', 'main thread in the addon: plan to C, pipes, rootfs fd'],
+  ['setup', 'JS: the Container, its promises and callbacks -> the addon'],
+  ['toC', 'main thread: the plan object converted to C'],
+  ['addon', 'main thread in the addon: pipes, rootfs fd, handle'],
   ['hop', 'libuv pool hop: queued -> a worker thread takes it'],
   ['preclone', 'worker: child stack, signal mask -> clone'],
   ['clone', 'clone(2) -> the child runs'],
@@ -51,7 +53,9 @@ export function nodularityPhases(t: LaunchTiming): PhaseMs {
   const last = t.childSteps.length ? t.childSteps[t.childSteps.length - 1].ns : undefined;
   return {
     plan: ms(t.start, t.planned),
-    addon: ms(t.planned, t.queued),
+    setup: ms(t.planned, t.call),
+    toC: ms(t.call, t.converted),
+    addon: ms(t.converted, t.queued),
     hop: ms(t.queued, t.worker),
     preclone: ms(t.worker, t.clone),
     clone: t.childStart ? ms(t.clone, t.childStart) : ms(t.clone, t.cloneDone),

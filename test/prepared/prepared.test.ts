@@ -4,9 +4,12 @@
 // between prepare() and a launch is refused by the child, checked on the host.
 import t from 'tap';
 import { existsSync, mkdirSync, readdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { makeBusyboxRootfs } from '../../scripts/busybox-rootfs.mjs';
 import { createSpec, prepare, run, ContainerError, SpecError } from '../../lib/index.js';
+import { loadBinding } from '../../lib/native.js';
+import { prepareLaunch } from '../../lib/plan/plan.js';
 import { hostMounts, openFds, scratch, spec, zombieChildren } from '../helpers/env.js';
 
 const SH = ['/bin/sh', '-c'];
@@ -158,4 +161,37 @@ t.test('bad per-launch input: one SpecError naming the option, nothing launched,
   tpl.close();
   t.throws(() => tpl.spawn(), /closed: prepare\(\) it again/);
   t.same(openFds(), fds, 'close() released the pinned rootfs');
+});
+
+t.test("one launch's hostname does not stay in the plan converted once for the next launches", async (t) => {
+  const tpl = prepare(spec(['/bin/hostname']));
+  t.teardown(() => tpl.close());
+  const out = async (o: Parameters<typeof tpl.run>[0]) =>
+    String((await tpl.run({ ...o, stdio: ['ignore', 'pipe', 'ignore'] })).stdout);
+  t.equal(await out({ hostname: 'first-launch' }), 'first-launch\n');
+  t.equal(await out({}), `${hostname()}\n`, "the spec sets none: the uts namespace keeps the host's name");
+  t.equal(tpl.stats.mountPlans, 1);
+});
+
+t.test('the addon refuses a hostname override for a plan without a uts namespace of its own', async (t) => {
+  const noUts = spec(['/bin/true']);
+  noUts.linux!.namespaces = noUts.linux!.namespaces!.filter((n) => n.type !== 'uts');
+  const { plan } = prepareLaunch(noUts);
+  const binding = loadBinding();
+  const compiled = binding.compilePlan(plan);
+  const before = hostname();
+  t.throws(
+    () =>
+      binding.spawn(
+        compiled,
+        ['ignore', 'ignore', 'ignore'],
+        () => {},
+        () => {},
+        {
+          override: { hostname: 'not-the-host' },
+        },
+      ),
+    { name: 'TypeError', message: /override\.hostname must be given only to a plan with a new uts namespace/ },
+  );
+  t.equal(hostname(), before, "the host's hostname is unchanged");
 });
