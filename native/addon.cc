@@ -69,6 +69,9 @@ int g_init_fd = -1;
 // pidfd of this process: the clone child polls it to notice a launcher that
 // died before the parent-death signal was armed.
 int g_self_pidfd = -1;
+// /dev/null for reading and for writing, opened once: stdio 'ignore' slots
+// use them (the child dup2s them onto 0, 1, 2) instead of three opens per launch.
+int g_null_fd[2] = {-1, -1};
 
 int make_init_memfd(const char *path, std::string *why) {
   int src = open(path, O_RDONLY | O_CLOEXEC);
@@ -373,6 +376,8 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
   if (probe >= 0) close(probe);
   if (g_self_pidfd < 0) g_self_pidfd = sys_pidfd_open(getpid(), 0);
   if (g_self_pidfd >= 0) fcntl(g_self_pidfd, F_SETFD, FD_CLOEXEC);
+  if (g_null_fd[0] < 0) g_null_fd[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (g_null_fd[1] < 0) g_null_fd[1] = open("/dev/null", O_WRONLY | O_CLOEXEC);
   std::string why;
   int fd = make_init_memfd(info[0].As<Napi::String>().Utf8Value().c_str(), &why);
   if (fd < 0) {
@@ -499,6 +504,8 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   }
   job->init_fd = g_init_fd;
   job->parent_pidfd = g_self_pidfd;
+  job->null_fd[0] = g_null_fd[0];
+  job->null_fd[1] = g_null_fd[1];
   if (!launch_fds_from_js(env, info.Length() > 4 ? info[4] : env.Undefined(), job.get())) return env.Undefined();
   Napi::Array stdio = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < 3 && i < stdio.Length(); i++) {

@@ -267,6 +267,10 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
         break;
       }
       case STDIO_IGNORE:
+        if (job->null_fd[i == 0 ? 0 : 1] >= 0) {  // the addon's, opened once (not ours to close)
+          job->stdio[i] = job->null_fd[i == 0 ? 0 : 1];
+          break;
+        }
         job->child_stdio[i] = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
         if (job->child_stdio[i] < 0) {
           *failed_call = "open /dev/null";

@@ -43,6 +43,7 @@ struct spawn_job {
   int sync_rd = -1, sync_wr = -1;
   int console_parent = -1, console_child = -1;  // socketpair for the pty master (terminal only)
   int init_fd = -1;                             // borrowed, owned by the addon
+  int null_fd[2] = {-1, -1};                    // /dev/null read, write: borrowed, owned by the addon (or -1)
   int parent_pidfd = -1;                        // borrowed: pidfd of this process, owned by the addon
   int persist_fd = -1;                          // O_PATH fd of plan.overlay_persist, checked the same way
   int rootfs_fd = -1;                           // O_PATH fd of plan.rootfs, checked by the child against its own lookup
