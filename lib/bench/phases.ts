@@ -5,6 +5,7 @@
 // visible phase by phase. Unlike strace, the clock reads cost a few tens of
 // ns each and stop nothing.
 import { execFileSync } from 'node:child_process';
+import { hrtime } from 'node:process';
 import type { Spec } from '../oci/spec.js';
 import type { LaunchTiming, SpawnOptions } from '../container.js';
 import { nodularityArgs } from './drivers.js';
@@ -89,11 +90,18 @@ export function floorPhases(row: number[]): PhaseMs {
 interface Column {
   label: string;
   launches: PhaseMs[];
+  /** ms the spawn() call held the event loop (hrtime around the call). */
+  hold: number[];
   error: string | null;
 }
 
-async function timedLaunch(launch: () => { exited: Promise<unknown>; timing?: unknown }): Promise<PhaseMs> {
+async function timedLaunch(
+  launch: () => { exited: Promise<unknown>; timing?: unknown },
+  col: Column,
+): Promise<PhaseMs> {
+  const t0 = hrtime.bigint();
   const c = launch();
+  col.hold.push(Number(hrtime.bigint() - t0) / 1e6);
   await c.exited;
   if (!c.timing) throw new Error('this build does not time its launches (SpawnOptions.timing)');
   return nodularityPhases(c.timing as LaunchTiming);
@@ -110,13 +118,14 @@ export async function phasesSection(x: ExtraContext, runs = 100, untimedP50?: nu
   const { stdio, ...planOptions } = options;
   const tpl = typeof x.nod.prepare === 'function' ? x.nod.prepare(spec, planOptions) : undefined;
   const cols: Column[] = [
-    { label: 'nodularity', launches: [], error: null },
+    { label: 'nodularity', launches: [], hold: [], error: null },
+    { label: 'prepared', launches: [], hold: [], error: tpl ? null : 'this build has no prepare()' },
     {
-      label: 'prepared',
+      label: 'floor.c',
       launches: [],
-      error: tpl ? null : 'this build has no prepare()',
+      hold: [],
+      error: x.drivers.floor ? null : (x.drivers.floorError ?? 'not built'),
     },
-    { label: 'floor.c', launches: [], error: x.drivers.floor ? null : (x.drivers.floorError ?? 'not built') },
   ];
   const blocks = 5;
   const per = Math.max(1, Math.ceil(runs / blocks));
@@ -134,8 +143,9 @@ export async function phasesSection(x: ExtraContext, runs = 100, untimedP50?: nu
         } else {
           for (let i = 0; i < per; i++)
             col.launches.push(
-              await timedLaunch(() =>
-                col.label === 'prepared' ? tpl!.spawn({ stdio, timing: true }) : spawnOf(spec, timed),
+              await timedLaunch(
+                () => (col.label === 'prepared' ? tpl!.spawn({ stdio, timing: true }) : spawnOf(spec, timed)),
+                col,
               ),
             );
         }
@@ -155,6 +165,18 @@ export async function phasesSection(x: ExtraContext, runs = 100, untimedP50?: nu
       return [k, what, fmt(n), fmt(med(prep, k)), fmt(f), fmt(gap)];
     },
   );
+  const q = (xs: number[], p: number) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length ? v[Math.min(v.length - 1, Math.floor(p * v.length))] : NaN;
+  };
+  rows.push([
+    'loop hold',
+    'the spawn() call itself, p50 (p99); in the phases above: plan .. addon',
+    `${fmt(q(nod.hold, 0.5))} (${fmt(q(nod.hold, 0.99))})`,
+    `${fmt(q(prep.hold, 0.5))} (${fmt(q(prep.hold, 0.99))})`,
+    '',
+    '',
+  ]);
   if (untimedP50 !== undefined)
     rows.push(['untimed', 'spawn -> exit p50 of the latency run, for scale', fmt(untimedP50), '', '', '']);
   const h = ['phase', 'what', 'nodularity ms', 'prepared ms', 'floor.c ms', 'gap ms'];
@@ -171,6 +193,8 @@ export async function phasesSection(x: ExtraContext, runs = 100, untimedP50?: nu
         {
           error: c.error,
           n: c.launches.length,
+          holdP50: q(c.hold, 0.5),
+          holdP99: q(c.hold, 0.99),
           median: Object.fromEntries([...PHASES.map(([k]) => k), 'total'].map((k) => [k, med(c, k as PhaseKey)])),
         },
       ]),
