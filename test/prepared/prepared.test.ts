@@ -10,7 +10,7 @@ import { makeBusyboxRootfs } from '../../scripts/busybox-rootfs.mjs';
 import { createSpec, prepare, run, ContainerError, SpecError } from '../../lib/index.js';
 import { loadBinding } from '../../lib/native.js';
 import { prepareLaunch } from '../../lib/plan/plan.js';
-import { hostMounts, openFds, scratch, spec, zombieChildren } from '../helpers/env.js';
+import { hostMounts, openFds, scratch, spec, testRootfs, zombieChildren } from '../helpers/env.js';
 
 const SH = ['/bin/sh', '-c'];
 
@@ -195,3 +195,19 @@ t.test('the addon refuses a hostname override for a plan without a uts namespace
   );
   t.equal(hostname(), before, "the host's hostname is unchanged");
 });
+
+t.test(
+  'a prepared overlay root: a missing cwd made in the overlay, never in the image, for each new cwd',
+  async (t) => {
+    const root = testRootfs();
+    const tpl = prepare(spec(['/bin/pwd']), { rootOverlay: 'auto' });
+    t.teardown(() => tpl.close());
+    for (const cwd of ['/nodularity-prepared-a', '/nodularity-prepared-b', '/nodularity-prepared-a']) {
+      const r = await tpl.run({ cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+      t.equal(r.exitCode, 0, String(r.stderr));
+      t.equal(String(r.stdout), `${cwd}\n`);
+      t.notOk(existsSync(join(root, cwd)), `${cwd} not created in the image`);
+    }
+    t.equal(tpl.stats.mountPlans, 3, 'the default and one per new cwd; the repeated cwd reuses its plan');
+  },
+);
