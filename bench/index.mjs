@@ -21,8 +21,8 @@ const DIST_INDEX = join(REPO_DIR, 'dist', 'index.js');
 const DIST_RUN = join(REPO_DIR, 'dist', 'bench', 'run.js');
 
 const COMPARE = ['host', 'bwrap', 'ch-run', 'crun', 'runc'];
-const SECTIONS = ['latency', 'throughput', 'heap', 'floor', 'cpu', 'phases'];
-const DEFAULT_ONLY = 'latency,throughput,heap,floor';
+const SECTIONS = ['latency', 'throughput', 'pilot', 'heap', 'floor', 'cpu', 'phases', 'process'];
+const DEFAULT_ONLY = 'latency,throughput,pilot,heap,floor,phases,process';
 
 const USAGE = `usage: node bench/index.mjs [options]
   --runs N          latency launches per driver; other trials scale with it (default 1000)
@@ -32,7 +32,7 @@ const USAGE = `usage: node bench/index.mjs [options]
   --drivers LIST    latency drivers (default all: nodularity, its variants, floor, ${COMPARE.join(', ')})
   --heap-mib N      JS heap retained by the big-heap process (default 1024)
   --heap-rounds N   small/big heap process pairs (default 5; the median pair is the figure)
-  --inflight N      launches in flight for the throughput trial (default 2)
+  --inflight LIST   launches in flight for the throughput and pilot trials, comma list (default 2,8)
   --out DIR         where to build the rootfs and write results (default bench/out/launch, else a temp dir)
   --dist FILE       the library entry to measure (default dist/index.js; e.g. another checkout's build)
   --baseline FILE   also measure this build's default container (driver nodularity-baseline) in the same
@@ -94,7 +94,12 @@ const runs = intOpt('runs', opt.quick ? 150 : 1000);
 const block = intOpt('block', 5);
 const heapMib = intOpt('heap-mib', 1024);
 const heapRounds = intOpt('heap-rounds', opt.quick ? 1 : 5);
-const inflight = intOpt('inflight', 2);
+const inflight = (opt.inflight ?? '2,8').split(',').map((s) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1)
+    usage(`--inflight must be a comma list of integers >= 1, got ${JSON.stringify(opt.inflight)}`);
+  return n;
+});
 const only = new Set((opt.only ?? DEFAULT_ONLY).split(','));
 for (const s of only) if (!SECTIONS.includes(s)) usage(`--only: unknown trial ${s}`);
 const known = ['nodularity', ...(opt.baseline ? ['nodularity-baseline'] : []), ...bench.VARIANT_IDS, ...COMPARE];
@@ -205,8 +210,10 @@ async function measure() {
         lastTenth = tenth;
       },
       sections: bench.benchSections({
-        phases: only.has('phases') ? { runs: 20 } : undefined,
+        phases: only.has('phases') ? { runs: Math.max(50, Math.round(runs / 5)) } : undefined,
         throughput: only.has('throughput') ? { inflight, count: Math.max(300, Math.round(runs * 1.5)) } : undefined,
+        pilot: only.has('pilot') ? { levels: inflight, count: Math.max(150, Math.round(runs / 2)) } : undefined,
+        process: only.has('process') ? { runs: Math.max(20, Math.round(runs / 20)) } : undefined,
         heap: only.has('heap')
           ? { mib: heapMib, runs: Math.max(100, Math.round(runs / 4)), rounds: heapRounds }
           : undefined,

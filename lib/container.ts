@@ -7,7 +7,9 @@ import { ReadStream } from 'node:tty';
 import { constants as osc } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { ContainerError, SpecError } from './errors.js';
-import { loadBinding, type ContainerHandle, type NativeRusage } from './native.js';
+import { loadBinding, type ContainerHandle, type NativeRusage, type SpawnSuccess } from './native.js';
+import { hrtime } from 'node:process';
+import { STEP_NAMES } from './errors.js';
 import { prepareLaunch, type PlanOptions, type PreparedLaunch } from './plan/plan.js';
 import { prepareEnter } from './plan/enter.js';
 import type { Spec } from './oci/spec.js';
@@ -71,6 +73,43 @@ export interface SpawnOptions extends PlanOptions {
    * (default `nodularity-<pid>-<n>`, under the caller's own cgroup).
    */
   cgroupName?: string;
+  /**
+   * Record when each phase of this launch happened (container.timing): the
+   * bench's per-phase breakdown. A few clock reads per launch.
+   */
+  timing?: boolean;
+}
+
+/**
+ * When the phases of a timed launch (SpawnOptions.timing) happened: ns on
+ * process.hrtime.bigint()'s clock (CLOCK_MONOTONIC), as numbers.
+ */
+export interface LaunchTiming {
+  /** spawn() (or a prepared container's spawn()) was called. */
+  start: number;
+  /** The launch plan is made (validation and planning, or a prepared container's per-launch part). */
+  planned: number;
+  /** The addon's spawn() entered; `queued`: it handed the launch to a worker thread and returned. */
+  call: number;
+  /** The plan converted to C (the rest of the addon's main-thread part: pipes, fds, the handle). */
+  converted: number;
+  queued: number;
+  /** A worker thread took the launch; `clone`: just before clone(2). */
+  worker: number;
+  clone: number;
+  /** The child's step table (vfork-style launches): its start, then the end of each step, by name. */
+  childStart?: number;
+  childSteps: { step: string; ns: number }[];
+  /** clone(2) returned: the child exec'd (the init, or without one the payload). */
+  cloneDone: number;
+  /** The exec verdict was read (with the init: the payload exec'd). */
+  verdict: number;
+  /** Back on the main thread (`native`), in the JS spawn callback (`spawned`). */
+  mainThread: number;
+  spawned: number;
+  /** The exit was seen (the pidfd polled readable), and the JS exit callback ran. */
+  exitSeen?: number;
+  exited?: number;
 }
 
 /** Default of SpawnOptions.forceKillAfterDelay, in ms. */
@@ -154,6 +193,8 @@ export class Container extends EventEmitter {
   readonly exited: Promise<ExitResult>;
   /** µs that clone() blocked the worker thread (the vfork window). */
   cloneMicros: number | undefined;
+  /** With SpawnOptions.timing: when each phase of the launch happened, once spawned (exitSeen, exited at the exit). */
+  timing: LaunchTiming | undefined;
   /**
    * With `process.terminal`: the container's terminal (the pty master), set at
    * 'spawn'. Write keystrokes to it, read what the payload shows; stdin,
@@ -190,6 +231,8 @@ export class Container extends EventEmitter {
     options: SpawnOptions,
     cgroup: Cgroup | null = null,
     enter: Cgroup | null = null,
+    rootfsFd?: number,
+    started?: { start: number; planned: number },
   ) {
     super();
     this.cgroup = cgroup;
@@ -244,10 +287,8 @@ export class Container extends EventEmitter {
       if (exitInfo && streamsOpen === 0) this.emit('close', ...exitInfo);
     };
     let hookError: Error | undefined;
-    const onSpawn = (
-      err: Parameters<Parameters<typeof binding.spawn>[2]>[0],
-      res?: { pid: number; cloneMicros: number; terminalFd?: number; paused?: boolean },
-    ) => {
+    const onSpawn = (err: Parameters<Parameters<typeof binding.spawn>[2]>[0], res?: SpawnSuccess) => {
+      const spawnedAt = options.timing ? Number(hrtime.bigint()) : 0;
       if (!err && res!.paused) {
         // Set up but for pivot_root: the caller's hooks, then on.
         Promise.resolve()
@@ -297,6 +338,7 @@ export class Container extends EventEmitter {
       this.state = 'running';
       this.pid = res!.pid;
       this.cloneMicros = res!.cloneMicros;
+      if (options.timing && res!.times) this.timing = launchTiming(started, res!, spawnedAt);
       if (res!.terminalFd !== undefined) {
         // A pty master is a TTY to libuv: net.Socket refuses the fd, tty.ReadStream (a duplex) takes it.
         const term = new ReadStream(res!.terminalFd);
@@ -326,7 +368,8 @@ export class Container extends EventEmitter {
     };
     const useInit = prepared.plan.init;
     let cgroupFailure: Error | undefined;
-    const onExit = (code: number, sig: number | null, native: NativeRusage) => {
+    const onExit = (code: number, sig: number | null, native: NativeRusage, seenNs?: number) => {
+      if (this.timing && seenNs) Object.assign(this.timing, { exitSeen: seenNs, exited: Number(hrtime.bigint()) });
       if (cgroupFailure) {
         // The init we killed at the gate; the launch was reported failed.
         void cgroup?.destroy().catch(() => {});
@@ -364,10 +407,13 @@ export class Container extends EventEmitter {
         finish();
       });
     };
-    this.handle = binding.spawn(prepared.plan, slots, onSpawn, onExit, {
+    this.handle = binding.spawn(prepared.compiled?.plan ?? prepared.plan, slots, onSpawn, onExit, {
+      override: prepared.compiled?.override,
       startGate: options.startGate ?? ownGate?.[0],
       consoleSocket: options.consoleSocket,
       preserveFds: options.preserveFds,
+      rootfsFd,
+      timing: options.timing === true,
     });
     // Detached: the container outlives us, so its exit must not keep the loop
     // alive (the launch itself still does, until 'spawn').
@@ -501,8 +547,30 @@ export function openConsoleSocket(path: string): number {
   throw Object.assign(new Error(`console socket ${path}: cannot connect (${code})`), { code, errno: -r, path });
 }
 
+/** The LaunchTiming of a timed launch from the addon's figures. */
+function launchTiming(started: { start: number; planned: number } | undefined, res: SpawnSuccess, spawned: number) {
+  const t = res.times!;
+  const steps = (res.stepTimes ?? []).filter(([, ns]) => ns > 0);
+  return {
+    start: started?.start ?? t[0],
+    planned: started?.planned ?? t[0],
+    call: t[0],
+    converted: t[7],
+    queued: t[1],
+    worker: t[2],
+    clone: t[3],
+    childStart: steps.find(([s]) => s === -1)?.[1],
+    childSteps: steps.filter(([s]) => s >= 0).map(([s, ns]) => ({ step: STEP_NAMES[s] ?? `step ${s}`, ns })),
+    cloneDone: t[4],
+    verdict: t[5],
+    mainThread: t[6],
+    spawned,
+  } satisfies LaunchTiming;
+}
+
 /** Launch a container from an OCI runtime spec. Throws SpecError before clone for bad specs. */
 export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
+  const start = options.timing ? Number(hrtime.bigint()) : 0;
   if (options.startGate !== undefined) {
     // The init waits on the gate: the clone child (which shares our memory
     // until its exec) must not.
@@ -516,6 +584,24 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   if (cg && options.init === false) throw SpecError.inOption('init', 'a cgroup needs the init (init: false was given)');
   if (cg) options = { ...options, init: true };
   const prepared = options.joinPid !== undefined ? prepareEnter(spec, options) : prepareLaunch(spec, options);
+  const started = options.timing ? { start, planned: Number(hrtime.bigint()) } : undefined;
+  return launchPlanned(spec, prepared, options, cg, undefined, started);
+}
+
+/**
+ * @internal The launch once planned (spawn(), and a prepared container's
+ * spawn()): the hooks' pause, the cgroup, the Container. `rootfsFd`: the
+ * rootfs directory a prepared container pinned, which the child checks the
+ * path against instead of the directory the path reaches now.
+ */
+export function launchPlanned(
+  spec: Spec,
+  prepared: PreparedLaunch,
+  options: SpawnOptions,
+  cg: 'required' | 'wanted' | false,
+  rootfsFd?: number,
+  started?: { start: number; planned: number },
+): Container {
   if (options.beforePivot !== undefined) {
     if (typeof options.beforePivot !== 'function') throw new TypeError('options.beforePivot must be a function');
     if (options.joinPid !== undefined) throw SpecError.inOption('beforePivot', 'an exec has no pivot_root');
@@ -527,7 +613,7 @@ export function spawn(spec: Spec, options: SpawnOptions = {}): Container {
   const enter = options.joinPid !== undefined ? Cgroup.ofProcess(options.joinPid) : null;
   const cgroup = cg ? containerCgroup(spec, options, cg === 'required') : null;
   try {
-    return new Container(prepared, options, cgroup, enter);
+    return new Container(prepared, options, cgroup, enter, rootfsFd, started);
   } catch (e) {
     cgroup?.removeEmpty();
     throw e;
@@ -542,7 +628,7 @@ let cgroupCount = 0;
  * (made where the caller may, else the container runs without one, as it
  * would without a cgroup manager), false otherwise (no cost at all).
  */
-function cgroupWanted(spec: Spec): 'required' | 'wanted' | false {
+export function cgroupWanted(spec: Spec): 'required' | 'wanted' | false {
   const r = spec.linux?.resources;
   const some = (v: unknown) =>
     v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v as object).length > 0);
@@ -580,7 +666,15 @@ export interface RunResult extends ExitResult {
  * launch fails, with the AbortSignal's reason when aborted (after the exit).
  */
 export async function run(spec: Spec, options: SpawnOptions & { input?: string | Buffer } = {}): Promise<RunResult> {
-  const c = spawn(spec, {
+  return awaitRun((o) => spawn(spec, o), options);
+}
+
+/** @internal run() over a launcher (spawn(), or a prepared container's spawn()). */
+export async function awaitRun<O extends { stdio?: SpawnOptions['stdio']; signal?: AbortSignal }>(
+  launch: (options: O) => Container,
+  options: O & { input?: string | Buffer },
+): Promise<RunResult> {
+  const c = launch({
     ...options,
     stdio: options.stdio ?? (options.input !== undefined ? ['pipe', 'inherit', 'inherit'] : 'inherit'),
   });

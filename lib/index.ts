@@ -5,7 +5,9 @@
 // inspectImage, ImageCache) and the three error classes. How a launch goes from here to native/child.cc: docs/architecture.md.
 // The stages themselves (prepareLaunch, compileLaunch) are in 'nodularity/internal'.
 export { spawn, run, Container, DEFAULT_FORCE_KILL_AFTER_DELAY, openConsoleSocket } from './container.js';
-export type { SpawnOptions, ExitResult, RunResult, Rusage, StdioOption } from './container.js';
+export type { SpawnOptions, ExitResult, RunResult, Rusage, StdioOption, LaunchTiming } from './container.js';
+export { prepare, PreparedContainer } from './prepared.js';
+export type { LaunchBind, LaunchChanges, PreparedSpawnOptions, PrepareOptions, PreparedStats } from './prepared.js';
 export { createSpec, defaultMounts, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './oci/defaults.js';
 export type { SpecOptions } from './oci/defaults.js';
 export { loadBundle } from './oci/bundle.js';

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ContainerError } from './errors.js';
-import type { LaunchPlan } from './plan/plan.js';
+import type { LaunchPlan, PlanOverride } from './plan/plan.js';
 import type { StdioOption } from './container.js';
 
 export interface SpawnFailure {
@@ -23,6 +23,10 @@ export interface SpawnSuccess {
   terminalFd?: number;
   /** Paused before pivot_root for hooks: call ContainerHandle.resume. */
   paused?: boolean;
+  /** A timed launch (launch.timing): ns at each point of enum launch_time (native/spawn.h). */
+  times?: number[];
+  /** A timed vfork-style launch: [enum child_step, ns] after each row of the child's step table, [-1, start] first. */
+  stepTimes?: [number, number][];
 }
 
 /** The caller's fds for one launch (borrowed: the addon never closes them); see SpawnOptions. */
@@ -30,6 +34,12 @@ export interface LaunchFds {
   startGate?: number;
   consoleSocket?: number;
   preserveFds?: number;
+  /** O_PATH fd of the rootfs pinned by prepare(): the child refuses any other directory at the rootfs path. */
+  rootfsFd?: number;
+  /** Time the launch's phases (SpawnSuccess.times, stepTimes; onExit's seenNs). */
+  timing?: boolean;
+  /** With a compiled plan: this launch's changes to it. */
+  override?: PlanOverride;
 }
 
 export interface NativeRusage {
@@ -95,11 +105,13 @@ export interface NativeBinding {
   attachDeviceProgram(cgroupDir: string, insns: Buffer): { errno: number; step?: string; log?: string };
   /** The SECCOMP_FILTER_FLAG_* and actions this kernel offers, and libseccomp's version. */
   seccompProbe(): { flags: number; actions: string[]; libseccomp: string };
+  /** The plan converted to C once, for many launches (a prepared container's); throws TypeError naming a field. */
+  compilePlan(plan: LaunchPlan): object;
   spawn(
-    plan: LaunchPlan,
+    plan: LaunchPlan | object,
     stdio: StdioOption[],
     onSpawn: (err: SpawnFailure | null, res?: SpawnSuccess) => void,
-    onExit: (exitCode: number, signal: number | null, rusage: NativeRusage) => void,
+    onExit: (exitCode: number, signal: number | null, rusage: NativeRusage, seenNs?: number) => void,
     launch?: LaunchFds,
   ): ContainerHandle;
 }

@@ -39,6 +39,7 @@ namespace {
 // that what native throws is already a ContainerError, never a plain Error.
 struct addon_data {
   Napi::FunctionReference handle_ctor;
+  Napi::FunctionReference compiled_ctor;
   Napi::FunctionReference container_error;  // new ContainerError(what, {step, errno, syscall, path})
 };
 
@@ -69,6 +70,9 @@ int g_init_fd = -1;
 // pidfd of this process: the clone child polls it to notice a launcher that
 // died before the parent-death signal was armed.
 int g_self_pidfd = -1;
+// /dev/null for reading and for writing, opened once: stdio 'ignore' slots
+// use them (the child dup2s them onto 0, 1, 2) instead of three opens per launch.
+int g_null_fd[2] = {-1, -1};
 
 int make_init_memfd(const char *path, std::string *why) {
   int src = open(path, O_RDONLY | O_CLOEXEC);
@@ -219,11 +223,12 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
     Napi::Value sig = info->signal ? Napi::Value(Napi::Number::New(env, info->signal)) : env.Null();
     Napi::FunctionReference cb = std::move(on_exit_);
     Unref();  // matches the Ref() taken at spawn
-    napi_value argv[3] = {Napi::Number::New(env, info->exit_code), sig, rusage_to_js(env, info->rusage)};
+    napi_value argv[4] = {Napi::Number::New(env, info->exit_code), sig, rusage_to_js(env, info->rusage),
+                          Napi::Number::New(env, timing_ ? (double)info->seen_ns : 0)};
     napi_value result;
     // Raw call: during environment teardown (Node exiting with a container
     // still running) calling into JS fails, and that must not be fatal.
-    napi_status st = napi_make_callback(env, *ctx_, Value(), cb.Value(), 3, argv, &result);
+    napi_status st = napi_make_callback(env, *ctx_, Value(), cb.Value(), timing_ ? 4 : 3, argv, &result);
     bool pending = false;
     napi_is_exception_pending(env, &pending);
     if (pending) {
@@ -287,6 +292,7 @@ class ContainerHandle : public Napi::ObjectWrap<ContainerHandle> {
 
  public:
   Napi::FunctionReference pending_on_exit_;  // onExit, held until the spawn completes
+  bool timing_ = false;                      // a timed launch: onExit gets the time the exit was seen
 };
 
 void SpawnWorker::OnOK() {
@@ -320,6 +326,24 @@ void SpawnWorker::OnOK() {
   Napi::Object res = Napi::Object::New(env);
   res.Set("pid", job->pid);
   res.Set("cloneMicros", (double)job->clone_ns / 1000.0);
+  if (job->timing) {
+    // ns, CLOCK_MONOTONIC (process.hrtime.bigint()'s clock), as doubles: exact below 2^53 ns (104 days of uptime).
+    job->t[T_ONOK] = now_ns();
+    Napi::Array t = Napi::Array::New(env, T_COUNT);
+    for (uint32_t i = 0; i < T_COUNT; i++) t.Set(i, (double)job->t[i]);
+    res.Set("times", t);
+    // [step, ns] after each row of the child's step table, after [-1, its start]; none for a fork-style launch.
+    int rows[CHILD_STEP_TIMES];
+    int n = child_step_rows(rows, CHILD_STEP_TIMES - 1);
+    Napi::Array steps = Napi::Array::New(env);
+    for (int i = 0; i <= n && job->step_ns[0]; i++) {
+      Napi::Array row = Napi::Array::New(env, 2);
+      row.Set(0u, i == 0 ? -1 : rows[i - 1]);
+      row.Set(1u, (double)job->step_ns[i]);
+      steps.Set(steps.Length(), row);
+    }
+    res.Set("stepTimes", steps);
+  }
   if (job->terminal_fd >= 0) {
     res.Set("terminalFd", job->terminal_fd);  // JS owns it now
     job->terminal_fd = -1;
@@ -353,6 +377,8 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
   if (probe >= 0) close(probe);
   if (g_self_pidfd < 0) g_self_pidfd = sys_pidfd_open(getpid(), 0);
   if (g_self_pidfd >= 0) fcntl(g_self_pidfd, F_SETFD, FD_CLOEXEC);
+  if (g_null_fd[0] < 0) g_null_fd[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (g_null_fd[1] < 0) g_null_fd[1] = open("/dev/null", O_WRONLY | O_CLOEXEC);
   std::string why;
   int fd = make_init_memfd(info[0].As<Napi::String>().Utf8Value().c_str(), &why);
   if (fd < 0) {
@@ -364,7 +390,34 @@ Napi::Value JsInit(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
-// The caller's per-launch fds (startGate, consoleSocket, preserveFds): each
+// A launch plan converted to C once (compilePlan), shared by the launches of
+// a prepared container: spawn() then converts only the launch's changes.
+class CompiledPlan : public Napi::ObjectWrap<CompiledPlan> {
+ public:
+  static Napi::Function Define(Napi::Env env) { return DefineClass(env, "CompiledPlan", {}); }
+  explicit CompiledPlan(const Napi::CallbackInfo &info) : Napi::ObjectWrap<CompiledPlan>(info) {}
+  std::shared_ptr<const plan_store> store;
+};
+
+// compilePlan(plan) -> CompiledPlan, or throws the TypeError plan_from_js names.
+Napi::Value JsCompilePlan(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    Napi::TypeError::New(env, "Usage: compilePlan(plan: object)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::unique_ptr<plan_store> st = plan_from_js(env, info[0].As<Napi::Object>());
+  if (!st) return env.Undefined();
+  if (st->plan.hooks_pause) {
+    Napi::TypeError::New(env, "a compiled plan cannot pause for hooks").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object obj = env.GetInstanceData<addon_data>()->compiled_ctor.New({});
+  CompiledPlan::Unwrap(obj)->store = std::move(st);
+  return obj;
+}
+
+// The caller's per-launch fds (startGate, consoleSocket, preserveFds, rootfsFd): each
 // must be open now; the child inherits them by number.
 bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
   if (v.IsUndefined() || v.IsNull()) return true;
@@ -385,6 +438,15 @@ bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
     return true;
   };
   if (!fd("startGate", &job->gate_fd) || !fd("consoleSocket", &job->console_socket)) return false;
+  // A prepared launch's rootfs, pinned at prepare(): the child checks the
+  // directory its path reaches against this one, not whatever the path
+  // names now (spawn_prepare duplicates it, so the caller may close theirs).
+  if (!fd("rootfsFd", &job->pinned_rootfs)) return false;
+  job->timing = o.Get("timing").ToBoolean().Value();
+  if (job->pinned_rootfs >= 0 && !job->view()->rootfs) {
+    Napi::TypeError::New(env, "rootfsFd needs a plan with a rootfs").ThrowAsJavaScriptException();
+    return false;
+  }
   Napi::Value pv = o.Get("preserveFds");
   if (!pv.IsUndefined()) {
     double n = pv.IsNumber() ? pv.As<Napi::Number>().DoubleValue() : -1;
@@ -411,8 +473,9 @@ bool launch_fds_from_js(Napi::Env env, Napi::Value v, spawn_job *job) {
 }
 
 // spawn(plan, stdio, onSpawn(err, {pid, stdio}), onExit(code, signal, rusage), launch?) -> ContainerHandle
-// launch: {startGate?, consoleSocket?, preserveFds?}, the caller's fds for this launch.
+// launch: {startGate?, consoleSocket?, preserveFds?, rootfsFd?}, the caller's fds for this launch.
 Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
+  uint64_t t_call = now_ns();
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsFunction() ||
       !info[3].IsFunction()) {
@@ -421,14 +484,29 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
     return env.Undefined();
   }
   auto job = std::make_unique<spawn_job>();
-  job->plan = plan_from_js(env, info[0].As<Napi::Object>());
-  if (!job->plan) return env.Undefined();
+  Napi::Object plan_obj = info[0].As<Napi::Object>();
+  if (plan_obj.InstanceOf(env.GetInstanceData<addon_data>()->compiled_ctor.Value())) {
+    job->base = CompiledPlan::Unwrap(plan_obj)->store;
+    job->own = std::make_unique<plan_store>();
+    job->plan_view = job->base->plan;
+    Napi::Value ov =
+        info.Length() > 4 && info[4].IsObject() ? info[4].As<Napi::Object>().Get("override") : env.Undefined();
+    if (ov.IsObject() && !plan_override_from_js(env, ov.As<Napi::Object>(), job->own.get(), &job->plan_view))
+      return env.Undefined();
+  } else {
+    job->own = plan_from_js(env, plan_obj);
+    if (!job->own) return env.Undefined();
+    job->plan_view = job->own->plan;
+  }
+  uint64_t t_converted = now_ns();
   if (job->view()->use_init && g_init_fd < 0) {
     throw_container_error(env, "init() was not called: the init binary is not loaded", "init", ENOENT);
     return env.Undefined();
   }
   job->init_fd = g_init_fd;
   job->parent_pidfd = g_self_pidfd;
+  job->null_fd[0] = g_null_fd[0];
+  job->null_fd[1] = g_null_fd[1];
   if (!launch_fds_from_js(env, info.Length() > 4 ? info[4] : env.Undefined(), job.get())) return env.Undefined();
   Napi::Array stdio = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < 3 && i < stdio.Length(); i++) {
@@ -474,7 +552,16 @@ Napi::Value JsSpawn(const Napi::CallbackInfo &info) {
   ContainerHandle *h = ContainerHandle::Unwrap(obj);
   h->Ref();  // alive until the exit (or the failed spawn) is reported
   h->pending_on_exit_ = Napi::Persistent(info[3].As<Napi::Function>());
+  if (job->timing) {
+    job->t[T_CALL] = t_call;
+    job->t[T_CONVERTED] = t_converted;
+    h->timing_ = true;
+  }
+  spawn_job *j = job.get();
+  bool timing = job->timing;
   auto *w = new SpawnWorker(info[2].As<Napi::Function>(), h, std::move(job));
+  // Before Queue(): once queued, the worker may run (and the job be freed) at once.
+  if (timing) j->t[T_QUEUED] = now_ns();
   w->Queue();
   return obj;
 }
@@ -647,9 +734,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ContainerHandle::Define(env);
   auto *data = new addon_data;
   data->handle_ctor = Napi::Persistent(ctor);
+  data->compiled_ctor = Napi::Persistent(CompiledPlan::Define(env));
   env.SetInstanceData(data);
   exports.Set("init", Napi::Function::New(env, JsInit, "init"));
   exports.Set("spawn", Napi::Function::New(env, JsSpawn, "spawn"));
+  exports.Set("compilePlan", Napi::Function::New(env, JsCompilePlan, "compilePlan"));
   exports.Set("openInRoot", Napi::Function::New(env, JsOpenInRoot, "openInRoot"));
   exports.Set("setWindowSize", Napi::Function::New(env, JsSetWindowSize, "setWindowSize"));
   exports.Set("makeRaw", Napi::Function::New(env, JsMakeRaw, "makeRaw"));

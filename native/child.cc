@@ -4,9 +4,10 @@
 // vfork-style path it even shares the parent's memory (CLONE_VM) while the
 // parent thread is suspended. So: async-signal-safe calls only, no malloc, no
 // C++ exceptions, no stdio, no N-API, no writes to any memory but our own
-// stack. Every syscall goes through childsys.h (raw, returns -errno): errno is
-// the parent thread's thread-local variable here, so nothing may rely on it,
-// and glibc's setxid wrappers would signal the parent's threads.
+// stack (and the launcher's step-time array, when it times the launch:
+// child_args.step_ns, its own memory set aside for this). Every syscall goes through childsys.h (raw, returns -errno):
+// errno is the parent thread's thread-local variable here, so nothing may rely on it, and glibc's setxid wrappers would
+// signal the parent's threads.
 //
 // Every step is `static int step_x(const child_args *, child_fail *)`: it
 // returns 0 (done, or nothing to do for this plan) or -errno, having put its
@@ -28,6 +29,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -1151,16 +1153,34 @@ static const step_row STEPS[] = {
     {STEP_EXEC, step_exec},
 };
 
+static_assert(sizeof STEPS / sizeof STEPS[0] < CHILD_STEP_TIMES, "child_args.step_ns has a slot per step row");
+
+int child_step_rows(int *steps, int max) {
+  int n = 0;
+  for (const step_row &s : STEPS)
+    if (n < max) steps[n++] = s.step;
+  return n;
+}
+
+// CLOCK_MONOTONIC in ns: clock_gettime is async-signal-safe (the vDSO; no errno on success).
+static uint64_t child_now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 int child_main(void *arg) {
   child_ctx ctx;
   ctx.a = *(const child_args *)arg;  // our own copy, beside our own state
   ctx.st.rootfd = -1;
   const child_args *a = &ctx.a;
+  if (a->step_ns) a->step_ns[0] = child_now_ns();
   int r = -EINVAL;
   child_fail f = {STEP_EXEC, 0, 0};
-  for (const step_row &s : STEPS) {
-    f = child_fail{s.step, 0, 0};
-    if ((r = s.run(a, &f)) < 0) break;
+  for (size_t i = 0; i < sizeof STEPS / sizeof STEPS[0]; i++) {
+    f = child_fail{STEPS[i].step, 0, 0};
+    if ((r = STEPS[i].run(a, &f)) < 0) break;
+    if (a->step_ns) a->step_ns[i + 1] = child_now_ns();
   }
   // Only a failure gets here (a successful exec does not return): one record, then exit.
   struct child_msg m = {MSG_ERROR, f.step, -r, f.index, f.detail};

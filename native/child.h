@@ -3,6 +3,8 @@
 #ifndef NODULARITY_CHILD_H
 #define NODULARITY_CHILD_H
 
+#include <stdint.h>
+
 #include "plan.h"
 
 // What the child reads besides the plan: the fds the parent opened for this
@@ -22,7 +24,14 @@ struct child_args {
   int preserve_fds;        // fds 3 .. 3+N-1 stay open in the payload
   int console_named;       // console_fd is the caller's console socket: send the pty's name with the master
   const int *ns_fds;       // plan->joins[i] opened by the launcher (plan->n_joins of them)
+  // When the launcher times this launch (vfork-style only: CLONE_VM, so the
+  // launcher sees what is written): CLOCK_MONOTONIC ns at the child's start
+  // ([0]) and after each row of the step table ([i + 1]); else null.
+  uint64_t *step_ns;
 };
+
+// Size of child_args.step_ns: the step table's rows, plus the start.
+#define CHILD_STEP_TIMES 64
 
 // Where a step says what failed, beyond its errno: the step's wire value
 // (preset from child_main's table) and its index/detail (protocol.h says
@@ -34,5 +43,9 @@ struct child_fail {
 };
 
 int child_main(void *arg);
+
+// The step table's rows in order (their enum child_step values), for naming
+// step_ns[i + 1]; returns the number of rows.
+int child_step_rows(int *steps, int max);
 
 #endif

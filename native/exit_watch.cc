@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "protocol.h"
@@ -47,6 +48,9 @@ void on_readable(uv_poll_t *poll, int status, int events) {
     r = sys_waitid(P_PIDFD, w->pidfd, &si, WEXITED | WNOHANG, &info.rusage);
   } while (r < 0 && errno == EINTR);
   if (r == 0 && si.si_pid == 0) return;  // not yet: spurious wakeup
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  info.seen_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
   if (r < 0) {
     info.exit_code = -1;  // already reaped by someone else; report what we can
   } else if (si.si_code == CLD_EXITED) {

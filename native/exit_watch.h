@@ -4,6 +4,7 @@
 #ifndef NODULARITY_EXIT_WATCH_H
 #define NODULARITY_EXIT_WATCH_H
 
+#include <stdint.h>
 #include <sys/resource.h>
 #include <uv.h>
 
@@ -16,6 +17,7 @@ struct exit_info {
   // process we clone execs from Node's memory (vfork-style, or a fork copy),
   // and exec folds the old mm's high-water mark into ru_maxrss.
   struct rusage rusage;
+  uint64_t seen_ns;  // CLOCK_MONOTONIC when the exit was seen (the pidfd polled readable)
 };
 
 struct exit_watch {

@@ -5,6 +5,8 @@
 
 #include "plan_js.h"
 
+#include <sched.h>
+
 #include <cstring>
 
 namespace {
@@ -358,4 +360,25 @@ std::unique_ptr<plan_store> plan_from_js(Napi::Env env, Napi::Object o) {
 
   if (r.failed) return nullptr;
   return store;
+}
+
+bool plan_override_from_js(Napi::Env env, Napi::Object o, plan_store *own, launch_plan *p) {
+  reader r{env, own};
+  if (!o.Get("execPath").IsUndefined()) p->exec_path = r.str(o, "execPath", "override.execPath");
+  if (!o.Get("args").IsUndefined()) {
+    r.strv(o, "args", "override.args", own->argv);
+    if (!r.failed && own->argv.size() < 2) r.fail("override.args", "a non-empty array");
+    p->argv = own->argv.data();
+  }
+  if (!o.Get("env").IsUndefined()) {
+    r.strv(o, "env", "override.env", own->envp);
+    p->envp = own->envp.data();
+  }
+  if (!o.Get("hostname").IsUndefined()) {
+    // Never the host's: only with a uts namespace of the container's own.
+    if (!((p->clone_flags | p->unshare_flags) & CLONE_NEWUTS) && !r.failed)
+      r.fail("override.hostname", "given only to a plan with a new uts namespace");
+    p->hostname = r.str(o, "hostname", "override.hostname");
+  }
+  return !r.failed;
 }

@@ -189,13 +189,13 @@ int recv_fd(int sock) {
   return fd;
 }
 
+}  // namespace
+
 uint64_t now_ns() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
-
-}  // namespace
 
 namespace {
 
@@ -267,6 +267,10 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
         break;
       }
       case STDIO_IGNORE:
+        if (job->null_fd[i == 0 ? 0 : 1] >= 0) {  // the addon's, opened once (not ours to close)
+          job->stdio[i] = job->null_fd[i == 0 ? 0 : 1];
+          break;
+        }
         job->child_stdio[i] = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
         if (job->child_stdio[i] < 0) {
           *failed_call = "open /dev/null";
@@ -281,8 +285,10 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
   // The rootfs as the launcher finds it now: the child walks the path again
   // in its own mount namespace (an fd of ours names a mount of this one,
   // which it cannot bind from) and refuses anything but this directory.
+  // A prepared launch brings the directory pinned at prepare() instead.
   if (p->rootfs) {
-    job->rootfs_fd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    job->rootfs_fd = job->pinned_rootfs >= 0 ? fcntl(job->pinned_rootfs, F_DUPFD_CLOEXEC, 3)
+                                             : open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (job->rootfs_fd < 0) {
       *failed_call = "open rootfs";
       return -errno;
@@ -367,6 +373,7 @@ int spawn_prepare(spawn_job *job, const char **failed_call) {
 }
 
 void spawn_run(spawn_job *job) {
+  if (job->timing) job->t[T_WORKER] = now_ns();
   const launch_plan *p = job->view();
   // Join mode is fork-style: setns into a user namespace (and into a time
   // namespace) is refused to a process that shares its memory.
@@ -386,7 +393,8 @@ void spawn_run(spawn_job *job) {
                   job->gate_fd,
                   job->preserve_fds,
                   job->console_socket >= 0,
-                  job->ns_fds};
+                  job->ns_fds,
+                  job->timing && vfork_style ? job->step_ns : nullptr};
 
   void *stack = child_stack();
   if (!stack) {
@@ -402,7 +410,12 @@ void spawn_run(spawn_job *job) {
     uint64_t t0 = now_ns();
     pid_t pid = clone(child_main, stack, flags, &args, &pidfd);
     int clone_errno = errno;
-    job->clone_ns = now_ns() - t0;
+    uint64_t t1 = now_ns();
+    job->clone_ns = t1 - t0;
+    if (job->timing) {
+      job->t[T_CLONE] = t0;
+      job->t[T_CLONE_DONE] = t1;
+    }
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (pid < 0) {
       set_error(job, STEP_CLONE, clone_errno);
@@ -470,6 +483,7 @@ void spawn_run(spawn_job *job) {
       return;
     }
     launch_verdict(job, r, &m);
+    if (job->timing) job->t[T_VERDICT] = now_ns();
   }
   launch_tail(job);
 }

@@ -6,14 +6,35 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include "child.h"
 #include "plan.h"
 #include "protocol.h"
 
 enum stdio_kind { STDIO_INHERIT = 0, STDIO_PIPE = 1, STDIO_IGNORE = 2, STDIO_FD = 3 };
 
+// Points of a timed launch (spawn_job.t), in the order they happen.
+enum launch_time {
+  T_CALL,        // spawn() entered the addon (main thread)
+  T_QUEUED,      // the launch handed to the worker (main thread free again)
+  T_WORKER,      // a worker thread took it
+  T_CLONE,       // just before clone
+  T_CLONE_DONE,  // clone returned: vfork-style, the child has exec'd (the init, or the payload)
+  T_VERDICT,     // the exec verdict read (with the init: the payload exec'd)
+  T_ONOK,        // back on the main thread, before the JS callback
+  T_CONVERTED,   // the JS plan converted to C (main thread, between T_CALL and T_QUEUED)
+  T_COUNT
+};
+
+uint64_t now_ns();
+
 struct spawn_job {
-  std::unique_ptr<plan_store> plan;  // read-only from here on
-  const launch_plan *view() const { return &plan->plan; }
+  // The plan: converted for this launch (own), or a compiled plan shared by
+  // a prepared container's launches (base) with this launch's changes in
+  // own's storage. plan_view is what everything reads; read-only once set.
+  std::shared_ptr<const plan_store> base;
+  std::unique_ptr<plan_store> own;
+  launch_plan plan_view;
+  const launch_plan *view() const { return &plan_view; }
   int stdio_kind[3] = {STDIO_INHERIT, STDIO_INHERIT, STDIO_INHERIT};
   int stdio_fd[3] = {0, 1, 2};         // for STDIO_FD / STDIO_INHERIT
   int parent_stdio[3] = {-1, -1, -1};  // our ends of pipes, handed to JS
@@ -22,6 +43,7 @@ struct spawn_job {
   int sync_rd = -1, sync_wr = -1;
   int console_parent = -1, console_child = -1;  // socketpair for the pty master (terminal only)
   int init_fd = -1;                             // borrowed, owned by the addon
+  int null_fd[2] = {-1, -1};                    // /dev/null read, write: borrowed, owned by the addon (or -1)
   int parent_pidfd = -1;                        // borrowed: pidfd of this process, owned by the addon
   int persist_fd = -1;                          // O_PATH fd of plan.overlay_persist, checked the same way
   int rootfs_fd = -1;                           // O_PATH fd of plan.rootfs, checked by the child against its own lookup
@@ -33,7 +55,13 @@ struct spawn_job {
   int gate_fd = -1;
   int console_socket = -1;
   int preserve_fds = 0;
-  std::string report_fd_arg;                                    // init argv[1]: REPORT_FD[:GATE_FD]
+  // Timing of this launch (launch.timing): CLOCK_MONOTONIC ns at each
+  // point of enum launch_time, and the child's step times (child.h).
+  bool timing = false;
+  uint64_t t[T_COUNT] = {};
+  uint64_t step_ns[CHILD_STEP_TIMES] = {};
+  int pinned_rootfs = -1;     // rootfs fd a prepared launch pinned (borrowed; duplicated)
+  std::string report_fd_arg;  // init argv[1]: REPORT_FD[:GATE_FD]
   int ns_fds[MAX_NS_JOINS] = {-1, -1, -1, -1, -1, -1, -1, -1};  // plan.joins opened, closed after clone
   std::vector<char *> init_argv;  // nodularity-init REPORT_FD PATH ARGV... (pointers into the plan and report_fd_arg)
 

@@ -60,7 +60,19 @@ struct plan {
   char dev[4096], proc[4096], pts[4096], shm[4096];
   char dev_node[N_DEVICES][4096], dev_host[N_DEVICES][64];
   char dev_link[N_DEV_LINKS][4096];
+  // --phases (vfork mode: the child shares our memory): CLOCK_MONOTONIC ns at
+  // the child's start, after its id maps, after its mounts, after pivot_root
+  // (just before execve); the parent's at clone, clone's return and reaping.
+  int timed;
+  uint64_t t_child[4];
+  uint64_t t_clone, t_clone_ret, t_reaped;
 };
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static int write_file(const char *path, const char *text) {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -96,6 +108,7 @@ static void bring_up_loopback(void) {
 static int child_main(void *arg) {
   struct plan *p = arg;
   int r;
+  if (p->timed) p->t_child[0] = now_ns();
 
   if (p->parent_writes_maps) {
     char c;
@@ -107,6 +120,7 @@ static int child_main(void *arg) {
     if ((r = write_file("/proc/self/setgroups", "deny")) < 0) die_step("write", "setgroups", -r);
     if ((r = write_file("/proc/self/gid_map", p->gid_map)) < 0) die_step("write", "gid_map", -r);
   }
+  if (p->timed) p->t_child[1] = now_ns();
 
   // Nothing we mount may propagate back to the host.
   STEP(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make / rprivate", "/");
@@ -137,12 +151,14 @@ static int child_main(void *arg) {
   STEP(mount(NULL, p->rootfs, NULL, MS_REMOUNT | MS_BIND | p->ro_flags, NULL), "remount ro", p->rootfs);
 
   if (p->net) bring_up_loopback();
+  if (p->timed) p->t_child[2] = now_ns();
 
   STEP(chdir(p->rootfs), "chdir", p->rootfs);
   STEP(syscall(SYS_pivot_root, ".", "."), "pivot_root", p->rootfs);
   STEP(umount2(".", MNT_DETACH), "detach old root", "/");
   STEP(chdir("/"), "chdir", "/");
   STEP(sethostname("floor", 5), "sethostname", "floor");
+  if (p->timed) p->t_child[3] = now_ns();
 
   execve(p->argv[0], p->argv, p->envp);
   die_step("execve", p->argv[0], errno);
@@ -214,7 +230,9 @@ static int launch(struct plan *p, char *stack) {
     // no copy of page tables and no round trip.
     flags |= CLONE_VM | CLONE_VFORK;
   }
+  p->t_clone = now_ns();
   pid_t pid = clone(child_main, stack + STACK_SIZE, flags, p);
+  p->t_clone_ret = now_ns();
   if (pid < 0) {
     fprintf(stderr, "floor: clone: %s\n", strerror(errno));
     if (sync[0] >= 0) { close(sync[0]); close(sync[1]); }
@@ -232,27 +250,23 @@ static int launch(struct plan *p, char *stack) {
   int st;
   while (waitpid(pid, &st, 0) < 0)
     if (errno != EINTR) { perror("floor: waitpid"); return -1; }
+  p->t_reaped = now_ns();
   return st;
 }
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void usage(void) {
-  fprintf(stderr, "usage: floor [--fork] [--net] [--loop N] ROOTFS [CMD [ARG...]]\n");
+  fprintf(stderr, "usage: floor [--fork] [--net] [--loop N [--phases]] ROOTFS [CMD [ARG...]]\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
-  int fork_mode = 0, net = 0;
+  int fork_mode = 0, net = 0, phases = 0;
   long loops = 0;
   int i = 1;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
     if (!strcmp(argv[i], "--fork")) fork_mode = 1;
     else if (!strcmp(argv[i], "--net")) net = 1;
+    else if (!strcmp(argv[i], "--phases")) phases = 1;
     else if (!strcmp(argv[i], "--loop") && i + 1 < argc) loops = strtol(argv[++i], NULL, 10);
     else usage();
   }
@@ -265,6 +279,11 @@ int main(int argc, char **argv) {
   char *stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (!p || stack == MAP_FAILED) { perror("floor: alloc"); return 2; }
   plan_init(p, rootfs, cmd, net, fork_mode);
+  if (phases && fork_mode) {
+    fprintf(stderr, "floor: --phases times the vfork mode only (the child writes its times into our memory)\n");
+    return 2;
+  }
+  p->timed = phases;
 
   if (loops <= 0) {
     int st = launch(p, stack);
@@ -273,11 +292,14 @@ int main(int argc, char **argv) {
   }
 
   uint64_t *ns = calloc((size_t)loops, sizeof *ns);
-  if (!ns) { perror("floor: alloc"); return 2; }
+  uint64_t(*ph)[7] = calloc((size_t)loops, sizeof *ph);
+  if (!ns || !ph) { perror("floor: alloc"); return 2; }
   for (long k = 0; k < loops; k++) {
     uint64_t t0 = now_ns();
     int st = launch(p, stack);
     ns[k] = now_ns() - t0;
+    uint64_t row[7] = {p->t_clone, p->t_child[0], p->t_child[1], p->t_child[2], p->t_child[3], p->t_clone_ret, p->t_reaped};
+    memcpy(ph[k], row, sizeof row);
     if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
       fprintf(stderr, "floor: launch %ld failed (status %d)\n", k, st);
       return 1;
@@ -285,6 +307,17 @@ int main(int argc, char **argv) {
   }
   printf("{\"mode\":\"%s\",\"net\":%s,\"ns\":[", fork_mode ? "fork" : "vfork", net ? "true" : "false");
   for (long k = 0; k < loops; k++) printf("%s%llu", k ? "," : "", (unsigned long long)ns[k]);
-  printf("]}\n");
+  printf("]");
+  if (phases) {
+    // Per launch: clone, child start, maps done, mounts done, pivot done (exec next), clone returned, reaped.
+    printf(",\"phases\":[");
+    for (long k = 0; k < loops; k++) {
+      printf("%s[", k ? "," : "");
+      for (int j = 0; j < 7; j++) printf("%s%llu", j ? "," : "", (unsigned long long)ph[k][j]);
+      printf("]");
+    }
+    printf("]");
+  }
+  printf("}\n");
   return 0;
 }

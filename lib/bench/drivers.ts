@@ -16,6 +16,14 @@ export interface NodularityModule {
     options?: SpawnOptions,
   ): { exited: Promise<ExitResult>; spawned: Promise<void>; cloneMicros?: number };
   prepareLaunch?(spec: Spec, options?: object): unknown;
+  /** Builds with prepared launches (issue 19) export it; the nodularity-prepared driver needs it. */
+  prepare?(
+    spec: Spec,
+    options?: object,
+  ): {
+    run(o?: object): Promise<Pick<ExitResult, 'exitCode' | 'signal'>>;
+    spawn(o?: object): { exited: Promise<ExitResult>; timing?: unknown };
+  };
   /** Builds with seccomp (issue 15) export it; the nodularity-seccomp driver needs one. */
   defaultSeccompProfile?(): unknown;
 }
@@ -39,6 +47,7 @@ export const LABELS: Record<string, string> = {
   'nodularity-noinit': 'nodularity init off',
   'nodularity-parentmaps': 'nodularity parent writes maps',
   'nodularity-seccomp': 'nodularity +seccomp (default profile)',
+  'nodularity-prepared': 'nodularity prepared (template.run)',
   'nodularity-baseline': 'nodularity baseline build',
   host: 'host (no container)',
   floor: 'floor.c via child_process',
@@ -97,8 +106,11 @@ export function nodularityArgs(ctx: DriverContext, id: string): { spec: Spec; op
 
 function nodularityLauncher(mod: NodularityModule, ctx: DriverContext, id: string): () => Promise<void> {
   const { spec, options } = nodularityArgs(ctx, id);
+  // The prepared variant: the default container, validated and planned once.
+  const { stdio, ...planOptions } = options;
+  const tpl = id === 'nodularity-prepared' ? mod.prepare!(spec, planOptions) : undefined;
   return async () => {
-    const res = await withTimeout(mod.run(spec, options), `nodularity ${id}`);
+    const res = await withTimeout(tpl ? tpl.run({ stdio }) : mod.run(spec, options), `nodularity ${id}`);
     if (res.exitCode !== 0)
       throw new LaunchError(
         `${ctx.args.join(' ')} in the container: ${res.signal ? `killed by ${res.signal}` : `exit code ${res.exitCode}`}`,
@@ -163,6 +175,8 @@ export function makeDrivers(
           status: 'missing',
           detail: 'needs root (unprivileged, ranges go through newuidmap and /etc/subuid)',
         });
+      else if (id === 'nodularity-prepared' && typeof nod.prepare !== 'function')
+        Object.assign(d, { status: 'missing', detail: 'this build has no prepare()' });
       else if (id === 'nodularity-seccomp' && typeof nod.defaultSeccompProfile !== 'function')
         Object.assign(d, {
           status: 'missing',

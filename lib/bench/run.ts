@@ -12,7 +12,10 @@ import { loadavg } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { latencyChartSvg } from './chart.js';
 import { makeDrivers, type Driver, type DriverContext, type NodularityModule } from './drivers.js';
-import { cpuSection, heapSection, phasesSection } from './extras.js';
+import { cpuSection, heapSection } from './extras.js';
+import { phasesSection } from './phases.js';
+import { pilotSection, type PilotOptions } from './pilot.js';
+import { processSection, type ProcessOptions } from './process.js';
 import { floorBinary, floorSection } from './floor.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { driverRows, latencyTable, rowNotes, type DriverRow } from './report.js';
@@ -36,6 +39,7 @@ export { writableDir };
 
 /** nodularity variants a run may measure beside the default container, and the C floor through child_process. */
 export const VARIANT_IDS = [
+  'nodularity-prepared',
   'nodularity-seccomp',
   'nodularity-netns',
   'nodularity-noinit',
@@ -83,9 +87,11 @@ export interface BenchOptions {
 export interface SectionChoice {
   phases?: { runs: number };
   throughput?: ThroughputOptions;
+  pilot?: PilotOptions;
   heap?: { mib: number; runs: number; rounds?: number };
   cpu?: boolean;
   floor?: { loops: number };
+  process?: ProcessOptions;
   targets?: boolean;
 }
 
@@ -100,6 +106,10 @@ export function benchSections(c: SectionChoice): Record<string, SectionRunner> {
     const t = c.throughput;
     out.throughput = (x) => throughputSection(x, t);
   }
+  if (c.pilot) {
+    const p = c.pilot;
+    out.pilot = (x) => pilotSection(x, p);
+  }
   if (c.heap) {
     const h = c.heap;
     out.heap = (x) => heapSection(x, h.mib, h.runs, h.rounds);
@@ -108,6 +118,10 @@ export function benchSections(c: SectionChoice): Record<string, SectionRunner> {
   if (c.floor) {
     const loops = c.floor.loops;
     out.floor = (x) => floorSection(x, loops);
+  }
+  if (c.process) {
+    const p = c.process;
+    out.process = (x) => processSection(x, p);
   }
   if (c.targets) out.targets = (x) => targetsSection(x);
   return out;
@@ -184,7 +198,7 @@ export async function runBench(o: BenchOptions, nod: NodularityModule | { error:
 
   const variants = o.variants ?? [];
   const ctx: DriverContext = { rootfs, args: o.args, network: o.network, uid: process.getuid!(), runtimes };
-  if (variants.includes('floor') || o.sections?.floor) {
+  if (variants.includes('floor') || o.sections?.floor || o.sections?.phases || o.sections?.process) {
     const f = floorBinary(workDir);
     if ('bin' in f) ctx.floor = f.bin;
     else ctx.floorError = f.error;

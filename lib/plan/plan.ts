@@ -10,8 +10,9 @@ import { validateSpec } from '../oci/validate.js';
 import type { Spec } from '../oci/spec.js';
 import { cloneFlagNames, describeFailure, type DescribeContext } from './describe.js';
 import { planIdMaps } from './idmaps.js';
-import { planMounts } from './mounts.js';
-import { planProcess } from './process.js';
+import { planMounts, type MountContext, type PlanBuilder } from './mounts.js';
+import { findExecutable, planProcessSecurity } from './process.js';
+import { DEFAULT_PATH } from '../oci/defaults.js';
 import { planOverlay, planRoot } from './root.js';
 import type { LaunchPlan, PlanOptions, PreparedLaunch } from './types.js';
 import { seccompForPlan } from '../seccomp/index.js';
@@ -51,10 +52,29 @@ export { cloneFlagNames };
 
 const SIGKILL = 9;
 
-/** Check a spec and compile it into a launch plan. Throws SpecError naming the field. */
-export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLaunch {
+/**
+ * What a launch plan takes from the spec and options alone, before the
+ * mounts and the process: validation, root and namespaces, id maps,
+ * sysctls, process attributes, rlimits and capabilities, the seccomp
+ * filter. A prepared container (lib/prepared.ts) computes it once.
+ */
+export interface LaunchBase {
+  bundleDir: string;
+  root: ReturnType<typeof planRoot>;
+  ids: ReturnType<typeof planIdMaps>;
+  joinMode: boolean;
+  timeOffsets: string | undefined;
+  sysctls: ReturnType<typeof planSysctls>;
+  attrs: ReturnType<typeof planProcessAttrs>;
+  security: ReturnType<typeof planProcessSecurity>;
+  init: boolean;
+  seccomp: ReturnType<typeof seccompForPlan>;
+  mountContext: MountContext;
+}
+
+/** The spec-wide stages of prepareLaunch. Throws SpecError naming the field. */
+export function planLaunchBase(spec: Spec, options: PlanOptions = {}): LaunchBase {
   validateSpec(spec);
-  const proc = spec.process!;
   const bundleDir = resolvePath(options.bundleDir ?? process.cwd());
   const root = planRoot(spec, bundleDir, (p) => loadBinding().nsType(p));
   const userJoined = root.joins.some((j) => j.ns === 'user');
@@ -73,17 +93,57 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
   specWarnings(spec);
   const sysctls = planSysctls(spec, root.namespaces);
   const attrs = planProcessAttrs(spec);
-  const { b, cwd } = planMounts(spec, root.rootfs, {
-    mapsGid5: ids.mapsGid5,
-    bundleDir,
-    allowHostProc: options.allowHostProc === true,
-    // mknod works for root outside any user namespace only.
-    mknodDevices: process.geteuid!() === 0 && !root.namespaces.has('user'),
-  });
-  const run = planProcess(spec, b, cwd);
-  const overlay = planOverlay(root.rootfs, options, b.imageCreates);
-
+  const security = planProcessSecurity(spec);
   const init = options.init ?? root.namespaces.has('pid');
+  return {
+    bundleDir,
+    root,
+    ids,
+    joinMode,
+    timeOffsets,
+    sysctls,
+    attrs,
+    security,
+    init,
+    seccomp: seccompForPlan(spec.linux?.seccomp, init),
+    mountContext: {
+      mapsGid5: ids.mapsGid5,
+      bundleDir,
+      allowHostProc: options.allowHostProc === true,
+      // mknod works for root outside any user namespace only.
+      mknodDevices: process.geteuid!() === 0 && !root.namespaces.has('user'),
+    },
+  };
+}
+
+/** The mount stage of a launch: the ops over the image, the canonical cwd, the overlay root if any. */
+export interface LaunchMounts {
+  b: PlanBuilder;
+  cwd: string;
+  overlay: ReturnType<typeof planOverlay>;
+}
+
+/** Plan spec.mounts, the devices, cwd, masked and read-only paths (and the overlay root they may need). */
+export function planLaunchMounts(base: LaunchBase, spec: Spec, options: PlanOptions = {}): LaunchMounts {
+  const { b, cwd } = planMounts(spec, base.root.rootfs, base.mountContext);
+  return { b, cwd, overlay: planOverlay(base.root.rootfs, options, b.imageCreates) };
+}
+
+/**
+ * The launch plan from its stages: `spec` supplies the process (args, env,
+ * user, terminal) and the hostname, `execPath` the executable found for
+ * spec.process.args[0] (findExecutable over `mounts`).
+ */
+export function planLaunchFinish(
+  base: LaunchBase,
+  mounts: LaunchMounts,
+  spec: Spec,
+  execPath: string,
+  options: PlanOptions = {},
+): PreparedLaunch {
+  const proc = spec.process!;
+  const { root, ids, joinMode, sysctls, security } = base;
+  const { b, cwd, overlay } = mounts;
   const plan: LaunchPlan = {
     cloneFlags: joinMode ? 0 : root.cloneFlags,
     ...(joinMode
@@ -91,7 +151,7 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
           joins: root.joins.map((j) => ({ type: j.type, path: j.path })),
           unshareFlags: root.cloneFlags,
           forkAfterJoin: root.namespaces.has('pid') || root.namespaces.has('time'),
-          timeOffsets,
+          timeOffsets: base.timeOffsets,
         }
       : {}),
     idMode: ids.idMode,
@@ -112,30 +172,30 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     ops: b.ops,
     loopback: root.created.has('network'),
     ...(sysctls.length ? { sysctls: sysctls.map(({ path, value }) => ({ path, value })) } : {}),
-    ...attrs,
+    ...base.attrs,
     cwd,
-    rlimits: run.rlimits,
+    rlimits: security.rlimits,
     setIds: true,
     uid: proc.user.uid,
     gid: proc.user.gid,
     groups: ids.groups,
-    capLast: run.capLast,
-    capBounding: run.capBounding,
-    capEffective: run.capEffective,
-    capPermitted: run.capPermitted,
-    capInheritable: run.capInheritable,
-    capAmbient: run.capAmbient,
+    capLast: security.capLast,
+    capBounding: security.capBounding,
+    capEffective: security.capEffective,
+    capPermitted: security.capPermitted,
+    capInheritable: security.capInheritable,
+    capAmbient: security.capAmbient,
     noNewPrivileges: proc.noNewPrivileges !== false,
     pdeathsig: options.detached ? 0 : SIGKILL,
     rootNodev: options.allowImageDevices !== true,
     terminal: proc.terminal === true,
     consoleRows: proc.consoleSize?.height,
     consoleCols: proc.consoleSize?.width,
-    execPath: run.execPath,
+    execPath,
     args: proc.args,
-    env: run.env,
-    init,
-    ...seccompForPlan(spec.linux?.seccomp, init),
+    env: proc.env ?? [`PATH=${DEFAULT_PATH}`],
+    init: base.init,
+    ...base.seccomp,
   };
 
   const described: DescribeContext = {
@@ -143,7 +203,7 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     rootfs: root.rootfs,
     overlay: overlay.overlayData !== undefined,
     cwd,
-    execPath: run.execPath,
+    execPath,
     overlayPrep: overlay.overlayPrep?.map((p) => p.slice(overlay.overlayUpper!.length)),
     overlayDir: overlay.overlayPersist,
     overlayDirReadonly: overlay.overlayPersistReadonly,
@@ -164,4 +224,13 @@ export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLa
     groups: ids.groups,
   };
   return { plan, describeFailure: (rec) => describeFailure(rec, described) };
+}
+
+/** Check a spec and compile it into a launch plan. Throws SpecError naming the field. */
+export function prepareLaunch(spec: Spec, options: PlanOptions = {}): PreparedLaunch {
+  const base = planLaunchBase(spec, options);
+  const mounts = planLaunchMounts(base, spec, options);
+  const proc = spec.process!;
+  const execPath = findExecutable(mounts.b, proc.args[0], proc.env ?? [`PATH=${DEFAULT_PATH}`], mounts.cwd);
+  return planLaunchFinish(base, mounts, spec, execPath, options);
 }

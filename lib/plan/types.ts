@@ -171,4 +171,18 @@ export interface PlanOptions {
 export interface PreparedLaunch {
   plan: LaunchPlan;
   describeFailure(rec: FailureRecord): ContainerError;
+  /**
+   * A prepared container's launch: `plan` converted to C once (the addon's
+   * compilePlan), and what this launch changes in it; the addon then
+   * converts only those. `plan` is still the whole plan, for JS to read.
+   */
+  compiled?: { plan: object; override?: PlanOverride };
+}
+
+/** What one launch of a compiled plan changes (each field replaces the compiled one). */
+export interface PlanOverride {
+  execPath?: string;
+  args?: string[];
+  env?: string[];
+  hostname?: string;
 }
