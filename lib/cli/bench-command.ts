@@ -135,7 +135,7 @@ export function registerBenchCommand(program: Command): void {
     .addOption(new Option('--warmup <n>', 'unrecorded launches per runtime first').argParser(intAtLeast(0)))
     .option(
       '--phases',
-      'also time the phases of one launch (clone, id maps, mounts, pivot_root, exec, exit notification) under strace',
+      'also time the phases of a launch from inside (JS, addon, worker, each child step, exit watch) for spawn(), a prepared container and floor.c',
     )
     .option('--heap', 'also compare launches from a Node process holding ~1 GiB of heap with one holding none')
     .addOption(new Option('--heap-mib <n>', 'heap retained for --heap').argParser(intAtLeast(1)).default(1024))
