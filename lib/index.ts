@@ -19,8 +19,17 @@ export type { CgroupStats, LinuxResources } from './cgroups/types.js';
 export { defaultSeccompProfile, resolveSeccomp, DEFAULT_BLOCKED, DOCKER_DEFAULT_PATH } from './seccomp/index.js';
 export type { LinuxSeccomp, LinuxSyscall, LinuxSeccompArg, SeccompChoice, SecurityOptions } from './seccomp/index.js';
 export type * from './oci/spec.js';
-export { exec, runscript, runImage, shell, testImage, parseBindList, parseMountSpec } from './singularity/index.js';
-export type { ExecOptions, ImageContainer, BindSpec } from './singularity/index.js';
+export {
+  exec,
+  runscript,
+  runImage,
+  shell,
+  testImage,
+  prepareExec,
+  parseBindList,
+  parseMountSpec,
+} from './singularity/index.js';
+export type { ExecOptions, ImageContainer, BindSpec, PreparedImage, PreparedImageLaunch } from './singularity/index.js';
 export { startInstance, getInstance, listInstances, stopInstance, Instance } from './singularity/index.js';
 export type {
   InstanceOptions,

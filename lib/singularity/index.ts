@@ -17,10 +17,12 @@ import { applyUserLayers, envFromList, envToList, SHELL_VARIABLES, type EnvMap }
 import { launchHolds, presetImage, type ResolvedRunImage } from './image.js';
 import type { SpawnOptions } from '../container.js';
 import { checkJoinable, Instance, instanceFromRef, joinSpec } from './instance.js';
+import { preparedImage, type PreparedImage } from './prepared.js';
 
 export type { ExecOptions, ActionMode, CompiledLaunch } from './compile.js';
 export type { BindSpec } from './binds.js';
 export type { ResolvedRunImage } from './image.js';
+export type { PreparedImage, PreparedImageLaunch } from './prepared.js';
 export { parseBindList, parseMountSpec } from './binds.js';
 export { compileLaunch } from './compile.js';
 export {
@@ -302,6 +304,39 @@ async function start(
 
 /** @internal a launch with hooks (instances). */
 export const launchImage = start;
+
+/**
+ * `exec IMAGE ARGV` resolved, compiled and planned once, its environment
+ * scripts evaluated once, for many launches (a pilot's short payloads from
+ * one image): `p.run({ args, env, cwd, binds })` per payload, `p.close()` at
+ * the end. What a launch may change is `PreparedImageLaunch`; anything else
+ * (the image, binds given here, limits) needs a new prepareExec().
+ */
+export async function prepareExec(image: string, argv: string[], options: ExecOptions = {}): Promise<PreparedImage> {
+  if (typeof image !== 'string' || image.startsWith('instance://'))
+    throw SpecError.inOption('image', 'a running instance is joined by exec(), not prepared: prepare an image');
+  const holds: NonNullable<ResolvedRunImage['hold']>[] = [];
+  const release = () => {
+    for (const h of holds.splice(0)) void h.release();
+  };
+  let c: CompiledLaunch;
+  try {
+    c = await launchHolds.run(holds, () => compileLaunch(image, argv, options, 'exec'));
+  } catch (e) {
+    release();
+    throw e;
+  }
+  for (const w of c.warnings) options.onNotice?.('WARNING', w);
+  for (const i of c.infos) options.onNotice?.('INFO', i);
+  try {
+    const imageEnv = await evaluateEnvScripts(c, c.baseEnv, { dispose: c.dispose });
+    return preparedImage(c, applyUserLayers(imageEnv, c.hostEnv, c.envFile, c.envOption), release);
+  } catch (e) {
+    c.dispose();
+    release();
+    throw e;
+  }
+}
 
 /** Run `argv` in the image (`apptainer exec IMAGE CMD...`), or in a running instance (`instance://NAME`). */
 export async function exec(image: ImageOrInstance, argv: string[], options: ExecOptions = {}): Promise<ImageContainer> {
