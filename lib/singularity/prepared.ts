@@ -7,7 +7,7 @@
 import type { Container, RunResult } from '../container.js';
 import { SpecError } from '../errors.js';
 import { prepare, type PreparedContainer, type PreparedSpawnOptions } from '../prepared.js';
-import type { CompiledLaunch, ExecOptions } from './compile.js';
+import type { CompiledLaunch } from './compile.js';
 import { envToList, type EnvMap } from './environment.js';
 import type { ResolvedRunImage } from './image.js';
 
