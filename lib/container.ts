@@ -407,14 +407,20 @@ export class Container extends EventEmitter {
         finish();
       });
     };
-    this.handle = binding.spawn(prepared.compiled?.plan ?? prepared.plan, slots, onSpawn, onExit, {
-      override: prepared.compiled?.override,
-      startGate: options.startGate ?? ownGate?.[0],
-      consoleSocket: options.consoleSocket,
-      preserveFds: options.preserveFds,
-      rootfsFd,
-      timing: options.timing === true,
-    });
+    try {
+      this.handle = binding.spawn(prepared.compiled?.plan ?? prepared.plan, slots, onSpawn, onExit, {
+        override: prepared.compiled?.override,
+        startGate: options.startGate ?? ownGate?.[0],
+        consoleSocket: options.consoleSocket,
+        preserveFds: options.preserveFds,
+        rootfsFd,
+        timing: options.timing === true,
+      });
+    } catch (e) {
+      // Refused before clone (a bad fd, spawn_prepare's errno): our gate's pipe goes too.
+      closeGate();
+      throw e;
+    }
     // Detached: the container outlives us, so its exit must not keep the loop
     // alive (the launch itself still does, until 'spawn').
     if (options.detached) this.handle.unref();

@@ -220,3 +220,16 @@ await c.exited;
     t.match(r.out, /^\d+:pids:\/\n$/, "it stayed in the user's own cgroup");
   },
 );
+
+t.test('a launch the addon refuses before clone leaves no gate pipe behind', async (t) => {
+  if (!isRoot) return t.pass("v1 hierarchies are root's here: a launch with limits cannot be made unprivileged");
+  // A cgroup gives the launch a start gate of ours (a pipe); a preserveFds
+  // count the addon refuses throws from spawn(), after the pipe was made.
+  const before = openFds();
+  for (let i = 0; i < 5; i++)
+    t.throws(
+      () => spawn(withResources(spec(['/bin/true']), { pids: { limit: 20 } }), { preserveFds: -1 }),
+      /preserveFds/,
+    );
+  t.same(openFds(), before, 'no fd left open by the refused launches');
+});
