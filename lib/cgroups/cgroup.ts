@@ -84,6 +84,15 @@ function readInt(file: string, key?: string): number | null {
 const errCode = (e: unknown) => (e as NodeJS.ErrnoException).code;
 
 /** Root may move processes anywhere; anyone else only into a cgroup whose cgroup.procs it may write. */
+/** How many processes DIR's cgroup.procs lists (0 when it cannot be read: the join then fails as before). */
+function populated(dir: string): number {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).length;
+  } catch {
+    return 0;
+  }
+}
+
 function mayWrite(dir: string): boolean {
   if (process.geteuid!() === 0) return true;
   try {
@@ -174,6 +183,19 @@ export class Cgroup {
             path: dir,
             controller,
           });
+        if (code === 'EEXIST' && i === parts.length - 1) {
+          // A cgroupsPath naming an existing cgroup is joined only while it
+          // is empty: one that holds processes is not the container's own,
+          // and its limits, kill --all, pause and our destroy would reach
+          // them (runc refuses it too).
+          const n = populated(dir);
+          if (n)
+            throw new CgroupError(
+              `the cgroup ${dir} already holds ${n} process(es): a container's cgroup must be its own`,
+              { code: 'EBUSY', path: dir, controller },
+            );
+          continue;
+        }
         if (code === 'EEXIST') continue;
         if ((code === 'EACCES' || code === 'EPERM' || code === 'EROFS') && !this.made.some((m) => dir.startsWith(m)))
           return null;

@@ -39,6 +39,9 @@ function throttle(list: LinuxThrottleDevice[] | undefined, pointer: string): [st
 }
 
 /** runc's ConvertCPUSharesToCgroupV2Value: [2, 262144] -> [1, 10000]. */
+/** The cgroup.* files `linux.resources.unified` may write: limits on the container's own subtree. */
+const UNIFIED_CORE = new Set(['cgroup.max.depth', 'cgroup.max.descendants']);
+
 export function sharesToWeight(shares: number): number {
   return shares === 0 ? 0 : 1 + Math.floor(((shares - 2) * 9999) / 262142);
 }
@@ -256,6 +259,12 @@ export function resourceWrites(
       throw new SpecError(p, 'must name a cgroup v2 interface file such as memory.high');
     if (typeof v !== 'string') throw new SpecError(p, 'must be a string');
     const ctl = k.slice(0, k.indexOf('.'));
+    // Of the core files only the two limits: cgroup.procs, .threads, .kill,
+    // .freeze, .subtree_control and .type would move host processes into the
+    // container's cgroup (then under its limits, kill --all and delete), kill
+    // or freeze it, or change what the tree is.
+    if (ctl === 'cgroup' && !UNIFIED_CORE.has(k))
+      throw new SpecError(p, `only ${[...UNIFIED_CORE].join(' and ')} of the cgroup.* files may be set`);
     if (ctl !== 'cgroup' && versionOf(ctl) !== 2) throw new SpecError(p, `unified key/values need ${ctl} on cgroup v2`);
     add(ctl === 'cgroup' ? '' : ctl, k, v, p);
   }

@@ -165,6 +165,30 @@ t.test('hostile and odd cgroupsPath values', async (t) => {
   t.ok(existsSync(`/sys/fs/cgroup/pids/${name}/inner`));
   await cg.destroy();
   t.notOk(existsSync(`/sys/fs/cgroup/pids/${name}`), 'the parents we made are removed too');
+  // An existing cgroup that holds a process (another container's, a
+  // service's) is not joined: its limits, kill --all and destroy would reach it.
+  const victimDir = `/sys/fs/cgroup/pids/${TAG}-victim`;
+  mkdirSync(victimDir);
+  writeFileSync(join(victimDir, 'pids.max'), '50');
+  const victim = spawn('sleep', ['300'], { stdio: 'ignore' });
+  t.teardown(() => {
+    victim.kill('SIGKILL');
+    return once(victim, 'close').then(() => rmdirSync(victimDir));
+  });
+  writeFileSync(join(victimDir, 'cgroup.procs'), String(victim.pid));
+  t.throws(
+    () => Cgroup.create({ id: id(), path: `/${TAG}-victim`, resources: { pids: { limit: 5 } } }),
+    { name: 'CgroupError', message: /already holds 1 process/ },
+    'a populated cgroup is refused',
+  );
+  t.equal(readFileSync(join(victimDir, 'pids.max'), 'utf8').trim(), '50', 'its limit is untouched');
+  t.ok(!gone(victim.pid!), 'its process lives');
+  t.match(readFileSync(`/proc/${victim.pid}/cgroup`, 'utf8'), `:pids:/${TAG}-victim\n`, 'and stays there');
+  t.same(
+    readdirSync('/sys/fs/cgroup/unified').filter((d) => d.startsWith(`${TAG}-victim`)),
+    [],
+    'nothing made in the other hierarchies either',
+  );
   // a limit the host has no file for names it
   t.throws(() => Cgroup.create({ id: id(), resources: { hugepageLimits: [{ pageSize: '3MB', limit: 1 }] } }), {
     name: 'CgroupError',

@@ -220,6 +220,32 @@ t.test('update changes the live limits (felt inside, recorded); events --stats r
   t.match(bad.err, /cpuset\.cpus/, bad.err);
 });
 
+t.test('unified cgroup.* files that would pull a host process in are refused, at create and by update', async (t) => {
+  if (!isRoot) return t.pass("the v1 hierarchies are root's here; the unified tree's files need root too");
+  // A host process the container must never reach (tagged, killed by pid).
+  const victim = spawn('sleep', ['300'], { stdio: 'ignore' });
+  t.teardown(() => victim.kill('SIGKILL'));
+  const where = cgroupOf(victim.pid!);
+  const root = scratch(t);
+  await running(t, root, 'h1', { pids: { limit: 64 } });
+  const resources = join(scratch(t), 'res.json');
+  for (const key of ['cgroup.procs', 'cgroup.threads', 'cgroup.kill', 'cgroup.freeze', 'cgroup.subtree_control']) {
+    writeFileSync(resources, JSON.stringify({ unified: { [key]: String(victim.pid) } }));
+    const u = await oci(root, 'update', '--resources', resources, 'h1');
+    t.equal(u.code, 1, `update ${key} refused`);
+    t.match(u.err, /only cgroup\.max\.depth and cgroup\.max\.descendants/, u.err);
+  }
+  const bundle = makeBundle(scratch(t), ['/bin/true']);
+  const cfg = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+  cfg.linux.resources = { unified: { 'cgroup.procs': String(victim.pid) } };
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify(cfg));
+  const c = await oci(root, 'run', '--bundle', bundle, 'h2');
+  t.not(c.code, 0, 'run with cgroup.procs in unified refused');
+  t.match(c.err, /unified\/cgroup\.procs/, c.err);
+  t.equal(cgroupOf(victim.pid!), where, 'the host process never left its cgroup');
+  t.ok(!gone(victim.pid!), 'and lives');
+});
+
 t.test('events streams stats and reports an OOM kill, then ends with the container', async (t) => {
   if (!isRoot) return t.pass("the v1 memory controller is root's here");
   const root = scratch(t);

@@ -137,6 +137,8 @@ t.test('bad values are SpecErrors naming the field', async (t) => {
     [{ cpu: { cpus: '0;rm -rf' } }, '/linux/resources/cpu/cpus', /list/],
     [{ hugepageLimits: [{ pageSize: '../x', limit: 1 }] }, '/linux/resources/hugepageLimits/0/pageSize', /size/],
     [{ unified: { '../../etc/passwd': 'x' } }, '/linux/resources/unified/..~1..~1etc~1passwd', /interface file/],
+    [{ unified: { 'cgroup.procs': '1' } }, '/linux/resources/unified/cgroup.procs', /only cgroup\.max\.depth/],
+    [{ unified: { 'cgroup.kill': '1' } }, '/linux/resources/unified/cgroup.kill', /only cgroup\.max\.depth/],
     [{ devices: [{ allow: true, type: 'x' }] }, '/linux/resources/devices/0/type', /a, b or c/],
     [{ blockIO: { weight: 5 } }, '/linux/resources/blockIO/weight', /10 to 1000/],
   ];
