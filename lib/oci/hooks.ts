@@ -191,6 +191,7 @@ export function setupIdentity(pid: number, payload: Process['user']): HookIdenti
  * Resolves with a failure text, or undefined when the hook succeeded.
  */
 export async function runHookIn(
+  kind: 'createContainer' | 'startContainer',
   pid: number,
   spec: Spec,
   who: HookIdentity,
@@ -198,10 +199,14 @@ export async function runHookIn(
   state: OciState,
 ): Promise<string | undefined> {
   const args = h.args && h.args.length ? h.args : [h.path];
+  // A startContainer hook is the image's program run in the container just
+  // before the payload: under the container's seccomp filter, as runc runs it
+  // from its init once the filter is loaded. A createContainer hook runs
+  // before any of the container's security exists (its path is the host's).
   const hookSpec: Spec = {
     ...spec,
     process: { ...who, args: [h.path, ...args.slice(1)], env: h.env ?? [], cwd: '/', terminal: false },
-    linux: { ...spec.linux, seccomp: undefined },
+    linux: kind === 'startContainer' ? spec.linux : { ...spec.linux, seccomp: undefined },
   };
   let c;
   try {
@@ -295,7 +300,7 @@ export async function runHooksIn(
   state: OciState,
 ): Promise<void> {
   for (const [i, h] of (hooks ?? []).entries()) {
-    const failure = await runHookIn(pid, spec, who, h, state);
+    const failure = await runHookIn(kind, pid, spec, who, h, state);
     if (failure !== undefined) throw new HookError(kind, i, `${kind} hook #${i} failed: ${failure}`);
   }
 }

@@ -270,7 +270,12 @@ export async function create(root: string, id: string, o: CreateOptions, log: Lo
       poststart: b.hooks.poststart,
       poststop: b.hooks.poststop,
     },
-    ...(b.hooks.startContainer?.length ? { hookIdentity: payloadIdentity(b.spec) } : {}),
+    ...(b.hooks.startContainer?.length
+      ? {
+          hookIdentity: payloadIdentity(b.spec),
+          ...(b.spec.linux?.seccomp ? { hookSeccomp: b.spec.linux.seccomp } : {}),
+        }
+      : {}),
   };
   let fifo: number | undefined;
   let container: Container | undefined;
@@ -466,7 +471,11 @@ async function startContainer(s: LoadedState, log: Logger): Promise<void> {
       `container ${s.rec.id} has startContainer hooks and its state belongs to uid ${s.owner}: only that user may start it`,
     );
   const rec = s.rec as StateRecord & { rootfs?: string };
-  const spec: Spec = { ociVersion: rec.ociVersion, root: { path: rec.rootfs ?? '/' }, linux: {} };
+  const spec: Spec = {
+    ociVersion: rec.ociVersion,
+    root: { path: rec.rootfs ?? '/' },
+    linux: rec.hookSeccomp ? { seccomp: rec.hookSeccomp } : {},
+  };
   try {
     await runHooksIn('startContainer', hooks, rec.pid, spec, rec.hookIdentity!, ociState(s, 'created'));
   } catch (e) {

@@ -47,6 +47,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Process } from './spec.js';
+import type { LinuxSeccomp } from '../seccomp/types.js';
 
 /**
  * A failure of the state verbs. `kind` is what runc's clients test its
@@ -95,6 +96,8 @@ export interface StateRecord {
   };
   /** The payload's user, capabilities and no_new_privs, which startContainer hooks run with (as runc's). */
   hookIdentity?: Pick<Process, 'user' | 'capabilities' | 'noNewPrivileges'>;
+  /** The container's seccomp profile, which startContainer hooks run under (as runc's: its init loaded it). */
+  hookSeccomp?: LinuxSeccomp;
   /** The container's cgroup (lib/cgroups), which delete removes: its directories and those create made. */
   cgroup?: {
     dirs: string[];

@@ -290,7 +290,7 @@ t.test(
       join(bundle, 'rootfs', 'sc.sh'),
       '/out',
       'startContainer',
-      'test -e /sc.sh && echo root is the container > /out/startContainer.saw',
+      'test -e /sc.sh && echo root is the container > /out/startContainer.saw; grep ^Seccomp: /proc/self/status > /out/startContainer.seccomp',
     );
     t.notOk(existsSync('/sc.sh'), 'no /sc.sh on the host');
 
@@ -339,6 +339,12 @@ t.test(
     );
     t.equal(readFileSync(join(out, 'startContainer.ns'), 'utf8'), initNs, "startContainer: the container's namespaces");
     t.equal(readFileSync(join(out, 'startContainer.saw'), 'utf8'), 'root is the container\n', 'after pivot_root');
+    // An image's program just before the payload runs under the container's seccomp filter (mode 2), as runc's.
+    t.match(
+      readFileSync(join(out, 'startContainer.seccomp'), 'utf8'),
+      /^Seccomp:\s+2$/m,
+      "under the container's filter",
+    );
     t.match(JSON.parse(readFileSync(join(out, 'startContainer.json'), 'utf8')), {
       id: 'cc1',
       status: 'created',
