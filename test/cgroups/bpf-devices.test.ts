@@ -32,7 +32,7 @@ async function opens(cg: Cgroup, paths: string[]): Promise<string[]> {
   return out.trim().split('\n');
 }
 
-t.test('the program: v1 meaning (an "a" rule resets, the last match wins), runc-style encoding', async (t) => {
+t.test('the program: v1 meaning (an "a" rule resets, exceptions keyed by node), runc-style encoding', async (t) => {
   const r = effectiveRules([
     { allow: true, rule: 'c 1:3 rw' },
     { allow: false, rule: 'a' },
@@ -40,15 +40,32 @@ t.test('the program: v1 meaning (an "a" rule resets, the last match wins), runc-
     { allow: false, rule: 'c 1:5 w' },
   ]);
   t.equal(r.defaultAllow, false);
-  t.equal(r.exceptions.length, 2, 'what came before the "a" rule is gone');
+  t.same(
+    r.exceptions,
+    [{ allow: true, type: 2, major: 1, minor: 5, access: 3 }],
+    'what came before the "a" rule is gone; the deny took w off c 1:5 rwm',
+  );
   const prog = deviceProgram([{ allow: false, rule: 'a' }]);
   t.equal(prog.length, 8 * 8, 'six loads and the default (mov, exit)');
   t.equal(prog.readUInt8(prog.length - 8), 0x95, 'ends with exit');
   t.equal(prog.readInt32LE(prog.length - 12), 0, 'deny by default');
-  // "c 1:3 rw": type, access (3 insns), major, minor tests, then mov+exit: 8 insns, each jump to the block's end.
-  const one = deviceProgram([{ allow: true, rule: 'c 1:3 rw' }]).subarray(6 * 8, 14 * 8);
+  // "c 1:3 rw" allowed under deny: type, access (3 insns), major, minor tests, then mov+exit: 8 insns, each
+  // jump to the block's end. The access test is "asked for a bit outside the rule" (jne r1, r3).
+  const one = deviceProgram([
+    { allow: false, rule: 'a' },
+    { allow: true, rule: 'c 1:3 rw' },
+  ]).subarray(6 * 8, 14 * 8);
   const offs = [0, 1, 2, 3, 4, 5].map((i) => one.readInt16LE(i * 8 + 2));
   t.same(offs, [7, 0, 0, 4, 3, 2], 'each failed test skips the rest of its block');
+  t.equal(one.readUInt8(3 * 8), 0x5d, 'an allow exception must hold every bit asked for');
+  // "c 1:3 w" denied under allow: the access test is "no bit asked for is in the rule" (jeq r1, 0).
+  const den = deviceProgram([
+    { allow: true, rule: 'a' },
+    { allow: false, rule: 'c 1:3 w' },
+  ]).subarray(6 * 8, 14 * 8);
+  t.equal(den.readUInt8(3 * 8), 0x15, 'a deny exception fires on any bit asked for');
+  t.equal(den.readInt32LE(6 * 8 + 4), 0, 'and denies');
+  t.same(deviceProgram([{ allow: true, rule: 'c 1:3 rw' }]), deviceProgram([]), 'allow under allow: nothing to check');
 });
 
 t.test('attached to a v2 cgroup: denied what the rules deny, allowed what they allow', async (t) => {
