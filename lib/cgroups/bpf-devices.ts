@@ -1,12 +1,21 @@
 // Device rules for cgroup v2: a BPF_PROG_TYPE_CGROUP_DEVICE program, as runc
 // (libcontainer/cgroups/devices/devicefilter.go) and crun assemble one by
 // hand. The rules are the v1 devices controller's ("a", "c 1:3 rwm", in
-// order, allow or deny), with its meaning: an "a" rule sets the default and
-// clears what came before, every other rule is an exception, the last one
-// that matches wins. The program checks the exceptions from the last to the
-// first and returns at the first match, else the default. A rule matches a
-// request when the type, major and minor match (or are wildcards) and the
-// access asked for is within the rule's (runc's test, for allow and deny).
+// order, written to devices.allow or devices.deny), and the program decides
+// what the v1 controller decides for the same list (security/device_cgroup.c).
+// So the list is first reduced to v1's state, as runc's devices emulator does:
+// a default and a set of exceptions keyed by (type, major, minor). An "a" rule
+// sets the default and clears the exceptions. Any other rule whose verb is the
+// default's (allow while allowing, deny while denying) takes its access bits
+// off the exception with exactly that key; the other verb adds them to it. A
+// wildcard exception is never split: "c 1:* rw" then "deny c 1:3 w" under a
+// deny default leaves c 1:3 writable, on v1 and here alike (runc refuses that
+// list instead). Then, as v1 checks an access:
+//   default allow: denied when any exception matches the device and shares any
+//     access bit with the request (O_RDWR asks rw: a "w" exception denies it);
+//   default deny: allowed only when one exception matches the device and
+//     holds every access bit asked for.
+// The order of the exceptions does not matter.
 //
 // The context (struct bpf_cgroup_dev_ctx): u32 access_type = (access << 16)
 // | type, u32 major, u32 minor; access bits mknod 1, read 2, write 4; type
@@ -30,13 +39,14 @@ interface Parsed {
 }
 
 function parse(r: DeviceRule): Parsed {
-  if (r.rule === 'a') return { allow: r.allow, type: null, major: null, minor: null, access: 7 };
-  const m = /^([abc]) (\*|\d+):(\*|\d+) ([rwm]{1,3})$/.exec(r.rule);
+  // The v1 controller reads any rule that starts with "a" as "a": all devices, all access.
+  if (/^a( |$)/.test(r.rule)) return { allow: r.allow, type: null, major: null, minor: null, access: 7 };
+  const m = /^([bc]) (\*|\d+):(\*|\d+) ([rwm]{1,3})$/.exec(r.rule);
   if (!m) throw new Error(`not a device rule: ${JSON.stringify(r.rule)}`);
   const num = (s: string) => (s === '*' ? null : Number(s));
   return {
     allow: r.allow,
-    type: m[1] === 'a' ? null : TYPE[m[1]],
+    type: TYPE[m[1]],
     major: num(m[2]),
     minor: num(m[3]),
     access: [...m[4]].reduce((a, c) => a | ACCESS[c], 0),
@@ -61,18 +71,33 @@ const MOV32_X = 0xbc; // BPF_ALU | BPF_MOV | BPF_X
 const MOV32_K = 0xb4; // BPF_ALU | BPF_MOV | BPF_K
 const JNE_K = 0x55; // BPF_JMP | BPF_JNE | BPF_K
 const JNE_X = 0x5d; // BPF_JMP | BPF_JNE | BPF_X
+const JEQ_K = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const EXIT = 0x95; // BPF_JMP | BPF_EXIT
 
-/** The rules' meaning, as the v1 controller keeps it: a default and the exceptions after the last "a". */
+/**
+ * The rules' meaning, as the v1 controller keeps it: a default and the
+ * exceptions to it (each one's allow is the opposite of the default), one
+ * per (type, major, minor), in the order first made.
+ */
 export function effectiveRules(rules: DeviceRule[]): { defaultAllow: boolean; exceptions: Parsed[] } {
   let defaultAllow = true; // a new v1 cgroup allows everything
   let exceptions: Parsed[] = [];
   for (const r of rules) {
     const p = parse(r);
-    if (p.type === null && p.major === null && p.minor === null && p.access === 7) {
+    if (p.type === null) {
       defaultAllow = p.allow;
       exceptions = [];
-    } else exceptions.push(p);
+      continue;
+    }
+    const i = exceptions.findIndex((e) => e.type === p.type && e.major === p.major && e.minor === p.minor);
+    if (p.allow === defaultAllow) {
+      // dev_exception_rm: only the exception with exactly this key loses the bits.
+      if (i < 0) continue;
+      const access = exceptions[i].access & ~p.access;
+      if (access) exceptions[i] = { ...exceptions[i], access };
+      else exceptions.splice(i, 1);
+    } else if (i < 0) exceptions.push({ ...p, allow: !defaultAllow });
+    else exceptions[i] = { ...exceptions[i], access: exceptions[i].access | p.access }; // dev_exception_add
   }
   return { defaultAllow, exceptions };
 }
@@ -88,20 +113,22 @@ export function deviceProgram(rules: DeviceRule[]): Buffer {
     insn(LDX_W, 4, 1, 4, 0), // r4 = major
     insn(LDX_W, 5, 1, 8, 0), // r5 = minor
   ];
-  for (const p of [...exceptions].reverse()) {
+  for (const p of exceptions) {
     // Each test jumps past the rest of this block when it does not match.
     const tests: [number, number, number, number][] = []; // code, dst, src, imm
     if (p.type !== null) tests.push([JNE_K, 2, 0, p.type]);
     if (p.access !== 7) {
       tests.push([MOV32_X, 1, 3, 0]); // r1 = access asked for
-      tests.push([AND32_K, 1, 0, p.access]);
-      tests.push([JNE_X, 1, 3, 0]); // asked for more than the rule says
+      tests.push([AND32_K, 1, 0, p.access]); // r1 = the part of it the exception names
+      if (defaultAllow)
+        tests.push([JEQ_K, 1, 0, 0]); // a deny exception: no bit of the request in it
+      else tests.push([JNE_X, 1, 3, 0]); // an allow exception: the request has a bit outside it
     }
     if (p.major !== null) tests.push([JNE_K, 4, 0, p.major]);
     if (p.minor !== null) tests.push([JNE_K, 5, 0, p.minor]);
     const len = tests.length + 2;
     tests.forEach(([code, dst, src, imm], i) => {
-      const jump = code === JNE_K || code === JNE_X;
+      const jump = code === JNE_K || code === JNE_X || code === JEQ_K;
       out.push(insn(code, dst, src, jump ? len - i - 1 : 0, imm));
     });
     out.push(insn(MOV32_K, 0, 0, 0, p.allow ? 1 : 0), insn(EXIT, 0, 0, 0, 0));
