@@ -4,7 +4,7 @@
 // and binds. A pilot running thousands of short payloads from one image pays
 // the image resolution, the session files, the env-script container and the
 // plan once (lib/prepared.ts does the spec's part).
-import type { Container, RunResult } from '../container.js';
+import { awaitRun, type Container, type RunResult } from '../container.js';
 import { SpecError } from '../errors.js';
 import { prepare, type PreparedContainer, type PreparedSpawnOptions } from '../prepared.js';
 import type { CompiledLaunch } from './compile.js';
@@ -39,9 +39,12 @@ export class PreparedImage {
   /** What Apptainer would say as INFO, as exec()'s. */
   readonly infos: string[];
   private readonly env: EnvMap;
-  private readonly defaults: Partial<PreparedSpawnOptions>;
+  private readonly defaults: PreparedImageLaunch;
   private readonly release: () => void;
   private closed = false;
+  /** Launches whose container has not exited yet: they need the session files (until started) and the cache hold. */
+  private starting = 0;
+  private released = false;
 
   /** @internal use prepareExec() */
   constructor(
@@ -58,7 +61,7 @@ export class PreparedImage {
     this.release = release;
     const d: Record<string, unknown> = {};
     for (const k of PER_LAUNCH) if (c.spawnOptions[k] !== undefined) d[k] = c.spawnOptions[k];
-    this.defaults = d as Partial<PreparedSpawnOptions>;
+    this.defaults = d as PreparedImageLaunch;
   }
 
   /** The environment a launch gets without `env` changes, as NAME=VALUE. */
@@ -70,21 +73,42 @@ export class PreparedImage {
   spawn(launch: PreparedImageLaunch & { args?: string[] } = {}): Container {
     if (this.closed) throw new Error('this prepared image was closed: prepareExec() it again');
     const { env, ...rest } = launch;
-    return this.template.spawn({ ...this.defaults, ...rest, env: this.envWith(env) });
+    return this.track(this.template.spawn({ ...this.defaults, ...rest, env: this.envWith(env) }));
   }
 
   /** Launch and wait for the exit, as run(). */
   run(launch: PreparedImageLaunch & { args?: string[]; input?: string | Buffer } = {}): Promise<RunResult> {
     if (this.closed) return Promise.reject(new Error('this prepared image was closed: prepareExec() it again'));
-    const { env, ...rest } = launch;
-    return this.template.run({ ...this.defaults, ...rest, env: this.envWith(env) });
+    return awaitRun((o: PreparedImageLaunch & { args?: string[] }) => this.spawn(o), { ...this.defaults, ...launch });
   }
 
-  /** Release the cache hold, the session files and the pinned rootfs; launches in flight are not affected. */
+  /**
+   * Release the cache hold, the session files and the pinned rootfs. New
+   * launches throw; launches in flight are not affected: what they still
+   * need (the session files they bind, the cache entry) goes once the last
+   * of them has exited.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.template.close();
+    this.releaseIfIdle();
+  }
+
+  /** Count a launch until its container has exited (or failed to start), as exec() holds the image until then. */
+  private track(c: Container): Container {
+    this.starting++;
+    const done = () => {
+      this.starting--;
+      this.releaseIfIdle();
+    };
+    c.exited.then(done, done);
+    return c;
+  }
+
+  private releaseIfIdle(): void {
+    if (!this.closed || this.starting > 0 || this.released) return;
+    this.released = true;
     this.c.dispose();
     this.release();
   }

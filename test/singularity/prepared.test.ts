@@ -83,3 +83,23 @@ t.test('an instance is not prepared; a missing image fails before anything is ma
   mkdirSync(join(dir, 'empty'));
   await t.rejects(prepareExec(join(dir, 'nope'), ['/bin/true']), { name: 'SpecError', message: /does not exist/ });
 });
+
+t.test('close() with launches in flight: they run to the end; what they need goes after', async (t) => {
+  const image = makeSandbox(t);
+  const tmp = scratch(t);
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = tmp;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+  });
+  const p = await prepareExec(image, ['/bin/sh', '-c', 'sleep 0.3; id -un']);
+  const running = [p.run({ stdio: out }), p.run({ stdio: out })];
+  p.close();
+  t.throws(() => p.spawn(), /closed/, 'no new launch after close()');
+  for (const r of await Promise.all(running)) {
+    t.equal(r.exitCode, 0, `a launch started before close() ran to the end: ${text(r.stderr)}`);
+    t.not(text(r.stdout).trim(), '', 'with its /etc/passwd (a session file) bound');
+  }
+  t.same(readdirSync(tmp), [], 'the session files went once both had exited');
+});
