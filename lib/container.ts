@@ -290,7 +290,19 @@ export class Container extends EventEmitter {
     const onSpawn = (err: Parameters<Parameters<typeof binding.spawn>[2]>[0], res?: SpawnSuccess) => {
       const spawnedAt = options.timing ? Number(hrtime.bigint()) : 0;
       if (!err && res!.paused) {
-        // Set up but for pivot_root: the caller's hooks, then on.
+        // Set up but for pivot_root: into the container's cgroup first, so
+        // that the caller's hooks (createContainer: execs joining this pid,
+        // which join its cgroup) run under the container's limits, then the
+        // hooks, then on. (Placed again below when it resumes: a no-op.)
+        if (placeIn) {
+          try {
+            placeIn.addProcess(res!.pid);
+          } catch (e) {
+            cgroupFailure = e as Error;
+            this.handle.resume(false, onSpawn);
+            return;
+          }
+        }
         Promise.resolve()
           .then(() => options.beforePivot!(res!.pid))
           .then(

@@ -252,6 +252,15 @@ void launch_tail(spawn_job *job) {
 
 int spawn_prepare(spawn_job *job, const char **failed_call) {
   const launch_plan *p = job->view();
+  // A mount namespace joined where a root is to be built: pivot_root there
+  // would move the root of every process in it. The planner refuses it
+  // (lib/plan/root.ts); this is the same refusal for a plan that did not
+  // come from it. An exec (no rootfs) joins the container's own and pivots nothing.
+  for (int i = 0; i < p->n_joins; i++)
+    if (p->rootfs && p->joins[i].type == CLONE_NEWNS) {
+      *failed_call = "join a mount namespace by path with a root to build (refused)";
+      return -EPERM;
+    }
   for (int i = 0; i < 3; i++) {
     switch (job->stdio_kind[i]) {
       case STDIO_PIPE: {

@@ -78,33 +78,22 @@ function checkJoin(path: string, type: string, i: number, nsTypeOf: NsTypeOf): v
     );
 }
 
-/** dev:ino of a namespace file, or undefined when it cannot be seen (gone, or not ours to look at). */
-function nsIdentity(path: string): string | undefined {
-  try {
-    const st = statSync(path);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
- * A mount namespace given by path is joined and the root is built in it, as
- * runc does: pivot_root there moves the root of every process of that
- * namespace whose root was its root. That is the caller's to choose for a
- * namespace it made (joining needs CAP_SYS_ADMIN over it: root, or the user
- * namespace that owns it), but never for the runtime's own mount namespace
- * or the host's (PID 1's): refused.
+ * A mount namespace given by path is refused, whatever it is and before it is
+ * opened: the root is built in the mount namespace the container ends up in,
+ * and pivot_root there moves the root of every process of that namespace
+ * whose root was its root. Any process's namespace can be named (a root
+ * daemon with PrivateTmp= has one of its own: its next exec would run an
+ * image binary), and no check of whose it is can be trusted (a
+ * bind-mounted nsfs file, a pid reused between the check and the open, a
+ * /proc/1 we may not look at). An exec into a running container (joinPid)
+ * joins the container's own mount namespace and pivots nothing: lib/plan/enter.ts.
  */
-function checkMountJoin(path: string, i: number): void {
-  const id = nsIdentity(path);
-  const mine = nsIdentity('/proc/self/ns/mnt');
-  const host = nsIdentity('/proc/1/ns/mnt');
-  if (id !== undefined && (id === mine || id === host))
-    throw new SpecError(
-      `/linux/namespaces/${i}/path`,
-      `${path} is ${id === host ? "the host's" : "the runtime's own"} mount namespace: the container's root cannot be built in it (pivot_root would move the root of every process there); give a mount namespace made for the container, or none to have a new one`,
-    );
+function refuseMountJoin(path: string, i: number): never {
+  throw new SpecError(
+    `/linux/namespaces/${i}/path`,
+    `a mount namespace cannot be joined by path (${path}): the container's root would be built in it, and pivot_root would move the root of every process in that namespace to the image; list the mount namespace without a path to have a new one`,
+  );
 }
 
 /** The root directory and namespaces of a spec (root.path relative to bundleDir). */
@@ -128,9 +117,9 @@ export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): Ro
     if (!(n.type in NS_FLAG))
       throw new SpecError(`/linux/namespaces/${i}/type`, `namespace ${n.type} is not supported`);
     if (n.path !== undefined) {
+      if (n.type === 'mount') refuseMountJoin(n.path, i);
       if (!nsTypeOf) throw new SpecError(`/linux/namespaces/${i}/path`, 'joining namespaces needs the addon');
       checkJoin(n.path, n.type, i, nsTypeOf);
-      if (n.type === 'mount') checkMountJoin(n.path, i);
       joins.push({ type: NS_FLAG[n.type], path: n.path, ns: n.type, index: i });
     } else {
       created.add(n.type);
@@ -146,13 +135,6 @@ export function planRoot(spec: Spec, bundleDir: string, nsTypeOf?: NsTypeOf): Ro
     );
   if (!namespaces.has('mount'))
     throw new SpecError('/linux/namespaces', 'a mount namespace is required (the rootfs is entered with pivot_root)');
-  // A user namespace made after the joins owns none of them: no mount would be allowed in the joined one (EPERM).
-  const mountJoin = joins.find((j) => j.ns === 'mount');
-  if (mountJoin && created.has('user'))
-    throw new SpecError(
-      `/linux/namespaces/${mountJoin.index}/path`,
-      'a mount namespace joined by path belongs to an existing user namespace: join that one too (a user namespace with a path), or list no user namespace (root)',
-    );
   if (spec.hostname !== undefined && !namespaces.has('uts'))
     throw new SpecError('/hostname', 'setting a hostname needs a uts namespace');
   if (spec.domainname !== undefined && !namespaces.has('uts'))

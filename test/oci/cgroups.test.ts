@@ -6,7 +6,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, scratch, type Tap } from '../helpers/env.js';
 import { cleanEnv, makeBundle, OCI_BIN, oci, ociDetached, pidsTagged, until } from './helpers.js';
@@ -324,3 +324,31 @@ t.test(
     t.match(dirsOf(cinit).pids, /nodularity-c1-/, 'cgroupfs: a cgroup of its own');
   },
 );
+
+t.test("a createContainer hook runs in the container's cgroup, not the runtime's", async (t) => {
+  const root = scratch(t);
+  const out = scratch(t);
+  chmodSync(out, 0o777);
+  const bundle = makeBundle(scratch(t), ['/bin/sh', '-c', 'exec sleep 300']);
+  const cfg = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+  // A cgroup as root (a limit); unprivileged none can be made here, and the container and its hooks share ours.
+  if (isRoot) cfg.linux.resources = { pids: { limit: 64 } };
+  // A host program: before pivot_root the hook's paths are the host's.
+  cfg.hooks = {
+    createContainer: [{ path: '/bin/sh', args: ['sh', '-c', `cat /proc/self/cgroup > ${out}/cc.cgroup`] }],
+  };
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify(cfg));
+  const c = await ociDetached(root, 'create', '--bundle', bundle, 'h1');
+  t.equal(c.code, 0, c.err);
+  t.teardown(() => oci(root, 'delete', '--force', 'h1'));
+  const init = JSON.parse((await oci(root, 'state', 'h1')).out).pid as number;
+  const hook = readFileSync(join(out, 'cc.cgroup'), 'utf8');
+  t.equal(hook, cgroupOf(init), "the hook's cgroups are the container's, in every hierarchy");
+  if (!isRoot) {
+    t.equal(hook, cgroupOf(process.pid), 'no cgroup of its own unprivileged: ours');
+    return;
+  }
+  t.match(dirsOf(init).pids, /\/nodularity-/, 'the container has a cgroup of its own');
+  t.not(hook, cgroupOf(process.pid), "not the runtime's");
+  t.ok(procs(dirsOf(init).pids).includes(init), 'the init is listed in it');
+});

@@ -76,6 +76,22 @@ t.test('namespaces by path: joined (user first), checked to be of their type, th
   t.ok(planRoot(s, d, (p) => types[p]).created.has('time'), 'time is a namespace like the others');
 });
 
+t.test('a mount namespace by path: refused before the path is looked at, whatever it names', async (t) => {
+  const d = scratch(t);
+  const s = createSpec({ rootfs: d, args: ['/bin/true'] });
+  s.linux!.namespaces = [{ type: 'pid' }, { type: 'mount', path: '/run/some-daemon/mnt' }];
+  let looked = 0;
+  // Even a path the kernel would call a mount namespace (and with no addon to ask at all).
+  for (const nsTypeOf of [() => (looked++, CLONE.NEWNS), undefined])
+    t.throws(() => planRoot(s, d, nsTypeOf), {
+      name: 'SpecError',
+      pointer: '/linux/namespaces/1/path',
+      message:
+        /a mount namespace cannot be joined by path \(\/run\/some-daemon\/mnt\): .*pivot_root would move the root of every process in that namespace/,
+    });
+  t.equal(looked, 0, 'the path was never opened');
+});
+
 t.test('overlay: only when asked or needed; options checked; escaped paths', async (t) => {
   t.same(planOverlay('/r', {}, ['/x/']), {}, 'never by default');
   t.same(planOverlay('/r', { rootOverlay: 'auto' }, []), {}, 'auto without anything to create');
