@@ -73,6 +73,47 @@ export const DEFAULT_ALLOWED_DEVICES = [
 ];
 
 /** Device rules for the v1 devices controller, in order, then the defaults and the spec's linux.devices. */
+/**
+ * The kernel (v1, and the v2 program, which decides as v1) takes access away
+ * only from an exception with exactly the rule's type, major and minor: after
+ * `c 1:* rw` allowed on a default of deny, `c 1:3 w` denied changes nothing,
+ * and /dev/null stays writable. Such a list is refused, as runc refuses it
+ * ("cannot punch hole in existing wildcard rule"), rather than applied weaker
+ * than it reads.
+ */
+function refuseHoles(rules: CgroupWrite[]): void {
+  let defaultAllow = true;
+  const exceptions: { type: string; major: string; minor: string; access: string; at: string }[] = [];
+  for (const r of rules) {
+    const allow = r.file === 'devices.allow';
+    if (r.value === 'a') {
+      defaultAllow = allow;
+      exceptions.length = 0;
+      continue;
+    }
+    const [type, mm, access] = r.value.split(' ') as [string, string, string];
+    const [major, minor] = mm.split(':') as [string, string];
+    const exact = exceptions.some((e) => e.type === type && e.major === major && e.minor === minor);
+    if (allow !== defaultAllow) {
+      if (!exact) exceptions.push({ type, major, minor, access, at: r.pointer });
+      continue;
+    }
+    if (exact) continue;
+    const wider = exceptions.find(
+      (e) =>
+        e.type === type &&
+        (e.major === '*' || e.major === major) &&
+        (e.minor === '*' || e.minor === minor) &&
+        [...access].some((a) => e.access.includes(a)),
+    );
+    if (wider)
+      throw new SpecError(
+        r.pointer,
+        `cannot take ${access} away from ${type} ${major}:${minor} inside the wider rule ${wider.at} (${wider.type} ${wider.major}:${wider.minor}): the kernel changes only a rule with exactly the same type, major and minor; list the devices one by one`,
+      );
+  }
+}
+
 function deviceRules(r: LinuxResources, nodes: { type: string; major: number; minor: number }[]): CgroupWrite[] {
   const out: CgroupWrite[] = [];
   (r.devices ?? []).forEach((d, i) => {
@@ -88,6 +129,7 @@ function deviceRules(r: LinuxResources, nodes: { type: string; major: number; mi
     out.push({ controller: 'devices', file: d.allow ? 'devices.allow' : 'devices.deny', value: rule, pointer: p });
   });
   if (!out.length) return out; // no rules: the controller is left as it is (allow all)
+  refuseHoles(out);
   for (const rule of DEFAULT_ALLOWED_DEVICES)
     out.push({ controller: 'devices', file: 'devices.allow', value: rule, pointer: `${P}/devices` });
   nodes.forEach((n, i) => {

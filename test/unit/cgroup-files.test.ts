@@ -141,6 +141,18 @@ t.test('bad values are SpecErrors naming the field', async (t) => {
     [{ unified: { 'cgroup.kill': '1' } }, '/linux/resources/unified/cgroup.kill', /only cgroup\.max\.depth/],
     [{ devices: [{ allow: true, type: 'x' }] }, '/linux/resources/devices/0/type', /a, b or c/],
     [{ blockIO: { weight: 5 } }, '/linux/resources/blockIO/weight', /10 to 1000/],
+    // A deny inside a wider allow would change nothing in the kernel: /dev/null would stay writable.
+    [
+      {
+        devices: [
+          { allow: false },
+          { allow: true, type: 'c', major: 1, access: 'rw' },
+          { allow: false, type: 'c', major: 1, minor: 3, access: 'w' },
+        ],
+      },
+      '/linux/resources/devices/2',
+      /cannot take w away from c 1:3 inside the wider rule \/linux\/resources\/devices\/1/,
+    ],
   ];
   for (const [r, pointer, msg] of cases) {
     t.throws(() => resourceWrites(r as never, v1), { name: 'SpecError', pointer, message: msg }, pointer);
@@ -151,4 +163,17 @@ t.test('bad values are SpecErrors naming the field', async (t) => {
   });
   t.throws(() => resourceWrites({ memory: { swappiness: 10 } }, v2), /no per-cgroup swappiness/);
   t.throws(() => resourceWrites({ unified: { 'memory.high': '1G' } }, v1), /need memory on cgroup v2/);
+  // The same narrowing on exactly the rule's own key is what the kernel does apply: accepted.
+  t.doesNotThrow(() =>
+    resourceWrites(
+      {
+        devices: [
+          { allow: false },
+          { allow: true, type: 'c', major: 1, minor: 3, access: 'rw' },
+          { allow: false, type: 'c', major: 1, minor: 3, access: 'w' },
+        ],
+      },
+      v1,
+    ),
+  );
 });
