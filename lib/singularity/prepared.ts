@@ -43,7 +43,7 @@ export class PreparedImage {
   private readonly release: () => void;
   private closed = false;
   /** Launches whose container has not exited yet: they need the session files (until started) and the cache hold. */
-  private starting = 0;
+  private inFlight = 0;
   private released = false;
 
   /** @internal use prepareExec() */
@@ -97,9 +97,9 @@ export class PreparedImage {
 
   /** Count a launch until its container has exited (or failed to start), as exec() holds the image until then. */
   private track(c: Container): Container {
-    this.starting++;
+    this.inFlight++;
     const done = () => {
-      this.starting--;
+      this.inFlight--;
       this.releaseIfIdle();
     };
     c.exited.then(done, done);
@@ -107,7 +107,7 @@ export class PreparedImage {
   }
 
   private releaseIfIdle(): void {
-    if (!this.closed || this.starting > 0 || this.released) return;
+    if (!this.closed || this.inFlight > 0 || this.released) return;
     this.released = true;
     this.c.dispose();
     this.release();
