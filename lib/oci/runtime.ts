@@ -437,13 +437,18 @@ export async function start(root: string, id: string, log: Logger): Promise<void
  * Only the state's owner runs them: root refuses to start a user's container
  * that names hooks rather than run programs a user chose.
  */
+/** Hooks named in a state are run by its owner only: root does not run programs a user chose. */
+function ownerRunsHooks(s: LoadedState, kind: 'prestart' | 'startContainer'): void {
+  if (s.owner !== process.geteuid!())
+    throw new OciStateError(
+      `container ${s.rec.id} has ${kind} hooks and its state belongs to uid ${s.owner}: only that user may start it`,
+    );
+}
+
 async function prestart(s: LoadedState, log: Logger): Promise<void> {
   const hooks = s.rec.hooks?.prestart;
   if (!hooks?.length) return;
-  if (s.owner !== process.geteuid!())
-    throw new OciStateError(
-      `container ${s.rec.id} has prestart hooks and its state belongs to uid ${s.owner}: only that user may start it`,
-    );
+  ownerRunsHooks(s, 'prestart');
   try {
     await runHooks('prestart', hooks, ociState(s, 'created'), log.warn);
   } catch (e) {
@@ -466,10 +471,7 @@ function payloadIdentity(spec: Spec): HookIdentity {
 async function startContainer(s: LoadedState, log: Logger): Promise<void> {
   const hooks = s.rec.hooks?.startContainer;
   if (!hooks?.length) return;
-  if (s.owner !== process.geteuid!())
-    throw new OciStateError(
-      `container ${s.rec.id} has startContainer hooks and its state belongs to uid ${s.owner}: only that user may start it`,
-    );
+  ownerRunsHooks(s, 'startContainer');
   const rec = s.rec as StateRecord & { rootfs?: string };
   const spec: Spec = {
     ociVersion: rec.ociVersion,
