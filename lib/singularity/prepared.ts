@@ -8,7 +8,7 @@ import { awaitRun, type Container, type RunResult } from '../container.js';
 import { SpecError } from '../errors.js';
 import { prepare, type PreparedContainer, type PreparedSpawnOptions } from '../prepared.js';
 import type { CompiledLaunch } from './compile.js';
-import { envToList, type EnvMap } from './environment.js';
+import { envOption, envToList, type EnvMap } from './environment.js';
 import type { ResolvedRunImage } from './image.js';
 
 /** What may change from one launch of a prepared image to the next, and how it is run. */
@@ -117,14 +117,12 @@ export class PreparedImage {
     if (extra === undefined) return envToList(this.env);
     if (typeof extra !== 'object' || extra === null || Array.isArray(extra))
       throw SpecError.inOption('env', 'must be an object of NAME: VALUE strings');
-    const m = new Map(this.env);
-    for (const [k, v] of Object.entries(extra)) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
-        throw SpecError.inOption('env', `${JSON.stringify(k)} is not a variable name`);
+    for (const [k, v] of Object.entries(extra))
       if (typeof v !== 'string' || v.includes('\0'))
         throw SpecError.inOption(`env.${k}`, 'must be a string without NUL bytes');
-      m.set(k, v);
-    }
+    // Names checked and set as --env sets them.
+    const m = new Map(this.env);
+    for (const [k, v] of envOption(extra, 'env')) m.set(k, v);
     return envToList(m);
   }
 }
