@@ -319,22 +319,7 @@ async function runJob(job: Job, binds: string[]): Promise<StepRecord[]> {
       if (!argv) continue;
       if (stopping && !blocker) blocker = `pilot stopped by ${stopping}`;
       if (blocker) {
-        records.push(
-          print({
-            job: job.id,
-            step,
-            status: 'skipped',
-            image: job.image,
-            digest: null,
-            argv,
-            pid: null,
-            exitCode: null,
-            signal: null,
-            durationMs: null,
-            rusage: null,
-            error: blocker,
-          }),
-        );
+        records.push(print({ ...blankRecord(job, step, argv), status: 'skipped', error: blocker }));
         continue;
       }
       if (startError) {
