@@ -263,18 +263,27 @@ export class ContainerDir {
     this.fd = -1;
   }
 
-  /** Read state.json; undefined when absent (a create that died before writing it). */
-  readRecord(): StateRecord | undefined {
-    const file = join(this.path, 'state.json');
-    let fd: number;
+  /**
+   * Open NAME in the container's directory for reading, never through a
+   * link (O_NOFOLLOW) nor blocking on a FIFO; undefined when it is absent.
+   */
+  private openOwn(name: string, what: string): number | undefined {
+    const file = join(this.path, name);
     try {
-      fd = openSync(this.at('state.json'), fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+      return openSync(this.at(name), fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
     } catch (e) {
       const c = errno(e);
       if (c === 'ENOENT') return undefined;
-      if (c === 'ELOOP') throw new OciStateError(`state file ${file} is a symbolic link: refusing it`);
-      throw new OciStateError(`cannot open state file ${file}: ${c}`);
+      if (c === 'ELOOP') throw new OciStateError(`${what} ${file} is a symbolic link: refusing it`);
+      throw new OciStateError(`cannot open ${what} ${file}: ${c}`);
     }
+  }
+
+  /** Read state.json; undefined when absent (a create that died before writing it). */
+  readRecord(): StateRecord | undefined {
+    const file = join(this.path, 'state.json');
+    const fd = this.openOwn('state.json', 'state file');
+    if (fd === undefined) return undefined;
     try {
       const st = fstatSync(fd);
       if (!st.isFile() || st.size > MAX_RECORD)
@@ -397,15 +406,8 @@ export class ContainerDir {
 
   private readLock(): { pid: number; start: string; ino: number } | 'gone' {
     const file = join(this.path, 'lock');
-    let fd: number;
-    try {
-      fd = openSync(this.at('lock'), fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
-    } catch (e) {
-      const c = errno(e);
-      if (c === 'ENOENT') return 'gone';
-      if (c === 'ELOOP') throw new OciStateError(`lock file ${file} is a symbolic link: refusing it`);
-      throw new OciStateError(`cannot open lock file ${file}: ${c}`);
-    }
+    const fd = this.openOwn('lock', 'lock file');
+    if (fd === undefined) return 'gone';
     try {
       const st = fstatSync(fd);
       if (!st.isFile() || st.size > 64) throw new OciStateError(`lock file ${file} is not a lock file of ours`);
